@@ -1,0 +1,1 @@
+"""The `medseglens` command line: one module per command group, wired in `main`."""

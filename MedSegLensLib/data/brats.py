@@ -1,0 +1,96 @@
+"""Finding a case's files by BraTS naming (2023+ and 2021) and loading the case."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+from .case import MODALITIES, Case, load_case
+from .volumes import image_suffix, strip_image_suffix
+
+# File-name endings (before the extension) for each naming scheme.
+SCHEMES: dict[str, dict[str, str]] = {
+    "brats2023": {"-t1n": "t1n", "-t1c": "t1c", "-t2w": "t2w", "-t2f": "t2f", "-seg": "seg", "-tissue": "tissue"},
+    "brats2021": {"_t1": "t1n", "_t1ce": "t1c", "_t2": "t2w", "_flair": "t2f", "_seg": "seg", "_tissue": "tissue"},
+}
+# BraTS 2021 labels enhancing tumour 4; MedSegLens (like BraTS 2023) uses 3.
+LABEL_MAPS = {"brats2023": {}, "brats2021": {4: 3}}
+
+
+@dataclass
+class CaseFiles:
+    """Where one case's files are; what `load` needs to build a `Case`."""
+
+    case_id: str
+    modalities: dict[str, str]
+    seg: str | None = None
+    tissue: str | None = None
+    population: str = "unknown"
+    scheme: str = "brats2023"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def load(self, with_labels: bool = True) -> Case:
+        return load_case(
+            self.modalities,
+            label_file=self.seg if with_labels else None,
+            tissue_file=self.tissue if with_labels else None,
+            case_id=self.case_id,
+            population=self.population,
+            label_map=LABEL_MAPS[self.scheme],
+        )
+
+
+def _role(path: Path) -> tuple[str, str] | None:
+    """(scheme, role) of a file by its name ending, or None when it is not a case file."""
+    if not image_suffix(path):
+        return None
+    stem = strip_image_suffix(path).lower()
+    for scheme, endings in SCHEMES.items():
+        for ending, role in endings.items():
+            if stem.endswith(ending.lower()):
+                return scheme, role
+    return None
+
+
+def find_case_files(folder: str | os.PathLike, population: str = "unknown") -> CaseFiles:
+    """Identify the modality, label and tissue files of a BraTS case folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: case folder not found")
+    found: dict[str, dict[str, str]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        hit = _role(path)
+        if hit is None:
+            continue
+        scheme, role = hit
+        roles = found.setdefault(scheme, {})
+        if role in roles:
+            raise InputError(f"{folder}: two files for {role}: {Path(roles[role]).name} and {path.name}; keep one")
+        roles[role] = str(path)
+    if not found:
+        raise InputError(
+            f"{folder}: no BraTS image files found; expected names like <case>-t1n.nii.gz (2023) or <case>_t1.nii.gz (2021)"
+        )
+    scheme, roles = max(found.items(), key=lambda item: sum(m in item[1] for m in MODALITIES))
+    missing = [m for m in MODALITIES if m not in roles]
+    if missing:
+        expected = {v: k for k, v in SCHEMES[scheme].items()}
+        names = ", ".join(f"*{expected[m]}.nii.gz" for m in missing)
+        raise InputError(f"{folder}: missing modality {', '.join(missing)} (no file named {names})")
+    return CaseFiles(
+        case_id=folder.name,
+        modalities={m: roles[m] for m in MODALITIES},
+        seg=roles.get("seg"),
+        tissue=roles.get("tissue"),
+        population=population,
+        scheme=scheme,
+    )
+
+
+def read_case(path: str | os.PathLike, population: str = "unknown", with_labels: bool = True) -> Case:
+    """Load a case from a BraTS folder (either naming scheme)."""
+    return find_case_files(path, population).load(with_labels=with_labels)
