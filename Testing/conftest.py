@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("MEDSEGLENS_CACHE", str(ROOT / ".cache"))
 torch_threads = int(os.environ.get("MEDSEGLENS_TEST_THREADS", "2"))
 
 
