@@ -56,15 +56,13 @@ def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Iterable[float] = (1.0, 1.0
 
 
 def _crop_to_union(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both masks cut to their joint bounding box plus one voxel.
+    """Both masks cut to their joint bounding box (a speed-up that changes no distance).
 
-    Every surface voxel lies inside, and the margin keeps the erosion identical to
-    the full-volume one (a voxel on the image edge stays on the crop edge).
+    Every surface voxel lies inside, and a mask voxel on the box's edge has a
+    background neighbour outside it, so it is surface in the full volume too.
     """
     coords = np.nonzero(a | b)
-    box = tuple(
-        slice(max(int(c.min()) - 1, 0), min(int(c.max()) + 2, size)) for c, size in zip(coords, a.shape)
-    )
+    box = tuple(slice(int(c.min()), int(c.max()) + 1) for c in coords)
     return a[box], b[box]
 
 
