@@ -129,3 +129,16 @@ def test_case_args_helper_in_process(tmp_path, rng):
         case_files_from_args(parser.parse_args([]))
     with pytest.raises(InputError, match="case id"):
         case_files_from_args(parser.parse_args(["--case", str(written["folder"]), "--case-id", "../x"]))
+
+
+def test_tissue_map_is_read_and_checked(tmp_path, rng):
+    written = write_case(tmp_path, "t", rng)
+    tissue = (np.indices((16, 18, 14)).sum(axis=0) % 4).astype(np.uint8)
+    tissue_path = write_nifti(written["folder"] / "t-tissue.nii.gz", tissue, affine())
+    files = find_case_files(written["folder"])
+    assert files.tissue == str(tissue_path)
+    np.testing.assert_array_equal(files.load().tissue, tissue)
+    assert files.load(with_labels=False).tissue is None
+    write_nifti(tissue_path, tissue + 1, affine())
+    with pytest.raises(InputError, match=r"t-tissue.nii.gz: tissue values \[4\] are outside"):
+        files.load()
