@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
@@ -29,7 +29,6 @@ class CaseFiles:
     tissue: str | None = None
     population: str = "unknown"
     scheme: str = "brats2023"
-    extra: dict[str, str] = field(default_factory=dict)
 
     def load(self, with_labels: bool = True) -> Case:
         return load_case(
@@ -42,16 +41,53 @@ class CaseFiles:
         )
 
 
-def _role(path: Path) -> tuple[str, str] | None:
-    """(scheme, role) of a file by its name ending, or None when it is not a case file."""
+def file_role(path: str | os.PathLike) -> tuple[str, str, str] | None:
+    """(scheme, role, case-id part) of a file by its name ending; None when it is no case file."""
     if not image_suffix(path):
         return None
-    stem = strip_image_suffix(path).lower()
+    stem = strip_image_suffix(path)
     for scheme, endings in SCHEMES.items():
         for ending, role in endings.items():
-            if stem.endswith(ending.lower()):
-                return scheme, role
+            if stem.lower().endswith(ending.lower()):
+                return scheme, role, stem[: len(stem) - len(ending)]
     return None
+
+
+def label_scheme(label_file: str | os.PathLike | None) -> str:
+    """The label convention of a segmentation file: BraTS 2021 when named `*_seg`, else 2023."""
+    hit = file_role(label_file) if label_file else None
+    return hit[0] if hit and hit[1] == "seg" else "brats2023"
+
+
+def case_id_from_files(paths: list[str | os.PathLike]) -> str:
+    """A case id for explicitly named files: their common BraTS prefix, else their folder's name."""
+    prefixes = {hit[2] for hit in map(file_role, paths) if hit}
+    if len(prefixes) == 1 and (prefix := prefixes.pop().strip(" ._-")):
+        return prefix
+    first = Path(paths[0]).resolve()
+    return first.parent.name or strip_image_suffix(first)
+
+
+def case_files_from_paths(
+    modalities: dict[str, str | os.PathLike],
+    seg: str | os.PathLike | None = None,
+    tissue: str | os.PathLike | None = None,
+    case_id: str | None = None,
+    population: str = "unknown",
+) -> CaseFiles:
+    """`CaseFiles` for four explicitly named modality files (any names) and optional maps."""
+    missing = [m for m in MODALITIES if not modalities.get(m)]
+    if missing:
+        raise InputError(f"missing modality {', '.join(missing)}: give all of {', '.join(MODALITIES)}")
+    files = {m: str(modalities[m]) for m in MODALITIES}
+    return CaseFiles(
+        case_id=case_id or case_id_from_files(list(files.values())),
+        modalities=files,
+        seg=str(seg) if seg else None,
+        tissue=str(tissue) if tissue else None,
+        population=population,
+        scheme=label_scheme(seg),
+    )
 
 
 def find_case_files(folder: str | os.PathLike, population: str = "unknown") -> CaseFiles:
@@ -63,10 +99,10 @@ def find_case_files(folder: str | os.PathLike, population: str = "unknown") -> C
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or not path.is_file():
             continue
-        hit = _role(path)
+        hit = file_role(path)
         if hit is None:
             continue
-        scheme, role = hit
+        scheme, role, _ = hit
         roles = found.setdefault(scheme, {})
         if role in roles:
             raise InputError(f"{folder}: two files for {role}: {Path(roles[role]).name} and {path.name}; keep one")

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from .geometry import Grid, from_canonical, overlap_fraction, resample_to_grid, to_canonical
+from .labels import read_label_volume
 from .volumes import Volume, read_volume, write_volume
 
 MODALITIES: tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f")
@@ -90,7 +91,7 @@ def load_case(
     if tissue_file is not None:
         files["tissue"] = str(tissue_file)
     return Case(
-        case_id=case_id or Path(modality_files[MODALITIES[0]]).parent.name,
+        case_id=case_id or Path(modality_files[MODALITIES[0]]).resolve().parent.name,
         image=image,
         grid=grid,
         source_grid=reference.grid,
@@ -115,25 +116,6 @@ def _onto(volume: Volume, grid: Grid, order: int) -> np.ndarray:
 
 
 def _read_labels(path, grid: Grid, mapping: dict[int, int], kind: str, allowed: tuple[int, ...]) -> np.ndarray:
-    volume = read_volume(path, kind="label")
-    values = volume.array
-    if np.issubdtype(values.dtype, np.floating):
-        if not np.all(values == np.round(values)):
-            raise InputError(f"{path}: {kind} map has non-integer values; a label map of integers is expected")
-    values = values.astype(np.int64)
-    if mapping:
-        present = set(np.unique(values).tolist())
-        clashes = [src for src, dst in mapping.items() if src in present and dst in present and src != dst]
-        if clashes:
-            raise InputError(f"{path}: {kind} map holds both {clashes[0]} and {mapping[clashes[0]]}; mixed label conventions")
-        for src, dst in mapping.items():
-            values[values == src] = dst
-    bad = sorted(set(np.unique(values).tolist()) - set(allowed))
-    if bad:
-        raise InputError(
-            f"{path}: {kind} values {bad[:5]} are outside {{{', '.join(map(str, allowed))}}}; "
-            "relabel the file to the BraTS convention (1 NCR, 2 ED, 3 ET)" if kind == "label" else
-            f"{path}: {kind} values {bad[:5]} are outside {{{', '.join(map(str, allowed))}}}"
-        )
-    volume.array = values.astype(np.uint8)
+    hint = "relabel the file to the BraTS convention (1 NCR, 2 ED, 3 ET)" if kind == "label" else ""
+    volume = read_label_volume(path, allowed, mapping, kind=kind, hint=hint)
     return _onto(volume, grid, order=0).astype(np.uint8, copy=False)

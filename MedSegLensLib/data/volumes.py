@@ -7,9 +7,8 @@ failure into a one-line `InputError` that names the file. Writers are atomic.
 
 from __future__ import annotations
 
-import gzip
+import math
 import os
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +16,10 @@ import nibabel as nib
 import nrrd
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
 from ..fileio import atomic_path, ensure_parent
 from .geometry import Grid
+from .nrrd_header import check_detached_data_file, nrrd_affine
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 NRRD_SUFFIXES = (".seg.nrrd", ".nrrd", ".nhdr")
@@ -27,6 +27,8 @@ IMAGE_SUFFIXES = NIFTI_SUFFIXES + NRRD_SUFFIXES
 MAX_VOXELS = int(os.environ.get("MEDSEGLENS_MAX_VOXELS", 512**3))
 SPACING_RANGE_MM = (0.05, 20.0)
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+# Writers keep these types; others are converted (nibabel refuses int64, NIfTI has no bool).
+_WRITE_TYPES = {np.dtype(bool): np.uint8, np.dtype(np.int64): np.int32, np.dtype(np.uint64): np.uint32}
 
 
 @dataclass
@@ -63,11 +65,13 @@ def read_volume(path: str | os.PathLike, kind: str = "image") -> Volume:
     suffix = image_suffix(path)
     if suffix in NIFTI_SUFFIXES:
         array, affine = _read_nifti(path)
+        array = _squeeze_to_3d(array, path)
     elif suffix in NRRD_SUFFIXES:
-        array, affine = _read_nrrd(path)
+        array, header = _read_nrrd(path)
+        array = _squeeze_to_3d(array, path)
+        affine = nrrd_affine(header, path)
     else:
-        raise InputError(f"{path}: unsupported file type; use NIfTI (.nii, .nii.gz) or NRRD (.nrrd)")
-    array = _squeeze_to_3d(array, path)
+        raise InputError(f"{path}: unsupported file type; use NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .nhdr)")
     grid = Grid(tuple(int(s) for s in array.shape), affine)
     _check_geometry(grid, path)
     _check_values(array, path, kind)
@@ -79,7 +83,7 @@ def _check_declared_shape(shape: tuple[int, ...], path: Path) -> None:
         raise InputError(f"{path}: image has {len(shape)} dimension(s); a 3D volume is expected")
     if any(int(s) <= 0 for s in shape):
         raise InputError(f"{path}: header declares an empty dimension {tuple(shape)}")
-    voxels = int(np.prod([int(s) for s in shape], dtype=np.int64))
+    voxels = math.prod(int(s) for s in shape)
     if voxels > MAX_VOXELS:
         raise InputError(
             f"{path}: header declares {tuple(int(s) for s in shape)} = {voxels:,} voxels, more than the "
@@ -89,51 +93,32 @@ def _check_declared_shape(shape: tuple[int, ...], path: Path) -> None:
 
 def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
-        image = nib.load(str(path))
+        image = nib.load(str(path), mmap=False)
     except Exception as exc:  # nibabel raises many types for bad headers
         raise InputError(f"{path}: not a readable NIfTI file ({_reason(exc)})") from None
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(f"{path}: not a NIfTI-1/2 image ({type(image).__name__})")
     _check_declared_shape(image.header.get_data_shape(), path)
     try:
-        array = np.asanyarray(image.dataobj)
-    except (EOFError, OSError, ValueError, zlib.error, gzip.BadGzipFile) as exc:
+        array = np.asarray(image.dataobj)
+        affine = np.asarray(image.affine, dtype=float)
+    except Exception as exc:  # truncated gzip, short file, bad scaling, bad dtype...
         raise InputError(f"{path}: voxel data cannot be read, the file is truncated or corrupt ({_reason(exc)})") from None
-    return np.asarray(array), np.asarray(image.affine, dtype=float)
+    return array, affine
 
 
-def _read_nrrd(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_nrrd(path: Path) -> tuple[np.ndarray, dict]:
     try:
         header = nrrd.read_header(str(path))
     except Exception as exc:
         raise InputError(f"{path}: not a readable NRRD file ({_reason(exc)})") from None
-    sizes = [int(s) for s in header.get("sizes", [])]
-    _check_declared_shape(tuple(sizes), path)
+    _check_declared_shape(tuple(np.asarray(header.get("sizes", [])).ravel().tolist()), path)
+    check_detached_data_file(header, path)
     try:
         array, header = nrrd.read(str(path), index_order="F")
     except Exception as exc:
         raise InputError(f"{path}: voxel data cannot be read, the file is truncated or corrupt ({_reason(exc)})") from None
-    return np.asarray(array), _nrrd_affine(header, array.ndim, path)
-
-
-def _nrrd_affine(header: dict, ndim: int, path: Path) -> np.ndarray:
-    directions = header.get("space directions")
-    affine = np.eye(4)
-    if directions is not None:
-        rows = [np.asarray(d, dtype=float) for d in directions if d is not None and not np.all(np.isnan(np.asarray(d, dtype=float)))]
-        if len(rows) >= 3:
-            affine[:3, :3] = np.stack(rows[-3:], axis=1)
-    elif "spacings" in header:
-        affine[:3, :3] = np.diag(np.asarray(header["spacings"], dtype=float)[-3:])
-    origin = header.get("space origin")
-    if origin is not None:
-        affine[:3, 3] = np.asarray(origin, dtype=float)
-    space = str(header.get("space", "left-posterior-superior")).lower()
-    if space in ("left-posterior-superior", "lps"):
-        affine = _LPS_TO_RAS @ affine
-    elif space not in ("right-anterior-superior", "ras"):
-        raise InputError(f"{path}: NRRD space '{space}' is not supported; use RAS or LPS")
-    return affine
+    return np.asarray(array), header
 
 
 def _squeeze_to_3d(array: np.ndarray, path: Path) -> np.ndarray:
@@ -160,8 +145,9 @@ def _check_geometry(grid: Grid, path: Path) -> None:
 
 
 def _check_values(array: np.ndarray, path: Path, kind: str) -> None:
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise InputError(f"{path}: voxel type {array.dtype} is not numeric")
+    real = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating) or array.dtype == bool
+    if not real:
+        raise InputError(f"{path}: voxel type {array.dtype} is not a real scalar; a single-channel 3D volume is expected")
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise InputError(f"{path}: {bad} voxel(s) are NaN or Inf; fix or mask them before analysis")
@@ -178,9 +164,10 @@ def write_volume(array: np.ndarray, grid: Grid, path: str | os.PathLike, dtype: 
     """Write a 3D volume in `grid`'s voxel order and affine, atomically; NIfTI or NRRD by suffix."""
     path = Path(path)
     suffix = image_suffix(path)
-    if not suffix:
-        raise InputError(f"{path}: unsupported output type; use .nii.gz, .nii or .nrrd")
+    if not suffix or suffix == ".nhdr":
+        raise OutputError(f"{path}: unsupported output type; use .nii.gz, .nii or .nrrd")
     array = np.asarray(array if dtype is None else array.astype(dtype))
+    array = array.astype(_WRITE_TYPES.get(array.dtype, array.dtype), copy=False)
     if tuple(array.shape) != tuple(grid.shape):
         raise ValueError(f"array shape {array.shape} does not match grid {grid.shape}")
     ensure_parent(path)
