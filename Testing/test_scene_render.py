@@ -123,3 +123,27 @@ def test_three_views_side_by_side(scene_with_overlay, tmp_path):
     assert (tmp_path / "s.png").stat().st_size > 0
     with pytest.raises(ParameterError, match="orientation 'oblique'"):
         render_slice(headless.scene, nodes.reference, orientation="oblique")
+
+
+def test_slice_views_are_pointed_at_the_mri_and_the_overlay(scene_with_overlay):
+    import slicer
+
+    from MedSegLensLib.scene import show_in_slice_views
+
+    headless, case, nodes, overlay, _, _ = scene_with_overlay
+    scene = headless.scene
+    logics = []
+    for name in ("Red", "Green"):  # two views, as Slicer's layout would create
+        logic = slicer.vtkMRMLSliceLogic()
+        logic.SetMRMLScene(scene)
+        logic.AddSliceNode(name)
+        logics.append(logic)
+    assert show_in_slice_views(scene, nodes.volumes["t1c"], overlay, foreground_opacity=0.7) == 2
+    for logic in logics:
+        composite = logic.GetSliceCompositeNode()
+        assert composite.GetBackgroundVolumeID() == nodes.volumes["t1c"].GetID()
+        assert composite.GetForegroundVolumeID() == overlay.GetID()
+        assert composite.GetForegroundOpacity() == pytest.approx(0.7)
+    show_in_slice_views(scene, foreground=nodes.volumes["t2f"])
+    assert logics[0].GetSliceCompositeNode().GetBackgroundVolumeID() == nodes.volumes["t1c"].GetID()
+    assert logics[0].GetSliceCompositeNode().GetForegroundVolumeID() == nodes.volumes["t2f"].GetID()

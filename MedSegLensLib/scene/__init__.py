@@ -35,6 +35,7 @@ from .segmentation import (  # noqa: E402
     add_brats_segmentation, has_closed_surface, segment_ids_by_value, segmentation_to_labels,
     update_preview_segmentation,
 )
+from .views import show_in_slice_views  # noqa: E402
 from .volume_arrays import add_volume_node, node_array, node_grid, set_node_array  # noqa: E402
 
 __all__ = [
@@ -44,6 +45,6 @@ __all__ = [
     "load_scene", "load_segmentation", "node_array", "node_grid", "overlay_latent", "parent_item_of", "place_beside",
     "place_under", "read_provenance", "region_of_segment", "render_orthogonal", "render_slice", "save_scene",
     "save_segmentation", "save_volume", "segment_ids_by_value", "segmentation_to_labels", "set_node_array",
-    "set_overlay_threshold", "terminology_entry", "update_latent_overlay", "update_preview_segmentation",
+    "set_overlay_threshold", "show_in_slice_views", "terminology_entry", "update_latent_overlay", "update_preview_segmentation",
     "write_brats_color_table", "write_png",
 ]
