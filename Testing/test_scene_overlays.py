@@ -129,3 +129,19 @@ def test_bad_maps_are_refused(loaded):
     with pytest.raises(ParameterError, match="colour map 'Viridis'"):
         add_latent_overlay(headless.scene, hot_map(case), case.grid, nodes.reference, "x", colormap_id="Viridis")
     assert headless.scene.GetNumberOfNodesByClass("vtkMRMLVolumeNode") == 4  # only the case's own volumes
+
+
+def test_removing_an_overlay_leaves_nothing_behind(loaded, capfd):
+    from MedSegLensLib.scene import remove_node
+
+    headless, case, nodes = loaded
+    scene = headless.scene
+    for style in ("volume", "labelmap"):  # the shared colour tables exist from now on
+        add_latent_overlay(scene, hot_map(case), case.grid, nodes.reference, "first", style=style)
+    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+    for style in ("volume", "labelmap"):
+        node = add_latent_overlay(scene, hot_map(case), case.grid, nodes.reference, "step", style=style)
+        remove_node(scene, node)
+        assert {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())} == before
+    add_latent_overlay(scene, hot_map(case), case.grid, nodes.reference, "next")
+    assert "inconsistency" not in capfd.readouterr().err

@@ -143,3 +143,13 @@ def test_canonical_grid_agrees_with_reorienting_an_array(rng):
             grid = Grid((4, 5, 6), affine)
             _, expected = to_canonical(np.zeros(grid.shape), grid)
             assert canonical_grid(grid).same_as(expected)
+
+
+def test_a_headless_scene_keeps_its_logics_alive():
+    import gc
+
+    scene = create_headless_slicer().scene
+    gc.collect()
+    for color in ("vtkMRMLColorTableNodeGrey", "vtkMRMLColorTableNodeCool1"):
+        assert scene.GetNodeByID(color) is not None
+    assert scene.GetFirstNodeByClass("vtkMRMLSubjectHierarchyNode") is not None

@@ -25,7 +25,7 @@ from .brats_terminology import (  # noqa: E402
 )
 from .case_volumes import CaseNodes, add_case_volumes  # noqa: E402
 from .headless import HeadlessSlicer, create_headless_slicer  # noqa: E402
-from .hierarchy import case_study_item, parent_item_of, place_beside, place_under  # noqa: E402
+from .hierarchy import case_study_item, parent_item_of, place_beside, place_under, remove_node  # noqa: E402
 from .node_files import load_segmentation, save_segmentation, save_volume  # noqa: E402
 from .overlays import add_latent_overlay, overlay_latent, set_overlay_threshold, update_latent_overlay  # noqa: E402
 from .provenance import Provenance, attach_provenance, read_provenance  # noqa: E402
@@ -43,7 +43,7 @@ __all__ = [
     "TERMINOLOGY_CONTEXT", "add_brats_segmentation", "add_case_volumes", "add_latent_overlay", "add_volume_node",
     "attach_provenance", "brats_color_table", "case_study_item", "create_headless_slicer", "has_closed_surface",
     "load_scene", "load_segmentation", "node_array", "node_grid", "overlay_latent", "parent_item_of", "place_beside",
-    "place_under", "read_provenance", "region_of_segment", "render_orthogonal", "render_slice", "save_scene",
+    "place_under", "read_provenance", "region_of_segment", "remove_node", "render_orthogonal", "render_slice", "save_scene",
     "save_segmentation", "save_volume", "segment_ids_by_value", "segmentation_to_labels", "set_node_array",
     "set_overlay_threshold", "show_in_slice_views", "terminology_entry", "update_latent_overlay", "update_preview_segmentation",
     "write_brats_color_table", "write_png",

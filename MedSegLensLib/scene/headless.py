@@ -18,7 +18,7 @@ import slicer
 
 @dataclass
 class HeadlessSlicer:
-    """A scene with the logics that keep it working; hold on to it while the scene is in use."""
+    """A scene with the logics that keep it working (the scene also holds on to them)."""
 
     scene: object
     app_logic: object
@@ -38,4 +38,8 @@ def create_headless_slicer() -> HeadlessSlicer:
     app_logic.SetModuleLogic("Segmentations", segmentations_logic)
     slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene, True)
-    return HeadlessSlicer(scene, app_logic, segmentations_logic)
+    headless = HeadlessSlicer(scene, app_logic, segmentations_logic)
+    # The colour logic removes the default colour nodes when it is deleted: let the scene keep its logics alive,
+    # so `create_headless_slicer().scene` is safe to use on its own.
+    scene.medseglens_logics = headless
+    return headless

@@ -1,4 +1,4 @@
-"""Placing nodes under their case (patient / study) in the subject hierarchy.
+"""Placing nodes under their case (patient / study) in the subject hierarchy, and removing them cleanly.
 
 Desktop Slicer gives every data node a subject-hierarchy item as it is added;
 plain slicer-core does not, so each function here creates the item when it is
@@ -64,3 +64,23 @@ def parent_item_of(scene, node) -> int:
     sh = _hierarchy(scene)
     item = sh.GetItemByDataNode(node)
     return sh.GetItemParent(item) if item else 0
+
+
+def remove_node(scene, node) -> None:
+    """Remove a data node with its subject-hierarchy item, display and storage nodes.
+
+    Plain slicer-core leaves all three behind on `scene.RemoveNode` (the item
+    then points at nothing); desktop Slicer tidies up the same way.
+    """
+    sh = _hierarchy(scene)
+    item = sh.GetItemByDataNode(node)
+    dependents = []
+    for count, nth in (("GetNumberOfDisplayNodes", "GetNthDisplayNode"), ("GetNumberOfStorageNodes", "GetNthStorageNode")):
+        if hasattr(node, count):
+            dependents += [getattr(node, nth)(index) for index in range(getattr(node, count)())]
+    if item:
+        sh.RemoveItem(item, False, False)
+    for dependent in dependents:
+        if dependent is not None:
+            scene.RemoveNode(dependent)
+    scene.RemoveNode(node)
