@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -146,8 +149,15 @@ def test_unreadable_scenes_are_reported(tmp_path):
         load_scene(headless.scene, tmp_path / "missing.mrb")
     broken = tmp_path / "broken.mrb"
     broken.write_bytes(b"not a zip file")
-    with pytest.raises(InputError, match="broken.mrb"):
+    with pytest.raises(InputError, match="broken.mrb: not a readable Slicer scene bundle"):
         load_scene(headless.scene, broken)
+    empty_zip = tmp_path / "empty.mrb"
+    with zipfile.ZipFile(empty_zip, "w") as archive:
+        archive.writestr("readme.txt", "no scene in here")
+    cwd = os.getcwd()
+    with pytest.raises(InputError, match="empty.mrb: not a readable Slicer scene bundle"):
+        load_scene(headless.scene, empty_zip)
+    assert os.getcwd() == cwd
     with pytest.raises(InputError, match="expected .mrb or .mrml"):
         other = tmp_path / "scene.txt"
         other.write_text("x")

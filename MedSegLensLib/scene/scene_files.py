@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import slicer
@@ -67,16 +68,28 @@ def load_scene(scene, path: str | os.PathLike) -> None:
     if not path.is_file():
         raise InputError(f"{path}: scene file not found")
     if path.suffix.lower() == BUNDLE_SUFFIX:
+        if not zipfile.is_zipfile(path):
+            raise InputError(f"{path}: not a readable Slicer scene bundle (.mrb is a zip archive)")
         with tempfile.TemporaryDirectory(prefix="medseglens-mrb-") as work:
-            mrml = scene.UnpackSlicerDataBundle(str(path.resolve()), work)
-            if not mrml:
-                raise InputError(f"{path}: not a readable Slicer scene bundle (.mrb)")
+            mrml = _unpack(scene, path, work)
             _import(scene, Path(mrml), shown_as=path)
             _forget_unpacked_files(scene, work)
     elif path.suffix.lower() == ".mrml":
         _import(scene, path, shown_as=path)
     else:
         raise InputError(f"{path}: not a Slicer scene; expected .mrb or .mrml")
+
+
+def _unpack(scene, path: Path, folder: str) -> str:
+    """Unzip a bundle with Slicer; it changes the working folder and may not change it back on failure."""
+    cwd = os.getcwd()
+    try:
+        mrml = scene.UnpackSlicerDataBundle(str(path.resolve()), folder)
+    finally:
+        os.chdir(cwd)
+    if not mrml:
+        raise InputError(f"{path}: not a readable Slicer scene bundle (.mrb)")
+    return mrml
 
 
 def _import(scene, mrml: Path, shown_as: Path) -> None:
