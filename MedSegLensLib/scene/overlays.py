@@ -55,10 +55,19 @@ def _mask_color_table(scene):
     return table
 
 
-def _voxels(style: str, activation: np.ndarray, threshold: float) -> np.ndarray:
+def _voxels_for(style: str, activation: np.ndarray, grid: Grid, target: Grid, threshold: float) -> np.ndarray:
+    """What the node stores, in its own geometry: the map itself, or the mask of voxels at/above threshold."""
     if style == "labelmap":
-        return ((activation >= threshold) & (activation > 0)).astype(np.uint8)
-    return activation
+        mask = ((activation >= threshold) & (activation > 0)).astype(np.uint8)
+        return onto_node_grid(mask, grid, target, order=0)
+    return onto_node_grid(activation, grid, target, order=1)
+
+
+def _show_threshold(node, style: str, threshold: float, peak: float) -> None:
+    if style == "volume":
+        set_overlay_threshold(node, threshold, peak)
+    else:
+        node.SetAttribute(THRESHOLD_ATTRIBUTE, repr(threshold))
 
 
 def _style_of(node) -> str:
@@ -92,17 +101,12 @@ def add_latent_overlay(scene, activation: np.ndarray, grid: Grid, reference_node
     activation = _check_map(activation, grid)
     threshold = default_threshold(activation) if threshold is None else float(threshold)
     target = node_grid(reference_node)
-    voxels = onto_node_grid(_voxels(style, activation, threshold), grid, target, order=0 if style == "labelmap" else 1)
     class_name = "vtkMRMLLabelMapVolumeNode" if style == "labelmap" else "vtkMRMLScalarVolumeNode"
-    node = add_volume_node(scene, voxels, target, name, class_name)
+    node = add_volume_node(scene, _voxels_for(style, activation, grid, target, threshold), target, name, class_name)
     node.SetAttribute(ROLE_ATTRIBUTE, "latent-overlay")
-    display = node.GetDisplayNode()
-    if style == "labelmap":
-        display.SetAndObserveColorNodeID(_mask_color_table(scene).GetID())
-        node.SetAttribute(THRESHOLD_ATTRIBUTE, repr(threshold))
-    else:
-        display.SetAndObserveColorNodeID(colormap_id)
-        set_overlay_threshold(node, threshold, float(activation.max()))
+    color = _mask_color_table(scene).GetID() if style == "labelmap" else colormap_id
+    node.GetDisplayNode().SetAndObserveColorNodeID(color)
+    _show_threshold(node, style, threshold, float(activation.max()))
     _set_latent(node, latent)
     place_beside(scene, node, reference_node)
     return node
@@ -115,12 +119,8 @@ def update_latent_overlay(node, activation: np.ndarray, grid: Grid, threshold: f
     threshold = default_threshold(activation) if threshold is None else float(threshold)
     style = _style_of(node)
     target = node_grid(node)
-    voxels = onto_node_grid(_voxels(style, activation, threshold), grid, target, order=0 if style == "labelmap" else 1)
-    set_node_array(node, voxels, target)
-    if style == "volume":
-        set_overlay_threshold(node, threshold, float(activation.max()))
-    else:
-        node.SetAttribute(THRESHOLD_ATTRIBUTE, repr(threshold))
+    set_node_array(node, _voxels_for(style, activation, grid, target, threshold), target)
+    _show_threshold(node, style, threshold, float(activation.max()))
     _set_latent(node, latent)
     if name:
         node.SetName(name)
