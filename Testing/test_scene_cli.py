@@ -32,7 +32,7 @@ def test_render_writes_three_views_with_overlay_and_segmentation(tmp_path):
     activation = np.exp(-np.sum((ras - np.array([-6.0, 7.0, 20.0])) ** 2, axis=-1) / 20.0).astype(np.float32)
     write_volume(activation, t1n.grid, tmp_path / "map.nii.gz")
     out = tmp_path / "views.png"
-    result = medseglens("render", str(folder), "--map", str(tmp_path / "map.nii.gz"), "--out", str(out), "--size", "64")
+    result = medseglens("render", "--case", str(folder), "--map", str(tmp_path / "map.nii.gz"), "--out", str(out), "--size", "64")
     assert result.returncode == 0, result.stderr
     assert "through RAS -6.0, 7.0, 20.0 mm" in result.stdout  # the map's peak
     rgb = (matplotlib.image.imread(out)[..., :3] * 255).round().astype(int)
@@ -40,12 +40,18 @@ def test_render_writes_three_views_with_overlay_and_segmentation(tmp_path):
     bluish = (rgb[..., 2] > rgb[..., 0] + 60).sum()
     green_outline = ((rgb[..., 1] == 180) & (rgb[..., 0] == 60)).sum()  # ED's colour
     assert bluish > 20 and green_outline > 10
-    again = medseglens("render", str(folder), "--out", str(out))
+    bare = tmp_path / "bare.png"
+    result = medseglens("render", "--case", str(folder), "--out", str(bare), "--view", "axial", "--no-segmentation",
+                        "--size", "64")
+    assert result.returncode == 0, result.stderr
+    rgb = (matplotlib.image.imread(bare)[..., :3] * 255).round().astype(int)
+    assert rgb.shape == (64, 64, 3) and np.all(rgb[..., 0] == rgb[..., 2])  # grey MRI only
+    again = medseglens("render", "--case", str(folder), "--out", str(out))
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
 
 
 def test_render_reports_a_missing_case_in_one_line(tmp_path):
-    result = medseglens("render", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.png"))
+    result = medseglens("render", "--case", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.png"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("medseglens render: error:")
     assert "case folder not found" in result.stderr and "Traceback" not in result.stderr
