@@ -19,6 +19,7 @@ from ..errors import MedSegLensError
 COMMAND_MODULES = [
     "MedSegLensLib.cli.data_commands",
     "MedSegLensLib.cli.metrics_commands",
+    "MedSegLensLib.cli.scene_commands",
 ]
 
 
