@@ -20,7 +20,7 @@ from .contrast import add_tumour, healthy_images
 from .location_atlas import ATLAS_LABELS
 from .populations import PopulationShift
 from .random_fields import uniform
-from .scanner import acquire, sample_protocol
+from .scanner import acquire, coil_bias, sample_protocol
 from .templates import Templates
 from .tumour import ED, ET, NCR, grow_tumour, plan_tumour
 
@@ -65,7 +65,8 @@ def synthesize_case(case_id: str, shift: PopulationShift, templates: Templates,
         label = tumour.label
     brain = (anatomy.brain > 0.5) | (label > 0)
     protocol = sample_protocol(rng, shift)
-    scans = {name: acquire(rng, images[name], brain, protocol, spacing) for name in MODALITIES}
+    bias = coil_bias(rng, grid.shape, protocol, spacing)
+    scans = {name: acquire(rng, images[name], brain, bias, protocol, spacing) for name in MODALITIES}
     tissue = np.where(brain, 1 + np.argmax(np.stack([anatomy.csf, anatomy.gm, anatomy.wm]), axis=0), 0).astype(np.uint8)
     atlas = _fill_inside(anatomy.atlas, brain)
     info = _describe(shift, pose, protocol, plan, centre, label, atlas, grid)

@@ -1,10 +1,10 @@
 """The scanner: what a field strength and protocol do to an ideal image.
 
 Applied to the whole head, then the brain is cut out (skull stripping), as in
-BraTS preprocessing: a smooth coil bias, lower in-plane resolution, thick
-axial slices re-interpolated onto the grid, motion ghosts along the
-phase-encoding (anterior-posterior) axis, Rician noise, and an arbitrary
-scanner gain.
+BraTS preprocessing: a smooth coil bias (one per session, shared by the four
+sequences), lower in-plane resolution, thick axial slices re-interpolated onto
+the grid, motion ghosts along the phase-encoding (anterior-posterior) axis,
+Rician noise, and an arbitrary scanner gain.
 """
 
 from __future__ import annotations
@@ -46,12 +46,17 @@ def sample_protocol(rng: np.random.Generator, shift: PopulationShift) -> Protoco
     )
 
 
-def acquire(rng: np.random.Generator, image: np.ndarray, brain: np.ndarray, protocol: Protocol,
+def coil_bias(rng: np.random.Generator, shape: tuple[int, ...], protocol: Protocol, spacing: float) -> np.ndarray:
+    """The receive coil's smooth sensitivity profile, shared by every sequence of a session."""
+    if protocol.bias_amplitude <= 0:
+        return np.ones(shape, dtype=np.float32)
+    return np.exp(protocol.bias_amplitude * smooth_field(rng, shape, spacing, BIAS_LENGTH_MM)).astype(np.float32)
+
+
+def acquire(rng: np.random.Generator, image: np.ndarray, brain: np.ndarray, bias: np.ndarray, protocol: Protocol,
             spacing: float) -> np.ndarray:
     """Scanner image (float32, positive inside `brain`, 0 outside) of an ideal image in white-matter units."""
-    signal = np.clip(image, 0.0, None).astype(np.float32)
-    if protocol.bias_amplitude > 0:
-        signal *= np.exp(protocol.bias_amplitude * smooth_field(rng, signal.shape, spacing, BIAS_LENGTH_MM))
+    signal = np.clip(image, 0.0, None).astype(np.float32) * bias
     if protocol.inplane_blur_mm > 0:
         sigma = protocol.inplane_blur_mm / 2.355 / spacing
         signal = ndimage.gaussian_filter(signal, (sigma, sigma, 0.0))
