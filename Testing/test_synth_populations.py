@@ -72,3 +72,12 @@ def test_bad_parameters_are_one_line_errors(name, severity, text):
     with pytest.raises(ParameterError) as info:
         population_shift(name, severity)
     assert text in str(info.value) and "\n" not in str(info.value)
+
+
+def test_docs_show_the_parameters_the_code_uses():
+    from pathlib import Path
+
+    from MedSegLensLib.synth.populations import parameter_table
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "synth.md").read_text(encoding="utf-8")
+    assert parameter_table() in docs, "docs/synth.md is stale: paste populations.parameter_table() into it"
