@@ -18,6 +18,7 @@ from .random_fields import smooth_field
 from .tumour import Tumour
 
 GREY_T1, GREY_T2 = 0.77, 1.33  # template grey-matter level relative to white matter
+CSF_T2 = 2.4  # template CSF level on T2
 FLAIR_CSF_SUPPRESSION = 0.85
 VESSEL_ENHANCEMENT = 0.6
 # Tumour compartment signal per modality (t1n, t1c, t2w, t2f), times white matter.
@@ -33,7 +34,9 @@ def healthy_images(rng: np.random.Generator, anatomy: Anatomy, myelination: floa
     immature = (1.0 - myelination) * anatomy.wm
     t1 = anatomy.t1 - immature * (1.0 - GREY_T1)
     t2 = anatomy.t2 + immature * (GREY_T2 - 1.0)
-    csf_share = np.clip(anatomy.csf / np.maximum(anatomy.brain, 1e-3), 0.0, 1.0)
+    # free water: the CSF map, or T2 signal above grey matter (the 2009a tissue maps miss some CSF of the 2009c T2)
+    water = np.clip((anatomy.t2 - GREY_T2) / (CSF_T2 - GREY_T2), 0.0, 1.0)
+    csf_share = np.maximum(np.clip(anatomy.csf / np.maximum(anatomy.brain, 1e-3), 0.0, 1.0), water)
     flair = t2 * (1.0 - FLAIR_CSF_SUPPRESSION * csf_share)
     vessels = np.clip(smooth_field(rng, anatomy.t1.shape, spacing, 5.0) - 1.5, 0.0, None)
     t1c = t1 + VESSEL_ENHANCEMENT * vessels * anatomy.csf
