@@ -77,8 +77,8 @@ class PopulationShift:
 PRESETS: dict[str, PopulationShift] = {
     "adult": PopulationShift(),
     "healthy": PopulationShift(name="healthy", has_tumour=False),
-    # Calibrated with bench/calibrate_synth.py (docs/synth.md): an adult-trained U-Net fails on 20-30 % of the
-    # cases at severity 1, on none at 0.5 and on 65-75 % at 1.5.
+    # Calibrated with bench/calibrate_synth.py (docs/synth.md): an adult-trained U-Net fails on 30-35 % of the
+    # cases at severity 1, on none at 0.5 and on 40-85 % at 1.5.
     "pediatric": PopulationShift(
         name="pediatric",
         head_scale=(0.83, 0.93),
