@@ -20,7 +20,7 @@ from .case import MODALITIES
 
 MANIFEST_CSV = "manifest.csv"
 MANIFEST_JSON = "manifest.json"
-MANIFEST_COLUMNS = ("case_id", "population", *MODALITIES, "seg", "tissue")
+MANIFEST_COLUMNS = ("case_id", "population", *MODALITIES, "seg", "tissue", "atlas")
 
 
 def discover_cohort(folder: str | os.PathLike, population: str | None = None) -> list[CaseFiles]:
