@@ -154,13 +154,14 @@ def default_config(architecture: str, **overrides: Any) -> ModelConfig:
     """The project's default config for 'unet' or 'segformer' (spacing is set by training)."""
     if architecture not in DEFAULT_HYPER_PARAMETERS:
         raise ParameterError(f"no default config for '{architecture}'; use unet or segformer, or write a config file")
-    return ModelConfig(architecture=architecture, hyper_parameters=DEFAULT_HYPER_PARAMETERS[architecture], **overrides)
+    values = {"hyper_parameters": DEFAULT_HYPER_PARAMETERS[architecture], **overrides}
+    return ModelConfig(architecture=architecture, **values)
 
 
 def tiny_config(architecture: str, **overrides: Any) -> ModelConfig:
     """A very small network on 16^3 patches, for fast tests of code that uses models."""
     if architecture not in TINY_HYPER_PARAMETERS:
         raise ParameterError(f"no tiny config for '{architecture}'; use unet or segformer")
-    values = {"patch_size": TINY_PATCH, "sliding_window": {"overlap": 0.25, "mode": "gaussian", "batch_size": 4}}
-    values.update(overrides)
-    return ModelConfig(architecture=architecture, hyper_parameters=TINY_HYPER_PARAMETERS[architecture], **values)
+    values = {"hyper_parameters": TINY_HYPER_PARAMETERS[architecture], "patch_size": TINY_PATCH,
+              "sliding_window": {"overlap": 0.25, "mode": "gaussian", "batch_size": 4}, **overrides}
+    return ModelConfig(architecture=architecture, **values)

@@ -27,6 +27,7 @@ MODEL_JSON = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 FORMAT = "medseglens.model"
 FORMAT_VERSION = 1
+METADATA_KEY = "medseglens"
 
 
 def state_tensors(network: nn.Module) -> dict[str, torch.Tensor]:
@@ -35,9 +36,14 @@ def state_tensors(network: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def write_weights(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> str:
-    """Write a safetensors file atomically; return its sha256."""
+    """Write a safetensors file atomically; return its sha256.
+
+    The metadata is stored under one key as sorted JSON: safetensors writes
+    several metadata keys in a random order, which would make the same
+    weights hash differently from run to run.
+    """
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
         digest = sha256_file(tmp)
     return digest
 
@@ -55,9 +61,10 @@ def read_weights(path: Path, expected_sha256: str | None = None) -> tuple[dict[s
             )
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = dict(handle.metadata() or {})
+            metadata = json.loads((handle.metadata() or {}).get(METADATA_KEY, "{}"))
+            metadata = metadata if isinstance(metadata, dict) else {}
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, TypeError) as exc:
         raise IntegrityError(f"{path}: not a readable safetensors file ({' '.join(str(exc).split())[:120]})") from None
     return tensors, metadata
 
