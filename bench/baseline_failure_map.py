@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from MedSegLensLib.cli.model_commands import TrainingBar  # noqa: E402
 from MedSegLensLib.fileio import write_json_atomic, write_text_atomic  # noqa: E402
 from MedSegLensLib.models import (  # noqa: E402
     TrainingSettings,
@@ -61,7 +62,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--train-cases", type=int, default=40, help="adult cases for training + validation")
     parser.add_argument("--test-cases", type=int, default=16, help="held-out cases per tumour population")
     parser.add_argument("--healthy-cases", type=int, default=8)
-    parser.add_argument("--epochs", type=int, nargs="+", default=[40, 25], help="epochs per architecture, in --archs order")
+    parser.add_argument("--unet-epochs", type=int, default=25)
+    parser.add_argument("--segformer-epochs", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--failure-dice", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("MEDSEGLENS_THREADS", "2")))
@@ -90,23 +92,14 @@ def ensure_model(arch: str, epochs: int, train_folder: Path, work: Path, args: a
     model_dir = work / "models" / arch
     if (model_dir / MODEL_JSON).is_file():
         return model_dir
-    from tqdm import tqdm
-
     settings = TrainingSettings(epochs=epochs, seed=args.seed, val_every=5)
-    bar = tqdm(desc=f"train {arch}", unit="step", file=sys.stderr, dynamic_ncols=True)
-
-    def progress(update) -> None:
-        bar.total = update.epochs * update.steps_per_epoch
-        bar.n = (update.epoch - 1) * update.steps_per_epoch + update.step
-        postfix = {"epoch": f"{update.epoch}/{update.epochs}", "loss": f"{update.loss:.3f}"}
-        if update.val_dice is not None:
-            postfix["val Dice"] = f"{update.val_dice:.3f}"
-        bar.set_postfix(postfix, refresh=True)
-
+    bar = TrainingBar(f"train {arch}")
     load_before = load_average()
-    result = train_model(default_config(arch), labelled_cases([train_folder]), model_dir, settings,
-                         progress=progress, resume=True)
-    bar.close()
+    try:
+        result = train_model(default_config(arch), labelled_cases([train_folder]), model_dir, settings,
+                             progress=bar, resume=True)
+    finally:
+        bar.close()
     record["training"][arch] = {"epochs": epochs, "minutes": round(result.elapsed_s / 60, 2),
                                 "load_average_before": load_before, "load_average_after": load_average(),
                                 "final_val_dice": result.history[-1]["val_dice"]}
@@ -127,7 +120,8 @@ def main() -> int:
 
     results: dict[str, list[dict]] = {}
     test_folders = [folders[name] for name in COHORTS if name != "adult_train"]
-    for arch, epochs in zip(args.archs, args.epochs):
+    for arch in args.archs:
+        epochs = getattr(args, f"{arch}_epochs")
         model_dir = ensure_model(arch, epochs, folders["adult_train"], work, args, record)
         write_json_atomic(record_path, record)
         model = load_model(model_dir)

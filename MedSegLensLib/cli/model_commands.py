@@ -78,28 +78,37 @@ def _config_for(args: argparse.Namespace):
     return ModelConfig.from_json({**config.to_json(), **overrides}) if overrides else config
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+class TrainingBar:
+    """A tqdm bar on stderr fed by `train_model`'s progress callback: steps, epoch, loss, validation Dice."""
 
+    def __init__(self, description: str):
+        from tqdm import tqdm
+
+        self.bar = tqdm(desc=description, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def __call__(self, update) -> None:
+        self.bar.total = update.epochs * update.steps_per_epoch
+        self.bar.n = (update.epoch - 1) * update.steps_per_epoch + update.step
+        postfix = {"epoch": f"{update.epoch}/{update.epochs}", "loss": f"{update.loss:.3f}"}
+        if update.val_dice is not None:
+            postfix["val Dice"] = f"{update.val_dice:.3f}"
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_train(args: argparse.Namespace) -> int:
     from ..models import TrainingSettings, labelled_cases, train_model
 
     config = _config_for(args)
     cases = labelled_cases(args.data, args.population)
     settings = TrainingSettings(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                                 learning_rate=args.learning_rate, val_fraction=args.val_fraction)
-    bar = tqdm(desc=f"train {config.architecture}", unit="step", file=sys.stderr, dynamic_ncols=True)
-
-    def report(update) -> None:
-        bar.total = update.epochs * update.steps_per_epoch
-        bar.n = (update.epoch - 1) * update.steps_per_epoch + update.step
-        postfix = {"epoch": f"{update.epoch}/{update.epochs}", "loss": f"{update.loss:.3f}"}
-        if update.val_dice is not None:
-            postfix["val Dice"] = f"{update.val_dice:.3f}"
-        bar.set_postfix(postfix, refresh=False)
-        bar.refresh()
-
+    bar = TrainingBar(f"train {config.architecture}")
     try:
-        result = train_model(config, cases, args.out, settings, progress=report, resume=args.resume,
+        result = train_model(config, cases, args.out, settings, progress=bar, resume=args.resume,
                              overwrite=args.overwrite, device=args.device)
     finally:
         bar.close()
