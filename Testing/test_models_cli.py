@@ -10,20 +10,7 @@ import torch
 
 from MedSegLensLib.cli.main import main
 from MedSegLensLib.models import load_model, tiny_config
-from test_models_support import trained_tiny_model, write_cohort
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cli")
+from test_models_support import one_thread, trained_tiny_model, workdir, write_cohort  # noqa: F401 (fixtures)
 
 
 def test_train_command_with_a_config_file_and_a_population_filter(workdir, capsys):

@@ -12,20 +12,9 @@ from MedSegLensLib.cli.main import main
 from MedSegLensLib.data import read_case
 from MedSegLensLib.data.geometry import Grid, grid_with_spacing, to_canonical
 from MedSegLensLib.models import load_model
-from test_models_support import tiny_case_arrays, trained_tiny_model, write_case
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    return tmp_path_factory.mktemp("inference")
-
+from test_models_support import (  # noqa: F401 (fixtures)
+    one_thread, tiny_case_arrays, trained_tiny_model, workdir, write_case,
+)
 
 def _reoriented_copy(images: dict, labels: np.ndarray, affine: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
     """The same physical volume stored with the first axis flipped and the axes permuted (z, x, y)."""

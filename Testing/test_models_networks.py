@@ -11,14 +11,7 @@ import torch.fx
 from MedSegLensLib.errors import ParameterError
 from MedSegLensLib.models import ModelConfig, build_network, default_config, hookable_layers, tiny_config
 from MedSegLensLib.models.segformer import SegFormer3D
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from test_models_support import one_thread  # noqa: F401 (fixtures)
 
 
 @pytest.mark.parametrize("arch", ["unet", "segformer"])

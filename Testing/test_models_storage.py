@@ -14,14 +14,7 @@ from safetensors.torch import save_file
 from conftest import subprocess_env
 from MedSegLensLib.errors import CompatibilityError, InputError, IntegrityError, OutputError
 from MedSegLensLib.models import build_network, load_model, save_model, tiny_config
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from test_models_support import one_thread  # noqa: F401 (fixtures)
 
 
 def _randomised(network: torch.nn.Module) -> torch.nn.Module:
@@ -121,6 +114,7 @@ def test_missing_or_foreign_model_folders(tmp_path):
         load_model(tmp_path / "other")
 
 
+@pytest.mark.slow  # a real subprocess: importing torch and MONAI takes 10-30 s on the shared CPUs
 def test_cli_reports_tampering_in_one_line(tmp_path):
     config = tiny_config("segformer")
     save_model(build_network(config), config, tmp_path / "model")

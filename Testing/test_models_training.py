@@ -8,15 +8,7 @@ import torch
 from MedSegLensLib.errors import CancelledError, CompatibilityError, OutputError
 from MedSegLensLib.models import TrainingSettings, labelled_cases, load_model, tiny_config, train_model
 from MedSegLensLib.models.checkpoint import has_checkpoint
-from test_models_support import write_cohort
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from test_models_support import one_thread, write_cohort  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")

@@ -36,9 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     segment.add_argument("--model", required=True, metavar="MODEL_DIR")
     segment.add_argument("--case", required=True, metavar="CASE", help="case folder with BraTS-named modality files")
     segment.add_argument("--out", required=True, metavar="SEG.nii.gz", help="label map to write (.nii.gz, .nii or .nrrd)")
-    segment.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    segment.add_argument("--device", help="cpu, cuda (default: a GPU when present)")
-    segment.add_argument("--overwrite", action="store_true")
+    _add_inference_options(segment)
     segment.set_defaults(handler=run_segment)
 
     evaluate = subparsers.add_parser("evaluate", help="per-case Dice and HD95 (WT, TC, ET) by population")
@@ -46,9 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--data", nargs="+", required=True, metavar="DIR", help="cohort folders with labelled cases")
     evaluate.add_argument("--out", required=True, metavar="FILE.csv", help="per-case CSV; the summary goes to FILE.summary.csv")
     evaluate.add_argument("--failure-dice", type=float, default=0.5, help="a region below this Dice is a failure")
-    evaluate.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    evaluate.add_argument("--device", help="cpu, cuda (default: a GPU when present)")
-    evaluate.add_argument("--overwrite", action="store_true")
+    _add_inference_options(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
 
     layers = subparsers.add_parser("layers", help="hookable layers of a model with their output shapes")
@@ -56,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     layers.add_argument("--all", action="store_true", help="every module with a spatial output, not only the blocks")
     layers.add_argument("--json", action="store_true", help="print JSON instead of a table")
     layers.set_defaults(handler=run_layers)
+
+
+def _add_inference_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast, faster on CPUs with bf16")
+    parser.add_argument("--device", help="cpu, cuda (default: a GPU when present)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
 def _config_for(args: argparse.Namespace):

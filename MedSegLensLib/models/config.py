@@ -48,17 +48,9 @@ DEFAULT_HYPER_PARAMETERS: dict[str, dict[str, Any]] = {
 # resolution), so it trains on smaller patches to keep the two backbones' training time comparable.
 DEFAULT_PATCHES: dict[str, tuple[int, int, int]] = {"unet": (64, 64, 64), "segformer": (48, 48, 48)}
 TINY_HYPER_PARAMETERS: dict[str, dict[str, Any]] = {
-    "unet": {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1, "norm": "instance"},
-    "segformer": {
-        "embed_dims": [8, 8, 16, 16],
-        "depths": [1, 1, 1, 1],
-        "num_heads": [1, 1, 2, 2],
-        "patch_kernels": [3, 3, 3, 3],
-        "patch_strides": [2, 2, 2, 2],
-        "sr_ratios": [4, 2, 1, 1],
-        "mlp_ratio": 2,
-        "decoder_dim": 16,
-    },
+    "unet": {**DEFAULT_HYPER_PARAMETERS["unet"], "channels": [4, 8, 16], "strides": [2, 2]},
+    "segformer": {**DEFAULT_HYPER_PARAMETERS["segformer"], "embed_dims": [8, 8, 16, 16], "depths": [1, 1, 1, 1],
+                  "num_heads": [1, 1, 2, 2], "sr_ratios": [4, 2, 1, 1], "mlp_ratio": 2, "decoder_dim": 16},
 }
 DEFAULT_PATCH = (64, 64, 64)
 TINY_PATCH = (16, 16, 16)
