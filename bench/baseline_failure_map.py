@@ -63,7 +63,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--test-cases", type=int, default=16, help="held-out cases per tumour population")
     parser.add_argument("--healthy-cases", type=int, default=8)
     parser.add_argument("--unet-epochs", type=int, default=25)
-    parser.add_argument("--segformer-epochs", type=int, default=25)
+    parser.add_argument("--segformer-epochs", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--failure-dice", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("MEDSEGLENS_THREADS", "2")))
@@ -82,8 +82,10 @@ def ensure_cohorts(work: Path, args: argparse.Namespace, record: dict) -> dict[s
         if not (folder / "manifest.csv").is_file():
             start = time.perf_counter()
             generate_cohort(population, count, seed, folder, spacing=args.spacing, progress=True)
-            record["cohorts"][name] = {"population": population, "seed": seed, "cases": count,
-                                       "seconds": round(time.perf_counter() - start, 1)}
+            record["cohorts"][name] = {"seconds": round(time.perf_counter() - start, 1)}
+        made = json.loads((folder / "synth.json").read_text())
+        record["cohorts"].setdefault(name, {}).update(
+            {k: made[k] for k in ("population", "seed", "cases", "spacing_mm", "severity", "generator_version")})
         folders[name] = folder
     return folders
 

@@ -11,16 +11,19 @@ speed does not depend on the weights). Runs are interleaved round-robin so
 that a change in machine load hits every configuration alike, and every figure
 is printed as a ratio to the U-Net fp32 baseline of the same run.
 
-Peak memory: on the CPU, the rise of the process's peak resident memory
-(VmHWM, reset before each run through /proc/self/clear_refs) above its
-resident memory before the run; on a GPU, torch's peak allocated memory.
+Peak memory is measured in a fresh process per configuration (memory freed
+by an earlier run would otherwise be reused unseen): on the CPU, the rise of
+the peak resident memory (VmHWM) during one predict call above the resident
+memory before it; on a GPU, torch's peak allocated memory during the call.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,6 +48,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: a GPU when present)")
+    parser.add_argument("--probe", nargs=2, metavar=("ARCH", "PRECISION"), help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -72,24 +76,40 @@ def _status_kib(field: str) -> int:
     raise KeyError(field)
 
 
-def measure(model: SegmentationModel, case: Case, precision: str) -> tuple[float, float]:
-    """(seconds, peak extra MiB) of one predict call."""
+def timed(model: SegmentationModel, case: Case, precision: str) -> float:
+    """Seconds of one predict call."""
     if model.device.type == "cuda":
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-    else:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")  # reset VmHWM to the current resident size
-        before = _status_kib("VmRSS") * 1024
     start = time.perf_counter()
     model.predict(case, precision=precision)
     if model.device.type == "cuda":
         torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        peak = _status_kib("VmHWM") * 1024
-    return time.perf_counter() - start, (peak - before) / 2**20
+    return time.perf_counter() - start
+
+
+def peak_extra_mib(model: SegmentationModel, case: Case, precision: str) -> float:
+    """Memory one predict call needs beyond what the process holds before it (call in a fresh process)."""
+    if model.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        model.predict(case, precision=precision)
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # reset VmHWM to the current resident size
+    before = _status_kib("VmRSS")
+    model.predict(case, precision=precision)
+    return (_status_kib("VmHWM") - before) / 1024
+
+
+def probe_memory(args: argparse.Namespace, arch: str, precision: str) -> float:
+    """Run `peak_extra_mib` for one configuration in a child process."""
+    command = [sys.executable, __file__, "--probe", arch, precision, "--spacing", str(args.spacing),
+               "--threads", str(args.threads)]
+    for option in ("unet", "segformer", "case", "device"):
+        if getattr(args, option):
+            command += [f"--{option}", str(getattr(args, option))]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(json.loads(result.stdout.strip().splitlines()[-1])["peak_mib"])
 
 
 def main() -> int:
@@ -97,28 +117,30 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     case = read_case(args.case, with_labels=False) if args.case else synthetic_case(args.spacing)
     device = torch.device(args.device) if args.device else None
+    if args.probe:
+        arch, precision = args.probe
+        print(json.dumps({"peak_mib": peak_extra_mib(model_for(arch, getattr(args, arch), args.spacing, device), case, precision)}))
+        return 0
     models = {"unet": model_for("unet", args.unet, args.spacing, device),
               "segformer": model_for("segformer", args.segformer, args.spacing, device)}
     runs = [(arch, precision) for arch in models for precision in ("fp32", "bf16")]
     for arch, precision in runs:  # warm-up: allocator, oneDNN kernels
-        measure(models[arch], case, precision)
+        timed(models[arch], case, precision)
     seconds = {run: [] for run in runs}
-    memory = {run: [] for run in runs}
     load_before = os.getloadavg()[0]
     for _ in range(args.repeats):
         for run in runs:
-            s, m = measure(models[run[0]], case, run[1])
-            seconds[run].append(s)
-            memory[run].append(m)
-    base_s = statistics.median(seconds[("unet", "fp32")])
-    base_m = max(memory[("unet", "fp32")])
+            seconds[run].append(timed(models[run[0]], case, run[1]))
+    load_after = os.getloadavg()[0]
+    memory = {run: probe_memory(args, *run) for run in runs}
+    base_s, base_m = statistics.median(seconds[("unet", "fp32")]), memory[("unet", "fp32")]
     shape = "x".join(map(str, case.shape))
     print(f"case {case.case_id} {shape} at {case.grid.spacing[0]:g} mm; device {models['unet'].device}; "
-          f"{torch.get_num_threads()} thread(s); load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}; "
-          f"median of {args.repeats} interleaved runs")
+          f"{torch.get_num_threads()} thread(s); load average {load_before:.1f} -> {load_after:.1f}; "
+          f"time: median of {args.repeats} interleaved runs; memory: one run per fresh process")
     print(f"{'model':<10} {'precision':<9} {'s/case':>8} {'x unet fp32':>12} {'peak MiB':>9} {'x unet fp32':>12}")
     for arch, precision in runs:
-        s, m = statistics.median(seconds[(arch, precision)]), max(memory[(arch, precision)])
+        s, m = statistics.median(seconds[(arch, precision)]), memory[(arch, precision)]
         print(f"{arch:<10} {precision:<9} {s:>8.2f} {s / base_s:>12.2f} {m:>9.0f} {m / base_m:>12.2f}")
     return 0
 

@@ -25,8 +25,10 @@ def ordered_populations(rows: Sequence[dict]) -> list[str]:
 
 
 def markdown_table(results: Mapping[str, Sequence[dict]], failure_dice: float = FAILURE_DICE) -> str:
-    """One row per (architecture, population): n, Dice mean ± std per region, failures (any region < threshold)."""
-    header = ["architecture", "population", "n", *[f"{r} Dice" for r in REGIONS], f"failures (Dice < {failure_dice:g})"]
+    """One row per (architecture, population): n, Dice mean ± std per region, failures (any region < threshold),
+    and the median predicted tumour volume (for healthy cases: the false-positive volume)."""
+    header = ["architecture", "population", "n", *[f"{r} Dice" for r in REGIONS], f"failures (Dice < {failure_dice:g})",
+              "median predicted / reference volume (ml)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arch, rows in results.items():
         for population in ordered_populations(rows):
@@ -36,6 +38,8 @@ def markdown_table(results: Mapping[str, Sequence[dict]], failure_dice: float = 
             cells = [arch, population, str(len(subset))]
             cells += [f"{summary[r]['dice_mean']:.3f} ± {summary[r]['dice_std']:.3f}" for r in REGIONS]
             cells.append(f"{failed}/{len(subset)}")
+            predicted = np.median([r["pred_volume_ml"] for r in subset])
+            cells.append(f"{predicted:.1f} / {np.median([r['ref_volume_ml'] for r in subset]):.1f}")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
