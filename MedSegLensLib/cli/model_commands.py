@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), help="model voxel spacing in mm (default: the data's)")
     train.add_argument("--patch", type=int, nargs=3, metavar=("X", "Y", "Z"), help="patch size in voxels (default 64 64 64)")
     train.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when present)")
-    train.add_argument("--resume", action="store_true", help="continue the unfinished run in MODEL_DIR")
+    train.add_argument("--resume", action="store_true", help="continue the unfinished run in MODEL_DIR (or start one)")
     train.add_argument("--overwrite", action="store_true", help="replace a model or run in MODEL_DIR")
     train.set_defaults(handler=run_train)
 

@@ -22,7 +22,9 @@ from ..fileio import write_text_atomic
 
 try:
     from ..metrics import REGIONS, brats_scores
-except ImportError:  # until the metrics package (branch datametrics) is merged
+except ModuleNotFoundError as missing:  # until the metrics package (branch datametrics) is merged
+    if missing.name != "MedSegLensLib.metrics":
+        raise
     from .interim_scores import REGIONS, brats_scores
 
 from .inference import SegmentationModel

@@ -9,6 +9,7 @@ official pooled value.
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterable
 
 import numpy as np
@@ -33,8 +34,9 @@ def brats_scores(pred: np.ndarray, ref: np.ndarray, spacing: Iterable[float] = (
             elif not (p.any() and r.any()):
                 scores[f"hd95_{name}"] = HD95_PENALTY_MM
             else:
-                as_tensor = lambda m: torch.from_numpy(m)[None, None]  # noqa: E731
-                value = compute_hausdorff_distance(as_tensor(p), as_tensor(r), include_background=True,
-                                                   percentile=95, spacing=list(spacing))
+                with warnings.catch_warnings():  # MONAI 1.6 warns about its own deprecated internals
+                    warnings.simplefilter("ignore", FutureWarning)
+                    value = compute_hausdorff_distance(torch.from_numpy(p)[None, None], torch.from_numpy(r)[None, None],
+                                                       include_background=True, percentile=95, spacing=list(spacing))
                 scores[f"hd95_{name}"] = float(value.item())
     return scores

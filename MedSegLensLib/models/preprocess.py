@@ -62,14 +62,14 @@ def to_model_grid(case: Case, config: ModelConfig, with_label: bool = False) -> 
     return ModelGridArrays(normalise(image, config.normalisation), label, grid, resampled)
 
 
-def label_to_channel_index(label: np.ndarray, config: ModelConfig) -> np.ndarray:
+def label_to_channel_index(label: np.ndarray, config: ModelConfig, source: str = "segmentation") -> np.ndarray:
     """Label values -> output-channel indices (identity for the BraTS label set 0, 1, 2, 3)."""
     lookup = np.zeros(256, dtype=np.int64)
     for index, value in enumerate(config.label_values):
         lookup[value] = index
     unknown = sorted(set(np.unique(label).tolist()) - set(config.label_values))
     if unknown:
-        raise InputError(f"label values {unknown} are not in the model's label set {list(config.label_values)}")
+        raise InputError(f"{source}: label values {unknown} are not in the model's label set {list(config.label_values)}")
     return lookup[label]
 
 

@@ -94,7 +94,7 @@ def training_items(cases: Sequence[Case], config: ModelConfig) -> list[TrainingC
         arrays = to_model_grid(case, config, with_label=True)
         item = {
             "image": arrays.image,
-            "label": label_to_channel_index(arrays.label, config).astype(np.uint8)[None],
+            "label": label_to_channel_index(arrays.label, config, case.files.get("seg", case.case_id)).astype(np.uint8)[None],
             "brain": np.any(arrays.image != 0, axis=0, keepdims=True).astype(np.float32),
         }
         item = index(pad(item))
