@@ -6,7 +6,6 @@ import csv
 import json
 
 import pytest
-import torch
 
 from MedSegLensLib.cli.main import main
 from MedSegLensLib.models import load_model, tiny_config

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from MedSegLensLib.errors import CancelledError, CompatibilityError, OutputError
 from MedSegLensLib.models import TrainingSettings, labelled_cases, load_model, tiny_config, train_model

@@ -40,7 +40,6 @@ class TrainingCase:
     """One labelled case on the model grid, as MONAI dictionary data."""
 
     case_id: str
-    population: str
     item: dict[str, np.ndarray]
 
 
@@ -99,7 +98,7 @@ def training_items(cases: Sequence[Case], config: ModelConfig) -> list[TrainingC
         }
         item = index(pad(item))
         item.pop("brain")
-        items.append(TrainingCase(case.case_id, case.population, {k: np.asarray(v) for k, v in item.items()}))
+        items.append(TrainingCase(case.case_id, {k: np.asarray(v) for k, v in item.items()}))
     return items
 
 
