@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "MedSegLensLib.cli.metrics_commands",
     "MedSegLensLib.cli.scene_commands",
     "MedSegLensLib.cli.synth_commands",
+    "MedSegLensLib.cli.model_commands",
 ]
 
 
