@@ -20,13 +20,7 @@ from ..data import CaseFiles
 from ..errors import InputError
 from ..fileio import write_text_atomic
 
-try:
-    from ..metrics import REGIONS, brats_scores
-except ModuleNotFoundError as missing:  # until the metrics package (branch datametrics) is merged
-    if missing.name != "MedSegLensLib.metrics":
-        raise
-    from .interim_scores import REGIONS, brats_scores
-
+from ..metrics import REGIONS, brats_scores
 from .inference import SegmentationModel
 
 CASE_COLUMNS = ["case_id", "population", *[f"dice_{r}" for r in REGIONS], *[f"hd95_{r}" for r in REGIONS],
