@@ -23,6 +23,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..fileio import _json_default  # numpy values and paths, as in every JSON the project writes
+
 MESSAGE_TYPES = ("ready", "progress", "log", "result", "error")
 MAX_LINE_CHARS = 1 << 20
 
@@ -82,16 +84,6 @@ def one_line(text: object, limit: int = 2000) -> str:
 def encode(obj: dict[str, Any]) -> str:
     """One JSON line (no embedded newlines, NaN refused)."""
     return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default)
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return obj.item()
-    if hasattr(obj, "tolist") and callable(obj.tolist):  # small numpy arrays
-        return obj.tolist()
-    if hasattr(obj, "__fspath__"):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def _load_object(line: str, what: str) -> dict[str, Any]:
