@@ -2,7 +2,8 @@
 
 params: {"model": MODEL_FOLDER, "case": CASE_FOLDER | {"t1n": FILE, "t1c": ..., "t2w": ..., "t2f": ...},
          "case_id": optional name}
-result: {"segmentation": FILE, "case_id": ..., "label_voxels": {"1": n, "2": n, "3": n}}
+result: {"segmentation": FILE, "case_id": ..., "label_voxels": {"1": n, "2": n, "3": n},
+         "model": {"fingerprint": weights sha256, "architecture": ...}}
 The model and the case stay cached in the worker, so a second request on the
 same files skips loading.
 """
@@ -53,7 +54,8 @@ def segment(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         "case", case_fingerprint(case_value), lambda: load_case_param(case_value, params.get("case_id"))
     )
     ctx.progress(0.45, "running the model")
-    labels = np.asarray(model.predict(case), dtype=np.uint8)
+    prediction = model.predict(case)
+    labels = np.asarray(prediction.labels, dtype=np.uint8)
     ctx.progress(0.9, "writing the segmentation")
     path = case.write_like_input(labels, ctx.output_path("segmentation.nii.gz"), dtype=np.uint8)
     values, counts = np.unique(labels, return_counts=True)
@@ -62,6 +64,7 @@ def segment(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         "segmentation": str(path),
         "case_id": case.case_id,
         "label_voxels": {str(int(v)): int(c) for v, c in zip(values, counts) if v != 0},
+        "model": {"fingerprint": prediction.model_fingerprint, "architecture": model.config.architecture},
     }
 
 
