@@ -115,21 +115,22 @@ def test_root_cmake_describes_a_slicer_extension():
 STAND_INS = """
 # SlicerMacroStandIns: Slicer's build macros cannot exist without the Slicer SDK;
 # these record their arguments so the real cmake can check the module's CMakeLists.
+function(record kind base)
+  foreach(f ${ARGN})
+    file(APPEND ${RECORD} "${kind}|${base}|${f}\\n")
+  endforeach()
+endfunction()
 function(slicerMacroBuildScriptedModule)
   cmake_parse_arguments(MY "WITH_GENERIC_TESTS" "NAME" "SCRIPTS;RESOURCES" ${ARGN})
-  foreach(f ${MY_SCRIPTS} ${MY_RESOURCES})
-    file(APPEND ${RECORD} "module|${CMAKE_CURRENT_SOURCE_DIR}|${f}\\n")
-  endforeach()
+  record(module ${CMAKE_CURRENT_SOURCE_DIR} ${MY_SCRIPTS} ${MY_RESOURCES})
 endfunction()
 function(ctkMacroCompilePythonScript)
   cmake_parse_arguments(MY "NO_INSTALL_SUBDIR" "TARGET_NAME;SOURCE_DIR;DESTINATION_DIR;INSTALL_DIR" "SCRIPTS;RESOURCES" ${ARGN})
-  foreach(f ${MY_SCRIPTS} ${MY_RESOURCES})
-    file(APPEND ${RECORD} "library|${MY_SOURCE_DIR}|${f}\\n")
-  endforeach()
+  record(library ${MY_SOURCE_DIR} ${MY_SCRIPTS} ${MY_RESOURCES})
 endfunction()
 function(slicer_add_python_unittest)
   cmake_parse_arguments(MY "" "SCRIPT" "" ${ARGN})
-  file(APPEND ${RECORD} "unittest|${CMAKE_CURRENT_SOURCE_DIR}|${MY_SCRIPT}\\n")
+  record(unittest ${CMAKE_CURRENT_SOURCE_DIR} ${MY_SCRIPT})
 endfunction()
 """
 
