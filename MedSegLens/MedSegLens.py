@@ -221,8 +221,8 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except Exception as exc:
             slicer.util.errorDisplay(str(exc))
             return
-        for modality, node in volumes.items():
-            setattr(self._parameterNode, modality, node)
+        for role, node in volumes.items():
+            setattr(self._parameterNode, "referenceSegmentation" if role == "reference" else role, node)
 
     def onLatentFilterChanged(self, text):
         """Hide the latent table's rows whose text does not contain the filter."""
@@ -247,12 +247,12 @@ class MedSegLensLogic(ScriptedLoadableModuleLogic):
     @property
     def core(self):
         if self._core is None:
-            from MedSegLensLib.slicer_logic import ModuleLogic, default_scene_functions
+            from MedSegLensLib.slicer_logic import ModuleLogic
             from MedSegLensLib.worker import WorkerProcess
 
             python = shutil.which("PythonSlicer") or sys.executable
             worker = WorkerProcess(python, env=slicer.util.startupEnvironment())
-            self._core = ModuleLogic(slicer.mrmlScene, worker, default_scene_functions())
+            self._core = ModuleLogic(slicer.mrmlScene, worker)
         return self._core
 
     @property
@@ -283,9 +283,7 @@ class MedSegLensLogic(ScriptedLoadableModuleLogic):
         return self.core.segment(volumes, modelFolder, callbacks)
 
     def loadCaseFolder(self, folder):
-        from MedSegLensLib.slicer_logic import load_case_folder
-
-        return load_case_folder(slicer.mrmlScene, folder)
+        return self.core.load_case_folder(folder)
 
     def poll(self):
         if self._core is not None:
@@ -325,10 +323,16 @@ class MedSegLensTest(ScriptedLoadableModuleTest):
         return volumes
 
     def _tinyModel(self):
-        from MedSegLensLib.models import save_model, tiny_config
+        import torch
 
+        from MedSegLensLib.models.config import tiny_config
+        from MedSegLensLib.models.registry import build_network
+        from MedSegLensLib.models.storage import save_model
+
+        torch.manual_seed(0)
+        config = tiny_config("unet")
         folder = Path(slicer.util.tempDirectory()) / "tiny-unet"
-        save_model(tiny_config("unet"), folder)
+        save_model(build_network(config), config, folder, overwrite=True)
         return folder
 
     def _waitUntilIdle(self, logic, timeout=300):

@@ -1,7 +1,8 @@
 """The Slicer module's logic without Qt: scene in, a worker job, scene out.
 
 `ModuleLogic` takes its collaborators as parameters (the MRML scene, a
-`WorkerProcess`, the scene functions), so the same code runs in desktop Slicer,
+`WorkerProcess`, the scene functions: `MedSegLensLib.scene` unless the caller
+gives another implementation), so the same code runs in desktop Slicer,
 where the widget pumps `poll()` from a `qt.QTimer`, and in pytest with a real
 slicer-core scene and a real worker subprocess. Nothing is added to the scene
 until a job's result has arrived and imported completely: a cancelled, failed
@@ -16,25 +17,14 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from types import ModuleType
+from typing import Any
 
-from . import __version__
-from .data import MODALITIES
+from .data import MODALITIES, read_case, read_volume, write_volume
 from .errors import MedSegLensError, ParameterError
 from .worker.client import WorkerProcess
 from .worker.protocol import Message, one_line
-
-
-class SceneFunctions(Protocol):
-    """What the logic needs from the scene code (`MedSegLensLib.scene`)."""
-
-    def export_volume(self, node: Any, path: Path) -> Path: ...
-
-    def import_segmentation(self, scene: Any, labels_path: Path, reference_node: Any, name: str) -> Any: ...
-
-    def set_provenance(self, node: Any, provenance: Mapping[str, Any]) -> None: ...
 
 
 def _ignore(*args: Any) -> None:
@@ -69,10 +59,10 @@ def node_ids(scene: Any) -> list[str]:
 class ModuleLogic:
     """Runs one job at a time for the module; call `poll()` regularly while `running`."""
 
-    def __init__(self, scene: Any, worker: WorkerProcess, scene_functions: SceneFunctions) -> None:
+    def __init__(self, scene: Any, worker: WorkerProcess, scene_api: ModuleType | None = None) -> None:
         self.scene = scene
         self.worker = worker
-        self.scene_functions = scene_functions
+        self.scene_api = scene_api if scene_api is not None else importlib.import_module("MedSegLensLib.scene")
         self._active: _ActiveJob | None = None
         self._exported: dict[tuple, Path] = {}
 
@@ -97,18 +87,31 @@ class ModuleLogic:
         params = {"model": str(model_dir), "case": files, "case_id": reference.GetName()}
 
         def on_result(data: dict[str, Any]) -> Any:
-            node = self.scene_functions.import_segmentation(self.scene, Path(data["segmentation"]), reference, name)
-            self.scene_functions.set_provenance(node, {
-                "job": "segment",
-                "model": str(model_dir),
-                **{f"model_{k}": v for k, v in (data.get("model") or {}).items()},
-                "inputs": ",".join(volumes[m].GetID() for m in MODALITIES),
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "medseglens_version": __version__,
-            })
+            labels = read_volume(data["segmentation"], kind="label")
+            node = self.scene_api.add_brats_segmentation(self.scene, labels.array, labels.grid, reference, name)
+            model = data.get("model") or {}
+            self.scene_api.attach_provenance(node, self.scene_api.Provenance(
+                latents=[], strengths=[], mode="none", model_sha256=str(model.get("fingerprint", "")),
+                extra={"job": "segment", "model_dir": str(model_dir), "architecture": model.get("architecture"),
+                       "inputs": {m: volumes[m].GetName() for m in MODALITIES}},
+            ))
             return node
 
         return self.start("segment", params, callbacks or JobCallbacks(), on_result)
+
+    def load_case_folder(self, folder: str | os.PathLike) -> dict[str, Any]:
+        """Load a BraTS case folder as volume nodes (and its `-seg` file as a reference segmentation)."""
+        case = read_case(folder)
+
+        def add_case() -> dict[str, Any]:
+            nodes = self.scene_api.add_case_volumes(self.scene, case)
+            loaded = dict(nodes.volumes)
+            if case.label is not None:
+                loaded["reference"] = self.scene_api.add_brats_segmentation(
+                    self.scene, case.label, case.grid, nodes.reference, f"{case.case_id} reference", role="reference")
+            return loaded
+
+        return self._import_atomically(lambda _: add_case(), {})
 
     def start(self, job: str, params: dict[str, Any], callbacks: JobCallbacks,
               on_result: Callable[[dict[str, Any]], Any]) -> str:
@@ -175,15 +178,15 @@ class ModuleLogic:
                 self.worker.release(active.request_id)
 
     def _import_atomically(self, on_result: Callable[[dict[str, Any]], Any], data: dict[str, Any]) -> Any:
+        """Run `on_result`; if it fails, remove every node (and hierarchy item) it added."""
         before = set(node_ids(self.scene))
         try:
             return on_result(data)
         except BaseException:
-            for node_id in node_ids(self.scene):
-                if node_id not in before:
-                    node = self.scene.GetNodeByID(node_id)
-                    if node is not None:
-                        self.scene.RemoveNode(node)
+            for node_id in reversed(node_ids(self.scene)):
+                node = self.scene.GetNodeByID(node_id)
+                if node_id not in before and node is not None:
+                    self.scene_api.remove_node(self.scene, node)
             raise
 
     def _export(self, node: Any) -> Path:
@@ -195,10 +198,8 @@ class ModuleLogic:
             return path
         folder = self.worker.session_dir / "inputs"
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{len(self._exported):04d}-{_safe_name(node.GetID())}.nii.gz"
-        partial = path.with_name(".partial-" + path.name)
-        self.scene_functions.export_volume(node, partial)
-        os.replace(partial, path)
+        array, grid = self.scene_api.node_array(node)
+        path = write_volume(array, grid, folder / f"{len(self._exported):04d}-{_safe_name(node.GetID())}.nii.gz")
         self._exported[key] = path
         return path
 

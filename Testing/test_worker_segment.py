@@ -9,41 +9,18 @@ import nibabel as nib
 import numpy as np
 import pytest
 from conftest import subprocess_env
+from worker_cases import SHAPE, save_tiny_model, write_case
 
-from MedSegLensLib.data import Grid, MODALITIES, read_case, write_volume
+from MedSegLensLib.data import MODALITIES, read_case
 from MedSegLensLib.errors import InputError, IntegrityError
 from MedSegLensLib.worker import WorkerError, WorkerProcess
 
 pytestmark = pytest.mark.timeout(300)
-SHAPE = (20, 24, 16)
-
-
-def write_case(folder, rng, case_id="case-001"):
-    """Four modalities in a non-canonical orientation (flipped first axis, 2 mm voxels) plus labels."""
-    affine = np.array([[-2.0, 0, 0, 40], [0, 2.0, 0, -20], [0, 0, 2.5, -10], [0, 0, 0, 1]])
-    grid = Grid(SHAPE, affine)
-    case_dir = folder / case_id
-    blob = np.zeros(SHAPE, np.float32)
-    blob[6:12, 8:16, 5:11] = 1.0
-    for index, modality in enumerate(MODALITIES):
-        image = rng.normal(0, 0.2, SHAPE).astype(np.float32) + (1 + index) * blob
-        write_volume(image, grid, case_dir / f"{case_id}-{modality}.nii.gz")
-    return case_dir
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    import torch
-
-    from MedSegLensLib.models.config import tiny_config
-    from MedSegLensLib.models.registry import build_network
-    from MedSegLensLib.models.storage import save_model
-
-    torch.manual_seed(0)
-    config = tiny_config("unet")
-    folder = tmp_path_factory.mktemp("models") / "tiny-unet"
-    save_model(build_network(config), config, folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-unet")
 
 
 @pytest.fixture(scope="module")
