@@ -174,9 +174,9 @@ class WorkerProcess:
         out_thread.start()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Ask the worker to stop, kill it if it does not, and delete the session folder."""
+        """Ask an idle worker to stop (a busy one is killed at once) and delete the session folder."""
         proc = self._proc
-        if proc is not None and proc.poll() is None:
+        if proc is not None and proc.poll() is None and not self._pending:
             self._expect_exit = True
             try:
                 proc.stdin.write(protocol.encode({"id": None, "job": "shutdown"}) + "\n")
