@@ -229,11 +229,14 @@ class WorkerProcess:
             return
         self._stop_process("cancelled")
 
-    def poll(self, timeout: float = 0.0) -> list[Message]:
-        """Return the messages that arrived (waiting at most `timeout` s for the first) and run callbacks."""
+    def poll(self, timeout: float = 0.0, max_events: int = 1000) -> list[Message]:
+        """Return the messages that arrived (waiting at most `timeout` s for the first) and run callbacks.
+
+        At most `max_events` lines are handled per call, so a chatty worker cannot stall a GUI timer.
+        """
         messages, self._outbox = self._outbox, []
         block = timeout > 0 and not messages
-        while True:
+        for _ in range(max_events):
             try:
                 event = self._events.get(block=block, timeout=timeout if block else None)
             except queue.Empty:
