@@ -325,9 +325,7 @@ class MedSegLensTest(ScriptedLoadableModuleTest):
     def _tinyModel(self):
         import torch
 
-        from MedSegLensLib.models.config import tiny_config
-        from MedSegLensLib.models.registry import build_network
-        from MedSegLensLib.models.storage import save_model
+        from MedSegLensLib.models import build_network, save_model, tiny_config
 
         torch.manual_seed(0)
         config = tiny_config("unet")

@@ -37,7 +37,7 @@ def scene_state(scene) -> tuple:
 def expected_labels(model_dir, case_dir):
     """The model's labels computed in this process, in the input's voxel order."""
     from MedSegLensLib.data import read_case
-    from MedSegLensLib.models.inference import load_model
+    from MedSegLensLib.models import load_model
 
     case = read_case(case_dir, with_labels=False)
     return case.to_source(load_model(model_dir, device="cpu").predict(case).labels)

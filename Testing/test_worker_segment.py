@@ -40,7 +40,7 @@ def expected_labels(model_dir, case_dir):
     """What the model gives in this process, mapped back to the input's voxel order."""
     import torch
 
-    from MedSegLensLib.models.inference import load_model
+    from MedSegLensLib.models import load_model
 
     torch.set_num_threads(1)
     case = read_case(case_dir, with_labels=False)

@@ -32,9 +32,7 @@ def save_tiny_model(folder: Path) -> Path:
     """An untrained tiny U-Net (fixed seed): real weights, real config, real file format."""
     import torch
 
-    from MedSegLensLib.models.config import tiny_config
-    from MedSegLensLib.models.registry import build_network
-    from MedSegLensLib.models.storage import save_model
+    from MedSegLensLib.models import build_network, save_model, tiny_config
 
     torch.manual_seed(0)
     config = tiny_config("unet")
