@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -181,6 +182,15 @@ def test_malformed_requests_get_a_one_line_error(worker, line, expected):
     assert worker.run("ping", timeout=30)["pid"] == worker.pid, "the worker keeps serving"
 
 
+def test_bytes_that_are_not_utf8_get_a_protocol_error(worker):
+    worker.start()
+    worker._proc.stdin.buffer.write(b'{"id": "1", "job": "\xff\xfe"}\n')
+    worker._proc.stdin.flush()
+    seen = wait_for(worker, lambda m: m.type in ("error", "result"))
+    assert seen[-1].type == "error" and seen[-1].id == "1"
+    assert worker.run("ping", timeout=30)["pid"] == worker.pid
+
+
 def test_a_process_writing_malformed_lines_is_reported_as_a_crash(tmp_path):
     script = tmp_path / "bad_worker.py"
     script.write_text("import sys, time\nsys.stdin.readline()\nprint('this is not a message', flush=True)\ntime.sleep(60)\n")
@@ -212,3 +222,27 @@ def test_close_stops_the_worker_and_removes_the_session_folder(worker):
     assert session.is_dir()
     worker.close()
     assert not pid_alive(pid) and not session.exists() and not worker.running
+
+
+def test_a_worker_whose_parent_dies_stops_with_its_children():
+    """If Slicer (the client) crashes, its worker must not run on in the background."""
+    script = (
+        "from MedSegLensLib.worker import WorkerProcess\n"
+        "import time\n"
+        "w = WorkerProcess(job_modules=['Testing.worker_fault_jobs'])\n"
+        "request = w.submit('spawn_child_and_hang')\n"
+        "while True:\n"
+        "    progress = [m for m in w.poll(timeout=0.2) if m.type == 'progress']\n"
+        "    if progress:\n"
+        "        print(w.pid, progress[0].message.split()[1], flush=True)\n"
+        "        time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=subprocess_env())
+    worker_pid, child_pid = map(int, parent.stdout.readline().split())
+    assert pid_alive(worker_pid) and pid_alive(child_pid)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 15
+    while (pid_alive(worker_pid) or pid_alive(child_pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(worker_pid) and not pid_alive(child_pid)

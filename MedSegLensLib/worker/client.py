@@ -27,7 +27,7 @@ from typing import Any
 
 from .. import errors
 from . import protocol
-from .process_tree import describe_exit, kill_tree, new_group_kwargs
+from .process_tree import IS_WINDOWS, describe_exit, kill_tree, new_group_kwargs
 from .protocol import Message
 
 Callback = Callable[[Message], None]
@@ -137,6 +137,8 @@ class WorkerProcess:
             cmd += ["--jobs", module]
         if self.threads:
             cmd += ["--threads", str(self.threads)]
+        if not IS_WINDOWS:
+            cmd += ["--parent-pid", str(os.getpid())]
         return cmd
 
     def worker_env(self) -> dict[str, str]:

@@ -10,9 +10,12 @@ protocol.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterable
 from pathlib import Path
@@ -92,6 +95,41 @@ class WorkerServer:
         return {"pid": os.getpid()}
 
 
+def process_alive(pid: int) -> bool:
+    """Whether `pid` still runs (POSIX; a zombie waiting to be reaped counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): os.kill said it exists
+
+
+def watch_parent(pid: int, interval: float = 1.0) -> threading.Thread:
+    """End the worker and its children if the program that started it dies (e.g. Slicer crashes).
+
+    The worker runs in its own process group, so nothing else would stop it. POSIX only:
+    on Windows `os.kill(pid, 0)` would terminate the process it asks about.
+    """
+
+    def watch() -> None:
+        while process_alive(pid):
+            time.sleep(interval)
+        with contextlib.suppress(OSError):  # nobody may be reading stderr any more
+            sys.stderr.write(f"medseglens worker: the program that started it (pid {pid}) is gone; stopping\n")
+            sys.stderr.flush()
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    thread = threading.Thread(target=watch, name="parent-watchdog", daemon=True)
+    thread.start()
+    return thread
+
+
 def claim_stdout() -> TextIO:
     """Keep the real stdout for the protocol and send everything else written to fd 1 to stderr."""
     sys.stdout.flush()
@@ -106,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", action="append", default=[], metavar="MODULE",
                         help="also load the jobs of this module (its register(registry)); repeatable")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--parent-pid", type=int, default=0,
+                        help="stop (with its children) when this process is gone; POSIX only")
     return parser
 
 
@@ -113,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads > 0:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by torch when it is imported
+    if args.parent_pid and not sys.platform.startswith("win"):
+        watch_parent(args.parent_pid)
     out = claim_stdout()
     server = WorkerServer(JobRegistry(), out)
     try:
@@ -121,5 +163,5 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc(file=sys.stderr)
         server.send(protocol.error(None, f"the worker cannot load its jobs: {type(exc).__name__}: {exc}", "StartupError"))
         return 1
-    sys.stdin.reconfigure(encoding="utf-8")
+    sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # bad bytes become a ProtocolError, not a crash
     return server.serve(sys.stdin)
