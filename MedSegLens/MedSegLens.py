@@ -8,7 +8,6 @@ determinate progress bar and a log, and its Apply button turns into Cancel.
 
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import qt
@@ -334,11 +333,7 @@ class MedSegLensTest(ScriptedLoadableModuleTest):
         return folder
 
     def _waitUntilIdle(self, logic, timeout=300):
-        deadline = time.monotonic() + timeout
-        while logic.running and time.monotonic() < deadline:
-            slicer.app.processEvents()
-            logic.poll()
-            time.sleep(0.05)
+        logic.core.wait(timeout=timeout, process_events=slicer.app.processEvents)
         self.assertFalse(logic.running, "the job did not finish in time")
 
     def test_segment_creates_a_new_segmentation(self):

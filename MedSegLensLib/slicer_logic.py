@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -48,12 +48,22 @@ class _ActiveJob:
     job: str
     callbacks: JobCallbacks
     on_result: Callable[[dict[str, Any]], Any]
-    started: float = field(default_factory=time.monotonic)
 
 
 def node_ids(scene: Any) -> list[str]:
     """IDs of all nodes in the scene, in scene order."""
     return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
+
+
+def hierarchy_items(scene: Any) -> list[int]:
+    """IDs of all subject-hierarchy items (patients, studies, data items) in the scene."""
+    import slicer
+    from vtkmodules.vtkCommonCore import vtkIdList
+
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    ids = vtkIdList()
+    hierarchy.GetItemChildren(hierarchy.GetSceneItemID(), ids, True)
+    return [ids.GetId(i) for i in range(ids.GetNumberOfIds())]
 
 
 class ModuleLogic:
@@ -178,16 +188,25 @@ class ModuleLogic:
                 self.worker.release(active.request_id)
 
     def _import_atomically(self, on_result: Callable[[dict[str, Any]], Any], data: dict[str, Any]) -> Any:
-        """Run `on_result`; if it fails, remove every node (and hierarchy item) it added."""
-        before = set(node_ids(self.scene))
+        """Run `on_result`; if it fails, remove every node and hierarchy item it added."""
+        nodes_before, items_before = set(node_ids(self.scene)), set(hierarchy_items(self.scene))
         try:
             return on_result(data)
         except BaseException:
-            for node_id in reversed(node_ids(self.scene)):
-                node = self.scene.GetNodeByID(node_id)
-                if node_id not in before and node is not None:
-                    self.scene_api.remove_node(self.scene, node)
+            self._roll_back(nodes_before, items_before)
             raise
+
+    def _roll_back(self, nodes_before: set[str], items_before: set[int]) -> None:
+        for node_id in reversed(node_ids(self.scene)):
+            node = self.scene.GetNodeByID(node_id)
+            if node_id not in nodes_before and node is not None:
+                self.scene_api.remove_node(self.scene, node)
+        import slicer
+
+        hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(self.scene)
+        for item in reversed(hierarchy_items(self.scene)):
+            if item not in items_before and item in hierarchy_items(self.scene):
+                hierarchy.RemoveItem(item, False, True)  # never a data node that was there before
 
     def _export(self, node: Any) -> Path:
         """Write a volume node for the worker once per content version (the worker caches by file)."""

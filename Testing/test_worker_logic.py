@@ -19,7 +19,7 @@ scene_api = pytest.importorskip("MedSegLensLib.scene")
 
 from MedSegLensLib.data import MODALITIES, read_volume  # noqa: E402
 from MedSegLensLib.errors import ParameterError  # noqa: E402
-from MedSegLensLib.slicer_logic import JobCallbacks, ModuleLogic, node_ids  # noqa: E402
+from MedSegLensLib.slicer_logic import JobCallbacks, ModuleLogic, hierarchy_items, node_ids  # noqa: E402
 from MedSegLensLib.worker import WorkerProcess  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.scene]
@@ -31,7 +31,8 @@ def scene_state(scene) -> tuple:
     import slicer
 
     nodes = tuple((n.GetID(), n.GetClassName(), n.GetName()) for n in map(scene.GetNodeByID, node_ids(scene)))
-    return nodes, slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene).GetNumberOfItems()
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    return nodes, tuple((item, hierarchy.GetItemName(item)) for item in hierarchy_items(scene))
 
 
 def expected_labels(model_dir, case_dir):
@@ -145,8 +146,13 @@ def test_a_result_that_fails_to_import_adds_nothing(logic, tiny_model, case_dir)
     before = scene_state(logic.scene)
 
     def half_import(data):
+        from MedSegLensLib.data import read_case
+
         labels = read_volume(data["segmentation"], kind="label")
         scene_api.add_brats_segmentation(logic.scene, labels.array, labels.grid, volumes["t1n"], "half")
+        case = read_case(case_dir)
+        case.case_id = "another patient"  # new patient and study items in the subject hierarchy
+        scene_api.add_case_volumes(logic.scene, case)
         raise ValueError("the scene ran out of room")
 
     recorder = Recorder()

@@ -57,7 +57,7 @@ def test_importing_the_module_installs_nothing_and_loads_no_heavy_library():
             top_level |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             top_level.add((node.module or "").split(".")[0])
-    assert top_level <= {"shutil", "sys", "time", "pathlib", "qt", "slicer"}, top_level
+    assert top_level <= {"shutil", "sys", "pathlib", "qt", "slicer"}, top_level
     assert "imp" not in top_level
     module_level_calls = [ast.unparse(n) for n in tree.body if isinstance(n, ast.Expr)]
     assert all("pip" not in call for call in module_level_calls)
