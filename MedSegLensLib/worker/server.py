@@ -39,7 +39,9 @@ class WorkerServer:
         registry.add("shutdown", self._shutdown)
 
     def send(self, obj: dict[str, Any]) -> None:
-        line = protocol.encode(obj)  # encode fully before writing: never half a line
+        self._write(protocol.encode(obj))  # encoded fully before writing: never half a line
+
+    def _write(self, line: str) -> None:
         with self._lock:
             self.out.write(line + "\n")
             self.out.flush()
@@ -69,8 +71,7 @@ class WorkerServer:
             data = handler(request.params, ctx)
             if not isinstance(data, dict):
                 raise TypeError(f"job {request.job!r} returned {type(data).__name__}, not a dict")
-            line = protocol.result(request.id, data)
-            protocol.encode(line)  # fail here (as an error reply) if the data is not JSON
+            line = protocol.encode(protocol.result(request.id, data))  # data that is not JSON: an error reply
         except MedSegLensError as exc:
             self.send(protocol.error(request.id, str(exc), type(exc).__name__))
             return
@@ -88,7 +89,7 @@ class WorkerServer:
             traceback.print_exc(file=sys.stderr)
             self.send(protocol.error(request.id, f"{type(exc).__name__}: {exc}", type(exc).__name__))
             return
-        self.send(line)
+        self._write(line)
 
     def _shutdown(self, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         self.stopping = True
