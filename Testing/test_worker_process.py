@@ -147,11 +147,18 @@ def test_a_worker_that_exits_mid_job_is_reported_with_its_last_words(worker):
 
 
 def test_stdout_noise_from_a_job_does_not_break_the_protocol(worker):
-    logs = []
-    request = worker.submit("print_noise", callback=logs.append)
-    assert worker.wait(request, timeout=30) == {"ok": True}
-    stderr_lines = [m.message for m in logs if m.type == "log" and m.fields.get("level") == "stderr"]
-    assert {"noise from print()", "noise written to fd 1"} <= set(stderr_lines)
+    """stdout and stderr are separate pipes: collect until both noise lines and the result are in."""
+    request = worker.submit("print_noise")
+    expected = {"noise from print()", "noise written to fd 1"}
+    seen = []
+
+    def record(message) -> bool:
+        seen.append(message)
+        stderr = {m.message for m in seen if m.type == "log" and m.fields.get("level") == "stderr"}
+        return expected <= stderr and any(m.type == "result" and m.id == request for m in seen)
+
+    wait_for(worker, record)
+    assert next(m for m in seen if m.type == "result").data == {"ok": True}
 
 
 def test_unknown_job_and_bad_params_are_one_line_errors(worker):
