@@ -77,6 +77,7 @@ def test_cache_keeps_the_latest_per_kind():
     cache.get_or_create("model", "b", make("b"))
     cache.get_or_create("model", "a", make("a3"))
     assert made == ["a", "c", "b", "a3"] and cache.kinds() == {"model": 1, "case": 1}
+    assert cache.hits == {"model": 1} and cache.misses == {"model": 3, "case": 1}
 
 
 def test_fingerprint_changes_when_a_file_changes(tmp_path):

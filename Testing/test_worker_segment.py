@@ -67,8 +67,13 @@ def test_segment_writes_the_models_labels_in_the_inputs_geometry(worker, tiny_mo
 def test_a_second_request_reuses_the_cached_model_and_case(worker, tiny_model, case_dir):
     files = {m: str(case_dir / f"case-001-{m}.nii.gz") for m in MODALITIES}
     first = worker.run("segment", {"model": str(tiny_model), "case": files, "case_id": "by-files"}, timeout=120)
-    assert worker.run("ping", timeout=30)["cache"] == {"model": 1, "case": 1}
+    before = worker.run("ping", timeout=30)
+    assert before["cache"] == {"model": 1, "case": 1}
     second = worker.run("segment", {"model": str(tiny_model), "case": files, "case_id": "by-files"}, timeout=120)
+    after = worker.run("ping", timeout=30)
+    assert after["cache_misses"] == before["cache_misses"], "nothing was loaded again"
+    assert {k: after["cache_hits"].get(k, 0) - before["cache_hits"].get(k, 0) for k in ("model", "case")} \
+        == {"model": 1, "case": 1}
     assert first["segmentation"] != second["segmentation"], "each request has its own output folder"
     np.testing.assert_array_equal(nib.load(first["segmentation"]).get_fdata(), nib.load(second["segmentation"]).get_fdata())
     assert first["case_id"] == "by-files"

@@ -65,12 +65,16 @@ class WorkerCache:
     def __init__(self, per_kind: int = 1) -> None:
         self.per_kind = per_kind
         self._items: dict[str, dict[Hashable, Any]] = {}
+        self.hits: dict[str, int] = {}
+        self.misses: dict[str, int] = {}
 
     def get_or_create(self, kind: str, key: Hashable, factory: Callable[[], Any]) -> Any:
         items = self._items.setdefault(kind, {})
         if key in items:
+            self.hits[kind] = self.hits.get(kind, 0) + 1
             items[key] = items.pop(key)  # most recently used last
             return items[key]
+        self.misses[kind] = self.misses.get(kind, 0) + 1
         value = factory()
         while len(items) >= self.per_kind:
             items.pop(next(iter(items)))
