@@ -1,7 +1,7 @@
 """The page: case list and image controls on the left, three slice views, latents and steering on the right.
 
 Element ids (`case-<id>`, `modality-<m>`, `overlay-<name>`, `seg-<source>`, `accept`)
-and each view's `data-msl-view` marker are what the browser tests click and read.
+and each view's `#view-<name>` label are what the browser tests click and read.
 """
 
 from __future__ import annotations
@@ -67,16 +67,16 @@ def _image_controls(server) -> None:
         with v3.VBtnToggle(v_model=("modality",), mandatory=True, density="compact", divided=True, variant="outlined"):
             v3.VBtn("{{ m.title }}", v_for="m in modalities", key="m.value", value=("m.value",), id=("'modality-' + m.value",), size="small")
         html.Div("Window / level", classes="text-caption mt-3")
-        v3.VRangeSlider(
-            id="display-range",
-            v_model=("display_range",),
-            min=("display_bounds[0]",),
-            max=("display_bounds[1]",),
-            step=("(display_bounds[1] - display_bounds[0]) / 200",),
-            hide_details=True,
-            density="compact",
-            strict=True,
-        )
+        with html.Div(id="display-range"):
+            v3.VRangeSlider(
+                v_model=("display_range",),
+                min=("display_bounds[0]",),
+                max=("display_bounds[1]",),
+                step=("(display_bounds[1] - display_bounds[0]) / 200",),
+                hide_details=True,
+                density="compact",
+                strict=True,
+            )
         html.Div("Segmentation", classes="text-caption mt-3")
         with v3.VBtnToggle(v_model=("seg_source",), mandatory=True, density="compact", divided=True, variant="outlined"):
             v3.VBtn("{{ s }}", v_for="s in seg_sources", key="s", value=("s",), id=("'seg-' + s",), size="small")

@@ -1,6 +1,6 @@
 """What sits on top of each slice view: its name and a slice slider (scrolling through the volume).
 
-The marker `data-msl-view` names the view for the browser tests; the slider is
+The label `#view-<name>` marks the view for the browser tests; the slider is
 trame-slicer's, bound to the view's slice offset.
 """
 
@@ -19,7 +19,7 @@ def slice_gutter(server, view_id: str, view) -> None:
         name,
         classes="text-caption px-2",
         style="position: absolute; top: 4px; left: 4px; color: #ddd; pointer-events: none;",
-        data_msl_view=name,
+        id=f"view-{name}",
     )
-    with html.Div(style="position: absolute; bottom: 0; left: 0; width: 100%;", data_msl_slider=name):
+    with html.Div(style="position: absolute; bottom: 0; left: 0; width: 100%;", id=f"slider-{name}"):
         Slider(typed_state=connect_slice_view_slider_to_state(server, view), theme="dark", density="compact")
