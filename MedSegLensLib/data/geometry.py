@@ -113,3 +113,10 @@ def grid_with_spacing(grid: Grid, spacing: tuple[float, float, float]) -> Grid:
     corner = grid.affine[:3, :3] @ np.full(3, -0.5) + grid.affine[:3, 3]
     affine[:3, 3] = corner - affine[:3, :3] @ np.full(3, -0.5)
     return Grid(shape, affine)
+
+
+def canonical_grid(grid: Grid) -> Grid:
+    """The grid `to_canonical` gives for `grid`, without touching any voxels."""
+    ornt = canonical_transform(grid)
+    shape = tuple(int(grid.shape[int(axis)]) for axis in np.argsort(ornt[:, 0]))
+    return Grid(shape, grid.affine @ orientations.inv_ornt_aff(ornt, grid.shape))

@@ -1,0 +1,80 @@
+"""`medseglens render`: slice views of a case, a segmentation and a latent map, via Slicer's slice logic."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from ..data import MODALITIES, find_case_files, read_volume
+from ..data.geometry import resample_to_grid, to_canonical
+from ..errors import ParameterError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "render", help="render slice views (MRI, latent map overlay, segmentation) to PNG, headless"
+    )
+    parser.add_argument("--case", required=True, metavar="FOLDER", help="BraTS case folder")
+    parser.add_argument("--out", required=True, help="PNG file to write")
+    parser.add_argument("--seg", metavar="FILE", help="label file (0/1 NCR/2 ED/3 ET) to draw; default: the case's -seg file")
+    parser.add_argument("--no-segmentation", action="store_true", help="draw no segmentation")
+    parser.add_argument("--map", help="activation map file (NIfTI/NRRD) to overlay")
+    parser.add_argument("--threshold", type=float, help="overlay threshold (default: half the map's peak)")
+    parser.add_argument("--modality", choices=MODALITIES, default="t1c", help="background image (default t1c)")
+    parser.add_argument("--view", choices=["axial", "coronal", "sagittal", "all"], default="all")
+    parser.add_argument("--position", type=float, nargs=3, metavar=("R", "A", "S"),
+                        help="RAS point (mm) the slices pass through; default: the map's peak, else the tumour centre")
+    parser.add_argument("--fill", action="store_true", help="fill segments (half transparent) instead of outlining them")
+    parser.add_argument("--size", type=int, default=384, help="pixels per view side (default 384)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
+    parser.set_defaults(handler=run)
+
+
+def _map_on_case_grid(path: str, case) -> np.ndarray:
+    volume = read_volume(path)
+    array, grid = to_canonical(volume.array.astype(np.float32), volume.grid)
+    return resample_to_grid(array, grid, case.grid, order=1)
+
+
+def _default_position(case, activation) -> np.ndarray:
+    if activation is not None:
+        voxel = np.unravel_index(int(np.argmax(activation)), activation.shape)
+    elif case.label is not None and case.label.any():
+        voxel = np.argwhere(case.label > 0).mean(axis=0).round()
+    else:
+        voxel = (np.array(case.grid.shape) - 1) / 2
+    return (case.grid.affine @ np.append(np.asarray(voxel, dtype=float), 1.0))[:3]
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..scene import (
+        add_brats_segmentation, add_case_volumes, add_latent_overlay, create_headless_slicer, render_orthogonal,
+        render_slice,
+    )
+
+    if args.size < 16:
+        raise ParameterError(f"--size {args.size} is too small; use at least 16 pixels")
+    files = find_case_files(args.case)
+    if args.seg:
+        files.seg = args.seg
+    case = files.load(with_labels=not args.no_segmentation)
+    activation = _map_on_case_grid(args.map, case) if args.map else None
+    headless = create_headless_slicer()
+    scene = headless.scene
+    nodes = add_case_volumes(scene, case)
+    background = nodes.volumes[args.modality]
+    overlay = segmentation = None
+    if activation is not None:
+        overlay = add_latent_overlay(scene, activation, case.grid, background, "latent map", threshold=args.threshold)
+    if case.label is not None:
+        segmentation = add_brats_segmentation(scene, case.label, case.grid, background, "segmentation")
+    position = np.asarray(args.position) if args.position else _default_position(case, activation)
+    style = dict(foreground_opacity=0.8, outline=not args.fill, segmentation_opacity=0.5 if args.fill else 1.0,
+                 path=args.out, overwrite=args.overwrite)
+    if args.view == "all":
+        render_orthogonal(scene, background, overlay, segmentation, position, size=args.size, **style)
+    else:
+        render_slice(scene, background, overlay, segmentation, args.view, position, (args.size, args.size), **style)
+    print(f"{args.out}: {args.view} view(s) of {case.case_id} through RAS {', '.join(f'{v:.1f}' for v in position)} mm")
+    return 0
