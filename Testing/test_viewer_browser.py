@@ -120,14 +120,14 @@ def test_selecting_a_case_changes_the_views(page):
     _record("case_switch_ms", [latency])
 
 
-def test_selecting_a_latent_overlays_it_in_heat_colours(page):
+def test_selecting_a_latent_overlays_it_in_its_colour_map(page):
     plain = _settle(page, "axial")
     latencies = [browser.frame_latency_ms(page, "axial", "#overlay-latent-7")]
     with_overlay = _settle(page, "axial")
     hot = _changed(plain, with_overlay)
     assert hot.sum() > 50, "selecting the latent changed nothing in the axial view"
     colour = with_overlay[hot]
-    assert np.mean(colour[:, 0] - colour[:, 2]) > 40, "the overlay should be drawn in heat colours"
+    assert np.mean(colour[:, 2] - colour[:, 0]) > 40, "the overlay should be drawn in the Cool colour map (blue-cyan)"
     browser.save_screenshot(page, ARTIFACTS / "viewer-overlay.png")
     for _ in range(4):  # toggle off and on: each change is one frame to wait for
         latencies.append(browser.frame_latency_ms(page, "axial", "#overlay-latent-7"))

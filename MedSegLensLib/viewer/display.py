@@ -1,33 +1,46 @@
 """What the viewer's slice views show: one case's MRI, a segmentation and a latent overlay.
 
-`CaseDisplay` works on a trame-slicer `SlicerApp` (its MRML scene and slice views)
-and knows nothing about the browser, so the same code is rendered offscreen in the
-tests and streamed to the browser by the app. Slice views only: no volume rendering.
+`CaseDisplay` reads files through the data layer (validated, one-line errors) and
+builds the nodes with the shared scene code (`MedSegLensLib.scene`: case volumes,
+BraTS segmentations with terminology and colours, latent overlay nodes), exactly
+as the Slicer module does. It works on any scene whose slice views it is given
+(trame-slicer's `SlicerApp`), knows nothing about the browser, and is rendered
+offscreen in the tests. Slice views only: no volume rendering.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
 from pathlib import Path
 
-from ..data import MODALITIES, read_volume
+import numpy as np
+
+from ..data import MODALITIES, Case, read_volume
+from ..data.geometry import to_canonical
 from ..errors import InputError, ParameterError
 from .workspace import Workspace, WorkspaceCase
 
 MODALITY_LABELS = {"t1n": "T1", "t1c": "T1c", "t2w": "T2", "t2f": "FLAIR"}
 SEGMENTATION_SOURCES = ("prediction", "reference")
-OVERLAY_COLORS = "vtkMRMLPETProceduralColorNodePET-Heat"
-DEFAULT_OVERLAY_THRESHOLD = 0.25
+BRATS_LABELS = (0, 1, 2, 3)
+DEFAULT_OVERLAY_THRESHOLD = 0.5  # fraction of the map's peak, as the scene layer's default
 DEFAULT_OVERLAY_OPACITY = 0.8
 
-Progress = Callable[[float, str], None]
 
-
-def _validate(files, prediction: str | None) -> None:
-    """Read the case through the data layer first: Slicer's readers accept a truncated file silently."""
-    files.load()
-    if prediction:
-        read_volume(prediction, kind="label")
+def read_on_case_grid(path: Path, case: Case, kind: str) -> np.ndarray:
+    """A volume that must carry the case's geometry (a prediction or a latent map), on `case.grid`."""
+    volume = read_volume(path, kind=kind)
+    array, grid = to_canonical(volume.array, volume.grid)
+    if not grid.same_as(case.grid):
+        raise InputError(
+            f"{path}: grid {volume.grid.shape} at {volume.grid.orientation} is not case {case.case_id}'s input grid "
+            f"{case.source_grid.shape} at {case.source_grid.orientation}; write it in the input's geometry"
+        )
+    if kind == "label":
+        outside = sorted(set(np.unique(array).tolist()) - set(BRATS_LABELS))
+        if outside:
+            raise InputError(f"{path}: label values {outside[:5]} are outside the BraTS labels 0-3")
+    return array
 
 
 class CaseDisplay:
@@ -37,75 +50,81 @@ class CaseDisplay:
         self._app = slicer_app
         self._workspace = workspace
         self.case: WorkspaceCase | None = None
+        self.data: Case | None = None
         self.modality = MODALITIES[0]
         self.segmentation_source: str | None = None
         self.overlay_name: str | None = None
         self.overlay_threshold = DEFAULT_OVERLAY_THRESHOLD
         self.overlay_opacity = DEFAULT_OVERLAY_OPACITY
-        self._volumes: dict[str, object] = {}
+        self._nodes = None
         self._segmentations: dict[str, object] = {}
-        self._overlays: dict[str, object] = {}
+        self._overlay = None
+
+    @property
+    def scene(self):
+        return self._app.scene
 
     # -- case -------------------------------------------------------------------------
 
-    def load_case(self, case_id: str, progress: Progress | None = None) -> WorkspaceCase:
+    def load_case(self, case_id: str) -> WorkspaceCase:
         """Replace the shown case; on any error the previous case stays on screen."""
-        progress = progress or (lambda fraction, message: None)
+        with self.one_frame():
+            return self._load_case(case_id)
+
+    def _load_case(self, case_id: str) -> WorkspaceCase:
+        from ..scene import add_brats_segmentation, add_case_volumes
+
         case = self._workspace.case(case_id)
-        files = self._workspace.case_files(case)
-        sources = {"reference": files.seg}
+        data = self._workspace.case_files(case).load()
+        labels = {"reference": data.label}
         if case.prediction:
-            sources["prediction"] = str(self._workspace.resolve(case.prediction, f"case {case_id} prediction"))
-        steps = len(MODALITIES) + sum(1 for path in sources.values() if path)
-        volumes: dict[str, object] = {}
+            path = self._workspace.resolve(case.prediction, f"case {case_id} prediction")
+            labels["prediction"] = read_on_case_grid(path, data, "label")
+        nodes = add_case_volumes(self.scene, data)
         segmentations: dict[str, object] = {}
-        _validate(files, sources.get("prediction"))
         try:
-            for number, modality in enumerate(MODALITIES):
-                progress(number / steps, f"loading {MODALITY_LABELS[modality]}")
-                volumes[modality] = self._read_volume(Path(files.modalities[modality]), f"{case_id} {MODALITY_LABELS[modality]}")
-            for source, path in sources.items():
-                if path:
-                    progress((len(volumes) + len(segmentations)) / steps, f"loading {source} segmentation")
-                    segmentations[source] = self._read_segmentation(Path(path), f"{case_id} {source}")
+            for source in SEGMENTATION_SOURCES:
+                if labels.get(source) is not None:
+                    role = "model" if source == "prediction" else "reference"
+                    segmentations[source] = add_brats_segmentation(
+                        self.scene, labels[source], data.grid, nodes.reference, f"{case_id} {source}", role=role
+                    )
         except BaseException:
-            for node in [*volumes.values(), *segmentations.values()]:
-                self._remove(node)
+            self._remove([*nodes.volumes.values(), *segmentations.values()], nodes.study_item)
             raise
         self._clear()
-        self.case, self._volumes, self._segmentations = case, volumes, segmentations
+        self.case, self.data, self._nodes, self._segmentations = case, data, nodes, segmentations
         self.overlay_name = None
         self.show_modality(self.modality)
-        self.show_segmentation("prediction" if "prediction" in segmentations else ("reference" if segmentations else None))
+        self.show_segmentation(next(iter(segmentations), None))
         self.reset_views()
-        progress(1.0, f"{case_id} loaded")
         return case
 
     @property
     def segmentation_sources(self) -> list[str]:
-        return [source for source in SEGMENTATION_SOURCES if source in self._segmentations]
+        return list(self._segmentations)
 
     # -- MRI --------------------------------------------------------------------------
 
     def show_modality(self, modality: str) -> None:
+        from ..scene import show_in_slice_views
+
         if modality not in MODALITIES:
             raise ParameterError(f"modality {modality!r} is not one of {', '.join(MODALITIES)}")
         self.modality = modality
-        node = self._volumes.get(modality)
-        for view in self.slice_views():
-            view.set_background_volume_id(node.GetID() if node else None)
+        if self._nodes is not None:
+            show_in_slice_views(self.scene, background=self._nodes.volumes[modality])
 
     def intensity_range(self) -> tuple[float, float]:
         """The shown modality's robust intensity range (0.1-99.9th percentiles)."""
         from trame_slicer.core.volume_window_level import VolumeWindowLevel
 
-        node = self._require_volume()
-        return tuple(float(v) for v in VolumeWindowLevel.get_volume_auto_min_max_range(node))
+        return tuple(float(v) for v in VolumeWindowLevel.get_volume_auto_min_max_range(self._volume()))
 
     def display_range(self) -> tuple[float, float]:
         from trame_slicer.core.volume_window_level import VolumeWindowLevel
 
-        return tuple(float(v) for v in VolumeWindowLevel.get_volume_display_range(self._require_volume()))
+        return tuple(float(v) for v in VolumeWindowLevel.get_volume_display_range(self._volume()))
 
     def set_display_range(self, low: float, high: float) -> None:
         """Window/level as the intensity range mapped from black to white."""
@@ -113,7 +132,7 @@ class CaseDisplay:
 
         if not high > low:
             raise ParameterError(f"display range [{low}, {high}] is empty; the upper bound must exceed the lower")
-        VolumeWindowLevel.set_volume_node_display_min_max_range(self._require_volume(), float(low), float(high))
+        VolumeWindowLevel.set_volume_node_display_min_max_range(self._volume(), float(low), float(high))
 
     # -- segmentation -----------------------------------------------------------------
 
@@ -128,45 +147,52 @@ class CaseDisplay:
         return self._segmentations.get(self.segmentation_source) if self.segmentation_source else None
 
     def segmentation_file(self) -> Path | None:
-        node = self.segmentation_node()
-        storage = node.GetStorageNode() if node else None
-        return Path(storage.GetFileName()) if storage and storage.GetFileName() else None
+        """The workspace file the shown segmentation came from."""
+        if self.segmentation_source == "prediction":
+            return self._workspace.resolve(self.case.prediction)
+        if self.segmentation_source == "reference":
+            return Path(self.data.files["seg"])
+        return None
 
     def write_segmentation(self, path: Path) -> None:
-        """Write the shown segmentation as a .seg.nrrd (names, colours and geometry kept)."""
-        from slicer import vtkMRMLSegmentationStorageNode
+        """Write the shown segmentation as a .seg.nrrd (names, colours, terminology, input geometry)."""
+        from ..scene import save_segmentation
 
         node = self.segmentation_node()
         if node is None:
             raise ParameterError("no segmentation is shown; pick one before accepting")
-        storage = vtkMRMLSegmentationStorageNode()
-        storage.SetFileName(str(path))
-        storage.SetUseCompression(1)
-        if not storage.WriteData(node):
-            raise InputError(f"{path}: the segmentation could not be written")
+        save_segmentation(node, path, overwrite=True)
 
     # -- latent overlay ---------------------------------------------------------------
 
     def show_overlay(self, name: str | None) -> None:
-        """Show a latent activation map over the MRI (None hides it); maps load on first use."""
+        """Show a latent activation map over the MRI (None hides it); one overlay node, updated in place."""
+        with self.one_frame():
+            self._show_overlay(name)
+
+    def _show_overlay(self, name: str | None) -> None:
+        from ..scene import add_latent_overlay, show_in_slice_views, update_latent_overlay
+
         case = self._require_case()
-        node = None
-        if name is not None:
-            overlay = case.overlay(name)
-            node = self._overlays.get(name)
-            if node is None:
-                path = self._workspace.resolve(overlay.file, f"case {case.case_id} overlay {name!r}")
-                read_volume(path)
-                node = self._read_volume(path, f"{case.case_id} {name}")
-                self._overlays[name] = node
-            self._style_overlay(node)
+        if name is None:
+            self.overlay_name = None
+            show_in_slice_views(self.scene, foreground_opacity=0.0)
+            return
+        overlay = case.overlay(name)
+        path = self._workspace.resolve(overlay.file, f"case {case.case_id} overlay {name!r}")
+        activation = read_on_case_grid(path, self.data, "image")
+        threshold = self.overlay_threshold * float(activation.max())
+        if self._overlay is None:
+            self._overlay = add_latent_overlay(
+                self.scene, activation, self.data.grid, self._nodes.reference, name, threshold=threshold, latent=overlay.latent
+            )
+        else:
+            update_latent_overlay(self._overlay, activation, self.data.grid, threshold=threshold, latent=overlay.latent, name=name)
         self.overlay_name = name
-        for view in self.slice_views():
-            view.set_foreground_volume_id(node.GetID() if node else None)
-            view.set_foreground_opacity(self.overlay_opacity if node else 0.0)
+        show_in_slice_views(self.scene, foreground=self._overlay, foreground_opacity=self.overlay_opacity)
 
     def set_overlay_style(self, threshold: float | None = None, opacity: float | None = None) -> None:
-        """Threshold (fraction of the map's maximum below which it is transparent) and opacity."""
+        """Threshold (fraction of the map's peak below which it is transparent) and opacity."""
         for value, what in ((threshold, "overlay threshold"), (opacity, "overlay opacity")):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ParameterError(f"{what} {value} must lie in [0, 1]")
@@ -177,22 +203,21 @@ class CaseDisplay:
         if self.overlay_name is not None:
             self.show_overlay(self.overlay_name)
 
-    def _style_overlay(self, node) -> None:
-        low, high = node.GetImageData().GetScalarRange()
-        peak = high if high > 0 else 1.0
-        cut = self.overlay_threshold * peak
-        display = node.GetDisplayNode()
-        display.SetAndObserveColorNodeID(OVERLAY_COLORS)
-        display.SetAutoWindowLevel(0)
-        display.SetWindowLevelMinMax(cut, peak)
-        display.SetAutoThreshold(0)
-        display.SetApplyThreshold(1)
-        display.SetThreshold(max(cut, 1e-6 * peak), max(high, peak) + 1.0)
-
     # -- views ------------------------------------------------------------------------
 
     def slice_views(self) -> list:
         return self._app.view_manager.get_slice_views()
+
+    @contextlib.contextmanager
+    def one_frame(self):
+        """Hold the views' redraws while a change modifies many nodes; redraw once at the end."""
+        views = self.slice_views()
+        were_blocked = [view.set_render_blocked(True) for view in views]
+        try:
+            yield
+        finally:
+            for view, was_blocked in zip(views, were_blocked):
+                view.set_render_blocked(was_blocked)
 
     def reset_views(self) -> None:
         for view in self.slice_views():
@@ -200,39 +225,32 @@ class CaseDisplay:
 
     # -- nodes ------------------------------------------------------------------------
 
-    def _read_volume(self, path: Path, name: str):
-        node = self._app.volumes_logic.AddArchetypeVolume(str(path), name, 0)
-        if node is None or node.GetImageData() is None:
-            raise InputError(f"{path}: Slicer could not read this volume; check that it is a valid NIfTI/NRRD file")
-        return node
-
-    def _read_segmentation(self, path: Path, name: str):
-        node = self._app.segmentations_logic.LoadSegmentationFromFile(str(path), True, name)
-        if node is None:
-            raise InputError(f"{path}: Slicer could not read this segmentation; check that it is a valid label map")
-        node.CreateDefaultDisplayNodes()
-        return node
-
     def _require_case(self) -> WorkspaceCase:
         if self.case is None:
             raise ParameterError("no case is loaded; pick a case first")
         return self.case
 
-    def _require_volume(self):
+    def _volume(self):
         self._require_case()
-        return self._volumes[self.modality]
+        return self._nodes.volumes[self.modality]
 
     def _clear(self) -> None:
-        for node in [*self._volumes.values(), *self._segmentations.values(), *self._overlays.values()]:
-            self._remove(node)
-        self._volumes, self._segmentations, self._overlays = {}, {}, {}
-        self.case = None
+        if self._nodes is not None:
+            nodes = [*self._nodes.volumes.values(), *self._segmentations.values(), self._overlay]
+            self._remove([n for n in nodes if n is not None], self._nodes.study_item)
+        self._nodes, self._segmentations, self._overlay = None, {}, None
+        self.case = self.data = None
 
-    def _remove(self, node) -> None:
-        scene = self._app.scene
-        attached = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
-        attached.append(node.GetStorageNode())
-        for other in attached:
-            if other is not None:
-                scene.RemoveNode(other)
-        scene.RemoveNode(node)
+    def _remove(self, nodes: list, study_item: int) -> None:
+        """Remove a case's nodes, then its patient/study items once nothing else sits under them."""
+        from slicer import vtkMRMLSubjectHierarchyNode
+
+        from ..scene import remove_node
+
+        for node in nodes:
+            remove_node(self.scene, node)
+        hierarchy = vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(self.scene)
+        patient = hierarchy.GetItemParent(study_item)
+        for item in (study_item, patient):
+            if item and item != hierarchy.GetSceneItemID() and hierarchy.GetNumberOfItemChildren(item) == 0:
+                hierarchy.RemoveItem(item, False, False)
