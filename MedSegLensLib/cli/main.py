@@ -18,6 +18,8 @@ from ..errors import MedSegLensError
 # Command modules, in the order they appear in --help.
 COMMAND_MODULES = [
     "MedSegLensLib.cli.data_commands",
+    "MedSegLensLib.cli.synth_commands",
+    "MedSegLensLib.cli.model_commands",
     "MedSegLensLib.cli.scene_commands",
     "MedSegLensLib.cli.viewer_commands",
 ]

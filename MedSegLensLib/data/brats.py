@@ -12,8 +12,8 @@ from .volumes import image_suffix, strip_image_suffix
 
 # File-name endings (before the extension) for each naming scheme.
 SCHEMES: dict[str, dict[str, str]] = {
-    "brats2023": {"-t1n": "t1n", "-t1c": "t1c", "-t2w": "t2w", "-t2f": "t2f", "-seg": "seg", "-tissue": "tissue"},
-    "brats2021": {"_t1": "t1n", "_t1ce": "t1c", "_t2": "t2w", "_flair": "t2f", "_seg": "seg", "_tissue": "tissue"},
+    "brats2023": {"-t1n": "t1n", "-t1c": "t1c", "-t2w": "t2w", "-t2f": "t2f", "-seg": "seg", "-tissue": "tissue", "-atlas": "atlas"},
+    "brats2021": {"_t1": "t1n", "_t1ce": "t1c", "_t2": "t2w", "_flair": "t2f", "_seg": "seg", "_tissue": "tissue", "_atlas": "atlas"},
 }
 # BraTS 2021 labels enhancing tumour 4; MedSegLens (like BraTS 2023) uses 3.
 LABEL_MAPS = {"brats2023": {}, "brats2021": {4: 3}}
@@ -30,6 +30,7 @@ class CaseFiles:
     population: str = "unknown"
     scheme: str = "brats2023"
     extra: dict[str, str] = field(default_factory=dict)
+    atlas: str | None = None  # coarse location atlas (synthetic cases; labels in the cohort's atlas_labels.csv)
 
     def load(self, with_labels: bool = True) -> Case:
         return load_case(
@@ -86,6 +87,7 @@ def find_case_files(folder: str | os.PathLike, population: str = "unknown") -> C
         modalities={m: roles[m] for m in MODALITIES},
         seg=roles.get("seg"),
         tissue=roles.get("tissue"),
+        atlas=roles.get("atlas"),
         population=population,
         scheme=scheme,
     )

@@ -20,7 +20,7 @@ from .case import MODALITIES
 
 MANIFEST_CSV = "manifest.csv"
 MANIFEST_JSON = "manifest.json"
-MANIFEST_COLUMNS = ("case_id", "population", *MODALITIES, "seg", "tissue")
+MANIFEST_COLUMNS = ("case_id", "population", *MODALITIES, "seg", "tissue", "atlas")
 
 
 def discover_cohort(folder: str | os.PathLike, population: str | None = None) -> list[CaseFiles]:
@@ -108,13 +108,14 @@ def read_manifest(path: str | os.PathLike) -> list[CaseFiles]:
         if "/" in case_id or "\\" in case_id or case_id in (".", ".."):
             raise InputError(f"{path}: row {number} case id '{case_id}' contains a path separator")
         files = {k: _safe_relative(path.parent, str(row[k]), path) for k in MODALITIES}
-        optional = {k: _safe_relative(path.parent, str(row[k]), path) for k in ("seg", "tissue") if row.get(k)}
+        optional = {k: _safe_relative(path.parent, str(row[k]), path) for k in ("seg", "tissue", "atlas") if row.get(k)}
         cases.append(
             CaseFiles(
                 case_id=case_id,
                 modalities=files,
                 seg=optional.get("seg"),
                 tissue=optional.get("tissue"),
+                atlas=optional.get("atlas"),
                 population=str(row.get("population") or "unknown"),
             )
         )
@@ -129,7 +130,7 @@ def write_manifest(folder: str | os.PathLike, cases: list[CaseFiles]) -> Path:
     writer.writeheader()
     for case in cases:
         row = {"case_id": case.case_id, "population": case.population}
-        for key, value in {**case.modalities, "seg": case.seg, "tissue": case.tissue}.items():
+        for key, value in {**case.modalities, "seg": case.seg, "tissue": case.tissue, "atlas": case.atlas}.items():
             row[key] = os.path.relpath(value, folder) if value else ""
         writer.writerow(row)
     target = folder / MANIFEST_CSV

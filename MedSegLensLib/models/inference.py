@@ -1,0 +1,127 @@
+"""A loaded model and the one inference path everything uses.
+
+    model = load_model("models/unet")
+    prepared = model.prepare(case)            # on the model's grid, normalised
+    logits = model.logits(prepared)           # sliding-window, full volume
+    prediction = model.to_prediction(logits, prepared)   # labels on case.grid
+
+`predict(case)` chains the three. Hooks registered on `model.network` see every
+sliding window, and `logits(..., network=other)` runs a modified copy (e.g. a
+steered one) through exactly the same windows, blending and resampling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+from torch import nn
+
+from ..data import Case, Grid
+from ..data.geometry import resample_to_grid
+from ..errors import ParameterError
+from .config import ModelConfig
+from .preprocess import channel_index_to_label, to_model_grid
+from .registry import default_device
+from .storage import load_network
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class PreparedInput:
+    """A case on the model's grid: `tensor` (1, C, X, Y, Z) on the model's device, on `grid`."""
+
+    tensor: torch.Tensor
+    grid: Grid
+    case_grid: Grid
+    resampled: bool
+    case_id: str = ""
+
+
+@dataclass
+class Prediction:
+    """Labels (X, Y, Z) uint8 on `grid` (the case's canonical grid) and optional probabilities (C, X, Y, Z)."""
+
+    labels: np.ndarray
+    grid: Grid
+    probabilities: np.ndarray | None
+    model_fingerprint: str
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """fp32 (no autocast) or bf16 autocast on the model's device."""
+    if precision not in PRECISIONS:
+        raise ParameterError(f"precision '{precision}' is unknown; use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def window_logits(
+    network: nn.Module, tensor: torch.Tensor, config: ModelConfig, precision: str = "fp32"
+) -> torch.Tensor:
+    """Sliding-window logits of a (B, C, X, Y, Z) tensor with the config's patch size and blending."""
+    window = config.sliding_window
+    device = tensor.device
+    with torch.no_grad(), autocast(device, precision):
+        out = sliding_window_inference(
+            tensor,
+            roi_size=config.patch_size,
+            sw_batch_size=int(window.get("batch_size", 1)),
+            predictor=network,
+            overlap=float(window.get("overlap", 0.5)),
+            mode=str(window.get("mode", "gaussian")),
+        )
+    return torch.as_tensor(out).float()
+
+
+class SegmentationModel:
+    """A network with its config and weights fingerprint, ready for inference."""
+
+    def __init__(self, network: nn.Module, config: ModelConfig, fingerprint: str, device=None,
+                 provenance: dict[str, Any] | None = None, model_dir: str | os.PathLike | None = None):
+        self.config = config
+        self.fingerprint = fingerprint
+        self.provenance = provenance or {}
+        self.model_dir = Path(model_dir) if model_dir is not None else None
+        self.device = torch.device(device) if device is not None else default_device()
+        self.network = network.to(self.device).eval()
+
+    def prepare(self, case: Case) -> PreparedInput:
+        """The case's image on the model's grid, normalised, as a (1, C, X, Y, Z) tensor."""
+        arrays = to_model_grid(case, self.config)
+        tensor = torch.from_numpy(np.ascontiguousarray(arrays.image))[None].to(self.device)
+        return PreparedInput(tensor, arrays.grid, case.grid, arrays.resampled, case.case_id)
+
+    def logits(self, prepared: PreparedInput, network: nn.Module | None = None, precision: str = "fp32") -> torch.Tensor:
+        """Full-volume logits (1, classes, X, Y, Z) on `prepared.grid`, by sliding windows."""
+        return window_logits(network if network is not None else self.network, prepared.tensor, self.config, precision)
+
+    def to_prediction(self, logits: torch.Tensor, prepared: PreparedInput, probabilities: bool = False) -> Prediction:
+        """Labels (and optionally class probabilities) on the case's own canonical grid."""
+        if not prepared.resampled and not probabilities:
+            index = logits[0].argmax(0).cpu().numpy()
+            return Prediction(channel_index_to_label(index, self.config), prepared.case_grid, None, self.fingerprint)
+        probs = torch.softmax(logits[0], dim=0).cpu().numpy()
+        if prepared.resampled:
+            probs = np.stack([resample_to_grid(p, prepared.grid, prepared.case_grid, order=1) for p in probs])
+        labels = channel_index_to_label(probs.argmax(0), self.config)
+        return Prediction(labels, prepared.case_grid, probs.astype(np.float32) if probabilities else None, self.fingerprint)
+
+    def predict(self, case: Case, probabilities: bool = False, precision: str = "fp32") -> Prediction:
+        """Segment a case: labels (uint8, BraTS values) on `case.grid`."""
+        prepared = self.prepare(case)
+        return self.to_prediction(self.logits(prepared, precision=precision), prepared, probabilities)
+
+
+def load_model(model_dir: str | os.PathLike, device=None) -> SegmentationModel:
+    """Load a model folder (hash-checked safetensors weights) onto `device` (GPU if present by default)."""
+    network, config, fingerprint, provenance = load_network(model_dir)
+    return SegmentationModel(network, config, fingerprint, device=device, provenance=provenance, model_dir=model_dir)

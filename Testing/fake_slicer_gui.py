@@ -1,0 +1,208 @@
+"""FakeSlicerGui: stand-ins for desktop Slicer's Qt GUI, the one part that cannot exist here.
+
+Only the GUI layer is faked: `qt` (a QTimer that the test fires by hand),
+`slicer.ScriptedLoadableModule`, `slicer.parameterNodeWrapper`, and the
+`slicer.util` functions that open windows or read .ui files. Widgets are made
+from the module's real .ui file (one `FakeWidget` per named widget), so code
+that uses a widget the .ui lacks fails here as it would in Slicer. The MRML
+scene, the scene code, the worker process and the module's logic stay real.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import types
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import slicer
+import slicer.util
+
+
+class FakeWidget:
+    """Any Qt widget: remembers properties, signal connections and what was shown in it."""
+
+    def __init__(self, name: str, class_name: str):
+        self.name, self.class_name = name, class_name
+        self.text, self.toolTip, self.enabled, self.directory = "", "", True, ""
+        self.value, self.format, self.lines, self.rowCount, self.columnCount = 0, "%p%", [], 0, 0
+        self.connections: dict[str, list] = {}
+
+    def connect(self, signal, slot):
+        self.connections.setdefault(signal, []).append(slot)
+
+    def emit(self, signal, *args):
+        for slot in self.connections.get(signal, []):
+            slot(*args)
+
+    def setRange(self, low, high):
+        self.range = (low, high)
+
+    def setValue(self, value):
+        self.value = value
+
+    def setFormat(self, text):
+        self.format = text
+
+    def setText(self, text):
+        self.text = text
+
+    def clear(self):
+        self.lines = []
+
+    def appendPlainText(self, text):
+        self.lines.append(text)
+
+    def setMRMLScene(self, scene):
+        self.scene = scene
+
+
+class FakeTimer:
+    def __init__(self):
+        self.active, self.interval, self.slots = False, 0, []
+
+    def setInterval(self, ms):
+        self.interval = ms
+
+    def connect(self, signal, slot):
+        self.slots.append(slot)
+
+    def start(self):
+        self.active = True
+
+    def stop(self):
+        self.active = False
+
+    def isActive(self):
+        return self.active
+
+    def fire(self):
+        for slot in self.slots:
+            slot()
+
+
+class FakeParent:
+    """The module's Qt parent: holds title/help texts and whether the module is shown."""
+
+    isEntered = True
+
+    def __init__(self):
+        self.widgets = []
+
+    def layout(self):
+        return self
+
+    def addWidget(self, widget):
+        self.widgets.append(widget)
+
+
+class ScriptedLoadableModule:
+    def __init__(self, parent):
+        self.parent = parent
+
+
+class ScriptedLoadableModuleWidget:
+    def __init__(self, parent=None):
+        self.parent = parent or FakeParent()
+        self.reloaded = False
+
+    def setup(self):
+        self.layout = self.parent.layout()
+
+    def resourcePath(self, filename):
+        module_file = sys.modules[type(self).__module__].__file__
+        return os.path.join(os.path.dirname(module_file), "Resources", filename)
+
+    def onReload(self):
+        self.reloaded = True
+
+
+class ScriptedLoadableModuleLogic:
+    def getParameterNode(self):
+        """A real parameter node in the real scene, as in Slicer (one per module, a singleton)."""
+        scene = slicer.mrmlScene
+        node = scene.GetSingletonNode("MedSegLens", "vtkMRMLScriptedModuleNode")
+        if node is None:
+            node = slicer.vtkMRMLScriptedModuleNode()
+            node.SetSingletonTag("MedSegLens")
+            node.SetName("MedSegLens")
+            node = scene.AddNode(node)
+        return node
+
+
+class ScriptedLoadableModuleTest:
+    pass
+
+
+def parameterNodeWrapper(cls):
+    """Typed attributes over a parameter node; `connectGui` only records that it was called."""
+    defaults = {name: getattr(cls, name, None) for name in cls.__annotations__}
+
+    class Wrapper:
+        fields = tuple(defaults)
+
+        def __init__(self, node):
+            self.parameterNode = node
+            self.__dict__.update(defaults)
+            self.connected_guis = []
+
+        def connectGui(self, ui):
+            self.connected_guis.append(ui)
+            return len(self.connected_guis)
+
+        def disconnectGui(self, tag):
+            self.connected_guis[tag - 1] = None
+
+    Wrapper.__name__ = cls.__name__
+    return Wrapper
+
+
+class FakeDialogs:
+    """What the module asked the user, and the answers the test gives."""
+
+    def __init__(self):
+        self.errors, self.questions, self.pip_installs, self.confirm = [], [], [], False
+
+    def error_display(self, text, **kwargs):
+        self.errors.append(text)
+
+    def confirm_ok_cancel(self, text, **kwargs):
+        self.questions.append(text)
+        return self.confirm
+
+    def pip_install(self, requirements, **kwargs):
+        self.pip_installs.append(requirements)
+
+
+def ui_widgets(ui_file: str) -> types.SimpleNamespace:
+    root = ET.parse(ui_file).getroot()
+    return types.SimpleNamespace(**{w.get("name"): FakeWidget(w.get("name"), w.get("class")) for w in root.iter("widget")})
+
+
+def load_module(monkeypatch, module_file: Path, scene) -> tuple[types.ModuleType, FakeDialogs]:
+    """Import MedSegLens.py with the fake GUI installed and `slicer.mrmlScene` set to `scene`."""
+    dialogs = FakeDialogs()
+    qt = types.ModuleType("qt")
+    qt.QTimer = FakeTimer
+    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
+    for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest):
+        setattr(scripted, cls.__name__, cls)
+    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
+    wrapper.parameterNodeWrapper = parameterNodeWrapper
+    monkeypatch.setitem(sys.modules, "qt", qt)
+    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", scripted)
+    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", wrapper)
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    monkeypatch.setattr(slicer.util, "loadUI", lambda path: FakeWidget("MedSegLens", "qMRMLWidget"), raising=False)
+    monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda widget: ui_widgets(str(module_file.parent / "Resources" / "UI" / "MedSegLens.ui")), raising=False)
+    monkeypatch.setattr(slicer.util, "startupEnvironment", lambda: dict(os.environ), raising=False)
+    monkeypatch.setattr(slicer.util, "errorDisplay", dialogs.error_display, raising=False)
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", dialogs.confirm_ok_cancel, raising=False)
+    monkeypatch.setattr(slicer.util, "pip_install", dialogs.pip_install, raising=False)
+    spec = importlib.util.spec_from_file_location("MedSegLens", module_file)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "MedSegLens", module)
+    spec.loader.exec_module(module)
+    return module, dialogs
