@@ -41,7 +41,7 @@ def _ensure_chromium() -> None:
 def served(tmp_path_factory):
     pytest.importorskip("playwright")
     _ensure_chromium()
-    workspace = write_fixture_workspace(tmp_path_factory.mktemp("browser-workspace"))
+    workspace = write_fixture_workspace(tmp_path_factory.mktemp("browser-workspace"), with_model=True)
     with browser.viewer_server(workspace.root, env=subprocess_env()) as server:
         yield workspace, server
 
@@ -167,6 +167,45 @@ def test_accept_writes_a_new_segmentation_each_time(page, served):
     assert all(p["source"] == "prediction" and p["source_sha256"] for p in provenance)
     _assert_same_segmentation(_published(folder, ".seg.nrrd")[0], workspace.root / workspace.case(OTHER_CASE.case_id).prediction)
     page.wait_for_function("document.getElementById('accepted-list').innerText.split('\\n').filter(Boolean).length === 2")
+
+
+def _wait_for_message(page, text: str, timeout_ms: float = 180000) -> str:
+    page.wait_for_function(
+        "(text) => document.getElementById('message').innerText.includes(text)", arg=text, timeout=timeout_ms
+    )
+    return page.inner_text("#message")
+
+
+def test_running_the_model_in_the_worker_replaces_the_prediction(page, served):
+    workspace, _ = served
+    page.click("#seg-prediction")
+    before = _settle(page, "axial")
+    page.click("#run-model")
+    page.wait_for_selector("#cancel-job", state="visible")
+    _wait_for_message(page, "segmentation by unet shown")
+    after = _settle(page, "axial")
+    assert _changed(before, after).sum() > 50, "the worker's segmentation should replace the shown prediction"
+    assert list((workspace.root / ".scratch").glob("session-*/*/segmentation.nii.gz")) == [], "worker outputs must be released"
+    folder = workspace.root / "accepted" / OTHER_CASE.case_id
+    count = len(_published(folder, ".provenance.json"))
+    page.click("#accept")
+    deadline = time.monotonic() + 30
+    while len(_published(folder, ".provenance.json")) == count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    newest = max(_published(folder, ".provenance.json"), key=lambda p: p.stat().st_mtime_ns)
+    record = json.loads(newest.read_text())
+    assert record["source_file"] is None and len(record["model_sha256"]) == 64
+    assert record["record"]["mode"] == "none" and record["record"]["model_sha256"] == record["model_sha256"]
+
+
+def test_cancelling_a_model_run_leaves_the_views_as_they_were(page):
+    before = _settle(page, "axial")
+    page.click("#run-model")
+    page.wait_for_selector("#cancel-job", state="visible")
+    page.click("#cancel-job")
+    assert "cancel" in _wait_for_message(page, "cancel", timeout_ms=30000).lower()
+    page.wait_for_selector("#cancel-job", state="hidden")
+    assert not _changed(before, _settle(page, "axial")).any(), "a cancelled run must not change the views"
 
 
 def test_steering_panel_says_it_is_inactive(page):

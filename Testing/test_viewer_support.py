@@ -99,8 +99,12 @@ def _stored(spec: CaseSpec, volume: np.ndarray) -> np.ndarray:
     return volume[::-1, ::-1, :] if spec.flipped else volume
 
 
-def write_fixture_workspace(root: Path) -> Workspace:
-    """Write the two cases, predictions and latent maps under `root` and index them."""
+def write_fixture_workspace(root: Path, with_model: bool = False) -> Workspace:
+    """Write the two cases, predictions and latent maps under `root` and index them.
+
+    `with_model` adds the worker tests' tiny untrained U-Net as `models/unet` (real
+    safetensors weights and config), so the viewer can run it through the worker.
+    """
     cases = []
     for spec in CASES:
         grid = stored_grid(spec)
@@ -120,6 +124,10 @@ def write_fixture_workspace(root: Path) -> Workspace:
         cases.append(WorkspaceCase(case_id=spec.case_id, population=spec.population,
                                    folder=os.path.relpath(folder, root), prediction=str(prediction),
                                    dice=spec.dice, failure=spec.failure, overlays=overlays))
+    if with_model:
+        from worker_cases import save_tiny_model
+
+        save_tiny_model(root / "models" / "unet")
     workspace = Workspace(root=root, cases=cases, default_model="models/unet", default_sae="saes/unet-dec1")
     write_workspace_index(workspace)
     return workspace

@@ -7,29 +7,26 @@ user can cause are shown in the page and leave the displayed case as it was.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from ..data import MODALITIES
 from ..errors import MedSegLensError, ParameterError
 from ..fileio import sha256_file
+from ..scene import Provenance, attach_provenance
 from .accepted import accept_segmentation, timestamped_stem
 from .display import MODALITY_LABELS, CaseDisplay
 from .steering_panel import SteeringPanel
-from .workspace import DICE_REGIONS, Workspace, WorkspaceCase
+from .jobs import WorkerJobs
+from .workspace import Workspace, WorkspaceCase, dice_text
 
 NO_SELECTION = "none"
 
 
 def case_row(case: WorkspaceCase) -> dict:
     """One line of the case list: what a QA lead scans for."""
-    dice = [f"{region} {case.dice[region]:.2f}" for region in DICE_REGIONS if case.dice.get(region) is not None]
-    return {
-        "case_id": case.case_id,
-        "population": case.population,
-        "dice": " · ".join(dice) if dice else "no reference Dice",
-        "failure": case.failure,
-    }
+    return {"case_id": case.case_id, "population": case.population, "dice": dice_text(case.dice), "failure": case.failure}
 
 
 def overlay_rows(case: WorkspaceCase) -> list[dict]:
@@ -54,6 +51,7 @@ class ViewerApp:
         self.workspace = workspace
         self.display = CaseDisplay(slicer_app, workspace)
         self.steering = SteeringPanel(server, workspace)
+        self.jobs = WorkerJobs(server, workspace.root, self._say)
         self._initial_state()
         self.state.change("case_id")(self._on_case)
         self.state.change("modality")(self._on_modality)
@@ -62,6 +60,7 @@ class ViewerApp:
         self.state.change("overlay_name")(self._on_overlay)
         self.state.change("overlay_threshold", "overlay_opacity")(self._on_overlay_style)
         server.controller.accept_segmentation = self.accept
+        server.controller.run_model = self.run_model
         server.controller.reset_views = self.display.reset_views
 
     def _initial_state(self) -> None:
@@ -83,6 +82,8 @@ class ViewerApp:
         s.message = ""
         s.message_error = False
         s.accepted = []
+        s.model_label = self.workspace.default_model or "no model named in workspace.json"
+        s.model_ready = self._model_folder() is not None
 
     def open_case(self, case_id: str) -> None:
         """Load a case (also used for the case given on the command line)."""
@@ -142,6 +143,41 @@ class ViewerApp:
                 lambda: self.display.set_overlay_style(threshold=float(overlay_threshold), opacity=float(overlay_opacity)),
             )
 
+    # -- model run (background worker) ----------------------------------------------------
+
+    def _model_folder(self) -> Path | None:
+        if not self.workspace.default_model:
+            return None
+        try:
+            folder = self.workspace.resolve(self.workspace.default_model, "default model")
+        except MedSegLensError:
+            return None
+        return folder if folder.is_dir() else None
+
+    def run_model(self) -> None:
+        """Segment the shown case with the workspace's model in the worker; the page stays live."""
+        self._attempt("running the model", self._run_model)
+
+    def _run_model(self) -> None:
+        case = self.display.case
+        if case is None:
+            raise ParameterError("no case is loaded; pick a case first")
+        model = self._model_folder()
+        if model is None:
+            raise ParameterError(f"model folder {self.workspace.default_model!r} not found in the workspace")
+        params = {"model": str(model), "case": str(self.workspace.resolve(case.folder)), "case_id": case.case_id}
+        self.jobs.submit("segment", params, f"segmenting {case.case_id}", lambda result: self._show_model_result(case.case_id, result))
+
+    def _show_model_result(self, case_id: str, result: dict) -> None:
+        if self.display.case is None or self.display.case.case_id != case_id:
+            raise ParameterError(f"the model finished {case_id} but another case is shown now; run it again")
+        origin = {"file": None, "model": self.workspace.default_model, "model_sha256": result["model"]["fingerprint"],
+                  "job": "segment"}
+        self.display.set_prediction(Path(result["segmentation"]), origin)
+        self.state.seg_sources = self.display.segmentation_sources
+        self.state.seg_source = "prediction"
+        self._say(f"{case_id}: segmentation by {result['model']['architecture']} shown")
+
     # -- accept ---------------------------------------------------------------------------
 
     def accept(self) -> Path | None:
@@ -156,14 +192,21 @@ class ViewerApp:
             raise ParameterError("no case is loaded; pick a case first")
         source = self.display.segmentation_source or NO_SELECTION
         source_file = self.display.segmentation_file()
+        origin = self.display.prediction_origin if source == "prediction" else {}
         provenance = {
             "source": source,
             "source_file": os.path.relpath(source_file, self.workspace.root.resolve()) if source_file else None,
             "source_sha256": sha256_file(source_file) if source_file else None,
-            "model": self.workspace.default_model if source == "prediction" else None,
+            "model": origin.get("model"),
+            "model_sha256": origin.get("model_sha256"),
             "sae": None,
             "steering": self.steering.provenance(),
         }
+        if origin.get("model_sha256"):
+            record = Provenance(latents=[], strengths=[], mode="none", model_sha256=origin["model_sha256"],
+                                source_segmentation=self.display.segmentation_node().GetName())
+            attach_provenance(self.display.segmentation_node(), record)
+            provenance["record"] = json.loads(record.to_json())
         result = accept_segmentation(
             self.workspace, case.case_id, timestamped_stem(source), self.display.write_segmentation, provenance
         )

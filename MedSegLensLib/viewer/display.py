@@ -56,6 +56,7 @@ class CaseDisplay:
         self.overlay_name: str | None = None
         self.overlay_threshold = DEFAULT_OVERLAY_THRESHOLD
         self.overlay_opacity = DEFAULT_OVERLAY_OPACITY
+        self.prediction_origin: dict = {}
         self._nodes = None
         self._segmentations: dict[str, object] = {}
         self._overlay = None
@@ -94,6 +95,7 @@ class CaseDisplay:
             raise
         self._clear()
         self.case, self.data, self._nodes, self._segmentations = case, data, nodes, segmentations
+        self.prediction_origin = {"file": case.prediction, "model": self._workspace.default_model} if case.prediction else {}
         self.overlay_name = None
         self.show_modality(self.modality)
         self.show_segmentation(next(iter(segmentations), None))
@@ -146,10 +148,27 @@ class CaseDisplay:
     def segmentation_node(self):
         return self._segmentations.get(self.segmentation_source) if self.segmentation_source else None
 
+    def set_prediction(self, labels_path: Path, origin: dict) -> None:
+        """Show a new model segmentation (a worker's result) in place of the case's prediction."""
+        from ..scene import add_brats_segmentation, remove_node
+
+        self._require_case()
+        labels = read_on_case_grid(labels_path, self.data, "label")
+        with self.one_frame():
+            node = add_brats_segmentation(
+                self.scene, labels, self.data.grid, self._nodes.reference, f"{self.case.case_id} prediction", role="model"
+            )
+            previous = self._segmentations.pop("prediction", None)
+            if previous is not None:
+                remove_node(self.scene, previous)
+            self._segmentations = {"prediction": node, **self._segmentations}
+            self.prediction_origin = dict(origin)
+            self.show_segmentation("prediction")
+
     def segmentation_file(self) -> Path | None:
-        """The workspace file the shown segmentation came from."""
-        if self.segmentation_source == "prediction":
-            return self._workspace.resolve(self.case.prediction)
+        """The workspace file the shown segmentation was read from (None for a worker's result)."""
+        if self.segmentation_source == "prediction" and self.prediction_origin.get("file"):
+            return self._workspace.resolve(self.prediction_origin["file"])
         if self.segmentation_source == "reference":
             return Path(self.data.files["seg"])
         return None
@@ -240,6 +259,7 @@ class CaseDisplay:
             self._remove([n for n in nodes if n is not None], self._nodes.study_item)
         self._nodes, self._segmentations, self._overlay = None, {}, None
         self.case = self.data = None
+        self.prediction_origin = {}
 
     def _remove(self, nodes: list, study_item: int) -> None:
         """Remove a case's nodes, then its patient/study items once nothing else sits under them."""

@@ -3,22 +3,18 @@
 Steering itself (encode, edit latents, decode, re-run the rest of the network) runs
 in the background worker, which this build does not include yet. Until it does, the
 panel shows its controls disabled with that reason, the "before" Dice from the
-workspace index, no "after" Dice, and records no steering in provenance.
+workspace index, no "after" Dice, and records no steering in provenance. (The
+worker already runs the model: see `jobs.py`.)
 """
 
 from __future__ import annotations
 
-from .workspace import DICE_REGIONS, Workspace, WorkspaceCase
+from .workspace import Workspace, WorkspaceCase, dice_text
 
 STEERING_MODES = ("additive", "multiplicative", "clamp")
 STEERING_REGIONS = ("whole volume", "WT", "TC", "ET")
 STRENGTH_LIMIT = 10.0
 UNAVAILABLE = "Steering runs in the background worker, which this build does not include yet: the controls are inactive."
-
-
-def dice_text(dice: dict) -> str:
-    parts = [f"{region} {dice[region]:.2f}" for region in DICE_REGIONS if dice.get(region) is not None]
-    return " · ".join(parts) if parts else "—"
 
 
 class SteeringPanel:
@@ -38,8 +34,6 @@ class SteeringPanel:
         s.steer_strength_limit = STRENGTH_LIMIT
         s.dice_before = "—"
         s.dice_after = "—"
-        s.job_progress = None
-        s.job_text = ""
 
     def set_case(self, case: WorkspaceCase) -> None:
         self.state.steer_latent_choices = [

@@ -32,6 +32,8 @@ def build_ui(server, layout_manager) -> VAppLayout:
             _case_list()
             v3.VDivider()
             _image_controls(server)
+            v3.VDivider()
+            _model_controls(server)
         with v3.VNavigationDrawer(permanent=True, location="right", width=RIGHT_WIDTH):
             _latent_browser()
             v3.VDivider()
@@ -84,6 +86,19 @@ def _image_controls(server) -> None:
         v3.VBtn("Reset views", click=server.controller.reset_views, size="small", variant="text", classes="mt-2", id="reset-views")
 
 
+def _model_controls(server) -> None:
+    _section("Model")
+    with html.Div(classes="px-3 pb-3"):
+        html.Div("{{ model_label }}", classes="text-caption text-medium-emphasis", id="model-label")
+        with html.Div(classes="d-flex mt-1"):
+            v3.VBtn("Run model", id="run-model", click=server.controller.run_model, size="small", color="primary",
+                    disabled=("!case_id || !model_ready || job_running",), classes="mr-2")
+            v3.VBtn("Cancel", id="cancel-job", click=server.controller.cancel_job, size="small", variant="outlined",
+                    v_show="job_running")
+        v3.VProgressLinear(model_value=("job_progress || 0",), v_show="job_running", height=6, classes="mt-2", id="job-progress")
+        html.Div("{{ job_text }}", classes="text-caption", id="job-text")
+
+
 def _latent_browser() -> None:
     _section("Latent browser")
     with v3.VTable(density="compact", height=220, fixed_header=True, id="latent-table"):
@@ -129,7 +144,6 @@ def _steering_panel(server) -> None:
         with html.Div(classes="d-flex text-caption mt-2", id="dice-readout"):
             html.Div("before: {{ dice_before }}", classes="flex-grow-1")
             html.Div("after: {{ dice_after }}", classes="flex-grow-1")
-        v3.VProgressLinear(model_value=("job_progress || 0",), v_show="job_progress !== null", height=6, classes="mt-2", id="job-progress")
         v3.VBtn("Accept", id="accept", click=server.controller.accept_segmentation, color="primary", block=True, classes="mt-3", disabled=("!case_id",))
         with html.Div(classes="text-caption mt-1", id="accepted-list"):
             html.Div("{{ a }}", v_for="a in accepted", key="a")

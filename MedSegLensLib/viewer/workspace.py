@@ -37,6 +37,12 @@ DICE_REGIONS = ("ET", "TC", "WT", "ED")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+def dice_text(dice: dict) -> str:
+    """Dice per region as one short line ("—" when there is no reference)."""
+    parts = [f"{region} {dice[region]:.2f}" for region in DICE_REGIONS if dice.get(region) is not None]
+    return " · ".join(parts) if parts else "—"
+
+
 def check_name(name: str, what: str) -> str:
     """A case id or file stem usable as one path component: no separators, no dot-dot, no hidden files."""
     if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
