@@ -11,6 +11,7 @@ offscreen in the tests. Slice views only: no volume rendering.
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ SEGMENTATION_SOURCES = ("prediction", "reference")
 BRATS_LABELS = (0, 1, 2, 3)
 DEFAULT_OVERLAY_THRESHOLD = 0.5  # fraction of the map's peak, as the scene layer's default
 DEFAULT_OVERLAY_OPACITY = 0.8
+CACHED_MAPS = 6  # latent maps kept in memory per case (a BraTS-sized map is ~36 MB)
 
 
 def read_on_case_grid(path: Path, case: Case, kind: str) -> np.ndarray:
@@ -60,6 +62,7 @@ class CaseDisplay:
         self._nodes = None
         self._segmentations: dict[str, object] = {}
         self._overlay = None
+        self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @property
     def scene(self):
@@ -198,8 +201,7 @@ class CaseDisplay:
             show_in_slice_views(self.scene, foreground_opacity=0.0)
             return
         overlay = case.overlay(name)
-        path = self._workspace.resolve(overlay.file, f"case {case.case_id} overlay {name!r}")
-        activation = read_on_case_grid(path, self.data, "image")
+        activation = self._activation(case, name)
         threshold = self.overlay_threshold * float(activation.max())
         if self._overlay is None:
             self._overlay = add_latent_overlay(
@@ -209,6 +211,17 @@ class CaseDisplay:
             update_latent_overlay(self._overlay, activation, self.data.grid, threshold=threshold, latent=overlay.latent, name=name)
         self.overlay_name = name
         show_in_slice_views(self.scene, foreground=self._overlay, foreground_opacity=self.overlay_opacity)
+
+    def _activation(self, case: WorkspaceCase, name: str) -> np.ndarray:
+        """The latent map on the case grid; recently shown maps stay in memory (stepping back is instant)."""
+        if name in self._maps:
+            self._maps.move_to_end(name)
+            return self._maps[name]
+        path = self._workspace.resolve(case.overlay(name).file, f"case {case.case_id} overlay {name!r}")
+        self._maps[name] = read_on_case_grid(path, self.data, "image")
+        while len(self._maps) > CACHED_MAPS:
+            self._maps.popitem(last=False)
+        return self._maps[name]
 
     def set_overlay_style(self, threshold: float | None = None, opacity: float | None = None) -> None:
         """Threshold (fraction of the map's peak below which it is transparent) and opacity."""
@@ -258,6 +271,7 @@ class CaseDisplay:
             nodes = [*self._nodes.volumes.values(), *self._segmentations.values(), self._overlay]
             self._remove([n for n in nodes if n is not None], self._nodes.study_item)
         self._nodes, self._segmentations, self._overlay = None, {}, None
+        self._maps.clear()
         self.case = self.data = None
         self.prediction_origin = {}
 
