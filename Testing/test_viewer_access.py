@@ -109,6 +109,27 @@ def test_cli_refuses_unsafe_binds_with_one_line(tmp_path, args, message):
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
 
 
+def test_cli_refuses_an_unknown_first_case(tmp_path):
+    from test_viewer_support import write_fixture_workspace
+
+    write_fixture_workspace(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "MedSegLensLib", "serve", "--workspace", str(tmp_path), "--case", "../../etc"],
+        capture_output=True, text=True, env=subprocess_env(), timeout=60,
+    )
+    assert result.returncode != 0 and "no case named" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "3", None, True, [1]])
+def test_values_from_the_page_must_be_finite_numbers(value):
+    from MedSegLensLib.viewer.app import number
+
+    with pytest.raises(ParameterError, match="not a finite number"):
+        number(value, "overlay opacity")
+    assert number(0.25, "overlay opacity") == 0.25
+
+
 def test_cli_refuses_a_missing_workspace(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "MedSegLensLib", "serve", "--workspace", str(tmp_path / "none")],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -88,8 +89,6 @@ def _link_new(source: Path, target: Path) -> bool:
 
 
 def _write_json(path: Path, record: dict) -> None:
-    import json
-
     path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 

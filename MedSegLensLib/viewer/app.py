@@ -8,6 +8,7 @@ user can cause are shown in the page and leave the displayed case as it was.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -22,6 +23,13 @@ from .jobs import WorkerJobs
 from .workspace import Workspace, WorkspaceCase, dice_text
 
 NO_SELECTION = "none"
+
+
+def number(value, what: str) -> float:
+    """A finite number from the page (whose state anyone holding the token can set)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ParameterError(f"{what} {value!r} is not a finite number")
+    return float(value)
 
 
 def case_row(case: WorkspaceCase) -> dict:
@@ -124,7 +132,10 @@ class ViewerApp:
     def _on_display_range(self, display_range, **_):
         if self.display.case is None or not isinstance(display_range, (list, tuple)) or len(display_range) != 2:
             return
-        self._attempt("setting window/level", lambda: self.display.set_display_range(float(display_range[0]), float(display_range[1])))
+        self._attempt(
+            "setting window/level",
+            lambda: self.display.set_display_range(number(display_range[0], "window"), number(display_range[1], "window")),
+        )
 
     def _on_segmentation(self, seg_source, **_):
         if self.display.case is not None:
@@ -140,7 +151,9 @@ class ViewerApp:
         if self.display.case is not None:
             self._attempt(
                 "styling overlay",
-                lambda: self.display.set_overlay_style(threshold=float(overlay_threshold), opacity=float(overlay_opacity)),
+                lambda: self.display.set_overlay_style(
+                    threshold=number(overlay_threshold, "overlay threshold"), opacity=number(overlay_opacity, "overlay opacity")
+                ),
             )
 
     # -- model run (background worker) ----------------------------------------------------

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 from .access import TOKEN_QUERY, resolve_access, token_middleware
-from .workspace import read_workspace
+from .workspace import Workspace, read_workspace
+
 
 def viewer_url(host: str, port: int, token: str) -> str:
     shown = f"[{host}]" if ":" in host else host
@@ -25,7 +25,7 @@ def configure_offscreen() -> None:
     os.environ["TRAME_ARGS"] = ""
 
 
-def build_viewer(server, workspace_dir: str | os.PathLike):
+def build_viewer(server, workspace: Workspace):
     """Create the Slicer scene, the three slice views, the app logic and the page on `server`."""
     from trame_slicer import module as trame_slicer_module
     from trame_slicer.core import LayoutManager, SlicerApp
@@ -36,7 +36,6 @@ def build_viewer(server, workspace_dir: str | os.PathLike):
     from .ui import build_ui
     from .view_gutter import slice_gutter
 
-    workspace = read_workspace(workspace_dir)
     server.enable_module(trame_slicer_module)
     slicer_app = SlicerApp()
     register_rca_factories(slicer_app.view_manager, server, slice_view_ui_f=slice_gutter)
@@ -72,12 +71,14 @@ def serve(
 ) -> None:
     """Serve the viewer until interrupted; `announce` receives the address (with its token) once listening."""
     token = resolve_access(host, allow_remote, token)
-    read_workspace(workspace_dir)  # fail fast, before the heavy imports
+    workspace = read_workspace(workspace_dir)  # fail fast, before the heavy imports
+    if case_id is not None:
+        workspace.case(case_id)
     configure_offscreen()
     from trame.app import get_server
 
     server = get_server(name="medseglens-viewer", client_type="vue3")
-    app = build_viewer(server, Path(workspace_dir))
+    app = build_viewer(server, workspace)
     if case_id:
         app.open_case(case_id)
     elif app.workspace.cases:
