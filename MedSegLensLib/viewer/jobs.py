@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import MedSegLensError, ParameterError
+from ..errors import MedSegLensError, OutputError, ParameterError
 from ..worker import Message, WorkerProcess, raise_for
 
 SCRATCH_DIR = ".scratch"
@@ -33,8 +33,11 @@ class WorkspaceWorker(WorkerProcess):
     @property
     def session_dir(self) -> Path:
         if self._session_dir is None:
-            self._scratch_root.mkdir(parents=True, exist_ok=True)
-            self._session_dir = Path(tempfile.mkdtemp(prefix="session-", dir=self._scratch_root))
+            try:
+                self._scratch_root.mkdir(parents=True, exist_ok=True)
+                self._session_dir = Path(tempfile.mkdtemp(prefix="session-", dir=self._scratch_root))
+            except OSError as exc:
+                raise OutputError(f"{self._scratch_root}: cannot write the worker's scratch files ({exc.strerror})") from None
         return self._session_dir
 
 
