@@ -1,0 +1,244 @@
+"""The viewer application: browser state on one side, `CaseDisplay` and the workspace on the other.
+
+Every value that arrives from the browser is untrusted: a case id, an overlay name
+or a modality is looked up in the workspace index, never used as a path. Errors a
+user can cause are shown in the page and leave the displayed case as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from ..data import MODALITIES
+from ..errors import MedSegLensError, ParameterError
+from ..fileio import sha256_file
+from ..scene import Provenance, attach_provenance
+from .accepted import accept_segmentation, timestamped_stem
+from .display import MODALITY_LABELS, CaseDisplay
+from .steering_panel import SteeringPanel
+from .jobs import WorkerJobs
+from .workspace import Workspace, WorkspaceCase, dice_text
+
+NO_SELECTION = "none"
+
+
+def number(value, what: str) -> float:
+    """A finite number from the page (whose state anyone holding the token can set)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ParameterError(f"{what} {value!r} is not a finite number")
+    return float(value)
+
+
+def case_row(case: WorkspaceCase) -> dict:
+    """One line of the case list: what a QA lead scans for."""
+    return {"case_id": case.case_id, "population": case.population, "dice": dice_text(case.dice), "failure": case.failure}
+
+
+def overlay_rows(case: WorkspaceCase) -> list[dict]:
+    return [
+        {
+            "name": overlay.name,
+            "latent": "" if overlay.latent is None else overlay.latent,
+            "category": overlay.category,
+            "description": overlay.description,
+            "specificity": "" if overlay.specificity is None else f"{overlay.specificity:.2f}",
+        }
+        for overlay in case.overlays
+    ]
+
+
+class ViewerApp:
+    """Binds the trame state to the case display, the accepted-segmentation store and the panels."""
+
+    def __init__(self, server, slicer_app, workspace: Workspace):
+        self.server = server
+        self.state = server.state
+        self.workspace = workspace
+        self.display = CaseDisplay(slicer_app, workspace)
+        self.steering = SteeringPanel(server, workspace)
+        self.jobs = WorkerJobs(server, workspace.root, self._say)
+        self._initial_state()
+        self.state.change("case_id")(self._on_case)
+        self.state.change("modality")(self._on_modality)
+        self.state.change("display_range")(self._on_display_range)
+        self.state.change("seg_source")(self._on_segmentation)
+        self.state.change("overlay_name")(self._on_overlay)
+        self.state.change("overlay_threshold", "overlay_opacity")(self._on_overlay_style)
+        server.controller.accept_segmentation = self.accept
+        server.controller.run_model = self.run_model
+        server.controller.reset_views = self.display.reset_views
+
+    def _initial_state(self) -> None:
+        s = self.state
+        s.trame__title = "MedSegLens viewer"
+        s.cases = [case_row(case) for case in self.workspace.cases]
+        s.case_id = None
+        s.case_title = "no case loaded"
+        s.modalities = [{"value": m, "title": MODALITY_LABELS[m]} for m in MODALITIES]
+        s.modality = MODALITIES[0]
+        s.display_range = [0.0, 1.0]
+        s.display_bounds = [0.0, 1.0]
+        s.seg_sources = []
+        s.seg_source = NO_SELECTION
+        s.overlays = []
+        s.overlay_name = NO_SELECTION
+        s.overlay_threshold = self.display.overlay_threshold
+        s.overlay_opacity = self.display.overlay_opacity
+        s.message = ""
+        s.message_error = False
+        s.accepted = []
+        s.model_label = self.workspace.default_model or "no model named in workspace.json"
+        s.model_ready = self._model_folder() is not None
+
+    def open_case(self, case_id: str) -> None:
+        """Load a case (also used for the case given on the command line)."""
+        self.state.case_id = case_id
+        self._on_case(case_id)
+
+    # -- state handlers -------------------------------------------------------------------
+
+    def _on_case(self, case_id, **_):
+        if not case_id or (self.display.case and self.display.case.case_id == case_id):
+            return
+        if not self._attempt(f"loading {case_id}", lambda: self._publish_case(self.display.load_case(str(case_id)))):
+            self.state.case_id = self.display.case.case_id if self.display.case else None
+
+    def _publish_case(self, case: WorkspaceCase) -> None:
+        s = self.state
+        s.case_title = f"{case.case_id} · {case.population}" + (" · FAILURE" if case.failure else "")
+        s.seg_sources = self.display.segmentation_sources
+        s.seg_source = self.display.segmentation_source or NO_SELECTION
+        s.overlays = overlay_rows(case)
+        s.overlay_name = NO_SELECTION
+        s.accepted = []
+        self._publish_range()
+        self.steering.set_case(case)
+        self._say(f"{case.case_id} loaded")
+
+    def _publish_range(self) -> None:
+        low, high = self.display.intensity_range()
+        shown = self.display.display_range()
+        span = max(high - low, 1e-6)
+        self.state.display_bounds = [low - 0.5 * span, high + 0.5 * span]
+        self.state.display_range = [float(shown[0]), float(shown[1])]
+
+    def _on_modality(self, modality, **_):
+        if self.display.case is not None and modality != self.display.modality:
+            self._attempt("changing modality", lambda: (self.display.show_modality(str(modality)), self._publish_range()))
+
+    def _on_display_range(self, display_range, **_):
+        if self.display.case is None or not isinstance(display_range, (list, tuple)) or len(display_range) != 2:
+            return
+        self._attempt(
+            "setting window/level",
+            lambda: self.display.set_display_range(number(display_range[0], "window"), number(display_range[1], "window")),
+        )
+
+    def _on_segmentation(self, seg_source, **_):
+        if self.display.case is not None:
+            source = None if seg_source == NO_SELECTION else str(seg_source)
+            self._attempt("changing segmentation", lambda: self.display.show_segmentation(source))
+
+    def _on_overlay(self, overlay_name, **_):
+        if self.display.case is not None:
+            name = None if overlay_name == NO_SELECTION else str(overlay_name)
+            self._attempt("showing overlay", lambda: self.display.show_overlay(name))
+
+    def _on_overlay_style(self, overlay_threshold, overlay_opacity, **_):
+        if self.display.case is not None:
+            self._attempt(
+                "styling overlay",
+                lambda: self.display.set_overlay_style(
+                    threshold=number(overlay_threshold, "overlay threshold"), opacity=number(overlay_opacity, "overlay opacity")
+                ),
+            )
+
+    # -- model run (background worker) ----------------------------------------------------
+
+    def _model_folder(self) -> Path | None:
+        if not self.workspace.default_model:
+            return None
+        try:
+            folder = self.workspace.resolve(self.workspace.default_model, "default model")
+        except MedSegLensError:
+            return None
+        return folder if folder.is_dir() else None
+
+    def run_model(self) -> None:
+        """Segment the shown case with the workspace's model in the worker; the page stays live."""
+        self._attempt("running the model", self._run_model)
+
+    def _run_model(self) -> None:
+        case = self.display.case
+        if case is None:
+            raise ParameterError("no case is loaded; pick a case first")
+        model = self._model_folder()
+        if model is None:
+            raise ParameterError(f"model folder {self.workspace.default_model!r} not found in the workspace")
+        params = {"model": str(model), "case": str(self.workspace.resolve(case.folder)), "case_id": case.case_id}
+        self.jobs.submit("segment", params, f"segmenting {case.case_id}", lambda result: self._show_model_result(case.case_id, result))
+
+    def _show_model_result(self, case_id: str, result: dict) -> None:
+        if self.display.case is None or self.display.case.case_id != case_id:
+            raise ParameterError(f"the model finished {case_id} but another case is shown now; run it again")
+        origin = {"file": None, "model": self.workspace.default_model, "model_sha256": result["model"]["fingerprint"],
+                  "job": "segment"}
+        self.display.set_prediction(Path(result["segmentation"]), origin)
+        self.state.seg_sources = self.display.segmentation_sources
+        self.state.seg_source = "prediction"
+        self._say(f"{case_id}: segmentation by {result['model']['architecture']} shown")
+
+    # -- accept ---------------------------------------------------------------------------
+
+    def accept(self) -> Path | None:
+        """Save the shown segmentation as a new accepted segmentation with its provenance."""
+        saved: list[Path] = []
+        self._attempt("accepting", lambda: saved.append(self._accept()))
+        return saved[0] if saved else None
+
+    def _accept(self) -> Path:
+        case = self.display.case
+        if case is None:
+            raise ParameterError("no case is loaded; pick a case first")
+        source = self.display.segmentation_source or NO_SELECTION
+        source_file = self.display.segmentation_file()
+        origin = self.display.prediction_origin if source == "prediction" else {}
+        provenance = {
+            "source": source,
+            "source_file": os.path.relpath(source_file, self.workspace.root.resolve()) if source_file else None,
+            "source_sha256": sha256_file(source_file) if source_file else None,
+            "model": origin.get("model"),
+            "model_sha256": origin.get("model_sha256"),
+            "sae": None,
+            "steering": self.steering.provenance(),
+        }
+        if origin.get("model_sha256"):
+            record = Provenance(latents=[], strengths=[], mode="none", model_sha256=origin["model_sha256"],
+                                source_segmentation=self.display.segmentation_node().GetName())
+            attach_provenance(self.display.segmentation_node(), record)
+            provenance["record"] = json.loads(record.to_json())
+        result = accept_segmentation(
+            self.workspace, case.case_id, timestamped_stem(source), self.display.write_segmentation, provenance
+        )
+        relative = os.path.relpath(result.segmentation, self.workspace.root)
+        self.state.accepted = [*self.state.accepted, relative]
+        self._say(f"saved {relative}")
+        return result.segmentation
+
+    # -- feedback -------------------------------------------------------------------------
+
+    def _attempt(self, what: str, action) -> bool:
+        """Run `action`; a user error becomes a message in the page instead of an exception."""
+        try:
+            action()
+        except MedSegLensError as exc:
+            self._say(f"{what}: {exc}", error=True)
+            return False
+        return True
+
+    def _say(self, message: str, error: bool = False) -> None:
+        self.state.message = message
+        self.state.message_error = error

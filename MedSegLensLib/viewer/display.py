@@ -1,0 +1,290 @@
+"""What the viewer's slice views show: one case's MRI, a segmentation and a latent overlay.
+
+`CaseDisplay` reads files through the data layer (validated, one-line errors) and
+builds the nodes with the shared scene code (`MedSegLensLib.scene`: case volumes,
+BraTS segmentations with terminology and colours, latent overlay nodes), exactly
+as the Slicer module does. It works on any scene whose slice views it is given
+(trame-slicer's `SlicerApp`), knows nothing about the browser, and is rendered
+offscreen in the tests. Slice views only: no volume rendering.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from ..data import MODALITIES, Case, read_volume
+from ..data.geometry import to_canonical
+from ..errors import InputError, ParameterError
+from .workspace import Workspace, WorkspaceCase
+
+MODALITY_LABELS = {"t1n": "T1", "t1c": "T1c", "t2w": "T2", "t2f": "FLAIR"}
+SEGMENTATION_SOURCES = ("prediction", "reference")
+BRATS_LABELS = (0, 1, 2, 3)
+DEFAULT_OVERLAY_THRESHOLD = 0.5  # fraction of the map's peak, as the scene layer's default
+DEFAULT_OVERLAY_OPACITY = 0.8
+CACHED_MAPS = 6  # latent maps kept in memory per case (a BraTS-sized map is ~36 MB)
+
+
+def read_on_case_grid(path: Path, case: Case, kind: str) -> np.ndarray:
+    """A volume that must carry the case's geometry (a prediction or a latent map), on `case.grid`."""
+    volume = read_volume(path, kind=kind)
+    array, grid = to_canonical(volume.array, volume.grid)
+    if not grid.same_as(case.grid):
+        raise InputError(
+            f"{path}: grid {volume.grid.shape} at {volume.grid.orientation} is not case {case.case_id}'s input grid "
+            f"{case.source_grid.shape} at {case.source_grid.orientation}; write it in the input's geometry"
+        )
+    if kind == "label":
+        outside = sorted(set(np.unique(array).tolist()) - set(BRATS_LABELS))
+        if outside:
+            raise InputError(f"{path}: label values {outside[:5]} are outside the BraTS labels 0-3")
+    return array
+
+
+class CaseDisplay:
+    """Loads a workspace case into the scene and sets what the slice views show."""
+
+    def __init__(self, slicer_app, workspace: Workspace):
+        self._app = slicer_app
+        self._workspace = workspace
+        self.case: WorkspaceCase | None = None
+        self.data: Case | None = None
+        self.modality = MODALITIES[0]
+        self.segmentation_source: str | None = None
+        self.overlay_name: str | None = None
+        self.overlay_threshold = DEFAULT_OVERLAY_THRESHOLD
+        self.overlay_opacity = DEFAULT_OVERLAY_OPACITY
+        self.prediction_origin: dict = {}
+        self._nodes = None
+        self._segmentations: dict[str, object] = {}
+        self._overlay = None
+        self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    @property
+    def scene(self):
+        return self._app.scene
+
+    # -- case -------------------------------------------------------------------------
+
+    def load_case(self, case_id: str) -> WorkspaceCase:
+        """Replace the shown case; on any error the previous case stays on screen."""
+        with self.one_frame():
+            return self._load_case(case_id)
+
+    def _load_case(self, case_id: str) -> WorkspaceCase:
+        from ..scene import add_brats_segmentation, add_case_volumes
+
+        case = self._workspace.case(case_id)
+        data = self._workspace.case_files(case).load()
+        labels = {"reference": data.label}
+        if case.prediction:
+            path = self._workspace.resolve(case.prediction, f"case {case_id} prediction")
+            labels["prediction"] = read_on_case_grid(path, data, "label")
+        nodes = add_case_volumes(self.scene, data)
+        segmentations: dict[str, object] = {}
+        try:
+            for source in SEGMENTATION_SOURCES:
+                if labels.get(source) is not None:
+                    role = "model" if source == "prediction" else "reference"
+                    segmentations[source] = add_brats_segmentation(
+                        self.scene, labels[source], data.grid, nodes.reference, f"{case_id} {source}", role=role
+                    )
+        except BaseException:
+            self._remove([*nodes.volumes.values(), *segmentations.values()], nodes.study_item)
+            raise
+        self._clear()
+        self.case, self.data, self._nodes, self._segmentations = case, data, nodes, segmentations
+        self.prediction_origin = {"file": case.prediction, "model": self._workspace.default_model} if case.prediction else {}
+        self.overlay_name = None
+        self.show_modality(self.modality)
+        self.show_segmentation(next(iter(segmentations), None))
+        self.reset_views()
+        return case
+
+    @property
+    def segmentation_sources(self) -> list[str]:
+        return list(self._segmentations)
+
+    # -- MRI --------------------------------------------------------------------------
+
+    def show_modality(self, modality: str) -> None:
+        from ..scene import show_in_slice_views
+
+        if modality not in MODALITIES:
+            raise ParameterError(f"modality {modality!r} is not one of {', '.join(MODALITIES)}")
+        self.modality = modality
+        if self._nodes is not None:
+            show_in_slice_views(self.scene, background=self._nodes.volumes[modality])
+
+    def intensity_range(self) -> tuple[float, float]:
+        """The shown modality's robust intensity range (0.1-99.9th percentiles)."""
+        from trame_slicer.core.volume_window_level import VolumeWindowLevel
+
+        return tuple(float(v) for v in VolumeWindowLevel.get_volume_auto_min_max_range(self._volume()))
+
+    def display_range(self) -> tuple[float, float]:
+        from trame_slicer.core.volume_window_level import VolumeWindowLevel
+
+        return tuple(float(v) for v in VolumeWindowLevel.get_volume_display_range(self._volume()))
+
+    def set_display_range(self, low: float, high: float) -> None:
+        """Window/level as the intensity range mapped from black to white."""
+        from trame_slicer.core.volume_window_level import VolumeWindowLevel
+
+        if not high > low:
+            raise ParameterError(f"display range [{low}, {high}] is empty; the upper bound must exceed the lower")
+        VolumeWindowLevel.set_volume_node_display_min_max_range(self._volume(), float(low), float(high))
+
+    # -- segmentation -----------------------------------------------------------------
+
+    def show_segmentation(self, source: str | None) -> None:
+        if source is not None and source not in self._segmentations:
+            raise ParameterError(f"no {source} segmentation for this case; available: {', '.join(self._segmentations) or 'none'}")
+        self.segmentation_source = source
+        for name, node in self._segmentations.items():
+            node.GetDisplayNode().SetVisibility(name == source)
+
+    def segmentation_node(self):
+        return self._segmentations.get(self.segmentation_source) if self.segmentation_source else None
+
+    def set_prediction(self, labels_path: Path, origin: dict) -> None:
+        """Show a new model segmentation (a worker's result) in place of the case's prediction."""
+        from ..scene import add_brats_segmentation, remove_node
+
+        self._require_case()
+        labels = read_on_case_grid(labels_path, self.data, "label")
+        with self.one_frame():
+            node = add_brats_segmentation(
+                self.scene, labels, self.data.grid, self._nodes.reference, f"{self.case.case_id} prediction", role="model"
+            )
+            previous = self._segmentations.pop("prediction", None)
+            if previous is not None:
+                remove_node(self.scene, previous)
+            self._segmentations = {"prediction": node, **self._segmentations}
+            self.prediction_origin = dict(origin)
+            self.show_segmentation("prediction")
+
+    def segmentation_file(self) -> Path | None:
+        """The workspace file the shown segmentation was read from (None for a worker's result)."""
+        if self.segmentation_source == "prediction" and self.prediction_origin.get("file"):
+            return self._workspace.resolve(self.prediction_origin["file"])
+        if self.segmentation_source == "reference":
+            return Path(self.data.files["seg"])
+        return None
+
+    def write_segmentation(self, path: Path) -> None:
+        """Write the shown segmentation as a .seg.nrrd (names, colours, terminology, input geometry)."""
+        from ..scene import save_segmentation
+
+        node = self.segmentation_node()
+        if node is None:
+            raise ParameterError("no segmentation is shown; pick one before accepting")
+        save_segmentation(node, path, overwrite=True)
+
+    # -- latent overlay ---------------------------------------------------------------
+
+    def show_overlay(self, name: str | None) -> None:
+        """Show a latent activation map over the MRI (None hides it); one overlay node, updated in place."""
+        with self.one_frame():
+            self._show_overlay(name)
+
+    def _show_overlay(self, name: str | None) -> None:
+        from ..scene import add_latent_overlay, show_in_slice_views, update_latent_overlay
+
+        case = self._require_case()
+        if name is None:
+            self.overlay_name = None
+            show_in_slice_views(self.scene, foreground_opacity=0.0)
+            return
+        overlay = case.overlay(name)
+        activation = self._activation(case, name)
+        threshold = self.overlay_threshold * float(activation.max())
+        if self._overlay is None:
+            self._overlay = add_latent_overlay(
+                self.scene, activation, self.data.grid, self._nodes.reference, name, threshold=threshold, latent=overlay.latent
+            )
+        else:
+            update_latent_overlay(self._overlay, activation, self.data.grid, threshold=threshold, latent=overlay.latent, name=name)
+        self.overlay_name = name
+        show_in_slice_views(self.scene, foreground=self._overlay, foreground_opacity=self.overlay_opacity)
+
+    def _activation(self, case: WorkspaceCase, name: str) -> np.ndarray:
+        """The latent map on the case grid; recently shown maps stay in memory (stepping back is instant)."""
+        if name in self._maps:
+            self._maps.move_to_end(name)
+            return self._maps[name]
+        path = self._workspace.resolve(case.overlay(name).file, f"case {case.case_id} overlay {name!r}")
+        self._maps[name] = read_on_case_grid(path, self.data, "image")
+        while len(self._maps) > CACHED_MAPS:
+            self._maps.popitem(last=False)
+        return self._maps[name]
+
+    def set_overlay_style(self, threshold: float | None = None, opacity: float | None = None) -> None:
+        """Threshold (fraction of the map's peak below which it is transparent) and opacity."""
+        for value, what in ((threshold, "overlay threshold"), (opacity, "overlay opacity")):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ParameterError(f"{what} {value} must lie in [0, 1]")
+        if threshold is not None:
+            self.overlay_threshold = float(threshold)
+        if opacity is not None:
+            self.overlay_opacity = float(opacity)
+        if self.overlay_name is not None:
+            self.show_overlay(self.overlay_name)
+
+    # -- views ------------------------------------------------------------------------
+
+    def slice_views(self) -> list:
+        return self._app.view_manager.get_slice_views()
+
+    @contextlib.contextmanager
+    def one_frame(self):
+        """Hold the views' redraws while a change modifies many nodes; redraw once at the end."""
+        views = self.slice_views()
+        were_blocked = [view.set_render_blocked(True) for view in views]
+        try:
+            yield
+        finally:
+            for view, was_blocked in zip(views, were_blocked):
+                view.set_render_blocked(was_blocked)
+
+    def reset_views(self) -> None:
+        for view in self.slice_views():
+            view.fit_view_to_content()
+
+    # -- nodes ------------------------------------------------------------------------
+
+    def _require_case(self) -> WorkspaceCase:
+        if self.case is None:
+            raise ParameterError("no case is loaded; pick a case first")
+        return self.case
+
+    def _volume(self):
+        self._require_case()
+        return self._nodes.volumes[self.modality]
+
+    def _clear(self) -> None:
+        if self._nodes is not None:
+            nodes = [*self._nodes.volumes.values(), *self._segmentations.values(), self._overlay]
+            self._remove([n for n in nodes if n is not None], self._nodes.study_item)
+        self._nodes, self._segmentations, self._overlay = None, {}, None
+        self._maps.clear()
+        self.case = self.data = None
+        self.prediction_origin = {}
+
+    def _remove(self, nodes: list, study_item: int) -> None:
+        """Remove a case's nodes, then its patient/study items once nothing else sits under them."""
+        from slicer import vtkMRMLSubjectHierarchyNode
+
+        from ..scene import remove_node
+
+        for node in nodes:
+            remove_node(self.scene, node)
+        hierarchy = vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(self.scene)
+        patient = hierarchy.GetItemParent(study_item)
+        for item in (study_item, patient):
+            if item and item != hierarchy.GetSceneItemID() and hierarchy.GetNumberOfItemChildren(item) == 0:
+                hierarchy.RemoveItem(item, False, False)

@@ -1,0 +1,149 @@
+"""The page: case list and image controls on the left, three slice views, latents and steering on the right.
+
+Element ids (`case-<id>`, `modality-<m>`, `overlay-<name>`, `seg-<source>`, `accept`)
+and each view's `#view-<name>` label are what the browser tests click and read.
+"""
+
+from __future__ import annotations
+
+from trame.ui.vuetify3 import VAppLayout
+from trame.widgets import html
+from trame.widgets import vuetify3 as v3
+
+from .app import NO_SELECTION
+
+LEFT_WIDTH = 320
+RIGHT_WIDTH = 360
+
+
+def build_ui(server, layout_manager) -> VAppLayout:
+    with VAppLayout(server, full_height=True, theme="dark") as layout:
+        with v3.VAppBar(density="compact"):
+            v3.VToolbarTitle("MedSegLens", classes="flex-grow-0 mr-4")
+            html.Span("{{ case_title }}", id="case-title", classes="text-body-2")
+            v3.VSpacer()
+            html.Span(
+                "{{ message }}",
+                id="message",
+                classes=("message_error ? 'text-error text-body-2 mr-4' : 'text-medium-emphasis text-body-2 mr-4'",),
+            )
+            v3.VProgressLinear(indeterminate=("!!trame__busy",), active=("!!trame__busy",), absolute=True, location="bottom", color="primary")
+        with v3.VNavigationDrawer(permanent=True, location="left", width=LEFT_WIDTH):
+            _case_list()
+            v3.VDivider()
+            _image_controls(server)
+            v3.VDivider()
+            _model_controls(server)
+        with v3.VNavigationDrawer(permanent=True, location="right", width=RIGHT_WIDTH):
+            _latent_browser()
+            v3.VDivider()
+            _steering_panel(server)
+        with v3.VMain(), html.Div(style="display: flex; height: calc(100vh - 48px);"):
+            layout_manager.initialize_layout_grid(layout)
+    return layout
+
+
+def _section(title: str) -> None:
+    html.Div(title, classes="text-overline px-3 pt-2")
+
+
+def _case_list() -> None:
+    _section("Cases")
+    with v3.VList(density="compact", nav=True, max_height=280, classes="overflow-y-auto"):
+        with v3.VListItem(
+            v_for="c in cases",
+            key="c.case_id",
+            id=("'case-' + c.case_id",),
+            active=("c.case_id === case_id",),
+            click="case_id = c.case_id",
+        ):
+            v3.VListItemTitle("{{ c.case_id }}")
+            v3.VListItemSubtitle("{{ c.population }} · {{ c.dice }}")
+            with v3.Template(v_slot_append=True):
+                v3.VChip("failure", v_if="c.failure", color="error", size="x-small", label=True)
+
+
+def _image_controls(server) -> None:
+    _section("Image")
+    with html.Div(classes="px-3"):
+        with v3.VBtnToggle(v_model=("modality",), mandatory=True, density="compact", divided=True, variant="outlined"):
+            v3.VBtn("{{ m.title }}", v_for="m in modalities", key="m.value", value=("m.value",), id=("'modality-' + m.value",), size="small")
+        html.Div("Window / level", classes="text-caption mt-3")
+        with html.Div(id="display-range"):
+            v3.VRangeSlider(
+                v_model=("display_range",),
+                min=("display_bounds[0]",),
+                max=("display_bounds[1]",),
+                step=("(display_bounds[1] - display_bounds[0]) / 200",),
+                hide_details=True,
+                density="compact",
+                strict=True,
+            )
+        html.Div("Segmentation", classes="text-caption mt-3")
+        with v3.VBtnToggle(v_model=("seg_source",), mandatory=True, density="compact", divided=True, variant="outlined"):
+            v3.VBtn("{{ s }}", v_for="s in seg_sources", key="s", value=("s",), id=("'seg-' + s",), size="small")
+            v3.VBtn("none", value=NO_SELECTION, id=f"seg-{NO_SELECTION}", size="small")
+        v3.VBtn("Reset views", click=server.controller.reset_views, size="small", variant="text", classes="mt-2", id="reset-views")
+
+
+def _model_controls(server) -> None:
+    _section("Model")
+    with html.Div(classes="px-3 pb-3"):
+        html.Div("{{ model_label }}", classes="text-caption text-medium-emphasis", id="model-label")
+        with html.Div(classes="d-flex mt-1"):
+            v3.VBtn("Run model", id="run-model", click=server.controller.run_model, size="small", color="primary",
+                    disabled=("!case_id || !model_ready || job_running",), classes="mr-2")
+            v3.VBtn("Cancel", id="cancel-job", click=server.controller.cancel_job, size="small", variant="outlined",
+                    v_show="job_running")
+        v3.VProgressLinear(model_value=("job_progress || 0",), v_show="job_running", height=6, classes="mt-2", id="job-progress")
+        html.Div("{{ job_text }}", classes="text-caption", id="job-text")
+
+
+def _latent_browser() -> None:
+    _section("Latent browser")
+    with v3.VTable(density="compact", height=220, fixed_header=True, id="latent-table"):
+        with html.Thead(), html.Tr():
+            for title in ("latent", "category", "description", "spec."):
+                html.Th(title)
+        with html.Tbody():
+            with html.Tr(
+                v_for="o in overlays",
+                key="o.name",
+                id=("'overlay-' + o.name",),
+                click="overlay_name = (overlay_name === o.name ? 'none' : o.name)",
+                style="cursor: pointer;",
+                classes=("o.name === overlay_name ? 'bg-primary' : ''",),
+            ):
+                html.Td("{{ o.latent }}")
+                html.Td("{{ o.category }}")
+                html.Td("{{ o.description }}", classes="text-caption")
+                html.Td("{{ o.specificity }}")
+            with html.Tr(v_if="!overlays.length"):
+                html.Td("no latent maps for this case", colspan=4, classes="text-medium-emphasis")
+    with html.Div(classes="px-3"):
+        html.Div("Overlay threshold (fraction of peak) / opacity", classes="text-caption mt-2")
+        v3.VSlider(id="overlay-threshold", v_model=("overlay_threshold",), min=0, max=1, step=0.05, hide_details=True, density="compact")
+        v3.VSlider(id="overlay-opacity", v_model=("overlay_opacity",), min=0, max=1, step=0.05, hide_details=True, density="compact")
+
+
+def _steering_panel(server) -> None:
+    _section("Steering")
+    with html.Div(classes="px-3 pb-3"):
+        v3.VAlert("{{ steer_note }}", v_if="!steer_available", type="info", density="compact", variant="tonal", classes="text-caption mb-2", id="steer-note")
+        v3.VSelect(
+            label="latents", v_model=("steer_latents",), items=("steer_latent_choices",), multiple=True, chips=True,
+            disabled=("!steer_available",), density="compact", hide_details=True,
+        )
+        v3.VSelect(label="mode", v_model=("steer_mode",), items=("steer_modes",), disabled=("!steer_available",), density="compact", hide_details=True, classes="mt-2")
+        html.Div("strength", classes="text-caption mt-2")
+        v3.VSlider(
+            v_model=("steer_strength",), min=("-steer_strength_limit",), max=("steer_strength_limit",), step=0.1,
+            disabled=("!steer_available",), hide_details=True, density="compact", thumb_label=True,
+        )
+        v3.VSelect(label="region", v_model=("steer_region",), items=("steer_regions",), disabled=("!steer_available",), density="compact", hide_details=True)
+        with html.Div(classes="d-flex text-caption mt-2", id="dice-readout"):
+            html.Div("before: {{ dice_before }}", classes="flex-grow-1")
+            html.Div("after: {{ dice_after }}", classes="flex-grow-1")
+        v3.VBtn("Accept", id="accept", click=server.controller.accept_segmentation, color="primary", block=True, classes="mt-3", disabled=("!case_id",))
+        with html.Div(classes="text-caption mt-1", id="accepted-list"):
+            html.Div("{{ a }}", v_for="a in accepted", key="a")
