@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""SAE training throughput and fidelity: MedSegLens against EleutherAI's sparsify.
+
+Both train on the same activation tensor (synthetic rows with a planted sparse
+dictionary, rescaled to about unit variance per channel so input scaling gives
+neither side an edge), for the same number of rows and batch size, in this
+process, on the same threads. Reported per run: rows/s of the whole training loop
+and FVU on held-out rows after training, then ratios against the peer. The peer
+is `sparsify.SparseCoder` driven the way sparsify's own trainer drives it (Adam at
+its default learning rate 2e-4 / sqrt(latents / 2^14), linear warm-up then linear
+decay, decoder bias at the first batch's mean, gradient projection and decoder
+renormalisation every step). Its AuxK is off, as in sparsify's defaults; ours is on
+(and its cost is in our time). Each run is repeated `--repeats` times, alternating
+between implementations, and the fastest repeat counts: this machine is shared.
+
+    pip install -e .[bench]
+    python bench/sae_throughput.py [--d-in 128 --latents 1024 --k 16 --rows 600000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")  # CPU: the Triton decoder is for GPUs
+
+import torch  # noqa: E402
+
+from MedSegLensLib.sae import TensorRows, TrainConfig, Trainer  # noqa: E402
+from MedSegLensLib.sae.synthetic import planted_rows  # noqa: E402
+
+
+def pooled_fvu(reconstruct, rows: torch.Tensor, batch: int = 8192) -> float:
+    err = total = 0.0
+    mean = rows.double().mean(0)
+    with torch.no_grad():
+        for start in range(0, rows.shape[0], batch):
+            x = rows[start:start + batch]
+            err += float((reconstruct(x).double() - x.double()).pow(2).sum())
+            total += float((x.double() - mean).pow(2).sum())
+    return err / total
+
+
+def run_medseglens(rows, held, args, kind: str, compute_dtype: str) -> tuple[float, float]:
+    config = TrainConfig(n_latents=args.latents, k=args.k, kind=kind, total_rows=args.rows,
+                         batch_size=args.batch, seed=0, compute_dtype=compute_dtype)
+    start = time.perf_counter()
+    trainer = Trainer(TensorRows(rows), config)
+    sae = trainer.run(show_progress=False)
+    elapsed = time.perf_counter() - start
+    return config.steps * args.batch / elapsed, pooled_fvu(sae.forward, held)
+
+
+def run_sparsify(rows, held, args) -> tuple[float, float]:
+    from sparsify import SparseCoder, SparseCoderConfig
+
+    torch.manual_seed(0)
+    steps = args.rows // args.batch
+    start = time.perf_counter()
+    sae = SparseCoder(rows.shape[1], SparseCoderConfig(num_latents=args.latents, k=args.k))
+    lr = 2e-4 / (args.latents / 2**14) ** 0.5
+    optimizer = torch.optim.Adam(sae.parameters(), lr=lr)
+    warmup = max(1, int(0.02 * steps))
+
+    def schedule(step: int) -> float:  # transformers' get_linear_schedule_with_warmup
+        return step / warmup if step < warmup else max(0.0, (steps - step) / max(1, steps - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    order = torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(0))
+    for step in range(steps):
+        lo = (step * args.batch) % rows.shape[0]
+        x = rows[order[lo:lo + args.batch]]
+        if step == 0:
+            sae.b_dec.data = x.mean(0)
+            sae.set_decoder_norm_to_unit_norm()
+        sae(x).fvu.backward()
+        sae.remove_gradient_parallel_to_decoder_directions()
+        optimizer.step()
+        optimizer.zero_grad()
+        scheduler.step()
+        sae.set_decoder_norm_to_unit_norm()
+    elapsed = time.perf_counter() - start
+    return steps * args.batch / elapsed, pooled_fvu(lambda x: sae(x).sae_out, held)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--d-in", type=int, default=128)
+    parser.add_argument("--latents", type=int, default=1024)
+    parser.add_argument("--k", type=int, default=16)
+    parser.add_argument("--atoms", type=int, default=768, help="planted dictionary size")
+    parser.add_argument("--active", type=int, default=12, help="planted atoms per row")
+    parser.add_argument("--rows", type=int, default=600_000, help="training rows (same for every run)")
+    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-peer", action="store_true", help="skip sparsify (not installed)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    data, _ = planted_rows(min(args.rows, 400_000) + 50_000, args.d_in, args.atoms, args.active)
+    data /= data.pow(2).sum(1).mean().div(args.d_in).sqrt()  # about unit variance per channel
+    rows, held = data[:-50_000].contiguous(), data[-50_000:].contiguous()
+    print(f"rows: {rows.shape[0]} x {args.d_in} (planted {args.atoms} atoms, {args.active} per row); "
+          f"SAE {args.latents} latents, k={args.k}, batch {args.batch}, {args.rows} training rows, "
+          f"{args.threads} threads")
+
+    runs = {
+        "medseglens batchtopk fp32": lambda: run_medseglens(rows, held, args, "batchtopk", "float32"),
+        "medseglens batchtopk bf16": lambda: run_medseglens(rows, held, args, "batchtopk", "bfloat16"),
+        "medseglens topk fp32": lambda: run_medseglens(rows, held, args, "topk", "float32"),
+    }
+    if not args.no_peer:
+        runs["sparsify topk (peer)"] = lambda: run_sparsify(rows, held, args)
+    best: dict[str, tuple[float, float]] = {}
+    for repeat in range(args.repeats):
+        for name, run in runs.items():
+            speed, fvu = run()
+            print(f"  repeat {repeat}: {name:28s} {speed:9.0f} rows/s  held-out FVU {fvu:.4f}", flush=True)
+            if name not in best or speed > best[name][0]:
+                best[name] = (speed, fvu)
+
+    reference = "sparsify topk (peer)" if "sparsify topk (peer)" in best else "medseglens topk fp32"
+    ref_speed, ref_fvu = best[reference]
+    print(f"\nbest of {args.repeats}; ratios against {reference}:")
+    print(f"{'implementation':28s} {'rows/s':>9s} {'FVU':>7s} {'speed x':>8s} {'FVU ratio':>9s}")
+    for name, (speed, fvu) in best.items():
+        print(f"{name:28s} {speed:9.0f} {fvu:7.4f} {speed / ref_speed:8.2f} {fvu / ref_fvu:9.2f}")
+
+
+if __name__ == "__main__":
+    main()
