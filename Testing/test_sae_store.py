@@ -14,6 +14,7 @@ import torch
 from conftest import subprocess_env
 from MedSegLensLib.errors import CompatibilityError, InputError, IntegrityError, OutputError
 from MedSegLensLib.sae import ActivationStore, StoreWriter, sample_by_stratum, voxel_strata
+from MedSegLensLib.sae.feature_rows import sample_feature_map
 from MedSegLensLib.sae.strata import STRATA, STRATUM_CODE
 
 
@@ -184,3 +185,26 @@ def test_stratified_quotas_are_respected_and_deterministic():
     assert not np.array_equal(indices, other)
     # tumour is 1 % of this volume but a third of the sample: never only uniform
     assert np.isin(picked, [STRATUM_CODE["ED"], STRATUM_CODE["ET"]]).mean() > 0.5
+
+
+def test_feature_map_rows_carry_image_coordinates_and_classes(tmp_path):
+    image_shape = (16, 16, 16)
+    label = np.zeros(image_shape, np.uint8)
+    label[4:10, 4:10, 4:10] = 2
+    label[6:8, 6:8, 6:8] = 3
+    tissue = np.ones(image_shape, np.uint8)
+    tissue[:, :, 8:] = 3
+    grid = torch.stack(torch.meshgrid(*[torch.arange(8.0)] * 3, indexing="ij"))  # half resolution
+    features = torch.cat([grid, torch.ones(1, 8, 8, 8)])  # channels: feature voxel i, j, k and 1
+    rows = sample_feature_map(features, image_shape, label, tissue, quotas={"ED": 20, "ET": 5, "WM": 10, "CSF": 10},
+                              seed=1)
+    assert rows.taken == {"background": 0, "brain": 0, "CSF": 10, "GM": 0, "WM": 10, "NCR": 0, "ED": 20, "ET": 1}
+    np.testing.assert_array_equal(rows.coords, rows.activations[:, :3].numpy().astype(int) * 2 + 1)
+    at = tuple(rows.coords.T)
+    np.testing.assert_array_equal(rows.label, label[at])
+    np.testing.assert_array_equal(rows.tissue, tissue[at])
+    writer = StoreWriter(tmp_path / "store", 4, dtype="float32")
+    writer.add_case("c1", "adult", rows.activations, rows.coords, rows.label, rows.tissue, rows.stratum)
+    shard = writer.close().read_shard(0)
+    np.testing.assert_array_equal(shard["coords"].numpy(), rows.coords)
+    np.testing.assert_array_equal(shard["stratum"].numpy(), rows.stratum)

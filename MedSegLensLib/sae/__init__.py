@@ -5,6 +5,7 @@
     save_sae(sae, "out/sae", SAEInfo(model.fingerprint, layer, training=summary))
 """
 
+from .feature_rows import FeatureRows, sample_feature_map
 from .fidelity import FidelityReport, dice_recovered, evaluate_fidelity
 from .io import SAEInfo, check_compatible, load_sae, save_sae
 from .model import SAEConfig, SparseAutoencoder
@@ -14,8 +15,8 @@ from .strata import DEFAULT_QUOTAS, STRATA, sample_by_stratum, voxel_strata
 from .training import Progress, TrainConfig, Trainer, train_sae
 
 __all__ = [
-    "ActivationStore", "DEFAULT_QUOTAS", "FidelityReport", "Progress", "RowSource", "SAEConfig", "SAEInfo",
+    "ActivationStore", "DEFAULT_QUOTAS", "FeatureRows", "FidelityReport", "Progress", "RowSource", "SAEConfig", "SAEInfo",
     "STRATA", "SparseAutoencoder", "StoreWriter", "TensorRows", "TrainConfig", "Trainer", "check_compatible",
-    "dice_recovered", "evaluate_fidelity", "load_sae", "sample_by_stratum", "save_sae", "train_sae",
+    "dice_recovered", "evaluate_fidelity", "load_sae", "sample_by_stratum", "sample_feature_map", "save_sae", "train_sae",
     "voxel_strata",
 ]

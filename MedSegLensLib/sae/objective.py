@@ -28,19 +28,22 @@ class BatchResult:
     l0: float
     fired: torch.Tensor  # bool per latent: fired at least once in the batch
     kth_value: float  # smallest selected pre-activation (BatchTopK threshold sample)
+    candidates: int = 0
 
 
 @dataclass
 class Selection:
     codes: sparse_ops.SparseCodes
     aux: sparse_ops.SparseCodes | None
+    candidates: int = 0  # BatchTopK: entries ranked to find the cut
 
 
 class BatchTopKCut:
-    """Finds BatchTopK's batch-wide cut without sorting every pre-activation.
+    """Finds BatchTopK's batch-wide cut without ranking every pre-activation.
 
     Candidates are entries above a floor set a margin below the previous batch's
-    cut; only those are ranked. If a batch yields too few candidates the floor
+    cut; only those are ranked. The margin adapts so that candidates number about
+    1.1-1.4 times the entries kept. If a batch yields too few candidates the floor
     halves and the batch is redone, so the result is always exact.
     """
 
@@ -48,10 +51,15 @@ class BatchTopKCut:
         self.margin = margin
         self.floor = 0.0
 
-    def update(self, kth_value: float) -> None:
+    def update(self, kth_value: float, candidates: int = 0, kept: int = 0) -> None:
+        if kept and candidates > 1.4 * kept:
+            self.margin = max(0.005, self.margin * 0.7)
+        elif kept and candidates < 1.1 * kept:
+            self.margin = min(0.5, self.margin * 1.5)
         self.floor = max(0.0, kth_value * (1.0 - self.margin))
 
     def lower(self) -> None:
+        self.margin = min(0.5, self.margin * 2)
         self.floor = self.floor / 2 if self.floor > 1e-6 else 0.0
 
 
@@ -91,13 +99,13 @@ def select(
         codes = sparse_ops.concat(parts, n_rows)
         if cut is None:
             break
-        wanted = n_rows * k
-        if codes.values.numel() >= wanted or cut.floor == 0.0:
+        wanted, candidates = n_rows * k, codes.values.numel()
+        if candidates >= wanted or cut.floor == 0.0:
             codes = sparse_ops.keep_largest(codes, wanted)
             break
         cut.lower()
     aux = sparse_ops.concat(aux_parts, n_rows) if k_aux else None
-    return Selection(codes, aux)
+    return Selection(codes, aux, candidates if cut is not None else 0)
 
 
 def _aux_codes(pre_dead: torch.Tensor, dead_idx: torch.Tensor, k_aux: int, start: int) -> sparse_ops.SparseCodes:
@@ -163,7 +171,7 @@ def loss_and_gradients(
     fired = torch.zeros(sae.n_latents, dtype=torch.bool)
     fired[codes.latents] = True
     kth = float(codes.values.min()) if codes.values.numel() else 0.0
-    return BatchResult(float(fvu), float(auxk), codes.values.numel() / x.shape[0], fired, kth)
+    return BatchResult(float(fvu), float(auxk), codes.values.numel() / x.shape[0], fired, kth, sel.candidates)
 
 
 def _set_grad(param: torch.nn.Parameter, grad: torch.Tensor) -> None:

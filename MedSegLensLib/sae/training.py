@@ -41,7 +41,7 @@ class TrainConfig:
     kind: str = "batchtopk"
     total_rows: int = 2_000_000
     batch_size: int = 4096
-    lr: float | None = None  # None: 2e-4 * sqrt(2**14 / n_latents), clipped to [1e-4, 4e-3]
+    lr: float | None = None  # None: 8e-3 * sqrt(1024 / n_latents), at most 1e-2 (see learning_rate)
     warmup_fraction: float = 0.02
     decay_fraction: float = 0.2
     auxk_alpha: float = 1.0 / 32
@@ -63,9 +63,13 @@ class TrainConfig:
         return self.total_rows // self.batch_size
 
     def learning_rate(self) -> float:
+        """Adam step size. Voxel stores hold millions, not billions, of rows, so runs are
+        hundreds to thousands of steps: a larger step than the LLM recipes' 2e-4/sqrt(M/2^14)
+        (inputs are normalised, so one default serves every layer). On planted 128-d rows,
+        1024 latents, 600 steps of 4096: FVU 0.36 / 0.19 / 0.16 at 1e-3 / 3e-3 / 8e-3."""
         if self.lr is not None:
             return self.lr
-        return min(4e-3, max(1e-4, 2e-4 * math.sqrt(2**14 / self.n_latents)))
+        return min(1e-2, 8e-3 * math.sqrt(1024 / self.n_latents))
 
     def lr_at(self, step: int) -> float:
         warmup = max(1, int(self.warmup_fraction * self.steps))
@@ -91,7 +95,6 @@ class TrainingState:
     """Everything besides the weights that a bit-exact resume needs."""
 
     step: int = 0
-    cut_floor: float = 0.0
     threshold_sum: float = 0.0  # exponential average of the batch cut, unnormalised
     threshold_weight: float = 0.0
     fvu_ema: float = 1.0
@@ -139,7 +142,7 @@ class Trainer:
         self.rows_since_fired += batch.shape[0]
         self.rows_since_fired[result.fired] = 0
         if self.cut is not None:
-            self.cut.update(result.kth_value)
+            self.cut.update(result.kth_value, result.candidates, round(result.l0 * batch.shape[0]))
             m = cfg.threshold_momentum
             state.threshold_sum = m * state.threshold_sum + (1 - m) * result.kth_value
             state.threshold_weight = m * state.threshold_weight + (1 - m)
@@ -225,7 +228,7 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         state = asdict(self.state)
-        state["cut_floor"] = self.cut.floor if self.cut else 0.0
+        state["cut"] = [self.cut.floor, self.cut.margin] if self.cut else None
         meta = {"config": asdict(self.config), "d_in": self.source.d_in, "state": state}
         with atomic_directory(self.checkpoint_dir / CHECKPOINT, overwrite=True) as tmp:
             save_file(self._tensors(), str(tmp / "state.safetensors"))
@@ -252,9 +255,9 @@ class Trainer:
                 self.optimizer.state[param] = slot
         self.rows_since_fired = tensors["rows_since_fired"]
         saved = meta["state"]
-        self.state = TrainingState(**{k: v for k, v in saved.items() if k != "cut_floor"})
+        self.state = TrainingState(**{k: v for k, v in saved.items() if k != "cut"})
         if self.cut is not None:
-            self.cut.floor = saved["cut_floor"]
+            self.cut.floor, self.cut.margin = saved["cut"]
         return True
 
 
