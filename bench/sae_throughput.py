@@ -112,7 +112,9 @@ def main() -> None:
     parser.add_argument("--latents", type=int, default=1024)
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--atoms", type=int, default=768, help="planted dictionary size")
-    parser.add_argument("--active", type=int, default=12, help="planted atoms per row")
+    parser.add_argument("--active", type=int, default=12, help="planted atoms per row (mean)")
+    parser.add_argument("--spread", type=float, default=0.75,
+                        help="per-row atom count varies within active*(1 +- spread), as voxels do; 0 = fixed")
     parser.add_argument("--rows", type=int, default=600_000, help="training rows (same for every run)")
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=2)
@@ -121,10 +123,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    data, _ = planted_rows(min(args.rows, 400_000) + 50_000, args.d_in, args.atoms, args.active)
+    data, _ = planted_rows(min(args.rows, 400_000) + 50_000, args.d_in, args.atoms, args.active, spread=args.spread)
     data /= data.pow(2).sum(1).mean().div(args.d_in).sqrt()  # about unit variance per channel
     rows, held = data[:-50_000].contiguous(), data[-50_000:].contiguous()
-    print(f"rows: {rows.shape[0]} x {args.d_in} (planted {args.atoms} atoms, {args.active} per row); "
+    print(f"rows: {rows.shape[0]} x {args.d_in} (planted {args.atoms} atoms, {args.active} +- "
+          f"{args.spread:.0%} per row); "
           f"SAE {args.latents} latents, k={args.k}, batch {args.batch}, {args.rows} training rows, "
           f"{args.threads} threads")
 
