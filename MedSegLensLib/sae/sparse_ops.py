@@ -105,7 +105,7 @@ class LatentGrouping:
     """Entries grouped by latent, computed once and shared by every per-latent sum of a batch."""
 
     def __init__(self, latents: torch.Tensor, n_latents: int):
-        self.order = torch.argsort(latents)
+        self.order = torch.argsort(latents.to(torch.int32))  # int32 sorts about twice as fast
         counts = torch.bincount(latents, minlength=n_latents)
         self.offsets = torch.cumsum(counts, 0) - counts
 
