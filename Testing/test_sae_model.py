@@ -137,6 +137,8 @@ def test_untrained_batchtopk_refuses_threshold_encoding_and_bad_configs():
     sae = SparseAutoencoder(SAEConfig(4, 8, 2, "batchtopk"))
     with pytest.raises(ParameterError, match="no learned threshold"):
         sae.encode(torch.randn(3, 4))
+    with pytest.raises(ParameterError, match=r"takes \(rows, 4\)"):
+        SparseAutoencoder(SAEConfig(4, 8, 2, "topk")).encode(torch.randn(3, 5))
     with pytest.raises(ParameterError, match="k=9"):
         SAEConfig(4, 8, 9)
     with pytest.raises(ParameterError, match="kind"):
