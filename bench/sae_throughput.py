@@ -115,6 +115,18 @@ def run_sparsify(rows, held, args, lr: float | None = None) -> tuple[float, floa
     return clock.rates(steps * args.batch) + (pooled_fvu(lambda x: sae(x).sae_out, held),)
 
 
+def recipe(rows: torch.Tensor, held: torch.Tensor, args) -> None:
+    """The evidence behind TrainConfig's defaults: held-out FVU and per-row L0 percentiles."""
+    default_lr = TrainConfig(n_latents=args.latents, k=args.k).learning_rate()
+    for kind, lr in [("batchtopk", 1e-3), ("batchtopk", 3e-3), ("batchtopk", default_lr), ("topk", default_lr)]:
+        config = TrainConfig(n_latents=args.latents, k=args.k, kind=kind, total_rows=args.rows,
+                             batch_size=args.batch, lr=lr)
+        sae = Trainer(TensorRows(rows), config).run(show_progress=False)
+        l0 = sae.encode_sparse(held).l0_per_row().float()
+        print(f"{kind:9s} lr {lr:.0e}: held-out FVU {pooled_fvu(sae.forward, held):.4f}, L0 mean {l0.mean():.1f} "
+              f"(5th-95th percentile {l0.quantile(0.05):.0f}-{l0.quantile(0.95):.0f})", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--d-in", type=int, default=128)
@@ -129,6 +141,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-peer", action="store_true", help="skip sparsify (not installed)")
+    parser.add_argument("--recipe", action="store_true",
+                        help="instead: MedSegLens only, learning-rate sweep and BatchTopK vs TopK (FVU, L0 spread)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -140,6 +154,9 @@ def main() -> None:
           f"SAE {args.latents} latents, k={args.k}, batch {args.batch}, {args.rows} training rows, "
           f"{args.threads} threads")
 
+    if args.recipe:
+        recipe(rows, held, args)
+        return
     workdir = tempfile.TemporaryDirectory(prefix="sae-bench-")  # removed when main() returns
     store = write_store(rows, os.path.join(workdir.name, "store"))
     runs = {
