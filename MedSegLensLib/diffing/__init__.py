@@ -17,7 +17,7 @@ from .dictionaries import DEFAULT_THRESHOLD, DictionaryComparison, compare_dicti
 from .labels import LatentLabel, label_text, labels_for, read_labels
 from .matching import CosineSimilarity, DenseSimilarity, Matching, match_dense, match_latents, match_pruned
 from .populations import CATEGORIES, Contrast, PopulationDiff, PopulationDiffSettings, diff_populations
-from .resample import grid_resampling, resample_codes
+from .resample import resample_codes, trilinear_operator
 from .swap import SwapResult, swap_features
 from .usage import LatentUsage, accumulate_usage
 
@@ -25,7 +25,7 @@ __all__ = [
     "ArchDiffResult", "ArchDiffSettings", "ArchitectureDiff", "CATEGORIES", "CaseLatentMaps", "Contrast",
     "CosineSimilarity", "CrossCorrelation", "DEFAULT_THRESHOLD", "DenseSimilarity", "DictionaryComparison",
     "LatentLabel", "LatentUsage", "Matching", "PopulationDiff", "PopulationDiffSettings", "SwapResult",
-    "accumulate_usage", "block_permutation", "compare_dictionaries", "diff_populations", "grid_resampling",
+    "accumulate_usage", "block_permutation", "compare_dictionaries", "diff_populations", "trilinear_operator",
     "label_text", "labels_for", "match_dense", "match_latents", "match_pruned", "read_labels", "resample_codes",
     "swap_features",
 ]

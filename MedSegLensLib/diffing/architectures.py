@@ -1,9 +1,10 @@
 """Match the latents of two different networks (e.g. U-Net and SegFormer) run on the same volumes.
 
 Their SAEs live in different activation spaces, so latents are compared by where they
-fire. Per case, both latent maps (sparse codes on each network's feature grid) are
-resampled to one common grid, voxels are drawn per stratum (tumour subregions and
-tissue classes, as for activation capture), and the sums and cross-products of every
+fire. Per case, both latent maps (sparse codes on each network's layer grid) are
+resampled to one common grid (the finer layer grid; trilinear, in world coordinates),
+voxels are drawn per stratum (tumour subregions and tissue classes, as for
+activation capture), and the sums and cross-products of every
 latent pair are accumulated from the sparse codes: one pass over the cases, nothing
 dense but the (latents A x latents B) cross-product table. The Pearson correlation
 matrix is then matched one-to-one with an optimal assignment.
@@ -28,10 +29,13 @@ from typing import Callable, Mapping
 import numpy as np
 import scipy.sparse as sp
 
+from ..data import Grid
 from ..errors import ParameterError
+from ..sae.capture import layer_voxels_in
+from ..sae.encode import CaseCodes
 from ..sae.strata import DEFAULT_QUOTAS, STRATUM_CODE, sample_by_stratum
 from .matching import DenseSimilarity, Matching, match_latents
-from .resample import image_classes_on_grid, resample_codes
+from .resample import finer_grid, resample_codes
 from .sparse_tally import pearson_from_sums
 from .stats import benjamini_hochberg
 
@@ -40,20 +44,31 @@ MAX_TABLE_ENTRIES = 8192 * 8192  # float64 cross-product table of at most 512 Mi
 
 @dataclass
 class CaseLatentMaps:
-    """Both networks' sparse codes for one case: voxels of each feature grid (C order) x latents."""
+    """Both networks' sparse codes for one case: voxels of each layer grid (C order) x latents."""
 
     case_id: str
     population: str
     codes_a: sp.csr_matrix
-    shape_a: tuple[int, int, int]
+    grid_a: Grid
     codes_b: sp.csr_matrix
-    shape_b: tuple[int, int, int]
-    strata: np.ndarray  # image-grid stratum codes (sae.strata.voxel_strata)
+    grid_b: Grid
+    case_grid: Grid
+    strata: np.ndarray  # stratum code of every case-grid voxel (sae.strata.voxel_strata)
+
+    @classmethod
+    def from_codes(cls, a: CaseCodes, b: CaseCodes, strata: np.ndarray, population: str) -> "CaseLatentMaps":
+        """From `encode_case` results of the two networks on the same case."""
+        return cls(a.case_id or b.case_id, population, codes_csr(a), a.grid, codes_csr(b), b.grid, a.case_grid, strata)
+
+
+def codes_csr(codes: CaseCodes) -> sp.csr_matrix:
+    """A case's sparse codes as a (layer voxels x latents) CSR matrix."""
+    return sp.csr_matrix((codes.value.numpy().astype(np.float64), (codes.voxel.numpy(), codes.latent.numpy())),
+                         shape=(codes.n_voxels, codes.n_latents))
 
 
 @dataclass(frozen=True)
 class ArchDiffSettings:
-    grid: tuple[int, int, int] | None = None  # common grid; default: the coarser of the two per axis
     quotas: Mapping[str, int] | None = None  # voxels per stratum and case (default: capture's quotas)
     seed: int = 0
     min_active_rows: int = 20  # a latent must fire on this many sampled voxels to be matched
@@ -197,10 +212,12 @@ class ArchitectureDiff:
             raise ParameterError(
                 f"case {maps.case_id}: codes have {maps.codes_a.shape[1]} and {maps.codes_b.shape[1]} latents, "
                 f"the study was set up for {self.n_a} and {self.n_b}")
-        grid = tuple(self.settings.grid or (min(a, b) for a, b in zip(maps.shape_a, maps.shape_b)))
-        a = resample_codes(maps.codes_a, maps.shape_a, grid)
-        b = resample_codes(maps.codes_b, maps.shape_b, grid)
-        strata = image_classes_on_grid(maps.strata, grid)
+        common = finer_grid(maps.grid_a, maps.grid_b)
+        grid = tuple(int(n) for n in common.shape)
+        a = resample_codes(maps.codes_a, maps.grid_a, common)
+        b = resample_codes(maps.codes_b, maps.grid_b, common)
+        at = layer_voxels_in(common, maps.case_grid)
+        strata = maps.strata[at[..., 0], at[..., 1], at[..., 2]]
         indices, _ = sample_by_stratum(strata, self.settings.quotas or DEFAULT_QUOTAS, [self.settings.seed, len(self.cases)])
         rows_a = a[indices]
         self.observed.add(rows_a, b[indices])

@@ -139,17 +139,19 @@ def candidate_pairs(source: SimilaritySource, neighbours: int, block_rows: int =
     Reads the similarity one block of rows at a time; the column top-k is merged block by block.
     """
     k_row, k_col = min(neighbours, source.n_b), min(neighbours, source.n_a)
-    col_values = torch.full((k_col, source.n_b), -torch.inf)
+    col_values = None
     col_index = torch.zeros((k_col, source.n_b), dtype=torch.int64)
     found_a, found_b, found_s = [], [], []
     for start in range(0, source.n_a, block_rows):
         stop = min(source.n_a, start + block_rows)
-        block = torch.as_tensor(source.rows(start, stop), dtype=torch.float32)
+        block = torch.as_tensor(source.rows(start, stop))
         values, index = block.topk(k_row, dim=1)
         found_a.append(torch.arange(start, stop).repeat_interleave(k_row))
         found_b.append(index.reshape(-1))
         found_s.append(values.reshape(-1))
         block_values, block_index = block.topk(min(k_col, stop - start), dim=0)
+        if col_values is None:
+            col_values = torch.full((k_col, source.n_b), -torch.inf, dtype=block.dtype)
         merged_v = torch.cat([col_values, block_values], 0)
         merged_i = torch.cat([col_index, block_index + start], 0)
         col_values, pick = merged_v.topk(k_col, dim=0)
