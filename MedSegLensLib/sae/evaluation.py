@@ -21,7 +21,7 @@ from ..data import Case, CaseFiles
 from ..metrics import REGIONS, brats_scores
 from ..models.inference import PreparedInput, SegmentationModel
 from .alignment import RegionAlignment, region_alignment
-from .capture import FeatureMap, layer_features
+from .capture import FeatureMap, layer_feature_maps
 from .encode import encode_rows
 from .extract import brain_mask, sample_case_rows
 from .fidelity import FidelityAccumulator, FidelityReport, dice_recovered, evaluate_fidelity
@@ -30,6 +30,7 @@ from .model import SparseAutoencoder
 from .splice import Transform, replaced_output, sae_reconstruction, zero_ablation
 from .strata import DEFAULT_QUOTAS
 
+MODES = ("original", "sae", "zero_ablation")
 CaseProgress = Callable[[int, int, str], None]  # (cases done, total, case id)
 
 
@@ -98,37 +99,68 @@ def evaluate_sae(
     precision: str = "fp32",
 ) -> SAEEvaluation:
     """Held-out evaluation of `sae` at its layer of `model` (refused if they do not belong together)."""
-    layer = layer or sae.info.layer
-    check_compatible(sae, model.fingerprint, layer, sae.d_in)
+    return evaluate_saes(model, {"sae": (layer or sae.info.layer, sae)}, cases, quotas, seed, progress, precision)["sae"]
+
+
+def evaluate_saes(
+    model: SegmentationModel,
+    saes: Mapping[str, tuple[str, SparseAutoencoder]],
+    cases: Sequence[CaseFiles],
+    quotas: Mapping[str, int] | None = None,
+    seed: int = 0,
+    progress: CaseProgress | None = None,
+    precision: str = "fp32",
+) -> dict[str, SAEEvaluation]:
+    """Several SAEs (name -> (layer, sae)) of one model on the same held-out cases.
+
+    One capture pass per case serves every layer; zero ablation runs once per
+    layer; each SAE adds one spliced pass per case.
+    """
+    for layer, sae in saes.values():
+        check_compatible(sae, model.fingerprint, layer, sae.d_in)
     quotas = dict(DEFAULT_QUOTAS if quotas is None else quotas)
-    stratified, labels, per_case = [], [], []
-    brain = FidelityAccumulator(sae)
-    transforms = {"sae": sae_reconstruction(sae), "zero_ablation": zero_ablation}
+    layers = sorted({layer for layer, _ in saes.values()})
+    stratified = {layer: [] for layer in layers}
+    labels = {layer: [] for layer in layers}
+    brain = {name: FidelityAccumulator(sae) for name, (_, sae) in saes.items()}
+    per_case = {name: [] for name in saes}
     for index, files in enumerate(cases):
         case = files.load()
         prepared = model.prepare(case)
-        fmap = layer_features(model, prepared, layer, precision)
-        check_compatible(sae, model.fingerprint, layer, fmap.channels)
-        rows = sample_case_rows(fmap, case, quotas, seed)
-        stratified.append(rows.activations)
-        labels.append(rows.label)
-        brain.add(inside_brain_rows(fmap, case))
-        if case.label is not None:
-            dice = {"original": region_dice(model.to_prediction(fmap.logits, prepared).labels, case.label)}
-            dice.update(spliced_dice(model, prepared, case.label, layer, transforms, precision))
-            per_case.append({"case_id": case.case_id, "population": case.population, "dice": dice})
+        maps = layer_feature_maps(model, prepared, layers, precision)
+        original = region_dice(model.to_prediction(next(iter(maps.values())).logits, prepared).labels, case.label) \
+            if case.label is not None else None
+        for layer, fmap in maps.items():
+            rows = sample_case_rows(fmap, case, quotas, seed)
+            stratified[layer].append(rows.activations)
+            labels[layer].append(rows.label)
+            named = {name: sae for name, (sae_layer, sae) in saes.items() if sae_layer == layer}
+            inside = inside_brain_rows(fmap, case)
+            for name, sae in named.items():
+                check_compatible(sae, model.fingerprint, layer, fmap.channels)
+                brain[name].add(inside)
+            if original is None:
+                continue
+            transforms = {"zero_ablation": zero_ablation, **{name: sae_reconstruction(sae) for name, sae in named.items()}}
+            dice = spliced_dice(model, prepared, case.label, layer, transforms, precision)
+            for name in named:
+                per_case[name].append({"case_id": case.case_id, "population": case.population, "dice": {
+                    "original": original, "sae": dice[name], "zero_ablation": dice["zero_ablation"]}})
         if progress is not None:
             progress(index + 1, len(cases), files.case_id)
-    rows_all = torch.cat(stratified)
-    means = {mode: mean_dice([c["dice"][mode] for c in per_case]) for mode in ("original", "sae", "zero_ablation")}
-    return SAEEvaluation(
-        layer=layer,
-        cases=len(cases),
-        labelled_cases=len(per_case),
-        fidelity=evaluate_fidelity(sae, rows_all.split(8192)),
-        fidelity_brain_voxels=brain.report(),
-        dice=means,
-        dice_recovered=dice_recovered(lambda mode: means[mode]) if per_case else {},
-        alignment=region_alignment(encode_rows(sae, rows_all), np.concatenate(labels), sae.n_latents),
-        per_case=per_case,
-    )
+    results = {}
+    for name, (layer, sae) in saes.items():
+        rows_all = torch.cat(stratified[layer])
+        means = {mode: mean_dice([c["dice"][mode] for c in per_case[name]]) for mode in MODES}
+        results[name] = SAEEvaluation(
+            layer=layer,
+            cases=len(cases),
+            labelled_cases=len(per_case[name]),
+            fidelity=evaluate_fidelity(sae, rows_all.split(8192)),
+            fidelity_brain_voxels=brain[name].report(),
+            dice=means,
+            dice_recovered=dice_recovered(lambda mode: means[mode]) if per_case[name] else {},
+            alignment=region_alignment(encode_rows(sae, rows_all), np.concatenate(labels[layer]), sae.n_latents),
+            per_case=per_case[name],
+        )
+    return results
