@@ -182,6 +182,7 @@ def run_saes(args: argparse.Namespace) -> int:
             f"{sae_b.info.layer!r} of model {sae_b.info.model_fingerprint[:12]}; decoder cosine needs one model and "
             "layer: use `medseglens diff archs` to compare different networks")
     names = (args.name_a or Path(args.a).name, args.name_b or Path(args.b).name)
+    name_of = {"a": names[0], "b": names[1]}
     stores = {}
     for key, path, sae, sae_dir in (("a", args.store_a, sae_a, args.a), ("b", args.store_b, sae_b, args.b)):
         if path:
@@ -191,7 +192,7 @@ def run_saes(args: argparse.Namespace) -> int:
     alive = {}
     for key, sae in (("a", sae_a), ("b", sae_b)):
         if key in stores:
-            with _bar(stores[key].n_rows, f"firing of {names[key == 'b']}", "rows") as bar:
+            with _bar(stores[key].n_rows, f"firing of {name_of[key]}", "rows") as bar:
                 usage = accumulate_usage(sae, stores[key], progress=lambda done, total: bar.update(done - bar.n))
             alive[key] = usage.fired.sum((0, 1)) > 0
     comparison = compare_dictionaries(sae_a, sae_b, args.threshold, alive.get("a"), alive.get("b"), args.method,
@@ -208,7 +209,7 @@ def run_saes(args: argparse.Namespace) -> int:
                 swaps[label] = swap_features(enc, dec, matching, batches, len(store.cases),
                                              progress=lambda done: bar.update(done - bar.n))
     data = f"{names[0]}: {_describe_sae(args.a, sae_a)}; {names[1]}: {_describe_sae(args.b, sae_b)}" + "".join(
-        f"; {names[key == 'b']} rows: {_describe_store(store)}" for key, store in stores.items())
+        f"; {name_of[key]} rows: {_describe_store(store)}" for key, store in stores.items())
     with atomic_directory(args.out, overwrite=args.overwrite) as folder:
         record = write_dictionary_outputs(comparison, swaps, folder, data, _command(args), labels_a, labels_b, names)
     s = record["summary"]

@@ -18,7 +18,8 @@ bootstrap standard error: "enriched" H0: LR <= log(tau), "depleted" H0: LR >= -l
 Benjamini-Hochberg over every test of every population and latent at level alpha.
 
 Classification (see docs/diffing.md):
-- absent: in no population does the latent fire in at least f0 of a stratum's rows;
+- absent: in no population does the latent fire in at least f0 of the rows of a stratum
+  (one with >= min_stratum_rows rows);
 - specific: at least one BH-significant enrichment or depletion (populations listed);
 - shared (the backbone): not specific, active in >= 2 populations, and in every
   contrast where it can be compared the 95 % interval of LR lies within +-log(tau);
@@ -131,6 +132,13 @@ def _standardised(tally: np.ndarray, rows: np.ndarray, weights: np.ndarray, fall
     return np.einsum("s,...sj->...j", weights, rate)
 
 
+def _active(usage: LatentUsage, population: str, settings: PopulationDiffSettings) -> np.ndarray:
+    """Latents firing in at least f0 of the rows of some stratum the population has enough rows of."""
+    rows = usage.rows[usage.populations == population].sum(0)
+    frequency = np.nan_to_num(usage.stratum_frequency(population), nan=0.0)[rows >= settings.min_stratum_rows]
+    return frequency.max(0) >= settings.frequency_floor if frequency.size else np.zeros(usage.n_latents, dtype=bool)
+
+
 def _resample(boot: np.ndarray, tally: np.ndarray) -> np.ndarray:
     """(B, S, J) bootstrap totals: replicate multiplicities (B, cases) times per-case tallies (cases, S, J)."""
     return (boot @ tally.reshape(tally.shape[0], -1)).reshape(boot.shape[0], *tally.shape[1:])
@@ -194,9 +202,7 @@ def diff_populations(usage: LatentUsage, settings: PopulationDiffSettings | None
         raise ParameterError(
             f"the store holds one population ({', '.join(populations)}); population diffing needs two or more")
     f0 = settings.frequency_floor
-    active = np.stack([
-        np.nan_to_num(usage.stratum_frequency(p), nan=0.0).max(0) >= f0 for p in populations
-    ])
+    active = np.stack([_active(usage, p, settings) for p in populations])
     boot = case_bootstrap_weights(usage.populations, settings.n_boot, settings.seed)
     act_floor = usage.mean_activation_when_firing()
     contrasts = {p: _contrast(usage, p, boot, act_floor, settings) for p in populations}
