@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     archs.add_argument("--population", nargs="+", metavar="NAME", help="only cases of these populations")
     archs.add_argument("--max-cases", type=int, help="use at most this many cases (the first, in cohort order)")
     archs.add_argument("--permutations", type=int, default=50, help="block-permutation null replicates (default 50)")
-    archs.add_argument("--block", type=int, default=4, help="permutation block edge in common-grid voxels (default 4)")
+    archs.add_argument("--block-mm", type=float, default=32.0,
+                       help="edge of the blocks the permutation null shuffles, in mm (default 32)")
     archs.add_argument("--alpha", type=float, default=0.05)
     archs.add_argument("--min-active", type=int, default=20, help="voxels a latent must fire on to be matched")
     archs.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
@@ -237,7 +238,7 @@ def run_archs(args: argparse.Namespace) -> int:
     if args.max_cases is not None and args.max_cases < 1:
         raise ParameterError(f"--max-cases must be >= 1, got {args.max_cases}")
     settings = ArchDiffSettings(seed=args.seed, min_active_rows=args.min_active, n_permutations=args.permutations,
-                                block=args.block, alpha=args.alpha, method=args.method, neighbours=args.neighbours)
+                                block_mm=args.block_mm, alpha=args.alpha, method=args.method, neighbours=args.neighbours)
     model_a, model_b = load_model(args.model_a, device="cpu"), load_model(args.model_b, device="cpu")
     sae_a, sae_b = load_sae(args.sae_a), load_sae(args.sae_b)
     cases = labelled_cases(args.data, args.population)[: args.max_cases]

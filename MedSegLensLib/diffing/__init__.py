@@ -12,7 +12,8 @@
     study = ArchitectureDiff(n_a, n_b); study.add_case(CaseLatentMaps(...)); result = study.result()
 """
 
-from .architectures import ArchDiffResult, ArchDiffSettings, ArchitectureDiff, CaseLatentMaps, CrossCorrelation, block_permutation
+from .architectures import (ArchDiffResult, ArchDiffSettings, ArchitectureDiff, CaseLatentMaps, CrossCorrelation,
+                            block_permutation, block_voxels)
 from .dictionaries import DEFAULT_THRESHOLD, DictionaryComparison, compare_dictionaries
 from .labels import LatentLabel, label_text, labels_for, read_labels
 from .matching import CosineSimilarity, DenseSimilarity, Matching, match_dense, match_latents, match_pruned
@@ -25,7 +26,7 @@ __all__ = [
     "ArchDiffResult", "ArchDiffSettings", "ArchitectureDiff", "CATEGORIES", "CaseLatentMaps", "Contrast",
     "CosineSimilarity", "CrossCorrelation", "DEFAULT_THRESHOLD", "DenseSimilarity", "DictionaryComparison",
     "LatentLabel", "LatentUsage", "Matching", "PopulationDiff", "PopulationDiffSettings", "SwapResult",
-    "accumulate_usage", "block_permutation", "compare_dictionaries", "diff_populations", "trilinear_operator",
+    "accumulate_usage", "block_permutation", "block_voxels", "compare_dictionaries", "diff_populations", "trilinear_operator",
     "label_text", "labels_for", "match_dense", "match_latents", "match_pruned", "read_labels", "resample_codes",
     "swap_features",
 ]
