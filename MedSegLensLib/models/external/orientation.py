@@ -10,11 +10,12 @@ without interpolation, keeping the exact grid (affine) of every array.
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 from nibabel import orientations
+from nibabel.processing import resample_from_to
 
 from ...data import Grid
-from ...data.geometry import resample_to_grid
 from ...errors import ParameterError
 
 AS_STORED = "as-stored"
@@ -53,10 +54,20 @@ def reorient(volume: np.ndarray, grid: Grid, codes: str) -> tuple[np.ndarray, Gr
 
 def onto_case_grid(volume: np.ndarray, grid: Grid, case_grid: Grid, order: int) -> np.ndarray:
     """A (C, X, Y, Z) or (X, Y, Z) volume on `grid` brought onto the canonical `case_grid`: reordered when it
-    is the same lattice in another voxel order, resampled (order 0 labels, 1 probabilities) otherwise."""
+    is the same lattice in another voxel order, resampled (order 0 labels, 1 probabilities) otherwise.
+
+    Case voxels just outside the network grid's outermost voxel centres take the edge value, as MONAI's
+    inverse Spacing ("border" padding) does, rather than zero.
+    """
     reordered, ras_grid = reorient(volume, grid, "RAS")
     if ras_grid.same_as(case_grid):
         return reordered
-    if reordered.ndim == 3:
-        return resample_to_grid(reordered, ras_grid, case_grid, order=order)
-    return np.stack([resample_to_grid(v, ras_grid, case_grid, order=order) for v in reordered])
+    channels = reordered.reshape(-1, *reordered.shape[-3:])
+    out = np.stack([_resample_edge(v, ras_grid, case_grid, order) for v in channels])
+    return out.reshape(*reordered.shape[:-3], *case_grid.shape)
+
+
+def _resample_edge(volume: np.ndarray, source: Grid, target: Grid, order: int) -> np.ndarray:
+    image = nib.Nifti1Image(np.asarray(volume, dtype=np.float32), source.affine)
+    out = np.asarray(resample_from_to(image, (tuple(target.shape), target.affine), order=order, mode="nearest").dataobj)
+    return out.astype(volume.dtype, copy=False) if order == 0 else out.astype(np.float32, copy=False)
