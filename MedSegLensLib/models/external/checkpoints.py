@@ -10,6 +10,8 @@ being run, with the command that extracts its tensors safely.
 from __future__ import annotations
 
 import pickle
+import pickletools
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,8 +36,12 @@ SAFETENSORS_SUFFIX = ".safetensors"
 
 
 def convert_hint(path: Path) -> str:
+    """How to get safe weights out of a refused file: convert a zip archive; a bare pickle cannot be read inertly."""
+    if not zipfile.is_zipfile(path):
+        return ("It is a bare pickle or torch's pre-1.6 format, which cannot be read without running it: "
+                "re-save its state dict with a current torch.save only where its origin is trusted")
     out = path.with_suffix(SAFETENSORS_SUFFIX)
-    return f"`medseglens convert-checkpoint {path} --out {out}` extracts its tensors without running anything"
+    return f"`medseglens convert-checkpoint {path} --out {out}` extracts its tensors without running anything; use that file"
 
 
 def load_checkpoint(path: str | Path) -> Any:
@@ -52,24 +58,40 @@ def load_checkpoint(path: str | Path) -> Any:
         names = _refused_names(path, exc)
         raise IntegrityError(
             f"{path}: refused: it refers to Python objects ({names}) that a weights-only load does not allow; "
-            f"loading it fully could run code, and nothing in it was run. {convert_hint(path)}, then use that file"
+            f"loading it fully could run code, and nothing in it was run. {convert_hint(path)}"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError) as exc:
         raise IntegrityError(f"{path}: not a readable PyTorch checkpoint ({' '.join(str(exc).split())[:120]})") from None
 
 
 def _refused_names(path: Path, exc: Exception) -> str:
-    """The non-allowed globals, read from the pickle's opcodes without executing them (zip files only)."""
+    """The non-allowed globals the file names, read from its opcodes without executing them."""
+    allowed = {f"{g.__module__}.{g.__qualname__}" for g in ALLOWED_GLOBALS}
     try:
-        allowed = {f"{g.__module__}.{g.__qualname__}" for g in ALLOWED_GLOBALS}
-        names = [n for n in torch.serialization.get_unsafe_globals_in_checkpoint(path) if n not in allowed]
-    except Exception:  # a legacy or damaged file: the unpickler's own words name the culprit
-        names = []
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)  # zip archives
+    except Exception:  # the legacy format or a bare pickle
+        names = _pickle_globals(path)
+    names = [n for n in names if n not in allowed]
     if names:
         return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    text = " ".join(str(exc).split())
-    marker = "Unsupported global: GLOBAL "
-    return text[text.index(marker) + len(marker):].split(" ")[0] if marker in text else "non-tensor objects"
+    return "objects other than tensors and plain values"
+
+
+def _pickle_globals(path: Path) -> list[str]:
+    """Names imported by the first pickle in `path` (GLOBAL, or STACK_GLOBAL after its two strings)."""
+    found, strings = [], []
+    try:
+        with path.open("rb") as handle:
+            for opcode, arg, _ in pickletools.genops(handle):
+                if opcode.name == "GLOBAL":
+                    found.append(str(arg).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(arg, str) and "UNICODE" in opcode.name:
+                    strings.append(arg)
+    except Exception:  # a damaged pickle: report what was read so far
+        pass
+    return sorted(set(found))
 
 
 def find_state_dict(obj: Any, source: str, key: str | None = None) -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ from .inert_pickle import Opaque, read_inert, tensors_in
 
 SIDECAR_FORMAT = "medseglens.converted-checkpoint"
 # torch.nn.Module keeps its tensors under these attribute dicts; a pickled whole model shows them in its names.
-_MODULE_DICTS = re.compile(r"(^|\.)_(modules|parameters|buffers)(?=\.)")
+_MODULE_DICTS = re.compile(r"(?:^|\.)_(?:modules|parameters|buffers)(?=\.)")
 
 
 @dataclass
@@ -41,7 +41,7 @@ def checkpoint_tensors(path: Path, key: str | None = None) -> tuple[dict[str, to
         return find_state_dict(load_checkpoint(path), str(path), key), []
     tree, foreign = read_inert(path)
     if isinstance(tree, Opaque) and key is None:  # torch.save(model): the module's own attribute dicts
-        tensors = {_MODULE_DICTS.sub(r"\1", name).lstrip("."): t for name, t in tensors_in(tree.state).items()}
+        tensors = {_MODULE_DICTS.sub("", name).lstrip("."): t for name, t in tensors_in(tree.state).items()}
         return strip_wrapper_prefix(tensors), foreign
     return find_state_dict(tree, str(path), key), foreign
 

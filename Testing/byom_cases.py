@@ -1,0 +1,62 @@
+"""Cases and hooks shared by the bring-your-own-model tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datafiles import smooth_image, tumour_labels, write_nifti
+from MedSegLensLib.data import MODALITIES, load_case
+
+SHAPE = (26, 23, 21)
+
+
+def lps_affine(spacing: float = 1.0, origin=(30.0, 20.0, -5.0)) -> np.ndarray:
+    """A BraTS-like affine: voxels stored left-posterior-superior."""
+    affine = np.diag([-spacing, -spacing, spacing, 1.0])
+    affine[:3, 3] = origin
+    return affine
+
+
+def case_arrays(seed: int = 5, shape=SHAPE) -> dict[str, np.ndarray]:
+    """Four modalities with a bright tumour and a zero margin (so nnU-Net's crop-to-non-zero crops)."""
+    rng = np.random.default_rng(seed)
+    tumour = tumour_labels(shape, radii=(6, 5, 4)) > 0
+    arrays = {}
+    for index, modality in enumerate(MODALITIES):
+        image = smooth_image(shape, rng, offset=100.0 + 40 * index)
+        image[tumour] += 60.0 * (index + 1)
+        image[:3] = 0.0
+        arrays[modality] = image
+    return arrays
+
+
+def write_case_folder(folder: Path, arrays: dict[str, np.ndarray], affine: np.ndarray) -> dict[str, Path]:
+    """A BraTS 2023-named case folder; returns the modality files."""
+    return {m: write_nifti(folder / f"{folder.name}-{m}.nii.gz", a, affine) for m, a in arrays.items()}
+
+
+def flipped_copy(folder: Path, arrays: dict[str, np.ndarray], affine: np.ndarray) -> dict[str, Path]:
+    """The same physical images stored with the first two voxel axes reversed (RAS instead of LPS)."""
+    flip = np.eye(4)
+    for axis in (0, 1):
+        flip[axis, axis] = -1.0
+        flip[axis, 3] = arrays["t1n"].shape[axis] - 1
+    return write_case_folder(folder, {m: np.ascontiguousarray(a[::-1, ::-1]) for m, a in arrays.items()}, affine @ flip)
+
+
+def read_files(files: dict[str, Path]):
+    return load_case(files)
+
+
+def capture(model, layer: str, case) -> list[torch.Tensor]:
+    """Forward-hook one named layer of `model.network` during `model.predict(case)`; every window's output."""
+    seen: list[torch.Tensor] = []
+    handle = dict(model.network.named_modules())[layer].register_forward_hook(lambda m, i, o: seen.append(o.detach()))
+    try:
+        model.predict(case)
+    finally:
+        handle.remove()
+    return seen
