@@ -1,0 +1,178 @@
+"""Loss and hand-written sparse gradients of one SAE training batch.
+
+Loss = FVU + auxk_alpha * AuxK, both normalised by the batch's total variance:
+    FVU  = |x_hat - x|^2 / |x - mean(x)|^2
+    AuxK = |e_hat - (x - x_hat)|^2 / |x - mean(x)|^2 * min(1, dead / k_aux)
+where e_hat decodes the k_aux = d_in/2 largest pre-activations among dead latents
+(Gao et al. 2024, appendix B.1). The encoder product is the only dense operation;
+it runs in row chunks so its output stays cache-sized and the selection happens
+while it is hot. Gradients are written into the parameters' `.grad`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import sparse_ops
+from .model import SparseAutoencoder
+
+CHUNK_ELEMENTS = 1 << 18  # pre-activation entries per chunk (1 MiB of float32): stays in L2 while selected
+
+
+@dataclass
+class BatchResult:
+    fvu: float
+    auxk: float
+    l0: float
+    fired: torch.Tensor  # bool per latent: fired at least once in the batch
+    kth_value: float  # smallest selected pre-activation (BatchTopK threshold sample)
+    candidates: int = 0
+
+
+@dataclass
+class Selection:
+    codes: sparse_ops.SparseCodes
+    aux: sparse_ops.SparseCodes | None
+    candidates: int = 0  # BatchTopK: entries ranked to find the cut
+
+
+class BatchTopKCut:
+    """Finds BatchTopK's batch-wide cut without ranking every pre-activation.
+
+    Candidates are entries above a floor set a margin below the previous batch's
+    cut; only those are ranked. The margin adapts so that candidates number about
+    1.1-1.4 times the entries kept. If a batch yields too few candidates the floor
+    halves and the batch is redone, so the result is always exact.
+    """
+
+    def __init__(self, margin: float = 0.25):
+        self.margin = margin
+        self.floor = 0.0
+
+    def update(self, kth_value: float, candidates: int = 0, kept: int = 0) -> None:
+        if kept and candidates > 1.4 * kept:
+            self.margin = max(0.005, self.margin * 0.7)
+        elif kept and candidates < 1.1 * kept:
+            self.margin = min(0.5, self.margin * 1.5)
+        self.floor = max(0.0, kth_value * (1.0 - self.margin))
+
+    def lower(self) -> None:
+        self.margin = min(0.5, self.margin * 2)
+        self.floor = self.floor / 2 if self.floor > 1e-6 else 0.0
+
+
+def _chunks(n_rows: int, n_latents: int):
+    step = max(64, CHUNK_ELEMENTS // n_latents)
+    for start in range(0, n_rows, step):
+        yield start, min(n_rows, start + step)
+
+
+def select(
+    sae: SparseAutoencoder,
+    centred: torch.Tensor,
+    dead: torch.Tensor | None,
+    cut: BatchTopKCut | None,
+    compute_dtype: torch.dtype = torch.float32,
+) -> Selection:
+    """Encoder product in chunks, top-k (or candidate) selection, AuxK candidates on dead latents."""
+    n_rows, n_latents = centred.shape[0], sae.n_latents
+    k = sae.config.k
+    k_aux = 0
+    if dead is not None and bool(dead.any()):
+        dead_idx = dead.nonzero().squeeze(1)
+        k_aux = min(max(1, sae.d_in // 2), dead_idx.numel())
+    w_enc = sae.W_enc.detach().to(compute_dtype)
+    b_enc = sae.b_enc.detach().to(compute_dtype)
+    x = centred.to(compute_dtype)
+    while True:
+        parts, aux_parts = [], []
+        for start, stop in _chunks(n_rows, n_latents):
+            pre = torch.addmm(b_enc, x[start:stop], w_enc.t())
+            if cut is None:
+                parts.append(sparse_ops.topk_per_row(pre, k, start))
+            else:
+                parts.append(sparse_ops.above(pre, cut.floor, start))
+            if k_aux:
+                aux_parts.append(_aux_codes(pre[:, dead_idx], dead_idx, k_aux, start))
+        codes = sparse_ops.concat(parts, n_rows)
+        if cut is None:
+            break
+        wanted, candidates = n_rows * k, codes.values.numel()
+        if candidates >= wanted or cut.floor == 0.0:
+            codes = sparse_ops.keep_largest(codes, wanted)
+            break
+        cut.lower()
+    aux = sparse_ops.concat(aux_parts, n_rows) if k_aux else None
+    return Selection(codes, aux, candidates if cut is not None else 0)
+
+
+def _aux_codes(pre_dead: torch.Tensor, dead_idx: torch.Tensor, k_aux: int, start: int) -> sparse_ops.SparseCodes:
+    codes = sparse_ops.topk_per_row(pre_dead, k_aux, start)
+    return sparse_ops.SparseCodes(codes.rows, dead_idx[codes.latents], codes.values, codes.n_rows)
+
+
+def exact_values(sae: SparseAutoencoder, centred: torch.Tensor, codes: sparse_ops.SparseCodes) -> None:
+    """Recompute selected pre-activations in float32 (after a reduced-precision selection)."""
+    values = sparse_ops.per_entry_dot(codes, centred, sae.W_enc.detach()) + sae.b_enc.detach()[codes.latents]
+    codes.values = values.clamp_min(0.0)
+
+
+def loss_and_gradients(
+    sae: SparseAutoencoder,
+    x: torch.Tensor,
+    dead: torch.Tensor | None = None,
+    cut: BatchTopKCut | None = None,
+    auxk_alpha: float = 1.0 / 32,
+    compute_dtype: torch.dtype = torch.float32,
+) -> BatchResult:
+    """One batch (already scaled): sets `.grad` of all four parameters, returns statistics."""
+    w_dec, w_enc = sae.W_dec.detach(), sae.W_enc.detach()
+    b_dec = sae.b_dec.detach()
+    centred = x - b_dec
+    sel = select(sae, centred, dead if auxk_alpha > 0 else None, cut, compute_dtype)
+    codes = sel.codes
+    if compute_dtype != torch.float32:
+        exact_values(sae, centred, codes)
+
+    total_var = (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
+    residual = sparse_ops.decode(codes, w_dec) + b_dec - x
+    fvu = residual.pow(2).sum() / total_var
+    d_out = residual * (2.0 / total_var)
+
+    # Entries of the main codes and (if any) AuxK codes; decoder gradients read their
+    # output gradient from a stacked table [d_out; d_aux] so one grouping serves all.
+    rows, latents, values = codes.rows, codes.latents, codes.values
+    d_values = sparse_ops.per_entry_dot(codes, d_out, w_dec)
+    out_grads = d_out
+    auxk = torch.zeros(())
+    if sel.aux is not None:
+        n_dead, k_aux = int(dead.sum()), max(1, sae.d_in // 2)
+        weight = auxk_alpha * min(1.0, n_dead / k_aux)
+        aux_err = sparse_ops.decode(sel.aux, w_dec) + residual  # e_hat - (x - x_hat)
+        auxk = aux_err.pow(2).sum() / total_var
+        d_aux = aux_err * (2.0 * weight / total_var)
+        d_values = torch.cat([d_values, sparse_ops.per_entry_dot(sel.aux, d_aux, w_dec)])
+        out_grads = torch.cat([d_out, d_aux])
+        rows = torch.cat([rows, sel.aux.rows])
+        latents = torch.cat([latents, sel.aux.latents])
+        values = torch.cat([values, sel.aux.values])
+    out_rows = rows if sel.aux is None else torch.cat([codes.rows, sel.aux.rows + x.shape[0]])
+    d_pre = d_values * (values > 0)
+
+    groups = sparse_ops.LatentGrouping(latents, sae.n_latents)
+    grad_b_enc = torch.bincount(latents, weights=d_pre, minlength=sae.n_latents).float()
+    _set_grad(sae.W_enc, groups.sum(rows, d_pre, centred))
+    _set_grad(sae.b_enc, grad_b_enc)
+    _set_grad(sae.W_dec, groups.sum(out_rows, values, out_grads))
+    _set_grad(sae.b_dec, d_out.sum(0) - grad_b_enc @ w_enc)
+
+    fired = torch.zeros(sae.n_latents, dtype=torch.bool)
+    fired[codes.latents] = True
+    kth = float(codes.values.min()) if codes.values.numel() else 0.0
+    return BatchResult(float(fvu), float(auxk), codes.values.numel() / x.shape[0], fired, kth, sel.candidates)
+
+
+def _set_grad(param: torch.nn.Parameter, grad: torch.Tensor) -> None:
+    param.grad = grad.to(param.dtype)

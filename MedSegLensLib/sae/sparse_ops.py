@@ -1,0 +1,116 @@
+"""Sparse building blocks of the SAE training step, written for the CPU.
+
+Only the encoder's pre-activations are a dense matrix product. Everything after
+the top-k selection touches only the selected (row, latent) entries: decoding is
+an `embedding_bag` over decoder rows, and the weight gradients of both encoder
+and decoder are "bags per latent" (`embedding_bag` over the batch rows, grouped by
+latent), so no (rows x latents) gradient and no (entries x d_in) temporary is
+ever built. Entries are kept as flat `SparseCodes` (row, latent, value) sorted
+by row, which covers fixed-k TopK and variable-count BatchTopK alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class SparseCodes:
+    """Selected latents of a batch: entry i is latent `latents[i]` of row `rows[i]`."""
+
+    rows: torch.Tensor  # int64, sorted ascending
+    latents: torch.Tensor  # int64
+    values: torch.Tensor  # float32, > 0
+    n_rows: int
+
+    @property
+    def offsets(self) -> torch.Tensor:
+        """Start of each row's entries (for `embedding_bag`)."""
+        counts = torch.bincount(self.rows, minlength=self.n_rows)
+        return torch.cumsum(counts, 0) - counts
+
+    def l0_per_row(self) -> torch.Tensor:
+        return torch.bincount(self.rows, minlength=self.n_rows)
+
+    def to_dense(self, n_latents: int) -> torch.Tensor:
+        dense = self.values.new_zeros(self.n_rows, n_latents)
+        dense[self.rows, self.latents] = self.values
+        return dense
+
+
+def topk_per_row(pre: torch.Tensor, k: int, row_offset: int = 0) -> SparseCodes:
+    """TopK: the k largest pre-activations of each row, ReLU applied afterwards."""
+    values, latents = pre.topk(k, dim=1, sorted=False)
+    rows = torch.arange(row_offset, row_offset + pre.shape[0]).repeat_interleave(k)
+    return _positive(SparseCodes(rows, latents.reshape(-1), values.reshape(-1).float(), pre.shape[0]))
+
+
+def above(pre: torch.Tensor, threshold: float, row_offset: int = 0) -> SparseCodes:
+    """All pre-activations strictly above `threshold` (>= 0): JumpReLU-style codes."""
+    flat = pre.reshape(-1)
+    where = (flat > max(float(threshold), 0.0)).nonzero().squeeze(1)
+    n_latents = pre.shape[1]
+    return SparseCodes(where // n_latents + row_offset, where % n_latents, flat[where].float(), pre.shape[0])
+
+
+def concat(parts: list[SparseCodes], n_rows: int) -> SparseCodes:
+    """Join per-chunk codes (chunks in row order, rows already offset)."""
+    return SparseCodes(
+        torch.cat([p.rows for p in parts]),
+        torch.cat([p.latents for p in parts]),
+        torch.cat([p.values for p in parts]),
+        n_rows,
+    )
+
+
+def keep_largest(codes: SparseCodes, count: int) -> SparseCodes:
+    """The `count` largest entries of `codes`, still sorted by row (BatchTopK's batch-wide cut)."""
+    n = codes.values.numel()
+    if n <= count:
+        return codes
+    cut = codes.values.kthvalue(n - count + 1).values
+    return _filter(codes, codes.values >= cut)
+
+
+def _positive(codes: SparseCodes) -> SparseCodes:
+    keep = codes.values > 0
+    return codes if bool(keep.all()) else _filter(codes, keep)
+
+
+def _filter(codes: SparseCodes, keep: torch.Tensor) -> SparseCodes:
+    return SparseCodes(codes.rows[keep], codes.latents[keep], codes.values[keep], codes.n_rows)
+
+
+def decode(codes: SparseCodes, w_dec: torch.Tensor) -> torch.Tensor:
+    """sum_i value_i * w_dec[latent_i] per row, without the bias."""
+    return F.embedding_bag(
+        codes.latents, w_dec, codes.offsets, mode="sum", per_sample_weights=codes.values
+    )
+
+
+def per_entry_dot(codes: SparseCodes, rows_matrix: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """rows_matrix[row_i] . table[latent_i] for every entry, without gathering either side.
+
+    This is the kernel autograd uses for `embedding_bag`'s per-sample-weight gradient.
+    """
+    return torch.ops.aten._embedding_bag_per_sample_weights_backward(
+        rows_matrix, table, codes.latents, codes.offsets, codes.rows, 0
+    )
+
+
+class LatentGrouping:
+    """Entries grouped by latent, computed once and shared by every per-latent sum of a batch."""
+
+    def __init__(self, latents: torch.Tensor, n_latents: int):
+        self.order = torch.argsort(latents.to(torch.int32))  # int32 sorts about twice as fast
+        counts = torch.bincount(latents, minlength=n_latents)
+        self.offsets = torch.cumsum(counts, 0) - counts
+
+    def sum(self, rows: torch.Tensor, weights: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
+        """G[j] = sum over entries of latent j of weight * data[row]: sparse (latents x rows) @ data."""
+        return F.embedding_bag(
+            rows[self.order], data, self.offsets, mode="sum", per_sample_weights=weights[self.order]
+        )

@@ -1,0 +1,20 @@
+"""The throughput benchmark runs end to end (tiny sizes, MedSegLens only: the peer is a bench extra)."""
+
+from __future__ import annotations
+
+import subprocess
+
+from conftest import ROOT, subprocess_env
+
+
+def test_throughput_bench_runs_and_reports_ratios(python_exe):
+    cmd = [python_exe, str(ROOT / "bench" / "sae_throughput.py"), "--no-peer", "--rows", "8192", "--batch", "1024",
+           "--d-in", "16", "--latents", "32", "--k", "2", "--atoms", "24", "--active", "2", "--repeats", "1",
+           "--threads", "1"]
+    result = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "ratios against medseglens topk fp32" in result.stdout
+    assert "store stream alone" in result.stdout
+    table = result.stdout.split("FVU ratio")[1].strip().splitlines()
+    assert [line.split()[0] for line in table] == ["medseglens"] * 4
+    assert all(0 < float(line.split()[-4]) < 1.5 for line in table)  # held-out FVU of each run
