@@ -110,3 +110,15 @@ def test_expressions_and_foreign_targets_are_refused_unevaluated(bundle, tmp_pat
         with pytest.raises(CompatibilityError, match=key):
             import_model(bad, "monai-bundle", tmp_path / "out")
     assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_small_sae_trains_on_an_imported_models_activations(bundle, tmp_path):
+    from byom_cases import train_sae_on_layer
+
+    model = load_model(bundle["model_dir"], device="cpu")
+    layer = hookable_layers(model)[3]  # decoder 1
+    cases = [read_files(write_case_folder(tmp_path / f"c{i}", case_arrays(seed=20 + i), lps_affine())) for i in range(2)]
+    _sae, fidelity, rows = train_sae_on_layer(model, layer.name, cases, tmp_path / "sae")
+    assert rows.shape[1] == layer.channels and rows.shape[0] > 1000
+    assert fidelity.explained_variance > 0.6, fidelity
+    assert fidelity.l0_mean <= 2.5

@@ -130,3 +130,13 @@ def test_import_and_segment_commands(nnunet, tmp_path, capsys):
     assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2, 3}
     assert main(["import-model", str(nnunet["source"]), "--format", "nnunetv2", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_small_sae_trains_on_an_imported_nnunet_layer(nnunet, tmp_path):
+    from byom_cases import train_sae_on_layer
+
+    model = load_model(nnunet["model_dir"], device="cpu")
+    cases = [read_files(write_case_folder(tmp_path / f"c{i}", case_arrays(seed=30 + i), lps_affine())) for i in range(2)]
+    _sae, fidelity, rows = train_sae_on_layer(model, "decoder.stages.0", cases, tmp_path / "sae")
+    assert rows.shape[1] == 8
+    assert fidelity.explained_variance > 0.6, fidelity
