@@ -78,3 +78,21 @@ def train_sae_on_layer(model, layer: str, cases, out_dir: Path):
     loaded = load_sae(out_dir)
     check_compatible(loaded, model.fingerprint, layer, channels)
     return loaded, evaluate_fidelity(loaded, TensorRows(rows).scan(1024)), rows
+
+
+def imported_source(tmp_path_factory, name: str, build, fmt: str):
+    """Module fixture body: build a source model with its library (one thread), import it; yield the paths."""
+    import os
+
+    from MedSegLensLib.models.external import import_model
+
+    previous, environment = torch.get_num_threads(), dict(os.environ)
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp(name)
+    source = build(root / "source")
+    model_dir = root / "imported"
+    fingerprint = import_model(source, fmt, model_dir)
+    yield {"root": root, "source": source, "model_dir": model_dir, "fingerprint": fingerprint}
+    torch.set_num_threads(previous)
+    os.environ.clear()
+    os.environ.update(environment)  # nnU-Net's builder sets its folders in the environment

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from byom_bundle_source import build_bundle
-from byom_cases import capture, case_arrays, lps_affine, read_files, write_case_folder
+from byom_cases import capture, case_arrays, imported_source, lps_affine, read_files, write_case_folder
 from MedSegLensLib.errors import CompatibilityError
 from MedSegLensLib.models import hookable_layers, load_model
 from MedSegLensLib.models.external import import_model
@@ -23,14 +23,7 @@ from MedSegLensLib.models.external import import_model
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("bundle")
-    source = build_bundle(root / "tiny_brats")
-    model_dir = root / "imported"
-    fingerprint = import_model(source, "monai-bundle", model_dir)
-    yield {"root": root, "source": source, "model_dir": model_dir, "fingerprint": fingerprint}
-    torch.set_num_threads(previous)
+    yield from imported_source(tmp_path_factory, "bundle", build_bundle, "monai-bundle")
 
 
 def bundle_reference(source, files):

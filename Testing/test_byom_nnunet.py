@@ -7,7 +7,6 @@ mirroring) on the same files, bit for bit, for a case at another spacing.
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -15,7 +14,8 @@ import torch
 
 pytest.importorskip("nnunetv2", reason="the byom extra (nnunetv2) is not installed")
 
-from byom_cases import capture, case_arrays, flipped_copy, lps_affine, read_files, write_case_folder  # noqa: E402
+from byom_cases import (  # noqa: E402
+    capture, case_arrays, flipped_copy, imported_source, lps_affine, read_files, write_case_folder)
 from byom_nnunet_source import build_nnunet_model  # noqa: E402
 from MedSegLensLib.cli.main import main  # noqa: E402
 from MedSegLensLib.errors import CompatibilityError, ParameterError  # noqa: E402
@@ -27,16 +27,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def nnunet(tmp_path_factory):
-    previous, environment = torch.get_num_threads(), dict(os.environ)
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("nnunet")
-    source = build_nnunet_model(root / "nnunet")
-    model_dir = root / "imported"
-    fingerprint = import_model(source, "nnunetv2", model_dir)
-    yield {"root": root, "source": source, "model_dir": model_dir, "fingerprint": fingerprint}
-    torch.set_num_threads(previous)
-    os.environ.clear()
-    os.environ.update(environment)  # nnU-Net's folders were set for building the source model
+    yield from imported_source(tmp_path_factory, "nnunet", build_nnunet_model, "nnunetv2")
 
 
 def test_import_reads_channels_regions_and_plans(nnunet):

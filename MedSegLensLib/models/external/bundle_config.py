@@ -11,25 +11,14 @@ other expression or macro is refused with the key it sits under.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from ...errors import CompatibilityError, InputError
 
 CONFIG_NAMES = ("inference.json", "inference.yaml", "inference.yml")
 _SEPARATORS = ("::", "#")
 _IGNORED_KEYS = ("_desc_", "_requires_")
-
-
-def read_config_file(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"{path}: not readable as {path.suffix[1:].upper()} ({' '.join(str(exc).split())[:100]})") from None
 
 
 def find_inference_config(bundle: Path) -> Path:

@@ -20,7 +20,8 @@ from ...errors import CompatibilityError, InputError
 from ...fileio import sha256_file
 from ..config import ModelConfig
 from ..storage import load_state_strict
-from .bundle_config import BundleConfig, component, find_inference_config, read_config_file
+from .bundle_config import BundleConfig, component, find_inference_config
+from .data_files import read_data_file
 from .bundle_model import APPLIED_TRANSFORMS, INFERERS, NETWORKS, SKIPPED_TRANSFORMS, build_network
 from .checkpoints import read_weight_file
 from .folder import write_imported_model
@@ -110,9 +111,9 @@ def import_bundle(src: str | os.PathLike, out: str | os.PathLike, channels: str 
     if not bundle.is_dir():
         raise InputError(f"{bundle}: MONAI bundle folder not found")
     config_path = find_inference_config(bundle)
-    config = BundleConfig(read_config_file(config_path), str(config_path))
+    config = BundleConfig(read_data_file(config_path), str(config_path))
     metadata_path = bundle / "configs" / "metadata.json"
-    metadata = read_config_file(metadata_path) if metadata_path.is_file() else {}
+    metadata = read_data_file(metadata_path) if metadata_path.is_file() else {}
     net_name, net_args = component(config.resolved("network_def"), NETWORKS, "network_def", config.source)
     preprocessing, image_key, axcodes = read_preprocessing(config)
     inferer, patch = read_inferer(config)

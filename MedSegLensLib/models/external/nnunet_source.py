@@ -9,7 +9,6 @@ matched to MedSegLens's modalities and BraTS labels from dataset.json's names.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,21 +18,13 @@ from ...fileio import sha256_file
 from ..config import ModelConfig
 from ..storage import load_state_strict
 from .checkpoints import find_state_dict, load_checkpoint, read_weight_file
+from .data_files import read_data_file
 from .folder import write_imported_model
 from .nnunet_model import architecture_of, build_network, require_nnunet
 from .orientation import check_axis_codes
 from .semantics import OutputMeaning, channel_modalities, class_outputs, parse_channels, region_outputs
 
 CHECKPOINTS = ("checkpoint_final.safetensors", "checkpoint_final.pth")
-
-
-def read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise InputError(f"{path}: not found; an nnU-Net v2 model folder holds dataset.json, plans.json and fold_*/")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({' '.join(str(exc).split())[:100]})") from None
 
 
 def pick_fold(src: Path, fold: str | None) -> Path:
@@ -83,7 +74,8 @@ def import_nnunet(src: str | os.PathLike, out: str | os.PathLike, fold: str | No
     src = Path(src)
     if not src.is_dir():
         raise InputError(f"{src}: nnU-Net model folder not found")
-    dataset_json, plans = read_json(src / "dataset.json"), read_json(src / "plans.json")
+    missing = "not found; an nnU-Net v2 model folder holds dataset.json, plans.json and fold_*/"
+    dataset_json, plans = read_data_file(src / "dataset.json", missing), read_data_file(src / "plans.json", missing)
     fold_dir = pick_fold(src, fold)
     ckpt = pick_checkpoint(fold_dir, checkpoint)
     tensors, stored = read_fold_checkpoint(ckpt)

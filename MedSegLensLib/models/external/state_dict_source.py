@@ -11,7 +11,6 @@ loaded ScriptModule refuses forward hooks altogether.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -21,17 +20,13 @@ from ..config import ModelConfig
 from ..registry import build_network, check_patch_size
 from ..storage import load_state_strict, save_model
 from .checkpoints import read_weight_file
+from .data_files import read_data_file
 from .inert_pickle import is_torchscript_archive
 from .semantics import parse_channels
 
 
 def read_network_json(path: Path) -> ModelConfig:
-    if not path.is_file():
-        raise InputError(f"{path}: network JSON not found (it names the MONAI network and its arguments)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({' '.join(str(exc).split())[:100]})") from None
+    data = read_data_file(path, "network JSON not found (it names the MONAI network and its arguments)")
     return ModelConfig.from_json(data, source=str(path))
 
 
