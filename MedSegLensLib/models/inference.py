@@ -122,6 +122,14 @@ class SegmentationModel:
 
 
 def load_model(model_dir: str | os.PathLike, device=None) -> SegmentationModel:
-    """Load a model folder (hash-checked safetensors weights) onto `device` (GPU if present by default)."""
+    """Load a model folder (hash-checked safetensors weights) onto `device` (GPU if present by default).
+
+    A folder made by `medseglens import-model` (an nnU-Net or MONAI bundle model) loads as the matching
+    `SegmentationModel` subclass, which feeds cases through its source's own preprocessing.
+    """
+    from .external.folder import is_imported_model, load_imported_model
+
+    if is_imported_model(model_dir):
+        return load_imported_model(model_dir, device=device)
     network, config, fingerprint, provenance = load_network(model_dir)
     return SegmentationModel(network, config, fingerprint, device=device, provenance=provenance, model_dir=model_dir)
