@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("MEDSEGLENS_VENV", ROOT / ".venv"))
 CONSTRAINTS = ROOT / "requirements" / "constraints.txt"
 STAMP = VENV / ".medseglens-install-stamp"
-EXTRAS = {"demo": "viewer", "test": "viewer,test,byom"}
+# One environment serves both jobs, so switching between them never reinstalls.
+EXTRAS = {"demo": "viewer,test,byom", "test": "viewer,test,byom"}
 # Installed with --no-deps for the byom extra: their declared dependencies would replace torch (see the file).
 NO_DEPS = ROOT / "requirements" / "no-deps.txt"
 CHROMIUM = Path("/usr/bin/chromium")
