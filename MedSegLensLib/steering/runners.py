@@ -40,11 +40,13 @@ class SuffixRunner:
         """(cache, logits) of the unsteered windows, from the prefix's outputs."""
         return boundary, self.split.suffix(h, *boundary)
 
-    def steered(self, h: torch.Tensor, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        return self.split.suffix(add_terms(h, coefficients, directions), *cache)
+    def steered(self, h: torch.Tensor, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor,
+                windows: torch.Tensor) -> torch.Tensor:
+        """Logits of `windows` (indices into the batch) after the change; the whole batch runs, as it was recorded."""
+        return self.split.suffix(add_terms(h, coefficients, directions), *cache)[windows]
 
     def steered_locally(self, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor,
-                        window_logits: torch.Tensor) -> None:
+                        window_logits: torch.Tensor, windows: torch.Tensor) -> None:
         """Not available: the whole suffix depends on every voxel through its normalisations."""
         return None
 
@@ -67,18 +69,20 @@ class EntryRunner:
             logits, stats = self.entry.rest(entry_out, *rest_boundary), None
         return (entry_out, rest_boundary, stats), logits
 
-    def steered(self, h: torch.Tensor, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        entry_out, rest_boundary, _ = cache
-        return self.entry.rest(entry_out + self.push(coefficients, directions), *rest_boundary)
+    def steered(self, h: torch.Tensor, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor,
+                windows: torch.Tensor) -> torch.Tensor:
+        """Logits of `windows` (indices into the batch) after the change; only those windows run."""
+        entry_out, rest_boundary, _ = _select(cache, windows, h.shape[0])
+        return self.entry.rest(entry_out + self.push(coefficients[windows], directions), *rest_boundary)
 
     def steered_locally(self, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor,
-                        window_logits: torch.Tensor) -> torch.Tensor | None:
+                        window_logits: torch.Tensor, windows: torch.Tensor) -> torch.Tensor | None:
         """Frozen-statistics update of only the voxels the change can reach; None when the rest is not local."""
-        entry_out, rest_boundary, stats = cache
+        entry_out, rest_boundary, stats = _select(cache, windows, coefficients.shape[0])
         if stats is None:
             return None
-        change = self.push(coefficients, directions)
-        return self.frozen.patch(window_logits, entry_out + change, change, stats, rest_boundary)
+        change = self.push(coefficients[windows], directions)
+        return self.frozen.patch(window_logits[windows], entry_out + change, change, stats, rest_boundary)
 
     def push(self, coefficients: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         """The leading convolution's response to the terms alone (no bias)."""
@@ -96,3 +100,12 @@ class EntryRunner:
 
 def _transposed(conv: nn.Module) -> bool:
     return isinstance(conv, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d))
+
+
+def _select(value: Any, windows: torch.Tensor, batch: int) -> Any:
+    """`value` restricted to some windows of its batch: tensors with a batch axis are indexed, the rest kept."""
+    if isinstance(value, torch.Tensor):
+        return value[windows] if value.ndim and value.shape[0] == batch else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_select(v, windows, batch) for v in value)
+    return value

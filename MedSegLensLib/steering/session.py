@@ -118,7 +118,8 @@ class SteeringSession:
         typical = None
         if spec.mode in ("additive", "clamp"):
             if self.scales is None:
-                raise ParameterError(f"{spec.mode} steering needs the latents' typical activations (latent_scales.json)")
+                raise ParameterError(f"{spec.mode} steering needs the latents' typical activations: measure them with "
+                                     "`medseglens steer-scales --sae SAE_DIR --store STORE_DIR`")
             typical = self.scales.of(latents)
         needs_codes = spec.mode in ("multiplicative", "clamp")
 
@@ -169,13 +170,14 @@ class SteeringSession:
                 if gate is not None and not bool(gate.any()):
                     continue
                 c = coefficients(index, batch, gate)
-                if not bool(c.any()):
+                changed = c.flatten(1).any(1).nonzero().squeeze(1)
+                if not len(changed):
                     continue
-                new = self._runner.steered_locally(batch.cache, c, directions, batch.logits) if local else None
+                new = self._runner.steered_locally(batch.cache, c, directions, batch.logits, changed) if local else None
                 if new is None:
-                    new = self._runner.steered(batch.h, batch.cache, c, directions)
-                changes += [(index, w, batch.logits[w], new[w]) for w in range(new.shape[0])]
-                recomputed += len(batch.slices)
+                    new = self._runner.steered(batch.h, batch.cache, c, directions, changed)
+                changes += [(index, int(w), batch.logits[w], out) for w, out in zip(changed, new)]
+                recomputed += len(changed)
         logits = self._blender.blend(changes, self.batches) if changes else self.logits
         prediction = self.model.to_prediction(logits, self.prepared)
         return SteeringResult(prediction, logits, recomputed, self.windows_total, time.perf_counter() - start)
