@@ -83,7 +83,7 @@ def run_scales(args: argparse.Namespace) -> int:
         raise ParameterError(f"--rows {args.rows} must be positive")
     sae = load_sae(args.sae)
     store = ActivationStore(args.store)
-    scales = compute_latent_scales(sae, store.scan(8192), sae_sha256(args.sae), args.quantile, args.rows)
+    scales = compute_latent_scales(sae, [store.sample(args.rows, seed=0)], sae_sha256(args.sae), args.quantile, args.rows)
     path = save_latent_scales(scales, args.sae)
     alive = int((scales.typical > 0).sum())
     print(f"wrote {path}: {alive}/{sae.n_latents} latents fired on {scales.rows} rows", file=sys.stderr)

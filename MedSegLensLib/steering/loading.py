@@ -8,20 +8,20 @@ from ..data import Case
 from ..errors import ParameterError
 from ..models.inference import SegmentationModel, load_model
 from ..sae import load_sae
-from .scales import SCALES_FILE, load_latent_scales, sae_sha256
+from .scales import SCALES_FILE, latent_scales_for, sae_sha256
 from .session import SteeringSession
 from .spec import SteeringSpec
 
 
 def open_session(model: SegmentationModel | str | Path, sae_dir: str | Path, case: Case, layer: str | None = None,
                  device=None, spec: SteeringSpec | None = None) -> SteeringSession:
-    """A session on the SAE's layer (or `layer`); typical activations are loaded when the SAE folder has them.
+    """A session on the SAE's layer (or `layer`) with the latents' typical activations (stored or measured).
 
     With `spec`, its latents are checked against the SAE before the (costly) first pass.
     """
     sae = load_sae(sae_dir)
     sha = sae_sha256(sae_dir)
-    scales = load_latent_scales(sae_dir, sha) if (Path(sae_dir) / SCALES_FILE).is_file() else None
+    scales = latent_scales_for(sae_dir, sae, sha)
     if spec is not None:
         spec.check_latents(sae.n_latents)
         if spec.mode in ("additive", "clamp"):

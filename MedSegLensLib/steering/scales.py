@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError, IntegrityError, ParameterError
+from ..errors import InputError, IntegrityError, OutputError, ParameterError
 from ..fileio import write_json_atomic
 from ..sae import SparseAutoencoder
 from ..sae.io import SIDECAR
@@ -105,4 +105,25 @@ def load_latent_scales(sae_dir: str | Path, sha256: str | None = None) -> Latent
     expected = sha256 or sae_sha256(sae_dir)
     if scales.sae_sha256 != expected:
         raise IntegrityError(f"{path}: measured for other SAE weights; measure it again with `medseglens steer-scales`")
+    return scales
+
+
+def latent_scales_for(sae_dir: str | Path, sae: SparseAutoencoder, sha256: str) -> LatentScales | None:
+    """The stored typical activations, else measured on the SAE's own training store (saved when the folder allows).
+
+    None when neither exists (multiplicative steering still works; additive and clamp need them).
+    """
+    if (Path(sae_dir) / SCALES_FILE).is_file():
+        return load_latent_scales(sae_dir, sha256)
+    from ..sae.extract import complete_store
+
+    store_path = ((getattr(sae.info, "training", None) or {}).get("data") or {}).get("store")
+    store = complete_store(store_path) if store_path else None
+    if store is None:
+        return None
+    scales = compute_latent_scales(sae, [store.sample(min(DEFAULT_MAX_ROWS, store.n_rows), seed=0)], sha256)
+    try:
+        save_latent_scales(scales, sae_dir)
+    except OutputError:
+        pass  # a read-only SAE folder: use the measurement without keeping it
     return scales
