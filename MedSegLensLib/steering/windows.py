@@ -105,5 +105,7 @@ class Blender:
         out = self.base.clone()
         for b, w, old, new in changes:
             window = batches[b].slices[w]
-            out[(slice(None), *window)] += (new - old) * self.weight_over_count[b][w]
+            change = new - old
+            change *= self.weight_over_count[b][w]
+            out[(slice(None), *window)] += change
         return out[(slice(None), *self.inner)][None]
