@@ -41,11 +41,10 @@ def outcome(labels: np.ndarray, logits: torch.Tensor, case: Case, region: np.nda
     scores = None
     if case.label is not None:
         scores = {name: dice(mask, np.isin(case.label, STRUCTURES[name])) for name, mask in masks.items()}
-    probabilities = torch.softmax(logits[0], dim=0)
-    entropy = -(probabilities * torch.log(probabilities.clamp_min(1e-12))).sum(0)
-    inside = torch.from_numpy(region) if region is not None and region.any() else torch.ones_like(entropy, dtype=torch.bool)
-    return Outcome(scores, {name: float(mask.sum() * voxel_ml) for name, mask in masks.items()},
-                   float(entropy[inside].mean()))
+    inside = logits[0][:, torch.from_numpy(region)] if region is not None and region.any() else logits[0].flatten(1)
+    log_p = torch.log_softmax(inside, dim=0)
+    entropy = -(log_p.exp() * log_p).sum(0)
+    return Outcome(scores, {name: float(mask.sum() * voxel_ml) for name, mask in masks.items()}, float(entropy.mean()))
 
 
 class CaseEvaluator:
