@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from ...fileio import atomic_path, write_json_atomic
-from ...report import Figure, Section, Table, write_section
+from ...report import Section, Table, write_section
 from .evaluate import SCORED
+from .figures import study_figures
 from .selection import NONE, SELECTIONS, choose, methods_of
 from .settings import HEALTHY_POPULATION, StudySettings
 from .stats import describe, wilson
@@ -103,88 +104,6 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _figures(folder: Path, rows: list[dict], summary: list[dict], test: list[dict], populations: list[str],
-             settings: StudySettings) -> list[Figure]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figures = []
-    methods = methods_of(test)
-    # 1. distributions of the per-case change of the failure-region Dice
-    fig, axes = plt.subplots(len(populations), 1, figsize=(max(8, 1.1 * len(methods) * len(SELECTIONS)), 3.6 * len(populations)),
-                             squeeze=False)
-    for ax, population in zip(axes[:, 0], populations):
-        labels, data = [], []
-        for selection in SELECTIONS:
-            for method in methods:
-                group = [r for r in rows if r["population"] == population and r["method"] == method and r["selection"] == selection]
-                if group:
-                    region = group[0]["region"]
-                    data.append([r[f"after_{region}"] - r[f"before_{region}"] for r in group])
-                    labels.append(f"{method}\n{selection}")
-        ax.boxplot(data, showfliers=False)
-        for i, values in enumerate(data, start=1):
-            ax.scatter(np.random.default_rng(i).normal(i, 0.06, len(values)), values, s=4, alpha=0.4)
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=6, rotation=90)
-        ax.set_ylabel(f"Δ Dice ({settings.failure_region(population)})")
-        ax.set_title(f"{population}: per-case change of the failure-region Dice, all test cases")
-    fig.tight_layout()
-    fig.savefig(folder / "delta_dice.png", dpi=110)
-    plt.close(fig)
-    figures.append(Figure("delta_dice.png", "Per-case change of the failure-region Dice by method and selection "
-                          "(boxes: quartiles; dots: cases)", "tables/per_case.csv"))
-    # 2. recovered fraction with Wilson intervals
-    fig, axes = plt.subplots(1, len(populations), figsize=(6 * len(populations), 4), squeeze=False)
-    for ax, population in zip(axes[0], populations):
-        group = [s for s in summary if s["population"] == population]
-        names = [f"{s['method']}\n{s['selection']}" for s in group]
-        rate = np.array([s["recovered_rate"] for s in group])
-        err = np.array([[r - s["recovered_ci_low"], s["recovered_ci_high"] - r] for r, s in zip(rate, group)]).T
-        ax.bar(range(len(group)), rate, yerr=err, capsize=2, color=["C0" if s["selection"] == "oracle" else "C1" for s in group])
-        ax.set_xticks(range(len(group)), names, fontsize=6, rotation=90)
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("failures recovered (95 % Wilson)")
-        ax.set_title(f"{population} ({group[0]['failures'] if group else 0} failures, {group[0]['region'] if group else ''})")
-    fig.tight_layout()
-    fig.savefig(folder / "recovered.png", dpi=110)
-    plt.close(fig)
-    figures.append(Figure("recovered.png", "Fraction of failures whose failure-region Dice rose above the threshold "
-                          "(blue: oracle, orange: label-free)", "tables/summary.csv"))
-    # 3. dose-response
-    dose = [(r["population"], r["failure_region"], d) for r in test for d in r.get("dose", [])]
-    if dose:
-        fig, axes = plt.subplots(1, len(populations), figsize=(5.5 * len(populations), 4), squeeze=False)
-        for ax, population in zip(axes[0], populations):
-            for group_name, colour in (("population-specific", "C3"), ("shared", "C0"), ("random", "C7")):
-                points = [(d["alpha"], d["dice"][region]) for p, region, d in dose if p == population and d["group"] == group_name]
-                baseline = [r["before"]["dice"][r["failure_region"]] for r in test if r["population"] == population and r.get("dose")]
-                if not points:
-                    continue
-                alphas = sorted({a for a, _ in points} | {0.0})
-                means, sems = [], []
-                for alpha in alphas:
-                    values = baseline if alpha == 0.0 else [v for a, v in points if a == alpha]
-                    means.append(np.mean(values))
-                    sems.append(np.std(values) / np.sqrt(max(1, len(values))))
-                means, sems = np.array(means), np.array(sems)
-                ax.plot(alphas, means, "-o", color=colour, label=group_name, ms=3)
-                ax.fill_between(alphas, means - sems, means + sems, color=colour, alpha=0.15)
-            ax.set_xlabel("additive strength α (× typical activation; + = towards adult use)")
-            ax.set_ylabel(f"Dice ({settings.failure_region(population)})")
-            ax.set_title(f"{population}: dose-response on failure cases")
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(folder / "dose_response.png", dpi=110)
-        plt.close(fig)
-        figures.append(Figure("dose_response.png", "Failure-region Dice against strength for single latents: "
-                              "population-specific, shared and random (mean ± s.e.m. over cases and latents)",
-                              "cases/test/*/*.json (dose)"))
-    return figures
-
-
 def _fmt_rate(s: dict) -> str:
     return f"{s['recovered']}/{s['failures']} = {s['recovered_rate']:.0%} [{s['recovered_ci_low']:.0%}, {s['recovered_ci_high']:.0%}]"
 
@@ -202,7 +121,7 @@ def write_report(out: Path, records: dict[str, list[dict]], fitted: dict, settin
     write_csv(tables / "offtarget.csv", off)
     write_json_atomic(tables / "summary.json", {"summary": summary, "offtarget": off, "fitted": fitted,
                                                 "settings": settings.to_json()})
-    figures = _figures(out, rows, summary, test, populations, settings)
+    figures = study_figures(out, rows, summary, test, populations, settings)
     recovery = Table(
         "Failure recovery (test cases)",
         ["population", "region", "selection", "method", "cases", "mean Dice before", "after", "failures: before",
