@@ -83,12 +83,23 @@ def _split(data: list[CaseFiles], calibration: list[CaseFiles] | None, settings:
         rng = np.random.default_rng(settings.seed)
         chosen = {c.case_id for c in test if rng.random() < settings.calibration_fraction}
         calib, test = [c for c in test if c.case_id in chosen], [c for c in test if c.case_id not in chosen]
-    by_population: dict[str, list[CaseFiles]] = {}
-    for case in sorted(calib, key=lambda c: c.case_id):
-        by_population.setdefault(case.population, []).append(case)
-    calib = [c for cases in by_population.values() for c in cases[:settings.calibration_cases]]
+    calib = _first_per_population(sorted(calib, key=lambda c: c.case_id), settings.calibration_cases)
+    test = sorted(test, key=lambda c: (c.population, c.case_id))
+    if settings.test_cases:
+        test = _first_per_population(test, settings.test_cases)
     offtarget = [c for c in data if c.population in (REFERENCE_POPULATION, HEALTHY_POPULATION)]
-    return calib, sorted(test, key=lambda c: (c.population, c.case_id)), offtarget
+    return calib, test, offtarget
+
+
+def _first_per_population(cases: list[CaseFiles], count: int) -> list[CaseFiles]:
+    """The first `count` cases of each population, in the given order."""
+    seen: dict[str, int] = {}
+    kept = []
+    for case in cases:
+        seen[case.population] = seen.get(case.population, 0) + 1
+        if seen[case.population] <= count:
+            kept.append(case)
+    return kept
 
 
 class RecoveryStudy:

@@ -23,7 +23,8 @@ class StudySettings:
     SAE latents x strengths, random directions x strengths, the mean-difference direction at as
     many strengths, and per-class logit biases. All act inside the predicted tumour + `margin_mm`.
     Label-free selection is fitted on up to `calibration_cases` labelled cases per population
-    (the `--calibration` cohorts, or a seeded `calibration_fraction` of `--data`).
+    (the `--calibration` cohorts, or a seeded `calibration_fraction` of `--data`); `test_cases` > 0
+    keeps only the first that many test cases per population (by case id).
     """
 
     failure_dice: float = 0.5
@@ -35,6 +36,7 @@ class StudySettings:
     min_firing: float = 0.02
     calibration_fraction: float = 0.3
     calibration_cases: int = 20
+    test_cases: int = 0
     dose_cases: int = 12
     dose_alphas: tuple[float, ...] = (-4.0, -2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 4.0)
     dose_latents: int = 3
