@@ -104,8 +104,7 @@ def specific_heatmap(diff: PopulationDiff, stratum_frequency: dict[str, np.ndarr
     rows = latents or [0]
     matrix = np.array([[stratum_frequency[p][s, j] for p, s in columns] for j in rows])
     fig, ax = plt.subplots(figsize=(min(18, 3 + 0.32 * len(columns)), 1.8 + 0.28 * len(rows)))
-    cmap = plt.get_cmap("magma").copy()
-    cmap.set_bad("#cccccc")
+    cmap = plt.get_cmap("magma").with_extremes(bad="#cccccc")
     image = ax.imshow(np.ma.masked_invalid(matrix if latents else np.full_like(matrix, np.nan)), aspect="auto",
                       cmap=cmap, vmin=0)
     ax.set_xticks(range(len(columns)), [f"{p}:{strata[s]}" for p, s in columns], rotation=90, fontsize=7)
