@@ -3,9 +3,10 @@
 #
 #   BASE=/work/runs/baseline OUT=/work/runs/diffing bash bench/diff_study.sh
 #
-# Sizes (env): SEG_POPS (cohorts the SegFormer SAE is trained on, default "adult ssa"), ARCH_POPS (cohorts of
-# the architecture comparison, default "adult ssa"), ARCH_CASES (at most this many of their cases, in the
-# given order, default 24), PERMS (permutation null replicates, default 30), STEPS (which of the numbered
+# Sizes (env): ARCH_POPS (populations of the architecture comparison, default "adult ssa"), ARCH_CASES
+# (the first this many cases of each, copied to $OUT/subset; default 3: the SegFormer forward takes
+# minutes per case on the shared CPUs), PERMS (permutation null replicates, default 30). The SegFormer
+# SAE is trained on the same subset cases it is compared on. STEPS (which of the numbered
 # steps to run, default 123; e.g. STEPS=12 and STEPS=3 in two shells run in parallel).
 #
 # BASE holds the baseline run (bench/baseline_failure_map.py): cohorts/{adult,pediatric,ssa,healthy}_test
@@ -22,9 +23,8 @@ M=$BASE/models
 UNET_LAYER=model.1.submodule.1.submodule.2
 SEG_LAYER=decoder.fuse_act
 POPS="adult pediatric ssa healthy"
-SEG_POPS=${SEG_POPS:-adult ssa}
 ARCH_POPS=${ARCH_POPS:-adult ssa}
-ARCH_CASES=${ARCH_CASES:-24}
+ARCH_CASES=${ARCH_CASES:-3}
 PERMS=${PERMS:-30}
 STEPS=${STEPS:-123}
 ms() { echo "+ medseglens $*" >&2; "$PY" -m MedSegLensLib "$@"; }
@@ -52,10 +52,17 @@ for p in pediatric ssa; do
     --out "$OUT/unet/saes_adult_$p" --seed 0
 done
 
-# 3. A SegFormer SAE, then U-Net vs SegFormer latents on the same volumes.
-step 3 && todo "$OUT/segformer/sae_pooled" && ms sae train --model "$M/segformer" --layer $SEG_LAYER --data $(cohorts $SEG_POPS) \
+# 3. A SegFormer SAE, then U-Net vs SegFormer latents on the same volumes (a few cases of each population).
+subset() {  # the first ARCH_CASES cases of cohort $1, copied with their manifest rows
+  local src="$C/${1}_test" dst="$OUT/subset/${1}_test"
+  mkdir -p "$dst" && head -n $((ARCH_CASES + 1)) "$src/manifest.csv" > "$dst/manifest.csv"
+  tail -n +2 "$dst/manifest.csv" | cut -d, -f1 | while read -r case; do cp -r "$src/$case" "$dst/"; done
+}
+arch_cohorts=$(for p in $ARCH_POPS; do printf '%s ' "$OUT/subset/${p}_test"; done)
+if step 3 && todo "$OUT/subset"; then for p in $ARCH_POPS; do subset "$p"; done; fi
+step 3 && todo "$OUT/segformer/sae_pooled" && ms sae train --model "$M/segformer" --layer $SEG_LAYER --data $arch_cohorts \
   --store "$OUT/segformer/store_pooled" --out "$OUT/segformer/sae_pooled" --latents 1024 --k 16 --seed 0
 step 3 && todo "$OUT/archs" && ms diff archs --model-a "$M/unet" --sae-a "$OUT/unet/sae_pooled" \
-  --model-b "$M/segformer" --sae-b "$OUT/segformer/sae_pooled" --data $(cohorts $ARCH_POPS) \
-  --max-cases "$ARCH_CASES" --permutations "$PERMS" --threads 1 --out "$OUT/archs" --seed 0
+  --model-b "$M/segformer" --sae-b "$OUT/segformer/sae_pooled" --data $arch_cohorts \
+  --permutations "$PERMS" --threads 1 --out "$OUT/archs" --seed 0
 echo "done: $OUT" >&2
