@@ -1,0 +1,179 @@
+"""Activation extraction sharded by case across ranks, merged into one ordinary store.
+
+Rank r of N takes cases r, r+N, r+2N, ... (round robin keeps the ranks' loads even
+when a cohort is sorted by population or size) and writes them as its own store
+under `STORE/parts/rank-RRRRR-of-NNNNN/`, with the single-process writer, so a
+killed rank loses at most its unflushed cases. After all parts are complete (a
+barrier), every rank republishes its own shards at the store's top level with the
+case index renumbered to the order of the input case list; rank 0 then writes the
+merged manifest atomically (the only commit point) and removes the parts. The
+result is a store like a single-process capture's: the same case table in the same
+order, the same rows per case (only their grouping into shard files differs).
+
+A rerun with `resume` skips complete parts and, inside an unfinished part, the cases
+it already committed; it needs the same number of ranks (the case assignment
+depends on it). Every rank must see the store folder (a shared file system).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Callable, Sequence, TypeVar
+
+import torch
+from safetensors.torch import save_file
+
+from ..errors import CompatibilityError, IntegrityError, MedSegLensError, OutputError
+from ..fileio import atomic_path, sha256_file, write_json_atomic
+from ..sae.store import MANIFEST, ActivationStore
+from .group import RankGroup
+
+PARTS = "parts"
+PART_NAME = re.compile(r"rank-(\d{5})-of-(\d{5})")
+STORE_FILES = ("shard-", ".shard-", ".manifest")
+
+# extract_part(cases, folder, resume): write `cases` as a complete store in `folder`,
+# continuing an unfinished one there (skipping its committed cases) when `resume` is set.
+PartExtractor = Callable[[list, Path, bool], None]
+T = TypeVar("T")
+
+
+def part_folder(store_dir: Path, rank: int, world_size: int) -> Path:
+    return store_dir / PARTS / f"rank-{rank:05d}-of-{world_size:05d}"
+
+
+def cases_of_rank(cases: Sequence, rank: int, world_size: int) -> list:
+    """Round robin: rank r takes cases r, r + N, r + 2N, ..."""
+    return list(cases[rank::world_size])
+
+
+def extract_sharded(
+    cases: Sequence,
+    case_ids: Sequence[str],
+    store_dir: str | Path,
+    extract_part: PartExtractor,
+    group: RankGroup,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> ActivationStore:
+    """Call on every rank: extract this rank's cases, then merge all parts into `store_dir`.
+
+    `case_ids[i]` is the id `extract_part` records for `cases[i]`; the merged case table
+    follows this order. Returns the merged store on every rank.
+    """
+    store_dir = Path(store_dir)
+    if len(set(case_ids)) != len(case_ids):
+        raise CompatibilityError(f"{store_dir}: the case list names a case twice; each case is extracted once")
+    _agree(group, lambda: _prepare(store_dir, group.world_size, resume, overwrite) if group.rank == 0 else None)
+
+    mine = cases_of_rank(cases, group.rank, group.world_size)
+    folder = part_folder(store_dir, group.rank, group.world_size)
+    _agree(group, lambda: None if not mine or _is_complete(folder) else extract_part(mine, folder, True))
+
+    parts = [part_folder(store_dir, rank, group.world_size)
+             for rank in range(group.world_size) if cases_of_rank(case_ids, rank, group.world_size)]
+    manifests = _agree(group, lambda: _read_parts(parts, case_ids))
+    shard_offset = sum(len(m["shards"]) for m in manifests[:parts.index(folder)]) if folder in parts else 0
+    mine_published = _agree(group, lambda: _publish_shards(
+        store_dir, folder, manifests[parts.index(folder)], case_ids, shard_offset) if folder in parts else [])
+    published = group.gather_objects(mine_published)
+    if group.rank == 0:
+        write_json_atomic(store_dir / MANIFEST, _merged_manifest(manifests, case_ids, published))
+    group.barrier()
+    if group.rank == 0:
+        shutil.rmtree(store_dir / PARTS, ignore_errors=True)
+    return ActivationStore(store_dir)
+
+
+def _agree(group: RankGroup, work: Callable[[], T]) -> T:
+    """Run `work` on every rank, then wait for all; if any rank hit an expected error, every rank raises it."""
+    result, error = None, None
+    try:
+        result = work()
+    except MedSegLensError as exc:
+        error = exc
+    for failure in group.gather_objects(error):
+        if failure is not None:
+            raise failure
+    return result
+
+
+def _prepare(store_dir: Path, world_size: int, resume: bool, overwrite: bool) -> None:
+    """Rank 0: refuse, clear, or ready a rerun of the store folder before any rank writes."""
+    manifest, parts = store_dir / MANIFEST, store_dir / PARTS
+    if overwrite:
+        _clear(store_dir)
+        return
+    if manifest.exists():
+        if ActivationStore(store_dir, allow_incomplete=True).manifest["state"] == "complete":
+            shutil.rmtree(parts, ignore_errors=True)  # left over if a run stopped right after its commit
+            raise OutputError(f"{store_dir}: store is already complete; use it, or pass --overwrite to recapture")
+        raise OutputError(f"{store_dir}: a single-process capture was started here; resume it without torchrun "
+                          "or pass --overwrite")
+    started = sorted(p.name for p in parts.iterdir()) if parts.is_dir() else []
+    if started and not resume:
+        raise OutputError(f"{store_dir}: a distributed capture was started here; pass --resume to continue it "
+                          "or --overwrite")
+    other = [name for name in started if not (PART_NAME.fullmatch(name) and int(name[-5:]) == world_size)]
+    if other:
+        raise CompatibilityError(f"{store_dir}: the capture was started with another number of ranks ({other[0]}); "
+                                 "resume it with that many ranks or pass --overwrite")
+    if not started and store_dir.is_dir() and any(store_dir.iterdir()) and not resume:
+        raise OutputError(f"{store_dir}: folder is not empty; choose a new folder or pass --overwrite")
+    for file in store_dir.glob("*"):
+        if file.is_file() and file.name.startswith(STORE_FILES):
+            file.unlink()  # shards republished by a merge that was cut short
+
+
+def _clear(store_dir: Path) -> None:
+    shutil.rmtree(store_dir / PARTS, ignore_errors=True)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    for file in store_dir.iterdir():
+        if file.is_file() and (file.name == MANIFEST or file.name.startswith(STORE_FILES)):
+            file.unlink()
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / MANIFEST).exists() and ActivationStore(folder, allow_incomplete=True).manifest["state"] == "complete"
+
+
+def _read_parts(parts: list[Path], case_ids: Sequence[str]) -> list[dict]:
+    """Every part's manifest, checked to fit together and to hold exactly the listed cases."""
+    manifests = [ActivationStore(part).manifest for part in parts]
+    first = manifests[0]
+    for part, manifest in zip(parts, manifests):
+        for key in ("d_in", "dtype", "info"):
+            if manifest[key] != first[key]:
+                raise CompatibilityError(f"{part}: {key} differs from {parts[0]} ({manifest[key]!r} vs "
+                                         f"{first[key]!r}); every rank must run the same model, layer and settings")
+    found = [case["case_id"] for manifest in manifests for case in manifest["cases"]]
+    if sorted(found) != sorted(case_ids):
+        raise IntegrityError(f"{parts[0].parent}: the parts hold {len(found)} cases, not the {len(case_ids)} listed; "
+                             "rerun with --overwrite")
+    return manifests
+
+
+def _publish_shards(store_dir: Path, part: Path, manifest: dict, case_ids: Sequence[str], offset: int) -> list[dict]:
+    """Copy this rank's shards to the top level, case indices renumbered to the global case table."""
+    position = {case_id: index for index, case_id in enumerate(case_ids)}
+    renumber = torch.tensor([position[case["case_id"]] for case in manifest["cases"]], dtype=torch.int32)
+    store = ActivationStore(part)
+    published = []
+    for number, shard in enumerate(manifest["shards"]):
+        columns = store.read_shard(number)
+        columns["case_index"] = renumber[columns["case_index"].long()]
+        target = store_dir / f"shard-{offset + number:06d}.safetensors"  # the writer's naming
+        with atomic_path(target) as tmp:
+            save_file(columns, str(tmp))
+        published.append({**shard, "file": target.name, "bytes": target.stat().st_size, "sha256": sha256_file(target)})
+    return published
+
+
+def _merged_manifest(manifests: list[dict], case_ids: Sequence[str], published: list[list[dict]]) -> dict:
+    by_id = {case["case_id"]: case for manifest in manifests for case in manifest["cases"]}
+    merged = {key: value for key, value in manifests[0].items() if key not in ("cases", "shards", "state")}
+    return {**merged, "state": "complete", "cases": [by_id[case_id] for case_id in case_ids],
+            "shards": [shard for rank_shards in published for shard in rank_shards]}
