@@ -1,0 +1,32 @@
+"""Starting real torchrun jobs from tests: gloo on 127.0.0.1, a free port, one thread per rank."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import subprocess_env
+
+JOBS = Path(__file__).with_name("distributed_jobs.py")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_command(ranks: int, *program: str) -> list[str]:
+    """`torchrun` (as `python -m torch.distributed.run`) on one node, rendezvous on loopback."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(ranks),
+            "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *program]
+
+
+def run_torchrun(ranks: int, *job_args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run a `distributed_jobs.py` job on `ranks` ranks."""
+    env = subprocess_env()
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run(torchrun_command(ranks, str(JOBS), *job_args), env=env, capture_output=True,
+                          text=True, timeout=timeout)
