@@ -20,15 +20,15 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Sequence
 
 import torch
 from safetensors.torch import save_file
 
-from ..errors import CompatibilityError, IntegrityError, MedSegLensError, OutputError
+from ..errors import CompatibilityError, IntegrityError, OutputError
 from ..fileio import atomic_path, sha256_file, write_json_atomic
 from ..sae.store import MANIFEST, ActivationStore
-from .group import RankGroup
+from .group import RankGroup, agree
 
 PARTS = "parts"
 PART_NAME = re.compile(r"rank-(\d{5})-of-(\d{5})")
@@ -37,7 +37,6 @@ STORE_FILES = ("shard-", ".shard-", ".manifest")
 # extract_part(cases, folder, resume): write `cases` as a complete store in `folder`,
 # continuing an unfinished one there (skipping its committed cases) when `resume` is set.
 PartExtractor = Callable[[list, Path, bool], None]
-T = TypeVar("T")
 
 
 def part_folder(store_dir: Path, rank: int, world_size: int) -> Path:
@@ -67,17 +66,17 @@ def extract_sharded(
     store_dir = Path(store_dir)
     if len(set(case_ids)) != len(case_ids):
         raise CompatibilityError(f"{store_dir}: the case list names a case twice; each case is extracted once")
-    _agree(group, lambda: _prepare(store_dir, group.world_size, resume, overwrite) if group.rank == 0 else None)
+    agree(group, lambda: _prepare(store_dir, group.world_size, resume, overwrite) if group.rank == 0 else None)
 
     mine = cases_of_rank(cases, group.rank, group.world_size)
     folder = part_folder(store_dir, group.rank, group.world_size)
-    _agree(group, lambda: None if not mine or _is_complete(folder) else extract_part(mine, folder, True))
+    agree(group, lambda: None if not mine or _is_complete(folder) else extract_part(mine, folder, True))
 
     parts = [part_folder(store_dir, rank, group.world_size)
              for rank in range(group.world_size) if cases_of_rank(case_ids, rank, group.world_size)]
-    manifests = _agree(group, lambda: _read_parts(parts, case_ids))
+    manifests = agree(group, lambda: _read_parts(parts, case_ids))
     shard_offset = sum(len(m["shards"]) for m in manifests[:parts.index(folder)]) if folder in parts else 0
-    mine_published = _agree(group, lambda: _publish_shards(
+    mine_published = agree(group, lambda: _publish_shards(
         store_dir, folder, manifests[parts.index(folder)], case_ids, shard_offset) if folder in parts else [])
     published = group.gather_objects(mine_published)
     if group.rank == 0:
@@ -88,17 +87,34 @@ def extract_sharded(
     return ActivationStore(store_dir)
 
 
-def _agree(group: RankGroup, work: Callable[[], T]) -> T:
-    """Run `work` on every rank, then wait for all; if any rank hit an expected error, every rank raises it."""
-    result, error = None, None
-    try:
-        result = work()
-    except MedSegLensError as exc:
-        error = exc
-    for failure in group.gather_objects(error):
-        if failure is not None:
-            raise failure
-    return result
+def extract_activations_distributed(
+    model,
+    layer: str,
+    cases: Sequence,
+    store_dir: str | Path,
+    group: RankGroup,
+    quotas=None,
+    seed: int = 0,
+    progress=None,
+    resume: bool = False,
+    overwrite: bool = False,
+    dtype: str = "float16",
+    precision: str = "fp32",
+) -> ActivationStore:
+    """`sae.extract.extract_activations` on every rank of `group`, each on its share of `cases`.
+
+    Call it on every rank with the same arguments; `progress` sees this rank's cases only.
+    The voxels sampled from a case depend only on (seed, case id), so the merged store
+    holds the rows a single-process capture of the same cases would.
+    """
+    from ..sae.extract import extract_activations
+
+    def extract_part(mine: list, folder: Path, resume_part: bool) -> None:
+        extract_activations(model, layer, mine, folder, quotas, seed, progress, resume=resume_part, dtype=dtype,
+                            precision=precision)
+
+    return extract_sharded(cases, [files.case_id for files in cases], store_dir, extract_part, group,
+                           resume=resume, overwrite=overwrite)
 
 
 def _prepare(store_dir: Path, world_size: int, resume: bool, overwrite: bool) -> None:

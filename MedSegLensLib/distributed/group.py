@@ -10,18 +10,20 @@ small reductions travel through the rank's GPU and come back.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
 
-from ..errors import ParameterError
+from ..errors import MedSegLensError, ParameterError
 from ..sae.reduce import Reducer
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+T = TypeVar("T")
 
 
 def launched_by_torchrun() -> bool:
@@ -67,6 +69,23 @@ class RankGroup(Reducer):
         dist.barrier()
 
 
+def agree(group: RankGroup, work: Callable[[], T]) -> T:
+    """Run `work` on every rank, then wait for all; if any rank hit an expected error, every rank raises it.
+
+    So a refusal seen by one rank (a store already complete, a missing checkpoint)
+    ends every rank with the same one-line message instead of leaving them waiting.
+    """
+    result, error = None, None
+    try:
+        result = work()
+    except MedSegLensError as exc:
+        error = exc
+    for failure in group.gather_objects(error):
+        if failure is not None:
+            raise failure
+    return result
+
+
 @contextlib.contextmanager
 def joined(backend: str | None = None, timeout_minutes: float = 60) -> Iterator[RankGroup]:
     """Join the torchrun job for the duration of the block (reuses a group already joined).
@@ -77,22 +96,49 @@ def joined(backend: str | None = None, timeout_minutes: float = 60) -> Iterator[
     if dist.is_available() and dist.is_initialized():
         yield RankGroup(_device(dist.get_backend()))
         return
-    if not launched_by_torchrun():
-        raise ParameterError(
-            "--distributed needs the torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); "
-            "start the command with `torchrun --nproc-per-node N -m MedSegLensLib ...`")
-    backend = backend or default_backend()
-    device = _device(backend)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group(backend, init_method="env://", timeout=timedelta(minutes=timeout_minutes))
+    device = _join(backend, timeout_minutes)
     try:
         yield RankGroup(device)
     finally:
         dist.destroy_process_group()
 
 
+def job_group(requested: bool = False) -> RankGroup | None:
+    """The command line's group: joined for the life of the process when `requested` (--distributed)
+    or when torchrun started more than one rank; None for a single process."""
+    if dist.is_available() and dist.is_initialized():
+        return RankGroup(_device(dist.get_backend()))
+    several = launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1
+    if not (requested or several):
+        return None
+    device = _join(None, 60)
+    atexit.register(dist.destroy_process_group)
+    return RankGroup(device)
+
+
+def _join(backend: str | None, timeout_minutes: float) -> torch.device:
+    if not launched_by_torchrun():
+        raise ParameterError(
+            "--distributed needs the torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); "
+            "start the command with `torchrun --nproc-per-node N -m MedSegLensLib ...`")
+    backend = backend or default_backend()
+    _use_local_gpu()
+    dist.init_process_group(backend, init_method="env://", timeout=timedelta(minutes=timeout_minutes))
+    return _device(backend)
+
+
+def _use_local_gpu() -> None:
+    """One GPU per local rank: later `cuda` tensors and models (the backbone too) land on it."""
+    if not torch.cuda.is_available():
+        return
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if local_rank >= torch.cuda.device_count():
+        raise ParameterError(f"local rank {local_rank} has no GPU of its own ({torch.cuda.device_count()} on this "
+                             "node); start at most one process per GPU (--nproc-per-node gpu)")
+    torch.cuda.set_device(local_rank)
+
+
 def _device(backend: str) -> torch.device:
     if backend == "nccl":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
