@@ -1,13 +1,18 @@
 """Rank programs that the distributed tests start with a real torchrun (gloo, loopback).
 
     torchrun --nproc-per-node 2 ... Testing/distributed_jobs.py train OUT_DIR --kinds batchtopk,topk [--kill-rank R --kill-step S]
+    torchrun --nproc-per-node 2 ... Testing/distributed_jobs.py extract MODEL COHORT STORE LOG_DIR [--kill-rank R --kill-step N]
 
 `train` trains on `planted_training_rows()` with `training_config()` (the tests run
 the same in one process to compare) and rank 0 saves each kind's exported weights
 as OUT_DIR/KIND.safetensors; every rank writes OUT_DIR/KIND-rankR.json (steps,
 dead fraction) so the tests see that all ranks finished.
-With --kill-rank, that rank SIGKILLs itself right after step S, as a node failure
-would end it; torchrun then stops the job and a rerun must resume.
+`extract` captures the cohort with `extraction_settings()` and logs each rank's
+progress calls (case id, skipped) to LOG_DIR/extract-rankR.jsonl.
+
+With --kill-rank, that rank SIGKILLs itself right after training step S (or after
+committing its N-th case), as a node failure would end it; torchrun then stops the
+job and a rerun must resume.
 """
 
 from __future__ import annotations
@@ -39,6 +44,32 @@ def training_config(kind: str, checkpoint_every: int = 0) -> TrainConfig:
                        init_rows=4_000, seed=11, checkpoint_every=checkpoint_every)
 
 
+def extraction_settings() -> dict:
+    """Small quotas (tiny cases) and a fixed sampling seed."""
+    quotas = {"background": 8, "brain": 8, "CSF": 8, "GM": 8, "WM": 8, "NCR": 16, "ED": 16, "ET": 16}
+    return {"quotas": quotas, "seed": 3}
+
+
+def extract(args: argparse.Namespace) -> None:
+    from MedSegLensLib.data import discover_cohorts
+    from MedSegLensLib.distributed.extraction import extract_activations_distributed
+    from MedSegLensLib.models import load_model
+    from MedSegLensLib.sae.defaults import default_for
+
+    model = load_model(args.model, device="cpu")
+    with joined() as group:
+        log = Path(args.log) / f"extract-rank{group.rank}.jsonl"
+
+        def record(done: int, total: int, case_id: str, skipped: bool) -> None:
+            with log.open("a") as handle:
+                handle.write(json.dumps({"case_id": case_id, "skipped": skipped}) + "\n")
+            if group.rank == args.kill_rank and done == args.kill_step and not skipped:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        extract_activations_distributed(model, default_for(model).layer, discover_cohorts([args.cohort]), args.store,
+                                        group, progress=record, resume=args.resume, **extraction_settings())
+
+
 def train(args: argparse.Namespace) -> None:
     with joined() as group:
         def maybe_die(info) -> None:
@@ -66,9 +97,15 @@ def main() -> None:
     job.add_argument("--checkpoint-every", type=int, default=0)
     job.add_argument("--kill-rank", type=int, default=-1)
     job.add_argument("--kill-step", type=int, default=-1)
+    job = sub.add_parser("extract")
+    for name in ("model", "cohort", "store", "log"):
+        job.add_argument(name)
+    job.add_argument("--resume", action="store_true")
+    job.add_argument("--kill-rank", type=int, default=-1)
+    job.add_argument("--kill-step", type=int, default=-1)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    train(args)
+    {"train": train, "extract": extract}[args.job](args)
 
 
 if __name__ == "__main__":
