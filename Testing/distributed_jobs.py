@@ -44,6 +44,9 @@ def training_config(kind: str, checkpoint_every: int = 0) -> TrainConfig:
                        init_rows=4_000, seed=11, checkpoint_every=checkpoint_every)
 
 
+LAYER = "model.1.submodule.0"  # tiny U-Net encoder block: 8 channels at stride 4
+
+
 def extraction_settings() -> dict:
     """Small quotas (tiny cases) and a fixed sampling seed."""
     quotas = {"background": 8, "brain": 8, "CSF": 8, "GM": 8, "WM": 8, "NCR": 16, "ED": 16, "ET": 16}
@@ -54,7 +57,6 @@ def extract(args: argparse.Namespace) -> None:
     from MedSegLensLib.data import discover_cohorts
     from MedSegLensLib.distributed.extraction import extract_activations_distributed
     from MedSegLensLib.models import load_model
-    from MedSegLensLib.sae.defaults import default_for
 
     model = load_model(args.model, device="cpu")
     with joined() as group:
@@ -66,7 +68,7 @@ def extract(args: argparse.Namespace) -> None:
             if group.rank == args.kill_rank and done == args.kill_step and not skipped:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        extract_activations_distributed(model, default_for(model).layer, discover_cohorts([args.cohort]), args.store,
+        extract_activations_distributed(model, LAYER, discover_cohorts([args.cohort]), args.store,
                                         group, progress=record, resume=args.resume, **extraction_settings())
 
 

@@ -30,3 +30,11 @@ def run_torchrun(ranks: int, *job_args: str, timeout: float = 240) -> subprocess
     env["OMP_NUM_THREADS"] = "1"
     return subprocess.run(torchrun_command(ranks, str(JOBS), *job_args), env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def run_torchrun_module(ranks: int, *cli_args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """`torchrun --nproc-per-node N -m MedSegLensLib ...`: the documented command line."""
+    env = subprocess_env()
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run(torchrun_command(ranks, "-m", "MedSegLensLib", *cli_args), env=env, capture_output=True,
+                          text=True, timeout=timeout)

@@ -17,10 +17,10 @@ from typing import Callable, Iterator
 import torch
 
 from ..errors import CompatibilityError, ParameterError
+from ..sae.model import SparseAutoencoder
 from ..sae.rows import RowSource
 from ..sae.training import Progress, TrainConfig, Trainer
-from ..sae.model import SparseAutoencoder
-from .group import RankGroup
+from .group import RankGroup, agree
 
 
 class RankSlice:
@@ -73,3 +73,25 @@ def train_sae_distributed(
             "put the checkpoint folder on a file system that every node shares")
     sae = trainer.run(progress, show_progress and group.rank == 0)
     return sae, trainer.summary()
+
+
+def fit_layer_sae_distributed(
+    model,
+    layer: str,
+    store,
+    out: str | Path,
+    config: TrainConfig,
+    group: RankGroup,
+    resume: bool = False,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> tuple[SparseAutoencoder, dict]:
+    """`sae.fit.fit_layer_sae` on every rank of `group`: rank 0 readies the run folder and saves the SAE."""
+    from ..sae.extract import check_store_for
+    from ..sae.fit import partial_dir, prepare_run, publish_sae
+
+    check_store_for(store, model, layer)
+    agree(group, lambda: prepare_run(out, resume, overwrite) if group.rank == 0 else None)
+    sae, summary = train_sae_distributed(store, config, group, partial_dir(out), show_progress=show_progress)
+    agree(group, lambda: publish_sae(model, layer, store, out, sae, summary, overwrite) if group.rank == 0 else None)
+    return sae, summary
