@@ -12,8 +12,9 @@ from MedSegLensLib.distributed import extract_activations_distributed, joined
 from MedSegLensLib.distributed.extraction import part_folder
 from MedSegLensLib.errors import CompatibilityError, OutputError
 from MedSegLensLib.models import load_model
-from MedSegLensLib.sae import ActivationStore
+from MedSegLensLib.sae import ActivationStore, TrainConfig, load_sae
 from MedSegLensLib.sae.extract import extract_activations
+from MedSegLensLib.sae.fit import fit_layer_sae
 from distributed_jobs import LAYER, extraction_settings
 from distributed_support import free_port, run_torchrun, run_torchrun_module
 from test_models_support import one_thread, workdir, write_cohort  # noqa: F401 (fixtures)
@@ -50,19 +51,34 @@ def assert_same_store(sharded: ActivationStore, single: ActivationStore) -> None
     assert rows_of(sharded) == rows_of(single) and sharded.n_rows == single.n_rows
     assert sorted(p.name for p in sharded.path.iterdir()) == ["manifest.json"] + [
         f"shard-{i:06d}.safetensors" for i in range(len(sharded.shards))]  # parts merged and removed
+    # extraction commits case by case, so the shards line up with one process's, byte for byte
+    assert sharded.manifest == single.manifest
 
 
 @pytest.mark.slow
-def test_torchrun_sae_extract_on_two_ranks_equals_one_process(inputs, tmp_path):
+def test_torchrun_sae_train_on_two_ranks_extracts_and_trains_like_one_process(inputs, tmp_path):
+    """`torchrun --nproc-per-node 2 -m MedSegLensLib sae train --data ...`: sharded capture, then DP training."""
     cohort, model_dir, single = inputs
     settings = extraction_settings()
     quotas = [arg for name, n in settings["quotas"].items() for arg in ("--quota", f"{name}={n}")]
-    done = run_torchrun_module(2, "sae", "extract", "--model", str(model_dir), "--data", str(cohort),
-                               "--out", str(tmp_path / "store"), "--layer", LAYER, "--seed", str(settings["seed"]), "--device", "cpu",
-                               *quotas)
+    sae_args = ["--latents", "32", "--k", "4", "--kind", "batchtopk", "--rows", "3840", "--batch-size", "64"]
+    done = run_torchrun_module(2, "sae", "train", "--model", str(model_dir), "--data", str(cohort), "--layer", LAYER,
+                               "--store", str(tmp_path / "store"), "--out", str(tmp_path / "sae"),
+                               "--seed", str(settings["seed"]), "--device", "cpu", *quotas, *sae_args)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count(f"wrote {tmp_path / 'store'}: {single.n_rows} rows") == 2  # every rank reports
+    assert done.stdout.count(f"wrote {tmp_path / 'sae'}: batchtopk SAE, 8 -> 32 latents") == 2  # every rank reports
     assert_same_store(ActivationStore(tmp_path / "store"), single)
+    assert sorted(os.listdir(tmp_path)) == ["sae", "store"]  # written once, checkpoints removed
+
+    config = TrainConfig(n_latents=32, k=4, kind="batchtopk", total_rows=3840, batch_size=64, seed=settings["seed"],
+                         checkpoint_every=50)
+    model = load_model(model_dir, device="cpu")
+    reference, _ = fit_layer_sae(model, LAYER, single, tmp_path / "one-process", config, show_progress=False)
+    parallel = load_sae(tmp_path / "sae")
+    assert parallel.info.model_fingerprint == model.fingerprint and parallel.info.layer == LAYER
+    for name in ("W_dec", "W_enc", "b_enc", "b_dec", "threshold"):
+        a, b = getattr(parallel, name).detach(), getattr(reference, name).detach()
+        assert float((a - b).norm()) <= 0.02 * float(b.norm()), name
 
 
 @pytest.mark.slow

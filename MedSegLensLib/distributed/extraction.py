@@ -5,10 +5,12 @@ when a cohort is sorted by population or size) and writes them as its own store
 under `STORE/parts/rank-RRRRR-of-NNNNN/`, with the single-process writer, so a
 killed rank loses at most its unflushed cases. After all parts are complete (a
 barrier), every rank republishes its own shards at the store's top level with the
-case index renumbered to the order of the input case list; rank 0 then writes the
-merged manifest atomically (the only commit point) and removes the parts. The
-result is a store like a single-process capture's: the same case table in the same
-order, the same rows per case (only their grouping into shard files differs).
+case index renumbered to the order of the input case list and the shards ordered by
+the first case they hold; rank 0 then writes the merged manifest atomically (the
+only commit point) and removes the parts. The result is a single-process capture's
+store: the same case table in the same order and the same rows per case. As
+`sae.extract` commits each case as its own shard, shard i is case i and the merged
+store equals the single-process one file for file (same sha256s).
 
 A rerun with `resume` skips complete parts and, inside an unfinished part, the cases
 it already committed; it needs the same number of ranks (the case assignment
@@ -17,6 +19,8 @@ depends on it). Every rank must see the store folder (a shared file system).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 import shutil
 from pathlib import Path
@@ -75,10 +79,11 @@ def extract_sharded(
     parts = [part_folder(store_dir, rank, group.world_size)
              for rank in range(group.world_size) if cases_of_rank(case_ids, rank, group.world_size)]
     manifests = agree(group, lambda: _read_parts(parts, case_ids))
-    shard_offset = sum(len(m["shards"]) for m in manifests[:parts.index(folder)]) if folder in parts else 0
+    numbers = _shard_numbers(manifests, case_ids)
     mine_published = agree(group, lambda: _publish_shards(
-        store_dir, folder, manifests[parts.index(folder)], case_ids, shard_offset) if folder in parts else [])
-    published = group.gather_objects(mine_published)
+        store_dir, folder, manifests[parts.index(folder)], case_ids, numbers[parts.index(folder)])
+        if folder in parts else [])
+    published = [shard for shards in group.gather_objects(mine_published) for shard in shards]
     if group.rank == 0:
         write_json_atomic(store_dir / MANIFEST, _merged_manifest(manifests, case_ids, published))
     group.barrier()
@@ -172,24 +177,45 @@ def _read_parts(parts: list[Path], case_ids: Sequence[str]) -> list[dict]:
     return manifests
 
 
-def _publish_shards(store_dir: Path, part: Path, manifest: dict, case_ids: Sequence[str], offset: int) -> list[dict]:
-    """Copy this rank's shards to the top level, case indices renumbered to the global case table."""
+def _shard_numbers(manifests: list[dict], case_ids: Sequence[str]) -> list[list[int]]:
+    """The merged store's number of each part's shards: shards ordered by the first case they hold.
+
+    When every case is its own shard (extraction commits case by case), shard i of the
+    merged store is case i, exactly as in a single-process capture of the same list.
+    """
+    position = {case_id: index for index, case_id in enumerate(case_ids)}
+    keys = []
+    for part, manifest in enumerate(manifests):
+        case_ends = list(itertools.accumulate(case["rows"] for case in manifest["cases"]))
+        first_row = 0
+        for shard, entry in enumerate(manifest["shards"]):
+            first_case = manifest["cases"][bisect.bisect_right(case_ends, first_row)]["case_id"]
+            keys.append((position[first_case], part, shard))
+            first_row += entry["rows"]
+    numbers = [[0] * len(manifest["shards"]) for manifest in manifests]
+    for number, (_, part, shard) in enumerate(sorted(keys)):
+        numbers[part][shard] = number
+    return numbers
+
+
+def _publish_shards(store_dir: Path, part: Path, manifest: dict, case_ids: Sequence[str],
+                    numbers: list[int]) -> list[dict]:
+    """Copy this rank's shards to the top level as `numbers`, case indices renumbered to the global case table."""
     position = {case_id: index for index, case_id in enumerate(case_ids)}
     renumber = torch.tensor([position[case["case_id"]] for case in manifest["cases"]], dtype=torch.int32)
     store = ActivationStore(part)
     published = []
-    for number, shard in enumerate(manifest["shards"]):
-        columns = store.read_shard(number)
+    for local, (shard, number) in enumerate(zip(manifest["shards"], numbers)):
+        columns = store.read_shard(local)
         columns["case_index"] = renumber[columns["case_index"].long()]
-        target = store_dir / f"shard-{offset + number:06d}.safetensors"  # the writer's naming
+        target = store_dir / f"shard-{number:06d}.safetensors"  # the writer's naming
         with atomic_path(target) as tmp:
             save_file(columns, str(tmp))
         published.append({**shard, "file": target.name, "bytes": target.stat().st_size, "sha256": sha256_file(target)})
     return published
 
 
-def _merged_manifest(manifests: list[dict], case_ids: Sequence[str], published: list[list[dict]]) -> dict:
+def _merged_manifest(manifests: list[dict], case_ids: Sequence[str], published: list[dict]) -> dict:
     by_id = {case["case_id"]: case for manifest in manifests for case in manifest["cases"]}
-    merged = {key: value for key, value in manifests[0].items() if key not in ("cases", "shards", "state")}
-    return {**merged, "state": "complete", "cases": [by_id[case_id] for case_id in case_ids],
-            "shards": [shard for rank_shards in published for shard in rank_shards]}
+    return {**manifests[0], "state": "complete", "cases": [by_id[case_id] for case_id in case_ids],
+            "shards": sorted(published, key=lambda shard: shard["file"])}
