@@ -11,7 +11,9 @@ ranks between two barriers, so process start-up and imports are not counted:
   planted rows read from an on-disk store; rows/s = rows trained / seconds.
 Configurations: 1 rank x 1 thread (the baseline), 1 rank x 2 threads (the same cores
 as two ranks), 2 ranks x 1 thread. Repeats alternate configurations; the best repeat
-of each is kept. The machine is shared: the load average is printed with each run.
+of each is kept. The machine is shared: the load average is printed with each run,
+and rows per CPU-second (summed over ranks) shows the cost of distribution apart
+from how many cores were free.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ D_IN, LATENTS, K, BATCH = 128, 1024, 16, 4096
 
 def prepare(work: Path, cases: int, rows: int) -> None:
     """The cohort, an untrained default U-Net and a store of planted rows, written once."""
+    import torch
+
     from MedSegLensLib.models import build_network, default_config, save_model
     from MedSegLensLib.sae import StoreWriter
     from MedSegLensLib.sae.synthetic import planted_rows
@@ -47,7 +51,7 @@ def prepare(work: Path, cases: int, rows: int) -> None:
     planted = planted_rows(rows, D_IN, 768, 12, spread=0.75)[0]
     for start in range(0, rows, 65536):
         chunk = planted[start:start + 65536]
-        writer.add_case(f"block-{start // 65536:03d}", "planted", chunk, [[0, 0, 0]] * chunk.shape[0])
+        writer.add_case(f"block-{start // 65536:03d}", "planted", chunk, torch.zeros(chunk.shape[0], 3))
     writer.close()
 
 
@@ -87,24 +91,25 @@ def rank_job(args: argparse.Namespace) -> None:
     with joined() as group:
         model = load_model(work / "model", device="cpu")
         cases = discover_cohorts([work / "cohort"])
-        group.barrier()
-        start = time.perf_counter()
-        store = extract_activations_distributed(model, default_for(model).layer, cases, work / f"store-{args.tag}",
-                                                group, overwrite=True)
-        group.barrier()
-        extract_s = time.perf_counter() - start
+        def timed(work_fn):
+            """Wall seconds between barriers, and CPU seconds summed over the ranks."""
+            group.barrier()
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = work_fn()
+            cpu = sum(group.gather_objects(time.process_time() - cpu))
+            return result, time.perf_counter() - wall, cpu
 
+        store, extract_s, extract_cpu = timed(lambda: extract_activations_distributed(
+            model, default_for(model).layer, cases, work / f"store-{args.tag}", group, overwrite=True))
         config = TrainConfig(n_latents=LATENTS, k=K, total_rows=args.rows, batch_size=BATCH, seed=0)
         train_store = ActivationStore(work / "train-store")
-        group.barrier()
-        start = time.perf_counter()
-        _, summary = train_sae_distributed(train_store, config, group, show_progress=False)
-        group.barrier()
-        train_s = time.perf_counter() - start
+        (_, summary), train_s, train_cpu = timed(
+            lambda: train_sae_distributed(train_store, config, group, show_progress=False))
         if group.rank == 0:
             Path(args.result).write_text(json.dumps({
-                "extract_rows": store.n_rows, "extract_s": extract_s, "cases": len(cases), "d_in": store.d_in,
-                "train_rows": summary["rows_seen"], "train_s": train_s, "train_fvu": summary["final_fvu"]}))
+                "extract_rows": store.n_rows, "extract_s": extract_s, "extract_cpu": extract_cpu,
+                "cases": len(cases), "d_in": store.d_in, "train_rows": summary["rows_seen"], "train_s": train_s,
+                "train_cpu": train_cpu, "train_fvu": summary["final_fvu"]}))
 
 
 def main() -> None:
@@ -130,22 +135,26 @@ def main() -> None:
             for ranks, threads in CONFIGS:
                 result = launch(work, ranks, threads, args.rows, f"{ranks}x{threads}-{repeat}")
                 print(f"repeat {repeat}: {ranks} rank(s) x {threads} thread(s): extraction "
-                      f"{result['extract_rows'] / result['extract_s']:,.0f} rows/s, training "
+                      f"{result['extract_rows'] / result['extract_s']:,.0f} rows/s "
+                      f"({result['extract_rows'] / result['extract_cpu']:,.0f} per CPU-s), training "
                       f"{result['train_rows'] / result['train_s']:,.0f} rows/s "
+                      f"({result['train_rows'] / result['train_cpu']:,.0f} per CPU-s), FVU {result['train_fvu']:.3f} "
                       f"(load average {result['load'][0]:.1f} -> {result['load'][1]:.1f})", flush=True)
+                held = best.setdefault((ranks, threads), {})
                 for key in ("extract", "train"):
-                    rate = result[f"{key}_rows"] / result[f"{key}_s"]
-                    held = best.setdefault((ranks, threads), {})
-                    held[key] = max(held.get(key, 0.0), rate)
+                    for rate_key, seconds in ((key, f"{key}_s"), (f"{key}_cpu", f"{key}_cpu")):
+                        held[rate_key] = max(held.get(rate_key, 0.0), result[f"{key}_rows"] / result[seconds])
         print(f"\n{args.cases} cases (layer width {result['d_in']}, {result['extract_rows']} rows); training "
               f"{args.rows} rows, {D_IN} -> {LATENTS} latents, k={K}, batch {BATCH}; best of {args.repeats}\n")
-        print("| ranks x threads | extraction rows/s | x (1x1) | x (1x2) | training rows/s | x (1x1) | x (1x2) |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print("| ranks x threads | extraction rows/s | x (1x1) | x (1x2) | per CPU-s | "
+              "training rows/s | x (1x1) | x (1x2) | per CPU-s |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for config in CONFIGS:
             cells = []
             for key in ("extract", "train"):
                 rate = best[config][key]
-                cells += [f"{rate:,.0f}", f"{rate / best[(1, 1)][key]:.2f}", f"{rate / best[(1, 2)][key]:.2f}"]
+                cells += [f"{rate:,.0f}", f"{rate / best[(1, 1)][key]:.2f}", f"{rate / best[(1, 2)][key]:.2f}",
+                          f"{best[config][key + '_cpu']:,.0f}"]
             print(f"| {config[0]} x {config[1]} | " + " | ".join(cells) + " |")
 
 

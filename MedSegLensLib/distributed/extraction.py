@@ -24,23 +24,28 @@ import itertools
 import re
 import shutil
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import torch
 from safetensors.torch import save_file
 
-from ..errors import CompatibilityError, IntegrityError, OutputError
+from ..errors import CompatibilityError, IntegrityError, OutputError, ParameterError
 from ..fileio import atomic_path, sha256_file, write_json_atomic
 from ..sae.store import MANIFEST, ActivationStore
 from .group import RankGroup, agree
+
+if TYPE_CHECKING:  # the backbone stack (MONAI) loads only when extraction runs
+    from ..data import CaseFiles
+    from ..models.inference import SegmentationModel
+    from ..sae.extract import ExtractProgress
 
 PARTS = "parts"
 PART_NAME = re.compile(r"rank-(\d{5})-of-(\d{5})")
 STORE_FILES = ("shard-", ".shard-", ".manifest")
 
-# extract_part(cases, folder, resume): write `cases` as a complete store in `folder`,
-# continuing an unfinished one there (skipping its committed cases) when `resume` is set.
-PartExtractor = Callable[[list, Path, bool], None]
+# extract_part(cases, folder): write `cases` as a complete store in `folder`, continuing
+# an unfinished one there (skipping the cases it already committed).
+PartExtractor = Callable[[list, Path], None]
 
 
 def part_folder(store_dir: Path, rank: int, world_size: int) -> Path:
@@ -68,22 +73,25 @@ def extract_sharded(
     follows this order. Returns the merged store on every rank.
     """
     store_dir = Path(store_dir)
-    if len(set(case_ids)) != len(case_ids):
-        raise CompatibilityError(f"{store_dir}: the case list names a case twice; each case is extracted once")
+    if not case_ids or len(set(case_ids)) != len(case_ids):
+        raise ParameterError(f"{store_dir}: the case list is empty or names a case twice; list each case once")
     agree(group, lambda: _prepare(store_dir, group.world_size, resume, overwrite) if group.rank == 0 else None)
 
     mine = cases_of_rank(cases, group.rank, group.world_size)
     folder = part_folder(store_dir, group.rank, group.world_size)
-    agree(group, lambda: None if not mine or _is_complete(folder) else extract_part(mine, folder, True))
+    agree(group, lambda: None if not mine or _is_complete(folder) else extract_part(mine, folder))
 
-    parts = [part_folder(store_dir, rank, group.world_size)
-             for rank in range(group.world_size) if cases_of_rank(case_ids, rank, group.world_size)]
-    manifests = agree(group, lambda: _read_parts(parts, case_ids))
+    ranks = [rank for rank in range(group.world_size) if cases_of_rank(case_ids, rank, group.world_size)]
+    manifests = agree(group, lambda: _read_parts([part_folder(store_dir, r, group.world_size) for r in ranks], case_ids))
     numbers = _shard_numbers(manifests, case_ids)
-    mine_published = agree(group, lambda: _publish_shards(
-        store_dir, folder, manifests[parts.index(folder)], case_ids, numbers[parts.index(folder)])
-        if folder in parts else [])
-    published = [shard for shards in group.gather_objects(mine_published) for shard in shards]
+
+    def publish_mine() -> list[dict]:
+        if group.rank not in ranks:
+            return []
+        index = ranks.index(group.rank)
+        return _publish_shards(store_dir, folder, manifests[index], case_ids, numbers[index])
+
+    published = [shard for shards in group.gather_objects(agree(group, publish_mine)) for shard in shards]
     if group.rank == 0:
         write_json_atomic(store_dir / MANIFEST, _merged_manifest(manifests, case_ids, published))
     group.barrier()
@@ -93,14 +101,14 @@ def extract_sharded(
 
 
 def extract_activations_distributed(
-    model,
+    model: SegmentationModel,
     layer: str,
-    cases: Sequence,
+    cases: Sequence[CaseFiles],
     store_dir: str | Path,
     group: RankGroup,
-    quotas=None,
+    quotas: Mapping[str, int] | None = None,
     seed: int = 0,
-    progress=None,
+    progress: ExtractProgress | None = None,
     resume: bool = False,
     overwrite: bool = False,
     dtype: str = "float16",
@@ -114,8 +122,8 @@ def extract_activations_distributed(
     """
     from ..sae.extract import extract_activations
 
-    def extract_part(mine: list, folder: Path, resume_part: bool) -> None:
-        extract_activations(model, layer, mine, folder, quotas, seed, progress, resume=resume_part, dtype=dtype,
+    def extract_part(mine: list, folder: Path) -> None:
+        extract_activations(model, layer, mine, folder, quotas, seed, progress, resume=True, dtype=dtype,
                             precision=precision)
 
     return extract_sharded(cases, [files.case_id for files in cases], store_dir, extract_part, group,

@@ -12,7 +12,7 @@ resumes from the same checkpoints, which rank 0 alone writes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 
@@ -21,6 +21,10 @@ from ..sae.model import SparseAutoencoder
 from ..sae.rows import RowSource
 from ..sae.training import Progress, TrainConfig, Trainer
 from .group import RankGroup, agree
+
+if TYPE_CHECKING:  # the backbone stack (MONAI) loads only when a layer's SAE is fitted
+    from ..models.inference import SegmentationModel
+    from ..sae.store import ActivationStore
 
 
 class RankSlice:
@@ -76,9 +80,9 @@ def train_sae_distributed(
 
 
 def fit_layer_sae_distributed(
-    model,
+    model: SegmentationModel,
     layer: str,
-    store,
+    store: ActivationStore,
     out: str | Path,
     config: TrainConfig,
     group: RankGroup,
