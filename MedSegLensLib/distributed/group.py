@@ -44,9 +44,15 @@ class RankGroup(Reducer):
         self.device = device
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        total = tensor.to(self.device, copy=True)
-        dist.all_reduce(total)
-        return total.to(tensor.device)
+        return self._all_reduce(tensor, dist.ReduceOp.SUM)
+
+    def min(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self._all_reduce(tensor, dist.ReduceOp.MIN)
+
+    def _all_reduce(self, tensor: torch.Tensor, op: dist.ReduceOp) -> torch.Tensor:
+        result = tensor.to(self.device, copy=True)
+        dist.all_reduce(result, op=op)
+        return result.to(tensor.device)
 
     def gather(self, values: torch.Tensor) -> torch.Tensor:
         size = torch.tensor([values.numel()], device=self.device)

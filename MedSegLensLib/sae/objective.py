@@ -149,9 +149,7 @@ def loss_and_gradients(
     if compute_dtype != torch.float32:
         exact_values(sae, centred, codes)
 
-    sums = reducer.sum(torch.cat([x.sum(0, dtype=torch.float64), torch.tensor([float(x.shape[0])], dtype=torch.float64)]))
-    n_rows, mean = float(sums[-1]), (sums[:-1] / sums[-1]).float()
-    total_var = reducer.sum((x - mean).pow(2).sum()).clamp_min(1e-12)
+    n_rows, total_var = _batch_variance(x, reducer)
     residual = sparse_ops.decode(codes, w_dec) + b_dec - x
     fvu = residual.pow(2).sum() / total_var
     d_out = residual * (2.0 / total_var)
@@ -196,8 +194,17 @@ def loss_and_gradients(
 def batch_cut(codes: sparse_ops.SparseCodes, reducer: Reducer = LOCAL) -> float:
     """The smallest selected value over the whole batch (BatchTopK's threshold sample); 0 if none."""
     local = codes.values.min() if codes.values.numel() else torch.tensor(torch.inf)
-    smallest = float(reducer.gather(local.reshape(1)).min())
+    smallest = float(reducer.min(local))
     return smallest if math.isfinite(smallest) else 0.0
+
+
+def _batch_variance(x: torch.Tensor, reducer: Reducer) -> tuple[float, torch.Tensor]:
+    """Rows and total variance |x - mean(x)|^2 of the whole batch, from one sum of float64 moments."""
+    moments = reducer.sum(torch.cat([x.sum(0, dtype=torch.float64), x.pow(2).sum(dtype=torch.float64).reshape(1),
+                                     torch.tensor([float(x.shape[0])], dtype=torch.float64)]))
+    n_rows = float(moments[-1])
+    mean = moments[:-2] / n_rows
+    return n_rows, (moments[-2] - n_rows * mean.pow(2).sum()).float().clamp_min(1e-12)
 
 
 def _set_grad(param: torch.nn.Parameter, grad: torch.Tensor) -> None:

@@ -21,6 +21,10 @@ class Reducer:
         """Element-wise sum of `tensor` over ranks (a new tensor where ranks exist)."""
         return tensor
 
+    def min(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Element-wise minimum of `tensor` over ranks."""
+        return tensor
+
     def gather(self, values: torch.Tensor) -> torch.Tensor:
         """1-D `values` of every rank, concatenated in rank order."""
         return values
