@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from MedSegLensLib.distributed import RankSlice, joined
+from MedSegLensLib.distributed import RankSlice, job_group, joined
 from MedSegLensLib.errors import ParameterError
 from MedSegLensLib.sae import TensorRows, Trainer
 
@@ -89,9 +89,10 @@ def test_rank_slices_partition_each_global_batch():
         next(RankSlice(TensorRows(rows), 0, 3).batches(8, seed=0))
 
 
-def test_joining_outside_torchrun_is_a_one_line_error(monkeypatch):
+def test_outside_torchrun_commands_run_alone_and_distributed_is_a_one_line_error(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(ParameterError, match="torchrun --nproc-per-node N -m MedSegLensLib"):
-        with joined():
-            pass
+    assert job_group(False) is None  # the plain single-process path
+    for join in (lambda: job_group(True), lambda: joined().__enter__()):
+        with pytest.raises(ParameterError, match="torchrun --nproc-per-node N -m MedSegLensLib"):
+            join()
