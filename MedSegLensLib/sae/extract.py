@@ -78,14 +78,13 @@ def extract_activations(
     quotas: Mapping[str, int] | None = None,
     seed: int = 0,
     progress: ExtractProgress | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    dtype: str = "float16",
-    precision: str = "fp32",
+    **options,
 ) -> ActivationStore:
-    """Capture stratified activation rows of `layer` for every case into `store_dir` and return the store."""
-    return extract_layers(model, {layer: store_dir}, cases, quotas, seed, progress, resume, overwrite, dtype,
-                          precision)[layer]
+    """Capture stratified activation rows of `layer` for every case into `store_dir` and return the store.
+
+    `options`: resume, overwrite, dtype, precision (as for `extract_layers`).
+    """
+    return extract_layers(model, {layer: store_dir}, cases, quotas, seed, progress, **options)[layer]
 
 
 def extract_layers(
