@@ -18,6 +18,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def set_torchrun_env(monkeypatch, rank: int = 0, local_rank: int = 0, world_size: int = 1) -> None:
+    """The variables torchrun gives a rank (rendezvous on loopback), for code that joins inside a test process."""
+    env = {"RANK": rank, "LOCAL_RANK": local_rank, "WORLD_SIZE": world_size, "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": free_port()}
+    for name, value in env.items():
+        monkeypatch.setenv(name, str(value))
+
+
 def torchrun_command(ranks: int, *program: str) -> list[str]:
     """`torchrun` (as `python -m torch.distributed.run`) on one node, rendezvous on loopback."""
     return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(ranks),

@@ -16,7 +16,7 @@ from MedSegLensLib.sae import ActivationStore, TrainConfig, load_sae
 from MedSegLensLib.sae.extract import extract_activations
 from MedSegLensLib.sae.fit import fit_layer_sae
 from distributed_jobs import LAYER, extraction_settings
-from distributed_support import free_port, run_torchrun, run_torchrun_module
+from distributed_support import run_torchrun, run_torchrun_module, set_torchrun_env
 from test_models_support import one_thread, workdir, write_cohort  # noqa: F401 (fixtures)
 from worker_cases import save_tiny_model
 
@@ -105,9 +105,7 @@ def test_a_killed_rank_loses_no_committed_case_and_the_rerun_resumes(inputs, tmp
 @pytest.fixture
 def one_rank_group(monkeypatch):
     """A real gloo process group of one process, in this process (loopback)."""
-    env = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    set_torchrun_env(monkeypatch)
     with joined() as group:
         yield group
 
