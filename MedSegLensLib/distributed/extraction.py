@@ -111,20 +111,19 @@ def extract_activations_distributed(
     progress: ExtractProgress | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    dtype: str = "float16",
-    precision: str = "fp32",
+    **options,
 ) -> ActivationStore:
     """`sae.extract.extract_activations` on every rank of `group`, each on its share of `cases`.
 
     Call it on every rank with the same arguments; `progress` sees this rank's cases only.
     The voxels sampled from a case depend only on (seed, case id), so the merged store
-    holds the rows a single-process capture of the same cases would.
+    holds the rows a single-process capture of the same cases would. `options`: dtype,
+    precision (as for `sae.extract.extract_layers`); resume and overwrite act on the whole store.
     """
     from ..sae.extract import extract_activations
 
     def extract_part(mine: list, folder: Path) -> None:
-        extract_activations(model, layer, mine, folder, quotas, seed, progress, resume=True, dtype=dtype,
-                            precision=precision)
+        extract_activations(model, layer, mine, folder, quotas, seed, progress, resume=True, **options)
 
     return extract_sharded(cases, [files.case_id for files in cases], store_dir, extract_part, group,
                            resume=resume, overwrite=overwrite)
