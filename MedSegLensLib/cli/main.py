@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "MedSegLensLib.cli.synth_commands",
     "MedSegLensLib.cli.model_commands",
     "MedSegLensLib.cli.byom_commands",
+    "MedSegLensLib.cli.sae_commands",
     "MedSegLensLib.cli.viewer_commands",
 ]
 
