@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "MedSegLensLib.cli.model_commands",
     "MedSegLensLib.cli.byom_commands",
     "MedSegLensLib.cli.sae_commands",
+    "MedSegLensLib.cli.steering_commands",
     "MedSegLensLib.cli.viewer_commands",
 ]
 
