@@ -139,3 +139,14 @@ class SteeringPreview:
         if self.node is not None and self.node.GetScene() is self.scene:
             self.scene_api.remove_node(self.scene, self.node)
         self.node, self.outcome = None, None
+
+
+def dice_summary(outcome: SteeringOutcome | None) -> str:
+    """The Dice readout: each region steered, with the model's own Dice in brackets."""
+    if outcome is None:
+        return "-"
+    if outcome.dice is None:
+        return "no reference segmentation"
+    before = outcome.dice_unsteered or {}
+    return ", ".join(f"{name} {outcome.dice[name]:.3f} (model {before.get(name, float('nan')):.3f})"
+                     for name in ("WT", "TC", "ET", "ED") if name in outcome.dice)
