@@ -504,7 +504,9 @@ class MedSegLensLogic(ScriptedLoadableModuleLogic):
 
 
 class MedSegLensTest(ScriptedLoadableModuleTest):
-    """Runs the flow inside desktop Slicer on a tiny, untrained model (CTest: py_MedSegLens)."""
+    """Runs the flow inside desktop Slicer on a tiny, untrained model and a tiny SAE (CTest: py_MedSegLens)."""
+
+    TINY_LAYER = "model.1.submodule.2"  # the tiny U-Net's decoder block at half resolution
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -514,6 +516,8 @@ class MedSegLensTest(ScriptedLoadableModuleTest):
         self.test_segment_creates_a_new_segmentation()
         self.setUp()
         self.test_cancel_leaves_the_scene_unchanged()
+        self.setUp()
+        self.test_latents_steering_accept_and_export()
 
     def _tinyCase(self):
         import numpy as np
@@ -537,23 +541,45 @@ class MedSegLensTest(ScriptedLoadableModuleTest):
         save_model(build_network(config), config, folder, overwrite=True)
         return folder
 
+    def _tinySae(self, modelFolder, volumes):
+        """An untrained SAE on the tiny model's decoder layer, with its latents' typical activations on this case."""
+        import torch
+
+        from MedSegLensLib.data import load_case
+        from MedSegLensLib.models import load_model
+        from MedSegLensLib.sae import SAEConfig, SAEInfo, SparseAutoencoder, layer_features, save_sae
+        from MedSegLensLib.scene import save_volume
+        from MedSegLensLib.steering import compute_latent_scales, sae_sha256, save_latent_scales
+
+        folder = Path(slicer.util.tempDirectory())
+        files = {m: save_volume(node, folder / f"{m}.nii.gz", overwrite=True) for m, node in volumes.items()}
+        model = load_model(modelFolder, device="cpu")
+        rows = layer_features(model, load_case(files), self.TINY_LAYER).rows()
+        torch.manual_seed(0)
+        sae = SparseAutoencoder(SAEConfig(int(rows.shape[1]), 8, 2, "topk"))
+        saeFolder = save_sae(sae, folder / "tiny-sae", SAEInfo(model.fingerprint, self.TINY_LAYER), overwrite=True)
+        save_latent_scales(compute_latent_scales(sae, [rows], sae_sha256(saeFolder)), saeFolder)
+        return saeFolder
+
     def _waitUntilIdle(self, logic, timeout=300):
         logic.core.wait(timeout=timeout, process_events=slicer.app.processEvents)
         self.assertFalse(logic.running, "the job did not finish in time")
 
-    def test_segment_creates_a_new_segmentation(self):
+    def _recorder(self, events):
         from MedSegLensLib.slicer_logic import JobCallbacks
 
-        self.delayDisplay("Segmenting a tiny case with a tiny model in the background")
-        logic = MedSegLensLogic()
-        volumes = self._tinyCase()
-        events = []
-        callbacks = JobCallbacks(
+        return JobCallbacks(
             progress=lambda f, m: events.append(("progress", f)),
             finished=lambda node: events.append(("finished", node)),
             failed=lambda message: events.append(("failed", message)),
         )
-        logic.segment(volumes, self._tinyModel(), callbacks)
+
+    def test_segment_creates_a_new_segmentation(self):
+        self.delayDisplay("Segmenting a tiny case with a tiny model in the background")
+        logic = MedSegLensLogic()
+        volumes = self._tinyCase()
+        events = []
+        logic.segment(volumes, self._tinyModel(), self._recorder(events))
         self._waitUntilIdle(logic)
         logic.shutdown()
         self.assertEqual(events[-1][0], "finished", events[-1])
@@ -577,4 +603,40 @@ class MedSegLensTest(ScriptedLoadableModuleTest):
         logic.shutdown()
         self.assertEqual(cancelled, [True])
         self.assertEqual(node_ids(slicer.mrmlScene), before)
+        self.delayDisplay("Test passed")
+
+    def test_latents_steering_accept_and_export(self):
+        from MedSegLensLib.scene import overlay_latent, read_provenance
+        from MedSegLensLib.slicer_steering import SteeringRequest
+
+        self.delayDisplay("Latents, overlay, steering preview, Accept and export on a tiny model and SAE")
+        logic = MedSegLensLogic()
+        volumes = self._tinyCase()
+        modelFolder = self._tinyModel()
+        core, events = logic.core, []
+        core.analyse(volumes, modelFolder, self._tinySae(modelFolder, volumes), self._recorder(events))
+        self._waitUntilIdle(logic)
+        self.assertEqual(events[-1][0], "finished", events[-1])
+        segmentation = events[-1][1]
+        rows = logic.analysis.table.view()
+        self.assertGreater(len(rows), 0)
+        latent = rows[0].latent
+
+        core.show_latent(latent, self._recorder(events))
+        self._waitUntilIdle(logic)
+        self.assertEqual(events[-1][0], "finished", events[-1])
+        self.assertEqual(overlay_latent(events[-1][1]), latent)
+
+        core.preview(SteeringRequest((latent,), (2.0,), "additive"), self._recorder(events))
+        self._waitUntilIdle(logic)
+        self.assertEqual(events[-1][0], "finished", events[-1])
+        accepted = core.accept()
+        self.assertNotEqual(accepted.GetID(), segmentation.GetID())
+        provenance = read_provenance(accepted)
+        self.assertEqual((provenance.mode, provenance.latents, provenance.strengths), ("additive", [latent], [2.0]))
+        self.assertEqual(provenance.source_segmentation, segmentation.GetName())
+        exported = core.export_segmentation(accepted, Path(slicer.util.tempDirectory()) / "tiny-corrected.seg.nrrd",
+                                            overwrite=True)
+        self.assertTrue(exported.is_file())
+        logic.shutdown()
         self.delayDisplay("Test passed")

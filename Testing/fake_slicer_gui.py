@@ -14,6 +14,7 @@ import importlib.util
 import os
 import sys
 import types
+import unittest
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -186,8 +187,11 @@ class ScriptedLoadableModuleLogic:
         return node
 
 
-class ScriptedLoadableModuleTest:
-    pass
+class ScriptedLoadableModuleTest(unittest.TestCase):
+    """Slicer's base is a unittest.TestCase whose delayDisplay shows a message; here it is recorded."""
+
+    def delayDisplay(self, message, msec=None):
+        self.displayed = getattr(self, "displayed", []) + [message]
 
 
 def parameterNodeWrapper(cls):
