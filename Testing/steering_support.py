@@ -69,3 +69,15 @@ def write_planted_case(root: Path, case_id: str, seed: int, edema_flair: float =
         scale = np.where(labels == 2, value / base[2], 1.0)
         images[name] = np.where(brain, images[name] * scale, 0).astype(np.float32)
     return write_case(root, case_id, images, labels, np.diag([2.0, 2.0, 2.0, 1.0]))
+
+
+def write_shifted_cohort(root: Path, population: str, count: int, seed: int) -> Path:
+    """A cohort of planted faint-edema cases labelled as `population` (with a manifest)."""
+    rows = ["case_id,population,t1n,t1c,t2w,t2f,seg"]
+    for number in range(count):
+        case_id = f"{population}-{number:03d}"
+        write_planted_case(root, case_id, seed=seed * 1000 + number, edema_flair=1.05, edema_t2=1.02)
+        files = ",".join(f"{case_id}/{case_id}-{m}.nii.gz" for m in (*MODALITY_CONTRAST, "seg"))
+        rows.append(f"{case_id},{population},{files}")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return root

@@ -10,7 +10,6 @@ normalisation cannot absorb it as it absorbs a uniform shift.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from MedSegLensLib.data import read_case

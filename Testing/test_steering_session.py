@@ -159,3 +159,39 @@ def test_a_strength_change_does_not_re_encode_but_a_new_latent_set_does(setups, 
     assert len(calls) == first
     session.steer(SteeringSpec((1, 3), (2.0, 0.5), "multiplicative"))
     assert len(calls) == 2 * first
+
+
+def test_region_limited_recomputation_equals_the_frozen_statistics_network_on_whole_windows(setups, workdir):
+    """The documented tolerance: cropping around the change reproduces, to float rounding, the network whose
+    instance norms use the unsteered statistics run on whole windows; windows the region cannot reach stay exact."""
+    model, sae_dir, _ = setups["unet"]
+    rng = np.random.default_rng(5)
+    images, labels = tiny_case_arrays(rng, shape=(48, 24, 24))
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    case = read_case(write_case(workdir / "long2", "long2", images, labels, affine))
+    box = np.zeros((48, 24, 24), np.uint8)
+    box[10:14, 9:13, 9:13] = 1
+    spec = SteeringSpec((2,), (3.0,), "additive",
+                        RegionSpec("mask", path=str(write_nifti(workdir / "box.nii.gz", box, affine))))
+    session = open_session(model, sae_dir, case)
+    runner = session._runner
+    assert runner.frozen is not None and runner.frozen.radius == (1, 1, 1)  # one 3x3x3 convolution after the norm
+    fast, exact = session.steer(spec, exact=False), session.steer(spec)
+    assert fast.windows_recomputed == exact.windows_recomputed < fast.windows_total
+    gates = session.gates(spec.region)
+    typical = session.scales.of(spec.latents)
+    directions = session.sae.W_dec[[2]]
+    for index, (batch, gate) in enumerate(zip(session.batches, gates)):
+        if not bool(gate.any()):
+            continue
+        c = (3.0 * typical).view(1, -1, 1, 1, 1) * gate
+        windows = torch.arange(c.shape[0])
+        local = runner.steered_locally(batch.cache, c, directions, batch.logits, windows)
+        entry_out, rest_boundary, stats = batch.cache
+        for w in range(c.shape[0]):
+            for norm, (mean, var) in zip(runner.frozen.norms, stats):
+                norm.stats = (mean[w:w + 1], var[w:w + 1])
+            whole = runner.frozen.frozen(entry_out[w:w + 1] + runner.push(c[w:w + 1], directions), *rest_boundary)
+            assert torch.allclose(local[w], whole[0], atol=1e-5), (index, w)
+    changed = fast.prediction.labels != exact.prediction.labels
+    assert changed.sum() <= (exact.prediction.labels != session.unsteered().labels).sum()

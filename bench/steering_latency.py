@@ -1,7 +1,8 @@
 """Steering latency: one update of a steering session against a full forward pass of the same network, same run.
 
     python bench/steering_latency.py --unet /work/runs/baseline/models/unet \
-        --segformer /work/runs/baseline/models/segformer --threads 2
+        --segformer /work/runs/baseline/models/segformer --sae /work/runs/steering/saes/decoder1 \
+        /work/runs/steering/saes/decoder2 --threads 1
 
 Per model and hooked layer: the full `model.predict` of one default-size case
 (2 mm, 88x104x88), the session's first pass, and updates of five kinds, timed
@@ -11,8 +12,8 @@ printed, because the shared machine's load swings wall-clock times.
 It also measures how far region-limited recomputation with frozen
 instance-norm statistics (`exact=False`) is from the exact update.
 
-Without `--sae-*`, a throwaway SAE is trained on the case's own windows at the
-layer: latency does not depend on what the latents mean.
+Layers without a matching `--sae` get a throwaway SAE trained on the case's own
+windows: latency does not depend on what the latents mean.
 """
 
 from __future__ import annotations
@@ -112,9 +113,9 @@ def bench_layer(model, case, layer: str, sae_dir: str | None, repeats: int, work
             rows[name]["cpu"].append(cpu)
             rows[name]["windows"] = f"{result.windows_recomputed}/{result.windows_total}"
     full_wall, full_cpu = statistics.median(fulls["wall"]), statistics.median(fulls["cpu"])
-    out = {"layer": layer, "entry_shortcut": session.uses_entry_shortcut, "full_forward_s": full_wall,
-           "full_forward_cpu_s": full_cpu, "session_build_s": build_wall, "session_build_ratio": build_wall / full_wall,
-           "updates": {}}
+    out = {"layer": layer, "sae": sae_dir or "throwaway", "entry_shortcut": session.uses_entry_shortcut,
+           "full_forward_s": full_wall, "full_forward_cpu_s": full_cpu, "session_build_s": build_wall,
+           "session_build_ratio": build_wall / full_wall, "updates": {}}
     for name, row in rows.items():
         wall, cpu = statistics.median(row["wall"]), statistics.median(row["cpu"])
         out["updates"][name] = {"s": wall, "ratio": wall / full_wall, "cpu_s": cpu, "cpu_ratio": cpu / full_cpu,
@@ -140,8 +141,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--unet", help="U-Net model folder")
     parser.add_argument("--segformer", help="SegFormer model folder")
-    parser.add_argument("--sae-unet", help="SAE folder for the U-Net's first layer (default: a throwaway SAE)")
-    parser.add_argument("--sae-segformer", help="SAE folder for the SegFormer's first layer")
+    parser.add_argument("--sae", nargs="*", default=[], metavar="SAE_DIR",
+                        help="SAE folders, used for the model and layer they belong to (others get a throwaway SAE)")
     parser.add_argument("--case", help=f"case folder (default: the first case of {DEFAULT_CASE_COHORT})")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
@@ -153,14 +154,18 @@ def main() -> None:
           f"{args.repeats} repeats; medians")
     results = {}
     workdir = Path(tempfile.mkdtemp(prefix="steering-latency-"))
-    for arch, model_dir, sae_dir in (("unet", args.unet, args.sae_unet), ("segformer", args.segformer, args.sae_segformer)):
+    saes = {}
+    for folder in args.sae:
+        info = load_sae(folder).info
+        saes[(info.model_fingerprint, info.layer)] = folder
+    for arch, model_dir in (("unet", args.unet), ("segformer", args.segformer)):
         if not model_dir:
             continue
         model = load_model(model_dir, device="cpu")
-        for index, layer in enumerate(LAYERS[arch]):
-            result = bench_layer(model, case, layer, sae_dir if index == 0 else None, args.repeats, workdir)
+        for layer in LAYERS[arch]:
+            result = bench_layer(model, case, layer, saes.get((model.fingerprint, layer)), args.repeats, workdir)
             results[f"{arch} {layer}"] = result
-            print(f"\n{arch} @ {layer} (entry shortcut: {result['entry_shortcut']}): full forward "
+            print(f"\n{arch} @ {layer} (SAE {result['sae']}; entry shortcut: {result['entry_shortcut']}): full forward "
                   f"{result['full_forward_s']:.3f} s ({result['full_forward_cpu_s']:.3f} CPU-s); session build "
                   f"{result['session_build_s']:.3f} s ({result['session_build_ratio']:.2f}x)")
             print(f"  {'update':38s} {'s':>7s} {'x full':>7s} {'CPU-s':>7s} {'x full':>7s} windows")

@@ -42,7 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     study.add_argument("--sae", required=True, nargs="+", metavar="SAE_DIR", help="one SAE per decoder layer to steer")
     study.add_argument("--data", required=True, nargs="+", metavar="DIR", help="labelled cohort folders (all populations)")
     study.add_argument("--out", required=True, metavar="DIR", help="folder for tables (CSV/JSON), figures (PNG), report section")
+    study.add_argument("--calibration", nargs="+", metavar="DIR",
+                       help="labelled cohorts for label-free selection (default: a seeded split of --data)")
     study.add_argument("--config", metavar="FILE", help="study settings JSON (see docs/steering.md); defaults otherwise")
+    study.add_argument("--shard", metavar="I/N", help="evaluate every N-th case from I (run N processes, then once more)")
     study.add_argument("--overwrite", action="store_true", help="replace an existing study folder")
     study.set_defaults(handler=run_study)
 
@@ -94,5 +97,22 @@ def run_study(args: argparse.Namespace) -> int:
     from ..steering.study import StudySettings, run_recovery_study
 
     settings = StudySettings.from_file(args.config) if args.config else StudySettings()
-    run_recovery_study(args.model, args.sae, args.data, args.out, settings, overwrite=args.overwrite)
+    shard = _shard(args.shard) if args.shard else (0, 1)
+    section = run_recovery_study(args.model, args.sae, args.data, args.out, settings, calibration=args.calibration,
+                                 overwrite=args.overwrite, shard=shard)
+    if section is None:
+        print(f"shard {shard[0]}/{shard[1]} done; run once more without --shard to write the report", file=sys.stderr)
+    else:
+        print(f"wrote {section} with tables and figures in {args.out}", file=sys.stderr)
     return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        shard = (int(index), int(count))
+    except ValueError:
+        raise ParameterError(f"--shard {text!r}: use I/N, e.g. 0/2") from None
+    if not 0 <= shard[0] < shard[1]:
+        raise ParameterError(f"--shard {text}: I must be between 0 and N-1")
+    return shard

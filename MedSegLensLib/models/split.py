@@ -44,25 +44,16 @@ class SplitNetwork:
     boundary_names: tuple[str, ...]
 
 
-def _descendants(start: fx.Node) -> set[fx.Node]:
+def _reachable(starts, step) -> set[fx.Node]:
+    """Nodes reachable from `starts` by repeatedly following `step(node)` (users or inputs), starts excluded
+    unless reached again."""
     seen: set[fx.Node] = set()
-    stack = list(start.users)
+    stack = [n for start in starts for n in step(start)]
     while stack:
         node = stack.pop()
         if node not in seen:
             seen.add(node)
-            stack.extend(node.users)
-    return seen
-
-
-def _ancestors(nodes: list[fx.Node]) -> set[fx.Node]:
-    seen: set[fx.Node] = set()
-    stack = list(nodes)
-    while stack:
-        node = stack.pop()
-        if node not in seen:
-            seen.add(node)
-            stack.extend(node.all_input_nodes)
+            stack.extend(step(node))
     return seen
 
 
@@ -92,7 +83,7 @@ def split_network(network: nn.Module, layer: str) -> SplitNetwork:
         raise CompatibilityError(f"the network cannot be traced by torch.fx ({type(exc).__name__}: {exc}); "
                                  "steering needs a traceable network") from None
     hooked = _hooked_node(graph, layer)
-    after = _descendants(hooked)
+    after = _reachable([hooked], lambda n: n.users)
     output = next(node for node in graph.nodes if node.op == "output")
     if output not in after:
         raise CompatibilityError(f"layer {layer!r} does not feed the network's output; choose a layer on the path to the logits")
@@ -105,7 +96,7 @@ def split_network(network: nn.Module, layer: str) -> SplitNetwork:
             boundary.append(node)
 
     prefix_graph = fx.Graph()
-    needed = _ancestors([hooked, *boundary])
+    needed = _reachable([hooked, *boundary], lambda n: n.all_input_nodes) | {hooked, *boundary}
     env: dict[fx.Node, fx.Node] = {}
     for node in graph.nodes:
         if node in needed:
