@@ -6,8 +6,7 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from test_slicer_support import slicer_assets
+from test_slicer_support import assets_fixture
 
 from MedSegLensLib.cli.main import main
 from MedSegLensLib.data import read_case, read_volume
@@ -17,10 +16,7 @@ from MedSegLensLib.sae import encode_case, load_sae
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    torch.set_num_threads(1)
-    return slicer_assets(tmp_path_factory.mktemp("latent-cli"))
+assets = assets_fixture("latent-cli")
 
 
 @pytest.fixture(scope="module")
