@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "MedSegLensLib.cli.synth_commands",
     "MedSegLensLib.cli.model_commands",
     "MedSegLensLib.cli.viewer_commands",
+    "MedSegLensLib.cli.interpret_commands",
 ]
 
 

@@ -13,7 +13,7 @@ PHRASES: dict[str, str] = {
     "ED": "peritumoural edema",
     "ET": "enhancing rim of the tumour",
     "NCR": "necrotic / non-enhancing tumour core",
-    "boundary": "tumour boundary (within {shell_mm:g} mm of the whole-tumour surface)",
+    "boundary": "tumour boundary (within {shell_mm:g} mm outside the whole tumour)",
     "CSF": "cerebrospinal fluid outside the tumour",
     "GM": "grey matter outside the tumour",
     "WM": "white matter outside the tumour",
@@ -54,7 +54,8 @@ def _location(location: dict | None) -> str:
     for side in ("left", "right"):
         if location[side] >= 0.6:
             return f"; mostly in the {side} hemisphere ({_percent(location[side])} of its activation in the brain)"
-    return f"; spread over both hemispheres (left {_percent(location['left'])}, right {_percent(location['right'])})"
+    return (f"; spread out (left {_percent(location['left'])}, right {_percent(location['right'])}, "
+            f"midline {_percent(location['midline'])} of its activation in the brain)")
 
 
 def describe(record: dict, shell_mm: float) -> str:

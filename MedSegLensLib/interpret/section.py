@@ -16,7 +16,7 @@ def interpret_section(document: dict, chosen: dict[str, list[dict]], card_files:
     paragraphs = [
         f"{active} of {total} latents are active on {document['cases']} cases ({populations}). Each latent's map "
         f"(nearest-neighbour on the image grid) is scored against the tumour subregions, the tumour boundary "
-        f"(within {scoring['shell_mm']:g} mm of the whole-tumour surface) and the healthy tissue classes: voxel AUROC "
+        f"(within {scoring['shell_mm']:g} mm outside the whole tumour) and the healthy tissue classes: voxel AUROC "
         f"and the Dice, IoU, precision, recall and Cohen's kappa at the threshold with the best Dice, from "
         f"histograms with bins {scoring['bin_ratio']:.3f}x wide (each score's binning bound is in scores.csv).",
         f"The category is the target with the highest kappa when kappa >= {KAPPA_MIN} and AUROC >= {AUROC_MIN}, "

@@ -1,9 +1,11 @@
 """What a latent is scored against: tumour subregions, healthy tissue classes and the tumour boundary.
 
 Healthy tissue classes exclude tumour voxels (a CSF latent must not be credited
-with the tumour that sits in white matter). The tumour boundary is a shell of
-voxels whose centres lie within `shell_mm` of the whole-tumour surface on either
-side; the surface is taken half a voxel outside the outermost tumour voxels.
+with the tumour that sits in white matter). The tumour boundary is the shell of
+voxels around the whole tumour (WT = NCR + ED + ET): outside it, with centres
+within `shell_mm` of its surface, taken half a voxel beyond the outermost tumour
+voxels. It is disjoint from the tumour labels, so an edema latent is not also
+credited with the boundary.
 """
 
 from __future__ import annotations
@@ -41,13 +43,11 @@ class TargetSet:
 
 
 def boundary_shell(whole_tumour: np.ndarray, spacing: tuple[float, float, float], shell_mm: float) -> np.ndarray:
-    """Voxels within `shell_mm` of the whole-tumour surface, inside or outside it."""
+    """Voxels outside the whole tumour within `shell_mm` of its surface."""
     if not whole_tumour.any():
         return np.zeros(whole_tumour.shape, dtype=bool)
-    half_voxel = 0.5 * min(spacing)
-    inside = ndimage.distance_transform_edt(whole_tumour, sampling=spacing)
     outside = ndimage.distance_transform_edt(~whole_tumour, sampling=spacing)
-    return np.where(whole_tumour, inside, outside) - half_voxel <= shell_mm
+    return ~whole_tumour & (outside - 0.5 * min(spacing) <= shell_mm)
 
 
 def target_masks(targets: TargetSet, label: np.ndarray, tissue: np.ndarray | None,
