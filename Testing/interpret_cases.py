@@ -3,7 +3,7 @@
 Each planted latent is built from a case's own ground truth, on a layer grid of
 stride 1 (it fires exactly on its class) or 2 (the scores then go through the
 layer-to-image resampling, and 12 mm blocks blur every class):
-0 edema, 1 enhancing rim (ET), 2 CSF outside the tumour, 3 random (20 % of voxels,
+0 edema (plus faint activity on 3 % of the brain in every case), 1 enhancing rim (ET), 2 CSF outside the tumour, 3 random (20 % of voxels,
 log-normal values), 4 whole tumour but only in pediatric cases, 5 never active,
 6 outside the brain, 7 left hemisphere white matter.
 """
@@ -43,7 +43,8 @@ def planted_layer_maps(case, seed: int, stride: int = 1) -> np.ndarray:
     shape = label.shape
     codes = np.zeros((N_LATENTS, *shape), np.float32)
     noise = rng.uniform(0.9, 1.1, shape)
-    codes[EDEMA] = (label == 2) * 1.5 * noise
+    faint = (rng.random(shape) < 0.03) & (tissue > 0) & (label != 2)
+    codes[EDEMA] = (label == 2) * 1.5 * noise + faint * 0.02
     codes[RIM] = (label == 3) * 2.0 * noise
     codes[CSF] = ((tissue == 1) & (label == 0)) * 0.7 * noise
     codes[RANDOM] = (rng.random(shape) < 0.2) * rng.lognormal(0.0, 1.0, shape)

@@ -68,7 +68,7 @@ def test_auroc_and_dice_match_exact_computation_within_the_binning_bounds(scored
     assert checked == len(EXACT_TARGETS) * N_LATENTS
     # the bounds are informative, not vacuous, even for the random latent whose values span 27 octaves
     # across the cases (more than a 16-octave window: early cases' small values merged into bin 0)
-    assert table.metrics["auroc_error"][RANDOM].max() < 0.01
+    assert table.metrics["auroc_error"][RANDOM].max() < 0.02
     assert table.metrics["dice_error"][RANDOM].max() < 0.1
 
 

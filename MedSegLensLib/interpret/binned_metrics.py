@@ -9,7 +9,7 @@ Binning error, stated per latent and target:
   order the histogram does not know: |AUROC_exact - AUROC| <= 1/2 * sum_b p_in(b) p_out(b)
   over active bins (`auroc_error`).
 - Thresholds are tried at every bin's lower edge ("activation >= edge"), where the
-  scores are exact. A threshold inside bin b can at best add all of b's target
+  scores are exact; among equally good ones the highest is kept. A threshold inside bin b can at best add all of b's target
   voxels and none of its others, so the best exact Dice lies in
   [dice, dice + dice_error] (`dice_error`, same for IoU through IoU = D / (2 - D)).
 """
@@ -71,7 +71,9 @@ def score_target(inside: np.ndarray, total: np.ndarray, positives: int, voxels: 
         tp = _reverse_cumsum(inside)  # predicted = bins >= j; column `bins` = nothing predicted
         predicted = _reverse_cumsum(inside + outside)
         dice_all = 2 * tp / (p + predicted)
-        best = np.argmax(np.nan_to_num(dice_all[:, :-1], nan=-1.0), axis=1)
+        # the highest threshold among equally good ones (empty bins make plateaus): the most specific
+        candidates = np.nan_to_num(dice_all[:, :-1], nan=-1.0)
+        best = candidates.shape[1] - 1 - np.argmax(candidates[:, ::-1], axis=1)
         rows = np.arange(inside.shape[0])
         tp_b, pred_b = tp[rows, best], predicted[rows, best]
         dice = dice_all[rows, best]

@@ -27,8 +27,17 @@ def population_rows(table: ScoreTable) -> dict[str, np.ndarray]:
     return {p: np.array([q == p for q in table.populations]) for p in dict.fromkeys(table.populations)}
 
 
+def firing_thresholds(table: ScoreTable, labels: list[LatentLabel]) -> np.ndarray:
+    """Each latent's best-Dice threshold for its best-matching target (0 when it has none)."""
+    out = np.zeros(table.n_latents)
+    for latent, label in enumerate(labels):
+        if label.target is not None:
+            out[latent] = table.score("threshold", latent, label.target)
+    return np.nan_to_num(out, nan=0.0)
+
+
 def population_firing(table: ScoreTable, latent: int, fires: np.ndarray, groups: dict[str, np.ndarray]) -> dict[str, dict]:
-    """Per population: cases, cases where the latent fires (`fires`: table.fires()), mean active volume and peak."""
+    """Per population: cases, cases where the latent fires (`fires`: table.fires(...)), mean active volume and peak."""
     out: dict[str, dict] = {}
     for population, rows in groups.items():
         out[population] = {
@@ -40,8 +49,9 @@ def population_firing(table: ScoreTable, latent: int, fires: np.ndarray, groups:
     return out
 
 
-def latent_record(table: ScoreTable, label: LatentLabel, latent: int, fires: np.ndarray | None = None,
-                  groups: dict[str, np.ndarray] | None = None) -> dict:
+def latent_record(table: ScoreTable, label: LatentLabel, latent: int, fires: np.ndarray,
+                  groups: dict[str, np.ndarray]) -> dict:
+    """The record of one latent; `fires` = table.fires(firing_thresholds(...)), `groups` = population_rows(table)."""
     active = bool(table.active[latent])
     ranked = ranked_targets(table, latent)[:TOP_SCORES] if active else []
     location = None
@@ -59,8 +69,8 @@ def latent_record(table: ScoreTable, label: LatentLabel, latent: int, fires: np.
         "confidence_level": confidence_level(label.confidence),
         "description": "",
         "top_scores": [target_scores(table, latent, t) for t in ranked],
-        "populations": population_firing(table, latent, table.fires() if fires is None else fires,
-                                         population_rows(table) if groups is None else groups),
+        "firing_threshold": _rounded(table.score("threshold", latent, label.target)) if label.target else None,
+        "populations": population_firing(table, latent, fires, groups),
         "location": location,
         "top_cases": [{"case_id": table.case_ids[c], "population": table.populations[c],
                        "peak": round(float(table.peak[c, latent]), 4)} for c in top if table.peak[c, latent] > 0],
@@ -70,5 +80,5 @@ def latent_record(table: ScoreTable, label: LatentLabel, latent: int, fires: np.
 
 
 def latent_records(table: ScoreTable, labels: list[LatentLabel]) -> list[dict]:
-    fires, groups = table.fires(), population_rows(table)
+    fires, groups = table.fires(firing_thresholds(table, labels)), population_rows(table)
     return [latent_record(table, label, latent, fires, groups) for latent, label in enumerate(labels)]

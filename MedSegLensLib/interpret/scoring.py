@@ -17,6 +17,7 @@ from ..errors import InputError, ParameterError
 from ..synth.location_atlas import ATLAS_LABELS
 from .binned_metrics import TargetScores, score_target
 from .evidence import CaseMaps, LayerCodes, layer_index
+from .firing import OctaveVolumes
 from .histograms import LogHistograms
 from .targets import DEFAULT_SHELL_MM, TargetSet, target_masks
 
@@ -28,7 +29,8 @@ N_ATLAS_LABELS = max(ATLAS_LABELS) + 1
 @dataclass(frozen=True)
 class ScoringSettings:
     """bins_per_octave / n_bins: histogram lattice (see histograms.py); shell_mm: tumour boundary
-    half-width; min_firing_ml: a latent "fires" in a case when active on at least this volume."""
+    half-width; min_firing_ml: a latent "fires" in a case when active on at least this volume at its
+    threshold (see firing.py)."""
 
     bins_per_octave: int = 4
     n_bins: int = 64
@@ -43,7 +45,8 @@ class ScoreTable:
 
     metrics[name]: (latents, targets) arrays (see binned_metrics.TargetScores);
     active_ml, peak, mass: (cases, latents) active volume, largest value, sum of value x ml;
-    region_mass: (latents, atlas labels) activation mass per atlas label, None without atlases.
+    region_mass: (latents, atlas labels) activation mass per atlas label, None without atlases;
+    octaves: per-case active volume by octave of value (for `fires`).
     """
 
     targets: TargetSet
@@ -56,6 +59,7 @@ class ScoreTable:
     peak: np.ndarray
     mass: np.ndarray
     region_mass: np.ndarray | None
+    octaves: OctaveVolumes
     settings: ScoringSettings
     bin_ratio: float
     info: dict = field(default_factory=dict)
@@ -68,9 +72,9 @@ class ScoreTable:
     def active(self) -> np.ndarray:
         return (self.active_ml > 0).any(axis=0)
 
-    def fires(self) -> np.ndarray:
-        """(cases, latents): active on at least `min_firing_ml` in the case."""
-        return self.active_ml >= self.settings.min_firing_ml
+    def fires(self, thresholds: np.ndarray) -> np.ndarray:
+        """(cases, latents): active on at least `min_firing_ml` at each latent's threshold (octave edge below it)."""
+        return self.octaves.volume_at_or_above(thresholds) >= self.settings.min_firing_ml
 
     def score(self, metric: str, latent: int, target: str) -> float:
         return float(self.metrics[metric][latent, self.targets.index(target)])
@@ -91,6 +95,7 @@ class LatentScorer:
         self._per_case: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.region_mass = np.zeros((self.n_latents, N_ATLAS_LABELS), dtype=np.float64)
         self.cases_with_atlas = 0
+        self.octaves = OctaveVolumes(self.n_latents)
 
     def _start(self, maps: CaseMaps) -> None:
         self.targets = TargetSet.for_maps(maps.tissue is not None)
@@ -129,12 +134,15 @@ class LatentScorer:
             voxel, latent, value = voxel[keep], latent[keep], value[keep].astype(np.float64)
             weights = composition[voxel]
             self.histograms.add(latent, value, weights)
-            active_ml += np.bincount(latent, weights=weights[:, -1], minlength=self.n_latents) * maps.voxel_ml
+            volume = weights[:, -1] * maps.voxel_ml
+            self.octaves.add(latent, value, volume)
+            active_ml += np.bincount(latent, weights=volume, minlength=self.n_latents)
             mass += np.bincount(latent, weights=value * weights[:, -1], minlength=self.n_latents) * maps.voxel_ml
             np.maximum.at(peak, latent, value)
             if atlas_counts is not None:
                 codes_matrix = sparse.csr_matrix((value, (latent, voxel)), shape=(self.n_latents, n_layer))
                 self.region_mass += (codes_matrix @ atlas_counts).toarray() * maps.voxel_ml
+        self.octaves.end_case()
         self.case_ids.append(maps.case_id)
         self.populations.append(maps.population)
         self._per_case.append((active_ml.astype(np.float32), peak.astype(np.float32), mass.astype(np.float32)))
@@ -156,5 +164,5 @@ class LatentScorer:
             targets=self.targets, metrics=metrics, positives=self.positives.copy(), voxels=self.voxels,
             case_ids=list(self.case_ids), populations=list(self.populations),
             active_ml=per_case[0], peak=per_case[1], mass=per_case[2], region_mass=region_mass,
-            settings=self.settings, bin_ratio=hist.bin_ratio, info=dict(info or {}),
+            octaves=self.octaves, settings=self.settings, bin_ratio=hist.bin_ratio, info=dict(info or {}),
         )
