@@ -9,6 +9,7 @@ from .categories import AUROC_MIN, CATEGORIES, KAPPA_MIN
 def interpret_section(document: dict, chosen: dict[str, list[dict]], card_files: dict[int, str], source: str,
                       command: str, figure: str = "categories.png", key: str = "interpret") -> Section:
     counts = document["category_counts"]
+    outside = sum(1 for r in document["latents"] if r["category"] == "background/other" and r["matched"])
     active = sum(counts.values())
     total = len(document["latents"])
     populations = ", ".join(f"{n} {p}" for p, n in document["populations"].items())
@@ -21,7 +22,10 @@ def interpret_section(document: dict, chosen: dict[str, list[dict]], card_files:
         f"histograms with bins {scoring['bin_ratio']:.3f}x wide (each score's binning bound is in scores.csv).",
         f"The category is the target with the highest kappa when kappa >= {KAPPA_MIN} and AUROC >= {AUROC_MIN}, "
         f"else background/other; confidence = min(2 (AUROC - 0.5), kappa margin over the runner-up). A latent "
-        f"'fires' in a case when it is active on at least {scoring['min_firing_ml']:g} ml.",
+        f"'fires' in a case when it is active on at least {scoring['min_firing_ml']:g} ml at its best-Dice "
+        f"threshold (read at the octave edge below it).",
+        f"Of the {counts['background/other']} background/other latents, {outside} match the background (outside "
+        f"the brain) and {counts['background/other'] - outside} match no class.",
     ]
     count_table = Table("Active latents per category", ["category", "latents", "% of active"],
                         [[c, counts[c], round(100 * counts[c] / active, 1) if active else 0.0] for c in CATEGORIES],
