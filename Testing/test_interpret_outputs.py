@@ -165,3 +165,34 @@ def test_cli_refuses_an_sae_of_another_model_in_one_line(cohorts, tiny_model_and
     assert done.returncode == 2 and done.stderr.startswith("medseglens interpret: error:")
     assert done.stderr.strip().count("\n") == 0 and "trained on model" in done.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_cases_without_tissue_or_atlas_are_scored_on_the_tumour_targets_only(tmp_path):
+    """Real BraTS-like cases: a label map but no tissue map or atlas."""
+    from MedSegLensLib.data import discover_cohort
+    from MedSegLensLib.interpret import LayerCodes
+    from worker_cases import write_case
+
+    for index in range(2):
+        write_case(tmp_path / "cohort", np.random.default_rng(index), case_id=f"case-{index}", with_labels=True)
+    cases = discover_cohort(tmp_path / "cohort")
+
+    def edema_only(case):
+        return LayerCodes.from_dense((case.label == 2)[None].astype(np.float32), case.grid)
+
+    result = interpret(cases, edema_only, 1, tmp_path / "out", progress=False)
+    assert result.table.targets.names == ("NCR", "ED", "ET", "boundary")
+    record = result.records[0]
+    assert record["category"] == "edema" and record["location"] is None
+    assert record["description"].endswith("fires in 2 of 2 unknown cases.")
+
+
+def test_a_case_without_a_label_map_is_refused_in_one_line(tmp_path):
+    from MedSegLensLib.data import discover_cohort
+    from MedSegLensLib.errors import InputError
+    from worker_cases import write_case
+
+    write_case(tmp_path / "cohort", np.random.default_rng(0), case_id="unlabelled")
+    with pytest.raises(InputError, match="unlabelled has no label map"):
+        interpret(discover_cohort(tmp_path / "cohort"), planted_encoder, N_LATENTS, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
