@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 
 import matplotlib
 
@@ -38,12 +39,12 @@ def plot_distribution(distributions: dict[str, dict[str, int]], path: str | os.P
         for bar, count in zip(bars, counts):
             ax.annotate(f"{int(count)}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
                         va="bottom", fontsize=7)
-    ax.set_xticks(x, [c.replace("healthy ", "healthy\n") for c in CATEGORIES], fontsize=8)
+    ax.set_xticks(x, [textwrap.fill(c, 11) for c in CATEGORIES], fontsize=8)
     ax.set_ylabel("% of active latents")
     ax.set_title("Categories of active SAE latents (numbers on bars: latent counts)")
     ax.legend(fontsize=8)
-    fig.text(0.01, 0.01, f"Data: {source}", fontsize=7, va="bottom", wrap=True)
-    fig.subplots_adjust(bottom=0.2)
+    fig.text(0.01, 0.01, textwrap.fill(f"Data: {source}", 190), fontsize=6.5, va="bottom")
+    fig.subplots_adjust(bottom=0.24)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
