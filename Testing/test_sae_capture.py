@@ -11,15 +11,8 @@ from MedSegLensLib.data import Case, Grid, read_case
 from MedSegLensLib.errors import ParameterError
 from MedSegLensLib.models import SegmentationModel, build_network, hookable_layers, tiny_config
 from MedSegLensLib.sae.capture import find_layer, layer_features
+from test_models_support import one_thread  # noqa: F401 (fixture)
 from worker_cases import write_case
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def tiny_model(arch: str, **overrides) -> SegmentationModel:

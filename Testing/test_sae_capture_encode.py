@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,17 +15,10 @@ from MedSegLensLib.models import SegmentationModel, build_network, tiny_config
 from MedSegLensLib.sae import SAEInfo, TensorRows, TrainConfig, evaluate_fidelity, load_sae, save_sae, train_sae
 from MedSegLensLib.sae.capture import layer_features
 from MedSegLensLib.sae.encode import encode_case, encode_features
+from test_models_support import one_thread  # noqa: F401 (fixture)
 from worker_cases import write_case
 
 LAYER = "model.0"  # tiny U-Net encoder block: 4 channels at stride 2
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +99,29 @@ def test_sae_of_another_model_or_layer_is_refused_before_the_network_runs(setup,
         handle.remove()
     assert not calls
     # right model and layer name, wrong channel count: 4-channel weights that claim the 8-channel layer
-    claims = save_sae(sae, tmp_path / "claims-other-layer", SAEInfo(model.fingerprint, "model.1.submodule.0"))
+    claims = save_sae(copy.deepcopy(sae), tmp_path / "claims-other-layer", SAEInfo(model.fingerprint, "model.1.submodule.0"))
     with pytest.raises(CompatibilityError, match="channels"):
         encode_case(model, load_sae(claims), case)
+
+
+def test_flipped_input_gives_the_same_latent_map_in_physical_space(setup, tmp_path):
+    """The same physical volume stored with its first voxel axis reversed: same map at the same RAS points."""
+    import nibabel as nib
+
+    model, case, _fmap, saes = setup
+    flipped_dir = tmp_path / "flipped"
+    flipped_dir.mkdir()
+    for name, path in case.files.items():
+        image = nib.load(path)
+        data = np.asarray(image.dataobj)[::-1]
+        affine = image.affine @ np.array([[-1, 0, 0, data.shape[0] - 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(data), affine), str(flipped_dir / Path(path).name))
+    flipped = read_case(flipped_dir)
+    assert flipped.source_grid.orientation != case.source_grid.orientation
+    latent = int(np.argmax(encode_case(model, saes["topk"], case).firing_counts()))
+    original_map = encode_case(model, saes["topk"], case).latent_map(latent)
+    flipped_map = encode_case(model, saes["topk"], flipped).latent_map(latent)
+    assert flipped.grid.same_as(case.grid)
+    np.testing.assert_allclose(flipped_map, original_map, rtol=1e-5, atol=1e-6)
+    # written back in each input's own voxel order, the two files agree voxel for voxel once one is flipped
+    np.testing.assert_allclose(flipped.to_source(flipped_map)[::-1], case.to_source(original_map), rtol=1e-5, atol=1e-6)

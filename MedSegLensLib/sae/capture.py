@@ -25,6 +25,7 @@ receptive field of the U-Net's layers).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -135,6 +136,62 @@ def _pad_before(image_size: tuple[int, ...], roi: tuple[int, ...]) -> tuple[int,
 
 
 @torch.no_grad()
+def layer_feature_maps(
+    model: SegmentationModel,
+    case_or_prepared: Case | PreparedInput,
+    layers: Sequence[str],
+    precision: str = "fp32",
+) -> dict[str, FeatureMap]:
+    """Several layers' maps over the whole case from one sliding-window pass (the one `model.logits` runs)."""
+    prepared = _prepared(model, case_or_prepared)
+    network, config = model.network, model.config
+    modules = {layer: find_layer(network, layer) for layer in dict.fromkeys(layers)}
+    window = config.sliding_window
+    image_size = tuple(int(s) for s in prepared.tensor.shape[2:])
+    roi = tuple(int(p) for p in config.patch_size)
+    mode = str(window.get("mode", "gaussian"))
+    importance = compute_importance_map(roi, mode=mode, sigma_scale=0.125, device="cpu", dtype=torch.float32)
+    stitchers = {layer: LatticeStitcher(image_size, _pad_before(image_size, roi), roi, importance) for layer in modules}
+    outputs: dict[str, list[torch.Tensor]] = {layer: [] for layer in modules}
+
+    def hook_for(layer: str):
+        def hook(_module, _inputs, output):
+            if not isinstance(output, torch.Tensor) or output.ndim != 5:
+                raise ParameterError(f"layer {layer!r} does not output a (batch, C, X, Y, Z) map; pick a spatial layer")
+            outputs[layer].append(output)
+        return hook
+
+    def predictor(windows: torch.Tensor, coords) -> torch.Tensor:
+        for seen in outputs.values():
+            seen.clear()
+        logits = network(windows)
+        for layer, seen in outputs.items():
+            if len(seen) != 1:
+                raise ParameterError(f"layer {layer!r} ran {len(seen)} times in one forward pass; hook a module used once")
+            for index, where in enumerate(coords):
+                stitchers[layer].add([where[axis].start for axis in range(2, 5)], seen[0][index])
+        return logits
+
+    handles = [module.register_forward_hook(hook_for(layer)) for layer, module in modules.items()]
+    try:
+        with autocast(prepared.tensor.device, precision):
+            logits = sliding_window_inference(
+                prepared.tensor, roi_size=roi, sw_batch_size=int(window.get("batch_size", 1)), predictor=predictor,
+                overlap=float(window.get("overlap", 0.5)), mode=mode, with_coord=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    logits = torch.as_tensor(logits).float()
+    maps = {}
+    for layer, stitcher in stitchers.items():
+        features = stitcher.result()
+        maps[layer] = FeatureMap(
+            features=features, grid=layer_grid(prepared.grid, stitcher.stride, features.shape[1:]), layer=layer,
+            stride=stitcher.stride, model_grid=prepared.grid, case_grid=prepared.case_grid,
+            model_fingerprint=model.fingerprint, case_id=prepared.case_id, logits=logits)
+    return maps
+
+
 def layer_features(
     model: SegmentationModel,
     case_or_prepared: Case | PreparedInput,
@@ -142,48 +199,18 @@ def layer_features(
     precision: str = "fp32",
 ) -> FeatureMap:
     """The hooked layer's output over the whole case, from the same windows as `model.logits`."""
-    prepared = _prepared(model, case_or_prepared)
-    network, config = model.network, model.config
-    module = find_layer(network, layer)
-    window = config.sliding_window
-    image_size = tuple(int(s) for s in prepared.tensor.shape[2:])
-    roi = tuple(int(p) for p in config.patch_size)
-    mode = str(window.get("mode", "gaussian"))
-    importance = compute_importance_map(roi, mode=mode, sigma_scale=0.125, device="cpu", dtype=torch.float32)
-    stitcher = LatticeStitcher(image_size, _pad_before(image_size, roi), roi, importance)
-    outputs: list[torch.Tensor] = []
+    return layer_feature_maps(model, case_or_prepared, [layer], precision)[layer]
 
-    def hook(_module, _inputs, output):
-        if not isinstance(output, torch.Tensor) or output.ndim != 5:
-            raise ParameterError(f"layer {layer!r} does not output a (batch, C, X, Y, Z) map; pick a spatial layer")
-        outputs.append(output)
 
-    def predictor(windows: torch.Tensor, coords) -> torch.Tensor:
-        outputs.clear()
-        logits = network(windows)
-        if len(outputs) != 1:
-            raise ParameterError(f"layer {layer!r} ran {len(outputs)} times in one forward pass; hook a module used once")
-        for index, where in enumerate(coords):
-            stitcher.add([where[axis].start for axis in range(2, 5)], outputs[0][index])
-        return logits
-
-    handle = module.register_forward_hook(hook)
+@torch.no_grad()
+def layer_channels(model: SegmentationModel, layer: str) -> int:
+    """Channels of the layer's output, from one forward pass of a zero patch."""
+    seen = []
+    handle = find_layer(model.network, layer).register_forward_hook(lambda _m, _i, out: seen.append(out))
     try:
-        with autocast(prepared.tensor.device, precision):
-            logits = sliding_window_inference(
-                prepared.tensor, roi_size=roi, sw_batch_size=int(window.get("batch_size", 1)), predictor=predictor,
-                overlap=float(window.get("overlap", 0.5)), mode=mode, with_coord=True)
+        model.network(torch.zeros(1, model.config.in_channels, *model.config.patch_size, device=model.device))
     finally:
         handle.remove()
-    features = stitcher.result()
-    return FeatureMap(
-        features=features,
-        grid=layer_grid(prepared.grid, stitcher.stride, features.shape[1:]),
-        layer=layer,
-        stride=stitcher.stride,
-        model_grid=prepared.grid,
-        case_grid=prepared.case_grid,
-        model_fingerprint=model.fingerprint,
-        case_id=prepared.case_id,
-        logits=torch.as_tensor(logits).float(),
-    )
+    if not seen or not isinstance(seen[0], torch.Tensor) or seen[0].ndim != 5:
+        raise ParameterError(f"layer {layer!r} does not output a (batch, C, X, Y, Z) map; pick a spatial layer")
+    return int(seen[0].shape[1])

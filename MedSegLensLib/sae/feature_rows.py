@@ -47,11 +47,20 @@ def sample_feature_map(
     brain_mask: np.ndarray | None = None,
     quotas: Mapping[str, int] | None = None,
     seed: int = 0,
+    coords: np.ndarray | None = None,
 ) -> FeatureRows:
-    """Rows of `features` at stratified voxels; label/tissue/brain_mask are image-grid maps."""
+    """Rows of `features` at stratified voxels; label/tissue/brain_mask are image-grid maps.
+
+    `coords` (d, h, w, 3): the image voxel under each feature voxel, from the layer's
+    world grid (`FeatureMap.case_voxels()`); by default the two shapes are mapped
+    proportionally (each feature voxel covers an equal share of the image).
+    """
     if features.ndim != 4:
         raise ParameterError(f"feature map must be (channels, d, h, w), got shape {tuple(features.shape)}")
-    coords = image_coordinates(tuple(features.shape[1:]), tuple(image_shape))
+    if coords is None:
+        coords = image_coordinates(tuple(features.shape[1:]), tuple(image_shape))
+    elif tuple(coords.shape) != (*features.shape[1:], 3):
+        raise ParameterError(f"coords have shape {tuple(coords.shape)}, expected {(*features.shape[1:], 3)}")
     at = tuple(coords[..., axis] for axis in range(3))
     label_f = label[at] if label is not None else None
     tissue_f = tissue[at] if tissue is not None else None

@@ -40,60 +40,75 @@ class FidelityReport:
         return asdict(self)
 
 
-@torch.no_grad()
+class FidelityAccumulator:
+    """Float64 sums over batches of rows, added one at a time (e.g. one case after another)."""
+
+    def __init__(self, sae: SparseAutoencoder):
+        self.sae = sae
+        d, m = sae.d_in, sae.n_latents
+        self.rows = 0
+        self.sum_x = torch.zeros(d, dtype=torch.float64)
+        self.sum_x2 = torch.zeros(d, dtype=torch.float64)
+        self.sum_err2 = torch.zeros(d, dtype=torch.float64)
+        self.fires = torch.zeros(m, dtype=torch.int64)
+        self.l0_hist = torch.zeros(m + 1, dtype=torch.int64)
+        self.shift: torch.Tensor | None = None  # first batch's mean: sums of (x - shift) avoid cancellation
+
+    @torch.no_grad()
+    def add(self, batch: torch.Tensor) -> None:
+        if batch.shape[0] == 0:
+            return
+        x = batch.float()
+        codes = self.sae.encode_sparse(x)
+        recon = self.sae.decode_sparse(codes)
+        xd = x.double()
+        if self.shift is None:
+            self.shift = xd.mean(0)
+        recon_d, xd = recon.double() - self.shift, xd - self.shift
+        self.sum_x += xd.sum(0)
+        self.sum_x2 += xd.pow(2).sum(0)
+        self.sum_err2 += (recon_d - xd).pow(2).sum(0)
+        self.fires += torch.bincount(codes.latents, minlength=self.sae.n_latents)
+        self.l0_hist += torch.bincount(codes.l0_per_row(), minlength=self.sae.n_latents + 1)
+        self.rows += x.shape[0]
+
+    def report(self) -> FidelityReport:
+        n, m = self.rows, self.sae.n_latents
+        if n == 0:
+            raise ValueError("no rows to evaluate")
+        var = self.sum_x2 - self.sum_x.pow(2) / n  # per channel, times n
+        pooled = 1.0 - float(self.sum_err2.sum() / var.sum())
+        live = var > 1e-12 * var.max()
+        per_channel = float((1.0 - self.sum_err2[live] / var[live]).mean())
+        cdf = torch.cumsum(self.l0_hist, 0).double() / n
+        l0_p95 = float(torch.searchsorted(cdf, torch.tensor([0.95], dtype=torch.float64))[0])
+        l0_mean = float((torch.arange(m + 1, dtype=torch.float64) * self.l0_hist).sum() / n)
+        freq = self.fires.double() / n
+        alive = freq[freq > 0]
+        counts, _ = np.histogram(np.log10(alive.numpy()), bins=LOG10_BINS)
+        return FidelityReport(
+            rows=n,
+            explained_variance=pooled,
+            explained_variance_per_channel_mean=per_channel,
+            fvu=1.0 - pooled,
+            l0_mean=l0_mean,
+            l0_p95=l0_p95,
+            dead_fraction=float((self.fires == 0).double().mean()),
+            firing_frequency_log10_edges=LOG10_BINS.tolist(),
+            firing_frequency_counts=counts.tolist(),
+        )
+
+
 def evaluate_fidelity(
     sae: SparseAutoencoder, batches: Iterable[torch.Tensor], max_rows: int | None = None
 ) -> FidelityReport:
     """One pass over `batches` (e.g. `source.scan(4096)`) of held-out rows."""
-    d, m = sae.d_in, sae.n_latents
-    n = 0
-    sum_x = torch.zeros(d, dtype=torch.float64)
-    sum_x2 = torch.zeros(d, dtype=torch.float64)
-    sum_err2 = torch.zeros(d, dtype=torch.float64)
-    fires = torch.zeros(m, dtype=torch.int64)
-    l0_hist = torch.zeros(m + 1, dtype=torch.int64)
-    shift = None  # first batch's mean: sums of (x - shift) avoid cancellation in the variance
+    accumulator = FidelityAccumulator(sae)
     for batch in batches:
-        if max_rows is not None and n >= max_rows:
+        if max_rows is not None and accumulator.rows >= max_rows:
             break
-        if max_rows is not None:
-            batch = batch[: max_rows - n]
-        x = batch.float()
-        codes = sae.encode_sparse(x)
-        recon = sae.decode_sparse(codes)
-        xd = x.double()
-        if shift is None:
-            shift = xd.mean(0)
-        recon_d, xd = recon.double() - shift, xd - shift
-        sum_x += xd.sum(0)
-        sum_x2 += xd.pow(2).sum(0)
-        sum_err2 += (recon_d - xd).pow(2).sum(0)
-        fires += torch.bincount(codes.latents, minlength=m)
-        l0_hist += torch.bincount(codes.l0_per_row(), minlength=m + 1)
-        n += x.shape[0]
-    if n == 0:
-        raise ValueError("no rows to evaluate")
-    var = sum_x2 - sum_x.pow(2) / n  # per channel, times n
-    pooled = 1.0 - float(sum_err2.sum() / var.sum())
-    live = var > 1e-12 * var.max()
-    per_channel = float((1.0 - sum_err2[live] / var[live]).mean())
-    cdf = torch.cumsum(l0_hist, 0).double() / n
-    l0_p95 = float(torch.searchsorted(cdf, torch.tensor([0.95], dtype=torch.float64))[0])
-    l0_mean = float((torch.arange(m + 1, dtype=torch.float64) * l0_hist).sum() / n)
-    freq = fires.double() / n
-    alive = freq[freq > 0]
-    counts, _ = np.histogram(np.log10(alive.numpy()), bins=LOG10_BINS)
-    return FidelityReport(
-        rows=n,
-        explained_variance=pooled,
-        explained_variance_per_channel_mean=per_channel,
-        fvu=1.0 - pooled,
-        l0_mean=l0_mean,
-        l0_p95=l0_p95,
-        dead_fraction=float((fires == 0).double().mean()),
-        firing_frequency_log10_edges=LOG10_BINS.tolist(),
-        firing_frequency_counts=counts.tolist(),
-    )
+        accumulator.add(batch if max_rows is None else batch[: max_rows - accumulator.rows])
+    return accumulator.report()
 
 
 def dice_recovered(dice_with: Callable[[str], Mapping[str, float]]) -> dict[str, float]:
