@@ -4,7 +4,8 @@
     python bench/interpret_baseline.py --work /work/runs/baseline --out workspace/interpret
 
 For each architecture and layer:
-1. the SAE: `--sae ARCH=DIR` if given (e.g. from `medseglens sae train`), else one trained
+1. the SAE, at the architecture's default SAE layer (`sae.defaults`) unless `--layer ARCH=NAME`:
+   `--sae ARCH=DIR` if given (e.g. from `medseglens sae train`), else one trained
    here with the SAE core on stratified voxel rows captured from the training cohorts
    (`layer_features` + `sample_feature_map`, default quotas, `train_sae`), saved under OUT/saes/;
 2. `interpret` on the held-out cohorts (as `medseglens interpret`), into OUT/<arch>-<layer>/;
@@ -34,8 +35,8 @@ from MedSegLensLib.interpret.compare import compare_runs, read_latents_document 
 from MedSegLensLib.models import load_model  # noqa: E402
 from MedSegLensLib.sae import (SAEInfo, TensorRows, TrainConfig, encode_case, layer_features, load_sae,  # noqa: E402
                                sample_feature_map, save_sae, train_sae)
+from MedSegLensLib.sae.defaults import DEFAULTS  # noqa: E402
 
-LAYERS = {"unet": "model.1.submodule.1.submodule.1.submodule", "segformer": "stages.3"}  # the SAE defaults
 TRAIN_COHORTS = ("adult_train", "adult_test", "pediatric_test", "ssa_test", "healthy_test")
 HELD_OUT = ("adult_test", "pediatric_test", "ssa_test", "healthy_test")
 
@@ -85,7 +86,7 @@ def main() -> int:
     args = parse_args()
     torch.set_num_threads(args.threads)
     work, out = Path(args.work), Path(args.out)
-    layers = {**LAYERS, **pairs(args.layer)}
+    layers = {**{arch: default.layer for arch, default in DEFAULTS.items()}, **pairs(args.layer)}
     given = pairs(args.sae)
     runs, record = [], {"load_average_start": os.getloadavg()}
     for arch in args.archs:
