@@ -24,7 +24,10 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("MEDSEGLENS_VENV", ROOT / ".venv"))
 CONSTRAINTS = ROOT / "requirements" / "constraints.txt"
 STAMP = VENV / ".medseglens-install-stamp"
-EXTRAS = {"demo": "viewer", "test": "viewer,test"}
+# One environment serves both jobs, so switching between them never reinstalls.
+EXTRAS = {"demo": "viewer,test,byom", "test": "viewer,test,byom"}
+# Installed with --no-deps for the byom extra: their declared dependencies would replace torch (see the file).
+NO_DEPS = ROOT / "requirements" / "no-deps.txt"
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -39,7 +42,7 @@ def _run(cmd: list[str], **kwargs) -> None:
 
 def _install_fingerprint(extras: str) -> str:
     digest = hashlib.sha256(extras.encode())
-    for path in (ROOT / "pyproject.toml", CONSTRAINTS):
+    for path in (ROOT / "pyproject.toml", CONSTRAINTS, NO_DEPS):
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -56,6 +59,8 @@ def ensure_environment(extras: str) -> None:
     # torch first: an unpinned dependency resolution would pull a CUDA build.
     _run(pip + ["torch==2.13.0"])
     _run(pip + ["-e", f"{ROOT}[{extras}]"])
+    if "byom" in extras.split(","):
+        _run(pip + ["--no-deps", "-r", NO_DEPS])
     STAMP.write_text(fingerprint)
 
 

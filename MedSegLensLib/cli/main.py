@@ -22,7 +22,9 @@ COMMAND_MODULES = [
     "MedSegLensLib.cli.scene_commands",
     "MedSegLensLib.cli.synth_commands",
     "MedSegLensLib.cli.model_commands",
+    "MedSegLensLib.cli.byom_commands",
     "MedSegLensLib.cli.sae_commands",
+    "MedSegLensLib.cli.steering_commands",
     "MedSegLensLib.cli.viewer_commands",
     "MedSegLensLib.cli.interpret_commands",
 ]

@@ -7,6 +7,7 @@ failure into a one-line `InputError` that names the file. Writers are atomic.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ IMAGE_SUFFIXES = NIFTI_SUFFIXES + NRRD_SUFFIXES
 MAX_VOXELS = int(os.environ.get("MEDSEGLENS_MAX_VOXELS", 512**3))
 SPACING_RANGE_MM = (0.05, 20.0)
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_METADATA_KEY = "medseglens_metadata"
+_NRRD_STANDARD_TEXT_FIELDS = {"type", "encoding", "space", "endian", "content", "data file", "datafile"}
 # Writers keep these types; others are converted (nibabel refuses int64, NIfTI has no bool).
 _WRITE_TYPES = {np.dtype(bool): np.uint8, np.dtype(np.int64): np.int32, np.dtype(np.uint64): np.uint32}
 
@@ -160,8 +163,13 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def write_volume(array: np.ndarray, grid: Grid, path: str | os.PathLike, dtype: np.dtype | None = None) -> Path:
-    """Write a 3D volume in `grid`'s voxel order and affine, atomically; NIfTI or NRRD by suffix."""
+def write_volume(array: np.ndarray, grid: Grid, path: str | os.PathLike, dtype: np.dtype | None = None,
+                 metadata: dict[str, str] | None = None) -> Path:
+    """Write a 3D volume in `grid`'s voxel order and affine, atomically; NIfTI or NRRD by suffix.
+
+    `metadata` (single-line text values) goes into the file itself: NRRD key/value fields, or
+    one NIfTI comment extension holding it as JSON (`read_volume_metadata` reads both back).
+    """
     path = Path(path)
     suffix = image_suffix(path)
     if not suffix or suffix == ".nhdr":
@@ -177,6 +185,9 @@ def write_volume(array: np.ndarray, grid: Grid, path: str | os.PathLike, dtype: 
             image.header.set_qform(grid.affine, code=1)
             image.header.set_sform(grid.affine, code=1)
             image.header.set_xyzt_units("mm")
+            if metadata:
+                image.header.extensions.append(
+                    nib.nifti1.Nifti1Extension("comment", json.dumps({_METADATA_KEY: metadata}).encode("utf-8")))
             nib.save(image, str(tmp))
         else:
             lps = _LPS_TO_RAS @ grid.affine
@@ -186,6 +197,32 @@ def write_volume(array: np.ndarray, grid: Grid, path: str | os.PathLike, dtype: 
                 "space origin": lps[:3, 3],
                 "kinds": ["domain", "domain", "domain"],
                 "encoding": "gzip",
+                **(metadata or {}),
             }
             nrrd.write(str(tmp), array, header, index_order="F")
     return path
+
+
+def read_volume_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The text metadata `write_volume` stored in a NIfTI or NRRD file ({} when there is none)."""
+    path = Path(path)
+    suffix = image_suffix(path)
+    if suffix in NRRD_SUFFIXES:
+        try:
+            header = nrrd.read_header(str(path))
+        except Exception as exc:
+            raise InputError(f"{path}: not a readable NRRD file ({_reason(exc)})") from None
+        return {k: v for k, v in header.items() if isinstance(v, str) and k not in _NRRD_STANDARD_TEXT_FIELDS}
+    try:
+        image = nib.load(str(path), mmap=False)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable NIfTI file ({_reason(exc)})") from None
+    found: dict[str, str] = {}
+    for extension in getattr(image.header, "extensions", []):
+        try:
+            content = json.loads(extension.get_content())
+        except (ValueError, TypeError):
+            continue
+        if isinstance(content, dict) and isinstance(content.get(_METADATA_KEY), dict):
+            found.update({str(k): str(v) for k, v in content[_METADATA_KEY].items()})
+    return found

@@ -19,7 +19,10 @@ from ..errors import ParameterError
 # Architectures written or wrapped by the project; "monai:<Name>" names any MONAI network.
 BUILTIN_ARCHITECTURES = ("unet", "segformer")
 MONAI_PREFIX = "monai:"
-NORMALISATIONS = ("zscore_nonzero", "none")
+# Models imported from other libraries (models/external): "<format>:<network class>", fed by their source's own
+# preprocessing ("source" normalisation); their model.json carries what that needs.
+IMPORTED_PREFIXES = ("nnunetv2:", "monai-bundle:")
+NORMALISATIONS = ("zscore_nonzero", "none", "source")
 DEFAULT_LABELS: tuple[tuple[int, str], ...] = ((0, "background"), *sorted(LABEL_NAMES.items()))
 
 # Hyper-parameters of the two studied backbones, sized for a 2-core CPU at the synthetic cohorts' 2 mm.
@@ -100,7 +103,8 @@ class ModelConfig:
     def validate(self) -> None:
         """Refuse configs that cannot describe a working model, with a one-line reason."""
         arch = self.architecture
-        if arch not in BUILTIN_ARCHITECTURES and not (arch.startswith(MONAI_PREFIX) and len(arch) > len(MONAI_PREFIX)):
+        prefixed = any(arch.startswith(p) and len(arch) > len(p) for p in (MONAI_PREFIX, *IMPORTED_PREFIXES))
+        if arch not in BUILTIN_ARCHITECTURES and not prefixed:
             raise ParameterError(
                 f"architecture '{arch}' is unknown; use {', '.join(BUILTIN_ARCHITECTURES)} or 'monai:<Network>' (e.g. monai:SegResNet)"
             )

@@ -65,9 +65,12 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def window_logits(
-    network: nn.Module, tensor: torch.Tensor, config: ModelConfig, precision: str = "fp32"
+    network: nn.Module, tensor: torch.Tensor, config: ModelConfig, precision: str = "fp32", with_coord: bool = False
 ) -> torch.Tensor:
-    """Sliding-window logits of a (B, C, X, Y, Z) tensor with the config's patch size and blending."""
+    """Sliding-window logits of a (B, C, X, Y, Z) tensor with the config's patch size and blending.
+
+    `with_coord=True` calls `network(windows, coords)` with MONAI's window slices (steering replays windows).
+    """
     window = config.sliding_window
     device = tensor.device
     with torch.no_grad(), autocast(device, precision):
@@ -78,6 +81,7 @@ def window_logits(
             predictor=network,
             overlap=float(window.get("overlap", 0.5)),
             mode=str(window.get("mode", "gaussian")),
+            with_coord=with_coord,
         )
     return torch.as_tensor(out).float()
 
@@ -107,7 +111,7 @@ class SegmentationModel:
     def to_prediction(self, logits: torch.Tensor, prepared: PreparedInput, probabilities: bool = False) -> Prediction:
         """Labels (and optionally class probabilities) on the case's own canonical grid."""
         if not prepared.resampled and not probabilities:
-            index = logits[0].argmax(0).cpu().numpy()
+            index = logits[0].movedim(0, -1).contiguous().argmax(-1).cpu().numpy()  # ~10x faster than argmax(0) on CPU
             return Prediction(channel_index_to_label(index, self.config), prepared.case_grid, None, self.fingerprint)
         probs = torch.softmax(logits[0], dim=0).cpu().numpy()
         if prepared.resampled:
@@ -122,6 +126,14 @@ class SegmentationModel:
 
 
 def load_model(model_dir: str | os.PathLike, device=None) -> SegmentationModel:
-    """Load a model folder (hash-checked safetensors weights) onto `device` (GPU if present by default)."""
+    """Load a model folder (hash-checked safetensors weights) onto `device` (GPU if present by default).
+
+    A folder made by `medseglens import-model` (an nnU-Net or MONAI bundle model) loads as the matching
+    `SegmentationModel` subclass, which feeds cases through its source's own preprocessing.
+    """
+    from .external.folder import is_imported_model, load_imported_model
+
+    if is_imported_model(model_dir):
+        return load_imported_model(model_dir, device=device)
     network, config, fingerprint, provenance = load_network(model_dir)
     return SegmentationModel(network, config, fingerprint, device=device, provenance=provenance, model_dir=model_dir)

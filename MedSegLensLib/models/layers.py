@@ -110,7 +110,9 @@ def hookable_layers(
     if len(patch) != 3:
         raise ValueError("hookable_layers needs a 3D patch_size for a bare network")
     channels_in = in_channels or (config.in_channels if config else 4)
-    curated = None if all_layers else block_names(network)
+    # a model may name its own blocks (imported models do); otherwise the project's backbones are recognised
+    roles_of_model = getattr(model_or_network, "layer_roles", None)
+    curated = None if all_layers else (roles_of_model() if roles_of_model else block_names(network))
     if curated is None:
         candidates = [(name, type(module).__name__) for name, module in network.named_modules()
                       if name and (all_layers or not isinstance(module, _ELEMENTWISE))]

@@ -14,7 +14,7 @@ from monai.transforms import NormalizeIntensity
 
 from ..data import MODALITIES, Case, Grid
 from ..data.geometry import grid_with_spacing, resample_to_grid
-from ..errors import InputError
+from ..errors import InputError, ParameterError
 from .config import ModelConfig
 
 SPACING_RTOL = 1e-3
@@ -41,6 +41,8 @@ def normalise(image: np.ndarray, method: str) -> np.ndarray:
     """Per-modality intensity normalisation named in the config."""
     if method == "none":
         return image.astype(np.float32, copy=False)
+    if method == "source":
+        raise ParameterError("an imported model's cases are prepared by its source's own preprocessing (model.prepare)")
     # z-score over each modality's non-zero (brain) voxels; the background stays 0
     out = NormalizeIntensity(nonzero=True, channel_wise=True)(image)
     return np.asarray(out, dtype=np.float32)

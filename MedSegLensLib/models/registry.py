@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import ParameterError
-from .config import MONAI_PREFIX, ModelConfig
+from .config import IMPORTED_PREFIXES, MONAI_PREFIX, ModelConfig
 from .segformer import SegFormer3D
 
 
@@ -42,6 +42,9 @@ BUILDERS = {"unet": _unet, "segformer": _segformer}
 
 def build_network(config: ModelConfig) -> nn.Module:
     """A freshly initialised network for `config` (weights come from `load_model`)."""
+    if config.architecture.startswith(IMPORTED_PREFIXES):
+        raise ParameterError(f"architecture '{config.architecture}' is an imported model: load it with load_model, "
+                             "its network cannot be trained or rebuilt from a config alone")
     builder = _monai if config.architecture.startswith(MONAI_PREFIX) else BUILDERS[config.architecture]
     try:
         return builder(config)

@@ -115,8 +115,9 @@ def save_model(
     return digest
 
 
-def read_manifest(model_dir: str | os.PathLike) -> dict[str, Any]:
-    """The parsed and checked `model.json` of a model folder."""
+def read_manifest(model_dir: str | os.PathLike, expected_format: str = FORMAT,
+                  expected_version: int = FORMAT_VERSION) -> dict[str, Any]:
+    """The parsed and checked `model.json` of a model folder (imported models have their own format name)."""
     model_dir = Path(model_dir)
     path = model_dir / MODEL_JSON
     if not model_dir.is_dir():
@@ -127,11 +128,11 @@ def read_manifest(model_dir: str | os.PathLike) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IntegrityError(f"{path}: not valid JSON ({' '.join(str(exc).split())[:120]}); the model file is damaged") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CompatibilityError(f"{path}: not a MedSegLens model description (format '{FORMAT}' expected)")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if not isinstance(manifest, dict) or manifest.get("format") != expected_format:
+        raise CompatibilityError(f"{path}: not a MedSegLens model description (format '{expected_format}' expected)")
+    if manifest.get("format_version") != expected_version:
         raise CompatibilityError(
-            f"{path}: model format version {manifest.get('format_version')} is not supported (this MedSegLens reads {FORMAT_VERSION})"
+            f"{path}: model format version {manifest.get('format_version')} is not supported (this MedSegLens reads {expected_version})"
         )
     weights = manifest.get("weights")
     if not isinstance(weights, dict) or not isinstance(weights.get("sha256"), str) or not isinstance(weights.get("file"), str):

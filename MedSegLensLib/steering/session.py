@@ -1,0 +1,183 @@
+"""Interactive steering of one case: everything before the hooked layer is computed once.
+
+    session = SteeringSession(model, sae, case, "model.1.submodule.2", scales=scales)
+    result = session.steer(SteeringSpec((12,), (3.0,), "additive"))
+    result.prediction.labels                   # on case.grid, like model.predict
+
+The network is split at the layer (`models.split`); the first pass runs the
+windows of `model.logits` and keeps, per window, the layer output h and what
+the rest of the network reads from before it (skip connections). A steering
+change then re-runs only the suffix, per window, and MONAI blends the windows
+as inference does. Windows where the change is zero (outside the region) keep
+their cached logits. Codes of the chosen latents are cached per latent set, so
+a change of strength does not re-encode. Unsteered, the session's logits are
+bit for bit those of `model.logits`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..data import Case
+from ..errors import ParameterError
+from ..models.inference import Prediction, SegmentationModel
+from ..models.split import find_linear_entry, split_network
+from ..sae import SparseAutoencoder, check_compatible
+from .codes import decoder_directions, latent_codes
+from .interventions import coefficient_maps
+from .region import region_mask
+from .runners import EntryRunner, SuffixRunner
+from .scales import LatentScales
+from .spec import RegionSpec, SteeringSpec
+from .windows import Blender, WindowBatch, layer_gate, monai_padding, padded, run_windows, spatial_slices
+
+
+@dataclass
+class SteeringResult:
+    """A steered segmentation: labels on the case grid, model-grid logits, and what the update cost."""
+
+    prediction: Prediction
+    logits: torch.Tensor
+    windows_recomputed: int
+    windows_total: int
+    seconds: float
+
+
+class SteeringSession:
+    """One case, one model, one SAE at one layer: cached prefix, steerable suffix."""
+
+    def __init__(self, model: SegmentationModel, sae: SparseAutoencoder | None, case: Case, layer: str,
+                 scales: LatentScales | None = None, sae_sha256: str | None = None, fast: bool = True):
+        self.model, self.sae, self.case, self.layer = model, sae, case, layer
+        self.scales, self.sae_sha256 = scales, sae_sha256
+        split = split_network(model.network, layer)
+        self.prepared = model.prepare(case)
+        self.roi = tuple(int(s) for s in model.config.patch_size)
+        self._runner = None
+        self._split, self._fast = split, fast
+        self.batches: list[WindowBatch] = []
+        self._gates: dict[RegionSpec, list[torch.Tensor | None]] = {}
+        self.logits = run_windows(self.prepared.tensor, model.config, self._record)
+        layer_shape = tuple(self.batches[0].h.shape[2:])
+        self.channels = int(self.batches[0].h.shape[1])
+        self.stride = tuple(r // s for r, s in zip(self.roi, layer_shape))
+        if sae is not None:
+            check_compatible(sae, model.fingerprint, layer, self.channels)
+        self.pads = monai_padding(self.prepared.tensor.shape[2:], self.roi)
+        self._blender = Blender(self.logits, self.batches, model.config, self.pads)
+        self._unsteered: Prediction | None = None
+
+    # -- first pass ----------------------------------------------------------------------------
+    def _record(self, windows: torch.Tensor, coords: list) -> torch.Tensor:
+        h, *boundary = self._split.prefix(windows)
+        if self._runner is None:
+            entry = find_linear_entry(self._split, int(h.shape[1])) if self._fast else None
+            self._runner = EntryRunner(self._split, entry) if entry is not None else SuffixRunner(self._split)
+        cache, logits = self._runner.record(h, tuple(boundary))
+        self.batches.append(WindowBatch(spatial_slices(coords), h, cache, logits))
+        return logits.clone()  # MONAI weights the returned windows in place
+
+    @property
+    def uses_entry_shortcut(self) -> bool:
+        """True when steering terms are pushed through the suffix's first convolution alone (U-Net decoders)."""
+        return isinstance(self._runner, EntryRunner)
+
+    @property
+    def windows_total(self) -> int:
+        return sum(len(batch.slices) for batch in self.batches)
+
+    def unsteered(self) -> Prediction:
+        """The model's own segmentation of the case (identical to `model.predict`)."""
+        if self._unsteered is None:
+            self._unsteered = self.model.to_prediction(self.logits, self.prepared)
+        return self._unsteered
+
+    def predicted_tumour(self) -> np.ndarray:
+        """The unsteered predicted tumour (any non-background class) on the model grid."""
+        background = self.model.config.label_values.index(0) if 0 in self.model.config.label_values else 0
+        return (self.logits[0].argmax(0) != background).cpu().numpy()
+
+    # -- steering --------------------------------------------------------------------------------
+    def steer(self, spec: SteeringSpec, exact: bool = True) -> SteeringResult:
+        """Apply a steering spec (SAE latents) and return the steered segmentation.
+
+        `exact=False` with a region: instance-norm statistics stay at their unsteered values and
+        only the voxels the region can reach are recomputed (faster; see docs/steering.md for
+        the deviation). Without a region, or for networks whose suffix is not local, it is exact.
+        """
+        if self.sae is None:
+            raise ParameterError("this session has no SAE; steer along explicit directions with steer_directions")
+        spec.check_latents(self.sae.n_latents)
+        latents = spec.latents
+        strengths = torch.tensor(spec.strengths, dtype=torch.float32)
+        typical = None
+        if spec.mode in ("additive", "clamp"):
+            if self.scales is None:
+                raise ParameterError(f"{spec.mode} steering needs the latents' typical activations: measure them with "
+                                     "`medseglens steer-scales --sae SAE_DIR --store STORE_DIR`")
+            typical = self.scales.of(latents)
+        needs_codes = spec.mode in ("multiplicative", "clamp")
+
+        def coefficients(index: int, batch: WindowBatch, gate):
+            codes = self.codes(index, latents) if needs_codes else None
+            return coefficient_maps(spec.mode, strengths, tuple(batch.h.shape[2:]), batch.h.shape[0], typical, codes, gate)
+
+        return self._apply(coefficients, decoder_directions(self.sae, latents), spec.region, exact)
+
+    def steer_directions(self, directions: torch.Tensor, amounts: Sequence[float],
+                         region: RegionSpec = RegionSpec(), exact: bool = True) -> SteeringResult:
+        """Add amounts[j] * directions[j] (layer units) at every voxel of the region: baselines without an SAE."""
+        directions = torch.as_tensor(directions, dtype=torch.float32).reshape(-1, self.channels)
+        amounts_t = torch.tensor(list(amounts), dtype=torch.float32)
+        ones = torch.ones(len(amounts_t))
+
+        def coefficients(_index: int, batch: WindowBatch, gate):
+            return coefficient_maps("additive", amounts_t, tuple(batch.h.shape[2:]), batch.h.shape[0], ones, None, gate)
+
+        return self._apply(coefficients, directions, region, exact)
+
+    def codes(self, index: int, latents: Sequence[int]) -> torch.Tensor:
+        """Codes of `latents` in window batch `index` (cached per latent set)."""
+        batch, key = self.batches[index], tuple(latents)
+        if key not in batch.codes:
+            batch.codes.clear()  # keep one latent set: a new set replaces the old one
+            batch.codes[key] = latent_codes(self.sae, batch.h, latents)
+        return batch.codes[key]
+
+    def gates(self, region: RegionSpec) -> list[torch.Tensor | None]:
+        """The region on each window batch's layer lattice (None everywhere for the whole volume)."""
+        if region not in self._gates:
+            mask = region_mask(region, self.prepared.grid, self.predicted_tumour())
+            if mask is None:
+                self._gates[region] = [None] * len(self.batches)
+            else:
+                full = torch.from_numpy(padded(mask.astype(np.float32), self.pads))
+                self._gates[region] = [layer_gate(full, batch.slices, self.stride) for batch in self.batches]
+        return self._gates[region]
+
+    def _apply(self, coefficients, directions: torch.Tensor, region: RegionSpec, exact: bool) -> SteeringResult:
+        start = time.perf_counter()
+        gates = self.gates(region)
+        changes, recomputed = [], 0
+        local = not exact and region.kind != "none"
+        with torch.no_grad():
+            for index, (batch, gate) in enumerate(zip(self.batches, gates)):
+                if gate is not None and not bool(gate.any()):
+                    continue
+                c = coefficients(index, batch, gate)
+                changed = c.flatten(1).any(1).nonzero().squeeze(1)
+                if not len(changed):
+                    continue
+                new = self._runner.steered_locally(batch.cache, c, directions, batch.logits, changed) if local else None
+                if new is None:
+                    new = self._runner.steered(batch.h, batch.cache, c, directions, changed)
+                changes += [(index, int(w), batch.logits[w], out) for w, out in zip(changed, new)]
+                recomputed += len(changed)
+        logits = self._blender.blend(changes, self.batches) if changes else self.logits
+        prediction = self.model.to_prediction(logits, self.prepared)
+        return SteeringResult(prediction, logits, recomputed, self.windows_total, time.perf_counter() - start)

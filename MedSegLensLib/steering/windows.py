@@ -1,0 +1,111 @@
+"""The sliding windows of `model.logits`, recorded once and replayed after each steering change.
+
+The session runs MONAI's `sliding_window_inference` exactly as inference does
+(same windows, batches and Gaussian blending; `window_logits(..., with_coord=True)`),
+so its unsteered output is bit for bit the one `model.predict` gives. The first
+pass records each batch of windows; later passes hand MONAI the recomputed (or
+cached) window logits in the same order, and MONAI blends them again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.data.utils import compute_importance_map
+
+from ..models.inference import window_logits
+
+
+@dataclass
+class WindowBatch:
+    """One batch of windows as MONAI handed it over: spatial slices (padded image), the layer output h and caches."""
+
+    slices: list[tuple[slice, slice, slice]]
+    h: torch.Tensor
+    cache: Any
+    logits: torch.Tensor
+    codes: dict[tuple[int, ...], torch.Tensor] = field(default_factory=dict)
+
+
+def spatial_slices(coords: Sequence[Sequence[slice]]) -> list[tuple[slice, slice, slice]]:
+    """MONAI's per-window slices [batch, channel, x, y, z] -> the spatial part."""
+    return [tuple(window[2:]) for window in coords]
+
+
+def run_windows(tensor: torch.Tensor, config, predictor: Callable[[torch.Tensor, list], torch.Tensor]) -> torch.Tensor:
+    """Blended logits of `predictor(window_batch, coords)` over the windows `model.logits` uses."""
+    module = _CoordPredictor(predictor)
+    return window_logits(module, tensor, config, with_coord=True)
+
+
+class _CoordPredictor(torch.nn.Module):
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, windows: torch.Tensor, coords: list) -> torch.Tensor:
+        return self.function(windows, coords)
+
+
+def monai_padding(image_shape: Sequence[int], roi: Sequence[int]) -> list[tuple[int, int]]:
+    """(before, after) padding per axis that sliding_window_inference adds to an image smaller than a window."""
+    pads = []
+    for size, window in zip(image_shape, roi):
+        diff = max(int(window) - int(size), 0)
+        pads.append((diff // 2, diff - diff // 2))
+    return pads
+
+
+def padded(volume: np.ndarray, pads: list[tuple[int, int]]) -> np.ndarray:
+    return np.pad(volume, pads) if any(a or b for a, b in pads) else volume
+
+
+def layer_gate(region: torch.Tensor, slices: list[tuple[slice, slice, slice]], stride: Sequence[int]) -> torch.Tensor:
+    """The region (padded model grid, float 0/1) on each window's layer lattice: (B, 1, d, h, w).
+
+    Window-local layer voxel j sits on window voxel stride * j (the backbones' "same"-padded
+    strided convolutions centre it there), so a layer voxel is gated when the region touches
+    the stride-wide neighbourhood around that voxel.
+    """
+    crops = torch.stack([region[window] for window in slices])[:, None]
+    kernel = [2 * (s // 2) + 1 for s in stride]
+    return F.max_pool3d(crops, kernel_size=kernel, stride=list(stride), padding=[s // 2 for s in stride])
+
+
+class Blender:
+    """MONAI's window blending, applied incrementally: only changed windows touch the output.
+
+    logits = sum_w weight * y_w / sum_w weight over the windows covering a voxel, so changing
+    window w adds weight * (y_new - y_old) / count over its slice. Equal to a full MONAI pass up
+    to float rounding (tested); the unsteered logits stay MONAI's own.
+    """
+
+    def __init__(self, logits: torch.Tensor, batches: list[WindowBatch], config, pads: list[tuple[int, int]]):
+        window = config.sliding_window
+        roi = tuple(int(s) for s in config.patch_size)
+        self.importance = compute_importance_map(roi, mode=str(window.get("mode", "gaussian")), sigma_scale=0.125,
+                                                 device=logits.device, dtype=logits.dtype)
+        self.pads = pads
+        self.inner = tuple(slice(before, before + size) for (before, _), size in zip(pads, logits.shape[2:]))
+        padded_shape = tuple(size + a + b for size, (a, b) in zip(logits.shape[2:], pads))
+        count = torch.zeros(padded_shape, dtype=logits.dtype, device=logits.device)
+        for batch in batches:
+            for window in batch.slices:
+                count[window] += self.importance
+        self.weight_over_count = [[self.importance / count[window] for window in batch.slices] for batch in batches]
+        self.base = torch.zeros((logits.shape[1], *padded_shape), dtype=logits.dtype, device=logits.device)
+        self.base[(slice(None), *self.inner)] = logits[0]
+
+    def blend(self, changes: list[tuple[int, int, torch.Tensor, torch.Tensor]], batches: list[WindowBatch]) -> torch.Tensor:
+        """Logits (1, K, ...) after replacing window (batch, index)'s output `old` by `new`."""
+        out = self.base.clone()
+        for b, w, old, new in changes:
+            window = batches[b].slices[w]
+            change = new - old
+            change *= self.weight_over_count[b][w]
+            out[(slice(None), *window)] += change
+        return out[(slice(None), *self.inner)][None]
