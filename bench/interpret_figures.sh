@@ -9,16 +9,17 @@ B=${1:-/work/runs/baseline}
 S=${2:-/work/runs/sae_layers}/unet/saes
 R=${3:-/work/runs/interpret}
 C=$B/cohorts
+PY=${PYTHON:-python}  # e.g. PYTHON=/tmp/venv0/bin/python
 for layer in model.1.submodule.1.submodule.1.submodule model.1.submodule.1.submodule.2; do
-  /usr/bin/time -v /tmp/venv0/bin/python -m MedSegLensLib interpret --model $B/models/unet \
+  /usr/bin/time -v "$PY" -m MedSegLensLib interpret --model $B/models/unet \
     --sae $S/$layer-batchtopk --data $C/adult_test $C/pediatric_test $C/ssa_test $C/healthy_test \
     --out $R/unet-$layer --device cpu --overwrite
 done
 # SegFormer: no SAE existed at its default layer; bench/interpret_baseline.py trains one on adult_train and interprets
-/tmp/venv0/bin/python bench/interpret_baseline.py --work $B --out $R/bench \
+"$PY" bench/interpret_baseline.py --work $B --out $R/bench \
   --archs segformer --train-cohorts adult_train --threads 1
-/tmp/venv0/bin/python -m MedSegLensLib interpret-compare $R/unet-model.1.submodule.1.submodule.1.submodule \
+"$PY" -m MedSegLensLib interpret-compare $R/unet-model.1.submodule.1.submodule.1.submodule \
   $R/unet-model.1.submodule.1.submodule.2 $R/bench/segformer-stages.3 \
   --names "unet bottleneck" "unet decoder" "segformer stage 4" --out $R/compare --overwrite
-/tmp/venv0/bin/python bench/interpret_summary.py $R/unet-model.1.submodule.1.submodule.1.submodule \
+"$PY" bench/interpret_summary.py $R/unet-model.1.submodule.1.submodule.1.submodule \
   $R/unet-model.1.submodule.1.submodule.2 $R/bench/segformer-stages.3
