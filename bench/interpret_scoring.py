@@ -7,7 +7,8 @@ Codes are synthetic (k active latents per layer voxel, log-normal values, a stri
 layer) on real case grids, ground truth and location atlases (when the cohort has
 them). The histogram scorer processes every latent; the exact baseline (for each
 latent: build its nearest-neighbour image map in every case, sort the active voxels,
-AUROC with ties and the best-threshold Dice per target) runs on a sample of latents and is extrapolated linearly to all of them.
+AUROC with ties and the best-threshold Dice per target) runs on a sample of latents
+and is extrapolated linearly to all of them.
 Also prints the largest AUROC and Dice binning bounds seen, and the exact errors.
 """
 
