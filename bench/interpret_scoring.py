@@ -105,15 +105,18 @@ def main() -> int:
             worst["dice"] = max(worst["dice"], dice - table.metrics["dice"][latent, t])
     exact_s = (time.perf_counter() - started) / args.sample * args.latents
 
-    print(f"{len(cases)} cases of {cases[0].shape}, {args.latents} latents, k={args.k}, stride-2 layer, "
-          f"{entries / len(cases):.3g} active entries per case, {args.threads} thread(s)")
-    print(f"histogram scoring, all latents:          {histogram_s:8.1f} s  ({histogram_s / len(cases):.1f} s per case)")
-    print(f"categories, confidences, sentences for {len(records)} latents: {records_s:.1f} s")
-    print(f"exact scoring (extrapolated from {args.sample}): {exact_s:8.1f} s")
-    print(f"speed-up: {exact_s / histogram_s:.1f}x")
-    print(f"largest stated bounds: AUROC {np.nanmax(table.metrics['auroc_error']):.4f}, "
-          f"Dice {np.nanmax(table.metrics['dice_error']):.4f}; largest exact errors on the sample: "
-          f"AUROC {worst['auroc']:.4f}, Dice {worst['dice']:.4f}")
+    lines = [
+        f"{len(cases)} cases of {cases[0].shape}, {args.latents} latents, k={args.k}, stride-2 layer, "
+        f"{entries / len(cases):.3g} active entries per case, {args.threads} thread(s)",
+        f"histogram scoring, all latents:          {histogram_s:8.1f} s  ({histogram_s / len(cases):.1f} s per case)",
+        f"categories, confidences, sentences for {len(records)} latents: {records_s:.1f} s",
+        f"exact scoring (extrapolated from {args.sample}): {exact_s:8.1f} s",
+        f"speed-up: {exact_s / histogram_s:.1f}x",
+        f"largest stated bounds: AUROC {np.nanmax(table.metrics['auroc_error']):.4f}, "
+        f"Dice {np.nanmax(table.metrics['dice_error']):.4f}; largest exact errors on the sample: "
+        f"AUROC {worst['auroc']:.4f}, Dice {worst['dice']:.4f}",
+    ]
+    print("\n".join(lines))
     return 0
 
 
