@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "MedSegLensLib.cli.sae_commands",
     "MedSegLensLib.cli.steering_commands",
     "MedSegLensLib.cli.viewer_commands",
+    "MedSegLensLib.cli.interpret_commands",
 ]
 
 
