@@ -8,7 +8,8 @@
 # were overloaded), ARCH_POPS (cohorts both networks are compared on, default "adult pediatric ssa"),
 # COMPARE_CASES (all of their cases, or the first N of each, copied to $OUT/compare; default all),
 # PERMS (permutation null replicates, default 50). STEPS (which of the numbered
-# steps to run, default 123; e.g. STEPS=12 and STEPS=3 in two shells run in parallel).
+# steps to run, default 123; step 3 needs the pooled U-Net SAE and labels of step 1, then STEPS=2 and
+# STEPS=3 can run in two shells at once).
 #
 # BASE holds the baseline run (bench/baseline_failure_map.py): cohorts/{adult,pediatric,ssa,healthy}_test
 # and the adult-trained models/{unet,segformer}. Each step is skipped when its output exists, so the
