@@ -238,7 +238,8 @@ class ViewerApp:
             model, sae = self.pair
             origin = {"file": None, "job": "steer", "model": model.folder, "model_sha256": record["model_sha256"],
                       "sae": sae.folder, "sae_sha256": record["sae_sha256"],
-                      "steering": {"spec": result["spec"], "record": record}}
+                      "steering": {"spec": result["spec"], "record": record, "dice": result["dice"],
+                                   "dice_unsteered": result["dice_unsteered"]}}
             self._show_segmentation("steered", Path(result["segmentation"]), origin)
             self.steering.show_result(result)
 
