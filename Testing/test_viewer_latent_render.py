@@ -31,7 +31,7 @@ def computed(tmp_path_factory):
     """The workspace, the edema latent and its map as the worker's `latent_map` wrote it (read before release)."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("ws")
-    written, edema = write_steering_workspace(root, tmp_path_factory.mktemp("assets"))
+    _, edema = write_steering_workspace(root, tmp_path_factory.mktemp("assets"))
     workspace = read_workspace(root)
     model, sae = workspace.analysis()
     params = {"model": str(root / model.folder), "sae": str(root / sae.folder),
@@ -51,7 +51,7 @@ def display(computed):
 
 
 def test_a_worker_map_is_drawn_where_the_latent_fires(computed, display):
-    workspace, edema, result, activation, grid, copy = computed
+    _, edema, result, activation, grid, copy = computed
     display.load_case(CASE)
     display.show_segmentation(None)
     through(display, result["peak_ras"])
