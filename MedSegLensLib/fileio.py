@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,6 +27,7 @@ def _explain_os_error(path: Path, exc: OSError) -> OutputError:
         errno.EPERM: "permission denied (read-only folder?)",
         errno.EROFS: "the file system is read-only",
         errno.ENOENT: "the parent folder does not exist",
+        errno.EFBIG: "the file is larger than this file system or the file-size limit allows",
     }.get(exc.errno, exc.strerror or str(exc))
     return OutputError(f"{path}: cannot write ({reason}); choose another output location")
 
@@ -36,6 +38,28 @@ def ensure_parent(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _explain_os_error(path, exc) from None
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (other threads may be creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _give_normal_mode(tmp: Path, final: Path, base: int) -> None:
+    """mkstemp/mkdtemp create 0600/0700 entries; give them what open()/mkdir() would (or the replaced file's mode)."""
+    try:
+        mode = stat.S_IMODE(final.stat().st_mode)
+    except OSError:
+        mode = base & ~_current_umask()
+    os.chmod(tmp, mode)
 
 
 def check_can_write(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -63,6 +87,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        _give_normal_mode(tmp, path, 0o666)
         yield tmp
         os.replace(tmp, path)
     except OSError as exc:
@@ -113,6 +138,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     except OSError as exc:
         raise _explain_os_error(path, exc) from None
     try:
+        _give_normal_mode(tmp, path, 0o777)
         yield tmp
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
