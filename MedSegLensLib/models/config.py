@@ -148,7 +148,7 @@ class ModelConfig:
                 raise ParameterError(f"{source}: labels must be a list of {{'value': int, 'name': str}}") from None
         try:
             return cls(**values)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ParameterError) as exc:
             raise ParameterError(f"{source}: {exc}") from None
 
 
