@@ -2,6 +2,7 @@
 
 A reader (or a crash) therefore sees either the complete old file, the complete
 new one, or nothing: never a partial output. Folders are published the same way.
+A temporary left by a killed process is removed by the next writer of the same path.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import OutputError
+from .pause_points import pause_point
 
 
 def _explain_os_error(path: Path, exc: OSError) -> OutputError:
@@ -62,6 +64,35 @@ def _give_normal_mode(tmp: Path, final: Path, base: int) -> None:
     os.chmod(tmp, mode)
 
 
+def _temporary_prefix(path: Path) -> str:
+    """Temporaries are named `.NAME.PID.`: a later writer can tell those of a killed process from live ones."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries that a killed writer of `path` left behind (their process is gone)."""
+    prefix = f".{path.name}."
+    try:
+        siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and ".partial" in p.name]
+    except OSError:
+        return
+    for sibling in siblings:
+        pid = sibling.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                shutil.rmtree(sibling) if sibling.is_dir() else sibling.unlink()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def check_can_write(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Refuse to replace an existing user file unless `overwrite` is set."""
     path = Path(path)
@@ -81,7 +112,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     ensure_parent(path)
     suffix = suffix if suffix is not None else "".join(path.suffixes)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
+        _remove_stale_temporaries(path)
+        fd, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=f".partial{suffix}", dir=path.parent)
     except OSError as exc:
         raise _explain_os_error(path, exc) from None
     os.close(fd)
@@ -89,6 +121,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         _give_normal_mode(tmp, path, 0o666)
         yield tmp
+        pause_point(f"write:{path.name}")
         os.replace(tmp, path)
     except OSError as exc:
         raise _explain_os_error(path, exc) from None
@@ -134,7 +167,8 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
         raise OutputError(f"{path}: already exists; pass --overwrite or choose another folder")
     ensure_parent(path)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+        _remove_stale_temporaries(path)
+        tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".partial", dir=path.parent))
     except OSError as exc:
         raise _explain_os_error(path, exc) from None
     try:

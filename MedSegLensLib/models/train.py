@@ -30,6 +30,7 @@ from monai.utils import set_determinism
 
 from ..data import CaseFiles
 from ..errors import OutputError, ParameterError
+from ..pause_points import pause_point
 from . import memory
 from .checkpoint import TrainingState, has_checkpoint, load_checkpoint, remove_checkpoint, save_checkpoint
 from .config import ModelConfig
@@ -219,6 +220,7 @@ def train_model(
         state.history.append(record)
         state.epochs_done = epoch + 1
         save_checkpoint(model_dir, network, optimizer, state)
+        pause_point(f"train:epoch-{state.epochs_done}")
 
     provenance = {
         "trained_by": "medseglens train",
