@@ -71,6 +71,8 @@ def _temporary_prefix(path: Path) -> str:
 
 def _remove_stale_temporaries(path: Path) -> None:
     """Delete temporaries that a killed writer of `path` left behind (their process is gone)."""
+    from .worker.server import process_alive
+
     prefix = f".{path.name}."
     try:
         siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and ".partial" in p.name]
@@ -78,19 +80,9 @@ def _remove_stale_temporaries(path: Path) -> None:
         return
     for sibling in siblings:
         pid = sibling.name[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             with contextlib.suppress(OSError):
                 shutil.rmtree(sibling) if sibling.is_dir() else sibling.unlink()
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_can_write(path: str | os.PathLike, overwrite: bool = False) -> Path:

@@ -117,6 +117,39 @@ def leftovers(folder: Path, before: dict) -> list[str]:
     return sorted(set(snapshot(folder)) - set(before))
 
 
+def build_corpus(corpus: dict, root: Path, *context) -> dict:
+    """Build each bad input (`build(*context, folder)` -> argv, words) in a numbered folder of its own.
+
+    Returns name -> (folder, argv, words, snapshot of the folder before the command).
+    """
+    plans = {}
+    for number, (name, build) in enumerate(corpus.items()):
+        folder = root / f"{number:02d}"
+        folder.mkdir()
+        argv, words = build(*context, folder)
+        plans[name] = (folder, argv, words, snapshot(folder))
+    return plans
+
+
+def run_corpus(plans: dict, root: Path, extra_commands=(), read_only_folders=()) -> tuple[dict, list[CliRun]]:
+    """Run every plan's command (then `extra_commands`) in one fresh process, with some folders read-only."""
+    restores = [read_only(folder) for folder in read_only_folders]
+    try:
+        runs = run_cli_batch([plan[1] for plan in plans.values()] + list(extra_commands), root)
+    finally:
+        for restore in restores:
+            restore()
+    results = {name: (*plan, run) for (name, plan), run in zip(plans.items(), runs)}
+    return results, runs[len(plans):]
+
+
+def check_refusal(results: dict, name: str) -> None:
+    """One refusal of a corpus: the one-line contract, and its folder exactly as it was."""
+    folder, _, words, before, run = results[name]
+    assert_refused(run, *map(str, words))
+    assert snapshot(folder) == before, "the user's files were changed or new files were left"
+
+
 def read_only(folder: Path):
     """Make `folder` read-only; returns a function that restores it (tmp_path cleanup needs write access)."""
     mode = folder.stat().st_mode

@@ -19,7 +19,7 @@ from steering_support import UNET_DECODER, train_layer_sae, write_planted_case
 from worker_cases import save_tiny_model
 
 from MedSegLensLib.models import load_model
-from reliability_support import assert_refused, read_only, run_cli_batch, snapshot
+from reliability_support import build_corpus, check_refusal, run_corpus, snapshot
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]  # ~30 CLI runs with inference: about a minute
 OTHER_LAYER = "model.1.submodule.0"
@@ -185,7 +185,7 @@ CORPUS = {
     "steer: clamp below zero": _steer_options("--latent", "1", "--alpha", "-0.5", "--mode", "clamp"),
     "steer: no latent": _steer_options("--latent", ",", "--alpha", "1"),
     "steer: huge margin": _steer_options("--latent", "1", "--alpha", "1", "--region", "tumour-margin:1e9"),
-    "steer: mask outside the case grid": _steer_options("--latent", "1", "--alpha", "1", "--region",
+    "steer: mask is a device file": _steer_options("--latent", "1", "--alpha", "1", "--region",
                                                         "mask:/dev/null"),
     "steer: existing provenance sidecar": _steer_over_existing_sidecar,
     "segment: read-only output folder": _segment_into_read_only,
@@ -211,12 +211,7 @@ def artefacts(tmp_path_factory):
 @pytest.fixture(scope="module")
 def refusals(artefacts, tmp_path_factory):
     root = tmp_path_factory.mktemp("bad-artefacts")
-    plans = {}
-    for number, (name, build) in enumerate(CORPUS.items()):
-        folder = root / f"{number:02d}"
-        folder.mkdir()
-        argv, words = build(artefacts, folder)
-        plans[name] = (folder, argv, words, snapshot(folder))
+    plans = build_corpus(CORPUS, root, artefacts)
     # the extra-files control: a model and an SAE folder with stray files (one a malicious pickle) still work
     extra = root / "extra"
     shutil.copytree(artefacts["model"], extra / "model")
@@ -226,21 +221,15 @@ def refusals(artefacts, tmp_path_factory):
         (folder / "weights.pt").write_bytes(pickle.dumps(Payload(root / "payload-ran")))
     control = _steer(artefacts, extra, sae=extra / "sae", model=extra / "model")
     shared = snapshot(artefacts["base"])
-    restores = [read_only(plans[name][0] / "locked") for name in CORPUS if "read-only" in name]
-    try:
-        runs = run_cli_batch([plan[1] for plan in plans.values()] + [control], root)
-    finally:
-        for restore in restores:
-            restore()
+    locked = [plans[name][0] / "locked" for name in CORPUS if "read-only" in name]
+    results, (control_run,) = run_corpus(plans, root, [control], locked)
     assert snapshot(artefacts["base"]) == shared, "a refused command changed the model, SAE or case"
-    return {name: (*plan, run) for (name, plan), run in zip(plans.items(), runs)} | {"control": (extra, runs[-1])}
+    return results | {"control": (extra, control_run)}
 
 
 @pytest.mark.parametrize("name", list(CORPUS))
 def test_bad_artefact_or_request_is_refused_in_one_line_and_leaves_no_trace(refusals, name):
-    folder, argv, words, before, run = refusals[name]
-    assert_refused(run, *map(str, words))
-    assert snapshot(folder) == before, "files were changed or left behind"
+    check_refusal(refusals, name)
 
 
 def test_stray_files_beside_the_weights_are_ignored_and_never_unpickled(refusals):

@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 from datafiles import affine, smooth_image, tumour_labels, write_case, write_nifti
 
-from reliability_support import assert_refused, leftovers, read_only, run_cli, run_cli_batch, snapshot
+from reliability_support import (
+    assert_refused, build_corpus, check_refusal, leftovers, run_cli, run_corpus, snapshot,
+)
 
 SHAPE = (16, 18, 14)
 
@@ -161,7 +163,7 @@ CORPUS = {
     "absurd spacing (1 m voxels)": _rewrite("t1n", lambda w: w["arrays"]["t1n"], affine((1000.0, 1.0, 1.0))),
     "absurd spacing (0.1 µm voxels)": _rewrite("t2w", lambda w: w["arrays"]["t2w"], affine((1e-4, 1.0, 1.0))),
     "label 5": _rewrite("seg", _with(lambda w: w["labels"], (0, 0, 0), 5)),
-    "negative label": _rewrite("seg", lambda w: np.where(w["labels"] == 1, -1, w["labels"]).astype(np.int16)),
+    "negative label": _rewrite("seg", _with(lambda w: w["labels"].astype(np.int16), (0, 0, 0), -1)),
     "fractional labels": _rewrite("seg", lambda w: w["labels"].astype(np.float32) * 0.5),
     "NRRD data file outside its folder (../)": _nrrd_data_outside,
     "case id with ../": _case_id_traversal,
@@ -183,26 +185,14 @@ CORPUS = {
 def refusals(tmp_path_factory):
     """Build every bad input in a folder of its own, snapshot it, run all commands in one fresh process."""
     base = tmp_path_factory.mktemp("bad-data")
-    plans = {}
-    for number, (name, build) in enumerate(CORPUS.items()):
-        root = base / f"{number:02d}"
-        root.mkdir()
-        argv, words = build(root)
-        plans[name] = (root, argv, words, snapshot(root))
-    locked = base / f"{list(CORPUS).index('read-only output folder'):02d}" / "locked"
-    restore = read_only(locked)
-    try:
-        runs = run_cli_batch([plan[1] for plan in plans.values()], base)
-    finally:
-        restore()
-    return {name: (*plan, run) for (name, plan), run in zip(plans.items(), runs)}
+    plans = build_corpus(CORPUS, base)
+    results, _ = run_corpus(plans, base, read_only_folders=[plans["read-only output folder"][0] / "locked"])
+    return results
 
 
 @pytest.mark.parametrize("name", list(CORPUS))
 def test_bad_input_is_refused_in_one_line_and_leaves_no_trace(refusals, name):
-    root, _, words, before, run = refusals[name]
-    assert_refused(run, *map(str, words))
-    assert snapshot(root) == before, "the user's files were changed or new files were left"
+    check_refusal(refusals, name)
 
 
 def test_unicode_names_are_fine(tmp_path):
@@ -251,7 +241,6 @@ def test_full_disk_leaves_no_partial_output(tmp_path):
     written = _case(tmp_path)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    before = snapshot(tmp_path)
     # a big CSV: many prediction files against one reference folder layout
     preds = tmp_path / "preds"
     refs = tmp_path / "refs"
