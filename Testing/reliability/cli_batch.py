@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import traceback
+import warnings
 
 
 @contextlib.contextmanager
@@ -33,9 +34,19 @@ def captured(fd: int, stream, into: dict, key: str):
             into[key] = sink.read().decode("utf-8", "replace")
 
 
+def forget_shown_warnings() -> None:
+    """Python shows a warning once per place and process; each command must show what a fresh process would."""
+    warnings.onceregistry.clear()
+    for module in list(sys.modules.values()):
+        registry = getattr(module, "__warningregistry__", None)
+        if isinstance(registry, dict):
+            registry.clear()
+
+
 def run_one(argv: list[str]) -> dict:
     from MedSegLensLib.cli.main import main
 
+    forget_shown_warnings()
     record: dict = {"argv": argv}
     with captured(1, sys.stdout, record, "stdout"), captured(2, sys.stderr, record, "stderr"):
         try:
