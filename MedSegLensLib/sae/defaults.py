@@ -1,8 +1,11 @@
-"""Default SAE layer and size per backbone architecture, chosen by `bench/sae_layers.py`.
+"""Default SAE layer and size per backbone architecture.
 
-The evidence (fidelity, Dice recovered, alignment with tumour subregions per
-candidate layer) is in docs/sae.md. Other architectures have no default: name the
-layer (`medseglens layers --model MODEL_DIR` lists them).
+The U-Net default is its bottleneck (a compact code that describes the tumour
+well), but `bench/sae_layers.py` shows the network hardly depends on it (zeroing
+it costs 0.001 Dice: the skip connections carry the output), so steer at the
+1/2-resolution decoder (`model.1.submodule.2`) instead; see "Which layer?" in
+docs/sae.md. Other architectures have no default: name the layer (`medseglens
+layers --model MODEL_DIR` lists them).
 """
 
 from __future__ import annotations
