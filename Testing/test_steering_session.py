@@ -114,15 +114,19 @@ def test_cached_steering_equals_the_steered_network_run_in_full(setups, arch):
         assert torch.allclose(slow.steer(spec).logits, session.steer(spec).logits, atol=2e-5, rtol=1e-5)
 
 
+def _long_case_with_box(workdir, name: str, box: tuple[slice, slice, slice]):
+    """A 48x24x24 case (longer than one window) and a mask file of one box in it."""
+    images, labels = tiny_case_arrays(np.random.default_rng(5), shape=(48, 24, 24))
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    case = read_case(write_case(workdir / name, name, images, labels, affine))
+    mask = np.zeros((48, 24, 24), np.uint8)
+    mask[box] = 1
+    return case, write_nifti(workdir / f"{name}-mask.nii.gz", mask, affine)
+
+
 def test_a_region_leaves_windows_it_cannot_reach_untouched(setups, workdir):
     model, sae_dir, _ = setups["unet"]
-    rng = np.random.default_rng(5)
-    images, labels = tiny_case_arrays(rng, shape=(48, 24, 24))
-    affine = np.diag([2.0, 2.0, 2.0, 1.0])
-    case = read_case(write_case(workdir / "long", "long", images, labels, affine))
-    box = np.zeros((48, 24, 24), np.uint8)
-    box[2:8, 8:16, 8:16] = 1
-    mask = write_nifti(workdir / "long-mask.nii.gz", box, affine)
+    case, mask = _long_case_with_box(workdir, "long", (slice(2, 8), slice(8, 16), slice(8, 16)))
     session = open_session(model, sae_dir, case)
     spec = SteeringSpec((int(session.scales.frequency.argmax()),), (3.0,), "additive", RegionSpec("mask", path=str(mask)))
     result = session.steer(spec)
@@ -165,14 +169,8 @@ def test_region_limited_recomputation_equals_the_frozen_statistics_network_on_wh
     """The documented tolerance: cropping around the change reproduces, to float rounding, the network whose
     instance norms use the unsteered statistics run on whole windows; windows the region cannot reach stay exact."""
     model, sae_dir, _ = setups["unet"]
-    rng = np.random.default_rng(5)
-    images, labels = tiny_case_arrays(rng, shape=(48, 24, 24))
-    affine = np.diag([2.0, 2.0, 2.0, 1.0])
-    case = read_case(write_case(workdir / "long2", "long2", images, labels, affine))
-    box = np.zeros((48, 24, 24), np.uint8)
-    box[10:14, 9:13, 9:13] = 1
-    spec = SteeringSpec((2,), (3.0,), "additive",
-                        RegionSpec("mask", path=str(write_nifti(workdir / "box.nii.gz", box, affine))))
+    case, mask = _long_case_with_box(workdir, "long2", (slice(10, 14), slice(9, 13), slice(9, 13)))
+    spec = SteeringSpec((2,), (3.0,), "additive", RegionSpec("mask", path=str(mask)))
     session = open_session(model, sae_dir, case)
     runner = session._runner
     assert runner.frozen is not None and runner.frozen.radius == (1, 1, 1)  # one 3x3x3 convolution after the norm
