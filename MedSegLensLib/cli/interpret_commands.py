@@ -1,0 +1,95 @@
+"""`medseglens interpret | interpret-compare`: label every SAE latent from the ground truth of cohorts."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from ..errors import ParameterError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "interpret",
+        help="score, categorise and describe every latent of an SAE on labelled cohorts; cards and a gallery",
+        description="Writes DIR/latents.json, latents.csv, scores.csv, categories.png, cards/*.png, gallery.html "
+                    "and a report section (section.json). See docs/interpret.md.",
+    )
+    parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="the segmentation model the SAE belongs to")
+    parser.add_argument("--sae", required=True, metavar="SAE_DIR", help="an SAE folder (sae.json + sae.safetensors)")
+    parser.add_argument("--data", nargs="+", required=True, metavar="DIR",
+                        help="cohort folders with label maps (tissue maps and -atlas files are used when present)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="new output folder")
+    parser.add_argument("--cards", type=int, default=6, metavar="N", help="cards for the N strongest latents per category")
+    parser.add_argument("--shell-mm", type=float, default=4.0, help="tumour-boundary shell half-width in mm (default 4)")
+    parser.add_argument("--min-firing-ml", type=float, default=0.1,
+                        help="a latent fires in a case when active on at least this volume (default 0.1 ml)")
+    parser.add_argument("--bins-per-octave", type=int, default=4, help="histogram resolution (default 4: bins 1.19x wide)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--device", help="cpu, cuda (default: a GPU when present)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=run)
+
+    compare = subparsers.add_parser(
+        "interpret-compare", help="category distributions of several interpret runs side by side (per architecture)")
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="folders written by `medseglens interpret`")
+    compare.add_argument("--out", required=True, metavar="DIR", help="new folder for categories.png and section.json")
+    compare.add_argument("--names", nargs="+", metavar="NAME", help="a label per run (default: architecture and layer)")
+    compare.add_argument("--overwrite", action="store_true")
+    compare.set_defaults(handler=run_compare)
+
+
+def _command_line() -> str:
+    return "medseglens " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import discover_cohorts
+    from ..fileio import check_can_write
+    from ..interpret import InterpretSettings, LayerCodes, ScoringSettings, interpret
+    from ..models import load_model
+    from ..sae import check_compatible, encode_case, load_sae
+
+    if args.cards < 0 or args.shell_mm <= 0 or args.min_firing_ml < 0 or not 1 <= args.bins_per_octave <= 64:
+        raise ParameterError("--cards must be >= 0, --shell-mm > 0, --min-firing-ml >= 0, --bins-per-octave 1..64")
+    check_can_write(args.out, args.overwrite)
+    model = load_model(args.model, device=args.device)
+    sae = load_sae(args.sae)
+    check_compatible(sae, model.fingerprint, sae.info.layer, sae.d_in)
+    cases = discover_cohorts(args.data)
+
+    def encode(case):
+        return LayerCodes.from_case_codes(encode_case(model, sae, case, precision=args.precision))
+
+    architecture = model.config.architecture
+    info = {
+        "model": {"path": str(Path(args.model).resolve()), "architecture": architecture, "fingerprint": model.fingerprint},
+        "sae": {"path": str(Path(args.sae).resolve()), "layer": sae.info.layer, "n_latents": sae.n_latents,
+                "k": sae.config.k, "kind": sae.config.kind},
+        "cohorts": [str(Path(d).resolve()) for d in args.data],
+    }
+    source = (f"{architecture} model {model.fingerprint[:12]} ({args.model}), SAE {args.sae} at layer "
+              f"{sae.info.layer} ({sae.n_latents} latents), {len(cases)} cases from {', '.join(args.data)}")
+    settings = InterpretSettings(
+        scoring=ScoringSettings(bins_per_octave=args.bins_per_octave, shell_mm=args.shell_mm,
+                                min_firing_ml=args.min_firing_ml),
+        cards_per_category=args.cards)
+    result = interpret(cases, encode, sae.n_latents, args.out, info=info, source=source, command=_command_line(),
+                       title=f"Latents of {architecture} at {sae.info.layer}", settings=settings,
+                       overwrite=args.overwrite, progress=not args.quiet, run_name=f"{architecture} {sae.info.layer}")
+    active = sum(result.counts.values())
+    summary = ", ".join(f"{c} {n}" for c, n in result.counts.items() if n)
+    print(f"{active} of {sae.n_latents} latents active on {len(cases)} cases: {summary}; "
+          f"{len(result.cards)} cards; gallery: {result.folder / 'gallery.html'}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from ..interpret.compare import compare_runs
+
+    out = compare_runs(args.runs, args.out, args.names, args.overwrite, _command_line())
+    print(f"wrote {out / 'categories.png'} and {out / 'section.json'}")
+    return 0

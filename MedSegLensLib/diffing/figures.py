@@ -1,0 +1,169 @@
+"""PNG figures of the diffing results; every figure carries a footer naming the data that made it."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from ..fileio import atomic_path
+from .architectures import ArchDiffResult
+from .dictionaries import DictionaryComparison
+from .populations import PopulationDiff
+from .swap import SwapResult
+
+CATEGORY_COLOURS = {"shared": "#4477aa", "specific": "#cc3311", "inconclusive": "#bbbbbb", "absent": "#eeeeee"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path, data: str) -> Path:
+    fig.text(0.01, 0.005, "\n".join(textwrap.wrap(f"Data: {data}", 160)), fontsize=6.5, color="#555555",
+             va="bottom", ha="left")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    _pyplot().close(fig)
+    return path
+
+
+def backbone_figure(diff: PopulationDiff, path: Path, data: str) -> Path:
+    """Latent counts per category, and per population how many are enriched / depleted."""
+    plt = _pyplot()
+    summary = diff.backbone_summary()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1, 1.6]})
+    names = ["shared", "specific", "inconclusive", "absent"]
+    counts = [summary[n] for n in names]
+    left.bar(names, counts, color=[CATEGORY_COLOURS[n] for n in names], edgecolor="#444444")
+    for x, c in enumerate(counts):
+        left.text(x, c, str(c), ha="center", va="bottom", fontsize=8)
+    left.set_ylabel("latents")
+    left.set_title(f"Pooled SAE: {summary['latents']} latents")
+    pops = diff.populations
+    per = summary["per_population"]
+    x = np.arange(len(pops))
+    right.bar(x - 0.2, [per[p]["enriched"] for p in pops], 0.4, label="enriched (specific to population)", color="#cc3311")
+    right.bar(x + 0.2, [per[p]["depleted"] for p in pops], 0.4, label="depleted (missing in population)", color="#ee7733")
+    right.set_xticks(x, pops)
+    right.set_ylabel("latents (BH q < %.2g, fold >= %.3g)" % (diff.settings.alpha, diff.settings.ratio))
+    right.set_title("Population-specific latents (each population vs the rest)")
+    right.legend(fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save(fig, path, data)
+
+
+def volcano_figure(diff: PopulationDiff, path: Path, data: str) -> Path:
+    """Per population: standardised log-ratio of firing frequency against -log10 q."""
+    plt = _pyplot()
+    pops = diff.populations
+    cols = min(len(pops), 4)
+    rows = math.ceil(len(pops) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows + 0.4), squeeze=False)
+    log_tau = math.log(diff.settings.ratio)
+    for ax, p in zip(axes.ravel(), pops):
+        c = diff.contrasts[p]
+        ok = c.comparable & (diff.category != "absent")
+        q = np.minimum(np.nan_to_num(c.q_enriched, nan=1.0), np.nan_to_num(c.q_depleted, nan=1.0))
+        y = -np.log10(np.maximum(q, 1e-300))
+        for name in ("inconclusive", "shared", "specific"):
+            m = ok & (diff.category == name)
+            ax.scatter(c.log_ratio[m], np.minimum(y[m], 50), s=6, color=CATEGORY_COLOURS[name], label=name, alpha=0.8)
+        for v in (-log_tau, log_tau):
+            ax.axvline(v, color="#888888", lw=0.7, ls="--")
+        ax.axhline(-math.log10(diff.settings.alpha), color="#888888", lw=0.7, ls=":")
+        ax.set_title(f"{p} vs rest ({c.n_cases} vs {c.n_rest_cases} cases)", fontsize=9)
+        ax.set_xlabel("log frequency ratio (matched strata)", fontsize=8)
+        ax.set_ylabel("-log10 q (capped at 50)", fontsize=8)
+    for ax in axes.ravel()[len(pops):]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=7, markerscale=2)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save(fig, path, data)
+
+
+def specific_heatmap(diff: PopulationDiff, stratum_frequency: dict[str, np.ndarray], strata: tuple[str, ...],
+                     latents: list[int], path: Path, data: str, names: dict[int, str] | None = None) -> Path:
+    """Firing frequency per population and stratum for the given (most specific) latents."""
+    plt = _pyplot()
+    pops = diff.populations
+    columns = [(p, s) for p in pops for s in range(len(strata))]
+    matrix = np.array([[stratum_frequency[p][s, j] for p, s in columns] for j in latents]) if latents else np.zeros((1, len(columns)))
+    fig, ax = plt.subplots(figsize=(min(18, 2 + 0.32 * len(columns)), 1.6 + 0.28 * max(len(latents), 1)))
+    image = ax.imshow(np.nan_to_num(matrix, nan=0.0), aspect="auto", cmap="magma", vmin=0)
+    ax.set_xticks(range(len(columns)), [f"{p}:{strata[s]}" for p, s in columns], rotation=90, fontsize=7)
+    ax.set_yticks(range(len(latents)), [
+        f"{j} {names.get(j, '')[:40]}" if names else str(j) for j in latents], fontsize=7)
+    ax.set_title("Firing frequency per population and stratum (most specific latents; blank = no rows)", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.02, label="frequency")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return _save(fig, path, data)
+
+
+def matching_figure(comparison: DictionaryComparison, path: Path, data: str) -> Path:
+    """Histogram of matched decoder cosines, beside the chance level (B randomly rotated)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    bins = np.linspace(-0.2, 1.0, 61)
+    ax.hist(comparison.matching.similarity, bins=bins, color="#4477aa", alpha=0.85, label="matched pairs")
+    ax.hist(comparison.chance.similarity, bins=bins, histtype="step", color="#222222", label="chance (B rotated)")
+    ax.axvline(comparison.threshold, color="#cc3311", ls="--", label=f"threshold {comparison.threshold:g}")
+    s = comparison.summary()
+    ax.set_title(f"Decoder cosine of matched latents: {s['matched_above_threshold']} of "
+                 f"{s['alive_a']} / {s['alive_b']} matched", fontsize=9)
+    ax.set_xlabel("decoder cosine (optimal assignment)")
+    ax.set_ylabel("pairs")
+    ax.legend(fontsize=8)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return _save(fig, path, data)
+
+
+def swap_figure(swaps: dict[str, SwapResult], threshold: float, min_fired: int, path: Path, data: str) -> Path:
+    """Paper Figure 4 analogue: does a latent survive decoding with the other SAE? Shared vs non-shared."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(swaps), figsize=(5.2 * len(swaps), 4), squeeze=False)
+    for ax, (title, swap) in zip(axes[0], swaps.items()):
+        used = swap.fired >= min_fired
+        shared = used & (np.nan_to_num(swap.partner_similarity, nan=-1) >= threshold)
+        other = used & ~shared
+        groups = [np.nan_to_num(swap.correlation[shared], nan=0), np.nan_to_num(swap.correlation[other], nan=0),
+                  np.nan_to_num(swap.spatial_correlation[shared], nan=0), np.nan_to_num(swap.spatial_correlation[other], nan=0)]
+        ax.boxplot([g if g.size else np.zeros(1) for g in groups], showfliers=False)
+        for x, g in enumerate(groups, start=1):
+            if g.size:
+                ax.scatter(np.full(g.size, x) + np.random.default_rng(x).uniform(-0.15, 0.15, g.size), g, s=3,
+                           color="#333333", alpha=0.35)
+        ax.set_xticks([1, 2, 3, 4], [f"shared\n(n={shared.sum()})", f"not shared\n(n={other.sum()})",
+                                     "shared\nspatial", "not shared\nspatial"], fontsize=8)
+        ax.set_ylim(-0.3, 1.02)
+        ax.set_ylabel("r(original code, code after swap)")
+        ax.set_title(f"{title}: FVU own {swap.fvu_own:.3f}, swapped {swap.fvu_swap:.3f}", fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return _save(fig, path, data)
+
+
+def architecture_figure(result: ArchDiffResult, path: Path, data: str) -> Path:
+    """Matched correlations of the real data against the block-permutation null."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    sims = result.matching.similarity
+    top = max(float(sims.max()) if sims.size else 0.1, float(result.null_matched.max()) if result.null_matched.size else 0.1)
+    bins = np.linspace(min(-0.05, float(sims.min()) if sims.size else 0), top + 0.02, 50)
+    ax.hist(result.null_matched.ravel(), bins=bins, density=True, color="#bbbbbb",
+            label=f"null ({result.settings.n_permutations} block permutations)")
+    ax.hist(sims, bins=bins, density=True, histtype="step", lw=1.5, color="#4477aa", label="matched pairs")
+    ax.axvline(result.fwer_threshold, color="#cc3311", ls="--", label=f"FWER {result.settings.alpha:g} threshold")
+    ax.set_xlabel("activation correlation of matched latents (common grid, stratified voxels)")
+    ax.set_ylabel("density")
+    ax.set_title(f"{int(result.significant().sum())} of {sims.size} pairs significant (BH q < {result.settings.alpha:g})",
+                 fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return _save(fig, path, data)

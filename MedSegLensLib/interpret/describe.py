@@ -1,0 +1,72 @@
+"""One sentence per latent, assembled from its record's numbers only (no language model).
+
+Every number in the sentence is read from the record (`records.latent_record`),
+rounded for print: AUROC and Dice to two decimals, shares to whole percent.
+"""
+
+from __future__ import annotations
+
+from .location import LOBES
+from .targets import TARGET_NAMES
+
+PHRASES: dict[str, str] = {
+    "ED": "peritumoural edema",
+    "ET": "enhancing rim of the tumour",
+    "NCR": "necrotic / non-enhancing tumour core",
+    "boundary": "tumour boundary (within {shell_mm:g} mm outside the whole tumour)",
+    "CSF": "cerebrospinal fluid outside the tumour",
+    "GM": "grey matter outside the tumour",
+    "WM": "white matter outside the tumour",
+    "background": "outside the brain",
+}
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.0f} %"
+
+
+def _populations(populations: dict[str, dict]) -> str:
+    parts = [f"{p['fired']} of {p['cases']} {name}" for name, p in populations.items()]
+    parts[0] += " cases"
+    if len(parts) == 1:
+        return f"fires in {parts[0]}"
+    return "fires in " + ", ".join(parts[:-1]) + f" and {parts[-1]}"
+
+
+def region_phrase(region: str) -> str:
+    """An atlas region group as it reads in a sentence ("the left frontal lobe", "the brainstem")."""
+    if region.split(" ")[-1] in LOBES:
+        return f"the {region} lobe"
+    if region.endswith("limbic and insular"):
+        return f"the {region} regions"
+    return f"the {region}"
+
+
+def _location(location: dict | None) -> str:
+    if not location:
+        return ""
+    if location["outside_brain"] >= 0.5:
+        return f"; mostly outside the brain ({_percent(location['outside_brain'])} of its activation)"
+    regions = location["regions"]
+    if regions and regions[0]["share"] >= 0.5:
+        return (f"; mostly in {region_phrase(regions[0]['region'])} "
+                f"({_percent(regions[0]['share'])} of its activation in the brain)")
+    for side in ("left", "right"):
+        if location[side] >= 0.6:
+            return f"; mostly in the {side} hemisphere ({_percent(location[side])} of its activation in the brain)"
+    return (f"; spread out (left {_percent(location['left'])}, right {_percent(location['right'])}, "
+            f"midline {_percent(location['midline'])} of its activation in the brain)")
+
+
+def describe(record: dict, shell_mm: float) -> str:
+    """The sentence for one latent record (see records.py for its fields)."""
+    if not record["active"]:
+        total = sum(p["cases"] for p in record["populations"].values())
+        return f"never active on these {total} cases."
+    best = record["top_scores"][0]
+    numbers = f"AUROC {best['auroc']:.2f}, Dice {best['dice']:.2f}"
+    if record["matched"]:
+        head = PHRASES[best["target"]].format(shell_mm=shell_mm) + f" ({numbers})"
+    else:
+        head = f"no clear tissue match (best: {TARGET_NAMES[best['target']]}, {numbers})"
+    return f"{head}; {_populations(record['populations'])}{_location(record['location'])}."

@@ -1,0 +1,84 @@
+"""Per-latent records: what `latents.json` holds for each latent (schema in docs/interpret.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .categories import LatentLabel, confidence_level, ranked_targets
+from .describe import describe
+from .location import summarise_location
+from .scoring import METRICS, ScoreTable
+
+TOP_SCORES = 3
+TOP_CASES = 3
+
+
+def _rounded(value: float) -> float | None:
+    return None if not np.isfinite(value) else round(float(value), 4)
+
+
+def target_scores(table: ScoreTable, latent: int, target: str) -> dict:
+    t = table.targets.index(target)
+    return {"target": target, **{m: _rounded(table.metrics[m][latent, t]) for m in METRICS}}
+
+
+def population_rows(table: ScoreTable) -> dict[str, np.ndarray]:
+    """Boolean case selector per population, in order of first appearance."""
+    return {p: np.array([q == p for q in table.populations]) for p in dict.fromkeys(table.populations)}
+
+
+def firing_thresholds(table: ScoreTable, labels: list[LatentLabel]) -> np.ndarray:
+    """Each latent's best-Dice threshold for its best-matching target (0 when it has none)."""
+    out = np.zeros(table.n_latents)
+    for latent, label in enumerate(labels):
+        if label.target is not None:
+            out[latent] = table.score("threshold", latent, label.target)
+    return np.nan_to_num(out, nan=0.0)
+
+
+def population_firing(table: ScoreTable, latent: int, fires: np.ndarray, groups: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Per population: cases, cases where the latent fires (`fires`: table.fires(...)), mean active volume and peak."""
+    out: dict[str, dict] = {}
+    for population, rows in groups.items():
+        out[population] = {
+            "cases": int(rows.sum()),
+            "fired": int(fires[rows, latent].sum()),
+            "mean_active_ml": round(float(table.active_ml[rows, latent].mean()), 3),
+            "mean_peak": round(float(table.peak[rows, latent].mean()), 4),
+        }
+    return out
+
+
+def latent_record(table: ScoreTable, label: LatentLabel, latent: int, fires: np.ndarray,
+                  groups: dict[str, np.ndarray]) -> dict:
+    """The record of one latent; `fires` = table.fires(firing_thresholds(...)), `groups` = population_rows(table)."""
+    active = bool(table.active[latent])
+    ranked = ranked_targets(table, latent)[:TOP_SCORES] if active else []
+    location = None
+    if active and table.region_mass is not None:
+        found = summarise_location(table.region_mass[latent])
+        location = found.to_json() if found else None
+    top = np.argsort(-table.peak[:, latent], kind="stable")[:TOP_CASES]
+    record = {
+        "index": latent,
+        "active": active,
+        "category": label.category,
+        "target": label.target,
+        "matched": label.matched,
+        "confidence": label.confidence,
+        "confidence_level": confidence_level(label.confidence),
+        "description": "",
+        "top_scores": [target_scores(table, latent, t) for t in ranked],
+        "firing_threshold": _rounded(table.score("threshold", latent, label.target)) if label.target else None,
+        "populations": population_firing(table, latent, fires, groups),
+        "location": location,
+        "top_cases": [{"case_id": table.case_ids[c], "population": table.populations[c],
+                       "peak": round(float(table.peak[c, latent]), 4)} for c in top if table.peak[c, latent] > 0],
+    }
+    record["description"] = describe(record, table.settings.shell_mm)
+    return record
+
+
+def latent_records(table: ScoreTable, labels: list[LatentLabel]) -> list[dict]:
+    fires, groups = table.fires(firing_thresholds(table, labels)), population_rows(table)
+    return [latent_record(table, label, latent, fires, groups) for latent, label in enumerate(labels)]

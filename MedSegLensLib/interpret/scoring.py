@@ -1,0 +1,168 @@
+"""Stream cases through the histograms and per-case statistics; finish into a score table.
+
+Per case, every layer voxel gets its "composition": how many case voxels of each
+target (and in all) take their code from it under nearest-neighbour resampling.
+An active entry then adds that composition to its latent's histogram bin, which
+is exactly what binning the resampled latent map voxel by voxel would give.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+
+from ..errors import InputError, ParameterError
+from ..synth.location_atlas import ATLAS_LABELS
+from .binned_metrics import TargetScores, score_target
+from .evidence import CaseMaps, LayerCodes, layer_index
+from .firing import OctaveVolumes
+from .histograms import LogHistograms
+from .targets import DEFAULT_SHELL_MM, TargetSet, target_masks
+
+METRICS: tuple[str, ...] = ("auroc", "auroc_error", "dice", "dice_error", "iou", "precision", "recall", "kappa",
+                            "threshold")
+N_ATLAS_LABELS = max(ATLAS_LABELS) + 1
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """bins_per_octave / n_bins: histogram lattice (see histograms.py); shell_mm: tumour boundary
+    half-width; min_firing_ml: a latent "fires" in a case when active on at least this volume at its
+    threshold (see firing.py)."""
+
+    bins_per_octave: int = 4
+    n_bins: int = 64
+    shell_mm: float = DEFAULT_SHELL_MM
+    min_firing_ml: float = 0.1
+    chunk_entries: int = 1 << 20
+
+
+@dataclass
+class ScoreTable:
+    """Every latent's scores against every target, and where and in which cases it fires.
+
+    metrics[name]: (latents, targets) arrays (see binned_metrics.TargetScores);
+    active_ml, peak, mass: (cases, latents) active volume, largest value, sum of value x ml;
+    region_mass: (latents, atlas labels) activation mass per atlas label, None without atlases;
+    octaves: per-case active volume by octave of value (for `fires`).
+    """
+
+    targets: TargetSet
+    metrics: dict[str, np.ndarray]
+    positives: np.ndarray
+    voxels: int
+    case_ids: list[str]
+    populations: list[str]
+    active_ml: np.ndarray
+    peak: np.ndarray
+    mass: np.ndarray
+    region_mass: np.ndarray | None
+    octaves: OctaveVolumes
+    settings: ScoringSettings
+    bin_ratio: float
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_latents(self) -> int:
+        return int(self.active_ml.shape[1])
+
+    @property
+    def active(self) -> np.ndarray:
+        return (self.active_ml > 0).any(axis=0)
+
+    def fires(self, thresholds: np.ndarray) -> np.ndarray:
+        """(cases, latents): active on at least `min_firing_ml` at each latent's threshold (octave edge below it)."""
+        return self.octaves.volume_at_or_above(thresholds) >= self.settings.min_firing_ml
+
+    def score(self, metric: str, latent: int, target: str) -> float:
+        return float(self.metrics[metric][latent, self.targets.index(target)])
+
+
+class LatentScorer:
+    """Accumulates cases one at a time (memory: histograms plus a few floats per case and latent)."""
+
+    def __init__(self, n_latents: int, settings: ScoringSettings | None = None):
+        self.n_latents = int(n_latents)
+        self.settings = settings or ScoringSettings()
+        self.targets: TargetSet | None = None
+        self.histograms: LogHistograms | None = None
+        self.positives: np.ndarray | None = None
+        self.voxels = 0
+        self.case_ids: list[str] = []
+        self.populations: list[str] = []
+        self._per_case: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.region_mass = np.zeros((self.n_latents, N_ATLAS_LABELS), dtype=np.float64)
+        self.cases_with_atlas = 0
+        self.octaves = OctaveVolumes(self.n_latents)
+
+    def _start(self, maps: CaseMaps) -> None:
+        self.targets = TargetSet.for_maps(maps.tissue is not None)
+        columns = len(self.targets.names) + 1  # targets, then all voxels
+        self.histograms = LogHistograms(self.n_latents, columns, self.settings.bins_per_octave, self.settings.n_bins)
+        self.positives = np.zeros(len(self.targets.names), dtype=np.int64)
+
+    def add_case(self, maps: CaseMaps, codes: LayerCodes) -> None:
+        if codes.n_latents != self.n_latents:
+            raise ParameterError(f"case {maps.case_id}: codes of {codes.n_latents} latents, scorer has {self.n_latents}")
+        if maps.case_id in self.case_ids:
+            raise InputError(f"case {maps.case_id} was scored twice; case ids must be unique")
+        if self.targets is None:
+            self._start(maps)
+        if (maps.tissue is not None) != self.targets.has_tissue:
+            raise InputError(f"case {maps.case_id}: tissue map {'missing' if maps.tissue is None else 'present'} while "
+                             f"other cases {'have' if self.targets.has_tissue else 'lack'} one; give all cases "
+                             f"tissue maps (-tissue files) or none")
+        masks = target_masks(self.targets, maps.label, maps.tissue, maps.grid.spacing, self.settings.shell_mm)
+        index = layer_index(maps.grid, codes.grid)
+        n_layer = int(np.prod(codes.grid.shape))
+        composition = np.stack([np.bincount(index[m], minlength=n_layer) for m in masks]
+                               + [np.bincount(index.reshape(-1), minlength=n_layer)], axis=1).astype(np.int32)
+        self.positives += masks.reshape(len(masks), -1).sum(axis=1)
+        self.voxels += index.size
+        atlas_counts = None
+        if maps.atlas is not None:
+            atlas_counts = sparse.coo_matrix((np.ones(index.size), (index.reshape(-1), maps.atlas.reshape(-1))),
+                                             shape=(n_layer, N_ATLAS_LABELS)).tocsr()
+            self.cases_with_atlas += 1
+        active_ml, mass, peak = (np.zeros(self.n_latents) for _ in range(3))
+        step = self.settings.chunk_entries
+        for start in range(0, codes.voxel.size, step):
+            voxel, latent, value = (a[start:start + step] for a in (codes.voxel, codes.latent, codes.value))
+            keep = value > 0
+            voxel, latent, value = voxel[keep], latent[keep], value[keep].astype(np.float64)
+            weights = composition[voxel]
+            self.histograms.add(latent, value, weights)
+            volume = weights[:, -1] * maps.voxel_ml
+            self.octaves.add(latent, value, volume)
+            active_ml += np.bincount(latent, weights=volume, minlength=self.n_latents)
+            mass += np.bincount(latent, weights=value * weights[:, -1], minlength=self.n_latents) * maps.voxel_ml
+            np.maximum.at(peak, latent, value)
+            if atlas_counts is not None:
+                codes_matrix = sparse.csr_matrix((value, (latent, voxel)), shape=(self.n_latents, n_layer))
+                self.region_mass += (codes_matrix @ atlas_counts).toarray() * maps.voxel_ml
+        self.octaves.end_case()
+        self.case_ids.append(maps.case_id)
+        self.populations.append(maps.population)
+        self._per_case.append((active_ml.astype(np.float32), peak.astype(np.float32), mass.astype(np.float32)))
+
+    def finish(self, info: dict | None = None) -> ScoreTable:
+        if not self.case_ids:
+            raise InputError("no cases were scored; give at least one cohort folder with cases")
+        hist = self.histograms
+        edges = hist.lower_edges()
+        total = hist.counts[:, :, -1]
+        columns: list[TargetScores] = [
+            score_target(hist.counts[:, :, t], total, int(self.positives[t]), self.voxels, edges)
+            for t in range(len(self.targets.names))
+        ]
+        metrics = {name: np.stack([getattr(c, name) for c in columns], axis=1) for name in METRICS}
+        per_case = [np.stack(column) for column in zip(*self._per_case)]
+        region_mass = self.region_mass if self.cases_with_atlas == len(self.case_ids) else None
+        return ScoreTable(
+            targets=self.targets, metrics=metrics, positives=self.positives.copy(), voxels=self.voxels,
+            case_ids=list(self.case_ids), populations=list(self.populations),
+            active_ml=per_case[0], peak=per_case[1], mass=per_case[2], region_mass=region_mass,
+            octaves=self.octaves, settings=self.settings, bin_ratio=hist.bin_ratio, info=dict(info or {}),
+        )

@@ -1,0 +1,95 @@
+"""Machine-readable outputs: `latents.json` (schema in docs/interpret.md), `latents.csv`, `scores.csv`."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..fileio import atomic_path, write_json_atomic
+from .categories import AUROC_MIN, KAPPA_MIN
+from .distribution import category_counts
+from .scoring import METRICS, ScoreTable
+
+FORMAT = "medseglens-latents"
+VERSION = 1
+
+
+def latents_document(table: ScoreTable, records: list[dict]) -> dict:
+    populations = {p: table.populations.count(p) for p in dict.fromkeys(table.populations)}
+    settings = table.settings
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        **table.info,
+        "cases": len(table.case_ids),
+        "populations": populations,
+        "targets": list(table.targets.names),
+        "target_voxels": {t: int(n) for t, n in zip(table.targets.names, table.positives)},
+        "scoring": {
+            "resampling": "nearest",
+            "bins_per_octave": settings.bins_per_octave,
+            "n_bins": settings.n_bins,
+            "bin_ratio": round(table.bin_ratio, 6),
+            "shell_mm": settings.shell_mm,
+            "min_firing_ml": settings.min_firing_ml,
+            "kappa_min": KAPPA_MIN,
+            "auroc_min": AUROC_MIN,
+            "location": "atlas" if table.region_mass is not None else None,
+        },
+        "category_counts": category_counts(records),
+        "latents": records,
+    }
+
+
+def _write_csv(path: Path, header: list[str], rows) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(rows)
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def write_scores_csv(path: Path, table: ScoreTable) -> None:
+    """One row per latent and target with every metric and its binning bound."""
+    names = table.targets.names
+    rows = ([latent, target, *(_cell(float(table.metrics[m][latent, t])) for m in METRICS)]
+            for latent in range(table.n_latents) for t, target in enumerate(names))
+    _write_csv(path, ["latent", "target", *METRICS], rows)
+
+
+def write_latents_csv(path: Path, records: list[dict]) -> None:
+    populations = list(records[0]["populations"]) if records else []
+    header = ["latent", "active", "category", "target", "matched", "confidence", "confidence_level", "auroc", "dice",
+              *[f"fired_{p}" for p in populations], *[f"cases_{p}" for p in populations],
+              "main_region", "main_region_share", "left", "right", "outside_brain", "description"]
+    rows = []
+    for r in records:
+        best = r["top_scores"][0] if r["top_scores"] else {}
+        location = r["location"] or {}
+        region = (location.get("regions") or [{}])[0]
+        rows.append([r["index"], r["active"], r["category"], r["target"] or "", r["matched"], r["confidence"],
+                     r["confidence_level"], _cell(best.get("auroc")), _cell(best.get("dice")),
+                     *[r["populations"][p]["fired"] for p in populations],
+                     *[r["populations"][p]["cases"] for p in populations],
+                     region.get("region", ""), _cell(region.get("share")), _cell(location.get("left")),
+                     _cell(location.get("right")), _cell(location.get("outside_brain")), r["description"]])
+    _write_csv(path, header, rows)
+
+
+def write_tables(folder: str | os.PathLike, table: ScoreTable, records: list[dict]) -> dict:
+    """Write the three files into `folder`; return the JSON document."""
+    folder = Path(folder)
+    document = latents_document(table, records)
+    write_json_atomic(folder / "latents.json", document)
+    write_latents_csv(folder / "latents.csv", records)
+    write_scores_csv(folder / "scores.csv", table)
+    return document
