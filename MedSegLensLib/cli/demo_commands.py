@@ -26,8 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8080, help="viewer port (default: 8080; 0 picks a free one)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("MEDSEGLENS_THREADS", "2")),
                         help="torch threads (default: $MEDSEGLENS_THREADS or 2)")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny networks on small 4 mm cohorts: a few minutes, numbers not meaningful")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true",
+                      help="tiny networks on small 4 mm cohorts: a few minutes, numbers not meaningful")
+    size.add_argument("--config", metavar="FILE.json", help="demo settings (any fields of DemoConfig; see docs/demo.md)")
     parser.set_defaults(handler=run)
 
 
@@ -42,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ParameterError(f"--port {args.port} is not a TCP port (0-65535)")
     torch.set_num_threads(args.threads)
-    config = DemoConfig.quick() if args.quick else DemoConfig()
-    work = Path(args.work) if args.work else cache_dir() / ("demo-quick" if args.quick else "demo")
+    config = DemoConfig.from_file(args.config) if args.config else DemoConfig.quick() if args.quick else DemoConfig()
+    default = "demo-quick" if args.quick else "demo-custom" if args.config else "demo"
+    work = Path(args.work) if args.work else cache_dir() / default
     results = run_demo(config, work)
     report = report_path(work.resolve())
     ran = [r for r in results.values() if r.status == "ran"]

@@ -10,9 +10,11 @@ budget reruns the steering study and what follows it, not the training.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from ..errors import ParameterError
+from ..errors import InputError, ParameterError
 from ..steering.study import StudySettings
 
 ROLES = ("train", "test", "calibration")
@@ -110,6 +112,38 @@ class DemoConfig:
                    study=StudySettings(latents_per_population=2, alphas=(1.0, 2.0), logit_biases=(1.0,),
                                        calibration_cases=3, test_cases=3, dose_cases=1, dose_latents=1,
                                        dose_alphas=(-1.0, 1.0), min_firing=0.0))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "DemoConfig":
+        """A config from JSON: any subset of the fields (cohorts as a list of objects, study as its settings)."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: cannot read the demo config ({exc})") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known) if isinstance(data, dict) else ["(not an object)"]
+        if unknown:
+            raise ParameterError(f"{path}: unknown demo settings {unknown}; known: {sorted(known)}")
+        try:
+            if "cohorts" in data:
+                data["cohorts"] = tuple(CohortSpec(**c) for c in data["cohorts"])
+            if "study" in data:
+                data["study"] = StudySettings(**data["study"])
+            for name in ("epochs", "layers"):
+                if name in data:
+                    data[name] = tuple((str(k), v) for k, v in dict(data[name]).items())
+            if "architectures" in data:
+                data["architectures"] = tuple(data["architectures"])
+            return cls(**data)
+        except TypeError as exc:
+            raise ParameterError(f"{path}: {exc}") from None
+
+    def to_json(self) -> dict:
+        """The config as JSON data that `from_file` reads back."""
+        data = {f.name: self.field_json(f.name) for f in dataclasses.fields(self)}
+        data["epochs"], data["layers"] = dict(self.epochs), dict(self.layers)
+        return data
 
     def replace(self, **changes) -> "DemoConfig":
         return dataclasses.replace(self, **changes)
