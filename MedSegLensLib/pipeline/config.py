@@ -10,11 +10,11 @@ budget reruns the steering study and what follows it, not the training.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError, ParameterError
+from ..errors import ParameterError
+from ..settings_json import read_settings
 from ..steering.study import StudySettings
 
 ROLES = ("train", "test", "calibration")
@@ -116,15 +116,7 @@ class DemoConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> "DemoConfig":
         """A config from JSON: any subset of the fields (cohorts as a list of objects, study as its settings)."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{path}: cannot read the demo config ({exc})") from None
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known) if isinstance(data, dict) else ["(not an object)"]
-        if unknown:
-            raise ParameterError(f"{path}: unknown demo settings {unknown}; known: {sorted(known)}")
+        data = read_settings(path, cls, "demo settings")
         try:
             if "cohorts" in data:
                 data["cohorts"] = tuple(CohortSpec(**c) for c in data["cohorts"])

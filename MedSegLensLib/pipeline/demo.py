@@ -13,7 +13,7 @@ from pathlib import Path
 from .analysis import STEERING_DIR, diffing_folders, interpret_dir, interpret_stage, run_diffing, run_steering
 from .cohorts import COHORTS_DIR, SECTIONS_DIR, run_cohorts, section_dir
 from .config import DemoConfig
-from .report_stage import REPORT_DIR, report_path, report_stage
+from .report_stage import REPORT_DIR, report_stage
 from .sae_stages import STORES_DIR, extract_stage, sae_outputs, train_sae_stage
 from .stages import Stage, StageResult, run_stages
 from .training import EVALUATION_DIR, MODELS_DIR, run_evaluate, train_stage

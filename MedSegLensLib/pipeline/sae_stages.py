@@ -17,7 +17,7 @@ from ..models import load_model
 from ..report import Section, Table, write_section
 from ..sae import DEFAULT_QUOTAS, ActivationStore, TrainConfig, load_sae
 from ..sae.defaults import default_for
-from ..sae.extract import complete_store, extract_activations
+from ..sae.extract import extract_activations
 from ..sae.fit import fit_layer_sae, partial_dir
 from .cohorts import cohort_folders, section_dir
 from .stages import StageContext
