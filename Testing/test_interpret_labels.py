@@ -76,13 +76,15 @@ def test_populations_where_a_latent_fires(labelled):
 
 
 def test_location_agrees_with_the_atlas_files(labelled):
-    """Left share of the left-white-matter latent, recomputed from the atlas files and the planted maps."""
+    """Left share of the left-white-matter latent (above its threshold), from the atlas files and the planted maps."""
     table, labels, records, cases, encoded = labelled
+    threshold = records[LEFT_WM]["firing_threshold"]
     left_labels = [code for code, name in ATLAS_LABELS.items() if name.startswith("left ")]
     left_mass = brain_mass = 0.0
     for files in cases:
         codes, case = encoded[files.case_id]
-        heat = codes.image_map(LEFT_WM, case.grid)
+        heat = codes.image_map(LEFT_WM, case.grid).astype(np.float64)
+        heat = np.where(heat >= threshold, heat, 0.0)
         atlas = read_volume(files.atlas).array  # synth writes canonical RAS grids: same voxel order as the case
         left_mass += heat[np.isin(atlas, left_labels)].sum()
         brain_mass += heat[atlas > 0].sum()
@@ -98,14 +100,12 @@ PERCENT = re.compile(r"(\d+) %")
 
 
 def fired_cases(latent: int, threshold: float, cases, encoded, min_ml: float) -> dict[str, tuple[int, int]]:
-    """Per population (fired, cases), from the planted image maps: volume at or above the octave edge below
-    the threshold (any activity when the threshold is 0)."""
-    edge = 2.0 ** np.floor(np.log2(threshold)) if threshold > 0 else 0.0
+    """Per population (fired, cases), from the planted image maps: volume at or above the threshold."""
     out: dict[str, list[int]] = {}
     for files in cases:
         codes, case = encoded[files.case_id]
-        heat = codes.image_map(latent, case.grid)
-        volume = np.count_nonzero((heat >= edge) & (heat > 0)) * np.prod(case.grid.spacing) / 1000
+        heat = codes.image_map(latent, case.grid).astype(np.float64)  # compared in float64, as scored
+        volume = np.count_nonzero((heat >= threshold) & (heat > 0)) * np.prod(case.grid.spacing) / 1000
         counts = out.setdefault(case.population, [0, 0])
         counts[0] += int(volume >= min_ml)
         counts[1] += 1

@@ -140,11 +140,17 @@ def _cli(*arguments: str) -> subprocess.CompletedProcess:
                           env={**subprocess_env(), "OMP_NUM_THREADS": "1"}, timeout=600)
 
 
-@pytest.mark.slow
-def test_cli_interprets_a_real_model_and_sae(cohorts, tiny_model_and_sae, tmp_path):
-    out = tmp_path / "interpretation"
+@pytest.fixture(scope="module")
+def cli_run(cohorts, tiny_model_and_sae, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "interpretation"
     done = _cli("interpret", "--model", str(tiny_model_and_sae / "model"), "--sae", str(tiny_model_and_sae / "sae"),
                 "--data", *map(str, cohorts), "--out", str(out), "--cards", "1")
+    return done, out
+
+
+@pytest.mark.slow
+def test_cli_interprets_a_real_model_and_sae(cohorts, tiny_model_and_sae, cli_run):
+    done, out = cli_run
     assert done.returncode == 0, done.stderr
     assert "scoring latents" in done.stderr and "latents active on 9 cases" in done.stdout
     document = json.loads((out / "latents.json").read_text())
@@ -157,6 +163,26 @@ def test_cli_interprets_a_real_model_and_sae(cohorts, tiny_model_and_sae, tmp_pa
     again = _cli("interpret", "--model", str(tiny_model_and_sae / "model"), "--sae", str(tiny_model_and_sae / "sae"),
                  "--data", str(cohorts[0]), "--out", str(out))
     assert again.returncode != 0 and again.stderr.strip().count("\n") == 0 and "--overwrite" in again.stderr
+
+
+@pytest.mark.slow
+def test_python_api_writes_what_the_cli_writes(cohorts, tiny_model_and_sae, cli_run, tmp_path):
+    """`interpret_sae` (the demo pipeline's call) gives the CLI's latents, cards and section, single-threaded."""
+    from MedSegLensLib.interpret import interpret_sae
+
+    _, cli_out = cli_run
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the CLI subprocess (OMP_NUM_THREADS=1): same floating-point sums
+    try:
+        folder = interpret_sae(tiny_model_and_sae / "model", tiny_model_and_sae / "sae", cohorts, tmp_path / "api",
+                               cards=1, device="cpu", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert folder == tmp_path / "api"
+    ours, theirs = (json.loads((f / "latents.json").read_text()) for f in (folder, cli_out))
+    assert ours["latents"] == theirs["latents"] and ours["model"] == theirs["model"] and ours["sae"] == theirs["sae"]
+    assert sorted(p.name for p in (folder / "cards").iterdir()) == sorted(p.name for p in (cli_out / "cards").iterdir())
+    assert load_section(folder).command.startswith("interpret_sae(")
 
 
 def test_cli_refuses_an_sae_of_another_model_in_one_line(cohorts, tiny_model_and_sae, tmp_path):

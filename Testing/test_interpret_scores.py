@@ -9,6 +9,7 @@ from scipy.stats import rankdata
 from interpret_cases import N_LATENTS, RANDOM, layer_grid, make_cohorts, planted_layer_maps
 from MedSegLensLib.data import Grid, discover_cohorts
 from MedSegLensLib.interpret import CaseMaps, LatentScorer, LayerCodes, ScoringSettings, layer_index
+from MedSegLensLib.interpret.firing import LevelSums, level_keys, threshold_levels
 from MedSegLensLib.interpret.histograms import LogHistograms
 from MedSegLensLib.sae.capture import layer_grid as capture_layer_grid
 from MedSegLensLib.sae.capture import resample_layer_volume
@@ -111,3 +112,21 @@ def test_layer_index_is_capture_order_zero_resampling(rng):
         layer_map = rng.random(shape).astype(np.float32)
         expected = resample_layer_volume(layer_map, grid, case_grid, order=0)
         np.testing.assert_array_equal(layer_map.reshape(-1)[layer_index(case_grid, grid)], expected)
+
+
+def test_level_sums_cut_at_any_threshold_equal_brute_force(rng):
+    """Volumes kept per latent and value level, merged in batches, summed at or above per-latent thresholds."""
+    n_latents, per_batch = 50, 600_000  # three batches: one merge happens mid-way
+    batches = [(rng.integers(0, n_latents, per_batch), rng.lognormal(0, 2, per_batch), rng.random(per_batch))
+               for _ in range(3)]
+    sums = LevelSums(n_latents, n_columns=2)
+    for latent, value, weight in batches:
+        sums.add(level_keys(latent, value, 4), weight, column=latent % 2)
+    latent, value, weight = (np.concatenate(parts) for parts in zip(*batches))
+    thresholds = 2.0 ** (rng.integers(-12, 12, n_latents) / 4)
+    thresholds[:5] = 0.0  # any activity
+    got = sums.at_or_above(threshold_levels(thresholds, 4))
+    above = value >= thresholds[latent]
+    expected = np.zeros((n_latents, 2))
+    np.add.at(expected, (latent[above], latent[above] % 2), weight[above])
+    np.testing.assert_allclose(got, expected, rtol=1e-9)

@@ -30,11 +30,11 @@ import torch  # noqa: E402
 
 from MedSegLensLib.data import discover_cohorts  # noqa: E402
 from MedSegLensLib.fileio import write_text_atomic  # noqa: E402
-from MedSegLensLib.interpret import CATEGORIES, InterpretSettings, LayerCodes, interpret  # noqa: E402
+from MedSegLensLib.interpret import CATEGORIES, InterpretSettings, interpret_sae_run  # noqa: E402
 from MedSegLensLib.interpret.compare import compare_runs, read_latents_document  # noqa: E402
 from MedSegLensLib.models import load_model  # noqa: E402
-from MedSegLensLib.sae import (SAEInfo, TensorRows, TrainConfig, encode_case, layer_features, load_sae,  # noqa: E402
-                               sample_feature_map, save_sae, train_sae)
+from MedSegLensLib.sae import (SAEInfo, TensorRows, TrainConfig, layer_features, sample_feature_map,  # noqa: E402
+                               save_sae, train_sae)
 from MedSegLensLib.sae.defaults import DEFAULTS  # noqa: E402
 
 TRAIN_COHORTS = ("adult_train", "adult_test", "pediatric_test", "ssa_test", "healthy_test")
@@ -90,30 +90,20 @@ def main() -> int:
     given = pairs(args.sae)
     runs, record = [], {"load_average_start": os.getloadavg()}
     for arch in args.archs:
-        model = load_model(work / "models" / arch, device="cpu")
         layer = layers[arch]
         sae_dir = Path(given[arch]) if arch in given else out / "saes" / f"{arch}-{layer}"
         if not (sae_dir / "sae.json").is_file():
+            model = load_model(work / "models" / arch, device="cpu")
             record[f"{arch}_sae"] = train_layer_sae(model, layer, [work / "cohorts" / c for c in args.train_cohorts],
                                                     sae_dir, args)
-        sae = load_sae(sae_dir)
         run_dir = out / f"{arch}-{layer}"
         runs.append(run_dir)
         if (run_dir / "latents.json").is_file():
             continue
-        cases = discover_cohorts([work / "cohorts" / c for c in args.cohorts])
         started = time.time()
-        info = {"model": {"path": str(work / "models" / arch), "architecture": arch, "fingerprint": model.fingerprint},
-                "sae": {"path": str(sae_dir), "layer": layer, "n_latents": sae.n_latents, "k": sae.config.k,
-                        "kind": sae.config.kind},
-                "cohorts": [str(work / "cohorts" / c) for c in args.cohorts]}
-        source = (f"{arch} baseline model {model.fingerprint[:12]}, SAE {sae_dir.name} ({sae.n_latents} latents, "
-                  f"k={sae.config.k}) at {layer}, {len(cases)} held-out cases ({', '.join(args.cohorts)}); "
-                  f"bench/interpret_baseline.py")
-        interpret(cases, lambda case: LayerCodes.from_case_codes(encode_case(model, sae, case)), sae.n_latents,
-                  run_dir, info=info, source=source, command="python bench/interpret_baseline.py",
-                  title=f"Latents of the {arch} baseline at {layer}",
-                  settings=InterpretSettings(cards_per_category=args.cards), run_name=f"{arch} {layer}")
+        interpret_sae_run(work / "models" / arch, sae_dir, [work / "cohorts" / c for c in args.cohorts], run_dir,
+                          settings=InterpretSettings(cards_per_category=args.cards), device="cpu",
+                          command="python bench/interpret_baseline.py")
         record[f"{arch}_interpret_s"] = round(time.time() - started, 1)
     compare_runs(runs, out / "compare", names=[r.name for r in runs], overwrite=True,
                  command="python bench/interpret_baseline.py")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from pathlib import Path
 
 from ..errors import ParameterError
 
@@ -47,42 +46,21 @@ def _command_line() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import discover_cohorts
-    from ..fileio import check_can_write
-    from ..interpret import InterpretSettings, LayerCodes, ScoringSettings, interpret
-    from ..models import load_model
-    from ..sae import check_compatible, encode_case, load_sae
+    from ..interpret import InterpretSettings, ScoringSettings, interpret_sae_run
 
     if args.cards < 0 or args.shell_mm <= 0 or args.min_firing_ml < 0 or not 1 <= args.bins_per_octave <= 64:
         raise ParameterError("--cards must be >= 0, --shell-mm > 0, --min-firing-ml >= 0, --bins-per-octave 1..64")
-    check_can_write(args.out, args.overwrite)
-    model = load_model(args.model, device=args.device)
-    sae = load_sae(args.sae)
-    check_compatible(sae, model.fingerprint, sae.info.layer, sae.d_in)
-    cases = discover_cohorts(args.data)
-
-    def encode(case):
-        return LayerCodes.from_case_codes(encode_case(model, sae, case, precision=args.precision))
-
-    architecture = model.config.architecture
-    info = {
-        "model": {"path": str(Path(args.model).resolve()), "architecture": architecture, "fingerprint": model.fingerprint},
-        "sae": {"path": str(Path(args.sae).resolve()), "layer": sae.info.layer, "n_latents": sae.n_latents,
-                "k": sae.config.k, "kind": sae.config.kind},
-        "cohorts": [str(Path(d).resolve()) for d in args.data],
-    }
-    source = (f"{architecture} model {model.fingerprint[:12]} ({args.model}), SAE {args.sae} at layer "
-              f"{sae.info.layer} ({sae.n_latents} latents), {len(cases)} cases from {', '.join(args.data)}")
     settings = InterpretSettings(
         scoring=ScoringSettings(bins_per_octave=args.bins_per_octave, shell_mm=args.shell_mm,
                                 min_firing_ml=args.min_firing_ml),
         cards_per_category=args.cards)
-    result = interpret(cases, encode, sae.n_latents, args.out, info=info, source=source, command=_command_line(),
-                       title=f"Latents of {architecture} at {sae.info.layer}", settings=settings,
-                       overwrite=args.overwrite, progress=not args.quiet, run_name=f"{architecture} {sae.info.layer}")
+    result = interpret_sae_run(args.model, args.sae, args.data, args.out, settings=settings, precision=args.precision,
+                               device=args.device, overwrite=args.overwrite, progress=not args.quiet,
+                               command=_command_line())
+    n_latents = len(result.records)
     active = sum(result.counts.values())
     summary = ", ".join(f"{c} {n}" for c, n in result.counts.items() if n)
-    print(f"{active} of {sae.n_latents} latents active on {len(cases)} cases: {summary}; "
+    print(f"{active} of {n_latents} latents active on {len(result.table.case_ids)} cases: {summary}; "
           f"{len(result.cards)} cards; gallery: {result.folder / 'gallery.html'}")
     return 0
 

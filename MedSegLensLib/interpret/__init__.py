@@ -1,8 +1,10 @@
 """Automatic interpretation of SAE latents: scores against the ground truth, categories, descriptions, cards.
 
-    from MedSegLensLib.interpret import interpret, LayerCodes
-    result = interpret(cases, encode=lambda case: LayerCodes.from_case_codes(encode_case(model, sae, case)),
-                       n_latents=sae.n_latents, out="interpretation/")
+    from MedSegLensLib.interpret import interpret_sae
+    folder = interpret_sae("models/unet", "saes/unet", ["cohorts/adult_test"], "interpretation/")
+
+`interpret_sae` loads the model and SAE and runs `interpret(cases, encode, n_latents, out)`, which takes
+any encoder `Case -> LayerCodes` (tests plant codes).
 
 Core pieces (usable without a network): `LatentScorer` streams `CaseMaps` + `LayerCodes` into
 per-latent histograms and finishes into a `ScoreTable`; `label_all` gives categories and
@@ -15,12 +17,13 @@ from .distribution import category_counts, plot_distribution
 from .evidence import CaseMaps, LayerCodes, layer_index, load_case_maps, read_atlas
 from .pipeline import InterpretResult, InterpretSettings, interpret, score_cases
 from .records import latent_records
+from .sae_run import interpret_sae, interpret_sae_run
 from .scoring import METRICS, LatentScorer, ScoreTable, ScoringSettings
 from .targets import TARGET_NAMES, TargetSet
 
 __all__ = [
     "CATEGORIES", "CaseMaps", "INACTIVE", "InterpretResult", "InterpretSettings", "LatentLabel", "LatentScorer",
     "LayerCodes", "METRICS", "ScoreTable", "ScoringSettings", "TARGET_NAMES", "TargetSet", "category_counts",
-    "describe", "interpret", "label_all", "label_latent", "latent_records", "layer_index", "load_case_maps",
-    "plot_distribution", "read_atlas", "score_cases",
+    "describe", "interpret", "interpret_sae", "interpret_sae_run", "label_all", "label_latent", "latent_records",
+    "layer_index", "load_case_maps", "plot_distribution", "read_atlas", "score_cases",
 ]

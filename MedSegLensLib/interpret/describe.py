@@ -1,5 +1,8 @@
 """One sentence per latent, assembled from its record's numbers only (no language model).
 
+"Fires" and "activation" count only activity at or above the latent's firing
+threshold (records.py), so faint activity elsewhere does not move the sentence.
+
 Every number in the sentence is read from the record (`records.latent_record`),
 rounded for print: AUROC and Dice to two decimals, shares to whole percent.
 """
@@ -46,16 +49,17 @@ def _location(location: dict | None) -> str:
     if not location:
         return ""
     if location["outside_brain"] >= 0.5:
-        return f"; mostly outside the brain ({_percent(location['outside_brain'])} of its activation)"
+        return f"; mostly outside the brain ({_percent(location['outside_brain'])} of its above-threshold activation)"
     regions = location["regions"]
     if regions and regions[0]["share"] >= 0.5:
         return (f"; mostly in {region_phrase(regions[0]['region'])} "
-                f"({_percent(regions[0]['share'])} of its activation in the brain)")
+                f"({_percent(regions[0]['share'])} of its above-threshold activation in the brain)")
     for side in ("left", "right"):
         if location[side] >= 0.6:
-            return f"; mostly in the {side} hemisphere ({_percent(location[side])} of its activation in the brain)"
+            return (f"; mostly in the {side} hemisphere "
+                    f"({_percent(location[side])} of its above-threshold activation in the brain)")
     return (f"; spread out (left {_percent(location['left'])}, right {_percent(location['right'])}, "
-            f"midline {_percent(location['midline'])} of its activation in the brain)")
+            f"midline {_percent(location['midline'])} of its above-threshold activation in the brain)")
 
 
 def describe(record: dict, shell_mm: float) -> str:

@@ -1,52 +1,70 @@
-"""Per-case active volume by octave of activation: "fires in a case" at a threshold known only at the end.
+"""Sums kept per latent and histogram-lattice value level, to be cut at thresholds known only at the end.
 
-Whether a latent fires in a case should mean activation at the level that marks
-its class (its best-Dice threshold), not any faint activity; that threshold is
-known only after all cases are scored. So each case keeps, sparsely, the volume
-of each latent active in each octave [2^o, 2^(o+1)) of value. The volume at or
-above a threshold t is then read at the octave edge 2^floor(log2 t), i.e. it may
-include voxels up to 2x below t (never voxels below t/2).
+Whether a latent fires in a case, and where it fires, should count activation at
+the level that marks its class (its best-Dice threshold), not faint activity
+elsewhere; that threshold is known only after every case is scored. So volumes
+(per case) and activation mass (per atlas label) are kept sparsely per latent and
+per level e of the histogram lattice, [2^(e/P), 2^((e+1)/P)). Best-Dice thresholds
+are lattice edges, so "at or above the threshold" is exact.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-_OFFSET = 64  # octaves -64..63 are kept apart; values beyond are clipped into the end octaves
+_OFFSET = 1 << 10  # levels -1024..1023 (values 2^(-1024/P)..2^(1024/P)); beyond that clipped to the ends
 _SPAN = 2 * _OFFSET
 
 
-class OctaveVolumes:
-    def __init__(self, n_latents: int):
-        self.n_latents = int(n_latents)
-        self.cases: list[tuple[np.ndarray, np.ndarray]] = []
-        self._open: list[tuple[np.ndarray, np.ndarray]] = []
+def level_keys(latent: np.ndarray, value: np.ndarray, bins_per_octave: int) -> np.ndarray:
+    """One int64 key per entry: latent and lattice level of its (positive) value."""
+    level = np.clip(np.floor(bins_per_octave * np.log2(value)), -_OFFSET, _OFFSET - 1).astype(np.int64)
+    return latent.astype(np.int64) * _SPAN + level + _OFFSET
 
-    def add(self, latent: np.ndarray, value: np.ndarray, volume: np.ndarray) -> None:
-        """Entries of the current case: positive `value`, `volume` (ml) each entry covers."""
-        octave = np.clip(np.floor(np.log2(value)), -_OFFSET, _OFFSET - 1).astype(np.int64)
-        self._open.append(self._merge(latent.astype(np.int64) * _SPAN + octave + _OFFSET, volume))
 
-    def end_case(self) -> None:
-        keys = np.concatenate([k for k, _ in self._open]) if self._open else np.zeros(0, np.int64)
-        volumes = np.concatenate([v for _, v in self._open]) if self._open else np.zeros(0)
-        self.cases.append(self._merge(keys, volumes))
-        self._open = []
+def threshold_levels(thresholds: np.ndarray, bins_per_octave: int) -> np.ndarray:
+    """Lattice level of each latent's threshold; a threshold of 0 (any activity) takes every level."""
+    thresholds = np.nan_to_num(np.asarray(thresholds, dtype=np.float64), nan=0.0)
+    levels = np.full(thresholds.shape, -_OFFSET, dtype=np.int64)
+    positive = thresholds > 0
+    levels[positive] = np.rint(bins_per_octave * np.log2(thresholds[positive])).astype(np.int64)
+    return levels
 
-    @staticmethod
-    def _merge(keys: np.ndarray, volumes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        unique, inverse = np.unique(keys, return_inverse=True)
-        return unique, np.bincount(inverse, weights=volumes, minlength=unique.size).astype(np.float32)
 
-    def volume_at_or_above(self, thresholds: np.ndarray) -> np.ndarray:
-        """(cases, latents) volume active at or above the octave edge at or below each latent's threshold."""
-        thresholds = np.asarray(thresholds, dtype=np.float64)
-        edge = np.full(self.n_latents, -_OFFSET, dtype=np.int64)
-        positive = np.isfinite(thresholds) & (thresholds > 0)
-        edge[positive] = np.floor(np.log2(thresholds[positive])).astype(np.int64)
-        out = np.zeros((len(self.cases), self.n_latents))
-        for row, (keys, volumes) in enumerate(self.cases):
-            latent, octave = keys // _SPAN, keys % _SPAN - _OFFSET
-            keep = octave >= edge[latent]
-            out[row] = np.bincount(latent[keep], weights=volumes[keep], minlength=self.n_latents)
-        return out
+class LevelSums:
+    """Sums of weights keyed by (latent, level, column); additions are buffered and merged when the
+    buffer outgrows the merged part (so merging costs O(n log n) overall)."""
+
+    def __init__(self, n_latents: int, n_columns: int = 1):
+        self.n_latents, self.n_columns = int(n_latents), int(n_columns)
+        self.keys = np.zeros(0, dtype=np.int64)
+        self.sums = np.zeros(0, dtype=np.float64)
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending_size = 0
+
+    def add(self, level_key: np.ndarray, weights: np.ndarray, column: np.ndarray | None = None) -> None:
+        keys = level_key * self.n_columns + (0 if column is None else column)
+        self._pending.append((keys, np.asarray(weights, dtype=np.float64)))
+        self._pending_size += keys.size
+        if self._pending_size > max(self.keys.size, 1 << 20):
+            self.merge()
+
+    def merge(self) -> "LevelSums":
+        if self._pending:
+            keys = np.concatenate([self.keys] + [k for k, _ in self._pending])
+            weights = np.concatenate([self.sums] + [w for _, w in self._pending])
+            self.keys, inverse = np.unique(keys, return_inverse=True)
+            self.sums = np.bincount(inverse, weights=weights, minlength=self.keys.size)
+            self._pending, self._pending_size = [], 0
+        return self
+
+    def at_or_above(self, levels: np.ndarray) -> np.ndarray:
+        """(latents, columns) sums over the levels at or above each latent's threshold level."""
+        self.merge()
+        column = self.keys % self.n_columns
+        level_key = self.keys // self.n_columns
+        latent, level = level_key // _SPAN, level_key % _SPAN - _OFFSET
+        keep = level >= levels[latent]
+        flat = np.bincount(latent[keep] * self.n_columns + column[keep], weights=self.sums[keep],
+                           minlength=self.n_latents * self.n_columns)
+        return flat.reshape(self.n_latents, self.n_columns)

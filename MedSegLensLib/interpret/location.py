@@ -1,7 +1,8 @@
 """Where a latent fires, from its activation mass per label of the cases' location atlases.
 
-Shares are of activation mass (value x volume) summed over all cases, so strong
-activations weigh more than faint ones. Lobes merge their cortex and white
+Shares are of activation mass (value x volume) at or above the latent's firing
+threshold, summed over all cases, so strong activations weigh more than faint
+ones and activity below the level that marks its class does not count. Lobes merge their cortex and white
 matter ("left frontal"); other atlas regions stay as they are.
 """
 
@@ -51,7 +52,7 @@ class Location:
 
 
 def summarise_location(region_mass: np.ndarray, top: int = 3) -> Location | None:
-    """Location of one latent from its mass per atlas label (index = label value); None if it never fires."""
+    """Location of one latent from its mass per atlas label (index = label value); None without mass."""
     total = float(region_mass.sum())
     if total <= 0:
         return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .categories import LatentLabel, confidence_level, ranked_targets
@@ -36,8 +38,24 @@ def firing_thresholds(table: ScoreTable, labels: list[LatentLabel]) -> np.ndarra
     return np.nan_to_num(out, nan=0.0)
 
 
+@dataclass
+class FiringContext:
+    """What every record needs from the whole table, computed once: which cases each latent fires in
+    (at its firing threshold), the cases of each population, and the mass per atlas label above threshold."""
+
+    thresholds: np.ndarray
+    fires: np.ndarray
+    groups: dict[str, np.ndarray]
+    region_mass: np.ndarray | None
+
+    @classmethod
+    def of(cls, table: ScoreTable, labels: list[LatentLabel]) -> "FiringContext":
+        thresholds = firing_thresholds(table, labels)
+        return cls(thresholds, table.fires(thresholds), population_rows(table), table.region_mass_above(thresholds))
+
+
 def population_firing(table: ScoreTable, latent: int, fires: np.ndarray, groups: dict[str, np.ndarray]) -> dict[str, dict]:
-    """Per population: cases, cases where the latent fires (`fires`: table.fires(...)), mean active volume and peak."""
+    """Per population: cases, cases where the latent fires, mean active volume (any level) and peak."""
     out: dict[str, dict] = {}
     for population, rows in groups.items():
         out[population] = {
@@ -49,14 +67,13 @@ def population_firing(table: ScoreTable, latent: int, fires: np.ndarray, groups:
     return out
 
 
-def latent_record(table: ScoreTable, label: LatentLabel, latent: int, fires: np.ndarray,
-                  groups: dict[str, np.ndarray]) -> dict:
-    """The record of one latent; `fires` = table.fires(firing_thresholds(...)), `groups` = population_rows(table)."""
+def latent_record(table: ScoreTable, label: LatentLabel, latent: int, context: FiringContext) -> dict:
+    """The record of one latent (see docs/interpret.md for the fields)."""
     active = bool(table.active[latent])
     ranked = ranked_targets(table, latent)[:TOP_SCORES] if active else []
     location = None
-    if active and table.region_mass is not None:
-        found = summarise_location(table.region_mass[latent])
+    if active and context.region_mass is not None:
+        found = summarise_location(context.region_mass[latent])
         location = found.to_json() if found else None
     top = np.argsort(-table.peak[:, latent], kind="stable")[:TOP_CASES]
     record = {
@@ -69,8 +86,8 @@ def latent_record(table: ScoreTable, label: LatentLabel, latent: int, fires: np.
         "confidence_level": confidence_level(label.confidence),
         "description": "",
         "top_scores": [target_scores(table, latent, t) for t in ranked],
-        "firing_threshold": _rounded(table.score("threshold", latent, label.target)) if label.target else None,
-        "populations": population_firing(table, latent, fires, groups),
+        "firing_threshold": _rounded(context.thresholds[latent]) if label.target else None,
+        "populations": population_firing(table, latent, context.fires, context.groups),
         "location": location,
         "top_cases": [{"case_id": table.case_ids[c], "population": table.populations[c],
                        "peak": round(float(table.peak[c, latent]), 4)} for c in top if table.peak[c, latent] > 0],
@@ -80,5 +97,5 @@ def latent_record(table: ScoreTable, label: LatentLabel, latent: int, fires: np.
 
 
 def latent_records(table: ScoreTable, labels: list[LatentLabel]) -> list[dict]:
-    fires, groups = table.fires(firing_thresholds(table, labels)), population_rows(table)
-    return [latent_record(table, label, latent, fires, groups) for latent, label in enumerate(labels)]
+    context = FiringContext.of(table, labels)
+    return [latent_record(table, label, latent, context) for latent, label in enumerate(labels)]

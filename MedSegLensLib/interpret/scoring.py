@@ -17,7 +17,7 @@ from ..errors import InputError, ParameterError
 from ..synth.location_atlas import ATLAS_LABELS
 from .binned_metrics import TargetScores, score_target
 from .evidence import CaseMaps, LayerCodes, layer_index
-from .firing import OctaveVolumes
+from .firing import LevelSums, level_keys, threshold_levels
 from .histograms import LogHistograms
 from .targets import DEFAULT_SHELL_MM, TargetSet, target_masks
 
@@ -45,8 +45,9 @@ class ScoreTable:
 
     metrics[name]: (latents, targets) arrays (see binned_metrics.TargetScores);
     active_ml, peak, mass: (cases, latents) active volume, largest value, sum of value x ml;
-    region_mass: (latents, atlas labels) activation mass per atlas label, None without atlases;
-    octaves: per-case active volume by octave of value (for `fires`).
+    case_volumes: per case, active volume by latent and value level (for `fires`);
+    region_mass: activation mass by latent, value level and atlas label (for `region_mass_above`),
+    None without atlases.
     """
 
     targets: TargetSet
@@ -58,8 +59,8 @@ class ScoreTable:
     active_ml: np.ndarray
     peak: np.ndarray
     mass: np.ndarray
-    region_mass: np.ndarray | None
-    octaves: OctaveVolumes
+    case_volumes: list[LevelSums]
+    region_mass: LevelSums | None
     settings: ScoringSettings
     bin_ratio: float
     info: dict = field(default_factory=dict)
@@ -72,9 +73,20 @@ class ScoreTable:
     def active(self) -> np.ndarray:
         return (self.active_ml > 0).any(axis=0)
 
+    def volume_above(self, thresholds: np.ndarray) -> np.ndarray:
+        """(cases, latents) volume (ml) active at or above each latent's threshold."""
+        levels = threshold_levels(thresholds, self.settings.bins_per_octave)
+        return np.stack([volumes.at_or_above(levels)[:, 0] for volumes in self.case_volumes])
+
     def fires(self, thresholds: np.ndarray) -> np.ndarray:
-        """(cases, latents): active on at least `min_firing_ml` at each latent's threshold (octave edge below it)."""
-        return self.octaves.volume_at_or_above(thresholds) >= self.settings.min_firing_ml
+        """(cases, latents): active on at least `min_firing_ml` at or above each latent's threshold."""
+        return self.volume_above(thresholds) >= self.settings.min_firing_ml
+
+    def region_mass_above(self, thresholds: np.ndarray) -> np.ndarray | None:
+        """(latents, atlas labels) activation mass (value x ml) at or above each latent's threshold."""
+        if self.region_mass is None:
+            return None
+        return self.region_mass.at_or_above(threshold_levels(thresholds, self.settings.bins_per_octave))
 
     def score(self, metric: str, latent: int, target: str) -> float:
         return float(self.metrics[metric][latent, self.targets.index(target)])
@@ -93,9 +105,9 @@ class LatentScorer:
         self.case_ids: list[str] = []
         self.populations: list[str] = []
         self._per_case: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self.region_mass = np.zeros((self.n_latents, N_ATLAS_LABELS), dtype=np.float64)
+        self.region_mass = LevelSums(self.n_latents, N_ATLAS_LABELS)
         self.cases_with_atlas = 0
-        self.octaves = OctaveVolumes(self.n_latents)
+        self.case_volumes: list[LevelSums] = []
 
     def _start(self, maps: CaseMaps) -> None:
         self.targets = TargetSet.for_maps(maps.tissue is not None)
@@ -127,6 +139,7 @@ class LatentScorer:
                                              shape=(n_layer, N_ATLAS_LABELS)).tocsr()
             self.cases_with_atlas += 1
         active_ml, mass, peak = (np.zeros(self.n_latents) for _ in range(3))
+        volumes = LevelSums(self.n_latents)
         step = self.settings.chunk_entries
         for start in range(0, codes.voxel.size, step):
             voxel, latent, value = (a[start:start + step] for a in (codes.voxel, codes.latent, codes.value))
@@ -135,14 +148,16 @@ class LatentScorer:
             weights = composition[voxel]
             self.histograms.add(latent, value, weights)
             volume = weights[:, -1] * maps.voxel_ml
-            self.octaves.add(latent, value, volume)
+            keys = level_keys(latent, value, self.settings.bins_per_octave)
+            volumes.add(keys, volume)
             active_ml += np.bincount(latent, weights=volume, minlength=self.n_latents)
             mass += np.bincount(latent, weights=value * weights[:, -1], minlength=self.n_latents) * maps.voxel_ml
             np.maximum.at(peak, latent, value)
             if atlas_counts is not None:
-                codes_matrix = sparse.csr_matrix((value, (latent, voxel)), shape=(self.n_latents, n_layer))
-                self.region_mass += (codes_matrix @ atlas_counts).toarray() * maps.voxel_ml
-        self.octaves.end_case()
+                per_label = atlas_counts[voxel].tocoo()  # entry x atlas label: voxels it covers
+                self.region_mass.add(keys[per_label.row], value[per_label.row] * per_label.data * maps.voxel_ml,
+                                     per_label.col)
+        self.case_volumes.append(volumes.merge())
         self.case_ids.append(maps.case_id)
         self.populations.append(maps.population)
         self._per_case.append((active_ml.astype(np.float32), peak.astype(np.float32), mass.astype(np.float32)))
@@ -163,6 +178,7 @@ class LatentScorer:
         return ScoreTable(
             targets=self.targets, metrics=metrics, positives=self.positives.copy(), voxels=self.voxels,
             case_ids=list(self.case_ids), populations=list(self.populations),
-            active_ml=per_case[0], peak=per_case[1], mass=per_case[2], region_mass=region_mass,
-            octaves=self.octaves, settings=self.settings, bin_ratio=hist.bin_ratio, info=dict(info or {}),
+            active_ml=per_case[0], peak=per_case[1], mass=per_case[2], case_volumes=self.case_volumes,
+            region_mass=region_mass.merge() if region_mass is not None else None, settings=self.settings,
+            bin_ratio=hist.bin_ratio, info=dict(info or {}),
         )

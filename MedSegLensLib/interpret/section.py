@@ -23,7 +23,7 @@ def interpret_section(document: dict, chosen: dict[str, list[dict]], card_files:
         f"The category is the target with the highest kappa when kappa >= {KAPPA_MIN} and AUROC >= {AUROC_MIN}, "
         f"else background/other; confidence = min(2 (AUROC - 0.5), kappa margin over the runner-up). A latent "
         f"'fires' in a case when it is active on at least {scoring['min_firing_ml']:g} ml at its best-Dice "
-        f"threshold (read at the octave edge below it).",
+        f"threshold (its location counts only activation at or above that threshold too).",
         f"Of the {counts['background/other']} background/other latents, {outside} match the background (outside "
         f"the brain) and {counts['background/other'] - outside} match no class.",
     ]
