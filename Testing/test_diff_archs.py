@@ -97,10 +97,10 @@ def brain_strata() -> np.ndarray:
     return np.where(((zz - 15.5) ** 2).sum(-1) < 13 ** 2, STRATUM_CODE["WM"], STRATUM_CODE["background"])
 
 
-def run_study(block: int, seed: int = 1, cases: int = 6) -> object:
+def run_study(block_mm: float, seed: int = 1, cases: int = 6) -> object:
     rng = np.random.default_rng(seed)
     strata = brain_strata()
-    study = ArchitectureDiff(12, 12, ArchDiffSettings(n_permutations=40, block=block,
+    study = ArchitectureDiff(12, 12, ArchDiffSettings(n_permutations=40, block_mm=block_mm,
                                                       quotas={"background": 100, "WM": 2000}))
     for c in range(cases):
         codes_a, codes_b = smooth_case(rng, 12, 12, planted=True)
@@ -110,7 +110,7 @@ def run_study(block: int, seed: int = 1, cases: int = 6) -> object:
 
 
 def test_block_null_accepts_the_planted_pair_and_rejects_random_pairs():
-    result = run_study(block=4)
+    result = run_study(block_mm=16)  # 4 voxels of the 4 mm common grid
     m = result.matching
     planted = np.flatnonzero((m.a == 0) & (m.b == 0))
     assert planted.size == 1
@@ -119,13 +119,13 @@ def test_block_null_accepts_the_planted_pair_and_rejects_random_pairs():
     assert np.all(m.similarity[random_pairs] <= result.fwer_threshold)
     assert result.significant()[random_pairs].sum() <= 1
     # common grid = A's 16^3 layer grid (voxel j at case voxel 2j): all its brain voxels (< quota) + 100 background
-    assert result.grid == (16, 16, 16)
+    assert result.grid == (16, 16, 16) and result.block == (4, 4, 4)
     assert result.summary()["voxels"] == 6 * (100 + int((brain_strata()[::2, ::2, ::2] == STRATUM_CODE["WM"]).sum()))
 
 
 def test_voxelwise_shuffle_would_call_smooth_random_maps_significant():
     """Why blocks: a voxel shuffle ignores spatial autocorrelation and finds 'matches' among unrelated blobs."""
-    voxelwise, blocks = run_study(block=1), run_study(block=4)
+    voxelwise, blocks = run_study(block_mm=4), run_study(block_mm=16)
     random_v = voxelwise.matching.a != 0
     random_b = blocks.matching.a != 0
     assert voxelwise.significant()[random_v].sum() >= 3

@@ -127,7 +127,7 @@ def test_diff_archs_matches_a_network_with_itself(tmp_path):
     out = tmp_path / "archs"
     result = run_cli("diff", "archs", "--model-a", str(model_dir), "--sae-a", str(tmp_path / "sae"),
                      "--model-b", str(model_dir), "--sae-b", str(tmp_path / "sae"), "--data", str(cohort),
-                     "--out", str(out), "--permutations", "10", "--block", "2", "--min-active", "5",
+                     "--out", str(out), "--permutations", "10", "--block-mm", "8", "--min-active", "5",
                      "--threads", "1")
     assert result.returncode == 0, result.stderr
     record = json.loads((out / "archs.json").read_text())

@@ -73,6 +73,7 @@ def test_planted_latents_are_classified_and_nulls_are_not_called_specific(usage)
     summary = diff.backbone_summary()
     assert summary["per_population"]["ssa"]["enriched"] == 1 and summary["per_population"]["ssa"]["depleted"] == 1
     assert summary["shared"] + summary["specific"] + summary["inconclusive"] + summary["absent"] == D
+    assert summary["inconclusive_rare"] + summary["inconclusive_not_equivalent"] == summary["inconclusive"]
 
 
 def test_matched_strata_remove_the_stratum_mix_confound(usage):

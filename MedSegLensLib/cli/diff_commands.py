@@ -2,19 +2,16 @@
 
 Each command writes one output folder (published atomically): JSON and CSV for
 machines, PNG figures and `report.html` for people, and `section.json` for the
-combined HTML report.
+combined HTML report. The work is done by `MedSegLensLib.diffing.studies`; this
+module only parses options, draws progress bars and prints the summary.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
-
-from ..errors import CompatibilityError, InputError, ParameterError
-from ..fileio import atomic_directory
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     archs.add_argument("--population", nargs="+", metavar="NAME", help="only cases of these populations")
     archs.add_argument("--max-cases", type=int, help="use at most this many cases (the first, in cohort order)")
     archs.add_argument("--permutations", type=int, default=50, help="block-permutation null replicates (default 50)")
-    archs.add_argument("--block", type=int, default=4, help="permutation block edge in common-grid voxels (default 4)")
+    archs.add_argument("--block-mm", type=float, default=32.0,
+                       help="edge of the blocks the permutation null shuffles, in mm (default 32)")
     archs.add_argument("--alpha", type=float, default=0.05)
     archs.add_argument("--min-active", type=int, default=20, help="voxels a latent must fire on to be matched")
     archs.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
@@ -102,61 +100,37 @@ def _threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(int(args.threads))
 
 
-def _bar(total: int, desc: str, unit: str):
-    from tqdm import tqdm
+class _StageBars:
+    """One tqdm bar on stderr per stage of a study's `progress(stage, done, total)`."""
 
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+    def __init__(self) -> None:
+        self.bars = {}
 
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.bars:
+            from tqdm import tqdm
 
-def _describe_sae(path: str, sae) -> str:
-    sidecar = json.loads((Path(path) / "sae.json").read_text(encoding="utf-8"))
-    return (f"SAE {path} ({sae.n_latents} latents, k {sae.config.k}, {sae.config.kind}, layer {sae.info.layer}, "
-            f"weights {sidecar.get('weights_sha256', '')[:12]})")
+            self.bars[stage] = tqdm(total=total, desc=stage, file=sys.stderr, dynamic_ncols=True)
+        bar = self.bars[stage]
+        bar.update(done - bar.n)
 
+    def __enter__(self) -> "_StageBars":
+        return self
 
-def _describe_store(store) -> str:
-    from collections import Counter
+    def __exit__(self, *exc) -> None:
+        for bar in self.bars.values():
+            bar.close()
 
-    counts = Counter(c["population"] for c in store.cases)
-    info = store.info
-    return (f"store {store.path} ({store.n_rows} rows of {len(store.cases)} cases: "
-            + ", ".join(f"{p} {n}" for p, n in sorted(counts.items()))
-            + f"; model {str(info.get('model_fingerprint', '?'))[:12]}, layer {info.get('layer', '?')})")
-
-
-def _check_store(store, sae, sae_dir: str) -> None:
-    info = store.info
-    if "model_fingerprint" in info and info["model_fingerprint"] != sae.info.model_fingerprint:
-        raise CompatibilityError(
-            f"{store.path}: activations come from model {str(info['model_fingerprint'])[:12]} but SAE {sae_dir} "
-            f"belongs to {sae.info.model_fingerprint[:12]}; use the store captured from the SAE's model")
-    if "layer" in info and info["layer"] != sae.info.layer:
-        raise CompatibilityError(f"{store.path}: activations of layer {info['layer']!r}, SAE {sae_dir} encodes "
-                                 f"{sae.info.layer!r}; use the store of the SAE's layer")
-
-
-# -- populations ---------------------------------------------------------------------------------
 
 def run_populations(args: argparse.Namespace) -> int:
-    from ..diffing import PopulationDiffSettings, accumulate_usage, diff_populations, labels_for
-    from ..diffing.outputs import write_population_outputs
-    from ..sae import ActivationStore, load_sae
+    from ..diffing import PopulationDiffSettings, population_study
 
     _threads(args)
     settings = PopulationDiffSettings(ratio=args.ratio, alpha=args.alpha, frequency_floor=args.floor,
                                       n_boot=args.bootstrap, seed=args.seed)
-    sae = load_sae(args.sae)
-    store = ActivationStore(args.store)
-    _check_store(store, sae, args.sae)
-    labels = labels_for(args.sae, args.labels)
-    with atomic_directory(args.out, overwrite=args.overwrite) as folder:
-        with _bar(store.n_rows, "encoding store", "rows") as bar:
-            usage = accumulate_usage(sae, store, progress=lambda done, total: bar.update(done - bar.n))
-        usage.source.update({"sae": str(args.sae), "sae_fingerprint": sae.info.model_fingerprint,
-                             "layer": sae.info.layer})
-        diff = diff_populations(usage, settings)
-        data = f"{_describe_store(store)} encoded with {_describe_sae(args.sae, sae)}"
-        record = write_population_outputs(diff, usage, folder, data, _command(args), labels)
+    with _StageBars() as bars:
+        record = population_study(args.sae, args.store, args.out, settings=settings, labels=args.labels,
+                                  overwrite=args.overwrite, command=_command(args), progress=bars)
     s = record["summary"]
     print(f"{s['latents']} latents: {s['shared']} shared, {s['specific']} specific, {s['inconclusive']} inconclusive, "
           f"{s['absent']} absent")
@@ -166,52 +140,16 @@ def run_populations(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- two SAEs of one layer ------------------------------------------------------------------------
-
 def run_saes(args: argparse.Namespace) -> int:
-    from ..diffing import accumulate_usage, compare_dictionaries, labels_for, swap_features
-    from ..diffing.matching import Matching
-    from ..diffing.outputs import write_dictionary_outputs
-    from ..sae import ActivationStore, load_sae
+    from ..diffing import dictionary_study
 
     _threads(args)
-    sae_a, sae_b = load_sae(args.a), load_sae(args.b)
-    if sae_a.info.layer != sae_b.info.layer or sae_a.info.model_fingerprint != sae_b.info.model_fingerprint:
-        raise CompatibilityError(
-            f"{args.a} encodes layer {sae_a.info.layer!r} of model {sae_a.info.model_fingerprint[:12]}, {args.b} layer "
-            f"{sae_b.info.layer!r} of model {sae_b.info.model_fingerprint[:12]}; decoder cosine needs one model and "
-            "layer: use `medseglens diff archs` to compare different networks")
     names = (args.name_a or Path(args.a).name, args.name_b or Path(args.b).name)
-    name_of = {"a": names[0], "b": names[1]}
-    stores = {}
-    for key, path, sae, sae_dir in (("a", args.store_a, sae_a, args.a), ("b", args.store_b, sae_b, args.b)):
-        if path:
-            stores[key] = ActivationStore(path)
-            _check_store(stores[key], sae, sae_dir)
-    labels_a, labels_b = labels_for(args.a, args.labels_a), labels_for(args.b, args.labels_b)
-    alive = {}
-    for key, sae in (("a", sae_a), ("b", sae_b)):
-        if key in stores:
-            with _bar(stores[key].n_rows, f"firing of {name_of[key]}", "rows") as bar:
-                usage = accumulate_usage(sae, stores[key], progress=lambda done, total: bar.update(done - bar.n))
-            alive[key] = usage.fired.sum((0, 1)) > 0
-    comparison = compare_dictionaries(sae_a, sae_b, args.threshold, alive.get("a"), alive.get("b"), args.method,
-                                      args.neighbours, args.seed)
-    swaps = {}
-    m = comparison.matching
-    reverse = Matching(m.b, m.a, m.similarity, m.n_b, m.n_a, m.method)
-    for key, (enc, dec, matching, label) in {"a": (sae_a, sae_b, m, f"{names[0]}->{names[1]}"),
-                                             "b": (sae_b, sae_a, reverse, f"{names[1]}->{names[0]}")}.items():
-        if key in stores:
-            store = stores[key]
-            batches = ((rows, meta["case_index"].numpy()) for rows, meta in store.scan_with_metadata(8192))
-            with _bar(store.n_rows, f"swap {label}", "rows") as bar:
-                swaps[label] = swap_features(enc, dec, matching, batches, len(store.cases),
-                                             progress=lambda done: bar.update(done - bar.n))
-    data = f"{names[0]}: {_describe_sae(args.a, sae_a)}; {names[1]}: {_describe_sae(args.b, sae_b)}" + "".join(
-        f"; {name_of[key]} rows: {_describe_store(store)}" for key, store in stores.items())
-    with atomic_directory(args.out, overwrite=args.overwrite) as folder:
-        record = write_dictionary_outputs(comparison, swaps, folder, data, _command(args), labels_a, labels_b, names)
+    with _StageBars() as bars:
+        record = dictionary_study(args.a, args.b, args.out, store_a=args.store_a, store_b=args.store_b, names=names,
+                                  threshold=args.threshold, method=args.method, neighbours=args.neighbours,
+                                  seed=args.seed, labels_a=args.labels_a, labels_b=args.labels_b,
+                                  overwrite=args.overwrite, command=_command(args), progress=bars)
     s = record["summary"]
     print(f"{s['matched_above_threshold']} pairs with decoder cosine >= {s['threshold']:g} "
           f"({s['fraction_of_a_matched']:.1%} of {names[0]}, {s['fraction_of_b_matched']:.1%} of {names[1]}; "
@@ -224,42 +162,17 @@ def run_saes(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- two architectures ---------------------------------------------------------------------------
-
 def run_archs(args: argparse.Namespace) -> int:
-    from ..diffing import ArchDiffSettings, ArchitectureDiff, labels_for
-    from ..diffing.arch_cases import case_latent_maps
-    from ..diffing.outputs import write_architecture_outputs
-    from ..models import labelled_cases, load_model
-    from ..sae import load_sae
+    from ..diffing import ArchDiffSettings, architecture_study
 
     _threads(args)
-    if args.max_cases is not None and args.max_cases < 1:
-        raise ParameterError(f"--max-cases must be >= 1, got {args.max_cases}")
     settings = ArchDiffSettings(seed=args.seed, min_active_rows=args.min_active, n_permutations=args.permutations,
-                                block=args.block, alpha=args.alpha, method=args.method, neighbours=args.neighbours)
-    model_a, model_b = load_model(args.model_a, device="cpu"), load_model(args.model_b, device="cpu")
-    sae_a, sae_b = load_sae(args.sae_a), load_sae(args.sae_b)
-    cases = labelled_cases(args.data, args.population)[: args.max_cases]
-    if not cases:
-        raise InputError(f"{', '.join(args.data)}: no cases to compare")
-    labels_a, labels_b = labels_for(args.sae_a, args.labels_a), labels_for(args.sae_b, args.labels_b)
-    study = ArchitectureDiff(sae_a.n_latents, sae_b.n_latents, settings)
-    with _bar(len(cases), "cases (both networks)", "case") as bar:
-        for files in cases:
-            study.add_case(case_latent_maps(files.load(), model_a, sae_a, model_b, sae_b, args.precision))
-            bar.update(1)
-    with _bar(settings.n_permutations, "permutation null", "perm") as bar:
-        result = study.result(progress=lambda done, total: bar.update(done - bar.n))
-    names = (model_a.config.architecture, model_b.config.architecture)
-    if names[0] == names[1]:
-        names = (Path(args.model_a).name, Path(args.model_b).name)
-    populations = sorted({c.population for c in cases})
-    data = (f"{len(cases)} cases of {', '.join(args.data)} ({', '.join(populations)}); {names[0]}: model "
-            f"{model_a.fingerprint[:12]}, {_describe_sae(args.sae_a, sae_a)}; {names[1]}: model "
-            f"{model_b.fingerprint[:12]}, {_describe_sae(args.sae_b, sae_b)}")
-    with atomic_directory(args.out, overwrite=args.overwrite) as folder:
-        record = write_architecture_outputs(result, folder, data, _command(args), labels_a, labels_b, names)
+                                block_mm=args.block_mm, alpha=args.alpha, method=args.method, neighbours=args.neighbours)
+    with _StageBars() as bars:
+        record = architecture_study(args.model_a, args.sae_a, args.model_b, args.sae_b, args.data, args.out,
+                                    populations=args.population, max_cases=args.max_cases, settings=settings,
+                                    precision=args.precision, labels_a=args.labels_a, labels_b=args.labels_b,
+                                    overwrite=args.overwrite, command=_command(args), progress=bars)
     s = record["summary"]
     print(f"{s['pairs']} matched pairs, {s['significant_bh']} significant (BH q < {s['alpha']:g}), "
           f"{s['above_fwer_threshold']} above the family-wise threshold r = {s['fwer_threshold']:.3f}")

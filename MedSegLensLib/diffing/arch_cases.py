@@ -7,15 +7,15 @@ import numpy as np
 from ..data import Case
 from ..models.inference import SegmentationModel
 from ..sae.encode import encode_case
+from ..sae.extract import brain_mask
 from ..sae.model import SparseAutoencoder
 from ..sae.strata import voxel_strata
 from .architectures import CaseLatentMaps
 
 
 def case_strata(case: Case) -> np.ndarray:
-    """Stratum of every case-grid voxel: tumour label, else tissue class, else brain (any nonzero modality)."""
-    brain = np.any(np.asarray(case.image) != 0, axis=0)
-    return voxel_strata(case.label, case.tissue, brain)
+    """Stratum of every case-grid voxel, as capture assigns them: tumour label, tissue class, brain, background."""
+    return voxel_strata(case.label, case.tissue, brain_mask(case))
 
 
 def case_latent_maps(

@@ -10,7 +10,7 @@ dense but the (latents A x latents B) cross-product table. The Pearson correlati
 matrix is then matched one-to-one with an optimal assignment.
 
 Significance: a permutation null that keeps spatial autocorrelation. B's map is cut
-into cubic blocks of `block` voxels a side and the blocks are shuffled within each
+into blocks of about `block_mm` a side (whole common-grid voxels per axis) and the blocks are shuffled within each
 case (brain blocks among brain blocks, background among background), so B keeps its
 texture, blob sizes and brain outline but loses its alignment with A. Each null
 replicate is matched again like the real data; the pooled null matched correlations
@@ -73,14 +73,14 @@ class ArchDiffSettings:
     seed: int = 0
     min_active_rows: int = 20  # a latent must fire on this many sampled voxels to be matched
     n_permutations: int = 50
-    block: int = 4  # permutation block edge, in common-grid voxels
+    block_mm: float = 32.0  # permutation block edge (rounded to whole common-grid voxels per axis)
     alpha: float = 0.05
     method: str = "auto"
     neighbours: int = 8
 
     def __post_init__(self) -> None:
-        if self.block < 1 or self.n_permutations < 1 or self.min_active_rows < 1:
-            raise ParameterError("block, permutations and min_active_rows must all be >= 1")
+        if self.block_mm <= 0 or self.n_permutations < 1 or self.min_active_rows < 1:
+            raise ParameterError("block size must be > 0 mm; permutations and min_active_rows must be >= 1")
         if not 0 < self.alpha < 1:
             raise ParameterError(f"alpha must be between 0 and 1, got {self.alpha}")
 
@@ -116,7 +116,7 @@ class CrossCorrelation:
 
 
 def block_permutation(
-    indices: np.ndarray, grid: tuple[int, int, int], block: int, brain_blocks: np.ndarray, rng: np.random.Generator
+    indices: np.ndarray, grid: tuple[int, int, int], block: int | tuple[int, int, int], brain_blocks: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
     """Where each sampled voxel's value is read from in the null: same offset in a shuffled block.
 
@@ -124,6 +124,7 @@ def block_permutation(
     outside the grid (the padding of edge blocks) returns prod(grid), the index of a zero row.
     """
     grid_arr = np.asarray(grid)
+    block = np.broadcast_to(np.asarray(block, dtype=np.int64), (3,))
     counts = -(-grid_arr // block)
     coords = np.stack(np.unravel_index(indices, grid), 1)
     blocks = np.ravel_multi_index((coords // block).T, counts)
@@ -137,15 +138,21 @@ def block_permutation(
     return out
 
 
-def _brain_blocks(strata: np.ndarray, block: int) -> np.ndarray:
+def block_voxels(grid: Grid, block_mm: float) -> tuple[int, int, int]:
+    """Block edge per axis in voxels of `grid`: block_mm / spacing, rounded, at least 1."""
+    return tuple(max(1, int(round(block_mm / spacing))) for spacing in grid.spacing)
+
+
+def _brain_blocks(strata: np.ndarray, block: int | tuple[int, int, int]) -> np.ndarray:
     """Per block of the grid: True when at least half of its (in-grid) voxels are not background."""
+    block = np.broadcast_to(np.asarray(block, dtype=np.int64), (3,))
     counts = -(-np.asarray(strata.shape) // block)
     padded = np.zeros(counts * block, dtype=np.float64)
     valid = np.zeros_like(padded)
     sx, sy, sz = strata.shape
     padded[:sx, :sy, :sz] = strata != STRATUM_CODE["background"]
     valid[:sx, :sy, :sz] = 1
-    shape = (counts[0], block, counts[1], block, counts[2], block)
+    shape = (counts[0], block[0], counts[1], block[1], counts[2], block[2])
     brain = padded.reshape(shape).sum((1, 3, 5))
     return (brain >= 0.5 * valid.reshape(shape).sum((1, 3, 5))).ravel()
 
@@ -156,6 +163,7 @@ class _CachedCase:
     codes_b: sp.csr_matrix  # whole common grid plus one zero row at the end
     indices: np.ndarray
     grid: tuple[int, int, int]
+    block: tuple[int, int, int]
     brain_blocks: np.ndarray
 
 
@@ -171,7 +179,8 @@ class ArchDiffResult:
     voxels: int
     cases: list[tuple[str, str, int]]  # (case id, population, sampled voxels)
     settings: ArchDiffSettings
-    grid: tuple[int, int, int] | None
+    grid: tuple[int, int, int] | None  # common grid of the last case
+    block: tuple[int, int, int] | None  # its permutation block in voxels
 
     def significant(self) -> np.ndarray:
         return self.q_value < self.settings.alpha
@@ -188,7 +197,8 @@ class ArchDiffResult:
             "fwer_threshold": self.fwer_threshold,
             "median_matched_correlation": float(np.median(sims)) if sims.size else float("nan"),
             "median_null_matched_correlation": float(np.median(self.null_matched)) if self.null_matched.size else float("nan"),
-            "permutations": self.settings.n_permutations, "block": self.settings.block, "alpha": self.settings.alpha,
+            "permutations": self.settings.n_permutations, "block_mm": self.settings.block_mm,
+            "block_voxels": list(self.block) if self.block else None, "alpha": self.settings.alpha,
             "grid": list(self.grid) if self.grid else None,
         }
 
@@ -206,6 +216,7 @@ class ArchitectureDiff:
         self._cached: list[_CachedCase] = []
         self.cases: list[tuple[str, str, int]] = []
         self.grid: tuple[int, int, int] | None = None
+        self.block: tuple[int, int, int] | None = None
 
     def add_case(self, maps: CaseLatentMaps) -> None:
         if maps.codes_a.shape[1] != self.n_a or maps.codes_b.shape[1] != self.n_b:
@@ -222,10 +233,11 @@ class ArchitectureDiff:
         rows_a = a[indices]
         self.observed.add(rows_a, b[indices])
         zero = sp.csr_matrix((1, self.n_b))
-        self._cached.append(_CachedCase(rows_a, sp.vstack([b, zero], format="csr"), indices, grid,
-                                        _brain_blocks(strata, self.settings.block)))
+        block = block_voxels(common, self.settings.block_mm)
+        self._cached.append(_CachedCase(rows_a, sp.vstack([b, zero], format="csr"), indices, grid, block,
+                                        _brain_blocks(strata, block)))
         self.cases.append((maps.case_id, maps.population, int(indices.size)))
-        self.grid = grid
+        self.grid, self.block = grid, block
 
     def _match(self, table: CrossCorrelation, index_a: np.ndarray, index_b: np.ndarray) -> Matching:
         corr = table.correlation(index_a, index_b)
@@ -236,7 +248,7 @@ class ArchitectureDiff:
         table = CrossCorrelation(self.n_a, self.n_b)
         for number, case in enumerate(self._cached):
             rng = np.random.default_rng([self.settings.seed, replicate + 1, number])
-            source = block_permutation(case.indices, case.grid, self.settings.block, case.brain_blocks, rng)
+            source = block_permutation(case.indices, case.grid, case.block, case.brain_blocks, rng)
             table.add(case.rows_a, case.codes_b[source])
         return self._match(table, index_a, index_b).similarity
 
@@ -261,5 +273,5 @@ class ArchitectureDiff:
         return ArchDiffResult(
             matching, p_value, benjamini_hochberg(p_value), fwer, null,
             self.observed.nonzero_a.copy(), self.observed.nonzero_b.copy(),
-            self.observed.n, list(self.cases), s, self.grid,
+            self.observed.n, list(self.cases), s, self.grid, self.block,
         )

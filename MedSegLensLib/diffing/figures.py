@@ -61,7 +61,7 @@ def backbone_figure(diff: PopulationDiff, path: Path, data: str) -> Path:
 
 
 def volcano_figure(diff: PopulationDiff, path: Path, data: str) -> Path:
-    """Per population: standardised log-ratio of firing frequency against -log10 q."""
+    """Per population: standardised log-ratio of firing frequency against its precision (LR / bootstrap SE)."""
     plt = _pyplot()
     pops = diff.populations
     cols = min(len(pops), 4)
@@ -71,37 +71,46 @@ def volcano_figure(diff: PopulationDiff, path: Path, data: str) -> Path:
     for ax, p in zip(axes.ravel(), pops):
         c = diff.contrasts[p]
         ok = c.comparable & (diff.category != "absent")
-        q = np.minimum(np.nan_to_num(c.q_enriched, nan=1.0), np.nan_to_num(c.q_depleted, nan=1.0))
-        y = -np.log10(np.maximum(q, 1e-300))
-        for name in ("inconclusive", "shared", "specific"):
-            m = ok & (diff.category == name)
-            ax.scatter(c.log_ratio[m], np.minimum(y[m], 50), s=6, color=CATEGORY_COLOURS[name], label=name, alpha=0.8)
+        z = np.abs(c.log_ratio) / np.maximum(c.se, 1e-6)
+        called = np.array([p in e or p in d for e, d in zip(diff.enriched_in, diff.depleted_in)])
+        for name, mask in (("inconclusive", diff.category == "inconclusive"), ("shared", diff.category == "shared"),
+                           ("specific elsewhere", (diff.category == "specific") & ~called),
+                           (f"specific ({p})", called)):
+            m = ok & mask
+            colour = CATEGORY_COLOURS["specific" if "specific" in name else name]
+            ax.scatter(c.log_ratio[m], np.minimum(z[m], 40), s=7 if "(" in name else 4, color=colour, label=name,
+                       alpha=0.9 if "(" in name else 0.45, marker="o" if "elsewhere" not in name else "x")
         for v in (-log_tau, log_tau):
             ax.axvline(v, color="#888888", lw=0.7, ls="--")
-        ax.axhline(-math.log10(diff.settings.alpha), color="#888888", lw=0.7, ls=":")
         ax.set_title(f"{p} vs rest ({c.n_cases} vs {c.n_rest_cases} cases)", fontsize=9)
         ax.set_xlabel("log frequency ratio (matched strata)", fontsize=8)
-        ax.set_ylabel("-log10 q (capped at 50)", fontsize=8)
+        ax.set_ylabel("|log ratio| / bootstrap SE (capped at 40)", fontsize=8)
+        ax.legend(fontsize=6, markerscale=1.5, loc="upper center")
     for ax in axes.ravel()[len(pops):]:
         ax.axis("off")
-    axes.ravel()[0].legend(fontsize=7, markerscale=2)
+    fig.suptitle(f"Calls: BH q < {diff.settings.alpha:g} that the fold change exceeds {diff.settings.ratio:g} "
+                 "(dashed lines)", fontsize=9)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return _save(fig, path, data)
 
 
 def specific_heatmap(diff: PopulationDiff, stratum_frequency: dict[str, np.ndarray], strata: tuple[str, ...],
                      latents: list[int], path: Path, data: str, names: dict[int, str] | None = None) -> Path:
-    """Firing frequency per population and stratum for the given (most specific) latents."""
+    """Firing frequency per population and stratum for the given (most specific) latents; grey = no rows."""
     plt = _pyplot()
     pops = diff.populations
-    columns = [(p, s) for p in pops for s in range(len(strata))]
-    matrix = np.array([[stratum_frequency[p][s, j] for p, s in columns] for j in latents]) if latents else np.zeros((1, len(columns)))
-    fig, ax = plt.subplots(figsize=(min(18, 2 + 0.32 * len(columns)), 1.6 + 0.28 * max(len(latents), 1)))
-    image = ax.imshow(np.nan_to_num(matrix, nan=0.0), aspect="auto", cmap="magma", vmin=0)
+    used = [s for s in range(len(strata)) if any(not np.all(np.isnan(stratum_frequency[p][s])) for p in pops)]
+    columns = [(p, s) for p in pops for s in used]
+    rows = latents or [0]
+    matrix = np.array([[stratum_frequency[p][s, j] for p, s in columns] for j in rows])
+    fig, ax = plt.subplots(figsize=(min(18, 3 + 0.32 * len(columns)), 1.8 + 0.28 * len(rows)))
+    cmap = plt.get_cmap("magma").with_extremes(bad="#cccccc")
+    image = ax.imshow(np.ma.masked_invalid(matrix if latents else np.full_like(matrix, np.nan)), aspect="auto",
+                      cmap=cmap, vmin=0)
     ax.set_xticks(range(len(columns)), [f"{p}:{strata[s]}" for p, s in columns], rotation=90, fontsize=7)
-    ax.set_yticks(range(len(latents)), [
-        f"{j} {names.get(j, '')[:40]}" if names else str(j) for j in latents], fontsize=7)
-    ax.set_title("Firing frequency per population and stratum (most specific latents; blank = no rows)", fontsize=9)
+    ax.set_yticks(range(len(rows)), [f"{j} {(names or {}).get(j, '')[:40]}".strip() for j in rows] if latents
+                  else ["no specific latents"], fontsize=7)
+    ax.set_title("Firing frequency per population and stratum of the most specific latents (grey: no rows)", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.02, label="frequency")
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return _save(fig, path, data)

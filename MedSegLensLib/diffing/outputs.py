@@ -104,7 +104,9 @@ def write_population_outputs(diff: PopulationDiff, usage: LatentUsage, folder: P
         [[p, record["cases"][p], per[p]["active"], per[p]["enriched"], per[p]["depleted"]] for p in pops],
         source=data,
         note=(f"shared (backbone) {summary['shared']}, specific {summary['specific']}, inconclusive "
-              f"{summary['inconclusive']}, absent {summary['absent']} of {summary['latents']} latents; enriched / "
+              f"{summary['inconclusive']} ({summary['inconclusive_rare']} active in fewer than 2 populations, "
+              f"{summary['inconclusive_not_equivalent']} not shown similar), absent {summary['absent']} of "
+              f"{summary['latents']} latents; enriched / "
               f"depleted = BH q < {diff.settings.alpha:g} that the fold change in matched strata exceeds "
               f"{diff.settings.ratio:g}"),
     )

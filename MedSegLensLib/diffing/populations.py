@@ -98,11 +98,15 @@ class PopulationDiff:
     category: np.ndarray  # (latents,) str
     enriched_in: list[list[str]]
     depleted_in: list[list[str]]
+    equivalent: np.ndarray  # (latents,) bool: every comparable contrast's interval within +-log(tau)
     settings: PopulationDiffSettings
 
     def backbone_summary(self) -> dict:
         """How many latents are shared, specific (per population and direction), inconclusive and absent."""
         counts = {name: int((self.category == name).sum()) for name in CATEGORIES}
+        inconclusive = self.category == "inconclusive"
+        counts["inconclusive_rare"] = int((inconclusive & (self.active.sum(0) < 2)).sum())
+        counts["inconclusive_not_equivalent"] = int((inconclusive & (self.active.sum(0) >= 2)).sum())
         per_population = {
             p: {
                 "active": int(self.active[i].sum()),
@@ -226,4 +230,4 @@ def diff_populations(usage: LatentUsage, settings: PopulationDiffSettings | None
     category[(active.sum(0) >= 2) & equivalent] = "shared"
     category[specific] = "specific"
     category[~present] = "absent"
-    return PopulationDiff(populations, contrasts, active, category, enriched_in, depleted_in, settings)
+    return PopulationDiff(populations, contrasts, active, category, enriched_in, depleted_in, equivalent, settings)
