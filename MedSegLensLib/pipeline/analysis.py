@@ -1,14 +1,17 @@
-"""Stages `interpret_<arch>`, `diffing` and `steering`: the analyses, through their own public commands and APIs.
+"""Stages `interpret_<arch>`, `diffing` and `steering`: the analyses, through their packages' study functions.
 
-Interpretation and diffing run their `medseglens` commands in this process
-(the same code path, options and outputs as on the command line); the
-steering study is the steering package's `run_recovery_study`.
+`interpret_sae`, `population_study` / `architecture_study` and `run_recovery_study`
+are what the `interpret`, `diff` and `steer study` commands call, so the demo's
+outputs are the commands' outputs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..cli.diff_commands import _StageBars as StageBars  # the diff commands' progress bars
+from ..diffing import ArchDiffSettings, PopulationDiffSettings, architecture_study, population_study
+from ..interpret.sae_run import interpret_sae
 from ..steering.study import run_recovery_study
 from .cohorts import cohort_folders
 from .sae_stages import sae_dir, store_dir
@@ -20,14 +23,6 @@ DIFFING_DIR = "diffing"
 STEERING_DIR = "steering"
 
 
-def run_command(argv: list[str]) -> int:
-    """Run one `medseglens` command in this process; its expected errors propagate (the caller reports them)."""
-    from ..cli.main import build_parser
-
-    args = build_parser().parse_args(argv)
-    return int(args.handler(args) or 0)
-
-
 def interpret_dir(work: Path, architecture: str) -> Path:
     return work / INTERPRET_DIR / architecture
 
@@ -36,17 +31,11 @@ def labels_file(work: Path, architecture: str) -> Path:
     return interpret_dir(work, architecture) / "latents.json"
 
 
-def _paths(paths) -> list[str]:
-    return [str(p) for p in paths]
-
-
 def interpret_stage(architecture: str):
     def run(ctx: StageContext) -> dict:
-        out = interpret_dir(ctx.work, architecture)
-        run_command(["interpret", "--model", str(model_dir(ctx.work, architecture)),
-                     "--sae", str(sae_dir(ctx.work, architecture)),
-                     "--data", *_paths(cohort_folders(ctx.work, ctx.config.role("test"))),
-                     "--out", str(out), "--cards", str(ctx.config.interpret_cards), "--device", "cpu", "--overwrite"])
+        out = interpret_sae(model_dir(ctx.work, architecture), sae_dir(ctx.work, architecture),
+                            cohort_folders(ctx.work, ctx.config.role("test")), interpret_dir(ctx.work, architecture),
+                            cards=ctx.config.interpret_cards, device="cpu", overwrite=True)
         return {"folder": str(out)}
     return run
 
@@ -60,20 +49,25 @@ def diffing_folders(work: Path, architectures: tuple[str, ...]) -> list[Path]:
 def run_diffing(ctx: StageContext) -> dict:
     """Shared vs population-specific latents per SAE, then latent matching across the two architectures."""
     config, work = ctx.config, ctx.work
+    summaries = {}
     for architecture in config.architectures:
-        run_command(["diff", "populations", "--sae", str(sae_dir(work, architecture)),
-                     "--store", str(store_dir(work, architecture)), "--bootstrap", str(config.diff_bootstrap),
-                     "--labels", str(labels_file(work, architecture)), "--seed", str(config.seed),
-                     "--out", str(work / DIFFING_DIR / f"populations-{architecture}"), "--overwrite"])
+        with StageBars() as bars:
+            record = population_study(sae_dir(work, architecture), store_dir(work, architecture),
+                                      work / DIFFING_DIR / f"populations-{architecture}",
+                                      settings=PopulationDiffSettings(n_boot=config.diff_bootstrap, seed=config.seed),
+                                      labels=labels_file(work, architecture), overwrite=True, progress=bars)
+        summaries[f"populations-{architecture}"] = record["summary"]
     if len(config.architectures) >= 2:
         a, b = config.architectures[:2]
-        run_command(["diff", "archs", "--model-a", str(model_dir(work, a)), "--sae-a", str(sae_dir(work, a)),
-                     "--model-b", str(model_dir(work, b)), "--sae-b", str(sae_dir(work, b)),
-                     "--data", *_paths(cohort_folders(work, config.role("test"))),
-                     "--max-cases", str(config.diff_arch_cases), "--permutations", str(config.diff_permutations),
-                     "--labels-a", str(labels_file(work, a)), "--labels-b", str(labels_file(work, b)),
-                     "--seed", str(config.seed), "--out", str(work / DIFFING_DIR / "architectures"), "--overwrite"])
-    return {"folders": [str(f) for f in diffing_folders(work, config.architectures)]}
+        settings = ArchDiffSettings(seed=config.seed, n_permutations=config.diff_permutations)
+        with StageBars() as bars:
+            record = architecture_study(model_dir(work, a), sae_dir(work, a), model_dir(work, b), sae_dir(work, b),
+                                        cohort_folders(work, config.role("test")), work / DIFFING_DIR / "architectures",
+                                        max_cases=config.diff_arch_cases, settings=settings,
+                                        labels_a=labels_file(work, a), labels_b=labels_file(work, b), overwrite=True,
+                                        progress=bars)
+        summaries["architectures"] = record["summary"]
+    return summaries
 
 
 def run_steering(ctx: StageContext) -> dict:
