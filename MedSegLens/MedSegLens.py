@@ -65,10 +65,17 @@ class MedSegLensParameterNode:
     modelFolder: Path
     saeFolder: Path
     latentThreshold: float = 0.5
-    steeringStrength: float = 1.0
+    overlayStyle: str = "volume"
+    steeringMode: str = "additive"
+    steeringRegion: str = "none"
+    steeringMarginMm: float = 10.0
+    steeringRegionSegmentation: slicer.vtkMRMLSegmentationNode
+    previewEnabled: bool = True
 
 
 class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Thin Qt glue: every action calls `MedSegLensLib.slicer_logic.ModuleLogic`; heavy work runs in the worker."""
+
     TIMER_INTERVAL_MS = 100
 
     def __init__(self, parent=None):
@@ -78,6 +85,10 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self.timer = None
+        self.steeringSliders = {}  # latent -> strength slider, in the order they were added
+        self.selectedLatent = None
+        self.outputNode = None  # the segmentation Export writes: the latest accepted, else the model's
+        self._applied = {}  # overlay and steering settings last passed to the logic
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -96,6 +107,13 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.loadCaseButton.connect("clicked(bool)", self.onLoadCaseFolder)
         self.ui.latentFilterLineEdit.connect("textChanged(QString)", self.onLatentFilterChanged)
+        self.ui.latentTable.connect("cellClicked(int,int)", self.onLatentClicked)
+        self.ui.latentTable.horizontalHeader().connect("sectionClicked(int)", self.onLatentHeaderClicked)
+        self.ui.addSteeringLatentButton.connect("clicked(bool)", self.onAddSteeringLatent)
+        self.ui.removeSteeringLatentButton.connect("clicked(bool)", self.onRemoveSteeringLatent)
+        self.ui.previewButton.connect("clicked(bool)", lambda checked=False: self.requestPreview(force=True))
+        self.ui.acceptButton.connect("clicked(bool)", self.onAcceptButton)
+        self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.ui.progressBar.setRange(0, 100)
         self.ui.progressBar.setValue(0)
         self.initializeParameterNode()
@@ -126,8 +144,8 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.onReload(self)
 
     def onSceneStartClose(self, caller, event):
-        if self.logic is not None and self.logic.running:
-            self.logic.cancel()
+        if self.logic is not None:
+            self.logic.forgetCase()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -138,16 +156,22 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(self.logic.getParameterNode())
 
     def setParameterNode(self, inputParameterNode):
+        import vtk
+
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent,
+                                self.onParameterNodeModified)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent,
+                             self.onParameterNodeModified)
 
     # -- running ---------------------------------------------------------------------
 
     def onApplyButton(self):
-        """Apply starts the segmentation; while it runs the same button cancels it."""
+        """Apply segments the case (and, with an SAE, lists its latents); while it runs the same button cancels."""
         if self.logic.running:
             self.appendLog("Cancelling...")
             self.logic.cancel()
@@ -160,29 +184,38 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.logTextEdit.clear()
         self.ui.progressBar.setValue(0)
         try:
-            self.logic.segment(volumes, state.modelFolder, self.makeCallbacks())
+            if state.saeFolder and str(state.saeFolder) not in ("", "."):
+                self.logic.core.analyse(volumes, state.modelFolder, state.saeFolder, self.makeCallbacks(),
+                                        reference=state.referenceSegmentation)
+            else:
+                self.logic.segment(volumes, state.modelFolder, self.makeCallbacks())
         except Exception as exc:
             slicer.util.errorDisplay(str(exc))
             return
-        self.timer.start()
-        self.updateGUIFromState()
+        self.startTimer()
 
-    def makeCallbacks(self):
+    def makeCallbacks(self, finished=None):
+        """Callbacks of a job: the progress bar and the log, then `finished(node)` (the Apply result by default)."""
         from MedSegLensLib.slicer_logic import JobCallbacks
 
         return JobCallbacks(
             progress=self.onProgress,
             log=self.appendLog,
-            finished=self.onFinished,
-            failed=self.onFailed,
+            finished=finished or self.onFinished,
+            failed=self.onFailed if finished is None else self.onInteractiveFailed,
             cancelled=self.onCancelled,
         )
+
+    def startTimer(self):
+        if not self.timer.isActive():
+            self.timer.start()
+        self.updateGUIFromState()
 
     def onTimer(self):
         self.logic.poll()
         if not self.logic.running:
             self.timer.stop()
-            self.updateGUIFromState()
+        self.updateGUIFromState()
 
     def onProgress(self, fraction, message):
         self.ui.progressBar.setValue(int(round(100 * fraction)))
@@ -195,21 +228,37 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.appendLog(f"Created {node.GetName()}")
         self.ui.progressBar.setValue(100)
         self.ui.outputSegmentationLabel.setText(node.GetName())
+        self.outputNode = node
+        self.clearSteeringLatents()
+        self._applied = {}
+        self.fillLatentTable()
+        self.onParameterNodeModified()
 
     def onFailed(self, message):
         self.appendLog(f"Error: {message}")
         slicer.util.errorDisplay(message, windowTitle="MedSegLens")
+
+    def onInteractiveFailed(self, message):
+        """A latent map or preview failed: say so without a modal dialog (the user may be dragging a slider)."""
+        self.appendLog(f"Error: {message}")
+        self.ui.steeringDiceValueLabel.setText(f"Error: {message}")
 
     def onCancelled(self):
         self.appendLog("Cancelled; the scene is unchanged.")
         self.ui.progressBar.setValue(0)
 
     def updateGUIFromState(self):
-        running = self.logic is not None and self.logic.running
-        self.ui.applyButton.text = "Cancel" if running else "Apply"
-        self.ui.applyButton.toolTip = "Stop the background job" if running else "Segment the case with the model"
-        self.ui.inputsCollapsibleButton.enabled = not running
-        self.ui.modelCollapsibleButton.enabled = not running
+        applying = self.logic is not None and self.logic.applying
+        analysis = self.logic.analysis if self.logic is not None else None
+        self.ui.applyButton.text = "Cancel" if applying else "Apply"
+        self.ui.applyButton.toolTip = "Stop the background job" if applying else "Segment the case with the model"
+        self.ui.inputsCollapsibleButton.enabled = not applying
+        self.ui.modelCollapsibleButton.enabled = not applying
+        self.ui.steeringCollapsibleButton.enabled = analysis is not None and not applying
+        self.ui.addSteeringLatentButton.enabled = analysis is not None and self.selectedLatent is not None
+        previewed = analysis is not None and analysis.preview.outcome is not None
+        self.ui.acceptButton.enabled = previewed and not self.logic.core.pending("steer")
+        self.ui.exportButton.enabled = self.outputNode is not None
 
     # -- inputs and latents ------------------------------------------------------------
 
@@ -223,14 +272,155 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for role, node in volumes.items():
             setattr(self._parameterNode, "referenceSegmentation" if role == "reference" else role, node)
 
-    def onLatentFilterChanged(self, text):
-        """Hide the latent table's rows whose text does not contain the filter."""
+    def fillLatentTable(self):
+        """Show the logic's latent rows (its sort order and filter) in the table."""
+        analysis = self.logic.analysis
+        rows = analysis.table.view() if analysis is not None else []
         table = self.ui.latentTable
-        needle = text.strip().lower()
-        for row in range(table.rowCount):
-            cells = [table.item(row, column) for column in range(table.columnCount)]
-            haystack = " ".join(cell.text().lower() for cell in cells if cell is not None)
-            table.setRowHidden(row, bool(needle) and needle not in haystack)
+        table.setRowCount(len(rows))
+        for index, row in enumerate(rows):
+            for column, text in enumerate(row.cells()):
+                table.setItem(index, column, qt.QTableWidgetItem(text))
+
+    def onLatentFilterChanged(self, text):
+        if self.logic.analysis is not None:
+            self.logic.analysis.table.filter_text = text
+            self.fillLatentTable()
+
+    def onLatentHeaderClicked(self, column):
+        if self.logic.analysis is not None:
+            self.logic.analysis.table.sort_by(column)
+            self.fillLatentTable()
+
+    def onLatentClicked(self, row, column):
+        """Overlay the clicked latent's map (computed on demand in the worker)."""
+        self.selectedLatent = int(self.ui.latentTable.item(row, 0).text())
+        try:
+            self.logic.core.show_latent(self.selectedLatent, self.makeCallbacks(finished=self.onOverlayShown))
+        except Exception as exc:
+            self.onInteractiveFailed(str(exc))
+            return
+        self.startTimer()
+
+    def onOverlayShown(self, node):
+        from MedSegLensLib.scene import show_in_slice_views
+
+        if node.IsA("vtkMRMLLabelMapVolumeNode"):
+            show_in_slice_views(slicer.mrmlScene, label=node)
+        else:
+            show_in_slice_views(slicer.mrmlScene, foreground=node, foreground_opacity=0.6)
+
+    def onParameterNodeModified(self, caller=None, event=None):
+        """Apply overlay and steering settings that changed (the parameter node holds what the GUI shows)."""
+        analysis = self.logic.analysis if self.logic is not None else None
+        state = self._parameterNode
+        if analysis is None or state is None:
+            return
+        try:
+            if state.overlayStyle != self._applied.get("style", "volume"):
+                node = self.logic.core.set_overlay_style(state.overlayStyle)
+                if node is not None:
+                    self.onOverlayShown(node)
+            self._applied["style"] = state.overlayStyle
+            if state.latentThreshold != self._applied.get("threshold"):
+                self.logic.core.set_overlay_threshold(state.latentThreshold)
+                self._applied["threshold"] = state.latentThreshold
+        except Exception as exc:
+            self.onInteractiveFailed(str(exc))
+        region = state.steeringRegionSegmentation
+        steering = (state.steeringMode, state.steeringRegion, state.steeringMarginMm,
+                    region.GetID() if region is not None else None, state.previewEnabled)
+        if steering != self._applied.get("steering"):
+            if state.steeringMode != self._applied.get("mode"):
+                for slider in self.steeringSliders.values():
+                    self.configureStrengthSlider(slider)
+                self._applied["mode"] = state.steeringMode
+            self._applied["steering"] = steering
+            analysis.preview.set_visible(state.previewEnabled)
+            self.requestPreview()
+
+    # -- steering ----------------------------------------------------------------------
+
+    def configureStrengthSlider(self, slider):
+        """Range and neutral value of the current mode, as the worker reported them."""
+        options = self.logic.analysis.steering
+        mode = self._parameterNode.steeringMode
+        low, high = options["strength_ranges"][mode]
+        slider.minimum, slider.maximum, slider.singleStep = low, high, 0.1
+        slider.value = options["neutral"].get(mode, 1.0)
+
+    def onAddSteeringLatent(self, checked=False):
+        import ctk
+
+        latent = self.selectedLatent
+        if latent is None or latent in self.steeringSliders:
+            return
+        table = self.ui.steeringLatentTable
+        row = table.rowCount
+        table.setRowCount(row + 1)
+        table.setItem(row, 0, qt.QTableWidgetItem(str(latent)))
+        slider = ctk.ctkSliderWidget()
+        self.configureStrengthSlider(slider)
+        slider.connect("valueChanged(double)", lambda value: self.requestPreview())
+        table.setCellWidget(row, 1, slider)
+        self.steeringSliders[latent] = slider
+        self.requestPreview()
+
+    def onRemoveSteeringLatent(self, checked=False):
+        table = self.ui.steeringLatentTable
+        row = table.currentRow()
+        if row < 0 or table.item(row, 0) is None:
+            return
+        self.steeringSliders.pop(int(table.item(row, 0).text()), None)
+        table.removeRow(row)
+        self.requestPreview()
+
+    def clearSteeringLatents(self):
+        self.steeringSliders = {}
+        self.ui.steeringLatentTable.setRowCount(0)
+        self.ui.steeringDiceValueLabel.setText("-")
+
+    def requestPreview(self, force=False):
+        """Ask the worker for a preview of the current steering (a newer request supersedes a waiting one)."""
+        from MedSegLensLib.slicer_steering import SteeringRequest
+
+        state = self._parameterNode
+        if self.logic.analysis is None or not self.steeringSliders or not (force or state.previewEnabled):
+            return
+        try:
+            request = SteeringRequest(
+                tuple(self.steeringSliders), tuple(float(s.value) for s in self.steeringSliders.values()),
+                state.steeringMode, state.steeringRegion, state.steeringMarginMm, state.steeringRegionSegmentation)
+            self.logic.core.preview(request, self.makeCallbacks(finished=self.onPreviewShown))
+        except Exception as exc:
+            self.onInteractiveFailed(str(exc))
+            return
+        self.startTimer()
+
+    def onPreviewShown(self, node):
+        from MedSegLensLib.slicer_steering import dice_summary
+
+        self.ui.steeringDiceValueLabel.setText(dice_summary(self.logic.analysis.preview.outcome))
+
+    def onAcceptButton(self, checked=False):
+        try:
+            node = self.logic.core.accept()
+        except Exception as exc:
+            slicer.util.errorDisplay(str(exc))
+            return
+        self.outputNode = node
+        self.ui.outputSegmentationLabel.setText(node.GetName())
+        self.appendLog(f"Accepted {node.GetName()} (a new segmentation with its provenance)")
+        self.updateGUIFromState()
+
+    def onExportButton(self, checked=False):
+        path = self.ui.exportPathLineEdit.currentPath
+        try:
+            written = self.logic.core.export_segmentation(self.outputNode, path)
+        except Exception as exc:
+            slicer.util.errorDisplay(str(exc))
+            return
+        self.appendLog(f"Exported {self.outputNode.GetName()} to {written}")
 
 
 class MedSegLensLogic(ScriptedLoadableModuleLogic):
@@ -257,6 +447,21 @@ class MedSegLensLogic(ScriptedLoadableModuleLogic):
     @property
     def running(self):
         return self._core is not None and self._core.running
+
+    @property
+    def applying(self):
+        """Whether the Apply job (segment or encode) runs, rather than an interactive one."""
+        return self._core is not None and self._core.pending(None)
+
+    @property
+    def analysis(self):
+        return self._core.analysis if self._core is not None else None
+
+    def forgetCase(self):
+        """The scene is closing: stop the worker's jobs and drop the analysed case."""
+        if self._core is not None:
+            self._core.cancel()
+            self._core.analysis = None
 
     def ensureRequirements(self):
         """Install missing Python packages on first use, only after the user agrees."""
@@ -299,7 +504,9 @@ class MedSegLensLogic(ScriptedLoadableModuleLogic):
 
 
 class MedSegLensTest(ScriptedLoadableModuleTest):
-    """Runs the flow inside desktop Slicer on a tiny, untrained model (CTest: py_MedSegLens)."""
+    """Runs the flow inside desktop Slicer on a tiny, untrained model and a tiny SAE (CTest: py_MedSegLens)."""
+
+    TINY_LAYER = "model.1.submodule.2"  # the tiny U-Net's decoder block at half resolution
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -309,6 +516,8 @@ class MedSegLensTest(ScriptedLoadableModuleTest):
         self.test_segment_creates_a_new_segmentation()
         self.setUp()
         self.test_cancel_leaves_the_scene_unchanged()
+        self.setUp()
+        self.test_latents_steering_accept_and_export()
 
     def _tinyCase(self):
         import numpy as np
@@ -332,23 +541,45 @@ class MedSegLensTest(ScriptedLoadableModuleTest):
         save_model(build_network(config), config, folder, overwrite=True)
         return folder
 
+    def _tinySae(self, modelFolder, volumes):
+        """An untrained SAE on the tiny model's decoder layer, with its latents' typical activations on this case."""
+        import torch
+
+        from MedSegLensLib.data import load_case
+        from MedSegLensLib.models import load_model
+        from MedSegLensLib.sae import SAEConfig, SAEInfo, SparseAutoencoder, layer_features, save_sae
+        from MedSegLensLib.scene import save_volume
+        from MedSegLensLib.steering import compute_latent_scales, sae_sha256, save_latent_scales
+
+        folder = Path(slicer.util.tempDirectory())
+        files = {m: save_volume(node, folder / f"{m}.nii.gz", overwrite=True) for m, node in volumes.items()}
+        model = load_model(modelFolder, device="cpu")
+        rows = layer_features(model, load_case(files), self.TINY_LAYER).rows()
+        torch.manual_seed(0)
+        sae = SparseAutoencoder(SAEConfig(int(rows.shape[1]), 8, 2, "topk"))
+        saeFolder = save_sae(sae, folder / "tiny-sae", SAEInfo(model.fingerprint, self.TINY_LAYER), overwrite=True)
+        save_latent_scales(compute_latent_scales(sae, [rows], sae_sha256(saeFolder)), saeFolder)
+        return saeFolder
+
     def _waitUntilIdle(self, logic, timeout=300):
         logic.core.wait(timeout=timeout, process_events=slicer.app.processEvents)
         self.assertFalse(logic.running, "the job did not finish in time")
 
-    def test_segment_creates_a_new_segmentation(self):
+    def _recorder(self, events):
         from MedSegLensLib.slicer_logic import JobCallbacks
 
-        self.delayDisplay("Segmenting a tiny case with a tiny model in the background")
-        logic = MedSegLensLogic()
-        volumes = self._tinyCase()
-        events = []
-        callbacks = JobCallbacks(
+        return JobCallbacks(
             progress=lambda f, m: events.append(("progress", f)),
             finished=lambda node: events.append(("finished", node)),
             failed=lambda message: events.append(("failed", message)),
         )
-        logic.segment(volumes, self._tinyModel(), callbacks)
+
+    def test_segment_creates_a_new_segmentation(self):
+        self.delayDisplay("Segmenting a tiny case with a tiny model in the background")
+        logic = MedSegLensLogic()
+        volumes = self._tinyCase()
+        events = []
+        logic.segment(volumes, self._tinyModel(), self._recorder(events))
         self._waitUntilIdle(logic)
         logic.shutdown()
         self.assertEqual(events[-1][0], "finished", events[-1])
@@ -372,4 +603,40 @@ class MedSegLensTest(ScriptedLoadableModuleTest):
         logic.shutdown()
         self.assertEqual(cancelled, [True])
         self.assertEqual(node_ids(slicer.mrmlScene), before)
+        self.delayDisplay("Test passed")
+
+    def test_latents_steering_accept_and_export(self):
+        from MedSegLensLib.scene import overlay_latent, read_provenance
+        from MedSegLensLib.slicer_steering import SteeringRequest
+
+        self.delayDisplay("Latents, overlay, steering preview, Accept and export on a tiny model and SAE")
+        logic = MedSegLensLogic()
+        volumes = self._tinyCase()
+        modelFolder = self._tinyModel()
+        core, events = logic.core, []
+        core.analyse(volumes, modelFolder, self._tinySae(modelFolder, volumes), self._recorder(events))
+        self._waitUntilIdle(logic)
+        self.assertEqual(events[-1][0], "finished", events[-1])
+        segmentation = events[-1][1]
+        rows = logic.analysis.table.view()
+        self.assertGreater(len(rows), 0)
+        latent = rows[0].latent
+
+        core.show_latent(latent, self._recorder(events))
+        self._waitUntilIdle(logic)
+        self.assertEqual(events[-1][0], "finished", events[-1])
+        self.assertEqual(overlay_latent(events[-1][1]), latent)
+
+        core.preview(SteeringRequest((latent,), (2.0,), "additive"), self._recorder(events))
+        self._waitUntilIdle(logic)
+        self.assertEqual(events[-1][0], "finished", events[-1])
+        accepted = core.accept()
+        self.assertNotEqual(accepted.GetID(), segmentation.GetID())
+        provenance = read_provenance(accepted)
+        self.assertEqual((provenance.mode, provenance.latents, provenance.strengths), ("additive", [latent], [2.0]))
+        self.assertEqual(provenance.source_segmentation, segmentation.GetName())
+        exported = core.export_segmentation(accepted, Path(slicer.util.tempDirectory()) / "tiny-corrected.seg.nrrd",
+                                            overwrite=True)
+        self.assertTrue(exported.is_file())
+        logic.shutdown()
         self.delayDisplay("Test passed")

@@ -1,7 +1,7 @@
 """FakeSlicerGui: stand-ins for desktop Slicer's Qt GUI, the one part that cannot exist here.
 
-Only the GUI layer is faked: `qt` (a QTimer that the test fires by hand),
-`slicer.ScriptedLoadableModule`, `slicer.parameterNodeWrapper`, and the
+Only the GUI layer is faked: `qt` (a QTimer that the test fires by hand, table
+items), `ctk` (the slider widgets made in code), `slicer.ScriptedLoadableModule`, `slicer.parameterNodeWrapper`, and the
 `slicer.util` functions that open windows or read .ui files. Widgets are made
 from the module's real .ui file (one `FakeWidget` per named widget), so code
 that uses a widget the .ui lacks fails here as it would in Slicer. The MRML
@@ -14,6 +14,7 @@ import importlib.util
 import os
 import sys
 import types
+import unittest
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -29,6 +30,9 @@ class FakeWidget:
         self.text, self.toolTip, self.enabled, self.directory = "", "", True, ""
         self.value, self.format, self.lines, self.rowCount, self.columnCount = 0, "%p%", [], 0, 0
         self.connections: dict[str, list] = {}
+        self.cells: dict[tuple[int, int], object] = {}  # QTableWidget items and cell widgets
+        self.current_row = -1
+        self._header = None
 
     def connect(self, signal, slot):
         self.connections.setdefault(signal, []).append(slot)
@@ -57,6 +61,57 @@ class FakeWidget:
 
     def setMRMLScene(self, scene):
         self.scene = scene
+
+    # QTableWidget
+    def setRowCount(self, count):
+        self.rowCount = count
+        self.cells = {key: value for key, value in self.cells.items() if key[0] < count}
+
+    def setItem(self, row, column, item):
+        self.cells[(row, column)] = item
+
+    def item(self, row, column):
+        return self.cells.get((row, column))
+
+    setCellWidget, cellWidget = setItem, item
+
+    def removeRow(self, row):
+        self.cells = {(r - (r > row), c): v for (r, c), v in self.cells.items() if r != row}
+        self.rowCount -= 1
+
+    def currentRow(self):
+        return self.current_row
+
+    def horizontalHeader(self):
+        if self._header is None:
+            self._header = FakeWidget(f"{self.name}.header", "QHeaderView")
+        return self._header
+
+    def row_texts(self):
+        """What a table shows, row by row (test helper)."""
+        return [[self.cells[(r, c)].text() for c in range(self.columnCount) if (r, c) in self.cells]
+                for r in range(self.rowCount)]
+
+
+class FakeTableItem:
+    def __init__(self, text=""):
+        self._text = text
+
+    def text(self):
+        return self._text
+
+
+class FakeSlider(FakeWidget):
+    """ctk.ctkSliderWidget made in code; setting `value` emits valueChanged(double) like Qt."""
+
+    def __init__(self):
+        super().__init__("slider", "ctkSliderWidget")
+        self.minimum, self.maximum, self.singleStep = 0.0, 99.0, 1.0
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name == "value" and "connections" in self.__dict__:
+            self.emit("valueChanged(double)", value)
 
 
 class FakeTimer:
@@ -132,8 +187,11 @@ class ScriptedLoadableModuleLogic:
         return node
 
 
-class ScriptedLoadableModuleTest:
-    pass
+class ScriptedLoadableModuleTest(unittest.TestCase):
+    """Slicer's base is a unittest.TestCase whose delayDisplay shows a message; here it is recorded."""
+
+    def delayDisplay(self, message, msec=None):
+        self.displayed = getattr(self, "displayed", []) + [message]
 
 
 def parameterNodeWrapper(cls):
@@ -178,7 +236,11 @@ class FakeDialogs:
 
 def ui_widgets(ui_file: str) -> types.SimpleNamespace:
     root = ET.parse(ui_file).getroot()
-    return types.SimpleNamespace(**{w.get("name"): FakeWidget(w.get("name"), w.get("class")) for w in root.iter("widget")})
+    widgets = {}
+    for element in root.iter("widget"):
+        widget = widgets[element.get("name")] = FakeWidget(element.get("name"), element.get("class"))
+        widget.columnCount = len(element.findall("column"))
+    return types.SimpleNamespace(**widgets)
 
 
 def load_module(monkeypatch, module_file: Path, scene) -> tuple[types.ModuleType, FakeDialogs]:
@@ -186,12 +248,16 @@ def load_module(monkeypatch, module_file: Path, scene) -> tuple[types.ModuleType
     dialogs = FakeDialogs()
     qt = types.ModuleType("qt")
     qt.QTimer = FakeTimer
+    qt.QTableWidgetItem = FakeTableItem
+    ctk = types.ModuleType("ctk")
+    ctk.ctkSliderWidget = FakeSlider
     scripted = types.ModuleType("slicer.ScriptedLoadableModule")
     for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest):
         setattr(scripted, cls.__name__, cls)
     wrapper = types.ModuleType("slicer.parameterNodeWrapper")
     wrapper.parameterNodeWrapper = parameterNodeWrapper
     monkeypatch.setitem(sys.modules, "qt", qt)
+    monkeypatch.setitem(sys.modules, "ctk", ctk)
     monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", scripted)
     monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", wrapper)
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)

@@ -68,19 +68,8 @@ def _status(url: str) -> int:
         return error.code
 
 
-def _changed(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    return np.abs(after - before).sum(axis=-1) > 30
-
-
-def _settle(page, name: str, quiet_ms: int = 400) -> np.ndarray:
-    """The view's pixels once no new frame has arrived for `quiet_ms`."""
-    last, since = browser.view_pixels(page, name), time.monotonic()
-    while time.monotonic() - since < quiet_ms / 1000:
-        time.sleep(0.1)
-        now = browser.view_pixels(page, name)
-        if now.shape != last.shape or np.abs(now - last).max() > 0:
-            last, since = now, time.monotonic()
-    return last
+_changed = browser.changed_pixels
+_settle = browser.settled_pixels
 
 
 def test_every_request_needs_the_token(served):
@@ -208,8 +197,8 @@ def test_cancelling_a_model_run_leaves_the_views_as_they_were(page):
     assert not _changed(before, _settle(page, "axial")).any(), "a cancelled run must not change the views"
 
 
-def test_steering_panel_says_it_is_inactive(page):
-    assert "does not include" in page.inner_text("#steer-note")
+def test_without_an_sae_steering_says_what_it_needs(page):
+    assert "needs a model and its SAE" in page.inner_text("#steer-note")
 
 
 def _assert_same_segmentation(accepted: Path, prediction: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from MedSegLensLib.data import Grid, write_volume
-from MedSegLensLib.viewer.workspace import Overlay, Workspace, WorkspaceCase, write_workspace_index
+from MedSegLensLib.viewer.workspace import ModelEntry, Overlay, SaeEntry, Workspace, WorkspaceCase, write_workspace_index
 
 SHAPE = (32, 36, 28)
 SPACING = (2.0, 2.0, 2.5)
@@ -128,6 +128,7 @@ def write_fixture_workspace(root: Path, with_model: bool = False) -> Workspace:
         from worker_cases import save_tiny_model
 
         save_tiny_model(root / "models" / "unet")
-    workspace = Workspace(root=root, cases=cases, default_model="models/unet", default_sae="saes/unet-dec1")
+    models = [ModelEntry("unet", "models/unet", (SaeEntry("unet-dec1", "saes/unet-dec1", "saes/unet-dec1/latents.json"),))]
+    workspace = Workspace(root=root, cases=cases, default_model="models/unet", default_sae="saes/unet-dec1", models=models)
     write_workspace_index(workspace)
     return workspace

@@ -34,6 +34,9 @@ def test_index_round_trip_keeps_cases_dice_failures_and_overlays(workspace):
     assert read.case(CASES[0].case_id).dice == CASES[0].dice
     assert read.case(CASES[0].case_id).overlay("latent-7").latent == 7
     assert read.default_model == "models/unet"
+    model, sae = read.analysis()
+    assert (model.name, model.folder, sae.name, sae.folder) == ("unet", "models/unet", "unet-dec1", "saes/unet-dec1")
+    assert sae.interpretation == "saes/unet-dec1/latents.json" and sae.populations is None
     files = read.case_files(read.case(CASES[0].case_id))
     assert set(files.modalities) == {"t1n", "t1c", "t2w", "t2f"} and files.seg
 
@@ -61,6 +64,14 @@ def test_without_index_cases_are_discovered_under_cohorts(workspace):
         (lambda d: d.update(format="something-else"), "not a MedSegLens workspace"),
         (lambda d: d.update(version=99), "version"),
         (lambda d: d["cases"][0].pop("folder"), "lacks folder"),
+        (lambda d: d["models"][0].update(folder="../models"), "outside the workspace"),
+        (lambda d: d["models"][0]["saes"][0].update(interpretation="/tmp/latents.json"), "relative"),
+        (lambda d: d["models"][0]["saes"][0].update(populations="../p.json"), "outside the workspace"),
+        (lambda d: d["models"][0]["saes"][0].update(name="unet"), "used twice"),
+        (lambda d: d["models"][0].update(name="a/b"), "not a safe name"),
+        (lambda d: d["models"][0].pop("folder"), "needs a \"folder\""),
+        (lambda d: d.update(models={"unet": "models/unet"}), "must be a list"),
+        (lambda d: d["cases"][0]["overlays"][0].update(sae="no-such-sae"), "no model lists"),
     ],
 )
 def test_bad_index_entries_give_one_line_errors(workspace, change, message):
@@ -68,6 +79,18 @@ def test_bad_index_entries_give_one_line_errors(workspace, change, message):
     with pytest.raises(InputError, match=message) as info:
         read_workspace(workspace.root)
     assert "\n" not in str(info.value)
+
+
+def test_the_analysis_pair_follows_the_default_sae_and_an_index_without_models_has_none(workspace):
+    def two_saes(data):
+        data["models"][0]["saes"].append({"name": "unet-enc", "folder": "saes/unet-enc"})
+        data["default_sae"] = "saes/unet-enc/"
+
+    _edit_index(workspace.root, two_saes)
+    model, sae = read_workspace(workspace.root).analysis()
+    assert (model.name, sae.name, sae.interpretation) == ("unet", "unet-enc", None)
+    _edit_index(workspace.root, lambda data: data.pop("models"))
+    assert read_workspace(workspace.root).analysis() is None
 
 
 def test_a_symlink_out_of_the_workspace_is_refused(workspace, tmp_path):

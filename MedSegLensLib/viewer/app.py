@@ -18,9 +18,10 @@ from ..fileio import sha256_file
 from ..scene import Provenance, attach_provenance
 from .accepted import accept_segmentation, timestamped_stem
 from .display import MODALITY_LABELS, CaseDisplay
-from .steering_panel import SteeringPanel
 from .jobs import WorkerJobs
-from .workspace import Workspace, WorkspaceCase, dice_text
+from .latent_panel import LatentBrowser
+from .steering_panel import SteeringPanel
+from .workspace import ModelEntry, SaeEntry, Workspace, WorkspaceCase, dice_text
 
 NO_SELECTION = "none"
 
@@ -37,19 +38,6 @@ def case_row(case: WorkspaceCase) -> dict:
     return {"case_id": case.case_id, "population": case.population, "dice": dice_text(case.dice), "failure": case.failure}
 
 
-def overlay_rows(case: WorkspaceCase) -> list[dict]:
-    return [
-        {
-            "name": overlay.name,
-            "latent": "" if overlay.latent is None else overlay.latent,
-            "category": overlay.category,
-            "description": overlay.description,
-            "specificity": "" if overlay.specificity is None else f"{overlay.specificity:.2f}",
-        }
-        for overlay in case.overlays
-    ]
-
-
 class ViewerApp:
     """Binds the trame state to the case display, the accepted-segmentation store and the panels."""
 
@@ -58,8 +46,11 @@ class ViewerApp:
         self.state = server.state
         self.workspace = workspace
         self.display = CaseDisplay(slicer_app, workspace)
-        self.steering = SteeringPanel(server, workspace)
         self.jobs = WorkerJobs(server, workspace.root, self._say)
+        self.pair = self._analysis_pair()
+        self.latents = LatentBrowser(self.state, self.pair[1].name if self.pair else None)
+        self.steering = SteeringPanel(self.state)
+        self.analysis: dict | None = None
         self._initial_state()
         self.state.change("case_id")(self._on_case)
         self.state.change("modality")(self._on_modality)
@@ -67,6 +58,10 @@ class ViewerApp:
         self.state.change("seg_source")(self._on_segmentation)
         self.state.change("overlay_name")(self._on_overlay)
         self.state.change("overlay_threshold", "overlay_opacity")(self._on_overlay_style)
+        self.state.change("latent_filter")(lambda latent_filter, **_: self.latents.set_filter(latent_filter))
+        self.state.change("steer_mode")(self._on_steer_mode)
+        self.state.change("steer_latents", "steer_strengths", "steer_region", "steer_margin")(self._on_steer)
+        server.controller.sort_latents = self.latents.sort_by
         server.controller.accept_segmentation = self.accept
         server.controller.run_model = self.run_model
         server.controller.reset_views = self.display.reset_views
@@ -83,7 +78,6 @@ class ViewerApp:
         s.display_bounds = [0.0, 1.0]
         s.seg_sources = []
         s.seg_source = NO_SELECTION
-        s.overlays = []
         s.overlay_name = NO_SELECTION
         s.overlay_threshold = self.display.overlay_threshold
         s.overlay_opacity = self.display.overlay_opacity
@@ -111,12 +105,16 @@ class ViewerApp:
         s.case_title = f"{case.case_id} · {case.population}" + (" · FAILURE" if case.failure else "")
         s.seg_sources = self.display.segmentation_sources
         s.seg_source = self.display.segmentation_source or NO_SELECTION
-        s.overlays = overlay_rows(case)
         s.overlay_name = NO_SELECTION
         s.accepted = []
         self._publish_range()
-        self.steering.set_case(case)
+        self.analysis = None
+        self.latents.set_case(case)
+        self.steering.reset(self._steering_note())
+        self.steering.show_unsteered(case.dice)
         self._say(f"{case.case_id} loaded")
+        if self.pair is not None:
+            self._attempt("analysing", lambda: self._analyse(case))
 
     def _publish_range(self) -> None:
         low, high = self.display.intensity_range()
@@ -145,7 +143,25 @@ class ViewerApp:
     def _on_overlay(self, overlay_name, **_):
         if self.display.case is not None:
             name = None if overlay_name == NO_SELECTION else str(overlay_name)
-            self._attempt("showing overlay", lambda: self.display.show_overlay(name))
+            self._attempt("showing overlay", lambda: self._show_overlay(name))
+
+    def _show_overlay(self, name: str | None) -> None:
+        """A precomputed or already computed map at once; any other latent's map from the worker."""
+        case = self.display.case
+        if name is None or self.display.has_map(name) or any(o.name == name for o in case.overlays):
+            self.display.show_overlay(name)
+            return
+        latent = self.latents.latent_of(name)
+        if latent is None or self.analysis is None:
+            raise ParameterError(f"no latent map named {name!r} for {case.case_id}")
+
+        def show(result: dict) -> None:
+            if self.display.case is case and self.state.overlay_name == name:
+                self.display.add_map(name, Path(result["map"]), latent)
+                self.display.show_overlay(name)
+
+        self.jobs.submit("latent_map", {**self._analysis_params(case), "latent": latent}, f"latent {latent}",
+                         show, slot="map")
 
     def _on_overlay_style(self, overlay_threshold, overlay_opacity, **_):
         if self.display.case is not None:
@@ -155,6 +171,92 @@ class ViewerApp:
                     threshold=number(overlay_threshold, "overlay threshold"), opacity=number(overlay_opacity, "overlay opacity")
                 ),
             )
+
+    # -- analysis and steering (background worker) ----------------------------------------
+
+    def _analysis_pair(self) -> tuple[ModelEntry, SaeEntry] | None:
+        """The workspace's model/SAE pair for latents and steering, when both folders exist."""
+        pair = self.workspace.analysis()
+        if pair is None:
+            return None
+        try:
+            folders = [self.workspace.resolve(entry.folder, f"{entry.name} folder") for entry in pair]
+        except MedSegLensError:
+            return None
+        return pair if all(folder.is_dir() for folder in folders) else None
+
+    def _steering_note(self) -> str:
+        if self.pair is None:
+            return "Steering needs a model and its SAE (existing folders listed under \"models\" in workspace.json)."
+        return f"Analysing the case with {self.pair[0].name} and SAE {self.pair[1].name}..."
+
+    def _analysis_params(self, case: WorkspaceCase) -> dict:
+        model, sae = self.pair
+        params = {"model": str(self.workspace.resolve(model.folder)), "sae": str(self.workspace.resolve(sae.folder)),
+                  "case": str(self.workspace.resolve(case.folder)), "case_id": case.case_id}
+        for key, path in (("labels", sae.interpretation), ("populations", sae.populations)):
+            if path:
+                params[key] = str(self.workspace.resolve(path))
+        return params
+
+    def _analyse(self, case: WorkspaceCase) -> None:
+        def analysed(result: dict) -> None:
+            self.analysis = result
+            model, sae = self.pair
+            origin = {"file": None, "job": "encode", "model": model.folder, "model_sha256": result["model"]["fingerprint"],
+                      "sae": sae.folder, "sae_sha256": result["sae"]["sha256"]}
+            self._show_segmentation("prediction", Path(result["segmentation"]), origin)
+            self.latents.set_analysis(result)
+            self.steering.set_analysis(result)
+            self._say(f"{case.case_id}: {len(result['latents'])} active latents of {sae.name}")
+
+        self.jobs.submit("encode", self._analysis_params(case), f"analysing {case.case_id}", self._for_case(case, analysed),
+                         slot="analysis")
+
+    def _on_steer_mode(self, **_):
+        if self.analysis is not None:
+            self._attempt("steering", self.steering.on_mode)
+
+    def _on_steer(self, **_):
+        if self.analysis is not None:
+            self._attempt("steering", self._steer)
+
+    def _steer(self) -> None:
+        case = self.display.case
+        spec = self.steering.spec()
+        if spec is None:
+            if self.display.segmentation_source == "steered":
+                self.state.seg_source = "prediction"
+            self.steering.show_unsteered(case.dice)
+            return
+        params = {**self._analysis_params(case), "spec": spec}
+        if self.display.data.files.get("seg"):
+            params["reference"] = str(self.display.data.files["seg"])
+
+        def steered(result: dict) -> None:
+            record = json.loads(result["provenance"])
+            model, sae = self.pair
+            origin = {"file": None, "job": "steer", "model": model.folder, "model_sha256": record["model_sha256"],
+                      "sae": sae.folder, "sae_sha256": record["sae_sha256"],
+                      "steering": {"spec": result["spec"], "record": record}}
+            self._show_segmentation("steered", Path(result["segmentation"]), origin)
+            self.steering.show_result(result)
+
+        self.jobs.submit("steer", params, "steering", self._for_case(case, steered), slot="steer")
+
+    def _show_segmentation(self, source: str, path: Path, origin: dict) -> None:
+        self.display.set_segmentation(source, path, origin)
+        self.state.seg_sources = self.display.segmentation_sources
+        self.state.seg_source = source
+
+    def _for_case(self, case: WorkspaceCase, action):
+        """A job's result handler that applies only while `case` is still shown."""
+        def apply(result: dict) -> None:
+            if self.display.case is not case:
+                raise ParameterError(f"{case.case_id} is no longer shown; the result was dropped")
+            action(result)
+
+        return apply
 
     # -- model run (background worker) ----------------------------------------------------
 
@@ -179,17 +281,13 @@ class ViewerApp:
         if model is None:
             raise ParameterError(f"model folder {self.workspace.default_model!r} not found in the workspace")
         params = {"model": str(model), "case": str(self.workspace.resolve(case.folder)), "case_id": case.case_id}
-        self.jobs.submit("segment", params, f"segmenting {case.case_id}", lambda result: self._show_model_result(case.case_id, result))
+        self.jobs.submit("segment", params, f"segmenting {case.case_id}", self._for_case(case, self._show_model_result))
 
-    def _show_model_result(self, case_id: str, result: dict) -> None:
-        if self.display.case is None or self.display.case.case_id != case_id:
-            raise ParameterError(f"the model finished {case_id} but another case is shown now; run it again")
+    def _show_model_result(self, result: dict) -> None:
         origin = {"file": None, "model": self.workspace.default_model, "model_sha256": result["model"]["fingerprint"],
                   "job": "segment"}
-        self.display.set_prediction(Path(result["segmentation"]), origin)
-        self.state.seg_sources = self.display.segmentation_sources
-        self.state.seg_source = "prediction"
-        self._say(f"{case_id}: segmentation by {result['model']['architecture']} shown")
+        self._show_segmentation("prediction", Path(result["segmentation"]), origin)
+        self._say(f"{self.display.case.case_id}: segmentation by {result['model']['architecture']} shown")
 
     # -- accept ---------------------------------------------------------------------------
 
@@ -204,20 +302,29 @@ class ViewerApp:
         if case is None:
             raise ParameterError("no case is loaded; pick a case first")
         source = self.display.segmentation_source or NO_SELECTION
+        if source == "steered" and self.jobs.busy("steer"):
+            raise ParameterError("the steering preview is still being computed; accept once it is shown")
         source_file = self.display.segmentation_file()
-        origin = self.display.prediction_origin if source == "prediction" else {}
+        origin = self.display.origins.get(source, {})
+        steering = origin.get("steering")
         provenance = {
             "source": source,
             "source_file": os.path.relpath(source_file, self.workspace.root.resolve()) if source_file else None,
             "source_sha256": sha256_file(source_file) if source_file else None,
             "model": origin.get("model"),
             "model_sha256": origin.get("model_sha256"),
-            "sae": None,
-            "steering": self.steering.provenance(),
+            "sae": origin.get("sae"),
+            "sae_sha256": origin.get("sae_sha256"),
+            "steering": steering,
         }
-        if origin.get("model_sha256"):
+        if steering is not None:
+            record = Provenance.from_json(json.dumps(steering["record"]))
+        elif origin.get("model_sha256"):
             record = Provenance(latents=[], strengths=[], mode="none", model_sha256=origin["model_sha256"],
                                 source_segmentation=self.display.segmentation_node().GetName())
+        else:
+            record = None
+        if record is not None:
             attach_provenance(self.display.segmentation_node(), record)
             provenance["record"] = json.loads(record.to_json())
         result = accept_segmentation(

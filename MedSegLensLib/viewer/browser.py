@@ -150,6 +150,28 @@ def view_pixels(page, name: str):
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float)
 
 
+def changed_pixels(before, after, level: float = 30.0):
+    """Pixels whose RGB changed by more than `level` (sum over channels): tolerant of compression noise."""
+    import numpy as np
+
+    return np.abs(after - before).sum(axis=-1) > level
+
+
+def settled_pixels(page, name: str, quiet_ms: int = 400, timeout_s: float = 60.0):
+    """The view's pixels once no new frame has arrived for `quiet_ms`."""
+    import time
+
+    import numpy as np
+
+    last, since, start = view_pixels(page, name), time.monotonic(), time.monotonic()
+    while time.monotonic() - since < quiet_ms / 1000 and time.monotonic() - start < timeout_s:
+        time.sleep(0.1)
+        now = view_pixels(page, name)
+        if now.shape != last.shape or np.abs(now - last).max() > 0:
+            last, since = now, time.monotonic()
+    return last
+
+
 def frame_latency_ms(page, name: str, click_selector: str, timeout_ms: float = 30000) -> float:
     """Click `click_selector` and time, inside the page, until view `name` shows its next frame."""
     return page.evaluate(

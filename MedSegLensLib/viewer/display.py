@@ -22,7 +22,7 @@ from ..errors import InputError, ParameterError
 from .workspace import Workspace, WorkspaceCase
 
 MODALITY_LABELS = {"t1n": "T1", "t1c": "T1c", "t2w": "T2", "t2f": "FLAIR"}
-SEGMENTATION_SOURCES = ("prediction", "reference")
+SEGMENTATION_SOURCES = ("prediction", "steered", "reference")  # in the order the page lists them
 BRATS_LABELS = (0, 1, 2, 3)
 DEFAULT_OVERLAY_THRESHOLD = 0.5  # fraction of the map's peak, as the scene layer's default
 DEFAULT_OVERLAY_OPACITY = 0.8
@@ -58,11 +58,12 @@ class CaseDisplay:
         self.overlay_name: str | None = None
         self.overlay_threshold = DEFAULT_OVERLAY_THRESHOLD
         self.overlay_opacity = DEFAULT_OVERLAY_OPACITY
-        self.prediction_origin: dict = {}
+        self.origins: dict[str, dict] = {}  # per segmentation source: where it came from (provenance)
         self._nodes = None
         self._segmentations: dict[str, object] = {}
         self._overlay = None
         self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._map_latents: dict[str, int | None] = {}
 
     @property
     def scene(self):
@@ -98,7 +99,11 @@ class CaseDisplay:
             raise
         self._clear()
         self.case, self.data, self._nodes, self._segmentations = case, data, nodes, segmentations
-        self.prediction_origin = {"file": case.prediction, "model": self._workspace.default_model} if case.prediction else {}
+        if case.prediction:
+            self.origins["prediction"] = {"file": str(self._workspace.resolve(case.prediction)),
+                                          "model": self._workspace.default_model}
+        if data.label is not None:
+            self.origins["reference"] = {"file": str(data.files["seg"])}
         self.overlay_name = None
         self.show_modality(self.modality)
         self.show_segmentation(next(iter(segmentations), None))
@@ -151,30 +156,31 @@ class CaseDisplay:
     def segmentation_node(self):
         return self._segmentations.get(self.segmentation_source) if self.segmentation_source else None
 
-    def set_prediction(self, labels_path: Path, origin: dict) -> None:
-        """Show a new model segmentation (a worker's result) in place of the case's prediction."""
+    def set_segmentation(self, source: str, labels_path: Path, origin: dict) -> None:
+        """Show a worker's segmentation (the model's, or a steering preview) as `source`, replacing the previous one."""
         from ..scene import add_brats_segmentation, remove_node
 
+        if source not in SEGMENTATION_SOURCES:
+            raise ParameterError(f"segmentation source {source!r} is not one of {', '.join(SEGMENTATION_SOURCES)}")
         self._require_case()
         labels = read_on_case_grid(labels_path, self.data, "label")
+        role = {"prediction": "model", "steered": "preview"}.get(source, source)
         with self.one_frame():
             node = add_brats_segmentation(
-                self.scene, labels, self.data.grid, self._nodes.reference, f"{self.case.case_id} prediction", role="model"
+                self.scene, labels, self.data.grid, self._nodes.reference, f"{self.case.case_id} {source}", role=role
             )
-            previous = self._segmentations.pop("prediction", None)
+            previous = self._segmentations.pop(source, None)
             if previous is not None:
                 remove_node(self.scene, previous)
-            self._segmentations = {"prediction": node, **self._segmentations}
-            self.prediction_origin = dict(origin)
-            self.show_segmentation("prediction")
+            self._segmentations[source] = node
+            self._segmentations = {name: self._segmentations[name] for name in SEGMENTATION_SOURCES if name in self._segmentations}
+            self.origins[source] = dict(origin)
+            self.show_segmentation(source)
 
     def segmentation_file(self) -> Path | None:
         """The workspace file the shown segmentation was read from (None for a worker's result)."""
-        if self.segmentation_source == "prediction" and self.prediction_origin.get("file"):
-            return self._workspace.resolve(self.prediction_origin["file"])
-        if self.segmentation_source == "reference":
-            return Path(self.data.files["seg"])
-        return None
+        file = self.origins.get(self.segmentation_source, {}).get("file") if self.segmentation_source else None
+        return Path(file) if file else None
 
     def write_segmentation(self, path: Path) -> None:
         """Write the shown segmentation as a .seg.nrrd (names, colours, terminology, input geometry)."""
@@ -200,28 +206,41 @@ class CaseDisplay:
             self.overlay_name = None
             show_in_slice_views(self.scene, foreground_opacity=0.0)
             return
-        overlay = case.overlay(name)
         activation = self._activation(case, name)
+        latent = self._map_latents[name]
         threshold = self.overlay_threshold * float(activation.max())
         if self._overlay is None:
             self._overlay = add_latent_overlay(
-                self.scene, activation, self.data.grid, self._nodes.reference, name, threshold=threshold, latent=overlay.latent
+                self.scene, activation, self.data.grid, self._nodes.reference, name, threshold=threshold, latent=latent
             )
         else:
-            update_latent_overlay(self._overlay, activation, self.data.grid, threshold=threshold, latent=overlay.latent, name=name)
+            update_latent_overlay(self._overlay, activation, self.data.grid, threshold=threshold, latent=latent, name=name)
         self.overlay_name = name
         show_in_slice_views(self.scene, foreground=self._overlay, foreground_opacity=self.overlay_opacity)
+
+    def add_map(self, name: str, path: Path, latent: int | None) -> None:
+        """Keep a latent map the worker computed (read now: the worker deletes its files) under `name`."""
+        self._require_case()
+        self._remember(name, read_on_case_grid(path, self.data, "image"), latent)
+
+    def has_map(self, name: str) -> bool:
+        return name in self._maps
 
     def _activation(self, case: WorkspaceCase, name: str) -> np.ndarray:
         """The latent map on the case grid; recently shown maps stay in memory (stepping back is instant)."""
         if name in self._maps:
             self._maps.move_to_end(name)
             return self._maps[name]
-        path = self._workspace.resolve(case.overlay(name).file, f"case {case.case_id} overlay {name!r}")
-        self._maps[name] = read_on_case_grid(path, self.data, "image")
+        overlay = case.overlay(name)
+        path = self._workspace.resolve(overlay.file, f"case {case.case_id} overlay {name!r}")
+        return self._remember(name, read_on_case_grid(path, self.data, "image"), overlay.latent)
+
+    def _remember(self, name: str, activation: np.ndarray, latent: int | None) -> np.ndarray:
+        self._maps[name] = activation
+        self._map_latents[name] = latent
         while len(self._maps) > CACHED_MAPS:
-            self._maps.popitem(last=False)
-        return self._maps[name]
+            self._map_latents.pop(self._maps.popitem(last=False)[0], None)
+        return activation
 
     def set_overlay_style(self, threshold: float | None = None, opacity: float | None = None) -> None:
         """Threshold (fraction of the map's peak below which it is transparent) and opacity."""
@@ -272,8 +291,9 @@ class CaseDisplay:
             self._remove([n for n in nodes if n is not None], self._nodes.study_item)
         self._nodes, self._segmentations, self._overlay = None, {}, None
         self._maps.clear()
+        self._map_latents.clear()
         self.case = self.data = None
-        self.prediction_origin = {}
+        self.origins = {}
 
     def _remove(self, nodes: list, study_item: int) -> None:
         """Remove a case's nodes, then its patient/study items once nothing else sits under them."""

@@ -1,11 +1,16 @@
 """Long jobs for the viewer, run by the shared background worker (`MedSegLensLib.worker`).
 
-The page never waits on a job: `WorkerJobs.submit` sends the request and returns;
+The page never waits on a job: `WorkerJobs.submit` queues the request and returns;
 an asyncio task on trame's loop polls the worker's messages and turns them into
 the progress bar's state; the result (files the worker wrote) is handed to a
-callback on the same thread as the scene. Cancel kills the worker's process tree;
-nothing in the scene changes unless a job finishes. The worker's scratch files
-live under the workspace's `.scratch/` folder and are deleted once used.
+callback on the same thread as the scene. The worker runs one job at a time, so
+requests wait in a queue with one place per *slot*: a newer request of a slot
+(a latent map, a steering preview) replaces the waiting one, and the result of
+a running request is dropped when a newer one of its slot waits; dragging a
+slider never piles up work and the page always ends on the latest request.
+Cancel kills the worker's process tree and empties the queue; nothing in the
+scene changes unless a job finishes. The worker's scratch files live under the
+workspace's `.scratch/` folder and are deleted once used.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import MedSegLensError, OutputError, ParameterError
+from ..errors import MedSegLensError, OutputError
 from ..worker import Message, WorkerProcess, raise_for
 
 SCRATCH_DIR = ".scratch"
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.05
 WORKER_THREADS = 2
 
 
@@ -41,16 +47,26 @@ class WorkspaceWorker(WorkerProcess):
         return self._session_dir
 
 
+@dataclass
+class Job:
+    slot: str
+    job: str
+    params: dict
+    label: str
+    on_result: Callable[[dict], None]
+    request: str | None = None
+
+
 class WorkerJobs:
-    """One job at a time, with its progress in the page's state (`job_*` keys)."""
+    """The viewer's job queue, with the running job's progress in the page's state (`job_*` keys)."""
 
     def __init__(self, server, workspace_root: Path, say: Callable[[str, bool], None]):
         self.state = server.state
         self._say = say
         self._worker = WorkspaceWorker(workspace_root / SCRATCH_DIR, threads=WORKER_THREADS)
-        self._request: str | None = None
-        self._on_result: Callable[[dict], None] | None = None
-        self._label = ""
+        self._active: Job | None = None
+        self._waiting: list[Job] = []
+        self._pumping = False
         self.state.job_running = False
         self.state.job_progress = None
         self.state.job_text = ""
@@ -59,18 +75,26 @@ class WorkerJobs:
 
     @property
     def running(self) -> bool:
-        return self._request is not None
+        return self._active is not None or bool(self._waiting)
 
-    def submit(self, job: str, params: dict, label: str, on_result: Callable[[dict], None]) -> None:
-        if self.running:
-            raise ParameterError(f"{self._label} is still running; wait for it or cancel it")
-        self._label, self._on_result = label, on_result
-        self._request = self._worker.submit(job, params, callback=self._on_message)
-        self.state.update({"job_running": True, "job_progress": 0, "job_text": f"{label}: starting the worker"})
-        asyncio.get_event_loop().create_task(self._pump())
+    def busy(self, slot: str) -> bool:
+        """Whether a request of `slot` runs or waits."""
+        return any(job.slot == slot for job in [*([self._active] if self._active else []), *self._waiting])
+
+    def submit(self, job: str, params: dict, label: str, on_result: Callable[[dict], None], slot: str | None = None) -> None:
+        """Queue a job; it replaces a waiting request of the same slot (default: the job's name)."""
+        slot = slot or job
+        self._waiting = [waiting for waiting in self._waiting if waiting.slot != slot]
+        self._waiting.append(Job(slot, job, params, label, on_result))
+        self._next()
+        if not self._pumping:
+            self._pumping = True
+            asyncio.get_event_loop().create_task(self._pump())
 
     def cancel(self) -> None:
-        if self.running:
+        """Kill the worker tree and forget the waiting requests; the views stay as they are."""
+        self._waiting = []
+        if self._active is not None:
             self._worker.cancel()
 
     def close(self) -> None:
@@ -80,27 +104,44 @@ class WorkerJobs:
         """Deliver the worker's messages (the pump calls this; tests may too)."""
         self._worker.poll()
 
+    def _next(self) -> None:
+        if self._active is not None or not self._waiting:
+            return
+        self._active = self._waiting.pop(0)
+        self._active.request = self._worker.submit(self._active.job, self._active.params, callback=self._on_message)
+        self.state.update({"job_running": True, "job_progress": 0, "job_text": f"{self._active.label}: starting"})
+
     async def _pump(self) -> None:
-        while self.running:
-            with self.state:
-                self.poll()
-            await asyncio.sleep(POLL_SECONDS)
+        try:
+            while self.running:
+                with self.state:
+                    self.poll()
+                await asyncio.sleep(POLL_SECONDS)
+        finally:
+            self._pumping = False
 
     def _on_message(self, message: Message) -> None:
+        job = self._active
+        if job is None:
+            return
         if message.type == "progress":
             self.state.job_progress = round(100 * message.fraction)
-            self.state.job_text = f"{self._label}: {message.message}"
+            self.state.job_text = f"{job.label}: {message.message}"
             return
         if not message.terminal:
             return
-        request, on_result = self._request, self._on_result
-        self._request = self._on_result = None
-        self.state.update({"job_running": False, "job_progress": None, "job_text": ""})
+        self._active = None
+        stale = any(waiting.slot == job.slot for waiting in self._waiting)
         try:
             if message.type != "result":
                 raise_for(message)
-            on_result(message.data)
+            if not stale:
+                job.on_result(message.data)
         except MedSegLensError as exc:
-            self._say(f"{self._label}: {exc}", True)
+            if not stale:
+                self._say(f"{job.label}: {exc}", True)
         finally:
-            self._worker.release(request)
+            self._worker.release(job.request)
+            self._next()
+            if self._active is None:
+                self.state.update({"job_running": False, "job_progress": None, "job_text": ""})

@@ -1,51 +1,127 @@
-"""The steering panel's state: latents, mode, strengths, region, Dice before/after, job progress.
+"""The steering panel: chosen latents, mode, one strength slider per latent, region, Dice before/after.
 
-Steering itself (encode, edit latents, decode, re-run the rest of the network) runs
-in the background worker, which this build does not include yet. Until it does, the
-panel shows its controls disabled with that reason, the "before" Dice from the
-workspace index, no "after" Dice, and records no steering in provenance. (The
-worker already runs the model: see `jobs.py`.)
+Every change of a control builds a steering spec and queues the worker's `steer`
+job in the "steer" slot: while one preview is computed the newest request waits
+and older waiting ones are dropped, so the page always ends on the latest
+sliders. Options (modes, strength ranges, neutral strengths, region kinds) come
+from the `encode` result, i.e. from the steering engine itself. The result is a
+segmentation file plus provenance; the app shows it as the "steered" source and
+Accept saves it with that provenance.
 """
 
 from __future__ import annotations
 
-from .workspace import Workspace, WorkspaceCase, dice_text
+import math
 
-STEERING_MODES = ("additive", "multiplicative", "clamp")
-STEERING_REGIONS = ("whole volume", "WT", "TC", "ET")
-STRENGTH_LIMIT = 10.0
-UNAVAILABLE = "Steering runs in the background worker, which this build does not include yet: the controls are inactive."
+from ..errors import ParameterError
+
+DEFAULT_MARGIN_MM = 10.0
+MAX_MARGIN_MM = 50.0
+DICE_ROWS = ("WT", "TC", "ET", "ED", "NCR")
+SHOWN_REGIONS = ("none", "tumour-margin")  # a mask region needs a drawn mask: Slicer only
+NOT_ANALYSED = "Steering needs the case analysed by the workspace's model and SAE."
+
+
+def dice_rows(before: dict | None, after: dict | None) -> list[dict]:
+    """Side-by-side Dice per region ("—" where there is no reference)."""
+    def text(scores, region):
+        value = (scores or {}).get(region)
+        return "—" if value is None else f"{value:.3f}"
+
+    return [{"region": region, "before": text(before, region), "after": text(after, region)} for region in DICE_ROWS]
+
+
+def _finite(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ParameterError(f"{what} {value!r} is not a finite number")
+    return float(value)
 
 
 class SteeringPanel:
-    def __init__(self, server, workspace: Workspace):
-        self.state = server.state
-        self.workspace = workspace
+    """Steering state (`steer_*`, `dice_rows`) and the spec the worker's `steer` job takes."""
+
+    def __init__(self, state):
+        self.state = state
+        self.options: dict = {}
+        self.reset(NOT_ANALYSED)
+
+    def reset(self, note: str) -> None:
         s = self.state
         s.steer_available = False
-        s.steer_note = UNAVAILABLE
-        s.steer_modes = list(STEERING_MODES)
-        s.steer_mode = STEERING_MODES[0]
-        s.steer_regions = list(STEERING_REGIONS)
-        s.steer_region = STEERING_REGIONS[0]
-        s.steer_latent_choices = []
+        s.steer_note = note
+        s.steer_modes = []
+        s.steer_mode = "additive"
+        s.steer_range = [-10.0, 10.0]
+        s.steer_neutral = 0.0
+        s.steer_regions = list(SHOWN_REGIONS)
+        s.steer_region = SHOWN_REGIONS[0]
+        s.steer_margin = DEFAULT_MARGIN_MM
+        s.steer_max_margin = MAX_MARGIN_MM
+        s.steer_choices = []
         s.steer_latents = []
-        s.steer_strength = 0.0
-        s.steer_strength_limit = STRENGTH_LIMIT
-        s.dice_before = "—"
-        s.dice_after = "—"
+        s.steer_strengths = {}
+        s.steer_summary = ""
+        s.dice_rows = dice_rows(None, None)
 
-    def set_case(self, case: WorkspaceCase) -> None:
-        self.state.steer_latent_choices = [
-            {"value": overlay.latent, "title": f"{overlay.latent} · {overlay.category or overlay.name}"}
-            for overlay in case.overlays
-            if overlay.latent is not None
+    def set_analysis(self, result: dict) -> None:
+        """Enable the panel for the analysed case: its active latents and the engine's options."""
+        self.options = dict(result["steering"])
+        s = self.state
+        s.steer_modes = [m for m in self.options["modes"] if m in self.options["neutral"]]
+        s.steer_mode = s.steer_modes[0]
+        s.steer_range = list(self.options["strength_ranges"][s.steer_mode])
+        s.steer_neutral = self.neutral()
+        s.steer_regions = [r for r in SHOWN_REGIONS if r in self.options["regions"]]
+        s.steer_choices = [
+            {"value": row["latent"], "title": f"{row['latent']} · {row['category'] or 'uncategorised'}"}
+            for row in result["latents"]
         ]
-        self.state.steer_latents = []
-        self.state.steer_strength = 0.0
-        self.state.dice_before = dice_text(case.dice)
-        self.state.dice_after = "—"
+        s.steer_latents, s.steer_strengths = [], {}
+        s.steer_available, s.steer_note = True, ""
 
-    def provenance(self) -> dict | None:
-        """What steering produced the shown segmentation; None while steering is unavailable."""
-        return None
+    def neutral(self) -> float:
+        return float(self.options.get("neutral", {}).get(self.state.steer_mode, 0.0))
+
+    def on_mode(self) -> None:
+        """A new mode has its own range and neutral strength: the sliders start over from neutral."""
+        mode = self.state.steer_mode
+        if mode not in self.state.steer_modes:
+            raise ParameterError(f"steering mode {mode!r} is not one of {', '.join(self.state.steer_modes)}")
+        self.state.steer_range = list(self.options["strength_ranges"][mode])
+        self.state.steer_neutral = self.neutral()
+        self.state.steer_strengths = {}
+
+    def spec(self) -> dict | None:
+        """The `steer` job's spec for the controls, or None when nothing is steered (all strengths neutral)."""
+        s = self.state
+        choices = {choice["value"] for choice in s.steer_choices}
+        latents = [int(v) for v in s.steer_latents if isinstance(v, int) and not isinstance(v, bool)]
+        if sorted(latents) != sorted(s.steer_latents) or not set(latents) <= choices:
+            raise ParameterError(f"latents {s.steer_latents!r} are not latents active in this case")
+        neutral = self.neutral()
+        strengths = [_finite((s.steer_strengths or {}).get(str(j), neutral), f"strength of latent {j}") for j in latents]
+        low, high = s.steer_range
+        if any(not low <= v <= high for v in strengths):
+            raise ParameterError(f"strengths {strengths} must lie in [{low:g}, {high:g}] for {s.steer_mode} steering")
+        if not latents or all(v == neutral for v in strengths):
+            return None
+        region: dict = {"kind": s.steer_region}
+        if s.steer_region == "tumour-margin":
+            margin = _finite(s.steer_margin, "tumour margin")
+            if not 0.0 <= margin <= MAX_MARGIN_MM:
+                raise ParameterError(f"tumour margin {margin:g} mm must lie in [0, {MAX_MARGIN_MM:g}] mm")
+            region["margin_mm"] = margin
+        elif s.steer_region != "none":
+            raise ParameterError(f"steering region {s.steer_region!r} is not one of {', '.join(SHOWN_REGIONS)}")
+        return {"latents": latents, "strengths": strengths, "mode": s.steer_mode, "region": region}
+
+    def show_result(self, result: dict) -> None:
+        """The readout of a finished preview: Dice before/after per region and what changed."""
+        self.state.dice_rows = dice_rows(result.get("dice_unsteered"), result.get("dice"))
+        self.state.steer_summary = (f"{result['changed_voxels']} voxels changed · {result['windows_recomputed']}/"
+                                    f"{result['windows_total']} windows · {result['seconds']:.2f} s")
+
+    def show_unsteered(self, dice: dict | None) -> None:
+        self.state.dice_rows = dice_rows(dice, None)
+        self.state.steer_summary = ""
+

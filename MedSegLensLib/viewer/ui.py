@@ -1,7 +1,8 @@
 """The page: case list and image controls on the left, three slice views, latents and steering on the right.
 
-Element ids (`case-<id>`, `modality-<m>`, `overlay-<name>`, `seg-<source>`, `accept`)
-and each view's `#view-<name>` label are what the browser tests click and read.
+Element ids (`case-<id>`, `modality-<m>`, `overlay-<name>`, `seg-<source>`, `steer-<latent>`,
+`strength-<latent>`, `accept`) and each view's `#view-<name>` label are what the browser
+tests click and read.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from trame.widgets import vuetify3 as v3
 from .app import NO_SELECTION
 
 LEFT_WIDTH = 320
-RIGHT_WIDTH = 360
+RIGHT_WIDTH = 440
+LATENT_HEADERS = ("latent", "category", "description", "peak · brain", "spec.")  # latent_browser.COLUMNS, in order
 
 
 def build_ui(server, layout_manager) -> VAppLayout:
@@ -35,7 +37,7 @@ def build_ui(server, layout_manager) -> VAppLayout:
             v3.VDivider()
             _model_controls(server)
         with v3.VNavigationDrawer(permanent=True, location="right", width=RIGHT_WIDTH):
-            _latent_browser()
+            _latent_browser(server)
             v3.VDivider()
             _steering_panel(server)
         with v3.VMain(), html.Div(style="display: flex; height: calc(100vh - 48px);"):
@@ -95,31 +97,48 @@ def _model_controls(server) -> None:
                     disabled=("!case_id || !model_ready || job_running",), classes="mr-2")
             v3.VBtn("Cancel", id="cancel-job", click=server.controller.cancel_job, size="small", variant="outlined",
                     v_show="job_running")
+        # Progress of any worker job (model run, analysis, latent map, steering preview).
         v3.VProgressLinear(model_value=("job_progress || 0",), v_show="job_running", height=6, classes="mt-2", id="job-progress")
         html.Div("{{ job_text }}", classes="text-caption", id="job-text")
 
 
-def _latent_browser() -> None:
+def _latent_browser(server) -> None:
     _section("Latent browser")
-    with v3.VTable(density="compact", height=220, fixed_header=True, id="latent-table"):
+    with html.Div(classes="px-3"):
+        v3.VTextField(v_model=("latent_filter",), label="filter (words, or a latent number)", density="compact",
+                      hide_details=True, clearable=True, id="latent-filter")
+    with v3.VTable(density="compact", height=260, fixed_header=True, id="latent-table"):
         with html.Thead(), html.Tr():
-            for title in ("latent", "category", "description", "spec."):
-                html.Th(title)
+            html.Th("")
+            for column, title in enumerate(LATENT_HEADERS):
+                html.Th(
+                    f"{title} {{{{ latent_sort === {column} ? (latent_descending ? '▼' : '▲') : '' }}}}",
+                    click=(server.controller.sort_latents, f"[{column}]"), style="cursor: pointer;", id=f"sort-{column}",
+                )
         with html.Tbody():
             with html.Tr(
-                v_for="o in overlays",
+                v_for="o in latents",
                 key="o.name",
                 id=("'overlay-' + o.name",),
                 click="overlay_name = (overlay_name === o.name ? 'none' : o.name)",
                 style="cursor: pointer;",
                 classes=("o.name === overlay_name ? 'bg-primary' : ''",),
             ):
+                with html.Td(classes="px-1"):
+                    v3.VBtn(
+                        "{{ steer_latents.includes(o.latent) ? '−' : 'steer' }}", size="x-small", variant="tonal",
+                        v_if="steer_available && steer_choices.some((c) => c.value === o.latent)",
+                        id=("'steer-' + o.latent",),
+                        click=("steer_latents = steer_latents.includes(o.latent) ? steer_latents.filter((x) => x !== o.latent)"
+                               " : [...steer_latents, o.latent]; $event.stopPropagation()"),
+                    )
                 html.Td("{{ o.latent }}")
-                html.Td("{{ o.category }}")
-                html.Td("{{ o.description }}", classes="text-caption")
-                html.Td("{{ o.specificity }}")
-            with html.Tr(v_if="!overlays.length"):
-                html.Td("no latent maps for this case", colspan=4, classes="text-medium-emphasis")
+                html.Td("{{ o.category }}", classes="text-caption")
+                html.Td("{{ o.description }}", classes="text-caption", style="max-width: 9em;")
+                html.Td("{{ o.activation }}", classes="text-caption", style="white-space: nowrap;")
+                html.Td("{{ o.specificity }}", classes="text-caption")
+            with html.Tr(v_if="!latents.length"):
+                html.Td("no latents for this case (yet)", colspan=6, classes="text-medium-emphasis")
     with html.Div(classes="px-3"):
         html.Div("Overlay threshold (fraction of peak) / opacity", classes="text-caption mt-2")
         v3.VSlider(id="overlay-threshold", v_model=("overlay_threshold",), min=0, max=1, step=0.05, hide_details=True, density="compact")
@@ -129,21 +148,35 @@ def _latent_browser() -> None:
 def _steering_panel(server) -> None:
     _section("Steering")
     with html.Div(classes="px-3 pb-3"):
-        v3.VAlert("{{ steer_note }}", v_if="!steer_available", type="info", density="compact", variant="tonal", classes="text-caption mb-2", id="steer-note")
-        v3.VSelect(
-            label="latents", v_model=("steer_latents",), items=("steer_latent_choices",), multiple=True, chips=True,
-            disabled=("!steer_available",), density="compact", hide_details=True,
-        )
-        v3.VSelect(label="mode", v_model=("steer_mode",), items=("steer_modes",), disabled=("!steer_available",), density="compact", hide_details=True, classes="mt-2")
-        html.Div("strength", classes="text-caption mt-2")
-        v3.VSlider(
-            v_model=("steer_strength",), min=("-steer_strength_limit",), max=("steer_strength_limit",), step=0.1,
-            disabled=("!steer_available",), hide_details=True, density="compact", thumb_label=True,
-        )
-        v3.VSelect(label="region", v_model=("steer_region",), items=("steer_regions",), disabled=("!steer_available",), density="compact", hide_details=True)
-        with html.Div(classes="d-flex text-caption mt-2", id="dice-readout"):
-            html.Div("before: {{ dice_before }}", classes="flex-grow-1")
-            html.Div("after: {{ dice_after }}", classes="flex-grow-1")
-        v3.VBtn("Accept", id="accept", click=server.controller.accept_segmentation, color="primary", block=True, classes="mt-3", disabled=("!case_id",))
+        v3.VAlert("{{ steer_note }}", v_if="!steer_available", type="info", density="compact", variant="tonal",
+                  classes="text-caption mb-2", id="steer-note")
+        with html.Div(classes="d-flex"):
+            v3.VSelect(label="mode", v_model=("steer_mode",), items=("steer_modes",), disabled=("!steer_available",),
+                       density="compact", hide_details=True, classes="mr-2", id="steer-mode")
+            v3.VSelect(label="region", v_model=("steer_region",), items=("steer_regions",), disabled=("!steer_available",),
+                       density="compact", hide_details=True, id="steer-region")
+        v3.VSlider(v_show="steer_region === 'tumour-margin'", v_model=("steer_margin",), min=0, max=("steer_max_margin",),
+                   step=1, label="margin mm", thumb_label=True, hide_details=True, density="compact", id="steer-margin")
+        html.Div("Pick latents with 'steer' in the table; one strength each.", v_if="steer_available && !steer_latents.length",
+                 classes="text-caption text-medium-emphasis mt-2")
+        with html.Div(v_for="j in steer_latents", key="j", classes="d-flex align-center mt-1", id=("'strength-' + j",)):
+            html.Span("{{ j }}", classes="text-caption mr-2", style="min-width: 2.5em;")
+            v3.VSlider(
+                model_value=("steer_strengths[j] ?? steer_neutral",),
+                update_modelValue="steer_strengths = Object.assign({}, steer_strengths, {[j]: $event})",
+                min=("steer_range[0]",), max=("steer_range[1]",), step=0.5, thumb_label=True,
+                hide_details=True, density="compact",
+            )
+        with v3.VTable(density="compact", classes="mt-2 text-caption", id="dice-readout"):
+            with html.Thead(), html.Tr():
+                for title in ("Dice", "before", "after"):
+                    html.Th(title)
+            with html.Tbody(), html.Tr(v_for="d in dice_rows", key="d.region"):
+                html.Td("{{ d.region }}")
+                html.Td("{{ d.before }}")
+                html.Td("{{ d.after }}", id=("'dice-after-' + d.region",))
+        html.Div("{{ steer_summary }}", classes="text-caption text-medium-emphasis", id="steer-summary")
+        v3.VBtn("Accept", id="accept", click=server.controller.accept_segmentation, color="primary", block=True, classes="mt-3",
+                disabled=("!case_id",))
         with html.Div(classes="text-caption mt-1", id="accepted-list"):
             html.Div("{{ a }}", v_for="a in accepted", key="a")

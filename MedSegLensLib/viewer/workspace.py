@@ -7,7 +7,7 @@ Layout (paths in `workspace.json` are relative to the workspace folder):
     predictions/<model>/<case>-seg.nii.gz model segmentations (optional)
     latents/<sae>/<case>/*.nii.gz         latent activation maps on the case grid (optional)
     models/<arch>/                        model folders (safetensors + JSON)
-    saes/<name>/                          SAE folders
+    saes/<name>/                          SAE folders (with latents.json from `medseglens interpret`)
     accepted/<case>/<name>.seg.nrrd       accepted segmentations, never overwritten,
     accepted/<case>/<name>.provenance.json  each with its provenance
 
@@ -54,7 +54,10 @@ def check_name(name: str, what: str) -> str:
 
 @dataclass(frozen=True)
 class Overlay:
-    """A precomputed latent activation map of one case, with what is known about the latent."""
+    """A precomputed latent activation map of one case, with what is known about the latent.
+
+    `sae` names the SAE (an entry of `models[].saes`) whose latent it is; None means the default SAE.
+    """
 
     name: str
     file: str
@@ -62,6 +65,36 @@ class Overlay:
     category: str = ""
     description: str = ""
     specificity: float | None = None
+    sae: str | None = None
+
+
+@dataclass(frozen=True)
+class SaeEntry:
+    """An SAE of a model: its folder and what other tools found out about its latents.
+
+    `interpretation`: `latents.json` written by `medseglens interpret` (default: the SAE folder's own
+    `latents.json` when present); `populations`: `populations.json` from `medseglens diff populations`.
+    """
+
+    name: str
+    folder: str
+    interpretation: str | None = None
+    populations: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A segmentation model of the workspace and the SAEs trained on it."""
+
+    name: str
+    folder: str
+    saes: tuple[SaeEntry, ...] = ()
+
+    def sae(self, name: str) -> SaeEntry:
+        for entry in self.saes:
+            if entry.name == name:
+                return entry
+        raise ParameterError(f"model {self.name} has no SAE named {name!r}")
 
 
 @dataclass
@@ -87,8 +120,23 @@ class WorkspaceCase:
 class Workspace:
     root: Path
     cases: list[WorkspaceCase]
-    default_model: str | None = None
-    default_sae: str | None = None
+    default_model: str | None = None  # a model folder (relative path)
+    default_sae: str | None = None  # an SAE folder (relative path)
+    models: list[ModelEntry] = field(default_factory=list)
+
+    def analysis(self) -> tuple[ModelEntry, SaeEntry] | None:
+        """The model and SAE the latent browser and steering use: the default SAE's, else the first listed."""
+        pairs = [(model, sae) for model in self.models for sae in model.saes]
+        for model, sae in pairs:
+            if _same_path(sae.folder, self.default_sae) and (not self.default_model or _same_path(model.folder, self.default_model)):
+                return model, sae
+        return pairs[0] if pairs else None
+
+    def model_entry(self, name: str) -> ModelEntry:
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise ParameterError(f"{self.root / INDEX_NAME}: no model named {name!r}")
 
     def resolve(self, relative: str, what: str = "path") -> Path:
         """The absolute path of a workspace-relative path; refuses anything that leaves the workspace."""
@@ -112,6 +160,10 @@ class Workspace:
 
     def accepted_dir(self, case_id: str) -> Path:
         return self.root / ACCEPTED_DIR / check_name(case_id, "case id")
+
+
+def _same_path(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and os.path.normpath(a) == os.path.normpath(b)
 
 
 def resolve_inside(root: Path, relative: str, what: str = "path") -> Path:
@@ -151,13 +203,26 @@ def read_workspace(root: str | os.PathLike) -> Workspace:
     duplicate = next((i for i in ids if ids.count(i) > 1), None)
     if duplicate:
         raise InputError(f"{index}: case id {duplicate!r} appears twice; case ids must be unique")
-    workspace = Workspace(root=root, cases=cases, default_model=data.get("default_model"), default_sae=data.get("default_sae"))
+    models = _parse_models(data.get("models") or [], index)
+    workspace = Workspace(root=root, cases=cases, default_model=data.get("default_model"),
+                          default_sae=data.get("default_sae"), models=models)
+    for model in models:
+        workspace.resolve(model.folder, f"model {model.name!r} folder")
+        for sae in model.saes:
+            for what, path in (("folder", sae.folder), ("interpretation", sae.interpretation),
+                               ("populations", sae.populations)):
+                if path is not None:
+                    workspace.resolve(path, f"model {model.name!r} SAE {sae.name!r} {what}")
+    sae_names = {sae.name for model in models for sae in model.saes}
     for case in cases:
         workspace.resolve(case.folder, f"case {case.case_id} folder")
         if case.prediction:
             workspace.resolve(case.prediction, f"case {case.case_id} prediction")
         for overlay in case.overlays:
             workspace.resolve(overlay.file, f"case {case.case_id} overlay {overlay.name!r}")
+            if overlay.sae is not None and overlay.sae not in sae_names:
+                raise InputError(f"{index}: case {case.case_id}: overlay {overlay.name!r} names SAE {overlay.sae!r}, "
+                                 "which no model lists; add it to \"models\" or drop \"sae\"")
     return workspace
 
 
@@ -170,6 +235,10 @@ def write_workspace_index(workspace: Workspace) -> Path:
         "version": INDEX_VERSION,
         "default_model": workspace.default_model,
         "default_sae": workspace.default_sae,
+        "models": [
+            {"name": model.name, "folder": model.folder, "saes": [sae.__dict__ for sae in model.saes]}
+            for model in workspace.models
+        ],
         "cases": [
             {
                 "case_id": case.case_id,
@@ -229,6 +298,47 @@ def _parse_case(row: object, number: int, index: Path) -> WorkspaceCase:
     )
 
 
+def _optional_path(value: object, what: str, index: Path) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{index}: {what} must be a path relative to the workspace")
+    return value
+
+
+def _parse_models(rows: object, index: Path) -> list[ModelEntry]:
+    """The "models" list: each model's folder and SAEs (folder, interpretation, populations)."""
+    if not isinstance(rows, list):
+        raise InputError(f"{index}: \"models\" must be a list of {{name, folder, saes}}")
+    models = []
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or not isinstance(row.get("folder"), str) or not isinstance(row.get("saes", []), list):
+            raise InputError(f"{index}: model {number} needs a \"folder\" and a list of \"saes\"")
+        name = _entry_name(row.get("name"), f"model {number}", index)
+        saes = []
+        for sae_number, sae in enumerate(row.get("saes", []), start=1):
+            what = f"model {name!r} SAE {sae_number}"
+            if not isinstance(sae, dict) or not isinstance(sae.get("folder"), str):
+                raise InputError(f"{index}: {what} needs a \"folder\"")
+            saes.append(SaeEntry(
+                name=_entry_name(sae.get("name"), what, index), folder=sae["folder"],
+                interpretation=_optional_path(sae.get("interpretation"), f"{what} interpretation", index),
+                populations=_optional_path(sae.get("populations"), f"{what} populations", index)))
+        models.append(ModelEntry(name=name, folder=row["folder"], saes=tuple(saes)))
+    listed = [m.name for m in models] + [s.name for m in models for s in m.saes]
+    duplicate = next((n for n in listed if listed.count(n) > 1), None)
+    if duplicate:
+        raise InputError(f"{index}: the name {duplicate!r} is used twice in \"models\"; model and SAE names must be unique")
+    return models
+
+
+def _entry_name(name: object, what: str, index: Path) -> str:
+    try:
+        return check_name(name, f"{what} name")
+    except ParameterError as exc:
+        raise InputError(f"{index}: {exc}") from None
+
+
 def _parse_dice(dice: object, case_id: str, index: Path) -> dict[str, float | None]:
     if not isinstance(dice, dict):
         raise InputError(f"{index}: case {case_id}: \"dice\" must map regions to numbers")
@@ -259,4 +369,5 @@ def _parse_overlay(item: object, case_id: str, index: Path) -> Overlay:
         category=str(item.get("category") or ""),
         description=str(item.get("description") or ""),
         specificity=None if specificity is None else float(specificity),
+        sae=None if item.get("sae") is None else str(item["sae"]),
     )

@@ -25,6 +25,8 @@ from . import protocol
 JOB_MODULES = [
     "MedSegLensLib.worker.basic_jobs",
     "MedSegLensLib.worker.segment_job",
+    "MedSegLensLib.worker.latent_jobs",
+    "MedSegLensLib.worker.steer_job",
 ]
 
 Emit = Callable[[dict[str, Any]], None]

@@ -1,0 +1,106 @@
+"""The latent browser: the case's latents with what the interpretation says about them, sortable and filterable.
+
+Rows come from two places. The workspace index may list precomputed latent maps
+per case (shown at once, no model run). Once the worker's `encode` job has
+analysed the shown case (model + SAE, annotated from the SAE's interpretation
+file), every latent active in the case is listed through the shared
+`LatentTable` (the Slicer module's table: same sort keys, same filter). A click
+shows a precomputed map when there is one for that latent, else asks the worker
+for it (`latent_map`, computed from the cached codes: no network run).
+"""
+
+from __future__ import annotations
+
+from ..latent_browser import COLUMNS, LatentRow, LatentTable
+from .workspace import Overlay, WorkspaceCase
+
+WORKER_PREFIX = "latent-"  # name of a map the worker computed: latent-<index>
+
+
+def worker_map_name(latent: int) -> str:
+    return f"{WORKER_PREFIX}{latent}"
+
+
+def _overlay_row(overlay: Overlay) -> dict:
+    return {
+        "name": overlay.name,
+        "latent": "" if overlay.latent is None else overlay.latent,
+        "category": overlay.category,
+        "description": overlay.description,
+        "activation": "precomputed",
+        "specificity": "" if overlay.specificity is None else f"{overlay.specificity:.2f}",
+    }
+
+
+def _table_row(row: LatentRow, name: str) -> dict:
+    """The shared table's cells, with the activation shortened to peak and share of the brain."""
+    _, category, description, _, specificity = row.cells()
+    return {"name": name, "latent": row.latent, "category": category, "description": description,
+            "activation": f"{row.max:.3g} · {100 * row.active_fraction:.0f} %", "specificity": specificity}
+
+
+class LatentBrowser:
+    """The table behind the page's latent browser (`latents`, `latent_sort`, `latent_descending` state)."""
+
+    def __init__(self, state, sae_name: str | None):
+        self.state = state
+        self.sae_name = sae_name
+        self.case: WorkspaceCase | None = None
+        self.table: LatentTable | None = None
+        state.latent_columns = list(COLUMNS)
+        state.latent_filter = ""
+        state.latents = []
+        state.latent_sort = 3
+        state.latent_descending = True
+
+    def set_case(self, case: WorkspaceCase) -> None:
+        self.case, self.table = case, None
+        self.publish()
+
+    def set_analysis(self, result: dict) -> None:
+        """The `encode` result of the shown case: every active latent becomes a row."""
+        self.table = LatentTable.from_result(result)
+        self.publish()
+
+    def sort_by(self, column: int) -> None:
+        if self.table is not None:
+            self.table.sort_by(int(column))
+            self.publish()
+
+    def set_filter(self, text: str) -> None:
+        self.publish(str(text or ""))
+
+    def precomputed(self, latent: int) -> Overlay | None:
+        """The index's map of `latent` of the analysis SAE, if the workspace has one for this case."""
+        for overlay in self.case.overlays if self.case else []:
+            if overlay.latent == latent and overlay.sae in (None, self.sae_name):
+                return overlay
+        return None
+
+    def latent_of(self, name: str) -> int | None:
+        """The latent a row name stands for (a precomputed overlay's, or the worker's `latent-<j>`)."""
+        for overlay in self.case.overlays if self.case else []:
+            if overlay.name == name:
+                return overlay.latent
+        suffix = name.removeprefix(WORKER_PREFIX)
+        if self.table is not None and name.startswith(WORKER_PREFIX) and suffix.isdigit() and self.table.row(int(suffix)):
+            return int(suffix)
+        return None
+
+    def publish(self, filter_text: str | None = None) -> None:
+        text = self.state.latent_filter if filter_text is None else filter_text
+        rows, listed = [], set()
+        if self.table is not None:
+            self.table.filter_text = text
+            for row in self.table.view():
+                overlay = self.precomputed(row.latent)
+                rows.append(_table_row(row, overlay.name if overlay else worker_map_name(row.latent)))
+                listed.add(rows[-1]["name"])
+            self.state.latent_sort, self.state.latent_descending = self.table.sort_column, self.table.descending
+        words = text.lower().split()
+        for overlay in self.case.overlays if self.case else []:
+            shown = _overlay_row(overlay)
+            haystack = " ".join(str(v) for v in shown.values()).lower()
+            if overlay.name not in listed and all(word in haystack for word in words):
+                rows.append(shown)
+        self.state.latents = rows

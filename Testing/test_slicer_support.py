@@ -1,0 +1,72 @@
+"""Tiny assets for the Slicer-module and latent-job tests (no tests here).
+
+A tiny U-Net trained on a tiny cohort, an SAE on its decoder layer with the
+latents' typical activations, the latent that fires most on edema (found from
+the training rows, not hand-picked), and a planted case whose edema is so faint
+that the model under-calls it: steering that latent must grow the edema.
+The `flipped` copy holds the same case with its first voxel axis reversed, so
+geometry mistakes show up as misplaced voxels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from steering_support import UNET_DECODER, train_layer_sae, write_planted_case
+from test_models_support import trained_tiny_model
+
+EDEMA = 2
+
+
+@dataclass(frozen=True)
+class Assets:
+    model: Path
+    sae: Path
+    edema_latent: int
+    case: Path  # planted case, RAS voxel order
+    flipped: Path  # the same case, first axis reversed (LAS)
+
+
+_BUILT: dict[Path, Assets] = {}
+
+
+def flipped_copy(case_dir: Path, out_root: Path) -> Path:
+    """Every file of a case with its first voxel axis reversed; the affine keeps each voxel's RAS position."""
+    out = out_root / case_dir.name
+    out.mkdir(parents=True, exist_ok=True)
+    for path in sorted(case_dir.glob("*.nii.gz")):
+        image = nib.load(str(path))
+        array = np.asarray(image.dataobj)[::-1].copy()
+        flip = np.eye(4)
+        flip[0, 0], flip[0, 3] = -1.0, array.shape[0] - 1
+        affine = image.affine @ flip
+        copy = nib.Nifti1Image(array, affine)
+        copy.set_qform(affine, code=1)
+        copy.set_sform(affine, code=1)
+        nib.save(copy, str(out / path.name))
+    return out
+
+
+def slicer_assets(root: Path) -> Assets:
+    """Build (once per folder) the tiny model, its SAE and the planted cases."""
+    if root in _BUILT:
+        return _BUILT[root]
+    import torch
+
+    from MedSegLensLib.models import load_model
+
+    model_dir = trained_tiny_model("unet", root)
+    model = load_model(model_dir, device="cpu")
+    cases = sorted(p for p in (model_dir.parent / "cohort-unet").iterdir() if p.is_dir())
+    sae, rows, labels = train_layer_sae(model, cases, UNET_DECODER, n_latents=16, k=2, folder=root / "sae")
+    with torch.no_grad():
+        codes = sae.encode(rows)
+    edema_latent = int(codes[labels == EDEMA].mean(0).argmax())
+    case = write_planted_case(root / "planted", "planted", seed=103, edema_flair=1.05, edema_t2=1.02)
+    assets = Assets(model_dir, root / "sae", edema_latent, case, flipped_copy(case, root / "flipped"))
+    _BUILT[root] = assets
+    return assets
