@@ -54,7 +54,7 @@ def build_stages(config: DemoConfig) -> list[Stage]:
     stages.append(Stage("steering", f"steering recovery study ({steer})", run_steering,
                         (f"sae_train_{steer}", EVALUATE), ("steering_architecture", "study"), (STEERING_DIR,)))
     stages.append(Stage("latent_maps", "latent maps of failure cases and workspace.json", run_latent_maps,
-                        (EVALUATE, f"interpret_{steer}"),
+                        (EVALUATE, "diffing"),
                         ("steering_architecture", "map_cases", "map_latents", "failure_dice", "study"),
                         (LATENTS_DIR, PREDICTIONS_DIR, "workspace.json", _section("latent_maps"))))
     folders = report_sections(config)

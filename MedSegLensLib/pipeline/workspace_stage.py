@@ -20,8 +20,8 @@ from ..models import load_model
 from ..report import Figure, Section, Table, write_section
 from ..sae import encode_case, load_sae
 from ..steering.study.settings import HEALTHY_POPULATION, REFERENCE_POPULATION
-from ..viewer.workspace import Overlay, Workspace, WorkspaceCase, write_workspace_index
-from .analysis import labels_file
+from ..viewer.workspace import ModelEntry, Overlay, SaeEntry, Workspace, WorkspaceCase, write_workspace_index
+from .analysis import DIFFING_DIR, labels_file
 from .cohorts import cohort_folders, section_dir
 from .sae_stages import SAES_DIR, sae_dir
 from .stages import StageContext
@@ -90,7 +90,7 @@ def run_latent_maps(ctx: StageContext) -> dict:
             overlays[case.case_id].append(Overlay(
                 name=f"latent {latent}", file=_relative(path, work), latent=latent,
                 category=label.category if label else "", description=label.description if label else "",
-                specificity=round(mass / max(float(heat.sum()), 1e-12), 4)))
+                specificity=round(mass / max(float(heat.sum()), 1e-12), 4), sae=sae_name(architecture)))
         panels.append((case, prediction, top))
     cases = []
     for row in rows:
@@ -101,7 +101,7 @@ def run_latent_maps(ctx: StageContext) -> dict:
                                    failure=is_failure(row, config.failure_dice), overlays=overlays.get(row["case_id"], [])))
     cases.sort(key=lambda c: (c.case_id not in overlays, c.population, c.case_id))  # the failure cases first
     write_workspace_index(Workspace(work, cases, default_model=f"{MODELS_DIR}/{architecture}",
-                                    default_sae=f"{SAES_DIR}/{architecture}"))
+                                    default_sae=f"{SAES_DIR}/{architecture}", models=model_entries(ctx)))
     folder = section_dir(work, "latent_maps")
     folder.mkdir(parents=True, exist_ok=True)
     _plot(panels, folder / "latent_maps.png", labels)
@@ -118,6 +118,17 @@ def run_latent_maps(ctx: StageContext) -> dict:
         [table], [Figure("latent_maps.png", "FLAIR with the reference (green) and predicted (red) tumour outline, "
                          "then the strongest latents' maps", f"{LATENTS_DIR}/{architecture}/")]), folder)
     return {"cases": [r["case_id"] for r in chosen], "failure_case": chosen[0]["case_id"], "workspace_cases": len(cases)}
+
+
+def sae_name(architecture: str) -> str:
+    return f"{architecture}-sae"
+
+
+def model_entries(ctx: StageContext) -> list[ModelEntry]:
+    """Every model with its SAE, the SAE's interpretation and its population diffing (workspace-relative)."""
+    return [ModelEntry(a, f"{MODELS_DIR}/{a}", (SaeEntry(
+        sae_name(a), f"{SAES_DIR}/{a}", interpretation=_relative(labels_file(ctx.work, a), ctx.work),
+        populations=f"{DIFFING_DIR}/populations-{a}/populations.json"),)) for a in ctx.config.architectures]
 
 
 def _relative(path: Path, work: Path) -> str:
