@@ -81,7 +81,7 @@ def run_demo(config: DemoConfig, work: str | os.PathLike, until: str | None = No
     if until is not None:
         names = [s.name for s in stages]
         stages = stages[: names.index(until) + 1]
-    torch.set_grad_enabled(True)
+    torch.set_grad_enabled(True)  # the steering study turns gradients off process-wide; training needs them
     results = run_stages(stages, config, work)
     return {r.name: r for r in results}
 

@@ -52,7 +52,6 @@ class StageContext:
     work: Path
     config: DemoConfig
     resume: bool
-    summaries: dict[str, dict] = field(default_factory=dict)  # what finished stages returned
 
     def path(self, *parts: str) -> Path:
         return self.work.joinpath(*parts)
@@ -127,7 +126,6 @@ def run_stages(stages: list[Stage], config: DemoConfig, work: str | os.PathLike,
         load_before = _load()
         if done and done.get("key") == key:
             run_ids[stage.name] = done["run_id"]
-            context.summaries[stage.name] = done.get("summary", {})
             results.append(StageResult(stage.name, "skipped", 0.0, done.get("seconds", 0.0), key, done.get("summary", {})))
             log(f"{prefix}: done before ({done.get('seconds', 0):.1f} s), skipped")
         else:
@@ -143,7 +141,6 @@ def run_stages(stages: list[Stage], config: DemoConfig, work: str | os.PathLike,
             summary = stage.run(context) or {}
             seconds = round(time.perf_counter() - begin, 1)
             run_ids[stage.name] = uuid.uuid4().hex
-            context.summaries[stage.name] = summary
             write_json_atomic(_marker(work, stage.name, "done"),
                               {"key": key, "run_id": run_ids[stage.name], "seconds": seconds, "summary": summary,
                                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
