@@ -3,10 +3,11 @@
 #
 #   BASE=/work/runs/baseline OUT=/work/runs/diffing bash bench/diff_study.sh
 #
-# Sizes (env): ARCH_POPS (populations of the architecture comparison, default "adult ssa"), ARCH_CASES
-# (the first this many cases of each, copied to $OUT/subset; default 3: the SegFormer forward takes
-# minutes per case on the shared CPUs), PERMS (permutation null replicates, default 30). The SegFormer
-# SAE is trained on the same subset cases it is compared on. STEPS (which of the numbered
+# Sizes (env): SEG_POPS (populations whose first ARCH_CASES cases, copied to $OUT/subset, train the
+# SegFormer SAE; default "adult ssa" and 3: its capture took 3-5 minutes per case while the shared CPUs
+# were overloaded), ARCH_POPS (cohorts both networks are compared on, default "adult pediatric ssa"),
+# COMPARE_CASES (all of their cases, or the first N of each, copied to $OUT/compare; default all),
+# PERMS (permutation null replicates, default 50). STEPS (which of the numbered
 # steps to run, default 123; e.g. STEPS=12 and STEPS=3 in two shells run in parallel).
 #
 # BASE holds the baseline run (bench/baseline_failure_map.py): cohorts/{adult,pediatric,ssa,healthy}_test
@@ -23,9 +24,11 @@ M=$BASE/models
 UNET_LAYER=model.1.submodule.1.submodule.2
 SEG_LAYER=decoder.fuse_act
 POPS="adult pediatric ssa healthy"
-ARCH_POPS=${ARCH_POPS:-adult ssa}
+SEG_POPS=${SEG_POPS:-adult ssa}
 ARCH_CASES=${ARCH_CASES:-3}
-PERMS=${PERMS:-30}
+ARCH_POPS=${ARCH_POPS:-adult pediatric ssa}
+COMPARE_CASES=${COMPARE_CASES:-all}
+PERMS=${PERMS:-50}
 STEPS=${STEPS:-123}
 ms() { echo "+ medseglens $*" >&2; "$PY" -m MedSegLensLib "$@"; }
 todo() { [ ! -e "$1" ]; }
@@ -53,16 +56,23 @@ for p in pediatric ssa; do
 done
 
 # 3. A SegFormer SAE, then U-Net vs SegFormer latents on the same volumes (a few cases of each population).
-subset() {  # the first ARCH_CASES cases of cohort $1, copied with their manifest rows
-  local src="$C/${1}_test" dst="$OUT/subset/${1}_test"
-  mkdir -p "$dst" && head -n $((ARCH_CASES + 1)) "$src/manifest.csv" > "$dst/manifest.csv"
-  tail -n +2 "$dst/manifest.csv" | cut -d, -f1 | while read -r case; do cp -r "$src/$case" "$dst/"; done
+subset() {  # subset SRC DST N: the first N cases of cohort folder SRC, copied with their manifest rows
+  mkdir -p "$2" && head -n $(($3 + 1)) "$1/manifest.csv" > "$2/manifest.csv"
+  tail -n +2 "$2/manifest.csv" | cut -d, -f1 | while read -r case; do cp -r "$1/$case" "$2/"; done
 }
-arch_cohorts=$(for p in $ARCH_POPS; do printf '%s ' "$OUT/subset/${p}_test"; done)
-if step 3 && todo "$OUT/subset"; then for p in $ARCH_POPS; do subset "$p"; done; fi
+arch_cohorts=$(for p in $SEG_POPS; do printf '%s ' "$OUT/subset/${p}_test"; done)
+if step 3 && todo "$OUT/subset"; then for p in $SEG_POPS; do subset "$C/${p}_test" "$OUT/subset/${p}_test" "$ARCH_CASES"; done; fi
+if [ "$COMPARE_CASES" = all ]; then
+  compare_cohorts=$(cohorts $ARCH_POPS)
+else
+  compare_cohorts=$(for p in $ARCH_POPS; do printf '%s ' "$OUT/compare/${p}_test"; done)
+  if step 3 && todo "$OUT/compare"; then
+    for p in $ARCH_POPS; do subset "$C/${p}_test" "$OUT/compare/${p}_test" "$COMPARE_CASES"; done
+  fi
+fi
 step 3 && todo "$OUT/segformer/sae_pooled" && ms sae train --model "$M/segformer" --layer $SEG_LAYER --data $arch_cohorts \
   --store "$OUT/segformer/store_pooled" --out "$OUT/segformer/sae_pooled" --latents 1024 --k 16 --seed 0
 step 3 && todo "$OUT/archs" && ms diff archs --model-a "$M/unet" --sae-a "$OUT/unet/sae_pooled" \
-  --model-b "$M/segformer" --sae-b "$OUT/segformer/sae_pooled" --data $arch_cohorts \
+  --model-b "$M/segformer" --sae-b "$OUT/segformer/sae_pooled" --data $compare_cohorts \
   --permutations "$PERMS" --threads 1 --out "$OUT/archs" --seed 0
 echo "done: $OUT" >&2

@@ -27,10 +27,12 @@ def _pyplot():
 
 
 def _save(fig, path: Path, data: str) -> Path:
-    fig.text(0.01, 0.005, "\n".join(textwrap.wrap(f"Data: {data}", 160)), fontsize=6.5, color="#555555",
-             va="bottom", ha="left")
+    """Write the figure with a footer naming its data, below the plots (the canvas grows to hold it)."""
+    width = max(60, int(fig.get_figwidth() * 20))  # about 20 characters of 6.5 pt text per inch
+    fig.text(0.01, 0.0, "\n".join(textwrap.wrap(f"Data: {data}", width)), fontsize=6.5, color="#555555",
+             va="top", ha="left")
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+        fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight")
     _pyplot().close(fig)
     return path
 
@@ -56,7 +58,7 @@ def backbone_figure(diff: PopulationDiff, path: Path, data: str) -> Path:
     right.set_ylabel("latents (BH q < %.2g, fold >= %.3g)" % (diff.settings.alpha, diff.settings.ratio))
     right.set_title("Population-specific latents (each population vs the rest)")
     right.legend(fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout()
     return _save(fig, path, data)
 
 
@@ -90,7 +92,7 @@ def volcano_figure(diff: PopulationDiff, path: Path, data: str) -> Path:
         ax.axis("off")
     fig.suptitle(f"Calls: BH q < {diff.settings.alpha:g} that the fold change exceeds {diff.settings.ratio:g} "
                  "(dashed lines)", fontsize=9)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout()
     return _save(fig, path, data)
 
 
@@ -112,7 +114,7 @@ def specific_heatmap(diff: PopulationDiff, stratum_frequency: dict[str, np.ndarr
                   else ["no specific latents"], fontsize=7)
     ax.set_title("Firing frequency per population and stratum of the most specific latents (grey: no rows)", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.02, label="frequency")
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout()
     return _save(fig, path, data)
 
 
@@ -130,7 +132,7 @@ def matching_figure(comparison: DictionaryComparison, path: Path, data: str) -> 
     ax.set_xlabel("decoder cosine (optimal assignment)")
     ax.set_ylabel("pairs")
     ax.legend(fontsize=8)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout()
     return _save(fig, path, data)
 
 
@@ -154,7 +156,7 @@ def swap_figure(swaps: dict[str, SwapResult], threshold: float, min_fired: int, 
         ax.set_ylim(-0.3, 1.02)
         ax.set_ylabel("r(original code, code after swap)")
         ax.set_title(f"{title}: FVU own {swap.fvu_own:.3f}, swapped {swap.fvu_swap:.3f}", fontsize=9)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout()
     return _save(fig, path, data)
 
 
@@ -174,5 +176,5 @@ def architecture_figure(result: ArchDiffResult, path: Path, data: str) -> Path:
     ax.set_title(f"{int(result.significant().sum())} of {sims.size} pairs significant (BH q < {result.settings.alpha:g})",
                  fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout()
     return _save(fig, path, data)
