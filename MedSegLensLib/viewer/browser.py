@@ -172,10 +172,11 @@ def settled_pixels(page, name: str, quiet_ms: int = 400, timeout_s: float = 60.0
     return last
 
 
-def frame_latency_ms(page, name: str, click_selector: str, timeout_ms: float = 30000) -> float:
-    """Click `click_selector` and time, inside the page, until view `name` shows its next frame."""
+def frame_latency_ms(page, name: str, selector: str, key: str | None = None, timeout_ms: float = 30000) -> float:
+    """Click `selector` (or send it `key`, e.g. to a slider thumb) and time, inside the page, until view
+    `name` shows its next frame."""
     return page.evaluate(
-        f"""async ([name, selector, timeout]) => {{ {FIND_IMAGE}
+        f"""async ([name, selector, key, timeout]) => {{ {FIND_IMAGE}
               const before = findImage(name).src; const target = document.querySelector(selector);
               if (!target) throw new Error('no element ' + selector);
               return await new Promise((resolve, reject) => {{
@@ -186,9 +187,11 @@ def frame_latency_ms(page, name: str, click_selector: str, timeout_ms: float = 3
                   if (performance.now() - start > timeout) {{ reject(new Error('no new frame after ' + selector)); return; }}
                   requestAnimationFrame(check);
                 }};
-                target.click(); requestAnimationFrame(check);
+                if (key) target.dispatchEvent(new KeyboardEvent('keydown', {{ key, bubbles: true }}));
+                else target.click();
+                requestAnimationFrame(check);
               }}); }}""",
-        [name, click_selector, timeout_ms],
+        [name, selector, key, timeout_ms],
     )
 
 
