@@ -16,7 +16,7 @@ import numpy as np
 from ..data import discover_cohorts
 from ..diffing import label_text, labels_for
 from ..metrics.scores import REGIONS
-from ..models import load_model
+from ..models import failure_cases, load_model
 from ..report import Figure, Section, Table, write_section
 from ..sae import encode_case, load_sae
 from ..steering.study.settings import HEALTHY_POPULATION, REFERENCE_POPULATION
@@ -32,17 +32,19 @@ PREDICTIONS_DIR = "predictions"
 CANDIDATE_LATENTS = 128  # most-firing latents of a case whose tumour mass is compared
 
 
-def is_failure(row: dict, failure_dice: float) -> bool:
-    return any(row[f"dice_{r}"] is not None and row[f"dice_{r}"] < failure_dice for r in REGIONS)
+def failed_ids(rows: list[dict], failure_dice: float) -> set[str]:
+    """Case ids that fail by the failure map's rule (`models.evaluation.failure_cases`)."""
+    return {f["case_id"] for f in failure_cases(rows, failure_dice)}
 
 
 def choose_cases(rows: list[dict], ctx: StageContext) -> list[dict]:
     """Per shifted population, the failure with the highest failure-region Dice; up to `map_cases` in all."""
     config, chosen = ctx.config, []
+    failed = failed_ids(rows, config.failure_dice)
     shifted = sorted({r["population"] for r in rows} - {REFERENCE_POPULATION, HEALTHY_POPULATION})
     for population in shifted:
         region = f"dice_{config.study.failure_region(population)}"
-        failures = [r for r in rows if r["population"] == population and is_failure(r, config.failure_dice)]
+        failures = [r for r in rows if r["population"] == population and r["case_id"] in failed]
         if failures:
             chosen.append(max(failures, key=lambda r: (r[region] or 0.0, r["case_id"])))
     if not chosen:  # no failure at all: show the worst case, so the viewer still opens on something
@@ -92,13 +94,13 @@ def run_latent_maps(ctx: StageContext) -> dict:
                 category=label.category if label else "", description=label.description if label else "",
                 specificity=round(mass / max(float(heat.sum()), 1e-12), 4), sae=sae_name(architecture)))
         panels.append((case, prediction, top))
-    cases = []
+    cases, failed = [], failed_ids(rows, config.failure_dice)
     for row in rows:
         files = by_id[row["case_id"]]
         dice = {r: row.get(f"dice_{r}") for r in REGIONS}
         cases.append(WorkspaceCase(row["case_id"], row["population"], _relative(Path(files.modalities["t1n"]).parent, work),
                                    prediction=predictions.get(row["case_id"]), dice=dice,
-                                   failure=is_failure(row, config.failure_dice), overlays=overlays.get(row["case_id"], [])))
+                                   failure=row["case_id"] in failed, overlays=overlays.get(row["case_id"], [])))
     cases.sort(key=lambda c: (c.case_id not in overlays, c.population, c.case_id))  # the failure cases first
     write_workspace_index(Workspace(work, cases, default_model=f"{MODELS_DIR}/{architecture}",
                                     default_sae=f"{SAES_DIR}/{architecture}", models=model_entries(ctx)))
