@@ -66,3 +66,24 @@ def test_a_graph_with_an_unknown_dependency_is_refused(tmp_path):
     stages = [Stage("b", "needs a", lambda ctx: {}, deps=("a",))]
     with pytest.raises(ParameterError, match="stage b"):
         run_stages(stages, DemoConfig(), tmp_path, log=lambda line: None)
+
+
+def test_config_files_round_trip_and_unknown_keys_are_refused(tmp_path):
+    from MedSegLensLib.errors import InputError
+    from MedSegLensLib.steering.study import StudySettings
+
+    path = tmp_path / "demo.json"
+    quick = DemoConfig.quick()
+    path.write_text(json.dumps(quick.to_json()))
+    assert DemoConfig.from_file(path) == quick
+    path.write_text(json.dumps({"epochs": {"unet": 3, "segformer": 4}, "study": {"test_cases": 2}}))
+    custom = DemoConfig.from_file(path)
+    assert custom.epochs_of("segformer") == 4 and custom.study.test_cases == 2 and custom.spacing == 2.0
+    path.write_text(json.dumps({"epoch": 3}))
+    with pytest.raises(ParameterError, match="unknown demo settings \\['epoch'\\]"):
+        DemoConfig.from_file(path)
+    with pytest.raises(ParameterError, match="unknown study settings \\['epoch'\\]"):
+        StudySettings.from_file(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(InputError, match="must be a JSON object"):
+        DemoConfig.from_file(path)
