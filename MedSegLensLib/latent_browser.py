@@ -87,13 +87,17 @@ class LatentTable:
         return self._by_latent.get(int(latent))
 
     def sort_by(self, column: int) -> None:
-        """Sort by `column`; the same column again flips the direction (numbers start strongest first)."""
+        """A click on a header: sort by `column`; the same column again flips the direction.
+
+        A new numeric column (activation, specificity) starts strongest first, a text column A to Z.
+        """
+        descending = not self.descending if column == self.sort_column else column in (3, 4)
+        self.set_sort(column, descending)
+
+    def set_sort(self, column: int, descending: bool) -> None:
         if not 0 <= column < len(COLUMNS):
             raise IndexError(f"column {column} is not one of the {len(COLUMNS)} latent columns")
-        if column == self.sort_column:
-            self.descending = not self.descending
-        else:
-            self.sort_column, self.descending = column, column in (3, 4)
+        self.sort_column, self.descending = column, bool(descending)
 
     def view(self) -> list[LatentRow]:
         """The rows that pass the filter, in the current order (rows without a value always last)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import time
 import types
 import unittest
 import xml.etree.ElementTree as ET
@@ -272,3 +273,28 @@ def load_module(monkeypatch, module_file: Path, scene) -> tuple[types.ModuleType
     monkeypatch.setitem(sys.modules, "MedSegLens", module)
     spec.loader.exec_module(module)
     return module, dialogs
+
+
+MODULE_FILE = Path(__file__).resolve().parents[1] / "MedSegLens" / "MedSegLens.py"
+
+
+def open_widget(monkeypatch):
+    """The module's real widget, set up on a fresh headless slicer-core scene (call `cleanup()` when done)."""
+    from MedSegLensLib.scene import create_headless_slicer
+
+    scene = create_headless_slicer().scene
+    module, dialogs = load_module(monkeypatch, MODULE_FILE, scene)
+    module.MedSegLens(FakeParent())
+    widget = module.MedSegLensWidget(FakeParent())
+    widget.setup()
+    widget.dialogs, widget.scene = dialogs, scene
+    return widget
+
+
+def run_timer_until_idle(widget, timeout: float = 300.0) -> None:
+    """What Qt's event loop would do: fire the widget's timer until it stops itself."""
+    deadline = time.monotonic() + timeout
+    while widget.timer.isActive():
+        assert time.monotonic() < deadline, "the widget's job did not finish"
+        widget.timer.fire()
+        time.sleep(widget.timer.interval / 1000)

@@ -103,6 +103,9 @@ def test_diff_saes_matches_dictionaries_and_swaps_features(population_inputs, tm
     assert pairs == {(0, 2), (1, 1), (2, 3)}
     swap = record["swap"]["pooled->permuted"]
     assert swap["shared"]["surviving"] == swap["shared"]["latents"] == 3 and swap["fvu_swap"] < 0.05
+    with open(out / "swap_pooled->permuted.csv") as handle:
+        fired = [int(r["fired"]) for r in csv.DictReader(handle) if int(r["fired"]) >= 20]
+    assert len(fired) == 3 and swap["shared"]["median_fired"] == np.median(fired)  # the frequency confound, shown
     assert (out / "swap.png").read_bytes().startswith(PNG) and (out / "matching.png").exists()
     assert "3 pairs with decoder cosine" in capsys.readouterr().out
 

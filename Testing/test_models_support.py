@@ -106,3 +106,8 @@ def trained_tiny_model(arch: str, workdir: Path, epochs: int = 12) -> Path:
         train_model(tiny_config(arch), labelled_cases([cohort]), workdir / f"model-{arch}", settings, device="cpu")
         _TRAINED[arch] = workdir / f"model-{arch}"
     return _TRAINED[arch]
+
+
+def tiny_training_cohort(arch: str, workdir: Path) -> Path:
+    """The cohort the session's tiny model of `arch` was trained on (it lives in the first caller's workdir)."""
+    return trained_tiny_model(arch, workdir).parent / f"cohort-{arch}"

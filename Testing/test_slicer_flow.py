@@ -14,9 +14,7 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
-from conftest import subprocess_env
-from test_slicer_support import EDEMA, slicer_assets
+from test_slicer_support import EDEMA, assets_fixture, worker  # noqa: F401 (fixture)
 from test_worker_logic import Recorder as JobRecorder
 from test_worker_logic import scene_state
 
@@ -29,22 +27,9 @@ from MedSegLensLib.models import load_model  # noqa: E402
 from MedSegLensLib.sae import encode_case, load_sae  # noqa: E402
 from MedSegLensLib.slicer_logic import ModuleLogic  # noqa: E402
 from MedSegLensLib.slicer_steering import SteeringRequest  # noqa: E402
-from MedSegLensLib.worker import WorkerProcess  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow, pytest.mark.scene]
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    torch.set_num_threads(1)
-    return slicer_assets(tmp_path_factory.mktemp("flow"))
-
-
-@pytest.fixture(scope="module")
-def worker():
-    process = WorkerProcess(env=subprocess_env(), threads=1)
-    yield process
-    process.close()
+assets = assets_fixture("flow")
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from steering_support import UNET_DECODER, train_layer_sae, write_planted_case
 from test_models_support import trained_tiny_model
@@ -70,3 +71,28 @@ def slicer_assets(root: Path) -> Assets:
     assets = Assets(model_dir, root / "sae", edema_latent, case, flipped_copy(case, root / "flipped"))
     _BUILT[root] = assets
     return assets
+
+
+def assets_fixture(name: str):
+    """A module-scoped fixture with the assets built under a fresh folder `name` (torch on one thread)."""
+
+    @pytest.fixture(scope="module")
+    def assets(tmp_path_factory) -> Assets:
+        import torch
+
+        torch.set_num_threads(1)
+        return slicer_assets(tmp_path_factory.mktemp(name))
+
+    return assets
+
+
+@pytest.fixture(scope="module")
+def worker():
+    """A real worker subprocess shared by a test module's tests."""
+    from conftest import subprocess_env
+
+    from MedSegLensLib.worker import WorkerProcess
+
+    process = WorkerProcess(env=subprocess_env(), threads=1)
+    yield process
+    process.close()

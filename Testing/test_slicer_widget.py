@@ -6,48 +6,23 @@ the worker subprocess with the tiny model and SAE.
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import numpy as np
 import pytest
-import torch
-from test_slicer_support import EDEMA, slicer_assets
+from test_slicer_support import EDEMA, assets_fixture
 
-pytest.importorskip("slicer")
-scene_api = pytest.importorskip("MedSegLensLib.scene")
+scene_api = pytest.importorskip("MedSegLensLib.scene")  # needs slicer-core
+
+from fake_slicer_gui import open_widget, run_timer_until_idle  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow, pytest.mark.scene]
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    torch.set_num_threads(1)
-    return slicer_assets(tmp_path_factory.mktemp("widget"))
+assets = assets_fixture("widget")
 
 
 @pytest.fixture
 def widget(monkeypatch):
-    import fake_slicer_gui
-
-    scene = scene_api.create_headless_slicer().scene
-    module, dialogs = fake_slicer_gui.load_module(monkeypatch, ROOT / "MedSegLens" / "MedSegLens.py", scene)
-    module.MedSegLens(fake_slicer_gui.FakeParent())
-    instance = module.MedSegLensWidget(fake_slicer_gui.FakeParent())
-    instance.setup()
-    instance.dialogs, instance.scene = dialogs, scene
+    instance = open_widget(monkeypatch)
     yield instance
     instance.cleanup()
-
-
-def run_timer_until_idle(widget, timeout: float = 300.0) -> None:
-    """What Qt's event loop would do: fire the widget's timer until it stops itself."""
-    deadline = time.monotonic() + timeout
-    while widget.timer.isActive():
-        assert time.monotonic() < deadline, "the widget's job did not finish"
-        widget.timer.fire()
-        time.sleep(widget.timer.interval / 1000)
 
 
 def latent_column(table):

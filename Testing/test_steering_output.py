@@ -22,7 +22,7 @@ from MedSegLensLib.steering import (
     steering_provenance, write_steered_segmentation,
 )
 from steering_support import UNET_DECODER, train_layer_sae
-from test_models_support import one_thread, tiny_case_arrays, trained_tiny_model, workdir, write_case  # noqa: F401
+from test_models_support import one_thread, tiny_case_arrays, tiny_training_cohort, trained_tiny_model, workdir, write_case  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def artefacts(workdir):
     torch.set_num_threads(1)
     model_dir = trained_tiny_model("unet", workdir)
     model = load_model(model_dir, device="cpu")
-    cases = sorted(p for p in (workdir / "cohort-unet").iterdir() if p.is_dir())
+    cases = sorted(p for p in tiny_training_cohort("unet", workdir).iterdir() if p.is_dir())
     sae_dir = workdir / "sae-output"
     train_layer_sae(model, cases, UNET_DECODER, n_latents=16, k=2, folder=sae_dir)
     # an input in LPS-like voxel order (x and y flipped), so "the input's geometry" is not the canonical one

@@ -16,7 +16,7 @@ from MedSegLensLib.data import read_case
 from MedSegLensLib.models import load_model
 from MedSegLensLib.steering import RegionSpec, SteeringSpec, open_session
 from steering_support import UNET_DECODER, train_layer_sae, write_planted_case
-from test_models_support import one_thread, trained_tiny_model, workdir  # noqa: F401
+from test_models_support import one_thread, tiny_training_cohort, trained_tiny_model, workdir  # noqa: F401
 
 EDEMA = 2
 
@@ -28,7 +28,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 def test_steering_the_edema_latent_grows_predicted_edema_monotonically(workdir):
     torch.set_num_threads(1)
     model = load_model(trained_tiny_model("unet", workdir), device="cpu")
-    cases = sorted(p for p in (workdir / "cohort-unet").iterdir() if p.is_dir())
+    cases = sorted(p for p in tiny_training_cohort("unet", workdir).iterdir() if p.is_dir())
     sae, rows, labels = train_layer_sae(model, cases, UNET_DECODER, n_latents=16, k=2, folder=workdir / "sae-planted")
     codes = sae.encode(rows)
     edema_latent = int(codes[labels == EDEMA].mean(0).argmax())

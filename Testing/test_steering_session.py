@@ -14,7 +14,7 @@ from MedSegLensLib.steering.region import region_mask
 from MedSegLensLib.steering.windows import layer_gate, padded, run_windows, spatial_slices
 from steering_support import SEGFORMER_DECODER, UNET_DECODER, train_layer_sae
 from test_models_support import (  # noqa: F401 (fixtures)
-    one_thread, tiny_case_arrays, trained_tiny_model, workdir, write_case, write_nifti,
+    one_thread, tiny_case_arrays, tiny_training_cohort, trained_tiny_model, workdir, write_case, write_nifti,
 )
 
 LAYERS = {"unet": UNET_DECODER, "segformer": SEGFORMER_DECODER}
@@ -27,7 +27,7 @@ def setups(workdir):
     out = {}
     for arch in ("unet", "segformer"):
         model = load_model(trained_tiny_model(arch, workdir), device="cpu")
-        cases = sorted(p for p in (workdir / f"cohort-{arch}").iterdir() if p.is_dir())
+        cases = sorted(p for p in tiny_training_cohort(arch, workdir).iterdir() if p.is_dir())
         folder = workdir / f"sae-{arch}"
         if not folder.exists():
             train_layer_sae(model, cases, LAYERS[arch], n_latents=16, k=2, folder=folder)

@@ -18,7 +18,7 @@ from MedSegLensLib.sae.fit import fit_layer_sae
 from MedSegLensLib.steering.study import StudySettings, run_recovery_study, wilson
 from MedSegLensLib.steering.study.selection import calibrated_key, choose, volume_target
 from steering_support import UNET_DECODER, write_shifted_cohort
-from test_models_support import one_thread, trained_tiny_model, workdir, write_cohort  # noqa: F401
+from test_models_support import one_thread, tiny_training_cohort, trained_tiny_model, workdir, write_cohort  # noqa: F401
 
 
 def test_wilson_interval_matches_known_values():
@@ -52,7 +52,7 @@ def test_the_study_runs_end_to_end_with_equal_budgets(workdir, tmp_path):
     torch.set_num_threads(1)
     model_dir = trained_tiny_model("unet", workdir)
     model = load_model(model_dir, device="cpu")
-    adult = workdir / "cohort-unet"
+    adult = tiny_training_cohort("unet", workdir)
     calib = write_shifted_cohort(tmp_path / "ssa_calib", "ssa", 3, seed=7)
     test = write_shifted_cohort(tmp_path / "ssa_test", "ssa", 4, seed=8)
     healthy = write_cohort(tmp_path / "healthy", 0, seed=9, prefix="h", healthy=2)

@@ -72,6 +72,17 @@ _changed = browser.changed_pixels
 _settle = browser.settled_pixels
 
 
+def _wait_until_brighter(page, name: str, than: np.ndarray, by: float, timeout_s: float = 60.0) -> np.ndarray:
+    """The view's pixels once their mean exceeds `than`'s by `by` (or the last frame after `timeout_s`):
+    a loaded server can take seconds to apply the key presses."""
+    deadline = time.monotonic() + timeout_s
+    now = browser.view_pixels(page, name)
+    while now.mean() <= than.mean() + by and time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = browser.view_pixels(page, name)
+    return now
+
+
 def test_every_request_needs_the_token(served):
     _, server = served
     assert _status(server.origin + "/index.html") == 403
@@ -134,7 +145,7 @@ def test_modality_and_window_level_change_the_frame(page):
     slider.focus()
     for _ in range(4):
         page.keyboard.press("PageDown")
-    narrowed = _settle(page, "coronal")
+    narrowed = _wait_until_brighter(page, "coronal", after, by=5)
     assert narrowed.mean() > after.mean() + 5, "lowering the window's upper bound should brighten the image"
 
 

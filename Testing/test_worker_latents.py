@@ -6,30 +6,17 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from conftest import subprocess_env
-from test_slicer_support import EDEMA, slicer_assets
+from test_slicer_support import EDEMA, assets_fixture, worker  # noqa: F401 (fixture)
 
 from MedSegLensLib.data import read_case, read_volume
 from MedSegLensLib.errors import CompatibilityError, InputError, ParameterError
 from MedSegLensLib.models import load_model
 from MedSegLensLib.sae import encode_case, load_sae
-from MedSegLensLib.worker import WorkerProcess
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    torch.set_num_threads(1)
-    return slicer_assets(tmp_path_factory.mktemp("latents"))
-
-
-@pytest.fixture(scope="module")
-def worker():
-    process = WorkerProcess(env=subprocess_env(), threads=1)
-    yield process
-    process.close()
+assets = assets_fixture("latents")
 
 
 @pytest.fixture(scope="module")

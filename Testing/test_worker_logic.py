@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,13 +16,14 @@ from worker_cases import SHAPE, save_tiny_model, write_case
 pytest.importorskip("slicer")
 scene_api = pytest.importorskip("MedSegLensLib.scene")
 
+from fake_slicer_gui import open_widget, run_timer_until_idle  # noqa: E402
+
 from MedSegLensLib.data import MODALITIES, read_volume  # noqa: E402
 from MedSegLensLib.errors import ParameterError  # noqa: E402
 from MedSegLensLib.slicer_logic import JobCallbacks, ModuleLogic, hierarchy_items, node_ids  # noqa: E402
 from MedSegLensLib.worker import WorkerProcess  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.scene]
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def scene_state(scene) -> tuple:
@@ -187,25 +187,9 @@ def test_a_bad_case_folder_adds_nothing(logic, tmp_path):
     assert scene_state(logic.scene) == before
 
 
-def run_timer_until_idle(widget, timeout: float = 240.0) -> None:
-    """What Qt's event loop would do: fire the widget's timer until it stops itself."""
-    deadline = time.monotonic() + timeout
-    while widget.timer.isActive():
-        assert time.monotonic() < deadline, "the widget's job did not finish"
-        widget.timer.fire()
-        time.sleep(widget.timer.interval / 1000)
-
-
 @pytest.fixture
 def widget(monkeypatch):
-    import fake_slicer_gui
-
-    scene = scene_api.create_headless_slicer().scene
-    module, dialogs = fake_slicer_gui.load_module(monkeypatch, ROOT / "MedSegLens" / "MedSegLens.py", scene)
-    module.MedSegLens(fake_slicer_gui.FakeParent())
-    instance = module.MedSegLensWidget(fake_slicer_gui.FakeParent())
-    instance.setup()
-    instance.dialogs, instance.scene = dialogs, scene
+    instance = open_widget(monkeypatch)
     yield instance
     instance.cleanup()
 

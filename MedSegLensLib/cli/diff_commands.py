@@ -156,8 +156,9 @@ def run_saes(args: argparse.Namespace) -> int:
           f"chance {s['chance_fraction_above_threshold']:.1%}); orphans {s['orphans_a']} / {s['orphans_b']}")
     for label, sw in record["swap"].items():
         print(f"  swap {label}: FVU {sw['fvu_own']:.3f} -> {sw['fvu_swap']:.3f}; surviving: shared "
-              f"{sw['shared']['surviving']}/{sw['shared']['latents']}, not shared "
-              f"{sw['not_shared']['surviving']}/{sw['not_shared']['latents']}")
+              f"{sw['shared']['surviving']}/{sw['shared']['latents']} (median fired rows "
+              f"{sw['shared']['median_fired']:g}), not shared {sw['not_shared']['surviving']}/"
+              f"{sw['not_shared']['latents']} ({sw['not_shared']['median_fired']:g})")
     print(f"wrote {args.out}")
     return 0
 

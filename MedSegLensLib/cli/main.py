@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "MedSegLensLib.cli.data_commands",
     "MedSegLensLib.cli.metrics_commands",
     "MedSegLensLib.cli.scene_commands",
+    "MedSegLensLib.cli.latent_commands",
     "MedSegLensLib.cli.synth_commands",
     "MedSegLensLib.cli.model_commands",
     "MedSegLensLib.cli.byom_commands",

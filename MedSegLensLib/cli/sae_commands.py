@@ -62,6 +62,8 @@ def _add_capture_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda (default: a GPU when present)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="backbone precision")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted capture or training run")
+    parser.add_argument("--distributed", action="store_true",
+                        help="run as one rank of a torchrun job (automatic when torchrun starts several ranks)")
 
 
 def parse_quotas(items: list[str]) -> dict[str, int]:
@@ -78,9 +80,11 @@ def parse_quotas(items: list[str]) -> dict[str, int]:
 
 
 def _model_and_layer(args: argparse.Namespace):
+    from ..distributed import job_group
     from ..models import load_model
     from ..sae.defaults import default_for
 
+    job_group(args.distributed)  # under torchrun: join first, so `cuda` is this rank's own GPU
     model = load_model(args.model, device=args.device)
     return model, args.layer or default_for(model).layer
 
@@ -89,6 +93,8 @@ def _extract(model, layer: str, args: argparse.Namespace, out, overwrite: bool, 
     from tqdm import tqdm
 
     from ..data import discover_cohorts
+    from ..distributed import extract_activations_distributed, job_group
+    from ..distributed.extraction import cases_of_rank
     from ..errors import InputError
     from ..sae.extract import extract_activations
 
@@ -97,13 +103,19 @@ def _extract(model, layer: str, args: argparse.Namespace, out, overwrite: bool, 
     cases = discover_cohorts(args.data)
     if not cases:
         raise InputError(f"{', '.join(args.data)}: no cases found")
-    with tqdm(total=len(cases), desc=f"capture {layer}", unit="case", file=sys.stderr, dynamic_ncols=True) as bar:
+    group = job_group(args.distributed)
+    share = cases if group is None else cases_of_rank(cases, group.rank, group.world_size)  # the bar: rank 0's share
+    with tqdm(total=len(share), desc=f"capture {layer}", unit="case", file=sys.stderr, dynamic_ncols=True,
+              disable=group is not None and group.rank != 0) as bar:
         def report(done: int, total: int, case_id: str, skipped: bool) -> None:
             bar.update(1)
             bar.set_postfix(case=case_id, skipped="yes" if skipped else "no", refresh=False)
 
-        return extract_activations(model, layer, cases, out, parse_quotas(args.quota), args.seed, report,
-                                   resume=args.resume, overwrite=overwrite, dtype=dtype, precision=args.precision)
+        options = dict(resume=args.resume, overwrite=overwrite, dtype=dtype, precision=args.precision)
+        if group is not None:
+            return extract_activations_distributed(model, layer, cases, out, group, parse_quotas(args.quota),
+                                                   args.seed, report, **options)
+        return extract_activations(model, layer, cases, out, parse_quotas(args.quota), args.seed, report, **options)
 
 
 def run_extract(args: argparse.Namespace) -> int:
@@ -127,6 +139,7 @@ def _store_for_training(model, layer: str, args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from ..distributed import fit_layer_sae_distributed, job_group
     from ..sae import TrainConfig
     from ..sae.defaults import default_for
     from ..sae.fit import fit_layer_sae
@@ -138,7 +151,12 @@ def run_train(args: argparse.Namespace) -> int:
         n_latents=args.latents or defaults.n_latents, k=args.k or defaults.k, kind=args.kind or defaults.kind,
         total_rows=args.rows, batch_size=args.batch_size, lr=args.learning_rate, seed=args.seed, checkpoint_every=50)
     store = _store_for_training(model, layer, args)
-    sae, summary = fit_layer_sae(model, layer, store, args.out, config, resume=args.resume, overwrite=args.overwrite)
+    group = job_group(args.distributed)
+    if group is None:
+        sae, summary = fit_layer_sae(model, layer, store, args.out, config, resume=args.resume, overwrite=args.overwrite)
+    else:
+        sae, summary = fit_layer_sae_distributed(model, layer, store, args.out, config, group, resume=args.resume,
+                                                 overwrite=args.overwrite)
     print(f"wrote {args.out}: {config.kind} SAE, {sae.d_in} -> {sae.n_latents} latents, k={config.k}, layer {layer}; "
           f"training FVU {summary['final_fvu']:.3f}, L0 {summary['final_l0']:.1f}, "
           f"dead {summary['dead_fraction']:.1%}")

@@ -168,6 +168,7 @@ def swap_summary(swap: SwapResult, threshold: float) -> dict:
         r = np.nan_to_num(swap.correlation[mask], nan=0.0)
         spatial = np.nan_to_num(swap.spatial_correlation[mask], nan=0.0)
         return {"latents": int(mask.sum()), "surviving": int((survives & mask).sum()),
+                "median_fired": float(np.median(swap.fired[mask])) if mask.any() else float("nan"),
                 "median_r": float(np.median(r)) if r.size else float("nan"),
                 "median_spatial_r": float(np.median(spatial)) if spatial.size else float("nan")}
 
@@ -210,7 +211,8 @@ def write_dictionary_outputs(comparison: DictionaryComparison, swaps: dict[str, 
             "Feature swapping", ["direction", "rows", "FVU own", "FVU swapped", "shared surviving", "not shared surviving"],
             [[key, s["rows"], s["fvu_own"], s["fvu_swap"], f"{s['shared']['surviving']} / {s['shared']['latents']}",
               f"{s['not_shared']['surviving']} / {s['not_shared']['latents']}"] for key, s in record["swap"].items()],
-            source=data, note=f"a latent survives when r(code, code after the swap) >= {SURVIVAL_R}"))
+            source=data, note=(f"a latent survives when r(code, code after the swap) >= {SURVIVAL_R}; frequent latents "
+                               "survive more often, so compare the groups' median firing counts (saes.json) too")))
     section = Section(
         key="diff-saes", title=f"Model diffing: SAE {names[0]} vs SAE {names[1]} (same layer)",
         paragraphs=[

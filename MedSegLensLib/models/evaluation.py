@@ -28,6 +28,9 @@ CASE_COLUMNS = ["case_id", "population", *[f"dice_{r}" for r in REGIONS], *[f"hd
 SUMMARY_COLUMNS = ["population", "region", "n", "dice_mean", "dice_std", "dice_median", "hd95_mean", "hd95_median",
                    "failures"]
 FAILURE_DICE = 0.5
+# A case without tumour fails when the model predicts more tumour than this: its Dice is 0 for any
+# false-positive voxel (BraTS convention), which would call a few stray voxels a failure.
+FALSE_POSITIVE_ML = 1.0
 
 
 def score_case(model: SegmentationModel, files: CaseFiles, precision: str = "fp32") -> dict:
@@ -80,11 +83,18 @@ def summarise_by_population(rows: Sequence[dict], failure_dice: float = FAILURE_
     return summary
 
 
+def failing_regions(row: dict, failure_dice: float = FAILURE_DICE) -> list[str]:
+    """Regions whose Dice is below the threshold; for a case without tumour, "FP" when it predicts over 1 ml."""
+    if row["ref_volume_ml"] == 0:
+        return ["FP"] if row["pred_volume_ml"] > FALSE_POSITIVE_ML else []
+    return [r for r in REGIONS if row[f"dice_{r}"] < failure_dice]
+
+
 def failure_cases(rows: Sequence[dict], failure_dice: float = FAILURE_DICE) -> list[dict]:
-    """Cases where any region's Dice is below the threshold, with the failing regions."""
+    """Cases that fail (see `failing_regions`), with the failing regions."""
     failures = []
     for row in rows:
-        failing = [r for r in REGIONS if row[f"dice_{r}"] < failure_dice]
+        failing = failing_regions(row, failure_dice)
         if failing:
             failures.append({"case_id": row["case_id"], "population": row["population"], "regions": " ".join(failing),
                              **{f"dice_{r}": row[f"dice_{r}"] for r in REGIONS}})

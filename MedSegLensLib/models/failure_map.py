@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..fileio import atomic_path
-from .evaluation import FAILURE_DICE, REGIONS, failure_cases, summarise_by_population
+from .evaluation import FAILURE_DICE, FALSE_POSITIVE_ML, REGIONS, failure_cases, summarise_by_population
 
 POPULATION_ORDER = ("adult", "pediatric", "ssa", "healthy")
 
@@ -27,7 +27,7 @@ def ordered_populations(rows: Sequence[dict]) -> list[str]:
 def markdown_table(results: Mapping[str, Sequence[dict]], failure_dice: float = FAILURE_DICE) -> str:
     """One row per (architecture, population): n, Dice mean ± std per region, failures (any region < threshold),
     and the median predicted tumour volume (for healthy cases: the false-positive volume)."""
-    header = ["architecture", "population", "n", *[f"{r} Dice" for r in REGIONS], f"failures (Dice < {failure_dice:g})",
+    header = ["architecture", "population", "n", *[f"{r} Dice" for r in REGIONS], f"failures (Dice < {failure_dice:g}; no tumour: > {FALSE_POSITIVE_ML:g} ml)",
               "median predicted / reference volume (ml)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arch, rows in results.items():

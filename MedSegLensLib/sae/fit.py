@@ -50,8 +50,16 @@ def fit_layer_sae(
     show_progress: bool = True,
 ) -> tuple[SparseAutoencoder, dict]:
     """Train on `store` (captured from this model and layer) and save the SAE to `out`."""
-    out = Path(out)
     check_store_for(store, model, layer)
+    work = prepare_run(out, resume, overwrite)
+    sae, summary = train_sae(store, config, checkpoint_dir=work, progress=progress, show_progress=show_progress)
+    publish_sae(model, layer, store, out, sae, summary, overwrite)
+    return sae, summary
+
+
+def prepare_run(out: str | os.PathLike, resume: bool, overwrite: bool) -> Path:
+    """Refuse to replace `out` or an unfinished run without the flag; return the run's checkpoint folder."""
+    out = Path(out)
     if out.exists() and not overwrite:
         raise OutputError(f"{out}: already exists; pass --overwrite or choose another folder")
     work = partial_dir(out)
@@ -61,9 +69,13 @@ def fit_layer_sae(
                               "or --overwrite to start over")
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    sae, summary = train_sae(store, config, checkpoint_dir=work, progress=progress, show_progress=show_progress)
+    return work
+
+
+def publish_sae(model: SegmentationModel, layer: str, store: ActivationStore, out: str | os.PathLike,
+                sae: SparseAutoencoder, summary: dict, overwrite: bool) -> None:
+    """Save the trained SAE with its sidecar (adds the training data to `summary`) and drop the run's checkpoints."""
     summary["data"] = data_summary(store)
     save_sae(sae, out, SAEInfo(model.fingerprint, layer, {"input_scale_folded": summary["input_scale"]}, summary),
              overwrite=overwrite)
-    shutil.rmtree(work, ignore_errors=True)
-    return sae, summary
+    shutil.rmtree(partial_dir(out), ignore_errors=True)

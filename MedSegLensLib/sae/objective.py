@@ -7,16 +7,22 @@ where e_hat decodes the k_aux = d_in/2 largest pre-activations among dead latent
 (Gao et al. 2024, appendix B.1). The encoder product is the only dense operation;
 it runs in row chunks so its output stays cache-sized and the selection happens
 while it is hot. Gradients are written into the parameters' `.grad`.
+
+With a `Reducer` over data-parallel ranks, each rank passes its slice of the batch
+and every batch-wide quantity (mean, variance, BatchTopK cut, statistics, gradients)
+is reduced over ranks, so every rank ends with the whole batch's gradients.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from . import sparse_ops
 from .model import SparseAutoencoder
+from .reduce import LOCAL, Reducer
 
 CHUNK_ELEMENTS = 1 << 18  # pre-activation entries per chunk (1 MiB of float32): stays in L2 while selected
 
@@ -75,8 +81,11 @@ def select(
     dead: torch.Tensor | None,
     cut: BatchTopKCut | None,
     compute_dtype: torch.dtype = torch.float32,
+    reducer: Reducer = LOCAL,
 ) -> Selection:
-    """Encoder product in chunks, top-k (or candidate) selection, AuxK candidates on dead latents."""
+    """Encoder product in chunks, top-k (or candidate) selection, AuxK candidates on dead latents.
+
+    BatchTopK's cut is taken over the rows of all ranks (`reducer`)."""
     n_rows, n_latents = centred.shape[0], sae.n_latents
     k = sae.config.k
     k_aux = 0
@@ -99,9 +108,10 @@ def select(
         codes = sparse_ops.concat(parts, n_rows)
         if cut is None:
             break
-        wanted, candidates = n_rows * k, codes.values.numel()
+        counts = reducer.sum(torch.tensor([n_rows, codes.values.numel()]))
+        wanted, candidates = int(counts[0]) * k, int(counts[1])
         if candidates >= wanted or cut.floor == 0.0:
-            codes = sparse_ops.keep_largest(codes, wanted)
+            codes = sparse_ops.keep_largest(codes, wanted, reducer.gather(codes.values))
             break
         cut.lower()
     aux = sparse_ops.concat(aux_parts, n_rows) if k_aux else None
@@ -126,17 +136,20 @@ def loss_and_gradients(
     cut: BatchTopKCut | None = None,
     auxk_alpha: float = 1.0 / 32,
     compute_dtype: torch.dtype = torch.float32,
+    reducer: Reducer = LOCAL,
 ) -> BatchResult:
-    """One batch (already scaled): sets `.grad` of all four parameters, returns statistics."""
+    """One batch (already scaled): sets `.grad` of all four parameters, returns statistics.
+
+    With a reducer, `x` is this rank's slice; gradients and statistics are the whole batch's."""
     w_dec, w_enc = sae.W_dec.detach(), sae.W_enc.detach()
     b_dec = sae.b_dec.detach()
     centred = x - b_dec
-    sel = select(sae, centred, dead if auxk_alpha > 0 else None, cut, compute_dtype)
+    sel = select(sae, centred, dead if auxk_alpha > 0 else None, cut, compute_dtype, reducer)
     codes = sel.codes
     if compute_dtype != torch.float32:
         exact_values(sae, centred, codes)
 
-    total_var = (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
+    n_rows, total_var = _batch_variance(x, reducer)
     residual = sparse_ops.decode(codes, w_dec) + b_dec - x
     fvu = residual.pow(2).sum() / total_var
     d_out = residual * (2.0 / total_var)
@@ -167,12 +180,40 @@ def loss_and_gradients(
     _set_grad(sae.b_enc, grad_b_enc)
     _set_grad(sae.W_dec, groups.sum(out_rows, values, out_grads))
     _set_grad(sae.b_dec, d_out.sum(0) - grad_b_enc @ w_enc)
+    if reducer.world_size > 1:
+        _sum_gradients(sae, reducer)
 
-    fired = torch.zeros(sae.n_latents, dtype=torch.bool)
-    fired[codes.latents] = True
-    kth = float(codes.values.min()) if codes.values.numel() else 0.0
-    return BatchResult(float(fvu), float(auxk), codes.values.numel() / x.shape[0], fired, kth, sel.candidates)
+    stats = reducer.sum(torch.cat([
+        torch.bincount(codes.latents, minlength=sae.n_latents).double(),
+        torch.tensor([float(fvu), float(auxk), float(codes.values.numel())], dtype=torch.float64)]))
+    fired = stats[:sae.n_latents] > 0
+    fvu, auxk, entries = stats[sae.n_latents:].tolist()
+    return BatchResult(fvu, auxk, entries / n_rows, fired, batch_cut(codes, reducer), sel.candidates)
+
+
+def batch_cut(codes: sparse_ops.SparseCodes, reducer: Reducer = LOCAL) -> float:
+    """The smallest selected value over the whole batch (BatchTopK's threshold sample); 0 if none."""
+    local = codes.values.min() if codes.values.numel() else torch.tensor(torch.inf)
+    smallest = float(reducer.min(local))
+    return smallest if math.isfinite(smallest) else 0.0
+
+
+def _batch_variance(x: torch.Tensor, reducer: Reducer) -> tuple[float, torch.Tensor]:
+    """Rows and total variance |x - mean(x)|^2 of the whole batch, from one sum of float64 moments."""
+    moments = reducer.sum(torch.cat([x.sum(0, dtype=torch.float64), x.pow(2).sum(dtype=torch.float64).reshape(1),
+                                     torch.tensor([float(x.shape[0])], dtype=torch.float64)]))
+    n_rows = float(moments[-1])
+    mean = moments[:-2] / n_rows
+    return n_rows, (moments[-2] - n_rows * mean.pow(2).sum()).float().clamp_min(1e-12)
 
 
 def _set_grad(param: torch.nn.Parameter, grad: torch.Tensor) -> None:
     param.grad = grad.to(param.dtype)
+
+
+def _sum_gradients(sae: SparseAutoencoder, reducer: Reducer) -> None:
+    """Add up the ranks' partial gradients (each is already normalised by the whole batch)."""
+    params = list(sae.parameters())
+    total = reducer.sum(torch.cat([p.grad.reshape(-1) for p in params]))
+    for param, part in zip(params, total.split([p.numel() for p in params])):
+        param.grad = part.view_as(param).clone()

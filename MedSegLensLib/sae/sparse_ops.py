@@ -66,12 +66,15 @@ def concat(parts: list[SparseCodes], n_rows: int) -> SparseCodes:
     )
 
 
-def keep_largest(codes: SparseCodes, count: int) -> SparseCodes:
-    """The `count` largest entries of `codes`, still sorted by row (BatchTopK's batch-wide cut)."""
-    n = codes.values.numel()
+def keep_largest(codes: SparseCodes, count: int, all_values: torch.Tensor | None = None) -> SparseCodes:
+    """The `count` largest entries of `codes`, still sorted by row (BatchTopK's batch-wide cut).
+
+    `all_values`: the candidate values of the whole batch when `codes` holds one rank's slice."""
+    values = codes.values if all_values is None else all_values
+    n = values.numel()
     if n <= count:
         return codes
-    cut = codes.values.kthvalue(n - count + 1).values
+    cut = values.kthvalue(n - count + 1).values
     return _filter(codes, codes.values >= cut)
 
 

@@ -7,6 +7,11 @@ rows; dead latents feed the AuxK loss), and, for BatchTopK, a running average of
 the batch cut (the smallest selected pre-activation) that tracks the inference
 threshold; after the last step it is measured again at the final weights. The first batch index of a resumed run is the checkpoint's step, and
 every random draw depends only on the seed, so resuming reproduces the same weights.
+
+Data-parallel training (`MedSegLensLib.distributed`) gives each rank a source that
+yields its slice of every batch and a `Reducer` over the ranks: the objective, the
+initialisation and the dead-latent counts then see the whole batch, every rank
+applies the same update, and only rank 0 writes checkpoints.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from ..fileio import atomic_directory
 from . import objective
 from .init import geometric_median, input_scale_for
 from .model import SAEConfig, SparseAutoencoder
+from .reduce import LOCAL, Reducer
 from .rows import RowSource, seeded_generator
 
 CHECKPOINT = "checkpoint"
@@ -106,8 +112,9 @@ class TrainingState:
 class Trainer:
     """Trains one SAE on one row source; `run()` returns the exported (scale-folded) SAE."""
 
-    def __init__(self, source: RowSource, config: TrainConfig, checkpoint_dir: str | Path | None = None):
-        self.source, self.config = source, config
+    def __init__(self, source: RowSource, config: TrainConfig, checkpoint_dir: str | Path | None = None,
+                 reducer: Reducer = LOCAL):
+        self.source, self.config, self.reducer = source, config, reducer
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.sae = SparseAutoencoder(
             SAEConfig(source.d_in, config.n_latents, config.k, config.kind),  # type: ignore[arg-type]
@@ -122,10 +129,10 @@ class Trainer:
 
     def _initialise(self) -> None:
         sample = self.source.sample(self.config.init_rows, self.config.seed)
-        scale = input_scale_for(sample)
+        scale = input_scale_for(sample, self.reducer)
         with torch.no_grad():
             self.sae.input_scale.fill_(scale)
-            self.sae.b_dec.copy_(geometric_median(sample * scale))
+            self.sae.b_dec.copy_(geometric_median(sample * scale, reducer=self.reducer))
 
     # -- one step ----------------------------------------------------------------------------
     def step(self, batch: torch.Tensor) -> Progress:
@@ -135,15 +142,16 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         result = objective.loss_and_gradients(
-            sae, batch * sae.input_scale, dead, self.cut, cfg.auxk_alpha, COMPUTE_DTYPES[cfg.compute_dtype])
+            sae, batch * sae.input_scale, dead, self.cut, cfg.auxk_alpha, COMPUTE_DTYPES[cfg.compute_dtype],
+            self.reducer)
         sae.project_decoder_gradient()
         self.optimizer.step()
         sae.normalise_decoder()
 
-        self.rows_since_fired += batch.shape[0]
+        self.rows_since_fired += cfg.batch_size  # the whole batch, over all ranks
         self.rows_since_fired[result.fired] = 0
         if self.cut is not None:
-            self.cut.update(result.kth_value, result.candidates, round(result.l0 * batch.shape[0]))
+            self.cut.update(result.kth_value, result.candidates, round(result.l0 * cfg.batch_size))
             m = cfg.threshold_momentum
             state.threshold_sum = m * state.threshold_sum + (1 - m) * result.kth_value
             state.threshold_weight = m * state.threshold_weight + (1 - m)
@@ -171,7 +179,8 @@ class Trainer:
                     bar.set_postfix(FVU=f"{state.fvu_ema:.3f}", L0=f"{state.l0_ema:.1f}",
                                     dead=f"{info.dead_fraction:.1%}", refresh=False)
                 bar.update(1)
-                if cfg.checkpoint_every and self.checkpoint_dir and state.step % cfg.checkpoint_every == 0:
+                if (cfg.checkpoint_every and self.checkpoint_dir and self.reducer.rank == 0
+                        and state.step % cfg.checkpoint_every == 0):
                     self.save_checkpoint()
             if self.cut is not None:
                 self.calibrate_threshold(batches)
@@ -191,8 +200,9 @@ class Trainer:
         cuts = []
         for _ in range(n_batches):
             x = next(batches) * self.sae.input_scale
-            codes = objective.select(self.sae, x - self.sae.b_dec, None, objective.BatchTopKCut()).codes
-            cuts.append(float(codes.values.min()))
+            codes = objective.select(self.sae, x - self.sae.b_dec, None, objective.BatchTopKCut(),
+                                     reducer=self.reducer).codes
+            cuts.append(objective.batch_cut(codes, self.reducer))
         self.sae.threshold.fill_(sum(cuts) / len(cuts))
 
     def export(self) -> SparseAutoencoder:

@@ -61,7 +61,9 @@ def recovery_figure(folder: Path, summary: list[dict], populations: list[str]) -
     for ax, population in zip(axes[0], populations):
         group = [s for s in summary if s["population"] == population]
         rate = np.array([s["recovered_rate"] for s in group])
-        err = np.array([[r - s["recovered_ci_low"], s["recovered_ci_high"] - r] for r, s in zip(rate, group)]).T
+        # Wilson bounds can sit a rounding error beyond the rate (e.g. 0 recovered): matplotlib refuses negative errors.
+        err = np.clip(np.array([[r - s["recovered_ci_low"], s["recovered_ci_high"] - r] for r, s in zip(rate, group)]).T,
+                      0.0, None)
         ax.bar(range(len(group)), rate, yerr=err, capsize=2,
                color=["C0" if s["selection"] == "oracle" else "C1" for s in group])
         ax.set_xticks(range(len(group)), [f"{s['method']}\n{s['selection']}" for s in group], fontsize=6, rotation=90)
