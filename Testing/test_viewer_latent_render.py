@@ -14,12 +14,11 @@ import torch
 pytest.importorskip("trame_slicer")
 
 from conftest import subprocess_env  # noqa: E402
-from test_viewer_render import VIEW_SIZE, changed_pixels, grab, ras_to_pixel, through  # noqa: E402
+from test_viewer_render import changed_pixels, grab, offscreen_display, ras_to_pixel, through  # noqa: E402
 from viewer_steering_cases import write_steering_workspace  # noqa: E402
 
 from MedSegLensLib.data import read_volume  # noqa: E402
 from MedSegLensLib.data.geometry import to_canonical  # noqa: E402
-from MedSegLensLib.viewer.display import CaseDisplay  # noqa: E402
 from MedSegLensLib.viewer.workspace import read_workspace  # noqa: E402
 from MedSegLensLib.worker import WorkerProcess  # noqa: E402
 
@@ -32,7 +31,7 @@ def computed(tmp_path_factory):
     """The workspace, the edema latent and its map as the worker's `latent_map` wrote it (read before release)."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("ws")
-    written, edema = write_steering_workspace(root, tmp_path_factory.mktemp("assets"))
+    _, edema = write_steering_workspace(root, tmp_path_factory.mktemp("assets"))
     workspace = read_workspace(root)
     model, sae = workspace.analysis()
     params = {"model": str(root / model.folder), "sae": str(root / sae.folder),
@@ -48,18 +47,11 @@ def computed(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def display(computed):
-    from trame_slicer.core import SlicerApp
-    from trame_slicer.views import DirectViewFactory, ViewLayoutDefinition
-
-    app = SlicerApp()
-    app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
-    for definition in (ViewLayoutDefinition.axial_view(), ViewLayoutDefinition.coronal_view(), ViewLayoutDefinition.sagittal_view()):
-        app.view_manager.create_view(definition).render_window().SetSize(*VIEW_SIZE)
-    return CaseDisplay(app, computed[0])
+    return offscreen_display(computed[0])
 
 
 def test_a_worker_map_is_drawn_where_the_latent_fires(computed, display):
-    workspace, edema, result, activation, grid, copy = computed
+    _, edema, result, activation, grid, copy = computed
     display.load_case(CASE)
     display.show_segmentation(None)
     through(display, result["peak_ras"])

@@ -29,8 +29,8 @@ def workspace(tmp_path_factory):
     return read_workspace(write_fixture_workspace(tmp_path_factory.mktemp("workspace")).root)
 
 
-@pytest.fixture(scope="module")
-def display(workspace):
+def offscreen_display(workspace) -> CaseDisplay:
+    """A CaseDisplay on trame-slicer's own three slice views, rendered offscreen at VIEW_SIZE."""
     from trame_slicer.core import SlicerApp
     from trame_slicer.views import DirectViewFactory, ViewLayoutDefinition
 
@@ -39,6 +39,11 @@ def display(workspace):
     for definition in (ViewLayoutDefinition.axial_view(), ViewLayoutDefinition.coronal_view(), ViewLayoutDefinition.sagittal_view()):
         app.view_manager.create_view(definition).render_window().SetSize(*VIEW_SIZE)
     return CaseDisplay(app, workspace)
+
+
+@pytest.fixture(scope="module")
+def display(workspace):
+    return offscreen_display(workspace)
 
 
 def grab(view) -> np.ndarray:

@@ -84,9 +84,9 @@ def test_selecting_a_latent_overlays_the_map_the_worker_computes(page, served):
         shown = browser.settled_pixels(page, name, quiet_ms=800)
         hot = browser.changed_pixels(plain[name], shown)
         hot_total += int(hot.sum())
-        if hot.sum() > 20:
-            colour = shown[hot]
-            assert np.mean(colour[:, 2] - colour[:, 0]) > 40, f"{name}: the overlay should be drawn in the Cool colour map"
+        if hot.sum() > 20:  # the Cool colour map (blue-cyan) shifts what was there towards blue
+            delta = shown[hot] - plain[name][hot]
+            assert np.mean(delta[:, 2] - delta[:, 0]) > 20, f"{name}: the overlay should be drawn in the Cool colour map"
     assert hot_total > 100, "the latent's map changed (almost) no pixels"
     assert not list((workspace.root / ".scratch").glob("session-*/*/latent-*.nii")), "map files must be released"
     browser.save_screenshot(page, ARTIFACTS / "viewer-latent-map.png")
@@ -97,6 +97,9 @@ def test_moving_a_strength_slider_steers_the_segmentation(page, served):
     page.click(f"#overlay-latent-{edema}")  # overlay off: the views show MRI + segmentation
     page.wait_for_selector(f"#overlay-latent-{edema}.bg-primary", state="detached")
     before = {name: browser.settled_pixels(page, name) for name in browser.VIEWS}
+    page.locator("#steer-region >> xpath=..").click()  # steer only within 10 mm of the tumour
+    page.click(".v-overlay .v-list-item:has-text('tumour-margin')")
+    page.wait_for_selector("#steer-margin", state="visible")
     page.click(f"#steer-{edema}")
     thumb = page.locator(f"#strength-{edema} .v-slider-thumb")
     thumb.wait_for()
@@ -129,6 +132,7 @@ def test_accept_writes_the_steered_segmentation_with_its_provenance(page, served
     assert record["source"] == "steered" and segmentation_file.name.startswith("steered-")
     assert record["steering"]["spec"]["latents"] == [edema]
     assert record["steering"]["spec"]["strengths"] == [3.0], "the last slider position wins"
+    assert record["steering"]["spec"]["region"] == {"kind": "tumour-margin", "margin_mm": 10.0}
     assert record["record"]["mode"] == "additive" and len(record["sae_sha256"]) == 64
     assert record["record"]["model_sha256"] == record["model_sha256"]
     import slicerio
@@ -136,8 +140,14 @@ def test_accept_writes_the_steered_segmentation_with_its_provenance(page, served
     labels = slicerio.read_segmentation(str(segmentation_file))["voxels"]
     assert (labels == 2).sum() > 0
     page.click("#seg-prediction")
-    if os.environ.get("MEDSEGLENS_SCREENSHOTS") == "1":
+    if os.environ.get("MEDSEGLENS_SCREENSHOTS") == "1":  # the README's picture: a milder strength, with the map
         page.click("#seg-steered")
+        summary = page.inner_text("#steer-summary")
+        page.locator(f"#strength-{edema} .v-slider-thumb").focus()
+        for _ in range(int(os.environ.get("MEDSEGLENS_SCREENSHOT_STEPS_DOWN", "4"))):
+            page.keyboard.press("ArrowLeft")
+        page.wait_for_function("(old) => document.getElementById('steer-summary').innerText !== old", arg=summary,
+                               timeout=120000)
         page.click(f"#overlay-latent-{edema}")
         browser.settled_pixels(page, "axial", quiet_ms=800)
         browser.save_screenshot(page, README_SCREENSHOT)

@@ -51,6 +51,7 @@ class ViewerApp:
         self.latents = LatentBrowser(self.state, self.pair[1].name if self.pair else None)
         self.steering = SteeringPanel(self.state)
         self.analysis: dict | None = None
+        self._steer_request: dict | None = None
         self._initial_state()
         self.state.change("case_id")(self._on_case)
         self.state.change("modality")(self._on_modality)
@@ -223,8 +224,8 @@ class ViewerApp:
 
     def _steer(self) -> None:
         case = self.display.case
-        spec = self.steering.spec()
-        if spec is None:
+        spec = self._steer_request = self.steering.spec()
+        if spec is None:  # back to neutral: the model's output again (a preview still on its way is dropped)
             if self.display.segmentation_source == "steered":
                 self.state.seg_source = "prediction"
             self.steering.show_unsteered(case.dice)
@@ -234,11 +235,14 @@ class ViewerApp:
             params["reference"] = str(self.display.data.files["seg"])
 
         def steered(result: dict) -> None:
+            if spec is not self._steer_request:
+                return  # the controls moved on since this request
             record = json.loads(result["provenance"])
             model, sae = self.pair
             origin = {"file": None, "job": "steer", "model": model.folder, "model_sha256": record["model_sha256"],
                       "sae": sae.folder, "sae_sha256": record["sae_sha256"],
-                      "steering": {"spec": result["spec"], "record": record}}
+                      "steering": {"spec": result["spec"], "record": record, "dice": result["dice"],
+                                   "dice_unsteered": result["dice_unsteered"]}}
             self._show_segmentation("steered", Path(result["segmentation"]), origin)
             self.steering.show_result(result)
 

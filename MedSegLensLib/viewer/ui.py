@@ -155,8 +155,9 @@ def _steering_panel(server) -> None:
                        density="compact", hide_details=True, classes="mr-2", id="steer-mode")
             v3.VSelect(label="region", v_model=("steer_region",), items=("steer_regions",), disabled=("!steer_available",),
                        density="compact", hide_details=True, id="steer-region")
-        v3.VSlider(v_show="steer_region === 'tumour-margin'", v_model=("steer_margin",), min=0, max=("steer_max_margin",),
-                   step=1, label="margin mm", thumb_label=True, hide_details=True, density="compact", id="steer-margin")
+        with html.Div(v_show="steer_region === 'tumour-margin'", id="steer-margin"):
+            v3.VSlider(v_model=("steer_margin",), min=0, max=("steer_max_margin",), step=1, label="margin mm",
+                       thumb_label=True, hide_details=True, density="compact")
         html.Div("Pick latents with 'steer' in the table; one strength each.", v_if="steer_available && !steer_latents.length",
                  classes="text-caption text-medium-emphasis mt-2")
         with html.Div(v_for="j in steer_latents", key="j", classes="d-flex align-center mt-1", id=("'strength-' + j",)):
