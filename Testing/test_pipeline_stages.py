@@ -56,9 +56,11 @@ def test_deleted_marker_reruns_from_scratch_and_interruption_resumes(tmp_path):
     (tmp_path / MARKERS / "a.done.json").unlink()
     with pytest.raises(KeyboardInterrupt):
         run_stages(toy_stages(calls, fail_in="a"), DemoConfig(), tmp_path, log=lambda line: None)
-    assert (tmp_path / MARKERS / "a.started.json").is_file()
+    spent = json.loads((tmp_path / MARKERS / "a.started.json").read_text())["seconds_before"]
+    assert spent > 0
     run_stages(toy_stages(calls), DemoConfig(), tmp_path, log=lambda line: None)
     assert calls[-3:] == [("a", True), ("b", False), ("c", False)]
+    assert json.loads((tmp_path / MARKERS / "a.done.json").read_text())["seconds"] >= round(spent, 1)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["part-0", "part-1"]  # kept for the resume
 
 

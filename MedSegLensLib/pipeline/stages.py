@@ -10,7 +10,8 @@ finishes) holds that key and a fresh run id, so:
   and then its dependents;
 - an interrupted stage leaves `.stages/<name>.started.json` with its key; the
   next run continues it (`StageContext.resume`) instead of starting over, so
-  long steps resume from their own checkpoints.
+  long steps resume from their own checkpoints; the time already spent (when
+  the stage stopped on an exception or Ctrl-C) counts in its recorded seconds.
 """
 
 from __future__ import annotations
@@ -130,7 +131,9 @@ def run_stages(stages: list[Stage], config: DemoConfig, work: str | os.PathLike,
             log(f"{prefix}: done before ({done.get('seconds', 0):.1f} s), skipped")
         else:
             started_marker = _marker(work, stage.name, "started")
-            resume = (_read(started_marker) or {}).get("key") == key
+            interrupted = _read(started_marker) or {}
+            resume = interrupted.get("key") == key
+            earlier = float(interrupted.get("seconds_before", 0.0)) if resume else 0.0
             _marker(work, stage.name, "done").unlink(missing_ok=True)
             if not resume:
                 _clear(work, stage.outputs)
@@ -138,8 +141,12 @@ def run_stages(stages: list[Stage], config: DemoConfig, work: str | os.PathLike,
             log(f"{prefix}: {'resuming' if resume else 'running'} ({stage.title})")
             context.resume = resume
             begin = time.perf_counter()
-            summary = stage.run(context) or {}
-            seconds = round(time.perf_counter() - begin, 1)
+            try:
+                summary = stage.run(context) or {}
+            except BaseException:  # interrupted or failed: keep the time spent for the resumed run's total
+                write_json_atomic(started_marker, {"key": key, "seconds_before": earlier + time.perf_counter() - begin})
+                raise
+            seconds = round(earlier + time.perf_counter() - begin, 1)
             run_ids[stage.name] = uuid.uuid4().hex
             write_json_atomic(_marker(work, stage.name, "done"),
                               {"key": key, "run_id": run_ids[stage.name], "seconds": seconds, "summary": summary,
