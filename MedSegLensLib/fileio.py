@@ -2,6 +2,7 @@
 
 A reader (or a crash) therefore sees either the complete old file, the complete
 new one, or nothing: never a partial output. Folders are published the same way.
+A temporary left by a killed process is removed by the next writer of the same path.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import OutputError
+from .pause_points import pause_point
 
 
 def _explain_os_error(path: Path, exc: OSError) -> OutputError:
@@ -26,6 +29,7 @@ def _explain_os_error(path: Path, exc: OSError) -> OutputError:
         errno.EPERM: "permission denied (read-only folder?)",
         errno.EROFS: "the file system is read-only",
         errno.ENOENT: "the parent folder does not exist",
+        errno.EFBIG: "the file is larger than this file system or the file-size limit allows",
     }.get(exc.errno, exc.strerror or str(exc))
     return OutputError(f"{path}: cannot write ({reason}); choose another output location")
 
@@ -36,6 +40,49 @@ def ensure_parent(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _explain_os_error(path, exc) from None
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (other threads may be creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _give_normal_mode(tmp: Path, final: Path, base: int) -> None:
+    """mkstemp/mkdtemp create 0600/0700 entries; give them what open()/mkdir() would (or the replaced file's mode)."""
+    try:
+        mode = stat.S_IMODE(final.stat().st_mode)
+    except OSError:
+        mode = base & ~_current_umask()
+    os.chmod(tmp, mode)
+
+
+def _temporary_prefix(path: Path) -> str:
+    """Temporaries are named `.NAME.PID.`: a later writer can tell those of a killed process from live ones."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries that a killed writer of `path` left behind (their process is gone)."""
+    from .worker.server import process_alive
+
+    prefix = f".{path.name}."
+    try:
+        siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and ".partial" in p.name]
+    except OSError:
+        return
+    for sibling in siblings:
+        pid = sibling.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                shutil.rmtree(sibling) if sibling.is_dir() else sibling.unlink()
 
 
 def check_can_write(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -57,13 +104,16 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     ensure_parent(path)
     suffix = suffix if suffix is not None else "".join(path.suffixes)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
+        _remove_stale_temporaries(path)
+        fd, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=f".partial{suffix}", dir=path.parent)
     except OSError as exc:
         raise _explain_os_error(path, exc) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        _give_normal_mode(tmp, path, 0o666)
         yield tmp
+        pause_point(f"write:{path.name}")
         os.replace(tmp, path)
     except OSError as exc:
         raise _explain_os_error(path, exc) from None
@@ -109,10 +159,12 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
         raise OutputError(f"{path}: already exists; pass --overwrite or choose another folder")
     ensure_parent(path)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+        _remove_stale_temporaries(path)
+        tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".partial", dir=path.parent))
     except OSError as exc:
         raise _explain_os_error(path, exc) from None
     try:
+        _give_normal_mode(tmp, path, 0o777)
         yield tmp
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")

@@ -8,7 +8,8 @@
 # were overloaded), ARCH_POPS (cohorts both networks are compared on, default "adult pediatric ssa"),
 # COMPARE_CASES (all of their cases, or the first N of each, copied to $OUT/compare; default all),
 # PERMS (permutation null replicates, default 50). STEPS (which of the numbered
-# steps to run, default 123; e.g. STEPS=12 and STEPS=3 in two shells run in parallel).
+# steps to run, default 123; step 3 needs the pooled U-Net SAE and labels of step 1, then STEPS=2 and
+# STEPS=3 can run in two shells at once).
 #
 # BASE holds the baseline run (bench/baseline_failure_map.py): cohorts/{adult,pediatric,ssa,healthy}_test
 # and the adult-trained models/{unet,segformer}. Each step is skipped when its output exists, so the
@@ -41,8 +42,11 @@ all_cohorts=$(cohorts $POPS)
 # 1. One SAE on the pooled cohorts; shared vs population-specific latents.
 step 1 && todo "$OUT/unet/sae_pooled" && ms sae train --model "$M/unet" --layer $UNET_LAYER --data $all_cohorts \
   --store "$OUT/unet/store_pooled" --out "$OUT/unet/sae_pooled" --latents 1024 --k 16 --seed 0
+LABELS="$OUT/unet/interpret_pooled/latents.json"  # the pooled SAE's latent labels (medseglens interpret)
+step 1 && todo "$OUT/unet/interpret_pooled" && OMP_NUM_THREADS=1 ms interpret --model "$M/unet" \
+  --sae "$OUT/unet/sae_pooled" --data $all_cohorts --out "$OUT/unet/interpret_pooled" --device cpu
 step 1 && todo "$OUT/unet/populations" && ms diff populations --sae "$OUT/unet/sae_pooled" --store "$OUT/unet/store_pooled" \
-  --out "$OUT/unet/populations" --seed 0
+  --labels "$LABELS" --out "$OUT/unet/populations" --seed 0 --threads 1
 
 # 2. One SAE per population on the same backbone and layer; matching, orphans, feature swapping.
 for p in adult pediatric ssa; do
@@ -52,7 +56,7 @@ done
 for p in pediatric ssa; do
   step 2 && todo "$OUT/unet/saes_adult_$p" && ms diff saes --a "$OUT/unet/sae_adult" --b "$OUT/unet/sae_$p" \
     --store-a "$OUT/unet/store_adult" --store-b "$OUT/unet/store_$p" --name-a adult --name-b $p \
-    --out "$OUT/unet/saes_adult_$p" --seed 0
+    --out "$OUT/unet/saes_adult_$p" --seed 0 --threads 1
 done
 
 # 3. A SegFormer SAE, then U-Net vs SegFormer latents on the same volumes (a few cases of each population).
@@ -72,7 +76,7 @@ else
 fi
 step 3 && todo "$OUT/segformer/sae_pooled" && ms sae train --model "$M/segformer" --layer $SEG_LAYER --data $arch_cohorts \
   --store "$OUT/segformer/store_pooled" --out "$OUT/segformer/sae_pooled" --latents 1024 --k 16 --seed 0
-step 3 && todo "$OUT/archs" && ms diff archs --model-a "$M/unet" --sae-a "$OUT/unet/sae_pooled" \
+step 3 && todo "$OUT/archs" && ms diff archs --model-a "$M/unet" --sae-a "$OUT/unet/sae_pooled" --labels-a "$LABELS" \
   --model-b "$M/segformer" --sae-b "$OUT/segformer/sae_pooled" --data $compare_cohorts \
   --permutations "$PERMS" --threads 1 --out "$OUT/archs" --seed 0
 echo "done: $OUT" >&2

@@ -7,6 +7,7 @@ failure into a one-line `InputError` that names the file. Writers are atomic.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -105,9 +106,18 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         array = np.asarray(image.dataobj)
         affine = np.asarray(image.affine, dtype=float)
+        if path.name.lower().endswith(".gz"):
+            _read_gzip_to_end(path)
     except Exception as exc:  # truncated gzip, short file, bad scaling, bad dtype...
         raise InputError(f"{path}: voxel data cannot be read, the file is truncated or corrupt ({_reason(exc)})") from None
     return array, affine
+
+
+def _read_gzip_to_end(path: Path) -> None:
+    """Check the gzip CRC: nibabel stops reading once it has the voxels, so a damaged stream would pass unseen."""
+    with gzip.open(path, "rb") as stream:
+        while stream.read(1 << 22):
+            pass
 
 
 def _read_nrrd(path: Path) -> tuple[np.ndarray, dict]:

@@ -138,8 +138,8 @@ class ModelConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ParameterError(f"{source}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
-        if "architecture" not in data:
-            raise ParameterError(f"{source}: 'architecture' is missing")
+        if not isinstance(data.get("architecture"), str):
+            raise ParameterError(f"{source}: 'architecture' is missing or not a name")
         values = dict(data)
         if "labels" in values:
             try:
@@ -148,7 +148,7 @@ class ModelConfig:
                 raise ParameterError(f"{source}: labels must be a list of {{'value': int, 'name': str}}") from None
         try:
             return cls(**values)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ParameterError) as exc:
             raise ParameterError(f"{source}: {exc}") from None
 
 

@@ -26,6 +26,7 @@ from torch import nn
 from ..data import Case, Grid
 from ..data.geometry import resample_to_grid
 from ..errors import ParameterError
+from . import memory
 from .config import ModelConfig
 from .preprocess import channel_index_to_label, to_model_grid
 from .registry import default_device
@@ -70,18 +71,48 @@ def window_logits(
     """Sliding-window logits of a (B, C, X, Y, Z) tensor with the config's patch size and blending.
 
     `with_coord=True` calls `network(windows, coords)` with MONAI's window slices (steering replays windows).
+    When the GPU runs out of memory it retries with one window at a time, then stitches on the CPU, then
+    (plain networks) runs on the CPU; the logits then come back on the CPU.
     """
+    batch, stitch = int(config.sliding_window.get("batch_size", 1)), tensor.device
+    while True:
+        try:
+            return _sliding_windows(network, tensor, config, precision, with_coord, batch, stitch)
+        except memory.OutOfMemoryError:
+            memory.free_gpu_memory()
+            if batch > 1:
+                batch = 1
+                memory.notice("retrying with one sliding window at a time")
+            elif stitch.type != "cpu":
+                stitch = torch.device("cpu")
+                memory.notice("stitching the sliding windows on the CPU")
+            elif tensor.device.type != "cpu" and not with_coord:
+                memory.notice("running this case on the CPU (slower)")
+                device = next(network.parameters()).device
+                memory.move_to_cpu(network)
+                try:
+                    return window_logits(network, tensor.cpu(), config, precision)
+                finally:
+                    network.to(device)
+            else:
+                raise ParameterError(f"out of memory with one {list(config.patch_size)} window at a time on "
+                                     f"{tensor.device}; close other programs or use a model with a smaller patch size") from None
+
+
+def _sliding_windows(network: nn.Module, tensor: torch.Tensor, config: ModelConfig, precision: str,
+                     with_coord: bool, batch: int, stitch: torch.device) -> torch.Tensor:
     window = config.sliding_window
-    device = tensor.device
-    with torch.no_grad(), autocast(device, precision):
+    with torch.no_grad(), autocast(tensor.device, precision):
         out = sliding_window_inference(
             tensor,
             roi_size=config.patch_size,
-            sw_batch_size=int(window.get("batch_size", 1)),
+            sw_batch_size=batch,
             predictor=network,
             overlap=float(window.get("overlap", 0.5)),
             mode=str(window.get("mode", "gaussian")),
             with_coord=with_coord,
+            sw_device=tensor.device,
+            device=stitch,
         )
     return torch.as_tensor(out).float()
 

@@ -30,6 +30,8 @@ from monai.utils import set_determinism
 
 from ..data import CaseFiles
 from ..errors import OutputError, ParameterError
+from ..pause_points import pause_point
+from . import memory
 from .checkpoint import TrainingState, has_checkpoint, load_checkpoint, remove_checkpoint, save_checkpoint
 from .config import ModelConfig
 from .evaluation import REGIONS, brats_scores
@@ -197,12 +199,13 @@ def train_model(
         for step, batch in enumerate(epoch_loader(train_cases, transform, cases_per_batch, settings.seed, epoch)):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate_at(state.steps_done, total_steps, learning_rate, settings.warmup_fraction)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_function(network(batch["image"].to(device)), batch["label"].to(device))
-            loss.backward()
-            optimizer.step()
+            try:
+                loss = _train_step(network, optimizer, loss_function, batch, device)
+            except memory.OutOfMemoryError:
+                device = _continue_on_cpu(network, optimizer, device, model_dir, epoch, step, state)
+                loss = _train_step(network, optimizer, loss_function, batch, device)
             state.steps_done += 1
-            losses.append(float(loss.detach()))
+            losses.append(loss)
             if progress:
                 progress(TrainingProgress("train", epoch + 1, settings.epochs, step + 1, steps_per_epoch,
                                           losses[-1], _last_val(state), time.perf_counter() - started))
@@ -217,6 +220,7 @@ def train_model(
         state.history.append(record)
         state.epochs_done = epoch + 1
         save_checkpoint(model_dir, network, optimizer, state)
+        pause_point(f"train:epoch-{state.epochs_done}")
 
     provenance = {
         "trained_by": "medseglens train",
@@ -234,6 +238,27 @@ def train_model(
     digest = save_model(network, config, model_dir, provenance=provenance, overwrite=True)
     remove_checkpoint(model_dir)
     return TrainingResult(model_dir, digest, state.history, state.elapsed_s)
+
+
+def _train_step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_function, batch: dict,
+                device: torch.device) -> float:
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_function(network(batch["image"].to(device)), batch["label"].to(device))
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def _continue_on_cpu(network: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
+                     model_dir: Path, epoch: int, step: int, state: TrainingState) -> torch.device:
+    """After a GPU out-of-memory error: carry on on the CPU; on the CPU, stop with what can be resumed."""
+    optimizer.zero_grad(set_to_none=True)
+    if device.type == "cpu":
+        saved = f"epoch {state.epochs_done} is saved, continue with --resume" if state.epochs_done else "nothing was saved"
+        raise ParameterError(f"{model_dir}: out of memory in epoch {epoch + 1}, step {step + 1} ({saved}); "
+                             "free memory, or start over with a smaller --batch-size or --patch and --overwrite")
+    memory.notice(f"continuing the training on the CPU from epoch {epoch + 1}, step {step + 1} (slower)")
+    return memory.move_to_cpu(network, optimizer)
 
 
 def _last_val(state: TrainingState) -> float | None:

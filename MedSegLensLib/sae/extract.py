@@ -20,6 +20,7 @@ import numpy as np
 from ..data import Case, CaseFiles
 from ..errors import CompatibilityError
 from ..models.inference import SegmentationModel
+from ..pause_points import pause_point
 from .capture import FeatureMap, layer_channels, layer_feature_maps
 from .feature_rows import FeatureRows, sample_feature_map
 from .store import MANIFEST, ActivationStore, StoreWriter
@@ -114,6 +115,7 @@ def extract_layers(
                 writer.add_case(case.case_id, case.population, rows.activations, rows.coords, rows.label, rows.tissue,
                                 rows.stratum)
                 writer.flush()  # commit each finished case: a rerun continues with the next one
+            pause_point(f"extract:case-{index + 1}")
         if progress is not None:
             progress(index + 1, len(cases), files.case_id, not todo)
     return {layer: writer.close() for layer, writer in writers.items()}

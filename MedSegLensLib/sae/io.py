@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import CompatibilityError, InputError, IntegrityError
+from ..errors import CompatibilityError, InputError, IntegrityError, MedSegLensError
 from ..fileio import atomic_directory, sha256_file
 from .model import SAEConfig, SparseAutoencoder
 
@@ -77,24 +78,30 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
         sidecar = json.loads(sidecar_path.read_text())
     except (OSError, ValueError) as exc:
         raise IntegrityError(f"{sidecar_path}: unreadable ({exc}); retrain or restore the SAE") from None
-    if sidecar.get("format") != FORMAT or sidecar.get("version") != VERSION:
+    if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT or sidecar.get("version") != VERSION:
         raise InputError(f"{sidecar_path}: not a version-{VERSION} MedSegLens SAE sidecar")
     if sha256_file(weights_path) != sidecar.get("weights_sha256"):
         raise IntegrityError(f"{weights_path}: sha256 does not match {SIDECAR}; the weights were modified, restore or retrain")
-    config = SAEConfig(sidecar["d_in"], sidecar["n_latents"], sidecar["k"], sidecar["kind"])
-    tensors = load_file(str(weights_path))
-    sae = SparseAutoencoder(config)
-    expected = {name: getattr(sae, name).shape for name in TENSORS}
+    try:
+        config = SAEConfig(int(sidecar["d_in"]), int(sidecar["n_latents"]), int(sidecar["k"]), str(sidecar["kind"]))
+        info = SAEInfo(str(sidecar["model_fingerprint"]), str(sidecar["layer"]), dict(sidecar.get("scaling") or {}),
+                       dict(sidecar.get("training") or {}))
+        tensors = load_file(str(weights_path))
+    except (KeyError, TypeError, ValueError, MedSegLensError, SafetensorError) as exc:
+        raise IntegrityError(f"{sidecar_path}: entry missing or invalid ({' '.join(str(exc).split())[:120]}); "
+                             "restore or retrain the SAE") from None
+    with torch.device("meta"):  # shapes only: a tampered sidecar must not make us allocate its sizes
+        expected = {name: getattr(SparseAutoencoder(config), name).shape for name in TENSORS}
     for name, shape in expected.items():
         if name not in tensors or tensors[name].shape != shape:
             got = tuple(tensors[name].shape) if name in tensors else "missing"
             raise IntegrityError(f"{weights_path}: tensor {name} is {got}, {SIDECAR} implies {tuple(shape)}")
+    sae = SparseAutoencoder(config)
     with torch.no_grad():
         for name in TENSORS:
             getattr(sae, name).copy_(tensors[name])
     sae.requires_grad_(False)
-    sae.info = SAEInfo(sidecar["model_fingerprint"], sidecar["layer"], sidecar.get("scaling", {}),
-                       sidecar.get("training", {}))
+    sae.info = info
     return sae
 
 

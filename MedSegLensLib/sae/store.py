@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 
 from ..errors import CompatibilityError, InputError, IntegrityError, OutputError, ParameterError
 from ..fileio import atomic_path, sha256_file, write_json_atomic
+from ..pause_points import pause_point
 from .rows import seeded_generator, windowed_batches
 
 FORMAT = "medseglens-activation-store"
@@ -185,6 +186,7 @@ class StoreWriter:
             file = self.path / name
             new_shards.append({"file": name, "rows": stop - start, "bytes": file.stat().st_size,
                                "sha256": sha256_file(file)})
+        pause_point("store:before-commit")
         self.manifest["shards"].extend(new_shards)
         self.manifest["cases"].extend(self._buffered_cases)
         self._buffer, self._buffered_cases, self._buffered_rows = [], [], 0
