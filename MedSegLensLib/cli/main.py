@@ -27,8 +27,9 @@ COMMAND_MODULES = [
     "MedSegLensLib.cli.sae_commands",
     "MedSegLensLib.cli.steering_commands",
     "MedSegLensLib.cli.viewer_commands",
-    "MedSegLensLib.cli.diff_commands",
     "MedSegLensLib.cli.interpret_commands",
+    "MedSegLensLib.cli.diff_commands",
+    "MedSegLensLib.cli.demo_commands",
 ]
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ...errors import InputError, ParameterError
+from ...errors import ParameterError
+from ...settings_json import read_settings
 
 # The cohorts' failure modes (docs/models.md, baseline failure map): SSA cases are under-segmented as a whole
 # (WT), pediatric cases keep the whole tumour but lose the core (TC).
@@ -72,13 +72,5 @@ class StudySettings:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "StudySettings":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{path}: cannot read the study settings ({exc})") from None
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ParameterError(f"{path}: unknown study settings {unknown}; known: {sorted(known)}")
+        data = read_settings(path, cls, "study settings")
         return cls(**data)
