@@ -160,5 +160,6 @@ class DemoConfig:
         return value
 
 
-# The tiny networks' bottleneck (U-Net) and last encoder stage (SegFormer), as the defaults pick for full size.
+# The tiny networks' bottleneck (U-Net) and last encoder stage (SegFormer): cheap layers for the pipeline tests
+# (the full-size U-Net default is its 1/2-resolution decoder, see sae/defaults.py).
 TINY_LAYERS = (("unet", "model.1.submodule.1.submodule"), ("segformer", "stages.3"))

@@ -1,11 +1,14 @@
 """Default SAE layer and size per backbone architecture.
 
-The U-Net default is its bottleneck (a compact code that describes the tumour
-well), but `bench/sae_layers.py` shows the network hardly depends on it (zeroing
-it costs 0.001 Dice: the skip connections carry the output), so steer at the
-1/2-resolution decoder (`model.1.submodule.2`) instead; see "Which layer?" in
-docs/sae.md. Other architectures have no default: name the layer (`medseglens
-layers --model MODEL_DIR` lists them).
+U-Net: the 1/2-resolution decoder block (`model.1.submodule.2`), not the
+bottleneck. `bench/sae_layers.py` shows that MONAI's U-Net hardly depends on its
+bottleneck (zeroing it costs 0.001 Dice: the skip connections carry the output),
+so latents there can describe the tumour but not change the segmentation;
+zeroing decoder 1 costs 0.61 Dice, its SAEs recover the Dice fully, and the
+steering study recovers failures there with 128 latents, k = 8 (docs/sae.md
+"Which layer?", docs/steering.md). SegFormer: encoder stage 4. Other
+architectures have no default: name the layer (`medseglens layers --model
+MODEL_DIR` lists them).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ class LayerDefault:
 
 
 DEFAULTS: dict[str, LayerDefault] = {
-    "unet": LayerDefault("model.1.submodule.1.submodule.1.submodule", "bottleneck", 1024, 16, "batchtopk"),
+    "unet": LayerDefault("model.1.submodule.2", "decoder 1 (1/2 resolution)", 128, 8, "batchtopk"),
     "segformer": LayerDefault("stages.3", "encoder stage 4", 1024, 16, "batchtopk"),
 }
 
