@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 import torch
+
+from datafiles import write_nifti
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -57,15 +58,6 @@ def tiny_case_arrays(rng: np.random.Generator, shape=(24, 24, 24), tumour: bool 
             image = np.where(labels == value, contrast[value], image)
         images[name] = (100 * (image + np.where(brain, rng.normal(0, 0.05, shape), 0))).astype(np.float32)
     return images, labels
-
-
-def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = nib.Nifti1Image(array, affine)
-    image.header.set_sform(affine, code=1)
-    image.header.set_qform(affine, code=1)
-    nib.save(image, str(path))
-    return path
 
 
 def write_case(root: Path, case_id: str, images: dict, labels: np.ndarray, affine: np.ndarray) -> Path:
