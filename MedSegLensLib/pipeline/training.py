@@ -13,7 +13,7 @@ from ..cli.model_commands import TrainingBar
 from ..fileio import write_text_atomic
 from ..models import (TrainingSettings, default_config, evaluate_model, labelled_cases, load_model, tiny_config,
                       train_model, write_evaluation)
-from ..models.evaluation import csv_text, format_summary, summarise_by_population
+from ..models.evaluation import FALSE_POSITIVE_ML, csv_text, format_summary, summarise_by_population
 from ..models.failure_map import failure_rows, markdown_table, plot_failure_map
 from ..models.storage import MODEL_JSON
 from ..report import Figure, Section, Table, write_section
@@ -124,7 +124,8 @@ def _write_sections(ctx: StageContext, results: dict[str, list[dict]], seconds: 
     write_section(Section(
         "evaluate", "Stage evaluate: failure map",
         [f"Adult-trained models on held-out cohorts; a failure is a case with any region's Dice below "
-         f"{config.failure_dice:g}. Healthy cases score Dice 1 only when nothing is predicted (BraTS convention). "
+         f"{config.failure_dice:g}. Healthy cases score Dice 1 only when nothing is predicted (BraTS convention), "
+         f"so a healthy case fails only when over {FALSE_POSITIVE_ML:g} ml of tumour is predicted. "
          "Seconds per case (read, segment, score): " + ", ".join(f"{a} {s:.2f}" for a, s in seconds.items()) + "."],
         [Table("Failure map", header, rows, source)],
         [Figure("failure_map.png", "Per-case Dice by population and architecture", source)],
