@@ -31,7 +31,7 @@ from .templates import check_spacing, load_templates
 GENERATOR_VERSION = 1
 MAX_CASES = 10_000
 MONTAGE_CASES = 4
-CASE_CODES = {"adult": "ADU", "pediatric": "PED", "ssa": "SSA", "healthy": "HLT"}
+CASE_CODES = {"adult": "ADU", "pediatric": "PED", "ssa": "SSA", "met": "MET", "healthy": "HLT"}
 RECORD = "synth.json"
 MONTAGE = "montage.png"
 ATLAS_TABLE = "atlas_labels.csv"

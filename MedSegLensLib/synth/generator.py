@@ -22,7 +22,7 @@ from .populations import PopulationShift
 from .random_fields import uniform
 from .scanner import acquire, coil_bias, sample_protocol
 from .templates import Templates
-from .tumour import ED, ET, NCR, grow_tumour, plan_tumour
+from .tumour import ED, ET, NCR, grow_tumour, merge_tumours, plan_tumour
 
 
 @dataclass
@@ -50,6 +50,9 @@ def synthesize_case(case_id: str, shift: PopulationShift, templates: Templates,
     pose = sample_pose(rng, shift, templates)
     displacement = smooth_displacement(rng, templates, uniform(rng, shift.deformation_mm))
     plan = plan_tumour(rng, shift, templates) if shift.has_tumour else None
+    # further lesions (metastases); drawn only when the population can have several, so the
+    # single-lesion populations' random streams (and files) stay as they were
+    extra = [plan_tumour(rng, shift, templates) for _ in range(_extra_lesions(rng, shift))] if plan else []
     mass = centre = None
     if plan is not None:
         centre = pose.to_case(plan.centre_template_mm)
@@ -61,6 +64,9 @@ def synthesize_case(case_id: str, shift: PopulationShift, templates: Templates,
     label = np.zeros(grid.shape, dtype=np.uint8)
     if plan is not None:
         tumour = grow_tumour(rng, plan, centre, anatomy, grid)
+        for other in extra:
+            other_centre = pose.to_case(other.centre_template_mm)
+            tumour = merge_tumours(tumour, grow_tumour(rng, other, other_centre, anatomy, grid))
         add_tumour(rng, images, tumour, enhancement, edema_contrast, spacing)
         label = tumour.label
     brain = (anatomy.brain > 0.5) | (label > 0)
@@ -71,7 +77,17 @@ def synthesize_case(case_id: str, shift: PopulationShift, templates: Templates,
     atlas = _fill_inside(anatomy.atlas, brain)
     info = _describe(shift, pose, protocol, plan, centre, label, atlas, grid)
     info.update(enhancement=enhancement, edema_contrast=edema_contrast)
+    if plan is not None:
+        info["tumour"]["lesions"] = 1 + len(extra)
+        info["tumour"]["lesion_radii_mm"] = [plan.core_radius_mm] + [p.core_radius_mm for p in extra]
     return SyntheticCase(case_id, grid, scans, label, tissue, atlas, info)
+
+
+def _extra_lesions(rng: np.random.Generator, shift: PopulationShift) -> int:
+    low, high = int(round(shift.lesion_count[0])), int(round(shift.lesion_count[1]))
+    if high <= 1:
+        return 0
+    return int(rng.integers(low, high + 1)) - 1
 
 
 def _fill_inside(atlas: np.ndarray, brain: np.ndarray) -> np.ndarray:

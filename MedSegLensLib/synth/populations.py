@@ -1,4 +1,4 @@
-"""The four synthetic populations: every way they differ is a named parameter.
+"""The five synthetic populations: every way they differ is a named parameter.
 
 `PopulationShift` holds all parameters of one population; each `(low, high)`
 range is drawn uniformly per case. The adult glioma cohort is the reference.
@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ParameterError
 
 Range = tuple[float, float]
-POPULATIONS: tuple[str, ...] = ("adult", "pediatric", "ssa", "healthy")
+POPULATIONS: tuple[str, ...] = ("adult", "pediatric", "ssa", "met", "healthy")
 SEVERITY_RANGE: Range = (0.0, 2.0)
 DEFAULT_SEVERITY = 1.0
 LOCATION_GROUPS: tuple[str, ...] = (
@@ -52,6 +52,7 @@ class PopulationShift:
         default_factory=lambda: dict(ADULT_LOCATIONS),
         metadata={"doc": "where tumours arise (weights over atlas groups)", "bounds": (0.0, 1.0), "unit": ""},
     )
+    lesion_count: Range = _param((1.0, 1.0), "number of separate lesions (whole number drawn uniformly)", (1.0, 8.0))
     midline_max_mm: float = _param(90.0, "tumour centre at most this far from the midline", (5.0, 90.0), "mm")
     core_radius_mm: Range = _param((10.0, 19.0), "radius of the tumour core (NCR+ET)", (4.0, 35.0), "mm")
     lobulation: Range = _param((0.15, 0.35), "irregularity of the tumour border", (0.0, 0.6))
@@ -107,6 +108,22 @@ PRESETS: dict[str, PopulationShift] = {
         bias_amplitude=(0.10, 0.23),
         ghosting=(0.015, 0.055),
     ),
+    # BraTS-MET-like brain metastases, designed from the literature (docs/synth.md, "The metastasis shift")
+    # before any model saw them; not tuned against a network.
+    "met": PopulationShift(
+        name="met",
+        location_weights={"frontal": 0.30, "temporal": 0.12, "parietal": 0.20, "occipital": 0.12, "limbic": 0.03,
+                          "deep_grey": 0.03, "cerebellum": 0.15, "brainstem": 0.05},
+        lesion_count=(1.0, 4.0),
+        core_radius_mm=(4.0, 9.0),
+        lobulation=(0.05, 0.2),
+        necrosis_fraction=(0.0, 0.5),
+        enhancing_fraction=(0.85, 1.0),
+        enhancement=(1.45, 1.75),
+        edema_extent_mm=(10.0, 25.0),
+        edema_contrast=(0.9, 1.05),
+        mass_effect=(0.1, 0.3),
+    ),
 }
 
 
@@ -137,7 +154,7 @@ def _interpolate(start, end, severity: float, bounds: Range):
 
 def parameter_table() -> str:
     """The population parameters at severity 1 as a Markdown table (docs/synth.md embeds it)."""
-    names = ("adult", "pediatric", "ssa")
+    names = ("adult", "pediatric", "ssa", "met")
     lines = ["| parameter | meaning | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for spec in PopulationShift.parameter_fields():
         unit = f" ({spec.metadata['unit']})" if spec.metadata["unit"] else ""

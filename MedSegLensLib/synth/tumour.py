@@ -139,6 +139,17 @@ def grow_tumour(rng: np.random.Generator, plan: TumourPlan, centre_mm: np.ndarra
     )
 
 
+_LABEL_RANK = np.array([0, 2, 1, 3], dtype=np.uint8)  # background < edema < NCR < ET
+
+
+def merge_tumours(first: Tumour, second: Tumour) -> Tumour:
+    """Two lesions in one brain: tumour labels win over edema, ET over NCR; soft maps take the maximum."""
+    label = np.where(_LABEL_RANK[second.label] > _LABEL_RANK[first.label], second.label, first.label).astype(np.uint8)
+    return Tumour(label=label, necrosis=np.maximum(first.necrosis, second.necrosis),
+                  solid=np.maximum(first.solid, second.solid), enhancing=np.maximum(first.enhancing, second.enhancing),
+                  edema=np.maximum(first.edema, second.edema))
+
+
 def _box(grid: Grid, centre_mm: np.ndarray, reach_mm: float) -> tuple[slice, ...]:
     centre = np.linalg.inv(grid.affine)[:3] @ np.append(centre_mm, 1.0)
     half = reach_mm / np.asarray(grid.spacing)
