@@ -71,7 +71,7 @@ def _refused_names(path: Path, exc: Exception) -> str:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)  # zip archives
     except Exception:  # the legacy format or a bare pickle
         names = _pickle_globals(path)
-    names = [n for n in names if n not in allowed]
+    names = sorted({n for n in names if n not in allowed})  # a stable message: torch returns them in set order
     if names:
         return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return "objects other than tensors and plain values"
