@@ -3,7 +3,8 @@
 With the variable set to a point's name, the process prints `medseglens: paused at <name>` on stderr and
 sleeps until it is killed, so a test can SIGKILL it at an exact place (after a checkpoint, between a
 shard and its commit, before an output is renamed into place). Unset, a point costs one lookup.
-Points: `train:epoch-<n>`, `extract:case-<n>`, `store:before-commit`, `write:<file name>`.
+Points: `train:epoch-<n>`, `extract:case-<n>`, `store:before-commit`, `write:<file name>`, `job:segment`
+(the worker's segment job, while it runs the model: a cancel test's job that cannot finish first).
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 torch_threads = int(os.environ.get("MEDSEGLENS_TEST_THREADS", "2"))
+# The deadline for a condition a test waits on (a worker's reply, a process's end, a file's arrival):
+# sized for a 2-core machine with other suites beside it. A wait ends as soon as its condition holds.
+WAIT_S = 180.0
 
 
 def subprocess_env() -> dict[str, str]:

@@ -8,6 +8,7 @@ Testing/artifacts/ (gitignored).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, WAIT_S, subprocess_env
 from test_viewer_support import CASES, write_fixture_workspace
 
 from MedSegLensLib.viewer import browser
@@ -47,11 +48,17 @@ def served(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(served):
+def playwright_session(served):
     from playwright.sync_api import sync_playwright
 
-    _, server = served
-    with sync_playwright() as playwright, browser.chromium(playwright) as page:
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@contextlib.contextmanager
+def _opened(playwright, server: browser.ServerProcess):
+    """A fresh Chromium on the viewer's page, once every view shows a frame; it records every request."""
+    with browser.chromium(playwright) as page:
         page.requested = []
         page.on("request", lambda request: page.requested.append(request.url))
         page.on("websocket", lambda socket: page.requested.append(socket.url))
@@ -60,9 +67,15 @@ def page(served):
         yield page
 
 
+@pytest.fixture(scope="module")
+def page(served, playwright_session):
+    with _opened(playwright_session, served[1]) as page:
+        yield page
+
+
 def _status(url: str) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=WAIT_S) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -158,7 +171,7 @@ def test_accept_writes_a_new_segmentation_each_time(page, served):
     folder = workspace.root / "accepted" / OTHER_CASE.case_id
     for expected in (1, 2):
         page.click("#accept")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + WAIT_S
         while len(_published(folder, ".provenance.json")) < expected and time.monotonic() < deadline:
             time.sleep(0.2)
         assert len(_published(folder, ".seg.nrrd")) == len(_published(folder, ".provenance.json")) == expected
@@ -189,7 +202,7 @@ def test_running_the_model_in_the_worker_replaces_the_prediction(page, served):
     folder = workspace.root / "accepted" / OTHER_CASE.case_id
     count = len(_published(folder, ".provenance.json"))
     page.click("#accept")
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + WAIT_S
     while len(_published(folder, ".provenance.json")) == count and time.monotonic() < deadline:
         time.sleep(0.2)
     newest = max(_published(folder, ".provenance.json"), key=lambda p: p.stat().st_mtime_ns)
@@ -198,14 +211,37 @@ def test_running_the_model_in_the_worker_replaces_the_prediction(page, served):
     assert record["record"]["mode"] == "none" and record["record"]["model_sha256"] == record["model_sha256"]
 
 
-def test_cancelling_a_model_run_leaves_the_views_as_they_were(page):
-    before = _settle(page, "axial")
-    page.click("#run-model")
-    page.wait_for_selector("#cancel-job", state="visible")
-    page.click("#cancel-job")
-    assert "cancel" in _wait_for_message(page, "cancel", timeout_ms=30000).lower()
-    page.wait_for_selector("#cancel-job", state="hidden")
-    assert not _changed(before, _settle(page, "axial")).any(), "a cancelled run must not change the views"
+def test_cancelling_a_model_run_leaves_the_views_as_they_were(playwright_session, tmp_path):
+    """The worker holds inside the model run (pause point `job:segment`), so Cancel always meets a running job."""
+    workspace = write_fixture_workspace(tmp_path, with_model=True)
+    env = dict(subprocess_env(), MEDSEGLENS_PAUSE_AT="job:segment")
+    with browser.viewer_server(workspace.root, env=env) as server, _opened(playwright_session, server) as page:
+        before = _settle(page, "axial")
+        page.click("#run-model")
+        page.wait_for_function("document.getElementById('job-text').innerText.includes('running the model')",
+                               timeout=180000)
+        assert len(_paused_processes()) == 2, "the viewer and its worker (held at the pause point)"
+        page.click("#cancel-job")
+        assert "cancel" in _wait_for_message(page, "cancel").lower()
+        page.wait_for_selector("#cancel-job", state="hidden")
+        assert not _changed(before, _settle(page, "axial")).any(), "a cancelled run must not change the views"
+        deadline = time.monotonic() + WAIT_S
+        while _paused_processes() != {server.process.pid} and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _paused_processes() == {server.process.pid}, "Cancel must kill the worker's process tree"
+
+
+def _paused_processes() -> set[int]:
+    """Live processes started with this test's pause point in their environment (the viewer and its worker)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"MEDSEGLENS_PAUSE_AT=job:segment" in (entry / "environ").read_bytes():
+                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    found.add(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def test_without_an_sae_steering_says_what_it_needs(page):

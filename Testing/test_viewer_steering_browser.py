@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, WAIT_S, subprocess_env
 from test_viewer_browser import _ensure_chromium
 from viewer_steering_cases import EDEMA_DESCRIPTION, write_steering_workspace
 
@@ -123,7 +123,7 @@ def test_accept_writes_the_steered_segmentation_with_its_provenance(page, served
     workspace, _, edema = served
     folder = workspace.root / "accepted" / "planted-las"
     page.click("#accept")
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + WAIT_S
     while not _published(folder, ".provenance.json") and time.monotonic() < deadline:
         time.sleep(0.2)
     [provenance_file] = _published(folder, ".provenance.json")

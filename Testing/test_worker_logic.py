@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import subprocess_env
+from conftest import WAIT_S, subprocess_env
 from worker_cases import SHAPE, save_tiny_model, write_case
 
 pytest.importorskip("slicer")
@@ -134,7 +134,7 @@ def test_a_crashed_worker_is_reported_and_the_scene_is_unchanged(logic, tiny_mod
         logic.poll()
         time.sleep(0.05)
     os.kill(logic.worker.pid, 9)
-    logic.wait(timeout=30)
+    logic.wait(timeout=WAIT_S)
     kind, message = recorder.last()
     assert kind == "failed" and "killed by SIGKILL while running 'segment_paused'" in message
     assert scene_state(logic.scene) == before

@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
+from conftest import WAIT_S, subprocess_env
 
 from MedSegLensLib.errors import CancelledError, ParameterError
 from MedSegLensLib.worker import WorkerError, WorkerProcess
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(600)  # a hard stop well beyond every WAIT_S deadline
 
 
 def pid_alive(pid: int) -> bool:
@@ -26,7 +26,7 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def wait_for(worker: WorkerProcess, predicate, timeout: float = 30.0) -> list:
+def wait_for(worker: WorkerProcess, predicate, timeout: float = WAIT_S) -> list:
     """Poll until a message satisfies `predicate`; return every message seen."""
     seen = []
     deadline = time.monotonic() + timeout
@@ -46,7 +46,7 @@ def worker():
 
 
 def test_ping_reports_the_worker_and_its_jobs(worker):
-    data = worker.run("ping", timeout=30)
+    data = worker.run("ping", timeout=WAIT_S)
     assert data["pid"] == worker.pid != os.getpid()
     assert worker.ready is not None
     assert {"ping", "segment", "shutdown", "count"} <= set(worker.ready.fields["jobs"])
@@ -55,7 +55,7 @@ def test_ping_reports_the_worker_and_its_jobs(worker):
 def test_progress_arrives_in_order_then_the_result(worker):
     seen = []
     request = worker.submit("count", {"steps": 6}, callback=seen.append)
-    assert worker.wait(request, timeout=30) == {"steps": 6, "pid": worker.pid}
+    assert worker.wait(request, timeout=WAIT_S) == {"steps": 6, "pid": worker.pid}
     progress = [m for m in seen if m.type == "progress"]
     assert [m.message for m in progress] == [f"step {i} of 6" for i in range(1, 7)]
     fractions = [m.fraction for m in progress]
@@ -64,16 +64,18 @@ def test_progress_arrives_in_order_then_the_result(worker):
 
 
 def test_the_worker_process_is_reused_between_requests(worker):
-    first = worker.run("count", {"steps": 1}, timeout=30)["pid"]
-    second = worker.run("count", {"steps": 1}, timeout=30)["pid"]
+    first = worker.run("count", {"steps": 1}, timeout=WAIT_S)["pid"]
+    second = worker.run("count", {"steps": 1}, timeout=WAIT_S)["pid"]
     assert first == second
 
 
 def test_poll_does_not_block(worker):
-    worker.submit("count", {"steps": 3, "delay": 0.5})
+    """A poll returns at once, long before the job's first step (10 s) could deliver a message."""
+    worker.submit("count", {"steps": 3, "delay": 10})
     started = time.monotonic()
-    worker.poll()
-    assert time.monotonic() - started < 0.2
+    assert worker.poll() == []
+    assert time.monotonic() - started < 5, "poll must not wait for the job"
+    worker.cancel()
 
 
 def test_cancel_kills_the_process_tree_and_the_next_request_works(worker):
@@ -88,13 +90,13 @@ def test_cancel_kills_the_process_tree_and_the_next_request_works(worker):
     worker.cancel()
     messages = worker.poll()
     assert [(m.type, m.id) for m in messages] == [("cancelled", request)]
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + WAIT_S
     while pid_alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pid_alive(child) and not pid_alive(worker_pid)
     assert not output_dir.exists(), "a cancelled request leaves no partial output"
 
-    assert worker.run("count", {"steps": 2}, timeout=30)["pid"] not in (worker_pid, None)
+    assert worker.run("count", {"steps": 2}, timeout=WAIT_S)["pid"] not in (worker_pid, None)
 
 
 def test_wait_raises_cancelled_error(worker):
@@ -102,7 +104,7 @@ def test_wait_raises_cancelled_error(worker):
     wait_for(worker, lambda m: m.type == "progress")
     worker.cancel()
     with pytest.raises(CancelledError):
-        worker.wait(request, timeout=10)
+        worker.wait(request, timeout=WAIT_S)
 
 
 def test_sigkill_mid_write_is_reported_and_leaves_no_output(worker):
@@ -114,36 +116,36 @@ def test_sigkill_mid_write_is_reported_and_leaves_no_output(worker):
 
     os.kill(worker.pid, 9)
     with pytest.raises(WorkerError) as info:
-        worker.wait(request, timeout=30)
+        worker.wait(request, timeout=WAIT_S)
     assert info.value.kind == "WorkerCrashed"
     assert "killed by SIGKILL" in str(info.value) and "spawn_child_and_hang" in str(info.value)
     assert "\n" not in str(info.value)
     assert not output_dir.exists()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + WAIT_S
     while pid_alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pid_alive(child), "the crashed worker's children are killed too"
-    assert worker.run("count", {"steps": 1}, timeout=30)["steps"] == 1
+    assert worker.run("count", {"steps": 1}, timeout=WAIT_S)["steps"] == 1
 
 
 def test_a_raising_job_gives_a_one_line_error_and_the_worker_survives(worker):
-    pid = worker.run("ping", timeout=30)["pid"]
+    pid = worker.run("ping", timeout=WAIT_S)["pid"]
     request = worker.submit("fail")
     with pytest.raises(WorkerError) as info:
-        worker.wait(request, timeout=30)
+        worker.wait(request, timeout=WAIT_S)
     assert str(info.value) == "RuntimeError: boom: something went wrong on a second line"
     assert info.value.kind == "RuntimeError"
     assert not worker.output_dir(request).exists(), "no partial output after an error"
-    assert worker.run("ping", timeout=30)["pid"] == pid
+    assert worker.run("ping", timeout=WAIT_S)["pid"] == pid
 
 
 def test_a_worker_that_exits_mid_job_is_reported_with_its_last_words(worker):
     request = worker.submit("exit_now", {"code": 3})
     with pytest.raises(WorkerError) as info:
-        worker.wait(request, timeout=30)
+        worker.wait(request, timeout=WAIT_S)
     message = str(info.value)
     assert "exited with code 3" in message and "fatal: the worker gives up" in message
-    assert worker.run("count", {"steps": 1}, timeout=30)["steps"] == 1
+    assert worker.run("count", {"steps": 1}, timeout=WAIT_S)["steps"] == 1
 
 
 def test_stdout_noise_from_a_job_does_not_break_the_protocol(worker):
@@ -163,9 +165,9 @@ def test_stdout_noise_from_a_job_does_not_break_the_protocol(worker):
 
 def test_unknown_job_and_bad_params_are_one_line_errors(worker):
     with pytest.raises(ParameterError, match="unknown job 'nope'; this worker knows"):
-        worker.run("nope", timeout=30)
+        worker.run("nope", timeout=WAIT_S)
     with pytest.raises(ParameterError, match="needs the parameter 'model'"):
-        worker.run("segment", {}, timeout=30)
+        worker.run("segment", {}, timeout=WAIT_S)
 
 
 @pytest.mark.parametrize(
@@ -186,7 +188,7 @@ def test_malformed_requests_get_a_one_line_error(worker, line, expected):
     error = seen[-1]
     assert error.fields["kind"] == "ProtocolError"
     assert expected in error.message and "\n" not in error.message
-    assert worker.run("ping", timeout=30)["pid"] == worker.pid, "the worker keeps serving"
+    assert worker.run("ping", timeout=WAIT_S)["pid"] == worker.pid, "the worker keeps serving"
 
 
 def test_bytes_that_are_not_utf8_get_a_protocol_error(worker):
@@ -195,7 +197,7 @@ def test_bytes_that_are_not_utf8_get_a_protocol_error(worker):
     worker._proc.stdin.flush()
     seen = wait_for(worker, lambda m: m.type in ("error", "result"))
     assert seen[-1].type == "error" and seen[-1].id == "1"
-    assert worker.run("ping", timeout=30)["pid"] == worker.pid
+    assert worker.run("ping", timeout=WAIT_S)["pid"] == worker.pid
 
 
 def test_a_process_writing_malformed_lines_is_reported_as_a_crash(tmp_path):
@@ -206,7 +208,7 @@ def test_a_process_writing_malformed_lines_is_reported_as_a_crash(tmp_path):
         request = bad.submit("ping")
         pid = bad.pid
         with pytest.raises(WorkerError, match="broke the protocol: worker message is not valid JSON"):
-            bad.wait(request, timeout=30)
+            bad.wait(request, timeout=WAIT_S)
         assert not pid_alive(pid), "a worker that broke the protocol is killed"
     finally:
         bad.close()
@@ -216,7 +218,7 @@ def test_a_worker_that_cannot_load_its_jobs_says_why():
     broken = WorkerProcess(env=subprocess_env(), job_modules=["no_such_module_for_medseglens"])
     try:
         with pytest.raises(WorkerError) as info:
-            broken.run("ping", timeout=30)
+            broken.run("ping", timeout=WAIT_S)
         assert "exited with code 1" in str(info.value)
         assert "cannot load its jobs" in str(info.value) and "no_such_module_for_medseglens" in str(info.value)
     finally:
@@ -224,7 +226,7 @@ def test_a_worker_that_cannot_load_its_jobs_says_why():
 
 
 def test_close_stops_the_worker_and_removes_the_session_folder(worker):
-    worker.run("ping", timeout=30)
+    worker.run("ping", timeout=WAIT_S)
     pid, session = worker.pid, worker.session_dir
     assert session.is_dir()
     worker.close()
@@ -249,7 +251,7 @@ def test_a_worker_whose_parent_dies_stops_with_its_children():
     assert pid_alive(worker_pid) and pid_alive(child_pid)
     parent.kill()
     parent.wait()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + WAIT_S
     while (pid_alive(worker_pid) or pid_alive(child_pid)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not pid_alive(worker_pid) and not pid_alive(child_pid)

@@ -8,7 +8,7 @@ import time
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import subprocess_env
+from conftest import WAIT_S, subprocess_env
 from worker_cases import SHAPE, save_tiny_model, write_case
 
 from MedSegLensLib.data import MODALITIES, read_case
@@ -67,10 +67,10 @@ def test_segment_writes_the_models_labels_in_the_inputs_geometry(worker, tiny_mo
 def test_a_second_request_reuses_the_cached_model_and_case(worker, tiny_model, case_dir):
     files = {m: str(case_dir / f"case-001-{m}.nii.gz") for m in MODALITIES}
     first = worker.run("segment", {"model": str(tiny_model), "case": files, "case_id": "by-files"}, timeout=120)
-    before = worker.run("ping", timeout=30)
+    before = worker.run("ping", timeout=WAIT_S)
     assert before["cache"] == {"model": 1, "case": 1}
     second = worker.run("segment", {"model": str(tiny_model), "case": files, "case_id": "by-files"}, timeout=120)
-    after = worker.run("ping", timeout=30)
+    after = worker.run("ping", timeout=WAIT_S)
     assert after["cache_misses"] == before["cache_misses"], "nothing was loaded again"
     assert {k: after["cache_hits"].get(k, 0) - before["cache_hits"].get(k, 0) for k in ("model", "case")} \
         == {"model": 1, "case": 1}
@@ -95,7 +95,7 @@ def test_sigkill_at_any_stage_is_reported_and_the_next_run_works(worker, tiny_mo
         output_dir = worker.output_dir(request)
         os.kill(worker.pid, 9)
         with pytest.raises(WorkerError, match=r"killed by SIGKILL while running 'segment_paused'"):
-            worker.wait(request, timeout=30)
+            worker.wait(request, timeout=WAIT_S)
         assert not output_dir.exists(), f"partial output left after a kill while {stage!r}"
     data = worker.run("segment", params, timeout=120)
     assert nib.load(data["segmentation"]).shape == SHAPE

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParameterError
+from ..pause_points import pause_point
 from .registry import JobContext, JobRegistry, folder_fingerprint
 
 
@@ -54,6 +55,7 @@ def segment(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         "case", case_fingerprint(case_value), lambda: load_case_param(case_value, params.get("case_id"))
     )
     ctx.progress(0.45, "running the model")
+    pause_point("job:segment")
     prediction = model.predict(case)
     labels = np.asarray(prediction.labels, dtype=np.uint8)
     ctx.progress(0.9, "writing the segmentation")
