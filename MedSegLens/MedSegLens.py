@@ -9,6 +9,7 @@ determinate progress bar and a log, and its Apply button turns into Cancel.
 import shutil
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import qt
 import slicer
@@ -18,7 +19,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.util import VTKObservationMixin
 
 
@@ -33,6 +34,11 @@ def _make_library_importable():
 
 
 _make_library_importable()
+
+from MedSegLensLib.slicer_overlay import STYLES as OVERLAY_STYLES  # noqa: E402 - after the path is set
+from MedSegLensLib.steering_contract import (  # noqa: E402
+    DEFAULT_MARGIN_MM, MAX_MARGIN_MM, MIN_MARGIN_MM, MODES, REGION_KINDS,
+)
 
 MODALITY_SELECTORS = {"t1n": "t1nSelector", "t1c": "t1cSelector", "t2w": "t2wSelector", "t2f": "t2fSelector"}
 
@@ -64,11 +70,11 @@ class MedSegLensParameterNode:
     referenceSegmentation: slicer.vtkMRMLSegmentationNode
     modelFolder: Path
     saeFolder: Path
-    latentThreshold: float = 0.5
-    overlayStyle: str = "volume"
-    steeringMode: str = "additive"
-    steeringRegion: str = "none"
-    steeringMarginMm: float = 10.0
+    latentThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    overlayStyle: Annotated[str, Choice(OVERLAY_STYLES)] = OVERLAY_STYLES[0]
+    steeringMode: Annotated[str, Choice(MODES)] = MODES[0]
+    steeringRegion: Annotated[str, Choice(REGION_KINDS)] = REGION_KINDS[0]
+    steeringMarginMm: Annotated[float, WithinRange(MIN_MARGIN_MM, MAX_MARGIN_MM)] = DEFAULT_MARGIN_MM
     steeringRegionSegmentation: slicer.vtkMRMLSegmentationNode
     previewEnabled: bool = True
 

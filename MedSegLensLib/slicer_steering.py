@@ -1,7 +1,8 @@
 """Steering in the scene: the request a user builds, the preview node it redraws, and Accept.
 
 The steering itself runs in the worker (`steer` job). Here: a `SteeringRequest`
-(latents, one strength each, mode, region) becomes the job's spec; each result
+(latents, one strength each, mode, region) becomes the job's spec through the
+steering contract; each result
 redraws one preview segmentation node (role "preview"); Accept copies the
 latest result into a NEW segmentation node (role "correction") with the
 provenance the worker recorded plus the name of the segmentation it corrects.
@@ -17,40 +18,30 @@ from typing import Any
 import numpy as np
 
 from .errors import ParameterError
-
-REGIONS = ("none", "tumour-margin", "mask")
+from .steering_contract import DEFAULT_MARGIN_MM, RegionSpec, SteeringSpec
 
 
 @dataclass(frozen=True)
 class SteeringRequest:
-    """What the steering panel holds; the worker checks modes and strength ranges."""
+    """What the steering panel holds, checked against the steering contract when it is made."""
 
     latents: tuple[int, ...]
     strengths: tuple[float, ...]
     mode: str = "additive"
     region: str = "none"
-    margin_mm: float = 10.0
+    margin_mm: float = DEFAULT_MARGIN_MM
     region_node: Any = None  # a segmentation node when region == "mask"
 
     def __post_init__(self) -> None:
-        if not self.latents:
-            raise ParameterError("pick at least one latent to steer")
-        if len(self.latents) != len(self.strengths):
-            raise ParameterError(f"{len(self.latents)} latents but {len(self.strengths)} strengths; give one per latent")
-        if self.region not in REGIONS:
-            raise ParameterError(f"steering region {self.region!r} is not one of {', '.join(REGIONS)}")
         if self.region == "mask" and self.region_node is None:
             raise ParameterError("a mask region needs a segmentation: pick one in 'Region mask'")
+        self.spec("(the region node)")
 
     def spec(self, mask_file: str | None = None) -> dict[str, Any]:
         """The worker's `spec` parameter (`mask_file`: the region node exported as a label file)."""
-        region: dict[str, Any] = {"kind": self.region}
-        if self.region == "tumour-margin":
-            region["margin_mm"] = float(self.margin_mm)
-        elif self.region == "mask":
-            region["path"] = mask_file
-        return {"latents": [int(v) for v in self.latents], "strengths": [float(v) for v in self.strengths],
-                "mode": self.mode, "region": region}
+        margin = float(self.margin_mm) if self.region == "tumour-margin" else 0.0
+        region = RegionSpec(self.region, margin, mask_file if self.region == "mask" else None)
+        return SteeringSpec(tuple(self.latents), tuple(self.strengths), self.mode, region).to_json()
 
 
 @dataclass

@@ -1,15 +1,19 @@
 """FakeSlicerGui: stand-ins for desktop Slicer's Qt GUI, the one part that cannot exist here.
 
 Only the GUI layer is faked: `qt` (a QTimer that the test fires by hand, table
-items), `ctk` (the slider widgets made in code), `slicer.ScriptedLoadableModule`, `slicer.parameterNodeWrapper`, and the
-`slicer.util` functions that open windows or read .ui files. Widgets are made
-from the module's real .ui file (one `FakeWidget` per named widget), so code
-that uses a widget the .ui lacks fails here as it would in Slicer. The MRML
-scene, the scene code, the worker process and the module's logic stay real.
+items), `ctk` (the slider widgets made in code), `slicer.ScriptedLoadableModule`,
+`slicer.parameterNodeWrapper` (the strict one of `slicer_parameter_rules`, which
+binds and refuses by Slicer's own rules), and the `slicer.util` functions that
+open windows or read .ui files. Widgets are made from the module's real .ui file
+(one `FakeWidget` per named widget, with its properties and combo-box items), so
+code that uses a widget the .ui lacks, or binds one Slicer would refuse, fails
+here as it would in Slicer. The MRML scene, the scene code, the worker process
+and the module's logic stay real.
 """
 
 from __future__ import annotations
 
+import enum
 import importlib.util
 import os
 import sys
@@ -21,6 +25,17 @@ from pathlib import Path
 
 import slicer
 import slicer.util
+import slicer_parameter_rules as rules
+
+# The widget attribute a parameterNodeWrapper connector writes and reads, by widget class.
+BOUND_ATTRIBUTE = {
+    "QCheckBox": "checked", "ctkCheckBox": "checked", "QPushButton": "checked", "ctkCheckablePushButton": "checked",
+    "QSlider": "value", "QSpinBox": "value", "QDoubleSpinBox": "value", "ctkSliderWidget": "value",
+    "qMRMLSliderWidget": "value", "ctkDoubleSlider": "value", "ctkDoubleSpinBox": "value", "qMRMLSpinBox": "value",
+    "QComboBox": "currentText", "ctkComboBox": "currentText", "QLineEdit": "text", "QLabel": "text",
+    "QTextEdit": "plainText", "ctkPathLineEdit": "currentPath", "ctkDirectoryButton": "directory",
+    "qMRMLNodeComboBox": "currentNode",
+}
 
 
 class FakeWidget:
@@ -34,6 +49,48 @@ class FakeWidget:
         self.cells: dict[tuple[int, int], object] = {}  # QTableWidget items and cell widgets
         self.current_row = -1
         self._header = None
+        self.properties: dict[str, object] = {}
+        self.items: list[str] = []  # QComboBox entries
+        self.connector = None  # the parameterNodeWrapper connector bound to this widget
+        self._datatype, self._setter = None, None
+
+    def property(self, name):
+        return self.properties.get(name)
+
+    def bind(self, datatype, setter) -> None:
+        """What Slicer's connector does on connect: items from Choice/Enum, range from the bounds (or unbounded)."""
+        self._datatype, self._setter = datatype, setter
+        if datatype is None:
+            self.connector = None
+            return
+        base, annotations = rules.split_annotations(datatype)
+        choice = next((a for a in annotations if isinstance(a, rules.Choice)), None)
+        if self.class_name in ("QComboBox", "ctkComboBox"):
+            self.items = [str(c) for c in choice.choices] if choice else [m.name for m in base]
+        if BOUND_ATTRIBUTE.get(self.class_name) == "value" and base in (int, float):
+            within = next((a for a in annotations if isinstance(a, rules.WithinRange)), None)
+            low = next((a.minimum for a in annotations if isinstance(a, rules.Minimum)), float("-inf"))
+            high = next((a.maximum for a in annotations if isinstance(a, rules.Maximum)), float("inf"))
+            self.minimum, self.maximum = (within.minimum, within.maximum) if within else (low, high)
+
+    def show_value(self, value) -> None:
+        """The connector's write: a combo box refuses a value that is not one of its choices."""
+        if self.class_name in ("QComboBox", "ctkComboBox"):
+            shown = value.name if isinstance(value, enum.Enum) else str(value)
+            if shown not in self.items:
+                raise ValueError(f"Unable to find value {value} in choices {self.items}")
+            value = shown
+        object.__setattr__(self, BOUND_ATTRIBUTE[self.class_name], value)
+
+    def user_sets(self, value) -> None:
+        """A user edits the bound widget: the connector reads it into the parameter node."""
+        if self._setter is None:
+            raise AssertionError(f"{self.name} is not bound to a parameter")
+        if self.class_name in ("QComboBox", "ctkComboBox"):
+            base, annotations = rules.split_annotations(self._datatype)
+            choice = next((a for a in annotations if isinstance(a, rules.Choice)), None)
+            value = choice.choices[self.items.index(value)] if choice else base[value]
+        self._setter(value)
 
     def connect(self, signal, slot):
         self.connections.setdefault(signal, []).append(slot)
@@ -195,29 +252,6 @@ class ScriptedLoadableModuleTest(unittest.TestCase):
         self.displayed = getattr(self, "displayed", []) + [message]
 
 
-def parameterNodeWrapper(cls):
-    """Typed attributes over a parameter node; `connectGui` only records that it was called."""
-    defaults = {name: getattr(cls, name, None) for name in cls.__annotations__}
-
-    class Wrapper:
-        fields = tuple(defaults)
-
-        def __init__(self, node):
-            self.parameterNode = node
-            self.__dict__.update(defaults)
-            self.connected_guis = []
-
-        def connectGui(self, ui):
-            self.connected_guis.append(ui)
-            return len(self.connected_guis)
-
-        def disconnectGui(self, tag):
-            self.connected_guis[tag - 1] = None
-
-    Wrapper.__name__ = cls.__name__
-    return Wrapper
-
-
 class FakeDialogs:
     """What the module asked the user, and the answers the test gives."""
 
@@ -235,12 +269,29 @@ class FakeDialogs:
         self.pip_installs.append(requirements)
 
 
+def _property_value(element: ET.Element):
+    value = element[0]
+    if value.tag == "stringlist":
+        return [s.text or "" for s in value]
+    if value.tag == "bool":
+        return value.text == "true"
+    if value.tag in ("double", "number"):
+        return float(value.text)
+    return value.text or ""
+
+
 def ui_widgets(ui_file: str) -> types.SimpleNamespace:
+    """One FakeWidget per named widget of a .ui file, with its properties, table columns and combo-box items."""
     root = ET.parse(ui_file).getroot()
     widgets = {}
     for element in root.iter("widget"):
         widget = widgets[element.get("name")] = FakeWidget(element.get("name"), element.get("class"))
         widget.columnCount = len(element.findall("column"))
+        widget.properties = {p.get("name"): _property_value(p) for p in element.findall("property")}
+        widget.items = [item.find("property/string").text for item in element.findall("item")]
+        for name in ("minimum", "maximum", "value", "singleStep"):
+            if name in widget.properties:
+                setattr(widget, name, widget.properties[name])
     return types.SimpleNamespace(**widgets)
 
 
@@ -256,7 +307,9 @@ def load_module(monkeypatch, module_file: Path, scene) -> tuple[types.ModuleType
     for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest):
         setattr(scripted, cls.__name__, cls)
     wrapper = types.ModuleType("slicer.parameterNodeWrapper")
-    wrapper.parameterNodeWrapper = parameterNodeWrapper
+    for name in ("parameterNodeWrapper", "Choice", "WithinRange", "Minimum", "Maximum", "Default", "RangeBounds",
+                 "FloatRange"):
+        setattr(wrapper, name, getattr(rules, name))
     monkeypatch.setitem(sys.modules, "qt", qt)
     monkeypatch.setitem(sys.modules, "ctk", ctk)
     monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", scripted)

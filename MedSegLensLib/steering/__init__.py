@@ -14,7 +14,7 @@ from .output import (
 )
 from .scales import LatentScales, compute_latent_scales, load_latent_scales, sae_sha256, save_latent_scales
 from .session import SteeringResult, SteeringSession
-from .spec import MODES, STRENGTH_RANGES, RegionSpec, SteeringSpec
+from ..steering_contract import MODES, STRENGTH_RANGES, RegionSpec, SteeringSpec
 
 __all__ = [
     "LatentScales", "MODES", "RegionSpec", "STRENGTH_RANGES", "SteeringResult", "SteeringSession", "SteeringSpec",

@@ -18,7 +18,7 @@ from ..errors import IntegrityError
 from ..fileio import check_can_write, sha256_file, write_json_atomic
 from ..provenance import Provenance
 from .session import SteeringSession
-from .spec import SteeringSpec
+from ..steering_contract import SteeringSpec
 
 PROVENANCE_KEY = "MedSegLens.Provenance"
 SIDECAR_SUFFIX = ".provenance.json"

@@ -8,7 +8,7 @@ from scipy import ndimage
 from ..data import Grid, read_volume
 from ..data.geometry import overlap_fraction, resample_to_grid
 from ..errors import InputError
-from .spec import RegionSpec
+from ..steering_contract import RegionSpec
 
 MIN_MASK_OVERLAP = 0.5
 

@@ -33,7 +33,7 @@ from .interventions import coefficient_maps
 from .region import region_mask
 from .runners import EntryRunner, SuffixRunner
 from .scales import LatentScales
-from .spec import RegionSpec, SteeringSpec
+from ..steering_contract import RegionSpec, SteeringSpec
 from .windows import Blender, WindowBatch, layer_gate, monai_padding, padded, run_windows, spatial_slices
 
 

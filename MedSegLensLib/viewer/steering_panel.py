@@ -4,7 +4,8 @@ Every change of a control builds a steering spec and queues the worker's `steer`
 job in the "steer" slot: while one preview is computed the newest request waits
 and older waiting ones are dropped, so the page always ends on the latest
 sliders. Options (modes, strength ranges, neutral strengths, region kinds) come
-from the `encode` result, i.e. from the steering engine itself. The result is a
+from the `encode` result, i.e. from the steering contract the engine checks
+(`MedSegLensLib.steering_contract`), and the spec is built through that contract. The result is a
 segmentation file plus provenance; the app shows it as the "steered" source and
 Accept saves it with that provenance.
 """
@@ -14,9 +15,8 @@ from __future__ import annotations
 import math
 
 from ..errors import ParameterError
+from ..steering_contract import DEFAULT_MARGIN_MM, MAX_MARGIN_MM, RegionSpec, SteeringSpec
 
-DEFAULT_MARGIN_MM = 10.0
-MAX_MARGIN_MM = 50.0
 DICE_ROWS = ("WT", "TC", "ET", "ED", "NCR")
 SHOWN_REGIONS = ("none", "tumour-margin")  # a mask region needs a drawn mask: Slicer only
 NOT_ANALYSED = "Steering needs the case analysed by the workspace's model and SAE."
@@ -105,15 +105,11 @@ class SteeringPanel:
             raise ParameterError(f"strengths {strengths} must lie in [{low:g}, {high:g}] for {s.steer_mode} steering")
         if not latents or all(v == neutral for v in strengths):
             return None
-        region: dict = {"kind": s.steer_region}
-        if s.steer_region == "tumour-margin":
-            margin = _finite(s.steer_margin, "tumour margin")
-            if not 0.0 <= margin <= MAX_MARGIN_MM:
-                raise ParameterError(f"tumour margin {margin:g} mm must lie in [0, {MAX_MARGIN_MM:g}] mm")
-            region["margin_mm"] = margin
-        elif s.steer_region != "none":
+        if s.steer_region not in SHOWN_REGIONS:
             raise ParameterError(f"steering region {s.steer_region!r} is not one of {', '.join(SHOWN_REGIONS)}")
-        return {"latents": latents, "strengths": strengths, "mode": s.steer_mode, "region": region}
+        margin = _finite(s.steer_margin, "tumour margin") if s.steer_region == "tumour-margin" else 0.0
+        region = RegionSpec(s.steer_region, margin)
+        return SteeringSpec(tuple(latents), tuple(strengths), s.steer_mode, region).to_json()
 
     def show_result(self, result: dict) -> None:
         """The readout of a finished preview: Dice before/after per region and what changed."""

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParameterError
+from ..steering_contract import steering_options
 from .analysis_inputs import AnalysisInputs, analysis_inputs
 from .latent_annotations import read_annotations
 from .registry import JobContext, JobRegistry
@@ -90,13 +91,6 @@ def latent_statistics(analysis: CaseAnalysis) -> dict[str, np.ndarray]:
 def label_voxels(labels: np.ndarray) -> dict[str, int]:
     values, counts = np.unique(labels, return_counts=True)
     return {str(int(v)): int(c) for v, c in zip(values, counts) if v != 0}
-
-
-def steering_options() -> dict[str, Any]:
-    from ..steering.spec import MODES, NEUTRAL_STRENGTH, REGION_KINDS, STRENGTH_RANGES
-
-    return {"modes": list(MODES), "strength_ranges": {m: list(r) for m, r in STRENGTH_RANGES.items()},
-            "neutral": dict(NEUTRAL_STRENGTH), "regions": list(REGION_KINDS)}
 
 
 def encode(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:

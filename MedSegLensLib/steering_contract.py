@@ -1,4 +1,9 @@
-"""What to steer: latents, one strength each, a mode and an optional region (JSON round-trippable).
+"""The steering contract: what a steering request may hold, and its limits (torch-free).
+
+One module that every client of steering builds its request through: the
+steering engine, the CLI, the worker, the browser viewer and the Slicer module
+(whose .ui ranges and parameter annotations are checked against it). It imports
+nothing heavy, so light clients (the viewer, Slicer's Qt process) can use it.
 
 Strengths by mode (each latent i with decoder direction d_i and typical
 activation a_i, its 99th percentile when active on the SAE's training rows):
@@ -15,13 +20,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ParameterError
+from .errors import ParameterError
 
 MODES = ("additive", "multiplicative", "clamp")
 STRENGTH_RANGES = {"additive": (-10.0, 10.0), "multiplicative": (0.0, 10.0), "clamp": (0.0, 10.0)}
 NEUTRAL_STRENGTH = {"additive": 0.0, "multiplicative": 1.0}
 REGION_KINDS = ("none", "tumour-margin", "mask")
+MIN_MARGIN_MM = 0.0
 MAX_MARGIN_MM = 100.0
+DEFAULT_MARGIN_MM = 10.0
 
 
 @dataclass(frozen=True)
@@ -35,8 +42,10 @@ class RegionSpec:
     def __post_init__(self) -> None:
         if self.kind not in REGION_KINDS:
             raise ParameterError(f"region kind {self.kind!r} is unknown; use none, tumour-margin:MM or mask:FILE")
-        if self.kind == "tumour-margin" and not (0.0 <= self.margin_mm <= MAX_MARGIN_MM and math.isfinite(self.margin_mm)):
-            raise ParameterError(f"tumour margin {self.margin_mm} mm is out of range; use 0 to {MAX_MARGIN_MM:g} mm")
+        if self.kind == "tumour-margin" and not (math.isfinite(self.margin_mm)
+                                                 and MIN_MARGIN_MM <= self.margin_mm <= MAX_MARGIN_MM):
+            raise ParameterError(f"tumour margin {self.margin_mm:g} mm is out of range; "
+                                 f"use {MIN_MARGIN_MM:g} to {MAX_MARGIN_MM:g} mm")
         if self.kind == "mask" and not self.path:
             raise ParameterError("a mask region needs a file: --region mask:FILE")
 
@@ -50,7 +59,8 @@ class RegionSpec:
             try:
                 return cls(kind, margin_mm=float(value))
             except ValueError:
-                raise ParameterError(f"--region {text}: the margin must be a number of mm, e.g. tumour-margin:10") from None
+                raise ParameterError(f"--region {text}: the margin must be a number of mm, "
+                                     "e.g. tumour-margin:10") from None
         if kind == "mask":
             return cls(kind, path=value)
         raise ParameterError(f"--region {text!r} is not understood; use none, tumour-margin:MM or mask:FILE")
@@ -91,7 +101,8 @@ class SteeringSpec:
         if not self.latents:
             raise ParameterError("steering needs at least one latent (--latent I[,J...])")
         if len(self.latents) != len(self.strengths):
-            raise ParameterError(f"{len(self.latents)} latents but {len(self.strengths)} strengths; give one strength per latent")
+            raise ParameterError(f"{len(self.latents)} latents but {len(self.strengths)} strengths; "
+                                 "give one strength per latent")
         if len(set(self.latents)) != len(self.latents):
             raise ParameterError(f"latents {list(self.latents)} repeat an index; give each latent once")
         low, high = STRENGTH_RANGES[self.mode]
@@ -125,4 +136,12 @@ class SteeringSpec:
             return cls(tuple(data["latents"]), tuple(data["strengths"]), str(data["mode"]),
                        RegionSpec.from_json(data.get("region")))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ParameterError(f"steering spec is incomplete or malformed ({exc}); it needs latents, strengths and mode") from None
+            raise ParameterError(f"steering spec is incomplete or malformed ({exc}); "
+                                 "it needs latents, strengths and mode") from None
+
+
+def steering_options() -> dict[str, Any]:
+    """The limits as JSON, as the worker reports them to the viewer and the Slicer module."""
+    return {"modes": list(MODES), "strength_ranges": {m: list(r) for m, r in STRENGTH_RANGES.items()},
+            "neutral": dict(NEUTRAL_STRENGTH), "regions": list(REGION_KINDS),
+            "margin_mm": [MIN_MARGIN_MM, MAX_MARGIN_MM], "default_margin_mm": DEFAULT_MARGIN_MM}
