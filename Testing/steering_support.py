@@ -50,7 +50,7 @@ def train_layer_sae(model, case_folders: list[Path], layer: str, n_latents: int 
     sae, summary = train_sae(TensorRows(rows_t), TrainConfig(n_latents=n_latents, k=k, kind="topk", total_rows=total,
                                                              batch_size=512, init_rows=2048, seed=seed),
                              show_progress=False)
-    info = SAEInfo(model.fingerprint, layer, training=summary)
+    info = SAEInfo(model.fingerprint, layer, training=summary, architecture=model.config.architecture)
     sae.info = info
     if folder is not None:
         save_sae(sae, folder, info)

@@ -189,7 +189,7 @@ def test_cli_refuses_an_sae_of_another_model_in_one_line(cohorts, tiny_model_and
     done = _cli("interpret", "--model", str(tiny_model_and_sae / "model"), "--sae",
                 str(tiny_model_and_sae / "foreign-sae"), "--data", str(cohorts[0]), "--out", str(tmp_path / "x"))
     assert done.returncode == 2 and done.stderr.startswith("medseglens interpret: error:")
-    assert done.stderr.strip().count("\n") == 0 and "trained on model" in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "trained on another model" in done.stderr
     assert not (tmp_path / "x").exists()
 
 

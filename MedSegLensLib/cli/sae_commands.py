@@ -147,8 +147,9 @@ def run_train(args: argparse.Namespace) -> int:
     model, layer = _model_and_layer(args)
     check_can_write(args.out, args.overwrite)
     defaults = default_for(model) if None in (args.latents, args.k, args.kind) else None
-    config = TrainConfig(
-        n_latents=args.latents or defaults.n_latents, k=args.k or defaults.k, kind=args.kind or defaults.kind,
+    config = TrainConfig(  # checks every setting before anything is written
+        n_latents=defaults.n_latents if args.latents is None else args.latents,
+        k=defaults.k if args.k is None else args.k, kind=args.kind or defaults.kind,
         total_rows=args.rows, batch_size=args.batch_size, lr=args.learning_rate, seed=args.seed, checkpoint_every=50)
     store = _store_for_training(model, layer, args)
     group = job_group(args.distributed)
@@ -168,13 +169,13 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from ..data import discover_cohorts
     from ..models import load_model
-    from ..sae import check_compatible, load_sae
+    from ..sae import check_sae_for_model, load_sae
     from ..sae.evaluation import evaluate_sae
 
-    check_can_write(args.out, args.overwrite)
     sae = load_sae(args.sae)
     model = load_model(args.model, device=args.device)
-    check_compatible(sae, model.fingerprint, sae.info.layer, sae.d_in)  # before any work or progress bar
+    check_sae_for_model(sae, args.sae, model)  # before any other check, work or progress bar
+    check_can_write(args.out, args.overwrite)
     cases = discover_cohorts(args.data)
     with tqdm(total=len(cases), desc="evaluate SAE", unit="case", file=sys.stderr, dynamic_ncols=True) as bar:
         def report(done: int, total: int, case_id: str) -> None:

@@ -129,7 +129,7 @@ def architecture_study(
     Writes archs.json, pairs.csv, matching.png, report.html.
     """
     from ..models import labelled_cases, load_model
-    from ..sae import load_sae
+    from ..sae import check_sae_for_model, load_sae
     from .arch_cases import case_latent_maps
 
     if max_cases is not None and max_cases < 1:
@@ -140,6 +140,8 @@ def architecture_study(
     with atomic_directory(out_dir, overwrite=overwrite) as folder:  # refuses an existing folder before any work
         model_a, model_b = load_model(model_a_dir, device="cpu"), load_model(model_b_dir, device="cpu")
         sae_a, sae_b = load_sae(sae_a_dir), load_sae(sae_b_dir)
+        check_sae_for_model(sae_a, sae_a_dir, model_a)
+        check_sae_for_model(sae_b, sae_b_dir, model_b)
         cases = labelled_cases(data, populations)[:max_cases]
         names_a, names_b = labels_for(sae_a_dir, labels_a), labels_for(sae_b_dir, labels_b)
         study = ArchitectureDiff(sae_a.n_latents, sae_b.n_latents, settings)

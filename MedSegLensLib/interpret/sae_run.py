@@ -23,15 +23,15 @@ def interpret_sae_run(model_dir: str | os.PathLike, sae_dir: str | os.PathLike,
     """As `interpret_sae`, returning the whole result (score table, records, counts, cards)."""
     from ..data import discover_cohorts
     from ..models import load_model
-    from ..sae import check_compatible, encode_case, load_sae
+    from ..sae import check_sae_for_model, encode_case, load_sae
 
+    model = load_model(model_dir, device=device)
+    sae = load_sae(sae_dir)
+    check_sae_for_model(sae, sae_dir, model)
     if precision not in ("fp32", "bf16"):
         raise ParameterError(f"precision {precision!r}: use fp32 or bf16")
     check_can_write(out_dir, overwrite)
     data_dirs = [str(d) for d in data_dirs]
-    model = load_model(model_dir, device=device)
-    sae = load_sae(sae_dir)
-    check_compatible(sae, model.fingerprint, sae.info.layer, sae.d_in)
     cases = discover_cohorts(data_dirs)
 
     def encode(case):

@@ -13,7 +13,7 @@ from .capture import FeatureMap, layer_features
 from .encode import CaseCodes, encode_case, encode_features
 from .feature_rows import FeatureRows, sample_feature_map
 from .fidelity import FidelityReport, dice_recovered, evaluate_fidelity
-from .io import SAEInfo, check_compatible, load_sae, save_sae
+from .io import SAEInfo, check_compatible, check_sae_for_model, load_sae, save_sae
 from .model import SAEConfig, SparseAutoencoder
 from .rows import RowSource, TensorRows
 from .store import ActivationStore, StoreWriter
@@ -23,6 +23,7 @@ from .training import Progress, TrainConfig, Trainer, train_sae
 __all__ = [
     "ActivationStore", "CaseCodes", "DEFAULT_QUOTAS", "FeatureMap", "FeatureRows", "FidelityReport", "Progress",
     "RowSource", "SAEConfig", "SAEInfo", "STRATA", "SparseAutoencoder", "StoreWriter", "TensorRows", "TrainConfig",
-    "Trainer", "check_compatible", "dice_recovered", "encode_case", "encode_features", "evaluate_fidelity",
-    "layer_features", "load_sae", "sample_by_stratum", "sample_feature_map", "save_sae", "train_sae", "voxel_strata",
+    "Trainer", "check_compatible", "check_sae_for_model", "dice_recovered", "encode_case", "encode_features",
+    "evaluate_fidelity", "layer_features", "load_sae", "sample_by_stratum", "sample_feature_map", "save_sae",
+    "train_sae", "voxel_strata",
 ]

@@ -76,6 +76,7 @@ def publish_sae(model: SegmentationModel, layer: str, store: ActivationStore, ou
                 sae: SparseAutoencoder, summary: dict, overwrite: bool) -> None:
     """Save the trained SAE with its sidecar (adds the training data to `summary`) and drop the run's checkpoints."""
     summary["data"] = data_summary(store)
-    save_sae(sae, out, SAEInfo(model.fingerprint, layer, {"input_scale_folded": summary["input_scale"]}, summary),
-             overwrite=overwrite)
+    info = SAEInfo(model.fingerprint, layer, {"input_scale_folded": summary["input_scale"]}, summary,
+                   model.config.architecture)
+    save_sae(sae, out, info, overwrite=overwrite)
     shutil.rmtree(partial_dir(out), ignore_errors=True)

@@ -1,8 +1,8 @@
 """Saving, loading and compatibility checks of trained SAEs.
 
 An SAE folder holds `sae.safetensors` (W_enc, b_enc, W_dec, b_dec, threshold) and
-`sae.json`: its shape (d_in, latents, k, kind), the backbone fingerprint and layer
-it was trained on, the inference threshold, the input scaling that was folded into
+`sae.json`: its shape (d_in, latents, k, kind), the backbone fingerprint, architecture
+and layer it was trained on, the inference threshold, the input scaling that was folded into
 the weights, the training summary, and the sha256 of the weights file, verified on
 load. Weights are never unpickled.
 """
@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import CompatibilityError, InputError, IntegrityError, MedSegLensError
 from ..fileio import atomic_directory, sha256_file
+from ..models.inference import SegmentationModel
 from .model import SAEConfig, SparseAutoencoder
 
 FORMAT = "medseglens-sae"
@@ -37,6 +38,11 @@ class SAEInfo:
     layer: str
     scaling: dict[str, float] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    architecture: str = ""  # of the backbone, to name it in messages; empty in SAEs saved before it was recorded
+
+    def model_name(self) -> str:
+        """The backbone as a person tells models apart: architecture and the start of its fingerprint."""
+        return f"{self.architecture or 'model'} {self.model_fingerprint[:12]}"
 
 
 def save_sae(
@@ -57,6 +63,7 @@ def save_sae(
             "version": VERSION,
             **sae.config.to_dict(),
             "model_fingerprint": info.model_fingerprint,
+            "model_architecture": info.architecture,
             "layer": info.layer,
             "threshold": float(sae.threshold),
             "scaling": info.scaling,
@@ -85,7 +92,7 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
     try:
         config = SAEConfig(int(sidecar["d_in"]), int(sidecar["n_latents"]), int(sidecar["k"]), str(sidecar["kind"]))
         info = SAEInfo(str(sidecar["model_fingerprint"]), str(sidecar["layer"]), dict(sidecar.get("scaling") or {}),
-                       dict(sidecar.get("training") or {}))
+                       dict(sidecar.get("training") or {}), str(sidecar.get("model_architecture") or ""))
         tensors = load_file(str(weights_path))
     except (KeyError, TypeError, ValueError, MedSegLensError, SafetensorError) as exc:
         raise IntegrityError(f"{sidecar_path}: entry missing or invalid ({' '.join(str(exc).split())[:120]}); "
@@ -120,3 +127,23 @@ def check_compatible(sae: SparseAutoencoder, model_fingerprint: str, layer: str,
     if sae.d_in != d_in:
         raise CompatibilityError(
             f"SAE expects {sae.d_in} channels but layer {layer!r} gives {d_in}; the model or layer changed, retrain the SAE")
+
+
+def check_sae_for_model(sae: SparseAutoencoder, sae_dir: str | Path, model: SegmentationModel,
+                        layer: str | None = None) -> str:
+    """The layer the SAE encodes on `model`; refuses an SAE of another model (checked first) or another layer.
+
+    Commands that take a model and an SAE call this before any other check or work, so a mixed-up pair is
+    reported as such (naming both models) instead of as a symptom (an unknown layer, a latent that never fired).
+    """
+    info: SAEInfo = sae.info
+    if info.model_fingerprint != model.fingerprint:
+        model_dir = model.model_dir or "the model"
+        raise CompatibilityError(
+            f"{sae_dir}: this SAE was trained on another model ({info.model_name()}), not on {model_dir} "
+            f"({model.config.architecture} {model.fingerprint[:12]}); pass the model it was trained on, "
+            "or an SAE trained on this one")
+    if layer is not None and layer != info.layer:
+        raise CompatibilityError(f"{sae_dir}: this SAE encodes layer {info.layer!r}, not {layer!r}; "
+                                 f"leave out --layer or train an SAE for {layer}")
+    return info.layer

@@ -26,6 +26,16 @@ Kind = Literal["batchtopk", "topk"]
 KINDS: tuple[str, ...] = ("batchtopk", "topk")
 
 
+def check_dictionary(n_latents: int, k: int, kind: str) -> None:
+    """Refuse a latent count, k or kind no SAE can have (shared by the SAE and its training settings)."""
+    if kind not in KINDS:
+        raise ParameterError(f"SAE kind {kind!r} is unknown; use one of {', '.join(KINDS)}")
+    if n_latents < 1:
+        raise ParameterError(f"latents={n_latents}: an SAE needs at least one latent")
+    if not 1 <= k <= n_latents:
+        raise ParameterError(f"k={k} must be between 1 and the number of latents ({n_latents})")
+
+
 @dataclass(frozen=True)
 class SAEConfig:
     d_in: int
@@ -34,12 +44,9 @@ class SAEConfig:
     kind: Kind = "batchtopk"
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ParameterError(f"SAE kind {self.kind!r} is unknown; use one of {', '.join(KINDS)}")
-        if self.d_in < 1 or self.n_latents < 1:
-            raise ParameterError(f"SAE sizes must be positive (d_in={self.d_in}, latents={self.n_latents})")
-        if not 1 <= self.k <= self.n_latents:
-            raise ParameterError(f"k={self.k} must be between 1 and the number of latents ({self.n_latents})")
+        if self.d_in < 1:
+            raise ParameterError(f"SAE input size must be positive (d_in={self.d_in})")
+        check_dictionary(self.n_latents, self.k, self.kind)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -32,7 +32,7 @@ from ..errors import CompatibilityError, IntegrityError, ParameterError
 from ..fileio import atomic_directory
 from . import objective
 from .init import geometric_median, input_scale_for
-from .model import SAEConfig, SparseAutoencoder
+from .model import SAEConfig, SparseAutoencoder, check_dictionary
 from .reduce import LOCAL, Reducer
 from .rows import RowSource, seeded_generator
 
@@ -59,6 +59,10 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps; 0 = no checkpoints
 
     def __post_init__(self) -> None:
+        """Refuse bad settings here, before any caller creates a store, a checkpoint folder or an output."""
+        check_dictionary(self.n_latents, self.k, self.kind)
+        if self.lr is not None and not self.lr > 0:
+            raise ParameterError(f"learning rate {self.lr} must be positive")
         if self.batch_size < 1 or self.total_rows < self.batch_size:
             raise ParameterError(f"need total_rows ({self.total_rows}) >= batch_size ({self.batch_size}) >= 1")
         if self.compute_dtype not in COMPUTE_DTYPES:

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..data import Case
 from ..errors import ParameterError
 from ..models.inference import SegmentationModel, load_model
-from ..sae import load_sae
+from ..sae import check_sae_for_model, load_sae
 from .scales import SCALES_FILE, latent_scales_for, sae_sha256
 from .session import SteeringSession
 from ..steering_contract import SteeringSpec
@@ -17,9 +17,13 @@ def open_session(model: SegmentationModel | str | Path, sae_dir: str | Path, cas
                  device=None, spec: SteeringSpec | None = None) -> SteeringSession:
     """A session on the SAE's layer (or `layer`) with the latents' typical activations (stored or measured).
 
-    With `spec`, its latents are checked against the SAE before the (costly) first pass.
+    The SAE is checked against the model first; with `spec`, its latents are checked against the SAE,
+    all before the (costly) first pass.
     """
     sae = load_sae(sae_dir)
+    if not isinstance(model, SegmentationModel):
+        model = load_model(model, device=device)
+    layer = check_sae_for_model(sae, sae_dir, model, layer)
     sha = sae_sha256(sae_dir)
     scales = latent_scales_for(sae_dir, sae, sha)
     if spec is not None:
@@ -29,6 +33,4 @@ def open_session(model: SegmentationModel | str | Path, sae_dir: str | Path, cas
                 raise ParameterError(f"{spec.mode} steering needs {Path(sae_dir) / SCALES_FILE}: measure it with "
                                      "`medseglens steer-scales --sae SAE_DIR --store STORE_DIR`")
             scales.of(spec.latents)
-    if not isinstance(model, SegmentationModel):
-        model = load_model(model, device=device)
-    return SteeringSession(model, sae, case, layer or sae.info.layer, scales=scales, sae_sha256=sha)
+    return SteeringSession(model, sae, case, layer, scales=scales, sae_sha256=sha)

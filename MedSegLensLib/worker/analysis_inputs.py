@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CompatibilityError
 from .registry import JobContext, folder_fingerprint
 from .segment_job import case_fingerprint, load_case_param, require
 
@@ -50,6 +49,7 @@ def _load_sae(sae_dir: Path) -> tuple[Any, str]:
 def analysis_inputs(params: dict[str, Any], ctx: JobContext, first: float = 0.0, last: float = 0.3) -> AnalysisInputs:
     """Model, SAE (checked against the model) and case of a request, from the cache when unchanged."""
     from ..models import load_model
+    from ..sae import check_sae_for_model
 
     model_dir, sae_dir = Path(require(params, "model")), Path(require(params, "sae"))
     case_value = require(params, "case")
@@ -60,10 +60,7 @@ def analysis_inputs(params: dict[str, Any], ctx: JobContext, first: float = 0.0,
     ctx.progress(first + step, "loading the SAE")
     sae_key = sae_fingerprint(sae_dir)
     sae, sha = ctx.cache.get_or_create("sae", sae_key, lambda: _load_sae(sae_dir))
-    if sae.info.model_fingerprint != model.fingerprint:
-        raise CompatibilityError(
-            f"{sae_dir}: this SAE was trained on another model (fingerprint {sae.info.model_fingerprint[:12]}..., "
-            f"the model is {model.fingerprint[:12]}...); pick the SAE trained on {model_dir.name}")
+    check_sae_for_model(sae, sae_dir, model)
     ctx.progress(first + 2 * step, "reading the case")
     case_key = case_fingerprint(case_value)
     case = ctx.cache.get_or_create("case", case_key,

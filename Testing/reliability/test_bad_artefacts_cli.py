@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from steering_support import UNET_DECODER, train_layer_sae, write_planted_case
+from steering_support import SEGFORMER_DECODER, UNET_DECODER, train_layer_sae, write_planted_case
 from worker_cases import save_tiny_model
 
 from MedSegLensLib.models import load_model
@@ -125,7 +125,36 @@ def _declare_huge_sae(folder: Path):
 
 
 def _sae_for_another_model(base: dict, root: Path):
-    return _steer(base, root, model=base["other_model"]), ["trained on model"]
+    return _steer(base, root, model=base["other_model"]), [base["sae"], "trained on another model", "unet",
+                                                            base["other_model"]]
+
+
+def _segformer_sae_on_the_unet(command):
+    """The SegFormer's SAE given with the U-Net: the message names both models, whatever the command."""
+    def build(base: dict, root: Path):
+        sae = base["segformer_sae"]
+        argv = {
+            "steer": _steer(base, root, sae=sae),
+            "sae eval": ["sae", "eval", "--model", base["model"], "--sae", sae, "--data", base["cohort"],
+                         "--out", root / "eval.json"],
+            "latents": ["latents", "--model", base["model"], "--sae", sae, "--case", base["case"]],
+            "interpret": ["interpret", "--model", base["model"], "--sae", sae, "--data", base["cohort"],
+                          "--out", root / "interp"],
+            "diff archs": ["diff", "archs", "--model-a", base["model"], "--sae-a", base["sae"],
+                           "--model-b", base["model"], "--sae-b", sae, "--data", base["cohort"], "--out", root / "d"],
+        }[command]
+        return argv, [sae, "trained on another model", "(segformer ", "(unet ", base["model"]]
+
+    return build
+
+
+def _sae_train(named: str, *options):
+    """`sae train` with bad settings: refused before the activation store or OUT.partial/ is created."""
+    def build(base: dict, root: Path):
+        return ["sae", "train", "--model", base["model"], "--data", base["cohort"], "--out", root / "sae-new",
+                "--rows", "4096", "--batch-size", "512", *options], [named]
+
+    return build
 
 
 def _sae_for_another_layer(base: dict, root: Path):
@@ -175,6 +204,13 @@ CORPUS = {
     "SAE: sae.json declares 10^9 latents": _sae_variant(_declare_huge_sae, "sae.json implies"),
     "SAE: trained on another model": _sae_for_another_model,
     "SAE: trained on another layer": _sae_for_another_layer,
+    **{f"{command}: the SegFormer's SAE on the U-Net": _segformer_sae_on_the_unet(command)
+       for command in ("steer", "sae eval", "latents", "interpret", "diff archs")},
+    "sae train: negative latent count": _sae_train("latents=-5", "--latents", "-5"),
+    "sae train: zero latents": _sae_train("latents=0", "--latents", "0"),
+    "sae train: k above the latent count": _sae_train("k=9", "--latents", "8", "--k", "9"),
+    "sae train: zero k": _sae_train("k=0", "--latents", "8", "--k", "0"),
+    "sae train: negative learning rate": _sae_train("-0.1", "--learning-rate", "-0.1"),
     "steer: negative latent": _steer_options("--latent", "-1", "--alpha", "1"),
     "steer: latent 10^30": _steer_options("--latent", "1" + "0" * 30, "--alpha", "1"),
     "steer: repeated latent": _steer_options("--latent", "1,1", "--alpha", "1,1"),
@@ -195,7 +231,7 @@ CORPUS = {
 
 @pytest.fixture(scope="module")
 def artefacts(tmp_path_factory):
-    """A real tiny model, a second model, a labelled case and an SAE trained on the first model's decoder."""
+    """A real tiny U-Net, a second U-Net, a tiny SegFormer, a labelled case and an SAE per U-Net and SegFormer."""
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("artefacts")
     model_dir = save_tiny_model(base / "model")
@@ -203,9 +239,13 @@ def artefacts(tmp_path_factory):
     from MedSegLensLib.models import build_network, save_model, tiny_config
 
     save_model(build_network(tiny_config("unet")), tiny_config("unet"), base / "other-model")
+    save_model(build_network(tiny_config("segformer")), tiny_config("segformer"), base / "segformer")
     case = write_planted_case(base / "cases", "case-a", seed=0)
     train_layer_sae(load_model(model_dir, device="cpu"), [case], UNET_DECODER, n_latents=8, k=2, folder=base / "sae")
-    return {"model": model_dir, "other_model": base / "other-model", "sae": base / "sae", "case": case, "base": base}
+    train_layer_sae(load_model(base / "segformer", device="cpu"), [case], SEGFORMER_DECODER, n_latents=8, k=2,
+                    folder=base / "segformer-sae")
+    return {"model": model_dir, "other_model": base / "other-model", "sae": base / "sae", "case": case,
+            "cohort": base / "cases", "segformer_sae": base / "segformer-sae", "base": base}
 
 
 @pytest.fixture(scope="module")
