@@ -23,6 +23,9 @@ from ..errors import MedSegLensError, ParameterError
 from ..sae.reduce import Reducer
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+# How long a leaving rank waits for the others at the final barrier. Ranks reach it together
+# (the commands end with a collective), so only a rank that died elsewhere makes anyone wait this long.
+LEAVE_TIMEOUT_S = 120
 T = TypeVar("T")
 
 
@@ -105,8 +108,10 @@ def joined(backend: str | None = None, timeout_minutes: float = 60) -> Iterator[
     device = _join(backend, timeout_minutes)
     try:
         yield RankGroup(device)
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # no barrier: the other ranks may never reach one
+        raise
+    leave()
 
 
 def job_group(requested: bool = False) -> RankGroup | None:
@@ -118,8 +123,27 @@ def job_group(requested: bool = False) -> RankGroup | None:
     if not (requested or several):
         return None
     device = _join(None, 60)
-    atexit.register(dist.destroy_process_group)
+    atexit.register(leave)
     return RankGroup(device)
+
+
+def leave() -> None:
+    """Leave the job together: wait until every rank is here, then tear the process group down.
+
+    A rank that destroys its group while a peer is still finishing the last collective
+    closes that peer's connections under a running operation; gloo's threads then abort
+    the peer ("terminate called without an active exception", exit -6). After the barrier
+    no rank has an operation in flight, so each rank's teardown joins idle threads only.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if dist.get_backend() == "gloo":  # bounded: a rank that died elsewhere must not hold this one forever
+            dist.monitored_barrier(timeout=timedelta(seconds=LEAVE_TIMEOUT_S))
+        else:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 def _join(backend: str | None, timeout_minutes: float) -> torch.device:
