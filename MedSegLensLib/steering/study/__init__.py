@@ -9,4 +9,4 @@ from .selection import SELECTIONS
 from .settings import StudySettings
 from .stats import wilson
 
-__all__ = ["RecoveryStudy", "SELECTIONS", "StudySettings", "run_recovery_study", "wilson"]
+__all__ = ["SELECTIONS", "RecoveryStudy", "StudySettings", "run_recovery_study", "wilson"]

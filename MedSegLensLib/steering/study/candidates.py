@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ...sae import ActivationStore, SparseAutoencoder
-from ..spec import RegionSpec, SteeringSpec
+from ...steering_contract import RegionSpec, SteeringSpec
 from .settings import REFERENCE_POPULATION, StudySettings
 
 TUMOUR_LABELS = (1, 2, 3)

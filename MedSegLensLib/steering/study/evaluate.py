@@ -15,9 +15,9 @@ import torch
 
 from ...data import Case
 from ...metrics.scores import STRUCTURES, dice
+from ...steering_contract import RegionSpec, SteeringSpec
 from ..region import region_mask
 from ..session import SteeringSession
-from ..spec import RegionSpec, SteeringSpec
 from .candidates import Candidate
 
 SCORED = ("WT", "TC", "ET", "ED")

@@ -27,12 +27,19 @@ from ...metrics.scores import STRUCTURES
 from ...models.inference import load_model
 from ...sae import load_sae
 from ...sae.extract import complete_store
+from ...steering_contract import RegionSpec
 from ..scales import latent_scales_for, sae_sha256
 from ..session import SteeringSession
-from ..spec import RegionSpec
 from .candidates import (
-    Candidate, LatentUsage, direction_candidates, latent_usage, logit_bias_candidates, population_specific,
-    random_latents, sae_candidates, shared_latents,
+    Candidate,
+    LatentUsage,
+    direction_candidates,
+    latent_usage,
+    logit_bias_candidates,
+    population_specific,
+    random_latents,
+    sae_candidates,
+    shared_latents,
 )
 from .evaluate import SCORED, CaseEvaluator
 from .report import write_report

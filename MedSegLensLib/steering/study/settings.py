@@ -71,6 +71,6 @@ class StudySettings:
         return asdict(self)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "StudySettings":
+    def from_file(cls, path: str | Path) -> StudySettings:
         data = read_settings(path, cls, "study settings")
         return cls(**data)
