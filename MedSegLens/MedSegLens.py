@@ -35,7 +35,8 @@ def _make_library_importable():
 
 _make_library_importable()
 
-from MedSegLensLib.slicer_overlay import STYLES as OVERLAY_STYLES  # noqa: E402 - after the path is set
+from MedSegLensLib.slicer_module.compatibility import MINIMUM_SLICER_TEXT, unsupported_slicer  # noqa: E402
+from MedSegLensLib.slicer_module.overlay import STYLES as OVERLAY_STYLES  # noqa: E402 - after the path is set
 from MedSegLensLib.steering_contract import (  # noqa: E402
     DEFAULT_MARGIN_MM, MAX_MARGIN_MM, MIN_MARGIN_MM, MODES, REGION_KINDS,
 )
@@ -53,7 +54,8 @@ class MedSegLens(ScriptedLoadableModule):
         self.parent.helpText = (
             "Run a brain-tumour segmentation network on a case (T1, T1c, T2, FLAIR), see which sparse-autoencoder "
             "latent features fire where, steer them to correct the segmentation, and accept the result as a new "
-            "segmentation. Heavy work runs in a background process; Cancel stops it and leaves the scene as it was."
+            "segmentation. Heavy work runs in a background process; Cancel stops it and leaves the scene as it was. "
+            f"Needs {MINIMUM_SLICER_TEXT} or newer and the PyTorch Utils extension."
         )
         self.parent.acknowledgementText = (
             "Method after Med-SegLens (Ahmed, Mohammed, Asilian Bidgoli, 2026). Background processing follows "
@@ -80,7 +82,7 @@ class MedSegLensParameterNode:
 
 
 class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Thin Qt glue: every action calls `MedSegLensLib.slicer_logic.ModuleLogic`; heavy work runs in the worker."""
+    """Thin Qt glue: every action calls `MedSegLensLib.slicer_module.logic.ModuleLogic`; heavy work runs in the worker."""
 
     TIMER_INTERVAL_MS = 100
 
@@ -98,6 +100,10 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        problem = unsupported_slicer(slicer.app.majorVersion, slicer.app.minorVersion)
+        if problem:
+            self.layout.addWidget(qt.QLabel(problem))
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/MedSegLens.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -133,7 +139,8 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
 
     def enter(self):
-        self.initializeParameterNode()
+        if self.logic is not None:  # None in an unsupported Slicer: the panel is only a message
+            self.initializeParameterNode()
 
     def exit(self):
         if self._parameterNode:
@@ -144,7 +151,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Reload the library too (Python 3.12 has no `imp`; importlib.reload does it)."""
         if self.logic is not None:
             self.logic.shutdown()
-        from MedSegLensLib.slicer_logic import reload_library
+        from MedSegLensLib.slicer_module.logic import reload_library
 
         reload_library()
         ScriptedLoadableModuleWidget.onReload(self)
@@ -202,7 +209,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def makeCallbacks(self, finished=None):
         """Callbacks of a job: the progress bar and the log, then `finished(node)` (the Apply result by default)."""
-        from MedSegLensLib.slicer_logic import JobCallbacks
+        from MedSegLensLib.slicer_module.logic import JobCallbacks
 
         return JobCallbacks(
             progress=self.onProgress,
@@ -388,7 +395,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def requestPreview(self, force=False):
         """Ask the worker for a preview of the current steering (a newer request supersedes a waiting one)."""
-        from MedSegLensLib.slicer_steering import SteeringRequest
+        from MedSegLensLib.slicer_module.steering import SteeringRequest
 
         state = self._parameterNode
         if self.logic.analysis is None or not self.steeringSliders or not (force or state.previewEnabled):
@@ -404,7 +411,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.startTimer()
 
     def onPreviewShown(self, node):
-        from MedSegLensLib.slicer_steering import dice_summary
+        from MedSegLensLib.slicer_module.steering import dice_summary
 
         self.ui.steeringDiceValueLabel.setText(dice_summary(self.logic.analysis.preview.outcome))
 
@@ -430,7 +437,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class MedSegLensLogic(ScriptedLoadableModuleLogic):
-    """Slicer-side wiring of `MedSegLensLib.slicer_logic.ModuleLogic` (worker launched with PythonSlicer)."""
+    """Slicer-side wiring of `MedSegLensLib.slicer_module.logic.ModuleLogic` (worker launched with PythonSlicer)."""
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
@@ -442,7 +449,7 @@ class MedSegLensLogic(ScriptedLoadableModuleLogic):
     @property
     def core(self):
         if self._core is None:
-            from MedSegLensLib.slicer_logic import ModuleLogic
+            from MedSegLensLib.slicer_module.logic import ModuleLogic
             from MedSegLensLib.worker import WorkerProcess
 
             python = shutil.which("PythonSlicer") or sys.executable
@@ -572,7 +579,7 @@ class MedSegLensTest(ScriptedLoadableModuleTest):
         self.assertFalse(logic.running, "the job did not finish in time")
 
     def _recorder(self, events):
-        from MedSegLensLib.slicer_logic import JobCallbacks
+        from MedSegLensLib.slicer_module.logic import JobCallbacks
 
         return JobCallbacks(
             progress=lambda f, m: events.append(("progress", f)),
@@ -596,7 +603,7 @@ class MedSegLensTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def test_cancel_leaves_the_scene_unchanged(self):
-        from MedSegLensLib.slicer_logic import JobCallbacks, node_ids
+        from MedSegLensLib.slicer_module.logic import JobCallbacks, node_ids
 
         self.delayDisplay("Cancelling a running job")
         logic = MedSegLensLogic()
@@ -613,7 +620,7 @@ class MedSegLensTest(ScriptedLoadableModuleTest):
 
     def test_latents_steering_accept_and_export(self):
         from MedSegLensLib.scene import overlay_latent, read_provenance
-        from MedSegLensLib.slicer_steering import SteeringRequest
+        from MedSegLensLib.slicer_module.steering import SteeringRequest
 
         self.delayDisplay("Latents, overlay, steering preview, Accept and export on a tiny model and SAE")
         logic = MedSegLensLogic()

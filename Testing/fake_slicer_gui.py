@@ -159,6 +159,14 @@ class FakeTableItem:
         return self._text
 
 
+class FakeLabel(FakeWidget):
+    """qt.QLabel made in code."""
+
+    def __init__(self, text: str = ""):
+        super().__init__("label", "QLabel")
+        self.text = text
+
+
 class FakeSlider(FakeWidget):
     """ctk.ctkSliderWidget made in code; setting `value` emits valueChanged(double) like Qt."""
 
@@ -252,6 +260,16 @@ class ScriptedLoadableModuleTest(unittest.TestCase):
         self.displayed = getattr(self, "displayed", []) + [message]
 
 
+class FakeApp:
+    """slicer.app: the version the module checks at start-up (the oldest supported unless a test says otherwise)."""
+
+    def __init__(self, major: int = 5, minor: int = 10):
+        self.majorVersion, self.minorVersion = major, minor
+
+    def processEvents(self):  # noqa: N802 - Qt's name
+        return None
+
+
 class FakeDialogs:
     """What the module asked the user, and the answers the test gives."""
 
@@ -295,12 +313,14 @@ def ui_widgets(ui_file: str) -> types.SimpleNamespace:
     return types.SimpleNamespace(**widgets)
 
 
-def load_module(monkeypatch, module_file: Path, scene) -> tuple[types.ModuleType, FakeDialogs]:
+def load_module(monkeypatch, module_file: Path, scene, version: tuple[int, int] = (5, 10)
+                ) -> tuple[types.ModuleType, FakeDialogs]:
     """Import MedSegLens.py with the fake GUI installed and `slicer.mrmlScene` set to `scene`."""
     dialogs = FakeDialogs()
     qt = types.ModuleType("qt")
     qt.QTimer = FakeTimer
     qt.QTableWidgetItem = FakeTableItem
+    qt.QLabel = lambda text="": FakeLabel(text)
     ctk = types.ModuleType("ctk")
     ctk.ctkSliderWidget = FakeSlider
     scripted = types.ModuleType("slicer.ScriptedLoadableModule")
@@ -315,6 +335,7 @@ def load_module(monkeypatch, module_file: Path, scene) -> tuple[types.ModuleType
     monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", scripted)
     monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", wrapper)
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    monkeypatch.setattr(slicer, "app", FakeApp(*version), raising=False)
     monkeypatch.setattr(slicer.util, "loadUI", lambda path: FakeWidget("MedSegLens", "qMRMLWidget"), raising=False)
     monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda widget: ui_widgets(str(module_file.parent / "Resources" / "UI" / "MedSegLens.ui")), raising=False)
     monkeypatch.setattr(slicer.util, "startupEnvironment", lambda: dict(os.environ), raising=False)
@@ -331,12 +352,12 @@ def load_module(monkeypatch, module_file: Path, scene) -> tuple[types.ModuleType
 MODULE_FILE = Path(__file__).resolve().parents[1] / "MedSegLens" / "MedSegLens.py"
 
 
-def open_widget(monkeypatch):
+def open_widget(monkeypatch, version: tuple[int, int] = (5, 10)):
     """The module's real widget, set up on a fresh headless slicer-core scene (call `cleanup()` when done)."""
     from MedSegLensLib.scene import create_headless_slicer
 
     scene = create_headless_slicer().scene
-    module, dialogs = load_module(monkeypatch, MODULE_FILE, scene)
+    module, dialogs = load_module(monkeypatch, MODULE_FILE, scene, version)
     module.MedSegLens(FakeParent())
     widget = module.MedSegLensWidget(FakeParent())
     widget.setup()

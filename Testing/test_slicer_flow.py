@@ -25,8 +25,8 @@ from MedSegLensLib.data import MODALITIES, read_case  # noqa: E402
 from MedSegLensLib.errors import ParameterError  # noqa: E402
 from MedSegLensLib.models import load_model  # noqa: E402
 from MedSegLensLib.sae import encode_case, load_sae  # noqa: E402
-from MedSegLensLib.slicer_logic import ModuleLogic  # noqa: E402
-from MedSegLensLib.slicer_steering import SteeringRequest  # noqa: E402
+from MedSegLensLib.slicer_module.logic import ModuleLogic  # noqa: E402
+from MedSegLensLib.slicer_module.steering import SteeringRequest  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow, pytest.mark.scene]
 assets = assets_fixture("flow")

@@ -24,7 +24,7 @@ from slicer_parameter_rules import (  # noqa: E402
     Choice, Default, FloatRange, Maximum, Minimum, QColor, RangeBounds, WithinRange, connector_for,
 )
 
-from MedSegLensLib.slicer_overlay import STYLES  # noqa: E402
+from MedSegLensLib.slicer_module.overlay import STYLES  # noqa: E402
 from MedSegLensLib.steering_contract import (  # noqa: E402
     DEFAULT_MARGIN_MM, MAX_MARGIN_MM, MIN_MARGIN_MM, MODES, REGION_KINDS,
 )

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from MedSegLensLib.errors import ParameterError
-from MedSegLensLib.slicer_steering import SteeringRequest
+from MedSegLensLib.slicer_module.steering import SteeringRequest
 from MedSegLensLib.steering_contract import (
     DEFAULT_MARGIN_MM, MAX_MARGIN_MM, MIN_MARGIN_MM, MODES, REGION_KINDS, STRENGTH_RANGES, RegionSpec, SteeringSpec,
     steering_options,
@@ -19,7 +19,7 @@ from MedSegLensLib.viewer.steering_panel import SteeringPanel
 
 def test_the_contract_imports_without_torch():
     code = ("import sys; import MedSegLensLib.steering_contract, MedSegLensLib.viewer.steering_panel, "
-            "MedSegLensLib.slicer_steering; print('torch' in sys.modules)")
+            "MedSegLensLib.slicer_module.steering; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False", out.stderr
 

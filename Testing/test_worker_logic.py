@@ -20,7 +20,7 @@ from fake_slicer_gui import open_widget, run_timer_until_idle  # noqa: E402
 
 from MedSegLensLib.data import MODALITIES, read_volume  # noqa: E402
 from MedSegLensLib.errors import ParameterError  # noqa: E402
-from MedSegLensLib.slicer_logic import JobCallbacks, ModuleLogic, hierarchy_items, node_ids  # noqa: E402
+from MedSegLensLib.slicer_module.logic import JobCallbacks, ModuleLogic, hierarchy_items, node_ids  # noqa: E402
 from MedSegLensLib.worker import WorkerProcess  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.scene]

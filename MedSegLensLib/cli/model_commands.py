@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     segment = subparsers.add_parser("segment", help="segment one case (output in the input's exact geometry)")
     segment.add_argument("--model", required=True, metavar="MODEL_DIR")
     segment.add_argument("--case", required=True, metavar="CASE", help="case folder with BraTS-named modality files")
-    segment.add_argument("--out", required=True, metavar="SEG.nii.gz", help="label map to write (.nii.gz, .nii or .nrrd)")
+    segment.add_argument("--out", required=True, metavar="SEG.nii.gz",
+                         help="label map (.nii.gz, .nii, .nrrd) or Slicer segmentation (.seg.nrrd) to write")
     _add_inference_options(segment)
     segment.set_defaults(handler=run_segment)
 
@@ -123,12 +124,20 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_segment(args: argparse.Namespace) -> int:
     from ..models import load_model
+    from ..provenance import Provenance
+    from ..segmentation_file import is_segmentation_file, write_segmentation_file
 
     check_can_write(args.out, args.overwrite)
     model = load_model(args.model, device=args.device)
     case = read_case(args.case, with_labels=False)
     prediction = model.predict(case, precision=args.precision)
-    path = case.write_like_input(prediction.labels, args.out, dtype="uint8")
+    if is_segmentation_file(args.out):
+        record = Provenance(latents=[], strengths=[], mode="none", model_sha256=model.fingerprint,
+                            extra={"command": "segment", "case_id": case.case_id})
+        path = write_segmentation_file(case.to_source(prediction.labels), case.source_grid, args.out,
+                                       record.to_json(), overwrite=True)
+    else:
+        path = case.write_like_input(prediction.labels, args.out, dtype="uint8")
     counts = {name: int((prediction.labels == value).sum()) for value, name in model.config.labels if value}
     print(f"wrote {path} ({', '.join(f'{n} {c} voxels' for n, c in counts.items())})")
     return 0

@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     steer.add_argument("--fast-region", action="store_true",
                        help="with a region: freeze instance-norm statistics and recompute only what the region reaches "
                             "(approximate preview; see docs/steering.md)")
-    steer.add_argument("--out", required=True, metavar="SEG.nii.gz", help="steered label map (.nii.gz, .nii or .nrrd)")
+    steer.add_argument("--out", required=True, metavar="SEG.nii.gz",
+                       help="steered label map (.nii.gz, .nii, .nrrd) or Slicer segmentation (.seg.nrrd)")
     steer.add_argument("--device", help="cpu, cuda (default: a GPU when present)")
     steer.add_argument("--overwrite", action="store_true", help="replace existing output files")
     steer.set_defaults(handler=run_steer)

@@ -1,75 +1,27 @@
-"""The BraTS tumour regions as Slicer segments: names, colours and standard terminology.
+"""The BraTS tumour regions in the scene: the named colour table and finding a segment's region.
 
-One definition feeds the named colour table (used for labelmap import and
-export), each segment's terminology tag, and the colour table file shipped in
-`Resources/ColorTables/`. Codes come from the DICOM lesion segmentation types
-(CID 7159) under the category "Morphologically Altered Structure"; all three
-are in Slicer's "DICOM master list" terminology context. See docs/scene.md for
-why enhancing tumour is coded as "Neoplasm, Primary".
+The regions themselves (names, colours, SCT codes) are defined once in
+`MedSegLensLib.segmentation_file`; here they feed the named colour table (used
+for labelmap import and export, and the colour table file shipped in
+`Resources/ColorTables/`) and segments are matched back to regions.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import slicer
 
-from ..data.case import LABEL_NAMES
-from ..fileio import atomic_path
 from ..errors import OutputError
-
-
-@dataclass(frozen=True)
-class Code:
-    """A coded concept (coding scheme, code value, code meaning)."""
-
-    scheme: str
-    value: str
-    meaning: str
-
-    def text(self) -> str:
-        return f"{self.scheme}^{self.value}^{self.meaning}"
-
-
-@dataclass(frozen=True)
-class TumourRegion:
-    """One BraTS label value as a segment."""
-
-    value: int
-    description: str
-    color: tuple[int, int, int]
-    type: Code
-
-    @property
-    def name(self) -> str:
-        return LABEL_NAMES[self.value]
-
-    @property
-    def color_float(self) -> tuple[float, float, float]:
-        return tuple(c / 255.0 for c in self.color)
-
-
-TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
-CATEGORY = Code("SCT", "49755003", "Morphologically Altered Structure")
-BRATS_REGIONS: tuple[TumourRegion, ...] = (
-    TumourRegion(1, "necrotic tumour core", (220, 50, 47), Code("SCT", "6574001", "Necrosis")),
-    TumourRegion(2, "peritumoral edema", (60, 180, 75), Code("SCT", "79654002", "Edema")),
-    TumourRegion(3, "enhancing tumour", (255, 225, 25), Code("SCT", "86049000", "Neoplasm, Primary")),
+from ..fileio import atomic_path
+from ..segmentation_file import (  # noqa: F401 - the scene's names for the BraTS segments
+    BRATS_REGIONS, CATEGORY, TERMINOLOGY_CONTEXT, Code, TumourRegion, region_of_value, terminology_entry,
 )
+
 COLOR_TABLE_NAME = "MedSegLens BraTS"
 COLOR_TABLE_FILE = "MedSegLens-BraTS.csv"
 _ROLE_ATTRIBUTE = "MedSegLens.ColorTable"
-
-
-def terminology_entry(region: TumourRegion) -> str:
-    """Slicer's terminology entry string: context~category~type~modifier~anatomic context~region~modifier."""
-    return "~".join([TERMINOLOGY_CONTEXT, CATEGORY.text(), region.type.text(), "^^", "", "^^", "^^"])
-
-
-def region_of_value(value: int) -> TumourRegion:
-    return next(r for r in BRATS_REGIONS if r.value == value)
 
 
 def region_of_segment(segment) -> TumourRegion | None:

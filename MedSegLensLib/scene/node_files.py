@@ -10,16 +10,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import slicer
+from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
+from ..data.geometry import Grid
 from ..data.volumes import NIFTI_SUFFIXES, image_suffix
 from ..errors import InputError, OutputError, ParameterError
 from ..fileio import atomic_path, check_can_write
+from ..segmentation_file import SEGMENTATION_SUFFIX, is_segmentation_file, write_segmentation_file
+from .provenance import read_provenance
 from .scratch import scratch_nodes
 from .segmentation import segmentation_to_labels
-from .volume_arrays import add_volume_node, node_grid
+from .volume_arrays import add_volume_node, affine_from_matrix, node_grid
 
-SEGMENTATION_SUFFIX = ".seg.nrrd"
 LABELMAP_SUFFIXES = NIFTI_SUFFIXES + (".nrrd",)
 
 
@@ -47,16 +51,36 @@ def save_volume(volume_node, path: str | os.PathLike, overwrite: bool = False) -
     return _write(storage, volume_node, path, suffix)
 
 
-def save_segmentation(segmentation_node, path: str | os.PathLike, reference_node=None, overwrite: bool = False) -> Path:
-    """Write a segmentation as .seg.nrrd (segments with names, colours, terminology) or as a BraTS labelmap.
+def reference_geometry(segmentation_node) -> Grid:
+    """The grid a segmentation node was made on (its reference image geometry)."""
+    segmentation = segmentation_node.GetSegmentation()
+    text = segmentation.GetConversionParameter(slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    image = slicer.vtkOrientedImageData()
+    if not text or not slicer.vtkSegmentationConverter.DeserializeImageGeometry(text, image):
+        raise ParameterError(f"'{segmentation_node.GetName()}' has no reference geometry; export it with the "
+                             "input volume as reference")
+    matrix = vtkMatrix4x4()
+    image.GetImageToWorldMatrix(matrix)
+    extent = image.GetExtent()
+    offset = np.eye(4)
+    offset[:3, 3] = extent[0::2]
+    shape = tuple(int(extent[2 * i + 1] - extent[2 * i] + 1) for i in range(3))
+    return Grid(shape, affine_from_matrix(matrix) @ offset)
 
-    A labelmap (.nii.gz, .nii, .nrrd) holds 0 / 1 NCR / 2 ED / 3 ET on the grid
-    of `reference_node` (the input volume), so it overlays the input file exactly.
+
+def save_segmentation(segmentation_node, path: str | os.PathLike, reference_node=None, overwrite: bool = False) -> Path:
+    """Write a segmentation as .seg.nrrd (segments with names, colours, terminology, provenance) or as a labelmap.
+
+    Both hold the BraTS labels on the grid of `reference_node` (the input volume; for .seg.nrrd the node's
+    own reference geometry when not given), so they overlay the input file exactly. A labelmap (.nii.gz,
+    .nii, .nrrd) holds 0 / 1 NCR / 2 ED / 3 ET; a .seg.nrrd goes through the project's one segmentation writer.
     """
     path = check_can_write(path, overwrite)
-    if path.name.lower().endswith(SEGMENTATION_SUFFIX):
-        storage = slicer.vtkMRMLSegmentationStorageNode()
-        return _write(storage, segmentation_node, path, SEGMENTATION_SUFFIX)
+    if is_segmentation_file(path):
+        grid = node_grid(reference_node) if reference_node is not None else reference_geometry(segmentation_node)
+        provenance = read_provenance(segmentation_node)
+        return write_segmentation_file(segmentation_to_labels(segmentation_node, grid), grid, path,
+                                       provenance.to_json() if provenance is not None else None, overwrite=True)
     if image_suffix(path) not in LABELMAP_SUFFIXES:
         raise ParameterError(f"{path}: segmentations are written as .seg.nrrd, .nii.gz, .nii or .nrrd")
     if reference_node is None:
@@ -74,7 +98,7 @@ def load_segmentation(scene, path: str | os.PathLike, name: str | None = None):
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    if not path.name.lower().endswith(SEGMENTATION_SUFFIX):
+    if not is_segmentation_file(path):
         raise InputError(f"{path}: not a Slicer segmentation file (.seg.nrrd)")
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or path.name[: -len(SEGMENTATION_SUFFIX)])
     storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")

@@ -2,6 +2,8 @@
 
     SEG.nii.gz                    labels in the input's exact geometry; a NIfTI comment extension (or,
                                   for .nrrd, a key/value field) "MedSegLens.Provenance" = the record as JSON
+    SEG.seg.nrrd                  a Slicer segmentation (named, coloured, coded segments) with the same
+                                  field, written by `MedSegLensLib.segmentation_file`
     SEG.provenance.json           the same record, readable without an image library
 """
 
@@ -17,10 +19,10 @@ from ..data.volumes import read_volume_metadata, strip_image_suffix
 from ..errors import IntegrityError
 from ..fileio import check_can_write, sha256_file, write_json_atomic
 from ..provenance import Provenance
-from .session import SteeringSession
+from ..segmentation_file import PROVENANCE_FIELD, is_segmentation_file, write_segmentation_file
 from ..steering_contract import SteeringSpec
+from .session import SteeringSession
 
-PROVENANCE_KEY = "MedSegLens.Provenance"
 SIDECAR_SUFFIX = ".provenance.json"
 
 
@@ -49,15 +51,18 @@ def write_steered_segmentation(case: Case, labels: np.ndarray, path: str | Path,
     path = check_can_write(path, overwrite)
     sidecar = check_can_write(sidecar_path(path), overwrite)
     record = provenance.to_json()
-    write_volume(case.to_source(np.asarray(labels, dtype=np.uint8)), case.source_grid, path,
-                 metadata={PROVENANCE_KEY: record})
+    source_labels = case.to_source(np.asarray(labels, dtype=np.uint8))
+    if is_segmentation_file(path):
+        write_segmentation_file(source_labels, case.source_grid, path, record, overwrite=True)
+    else:
+        write_volume(source_labels, case.source_grid, path, metadata={PROVENANCE_FIELD: record})
     write_json_atomic(sidecar, json.loads(record))
     return path, sidecar
 
 
 def read_segmentation_provenance(path: str | Path) -> Provenance:
     """The provenance stored inside a steered segmentation file."""
-    text = read_volume_metadata(path).get(PROVENANCE_KEY)
+    text = read_volume_metadata(path).get(PROVENANCE_FIELD)
     if not text:
         raise IntegrityError(f"{path}: carries no MedSegLens provenance; it was not written by `medseglens steer`")
     return Provenance.from_json(text)

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ParameterError
-from .steering_contract import DEFAULT_MARGIN_MM, RegionSpec, SteeringSpec
+from ..errors import ParameterError
+from ..steering_contract import DEFAULT_MARGIN_MM, RegionSpec, SteeringSpec
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ def segmentation_mask(segmentation_node: Any, grid: Any) -> np.ndarray:
     import slicer
     from vtkmodules.vtkCommonCore import vtkStringArray
 
-    from .scene.scratch import scratch_nodes
-    from .scene.volume_arrays import add_volume_node, node_array
+    from ..scene.scratch import scratch_nodes
+    from ..scene.volume_arrays import add_volume_node, node_array
 
     segmentation = segmentation_node.GetSegmentation()
     ids = vtkStringArray()

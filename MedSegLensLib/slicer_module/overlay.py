@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 STYLES = ("volume", "labelmap")
 

@@ -27,13 +27,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .data import MODALITIES, read_case, read_volume, write_volume
-from .errors import MedSegLensError, ParameterError
-from .latent_browser import LatentTable
-from .slicer_overlay import LatentOverlay
-from .slicer_steering import SteeringOutcome, SteeringPreview, SteeringRequest, segmentation_mask
-from .worker.client import WorkerProcess
-from .worker.protocol import Message, one_line
+from ..data import MODALITIES, read_case, read_volume, write_volume
+from ..errors import MedSegLensError, ParameterError
+from ..latent_browser import LatentTable
+from ..worker.client import WorkerProcess
+from ..worker.protocol import Message, one_line
+from .overlay import LatentOverlay
+from .steering import SteeringOutcome, SteeringPreview, SteeringRequest, segmentation_mask
 
 
 def _ignore(*args: Any) -> None:
