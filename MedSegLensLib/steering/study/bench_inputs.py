@@ -113,10 +113,12 @@ def build_inputs(protocol: Protocol, out: Path, log=print) -> BenchInputs:
     folders = {c.name: cohort_dir(out, c.name) for c in protocol.cohorts()}
     first = [c for c in protocol.cohorts() if c.role in ("train", "calibration")]
     later = [c for c in protocol.cohorts() if c.role not in ("train", "calibration")]
-    for cohort in first:
-        _cohort(protocol, cohort, folders[cohort.name], log)
+    _cohorts(protocol, first, folders, log)
     model_dir = out / "model"
     spec = protocol.data["model"]
+    model_lock = Path(str(model_dir) + ".lock")
+    if not (model_dir / MODEL_JSON).is_file() and model_lock.exists() and _alive(model_lock):
+        _cohorts(protocol, later, folders, log)  # another shard trains: generate the test cohorts meanwhile
     with exclusive(model_dir, lambda: (model_dir / MODEL_JSON).is_file()) as build:
         if build:
             small = protocol.small
@@ -141,17 +143,30 @@ def build_inputs(protocol: Protocol, out: Path, log=print) -> BenchInputs:
             contrasts = measure_contrasts(sae, ActivationStore(store_dir), protocol.random_seed, protocol.directions)
             write_json_atomic(contrasts_path, contrasts)
     contrasts = json.loads(contrasts_path.read_text())
-    for cohort in later:
-        _cohort(protocol, cohort, folders[cohort.name], log)
+    _cohorts(protocol, later, folders, log)
     return BenchInputs(model_dir, sae_dir, folders, contrasts)
 
 
-def _cohort(protocol: Protocol, cohort, folder: Path, log) -> None:
-    with exclusive(folder, lambda: (folder / "manifest.csv").is_file()) as build:
-        if build:
-            log(f"cohort {cohort.name}: {cohort.cases} {cohort.population} cases, seed {cohort.seed}")
-            generate_cohort(cohort.population, cohort.cases, cohort.seed, folder, spacing=protocol.spacing,
-                            severity=float(protocol.data["severity"]), overwrite=True, progress=False)
+def _cohorts(protocol: Protocol, cohorts, folders: dict, log, poll_seconds: float = 10.0) -> None:
+    """Generate the cohorts; concurrent shards each take a cohort nobody is generating, then wait for the rest."""
+    while True:
+        pending = [c for c in cohorts if not (folders[c.name] / "manifest.csv").is_file()]
+        if not pending:
+            return
+        built = False
+        for cohort in pending:
+            folder = folders[cohort.name]
+            lock = Path(str(folder) + ".lock")
+            if lock.exists() and _alive(lock):
+                continue
+            with exclusive(folder, lambda folder=folder: (folder / "manifest.csv").is_file()) as build:
+                if build:
+                    log(f"cohort {cohort.name}: {cohort.cases} {cohort.population} cases, seed {cohort.seed}")
+                    generate_cohort(cohort.population, cohort.cases, cohort.seed, folder, spacing=protocol.spacing,
+                                    severity=float(protocol.data["severity"]), overwrite=True, progress=False)
+                    built = True
+        if not built:
+            time.sleep(poll_seconds)
 
 
 def _train_sae(protocol: Protocol, model, folders: dict, sae_dir: Path, store_dir: Path, log) -> None:
