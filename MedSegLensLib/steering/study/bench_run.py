@@ -237,6 +237,17 @@ def region_fvu(session: SteeringSession, region: RegionSpec) -> float | None:
     return error / total if total > 0 else None
 
 
+def code_version() -> str:
+    """The commit of the code that runs (git HEAD of this checkout, or $MEDSEGLENS_CODE_COMMIT for a snapshot)."""
+    import os
+    import subprocess
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("MEDSEGLENS_CODE_COMMIT", "unknown")
+
+
 def run_benchmark(protocol: Protocol, out: str | Path, shard=(0, 1), limit_seconds: float | None = None,
                   commit: str | None = None, log=print, wait: bool = True) -> Path:
     """Check the protocol is committed, bind the folder to it, evaluate, and write the tables."""
@@ -245,7 +256,7 @@ def run_benchmark(protocol: Protocol, out: str | Path, shard=(0, 1), limit_secon
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     entry = {"start": _now(), "argv": sys.argv, "protocol": protocol.name, "sha256": protocol.sha256,
-             "commit": commit, "shard": list(shard), "host": platform.node(), "threads": torch.get_num_threads()}
+             "commit": commit, "code": code_version(), "shard": list(shard), "host": platform.node(), "threads": torch.get_num_threads()}
     log_run(out, {**entry, "event": "start"})
     torch.set_grad_enabled(False)
     bench = Benchmark(protocol, out, commit, log)
