@@ -1,19 +1,22 @@
-"""Property tests over the readers: random bytes and mutated headers only ever raise InputError."""
+"""Property tests over the readers: random bytes and mutated headers give a sound volume or a one-line InputError."""
 
 from __future__ import annotations
 
 import gzip
 import io
+import math
+import struct
 import tempfile
 from pathlib import Path
 
 import nibabel as nib
 import nrrd
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from MedSegLensLib.data import read_label_volume, read_volume
+from MedSegLensLib.data.volumes import SPACING_RANGE_MM, Volume
 from MedSegLensLib.errors import InputError
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -41,13 +44,32 @@ NIFTI = _valid_nifti_bytes()
 NRRD_DATA = (np.arange(120, dtype=np.int16) % 5 + 1).tobytes()
 
 
+def _check_volume(volume: Volume) -> None:
+    """What a reader promises about any volume it returns, however odd the file was."""
+    array, grid = volume.array, volume.grid
+    assert array.ndim == 3 and min(array.shape) >= 2 and tuple(array.shape) == tuple(grid.shape)
+    assert np.all(np.isfinite(grid.affine)) and abs(np.linalg.det(grid.affine[:3, :3])) > 0
+    assert all(SPACING_RANGE_MM[0] <= s <= SPACING_RANGE_MM[1] for s in grid.spacing), grid.spacing
+    if np.issubdtype(array.dtype, np.floating):
+        assert np.all(np.isfinite(array))
+
+
 def _read_everything(path: Path) -> None:
-    """Both reader entry points must either succeed or raise InputError."""
-    for call in (lambda: read_volume(path), lambda: read_label_volume(path, (0, 1, 2, 3), {4: 3})):
-        try:
-            call()
-        except InputError as exc:
-            assert "\n" not in str(exc) and str(path) in str(exc)
+    """Both reader entry points either return a volume that keeps the readers' promises or raise one-line InputError."""
+    try:
+        image = read_volume(path)
+    except InputError as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc)
+    else:
+        _check_volume(image)
+        assert np.any(image.array), "an all-zero image must be refused"
+    try:
+        labels = read_label_volume(path, (0, 1, 2, 3), {4: 3})
+    except InputError as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc)
+    else:
+        _check_volume(labels)
+        assert labels.array.dtype == np.uint8 and set(np.unique(labels.array).tolist()) <= {0, 1, 2, 3}
 
 
 def _write_and_read(name: str, payload: bytes, extra: dict[str, bytes] | None = None) -> None:
@@ -65,16 +87,27 @@ def test_random_bytes(suffix, payload):
     _write_and_read(f"x{suffix}", payload)
 
 
+# float32 fields a reader must judge: pixdim[1..3], scl_slope, scl_inter, the sform's diagonal, and every voxel
+FLOAT_OFFSETS = [80, 84, 88, 112, 116, 280, 300, 320] + [352 + 4 * i for i in range(4 * 5 * 6)]
+SPECIAL_FLOATS = st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -1.0, 1e-30, 1e30])
+
+
 @FUZZ
 @given(
-    edits=st.lists(st.tuples(st.integers(0, 351), st.integers(0, 255)), min_size=1, max_size=8),
+    edits=st.lists(st.tuples(st.integers(0, 351), st.integers(0, 255)), max_size=8),
+    floats=st.lists(st.tuples(st.sampled_from(FLOAT_OFFSETS), SPECIAL_FLOATS | st.floats(width=32)), max_size=3),
     compress=st.booleans(),
-    cut=st.integers(0, 200),
+    cut=st.one_of(st.just(0), st.integers(1, 200)),  # half the files complete, so many reads succeed and are checked
 )
-def test_mutated_nifti_headers(edits, compress, cut):
+@example(edits=[], floats=[(352 + 4 * 7, math.nan)], compress=False, cut=0)  # every run: one NaN voxel,
+@example(edits=[], floats=[(300, 1e30)], compress=True, cut=0)  # an absurd spacing,
+@example(edits=[], floats=[(112, math.inf)], compress=False, cut=0)  # an infinite scale slope
+def test_mutated_nifti_files(edits, floats, compress, cut):
     data = bytearray(NIFTI)
     for offset, value in edits:
         data[offset] = value
+    for offset, value in floats:  # NaN, Inf, zero, huge and tiny spacings, slopes and voxels
+        struct.pack_into("<f", data, offset, value)
     payload = bytes(data[: len(data) - cut])
     _write_and_read("x.nii.gz" if compress else "x.nii", gzip.compress(payload) if compress else payload)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from MedSegLensLib.errors import CancelledError, CompatibilityError, OutputError
 from MedSegLensLib.models import TrainingSettings, labelled_cases, load_model, tiny_config, train_model
 from MedSegLensLib.models.checkpoint import has_checkpoint
+from MedSegLensLib.models.evaluation import REGIONS, brats_scores
 from test_models_support import one_thread, write_cohort  # noqa: F401 (fixtures)
 
 
@@ -24,10 +26,15 @@ def test_loss_falls_and_validation_dice_is_reported(tmp_path, cohort, arch):
     assert len(losses) == 6
     assert losses[-1] < 0.8 * losses[0], losses
     validations = [u for u in updates if u.phase == "validate"]
-    assert len(validations) == 6 and all(0.0 <= u.val_dice <= 1.0 for u in validations)
+    assert len(validations) == 6 and [u.epoch for u in validations] == [1, 2, 3, 4, 5, 6]
     steps = [u for u in updates if u.phase == "train"]
     assert steps[-1].epoch == 6 and steps[-1].step == steps[-1].steps_per_epoch == 2  # 4 training cases, batch 2
     model = load_model(tmp_path / "model", device="cpu")
+    # the last validation scored the saved weights on the held-out case: segmenting it again gives the same Dice
+    (held_out,) = [files for files in cohort if files.case_id in model.provenance["val_cases"]]
+    case = held_out.load()
+    scores = brats_scores(model.predict(case).labels, case.label, with_hd95=False, structures=REGIONS)
+    assert validations[-1].val_dice == pytest.approx(np.mean([scores[f"dice_{r}"] for r in REGIONS]), abs=1e-6)
     assert model.fingerprint == result.fingerprint and not has_checkpoint(tmp_path / "model")
     assert model.config.spacing == (2.0, 2.0, 2.0), "the model spacing comes from the data"
     assert model.provenance["train_cases"] and model.provenance["val_cases"] and model.provenance["history"] == result.history

@@ -8,7 +8,7 @@ from conftest import ROOT, subprocess_env
 
 
 def test_throughput_bench_runs_and_reports_ratios(python_exe):
-    cmd = [python_exe, str(ROOT / "bench" / "sae_throughput.py"), "--no-peer", "--rows", "8192", "--batch", "1024",
+    cmd = [python_exe, str(ROOT / "bench" / "sae_throughput.py"), "--no-peer", "--rows", "32768", "--batch", "1024",
            "--d-in", "16", "--latents", "32", "--k", "2", "--atoms", "24", "--active", "2", "--repeats", "1",
            "--threads", "1"]
     result = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
@@ -17,4 +17,7 @@ def test_throughput_bench_runs_and_reports_ratios(python_exe):
     assert "store stream alone" in result.stdout
     table = result.stdout.split("FVU ratio")[1].strip().splitlines()
     assert [line.split()[0] for line in table] == ["medseglens"] * 4
-    assert all(0 < float(line.split()[-4]) < 1.5 for line in table)  # held-out FVU of each run
+    # Held-out FVU after these 32 steps is 0.35-0.36 (one step: 0.64-0.69, so an SAE that does not learn fails);
+    # every variant (BatchTopK, streamed from a store, bf16) lands within 10 % of the TopK reference.
+    assert all(0 < float(line.split()[-4]) < 0.45 for line in table), table
+    assert all(0.9 <= float(line.split()[-1]) <= 1.1 for line in table), table

@@ -89,7 +89,12 @@ def test_train_and_eval_commands(trained, heldout, workdir, capsys):
     fidelity = result["fidelity_stratified_rows"]
     assert 0.5 < fidelity["explained_variance"] <= 1.0 and fidelity["l0_mean"] <= 4
     assert sum(fidelity["firing_frequency_counts"]) == round(32 * (1 - fidelity["dead_fraction"]))
-    assert set(result["dice_recovered"]) == {"WT", "TC", "ET"}
+    dice, recovered = result["dice_mean"], result["dice_recovered"]
+    assert set(recovered) == {"WT", "TC", "ET"}
+    for region, value in recovered.items():  # the written value is the recovery of the written mean Dice, printed
+        original, zero = dice["original"][region], dice["zero_ablation"][region]
+        assert value == pytest.approx((dice["sae"][region] - zero) / (original - zero), rel=1e-9)
+        assert f"{region} {value:.3f}" in printed
     assert set(result["alignment"]) == {"NCR", "ED", "ET"}
     assert result["alignment"]["ED"]["best_auroc"] > 0.5 and result["labelled_cases"] == 2
 
