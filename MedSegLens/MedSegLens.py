@@ -157,9 +157,16 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.onReload(self)
 
     def onSceneStartClose(self, caller, event):
+        """The case's nodes are going: forget them, so nothing (Export, the table, sliders) points at a deleted node."""
         if self.logic is not None:
             self.logic.forgetCase()
         self.setParameterNode(None)
+        self.outputNode, self.selectedLatent, self._applied = None, None, {}
+        self.clearSteeringLatents()
+        self.fillLatentTable()
+        self.ui.outputSegmentationLabel.setText("(none yet)")
+        self.ui.progressBar.setValue(0)
+        self.updateGUIFromState()
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
@@ -190,7 +197,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.cancel()
             self.updateGUIFromState()
             return
-        if not self.logic.ensureRequirements():
+        if not self.logic.ensureRequirements(self.onInstallProgress):
             return
         state = self._parameterNode
         volumes = {modality: getattr(state, modality) for modality in MODALITY_SELECTORS}
@@ -238,6 +245,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.logTextEdit.appendPlainText(text)
 
     def onFinished(self, node):
+        self.showBackground()
         self.appendLog(f"Created {node.GetName()}")
         self.ui.progressBar.setValue(100)
         self.ui.outputSegmentationLabel.setText(node.GetName())
@@ -275,7 +283,15 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- inputs and latents ------------------------------------------------------------
 
+    def onInstallProgress(self, done, total, requirement):
+        """Installing a package blocks Slicer for a while: say which, and move the bar, before each one."""
+        self.ui.progressBar.setValue(int(round(100 * done / max(total, 1))))
+        self.appendLog(f"Installing {requirement} ({done + 1} of {total})..." if requirement else "Installed.")
+        slicer.app.processEvents()
+
     def onLoadCaseFolder(self):
+        if not self.logic.ensureRequirements(self.onInstallProgress):
+            return
         folder = self.ui.caseFolderButton.directory
         try:
             volumes = self.logic.loadCaseFolder(folder)
@@ -284,6 +300,14 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         for role, node in volumes.items():
             setattr(self._parameterNode, "referenceSegmentation" if role == "reference" else role, node)
+        self.showBackground()
+
+    def showBackground(self):
+        """The T1c (else the first chosen) volume behind everything, views fitted: overlays need a background."""
+        state = self._parameterNode
+        background = state.t1c or next((getattr(state, m) for m in MODALITY_SELECTORS if getattr(state, m)), None)
+        if background is not None:
+            slicer.util.setSliceViewerLayers(background=background, fit=True)
 
     def fillLatentTable(self):
         """Show the logic's latent rows (its sort order and filter) in the table."""
@@ -436,6 +460,17 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.appendLog(f"Exported {self.outputNode.GetName()} to {written}")
 
 
+def installTorch():
+    """torch from the PyTorch Utils extension (it picks the CUDA or CPU build for this machine)."""
+    try:
+        import PyTorchUtils
+    except ImportError:
+        slicer.util.errorDisplay("MedSegLens needs the PyTorch Utils extension for torch: install it from the "
+                                 "Extensions Manager, restart Slicer and try again.", windowTitle="MedSegLens")
+        return False
+    return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is not None
+
+
 class MedSegLensLogic(ScriptedLoadableModuleLogic):
     """Slicer-side wiring of `MedSegLensLib.slicer_module.logic.ModuleLogic` (worker launched with PythonSlicer)."""
 
@@ -473,28 +508,16 @@ class MedSegLensLogic(ScriptedLoadableModuleLogic):
     def forgetCase(self):
         """The scene is closing: stop the worker's jobs and drop the analysed case."""
         if self._core is not None:
-            self._core.cancel()
-            self._core.analysis = None
+            self._core.forget_case()
 
-    def ensureRequirements(self):
-        """Install missing Python packages on first use, only after the user agrees."""
-        from MedSegLensLib.worker.requirements import missing_requirements, read_requirements, requirements_file
+    def ensureRequirements(self, progress):
+        """torch through PyTorch Utils, then the other packages with pip, each only after the user agrees."""
+        from MedSegLensLib.slicer_module.requirements import Installer, ensure_requirements
 
-        missing = missing_requirements(read_requirements())
-        if not missing:
-            return True
-        try:
-            import slicer.pydeps as pydeps  # Slicer >= 5.11
-        except ImportError:
-            pydeps = getattr(slicer, "packaging", None)
-        if pydeps is not None and hasattr(pydeps, "pip_ensure"):
-            pydeps.pip_ensure(pydeps.load_requirements(str(requirements_file())), requester="MedSegLens")
-        else:
-            question = "MedSegLens needs these Python packages:\n\n" + "\n".join(missing) + "\n\nInstall them now?"
-            if not slicer.util.confirmOkCancelDisplay(question, windowTitle="MedSegLens"):
-                return False
-            slicer.util.pip_install(" ".join(missing))
-        return not missing_requirements(read_requirements())
+        return ensure_requirements(Installer(
+            install_torch=installTorch,
+            confirm=lambda question: slicer.util.confirmOkCancelDisplay(question, windowTitle="MedSegLens"),
+            pip_install=slicer.util.pip_install, progress=progress))
 
     def segment(self, volumes, modelFolder, callbacks):
         return self.core.segment(volumes, modelFolder, callbacks)

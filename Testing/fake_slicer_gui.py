@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import importlib.util
+import inspect
 import os
 import sys
 import time
@@ -36,6 +37,13 @@ BOUND_ATTRIBUTE = {
     "QTextEdit": "plainText", "ctkPathLineEdit": "currentPath", "ctkDirectoryButton": "directory",
     "qMRMLNodeComboBox": "currentNode",
 }
+
+
+def _positional_count(slot, offered: int) -> int:
+    parameters = inspect.signature(slot).parameters.values()
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return offered
+    return min(offered, sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters))
 
 
 class FakeWidget:
@@ -96,8 +104,9 @@ class FakeWidget:
         self.connections.setdefault(signal, []).append(slot)
 
     def emit(self, signal, *args):
+        """Call the connected slots; like PythonQt, a slot that takes fewer arguments gets the first ones only."""
         for slot in self.connections.get(signal, []):
-            slot(*args)
+            slot(*args[:_positional_count(slot, len(args))])
 
     def setRange(self, low, high):
         self.range = (low, high)
@@ -287,6 +296,22 @@ class FakeDialogs:
         self.pip_installs.append(requirements)
 
 
+class FakeSliceViews:
+    """slicer.util.setSliceViewerLayers: sets the slice composite nodes (as Slicer does) and counts fits."""
+
+    def __init__(self, scene):
+        self.scene, self.fits = scene, 0
+
+    def set_layers(self, background="keep-current", foreground="keep-current", label="keep-current",
+                   foregroundOpacity=None, labelOpacity=None, fit=False, rotateToVolumePlane=False):  # noqa: N803
+        from MedSegLensLib.scene import show_in_slice_views
+
+        layers = {"background": background, "foreground": foreground, "label": label}
+        show_in_slice_views(self.scene, **{k: v for k, v in layers.items() if v != "keep-current"},
+                            foreground_opacity=foregroundOpacity)
+        self.fits += bool(fit)
+
+
 def _property_value(element: ET.Element):
     value = element[0]
     if value.tag == "stringlist":
@@ -342,6 +367,8 @@ def load_module(monkeypatch, module_file: Path, scene, version: tuple[int, int] 
     monkeypatch.setattr(slicer.util, "errorDisplay", dialogs.error_display, raising=False)
     monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", dialogs.confirm_ok_cancel, raising=False)
     monkeypatch.setattr(slicer.util, "pip_install", dialogs.pip_install, raising=False)
+    dialogs.views = FakeSliceViews(scene)
+    monkeypatch.setattr(slicer.util, "setSliceViewerLayers", dialogs.views.set_layers, raising=False)
     spec = importlib.util.spec_from_file_location("MedSegLens", module_file)
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "MedSegLens", module)
@@ -352,11 +379,21 @@ def load_module(monkeypatch, module_file: Path, scene, version: tuple[int, int] 
 MODULE_FILE = Path(__file__).resolve().parents[1] / "MedSegLens" / "MedSegLens.py"
 
 
+def add_slice_views(scene) -> None:
+    """The three slice views' composite nodes that Slicer's layout creates (singletons: they survive a close)."""
+    for name in ("Red", "Yellow", "Green"):
+        composite = slicer.vtkMRMLSliceCompositeNode()
+        composite.SetLayoutName(name)
+        composite.SetSingletonTag(name)
+        scene.AddNode(composite)
+
+
 def open_widget(monkeypatch, version: tuple[int, int] = (5, 10)):
     """The module's real widget, set up on a fresh headless slicer-core scene (call `cleanup()` when done)."""
     from MedSegLensLib.scene import create_headless_slicer
 
     scene = create_headless_slicer().scene
+    add_slice_views(scene)
     module, dialogs = load_module(monkeypatch, MODULE_FILE, scene, version)
     module.MedSegLens(FakeParent())
     widget = module.MedSegLensWidget(FakeParent())

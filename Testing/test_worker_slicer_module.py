@@ -68,7 +68,7 @@ def test_importing_the_module_installs_nothing_and_loads_no_heavy_library():
     module_level_calls = [ast.unparse(n) for n in tree.body if isinstance(n, ast.Expr)]
     assert all("pip" not in call for call in module_level_calls)
     source = MODULE_PY.read_text()
-    assert "pip_install" in source and "pip_ensure" in source, "requirements are installed on first use"
+    assert "installTorch(askConfirmation=True)" in source and "pip_install" in source, "installed on first use"
 
 
 def test_on_reload_reloads_the_library_with_importlib():

@@ -280,6 +280,12 @@ class ModuleLogic:
             self.poll()
             time.sleep(interval)
 
+    def forget_case(self) -> None:
+        """The scene is closing: stop every job and drop the analysed case and the files written for it."""
+        self.cancel()
+        self.analysis = None
+        self._exported.clear()
+
     def shutdown(self) -> None:
         self.cancel()
         self.worker.close()
