@@ -194,6 +194,44 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compact(summary: dict) -> str:
+    """The README's table: per shifted population and selection, SAE against the best baseline (most recovered
+    failures under that selection; chosen after the fact, so its Holm-corrected p is the honest one)."""
+    b = summary["binding"]
+    done, planned = summary["done"], summary["planned"]
+    complete = all(done[k] >= planned[k] for k in planned)
+    head = (f"Steering benchmark ({'complete' if complete else 'PARTIAL: not the final table'}; protocol sha256 "
+            f"`{b['sha256'][:12]}`; test cases done: "
+            + ", ".join(f"{k} {done[k]}/{planned[k]}" for k in planned if k.endswith("_test")) + ")")
+    if summary["fitted"] is None:
+        return head + "\n\nCalibration not complete.\n"
+    recovery = {(r["population"], r["selection"], r["method"]): r for r in summary["recovery"]}
+    paired = {(r["population"], r["selection"], r["method"], r["baseline"]): r for r in summary["paired"]}
+    lines = [head, "", "| population | selection | failures | SAE recovered [95 % CI] | best baseline: recovered "
+             "| SAE − best baseline: Δ recovered [95 % CI] | Δ score [95 % CI] | sign p (Holm) |",
+             "|---|---|---|---|---|---|---|---|"]
+    populations = sorted({r["population"] for r in summary["recovery"]}, key=lambda p: (p == POOLED, p))
+    for population in populations:
+        for selection in ("calibrated", "oracle"):
+            sae = recovery.get((population, selection, "sae"))
+            if sae is None:
+                continue
+            best = max((recovery[(population, selection, m)] for m in BASELINES if (population, selection, m)
+                        in recovery), key=lambda r: (r["recovered"], r["failure_score_after"] or 0))
+            pair = paired.get((population, selection, "sae", best["method"]))
+            if pair is None:
+                cells = ["—", "—", "—"]
+            else:
+                p = pair["recovery_sign"][2]
+                holm_p = "primary" if pair["primary"] else f"{pair['recovery_holm']:.3g}"
+                cells = [_interval(pair["recovery_difference"]), _interval(pair["score_difference"]),
+                         f"{p:.3g} ({holm_p})"]
+            lines.append(f"| {population} | {selection} | {sae['failures']} | {sae['recovered']}/{sae['failures']} "
+                         f"{_pct(*sae['wilson'])} | {best['method']}: {best['recovered']}/{best['failures']} "
+                         f"{_pct(*best['wilson'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_tables(bench) -> Path:
     found = collect(bench)
     results = bench.out / "results"
@@ -213,4 +251,5 @@ def write_tables(bench) -> Path:
     write_json_atomic(results / "summary.json", summary)
     path = results / "table.md"
     write_text_atomic(path, markdown(summary))
+    write_text_atomic(results / "readme_table.md", compact(summary))
     return path
