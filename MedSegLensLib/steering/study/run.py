@@ -206,7 +206,7 @@ class RecoveryStudy:
                       "failure_region": region, "before": before.to_json(), "reference_ml": _reference_ml(case),
                       "candidates": [{**c.to_json(), "outcome": evaluator.run(c).to_json()}
                                      for c in self.candidates[case.population]]}
-            failed = before.dice[region] < self.settings.failure_dice
+            failed = min(before.dice[r] for r in ("WT", "TC", "ET")) < self.settings.failure_dice
             if split == "test" and failed and case.case_id in dose_pool[case.population]:
                 groups = {g: [tuple(x) for x in v] for g, v in self._dose_groups(case.population).items()}
                 record["dose"] = evaluator.dose(groups, self.settings.dose_alphas)

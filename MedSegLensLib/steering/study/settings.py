@@ -1,4 +1,5 @@
-"""Settings of the recovery study (JSON-loadable; every field has the default used for the reported figures)."""
+"""Settings of the recovery study (JSON-loadable). The defaults are the library's; a run's own settings are
+recorded in its `study.json` (the pre-registered benchmark uses bench/steering_protocol.json instead)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 from ...errors import ParameterError
 from ...settings_json import read_settings
 
-# The cohorts' failure modes (docs/models.md, baseline failure map): SSA cases are under-segmented as a whole
-# (WT), pediatric cases keep the whole tumour but lose the core (TC).
+# The region each population's selections *target* (SSA cases are under-segmented as a whole, pediatric cases
+# lose the core). Failures are counted one way for every population (shared/BRIEF.md): any of WT, TC, ET
+# below `failure_dice`.
 DEFAULT_FAILURE_REGIONS = {"ssa": "WT", "pediatric": "TC"}
 REFERENCE_POPULATION = "adult"
 HEALTHY_POPULATION = "healthy"
