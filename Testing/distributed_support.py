@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,24 +11,20 @@ from conftest import subprocess_env
 JOBS = Path(__file__).with_name("distributed_jobs.py")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def set_torchrun_env(monkeypatch, rank: int = 0, local_rank: int = 0, world_size: int = 1) -> None:
-    """The variables torchrun gives a rank (rendezvous on loopback), for code that joins inside a test process."""
+    """The variables torchrun gives a rank (rendezvous on loopback), for code that joins inside a test process.
+
+    MASTER_PORT 0: the one rank's store binds a free port itself, so no other process can take it first."""
     env = {"RANK": rank, "LOCAL_RANK": local_rank, "WORLD_SIZE": world_size, "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": free_port()}
+           "MASTER_PORT": 0}
     for name, value in env.items():
         monkeypatch.setenv(name, str(value))
 
 
 def torchrun_command(ranks: int, *program: str) -> list[str]:
-    """`torchrun` (as `python -m torch.distributed.run`) on one node, rendezvous on loopback."""
-    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(ranks),
-            "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *program]
+    """`torchrun --standalone` (as `python -m torch.distributed.run`): one node, and torchrun itself binds a free
+    loopback port, so suites running side by side never race for one."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks), *program]
 
 
 def run_torchrun(ranks: int, *job_args: str, timeout: float = 240) -> subprocess.CompletedProcess:

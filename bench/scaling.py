@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -55,17 +54,11 @@ def prepare(work: Path, cases: int, rows: int) -> None:
     writer.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def launch(work: Path, ranks: int, threads: int, rows: int, tag: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
     out = work / f"result-{tag}.json"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(ranks),
-               "--master-addr", "127.0.0.1", "--master-port", str(free_port()), str(Path(__file__).resolve()),
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
+               str(Path(__file__).resolve()),
                "--rank-job", "--work", str(work), "--rows", str(rows), "--threads", str(threads),
                "--result", str(out), "--tag", tag]
     load_before = os.getloadavg()[0]
