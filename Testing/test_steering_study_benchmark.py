@@ -13,9 +13,18 @@ import torch
 
 from MedSegLensLib.errors import InputError, OutputError, ParameterError
 from MedSegLensLib.steering.study.bench_candidates import BASELINES, METHODS
-from MedSegLensLib.steering.study.bench_run import Benchmark, check_disjoint_ids, run_benchmark, score
+from MedSegLensLib.steering.study.bench_run import (
+    Benchmark,
+    check_disjoint_ids,
+    run_benchmark,
+    score,
+)
 from MedSegLensLib.steering.study.bench_select import LABEL_FREE, choose, fit_population
-from MedSegLensLib.steering.study.protocol import Protocol, bind_results, check_committed
+from MedSegLensLib.steering.study.protocol import (
+    Protocol,
+    bind_results,
+    check_committed,
+)
 from MedSegLensLib.steering.study.stats import holm, paired_bootstrap, sign_test
 
 PROTOCOL = Path(__file__).resolve().parents[1] / "bench" / "steering_protocol.json"
@@ -62,7 +71,7 @@ def test_protocol_grid_is_equal_for_every_method_and_seeds_are_fresh():
     if not (root / ".git").exists():
         pytest.skip("not a git checkout")
     for seed in seeds:
-        found = subprocess.run(["git", "grep", "-l", "-w", str(seed)], cwd=root, capture_output=True,
+        found = subprocess.run(["git", "grep", "-l", "-w", str(seed)], cwd=root, capture_output=True, check=False,
                                text=True).stdout
         assert set(found.split()) <= {"bench/steering_protocol.json", "docs/steering.md", "README.md"}, (seed, found)
 

@@ -235,7 +235,8 @@ def measure_contrasts(sae, store: ActivationStore, random_seed: int, directions:
         entries = []
         for group in TUMOUR_LABELS:
             a, p = names.index(REFERENCE), names.index(population)
-            difference = (sums[group][a] / counts[group][a].clamp_min(1) - sums[group][p] / counts[group][p].clamp_min(1))
+            means = sums[group] / counts[group].clamp_min(1)[:, None]
+            difference = means[a] - means[p]
             direction = (difference / difference.norm().clamp_min(1e-12)).float()
             entries.append({"group": group, "direction": direction.tolist(),
                             "unit": direction_unit(tumour_rows, direction),

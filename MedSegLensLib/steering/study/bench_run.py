@@ -256,7 +256,8 @@ def run_benchmark(protocol: Protocol, out: str | Path, shard=(0, 1), limit_secon
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     entry = {"start": _now(), "argv": sys.argv, "protocol": protocol.name, "sha256": protocol.sha256,
-             "commit": commit, "code": code_version(), "shard": list(shard), "host": platform.node(), "threads": torch.get_num_threads()}
+             "commit": commit, "code": code_version(), "shard": list(shard), "host": platform.node(),
+             "threads": torch.get_num_threads()}
     log_run(out, {**entry, "event": "start"})
     torch.set_grad_enabled(False)
     bench = Benchmark(protocol, out, commit, log)
