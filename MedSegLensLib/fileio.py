@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from .errors import OutputError
 from .pause_points import pause_point
+from .processes import process_alive
 
 
 def _explain_os_error(path: Path, exc: OSError) -> OutputError:
@@ -71,8 +72,6 @@ def _temporary_prefix(path: Path) -> str:
 
 def _remove_stale_temporaries(path: Path) -> None:
     """Delete temporaries that a killed writer of `path` left behind (their process is gone)."""
-    from .worker.server import process_alive
-
     prefix = f".{path.name}."
     try:
         siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and ".partial" in p.name]
@@ -132,10 +131,11 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """`json.dumps(..., default=json_default)`: numpy values and paths, as in every JSON the project writes."""
     import numpy as np
 
     if isinstance(obj, np.generic):

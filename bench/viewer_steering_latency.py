@@ -1,11 +1,11 @@
 """Steering latency seen in the browser: a strength slider moves -> the steered segmentation's frame arrives.
 
-    python bench/viewer_steering_latency.py [--workspace DIR --case ID --latent J] [--repeats N] [--threads T]
+    python bench/viewer_steering_latency.py --workspace DIR [--case ID] [--latent J] [--repeats N] [--threads T]
 
-Without --workspace it builds the tests' steering workspace (`Testing/viewer_steering_cases.py`:
-a tiny U-Net trained here, its 16-latent SAE, an interpretation file; cases 24^3 voxels) in a
-temporary folder. It starts `medseglens serve` on 127.0.0.1 and drives Debian's headless
-Chromium. Once the case is analysed it times, inside the page, from a key press on a steering
+DIR is a viewer workspace with a model and an SAE, e.g. the demo's (`python3 dev.py demo --quick
+--no-serve` builds a small one). The case defaults to the first failure case, the latent to the
+first latent map listed for that case. It starts `medseglens serve` on 127.0.0.1 and drives
+Debian's headless Chromium. Once the case is analysed it times, inside the page, from a key press on a steering
 slider (alternately Home and End: strength -10 and +10, so every press steers anew) until the
 axial view shows a new frame: worker steer job + reading the result + new segmentation node +
 render + streaming. Baseline in the same run, same page: a key press on the axial view's slice
@@ -19,18 +19,34 @@ import os
 import re
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "Testing")]
+sys.path.insert(0, str(ROOT))
 
 from MedSegLensLib.viewer import browser  # noqa: E402
+from MedSegLensLib.viewer.workspace import read_workspace  # noqa: E402
 
 
 def _p90(values: list[float]) -> float:
     return sorted(values)[min(len(values) - 1, int(round(0.9 * (len(values) - 1))))]
+
+
+def case_and_latent(workspace: Path, case_id: str | None, latent: int | None) -> tuple[str, int]:
+    """The case to open (given, else the first failure case, else the first) and a latent with a map on it."""
+    cases = read_workspace(workspace).cases
+    if not cases:
+        raise SystemExit(f"{workspace}: the workspace lists no cases")
+    chosen = next((c for c in cases if c.case_id == case_id), None) if case_id else \
+        next((c for c in cases if c.failure), cases[0])
+    if chosen is None:
+        raise SystemExit(f"{workspace}: no case {case_id!r}")
+    if latent is None:
+        latent = next((o.latent for o in chosen.overlays if o.latent is not None), None)
+        if latent is None:
+            raise SystemExit(f"{workspace}: case {chosen.case_id} has no latent map; pass --latent J")
+    return chosen.case_id, latent
 
 
 def measure(server_url: str, case_id: str | None, latent: int, repeats: int) -> dict[str, list[float]]:
@@ -65,30 +81,20 @@ def measure(server_url: str, case_id: str | None, latent: int, repeats: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workspace", type=Path, help="a workspace whose index lists a model and SAE (default: built here)")
-    parser.add_argument("--case", help="case to open (default: the viewer's first failure case)")
-    parser.add_argument("--latent", type=int, help="latent to steer (required with --workspace)")
+    parser.add_argument("--workspace", type=Path, required=True, help="a workspace whose index lists a model and SAE")
+    parser.add_argument("--case", help="case to open (default: the first failure case)")
+    parser.add_argument("--latent", type=int, help="latent to steer (default: the case's first latent map)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="torch threads here and in the worker")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    with tempfile.TemporaryDirectory(prefix="medseglens-steer-bench-") as tmp:
-        workspace, latent = args.workspace, args.latent
-        if workspace is None:
-            import torch
-
-            from viewer_steering_cases import write_steering_workspace
-
-            torch.set_num_threads(args.threads)
-            workspace = Path(tmp) / "ws"
-            _, latent = write_steering_workspace(workspace, Path(tmp) / "assets")
-        elif latent is None:
-            parser.error("--latent is required with --workspace")
-        with browser.viewer_server(workspace, env=env, timeout=300) as server:
-            results = measure(server.url, args.case, latent, args.repeats)
+    case_id, latent = case_and_latent(args.workspace, args.case, args.latent)
+    with browser.viewer_server(args.workspace, env=env, timeout=300) as server:
+        results = measure(server.url, case_id, latent, args.repeats)
     steer, scroll = statistics.median(results["steer"]), statistics.median(results["scroll"])
-    print(f"steering latency in the browser, {args.repeats} repeats, {args.threads} thread(s)")
+    print(f"steering latency in the browser, case {case_id}, latent {latent}, {args.repeats} repeats, "
+          f"{args.threads} thread(s)")
     print(f"  slider -> steered frame : median {steer:7.0f} ms   p90 {_p90(results['steer']):7.0f} ms")
     if results["worker_s"]:
         print(f"    of which worker steer : median {1000 * statistics.median(results['worker_s']):7.0f} ms")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
+
+from ..progress import StageBars
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -100,35 +101,13 @@ def _threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(int(args.threads))
 
 
-class _StageBars:
-    """One tqdm bar on stderr per stage of a study's `progress(stage, done, total)`."""
-
-    def __init__(self) -> None:
-        self.bars = {}
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage not in self.bars:
-            from tqdm import tqdm
-
-            self.bars[stage] = tqdm(total=total, desc=stage, file=sys.stderr, dynamic_ncols=True)
-        bar = self.bars[stage]
-        bar.update(done - bar.n)
-
-    def __enter__(self) -> "_StageBars":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for bar in self.bars.values():
-            bar.close()
-
-
 def run_populations(args: argparse.Namespace) -> int:
     from ..diffing import PopulationDiffSettings, population_study
 
     _threads(args)
     settings = PopulationDiffSettings(ratio=args.ratio, alpha=args.alpha, frequency_floor=args.floor,
                                       n_boot=args.bootstrap, seed=args.seed)
-    with _StageBars() as bars:
+    with StageBars() as bars:
         record = population_study(args.sae, args.store, args.out, settings=settings, labels=args.labels,
                                   overwrite=args.overwrite, command=_command(args), progress=bars)
     s = record["summary"]
@@ -145,7 +124,7 @@ def run_saes(args: argparse.Namespace) -> int:
 
     _threads(args)
     names = (args.name_a or Path(args.a).name, args.name_b or Path(args.b).name)
-    with _StageBars() as bars:
+    with StageBars() as bars:
         record = dictionary_study(args.a, args.b, args.out, store_a=args.store_a, store_b=args.store_b, names=names,
                                   threshold=args.threshold, method=args.method, neighbours=args.neighbours,
                                   seed=args.seed, labels_a=args.labels_a, labels_b=args.labels_b,
@@ -169,7 +148,7 @@ def run_archs(args: argparse.Namespace) -> int:
     _threads(args)
     settings = ArchDiffSettings(seed=args.seed, min_active_rows=args.min_active, n_permutations=args.permutations,
                                 block_mm=args.block_mm, alpha=args.alpha, method=args.method, neighbours=args.neighbours)
-    with _StageBars() as bars:
+    with StageBars() as bars:
         record = architecture_study(args.model_a, args.sae_a, args.model_b, args.sae_b, args.data, args.out,
                                     populations=args.population, max_cases=args.max_cases, settings=settings,
                                     precision=args.precision, labels_a=args.labels_a, labels_b=args.labels_b,

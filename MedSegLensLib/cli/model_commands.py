@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ..data import read_case
@@ -81,29 +80,9 @@ def _config_for(args: argparse.Namespace):
     return ModelConfig.from_json({**config.to_json(), **overrides}) if overrides else config
 
 
-class TrainingBar:
-    """A tqdm bar on stderr fed by `train_model`'s progress callback: steps, epoch, loss, validation Dice."""
-
-    def __init__(self, description: str):
-        from tqdm import tqdm
-
-        self.bar = tqdm(desc=description, unit="step", file=sys.stderr, dynamic_ncols=True)
-
-    def __call__(self, update) -> None:
-        self.bar.total = update.epochs * update.steps_per_epoch
-        self.bar.n = (update.epoch - 1) * update.steps_per_epoch + update.step
-        postfix = {"epoch": f"{update.epoch}/{update.epochs}", "loss": f"{update.loss:.3f}"}
-        if update.val_dice is not None:
-            postfix["val Dice"] = f"{update.val_dice:.3f}"
-        self.bar.set_postfix(postfix, refresh=False)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def run_train(args: argparse.Namespace) -> int:
     from ..models import TrainingSettings, labelled_cases, train_model
+    from ..progress import TrainingBar
 
     config = _config_for(args)
     cases = labelled_cases(args.data, args.population)
@@ -144,10 +123,9 @@ def run_segment(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..models import evaluate_model, labelled_cases, load_model, summarise_by_population, write_evaluation
     from ..models.evaluation import format_summary, summary_path
+    from ..progress import case_bar
 
     if not 0.0 < args.failure_dice <= 1.0:
         raise ParameterError(f"--failure-dice {args.failure_dice} must be in (0, 1]")
@@ -155,7 +133,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_can_write(summary_path(args.out), args.overwrite)
     model = load_model(args.model, device=args.device)
     cases = labelled_cases(args.data)
-    with tqdm(total=len(cases), desc="evaluate", unit="case", file=sys.stderr, dynamic_ncols=True) as bar:
+    with case_bar("evaluate", len(cases)) as bar:
         def report(done: int, total: int, row: dict) -> None:
             bar.update(1)
             bar.set_postfix(case=row["case_id"], WT=f"{row['dice_WT']:.2f}", refresh=False)

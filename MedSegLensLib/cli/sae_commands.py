@@ -90,12 +90,11 @@ def _model_and_layer(args: argparse.Namespace):
 
 
 def _extract(model, layer: str, args: argparse.Namespace, out, overwrite: bool, dtype: str = "float16"):
-    from tqdm import tqdm
-
     from ..data import discover_cohorts
     from ..distributed import extract_activations_distributed, job_group
     from ..distributed.extraction import cases_of_rank
     from ..errors import InputError
+    from ..progress import case_bar
     from ..sae.extract import extract_activations
 
     if not args.data:
@@ -105,8 +104,7 @@ def _extract(model, layer: str, args: argparse.Namespace, out, overwrite: bool, 
         raise InputError(f"{', '.join(args.data)}: no cases found")
     group = job_group(args.distributed)
     share = cases if group is None else cases_of_rank(cases, group.rank, group.world_size)  # the bar: rank 0's share
-    with tqdm(total=len(share), desc=f"capture {layer}", unit="case", file=sys.stderr, dynamic_ncols=True,
-              disable=group is not None and group.rank != 0) as bar:
+    with case_bar(f"capture {layer}", len(share), disable=group is not None and group.rank != 0) as bar:
         def report(done: int, total: int, case_id: str, skipped: bool) -> None:
             bar.update(1)
             bar.set_postfix(case=case_id, skipped="yes" if skipped else "no", refresh=False)
@@ -165,10 +163,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..data import discover_cohorts
     from ..models import load_model
+    from ..progress import case_bar
     from ..sae import check_sae_for_model, load_sae
     from ..sae.evaluation import evaluate_sae
 
@@ -177,7 +174,7 @@ def run_eval(args: argparse.Namespace) -> int:
     check_sae_for_model(sae, args.sae, model)  # before any other check, work or progress bar
     check_can_write(args.out, args.overwrite)
     cases = discover_cohorts(args.data)
-    with tqdm(total=len(cases), desc="evaluate SAE", unit="case", file=sys.stderr, dynamic_ncols=True) as bar:
+    with case_bar("evaluate SAE", len(cases)) as bar:
         def report(done: int, total: int, case_id: str) -> None:
             bar.update(1)
             bar.set_postfix(case=case_id, refresh=False)

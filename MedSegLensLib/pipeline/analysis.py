@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli.diff_commands import _StageBars as StageBars  # the diff commands' progress bars
 from ..diffing import ArchDiffSettings, PopulationDiffSettings, architecture_study, population_study
 from ..interpret.sae_run import interpret_sae
+from ..progress import StageBars
 from ..steering.study import run_recovery_study
 from .cohorts import cohort_folders
 from .sae_stages import sae_dir, store_dir

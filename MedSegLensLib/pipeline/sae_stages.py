@@ -7,13 +7,11 @@ measured in the SAE's own store; the held-out test cohorts stay unseen.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-
-from tqdm import tqdm
 
 from ..data import discover_cohorts
 from ..models import load_model
+from ..progress import case_bar
 from ..report import Section, Table, write_section
 from ..sae import DEFAULT_QUOTAS, ActivationStore, TrainConfig, load_sae
 from ..sae.defaults import default_for
@@ -57,8 +55,7 @@ def extract_stage(architecture: str):
         adult = discover_cohorts(cohort_folders(ctx.work, config.role("train")))[: config.sae_adult_cases]
         cases = adult + discover_cohorts(cohort_folders(ctx.work, config.role("calibration")))
         quotas = {name: max(1, round(n * config.sae_quota_scale)) for name, n in DEFAULT_QUOTAS.items()}
-        with tqdm(total=len(cases), desc=f"capture {architecture} {layer}", unit="case", file=sys.stderr,
-                  dynamic_ncols=True) as bar:
+        with case_bar(f"capture {architecture} {layer}", len(cases)) as bar:
             store = extract_activations(model, layer, cases, store_dir(ctx.work, architecture), quotas, config.seed,
                                         lambda *_: bar.update(1), resume=ctx.resume)
         populations = sorted({c["population"] for c in store.cases})

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import csv
-import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
-from ..cli.model_commands import TrainingBar
 from ..fileio import write_text_atomic
 from ..models import (TrainingSettings, default_config, evaluate_model, labelled_cases, load_model, tiny_config,
                       train_model, write_evaluation)
 from ..models.evaluation import FALSE_POSITIVE_ML, csv_text, format_summary, summarise_by_population
 from ..models.failure_map import failure_rows, markdown_table, plot_failure_map
 from ..models.storage import MODEL_JSON
+from ..progress import TrainingBar, case_bar
 from ..report import Figure, Section, Table, write_section
 from .cohorts import cohort_folders, section_dir
 from .stages import StageContext
@@ -96,8 +93,7 @@ def run_evaluate(ctx: StageContext) -> dict:
     for architecture in config.architectures:
         model = load_model(model_dir(ctx.work, architecture), device="cpu")
         start = time.perf_counter()
-        with tqdm(total=len(cases), desc=f"evaluate {architecture}", unit="case", file=sys.stderr,
-                  dynamic_ncols=True) as bar:
+        with case_bar(f"evaluate {architecture}", len(cases)) as bar:
             rows = evaluate_model(model, cases, progress=lambda done, total, row: bar.update(1))
         seconds[architecture] = round((time.perf_counter() - start) / len(rows), 2)
         write_evaluation(rows, scores_csv(ctx.work, architecture), config.failure_dice)

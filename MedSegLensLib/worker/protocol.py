@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..fileio import _json_default  # numpy values and paths, as in every JSON the project writes
+from ..fileio import json_default
 
 MESSAGE_TYPES = ("ready", "progress", "log", "result", "error")
 MAX_LINE_CHARS = 1 << 20
@@ -83,7 +83,7 @@ def one_line(text: object, limit: int = 2000) -> str:
 
 def encode(obj: dict[str, Any]) -> str:
     """One JSON line (no embedded newlines, NaN refused)."""
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default)
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=json_default)
 
 
 def _load_object(line: str, what: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from .. import __version__
 from ..errors import MedSegLensError
+from ..processes import process_alive
 from . import protocol
 from .registry import JOB_MODULES, JobContext, JobRegistry, WorkerCache
 
@@ -94,21 +95,6 @@ class WorkerServer:
     def _shutdown(self, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         self.stopping = True
         return {"pid": os.getpid()}
-
-
-def process_alive(pid: int) -> bool:
-    """Whether `pid` still runs (POSIX; a zombie waiting to be reaped counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): os.kill said it exists
 
 
 def watch_parent(pid: int, interval: float = 1.0) -> threading.Thread:
