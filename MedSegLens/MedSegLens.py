@@ -37,6 +37,7 @@ _make_library_importable()
 
 from MedSegLensLib.slicer_module.compatibility import MINIMUM_SLICER_TEXT, unsupported_slicer  # noqa: E402
 from MedSegLensLib.slicer_module.overlay import STYLES as OVERLAY_STYLES  # noqa: E402 - after the path is set
+from MedSegLensLib.slicer_module.self_test import SelfTestSteps  # noqa: E402
 from MedSegLensLib.steering_contract import (  # noqa: E402
     DEFAULT_MARGIN_MM, MAX_MARGIN_MM, MIN_MARGIN_MM, MODES, REGION_KINDS,
 )
@@ -82,7 +83,7 @@ class MedSegLensParameterNode:
 
 
 class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Thin Qt glue: every action calls `MedSegLensLib.slicer_module.logic.ModuleLogic`; heavy work runs in the worker."""
+    """Qt glue only: every action goes to `self.core` (`MedSegLensLib.slicer_module.logic.ModuleLogic`)."""
 
     TIMER_INTERVAL_MS = 100
 
@@ -97,6 +98,15 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.selectedLatent = None
         self.outputNode = None  # the segmentation Export writes: the latest accepted, else the model's
         self._applied = {}  # overlay and steering settings last passed to the logic
+
+    @property
+    def core(self):
+        """The GUI-free logic; None until the first Load Case or Apply has installed what it needs."""
+        return self.logic.core if self.logic is not None else None
+
+    @property
+    def analysis(self):
+        return self.core.analysis if self.core is not None else None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -158,8 +168,8 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event):
         """The case's nodes are going: forget them, so nothing (Export, the table, sliders) points at a deleted node."""
-        if self.logic is not None:
-            self.logic.forgetCase()
+        if self.core is not None:
+            self.core.forget_case()
         self.setParameterNode(None)
         self.outputNode, self.selectedLatent, self._applied = None, None, {}
         self.clearSteeringLatents()
@@ -192,12 +202,12 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self):
         """Apply segments the case (and, with an SAE, lists its latents); while it runs the same button cancels."""
-        if self.logic.running:
+        if self.core is not None and self.core.running:
             self.appendLog("Cancelling...")
-            self.logic.cancel()
+            self.core.cancel()
             self.updateGUIFromState()
             return
-        if not self.logic.ensureRequirements(self.onInstallProgress):
+        if not self.logic.ensureCore(self.onInstallProgress):
             return
         state = self._parameterNode
         volumes = {modality: getattr(state, modality) for modality in MODALITY_SELECTORS}
@@ -205,10 +215,10 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setValue(0)
         try:
             if state.saeFolder and str(state.saeFolder) not in ("", "."):
-                self.logic.core.analyse(volumes, state.modelFolder, state.saeFolder, self.makeCallbacks(),
-                                        reference=state.referenceSegmentation)
+                self.core.analyse(volumes, state.modelFolder, state.saeFolder, self.makeCallbacks(),
+                                  reference=state.referenceSegmentation)
             else:
-                self.logic.segment(volumes, state.modelFolder, self.makeCallbacks())
+                self.core.segment(volumes, state.modelFolder, self.makeCallbacks())
         except Exception as exc:
             slicer.util.errorDisplay(str(exc))
             return
@@ -218,13 +228,9 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Callbacks of a job: the progress bar and the log, then `finished(node)` (the Apply result by default)."""
         from MedSegLensLib.slicer_module.logic import JobCallbacks
 
-        return JobCallbacks(
-            progress=self.onProgress,
-            log=self.appendLog,
-            finished=finished or self.onFinished,
-            failed=self.onFailed if finished is None else self.onInteractiveFailed,
-            cancelled=self.onCancelled,
-        )
+        return JobCallbacks(progress=self.onProgress, log=self.appendLog, finished=finished or self.onFinished,
+                            failed=self.onFailed if finished is None else self.onInteractiveFailed,
+                            cancelled=self.onCancelled)
 
     def startTimer(self):
         if not self.timer.isActive():
@@ -232,14 +238,20 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateGUIFromState()
 
     def onTimer(self):
-        self.logic.poll()
-        if not self.logic.running:
+        self.core.poll()
+        if not self.core.running:
             self.timer.stop()
         self.updateGUIFromState()
 
     def onProgress(self, fraction, message):
         self.ui.progressBar.setValue(int(round(100 * fraction)))
         self.ui.progressBar.setFormat(f"{message} (%p%)" if message else "%p%")
+
+    def onInstallProgress(self, done, total, requirement):
+        """Installing a package blocks Slicer for a while: say which, and move the bar, before each one."""
+        self.ui.progressBar.setValue(int(round(100 * done / max(total, 1))))
+        self.appendLog(f"Installing {requirement} ({done + 1} of {total})..." if requirement else "Installed.")
+        slicer.app.processEvents()
 
     def appendLog(self, text):
         self.ui.logTextEdit.appendPlainText(text)
@@ -269,8 +281,8 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setValue(0)
 
     def updateGUIFromState(self):
-        applying = self.logic is not None and self.logic.applying
-        analysis = self.logic.analysis if self.logic is not None else None
+        core, analysis = self.core, self.analysis
+        applying = core is not None and core.pending(None)
         self.ui.applyButton.text = "Cancel" if applying else "Apply"
         self.ui.applyButton.toolTip = "Stop the background job" if applying else "Segment the case with the model"
         self.ui.inputsCollapsibleButton.enabled = not applying
@@ -278,23 +290,16 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.steeringCollapsibleButton.enabled = analysis is not None and not applying
         self.ui.addSteeringLatentButton.enabled = analysis is not None and self.selectedLatent is not None
         previewed = analysis is not None and analysis.preview.outcome is not None
-        self.ui.acceptButton.enabled = previewed and not self.logic.core.pending("steer")
+        self.ui.acceptButton.enabled = previewed and not core.pending("steer")
         self.ui.exportButton.enabled = self.outputNode is not None
 
     # -- inputs and latents ------------------------------------------------------------
 
-    def onInstallProgress(self, done, total, requirement):
-        """Installing a package blocks Slicer for a while: say which, and move the bar, before each one."""
-        self.ui.progressBar.setValue(int(round(100 * done / max(total, 1))))
-        self.appendLog(f"Installing {requirement} ({done + 1} of {total})..." if requirement else "Installed.")
-        slicer.app.processEvents()
-
     def onLoadCaseFolder(self):
-        if not self.logic.ensureRequirements(self.onInstallProgress):
+        if not self.logic.ensureCore(self.onInstallProgress):
             return
-        folder = self.ui.caseFolderButton.directory
         try:
-            volumes = self.logic.loadCaseFolder(folder)
+            volumes = self.core.load_case_folder(self.ui.caseFolderButton.directory)
         except Exception as exc:
             slicer.util.errorDisplay(str(exc))
             return
@@ -311,8 +316,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def fillLatentTable(self):
         """Show the logic's latent rows (its sort order and filter) in the table."""
-        analysis = self.logic.analysis
-        rows = analysis.table.view() if analysis is not None else []
+        rows = self.analysis.table.view() if self.analysis is not None else []
         table = self.ui.latentTable
         table.setRowCount(len(rows))
         for index, row in enumerate(rows):
@@ -320,20 +324,20 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 table.setItem(index, column, qt.QTableWidgetItem(text))
 
     def onLatentFilterChanged(self, text):
-        if self.logic.analysis is not None:
-            self.logic.analysis.table.filter_text = text
+        if self.analysis is not None:
+            self.analysis.table.filter_text = text
             self.fillLatentTable()
 
     def onLatentHeaderClicked(self, column):
-        if self.logic.analysis is not None:
-            self.logic.analysis.table.sort_by(column)
+        if self.analysis is not None:
+            self.analysis.table.sort_by(column)
             self.fillLatentTable()
 
     def onLatentClicked(self, row, column):
         """Overlay the clicked latent's map (computed on demand in the worker)."""
         self.selectedLatent = int(self.ui.latentTable.item(row, 0).text())
         try:
-            self.logic.core.show_latent(self.selectedLatent, self.makeCallbacks(finished=self.onOverlayShown))
+            self.core.show_latent(self.selectedLatent, self.makeCallbacks(finished=self.onOverlayShown))
         except Exception as exc:
             self.onInteractiveFailed(str(exc))
             return
@@ -349,18 +353,17 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onParameterNodeModified(self, caller=None, event=None):
         """Apply overlay and steering settings that changed (the parameter node holds what the GUI shows)."""
-        analysis = self.logic.analysis if self.logic is not None else None
-        state = self._parameterNode
+        analysis, state = self.analysis, self._parameterNode
         if analysis is None or state is None:
             return
         try:
             if state.overlayStyle != self._applied.get("style", "volume"):
-                node = self.logic.core.set_overlay_style(state.overlayStyle)
+                node = self.core.set_overlay_style(state.overlayStyle)
                 if node is not None:
                     self.onOverlayShown(node)
             self._applied["style"] = state.overlayStyle
             if state.latentThreshold != self._applied.get("threshold"):
-                self.logic.core.set_overlay_threshold(state.latentThreshold)
+                self.core.set_overlay_threshold(state.latentThreshold)
                 self._applied["threshold"] = state.latentThreshold
         except Exception as exc:
             self.onInteractiveFailed(str(exc))
@@ -379,14 +382,13 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- steering ----------------------------------------------------------------------
 
     def configureStrengthSlider(self, slider):
-        """Range and neutral value of the current mode, as the worker reported them."""
-        options = self.logic.analysis.steering
-        mode = self._parameterNode.steeringMode
-        low, high = options["strength_ranges"][mode]
-        slider.minimum, slider.maximum, slider.singleStep = low, high, 0.1
+        """Range and neutral value of the current mode, from the steering contract the worker reported."""
+        options, mode = self.analysis.steering, self._parameterNode.steeringMode
+        slider.minimum, slider.maximum = options["strength_ranges"][mode]
+        slider.singleStep = 0.1
         slider.value = options["neutral"].get(mode, 1.0)
 
-    def onAddSteeringLatent(self, checked=False):
+    def onAddSteeringLatent(self):
         import ctk
 
         latent = self.selectedLatent
@@ -403,7 +405,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.steeringSliders[latent] = slider
         self.requestPreview()
 
-    def onRemoveSteeringLatent(self, checked=False):
+    def onRemoveSteeringLatent(self):
         table = self.ui.steeringLatentTable
         row = table.currentRow()
         if row < 0 or table.item(row, 0) is None:
@@ -422,13 +424,13 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from MedSegLensLib.slicer_module.steering import SteeringRequest
 
         state = self._parameterNode
-        if self.logic.analysis is None or not self.steeringSliders or not (force or state.previewEnabled):
+        if self.analysis is None or not self.steeringSliders or not (force or state.previewEnabled):
             return
         try:
             request = SteeringRequest(
                 tuple(self.steeringSliders), tuple(float(s.value) for s in self.steeringSliders.values()),
                 state.steeringMode, state.steeringRegion, state.steeringMarginMm, state.steeringRegionSegmentation)
-            self.logic.core.preview(request, self.makeCallbacks(finished=self.onPreviewShown))
+            self.core.preview(request, self.makeCallbacks(finished=self.onPreviewShown))
         except Exception as exc:
             self.onInteractiveFailed(str(exc))
             return
@@ -437,11 +439,11 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onPreviewShown(self, node):
         from MedSegLensLib.slicer_module.steering import dice_summary
 
-        self.ui.steeringDiceValueLabel.setText(dice_summary(self.logic.analysis.preview.outcome))
+        self.ui.steeringDiceValueLabel.setText(dice_summary(self.analysis.preview.outcome))
 
-    def onAcceptButton(self, checked=False):
+    def onAcceptButton(self):
         try:
-            node = self.logic.core.accept()
+            node = self.core.accept()
         except Exception as exc:
             slicer.util.errorDisplay(str(exc))
             return
@@ -450,229 +452,47 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.appendLog(f"Accepted {node.GetName()} (a new segmentation with its provenance)")
         self.updateGUIFromState()
 
-    def onExportButton(self, checked=False):
-        path = self.ui.exportPathLineEdit.currentPath
+    def onExportButton(self):
         try:
-            written = self.logic.core.export_segmentation(self.outputNode, path)
+            written = self.core.export_segmentation(self.outputNode, self.ui.exportPathLineEdit.currentPath)
         except Exception as exc:
             slicer.util.errorDisplay(str(exc))
             return
         self.appendLog(f"Exported {self.outputNode.GetName()} to {written}")
 
 
-def installTorch():
-    """torch from the PyTorch Utils extension (it picks the CUDA or CPU build for this machine)."""
-    try:
-        import PyTorchUtils
-    except ImportError:
-        slicer.util.errorDisplay("MedSegLens needs the PyTorch Utils extension for torch: install it from the "
-                                 "Extensions Manager, restart Slicer and try again.", windowTitle="MedSegLens")
-        return False
-    return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is not None
-
-
 class MedSegLensLogic(ScriptedLoadableModuleLogic):
-    """Slicer-side wiring of `MedSegLensLib.slicer_module.logic.ModuleLogic` (worker launched with PythonSlicer)."""
+    """Makes the GUI-free logic on first use, after installing what it needs, with a PythonSlicer worker."""
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        self._core = None
+        self.core = None
 
     def getParameterNode(self):
         return MedSegLensParameterNode(super().getParameterNode())
 
-    @property
-    def core(self):
-        if self._core is None:
+    def ensureCore(self, progress):
+        """torch through PyTorch Utils, the other packages with pip (each after asking), then the logic."""
+        if self.core is None:
+            from MedSegLensLib.slicer_module.requirements import ensure_requirements, slicer_installer
+
+            if not ensure_requirements(slicer_installer(progress)):
+                return False
             from MedSegLensLib.slicer_module.logic import ModuleLogic
             from MedSegLensLib.worker import WorkerProcess
 
             python = shutil.which("PythonSlicer") or sys.executable
-            worker = WorkerProcess(python, env=slicer.util.startupEnvironment())
-            self._core = ModuleLogic(slicer.mrmlScene, worker)
-        return self._core
-
-    @property
-    def running(self):
-        return self._core is not None and self._core.running
-
-    @property
-    def applying(self):
-        """Whether the Apply job (segment or encode) runs, rather than an interactive one."""
-        return self._core is not None and self._core.pending(None)
-
-    @property
-    def analysis(self):
-        return self._core.analysis if self._core is not None else None
-
-    def forgetCase(self):
-        """The scene is closing: stop the worker's jobs and drop the analysed case."""
-        if self._core is not None:
-            self._core.forget_case()
-
-    def ensureRequirements(self, progress):
-        """torch through PyTorch Utils, then the other packages with pip, each only after the user agrees."""
-        from MedSegLensLib.slicer_module.requirements import Installer, ensure_requirements
-
-        return ensure_requirements(Installer(
-            install_torch=installTorch,
-            confirm=lambda question: slicer.util.confirmOkCancelDisplay(question, windowTitle="MedSegLens"),
-            pip_install=slicer.util.pip_install, progress=progress))
-
-    def segment(self, volumes, modelFolder, callbacks):
-        return self.core.segment(volumes, modelFolder, callbacks)
-
-    def loadCaseFolder(self, folder):
-        return self.core.load_case_folder(folder)
-
-    def poll(self):
-        if self._core is not None:
-            self._core.poll()
-
-    def cancel(self):
-        if self._core is not None:
-            self._core.cancel()
+            self.core = ModuleLogic(slicer.mrmlScene, WorkerProcess(python, env=slicer.util.startupEnvironment()))
+        return True
 
     def shutdown(self):
-        if self._core is not None:
-            self._core.shutdown()
-            self._core = None
+        if self.core is not None:
+            self.core.shutdown()
+            self.core = None
 
 
-class MedSegLensTest(ScriptedLoadableModuleTest):
-    """Runs the flow inside desktop Slicer on a tiny, untrained model and a tiny SAE (CTest: py_MedSegLens)."""
+class MedSegLensTest(SelfTestSteps, ScriptedLoadableModuleTest):
+    """The in-Slicer self-test (CTest py_MedSegLens); its steps are in MedSegLensLib.slicer_module.self_test."""
 
-    TINY_LAYER = "model.1.submodule.2"  # the tiny U-Net's decoder block at half resolution
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
-    def runTest(self):
-        self.setUp()
-        self.test_segment_creates_a_new_segmentation()
-        self.setUp()
-        self.test_cancel_leaves_the_scene_unchanged()
-        self.setUp()
-        self.test_latents_steering_accept_and_export()
-
-    def _tinyCase(self):
-        import numpy as np
-
-        rng = np.random.default_rng(0)
-        volumes = {}
-        for modality in MODALITY_SELECTORS:
-            array = rng.normal(size=(24, 24, 24)).astype("float32")  # [k, j, i]
-            node = slicer.util.addVolumeFromArray(array, ijkToRAS=np.diag([2.0, 2.0, 2.0, 1.0]), name=f"tiny-{modality}")
-            volumes[modality] = node
-        return volumes
-
-    def _tinyModel(self):
-        import torch
-
-        from MedSegLensLib.models import build_network, save_model, tiny_config
-
-        torch.manual_seed(0)
-        config = tiny_config("unet")
-        folder = Path(slicer.util.tempDirectory()) / "tiny-unet"
-        save_model(build_network(config), config, folder, overwrite=True)
-        return folder
-
-    def _tinySae(self, modelFolder, volumes):
-        """An untrained SAE on the tiny model's decoder layer, with its latents' typical activations on this case."""
-        import torch
-
-        from MedSegLensLib.data import load_case
-        from MedSegLensLib.models import load_model
-        from MedSegLensLib.sae import SAEConfig, SAEInfo, SparseAutoencoder, layer_features, save_sae
-        from MedSegLensLib.scene import save_volume
-        from MedSegLensLib.steering import compute_latent_scales, sae_sha256, save_latent_scales
-
-        folder = Path(slicer.util.tempDirectory())
-        files = {m: save_volume(node, folder / f"{m}.nii.gz", overwrite=True) for m, node in volumes.items()}
-        model = load_model(modelFolder, device="cpu")
-        rows = layer_features(model, load_case(files), self.TINY_LAYER).rows()
-        torch.manual_seed(0)
-        sae = SparseAutoencoder(SAEConfig(int(rows.shape[1]), 8, 2, "topk"))
-        saeFolder = save_sae(sae, folder / "tiny-sae", SAEInfo(model.fingerprint, self.TINY_LAYER), overwrite=True)
-        save_latent_scales(compute_latent_scales(sae, [rows], sae_sha256(saeFolder)), saeFolder)
-        return saeFolder
-
-    def _waitUntilIdle(self, logic, timeout=300):
-        logic.core.wait(timeout=timeout, process_events=slicer.app.processEvents)
-        self.assertFalse(logic.running, "the job did not finish in time")
-
-    def _recorder(self, events):
-        from MedSegLensLib.slicer_module.logic import JobCallbacks
-
-        return JobCallbacks(
-            progress=lambda f, m: events.append(("progress", f)),
-            finished=lambda node: events.append(("finished", node)),
-            failed=lambda message: events.append(("failed", message)),
-        )
-
-    def test_segment_creates_a_new_segmentation(self):
-        self.delayDisplay("Segmenting a tiny case with a tiny model in the background")
-        logic = MedSegLensLogic()
-        volumes = self._tinyCase()
-        events = []
-        logic.segment(volumes, self._tinyModel(), self._recorder(events))
-        self._waitUntilIdle(logic)
-        logic.shutdown()
-        self.assertEqual(events[-1][0], "finished", events[-1])
-        fractions = [f for kind, f in events if kind == "progress"]
-        self.assertEqual(fractions, sorted(fractions))
-        node = events[-1][1]
-        self.assertTrue(node.IsA("vtkMRMLSegmentationNode"))
-        self.delayDisplay("Test passed")
-
-    def test_cancel_leaves_the_scene_unchanged(self):
-        from MedSegLensLib.slicer_module.logic import JobCallbacks, node_ids
-
-        self.delayDisplay("Cancelling a running job")
-        logic = MedSegLensLogic()
-        volumes = self._tinyCase()
-        before = node_ids(slicer.mrmlScene)
-        cancelled = []
-        logic.segment(volumes, self._tinyModel(), JobCallbacks(cancelled=lambda: cancelled.append(True)))
-        logic.cancel()
-        self._waitUntilIdle(logic)
-        logic.shutdown()
-        self.assertEqual(cancelled, [True])
-        self.assertEqual(node_ids(slicer.mrmlScene), before)
-        self.delayDisplay("Test passed")
-
-    def test_latents_steering_accept_and_export(self):
-        from MedSegLensLib.scene import overlay_latent, read_provenance
-        from MedSegLensLib.slicer_module.steering import SteeringRequest
-
-        self.delayDisplay("Latents, overlay, steering preview, Accept and export on a tiny model and SAE")
-        logic = MedSegLensLogic()
-        volumes = self._tinyCase()
-        modelFolder = self._tinyModel()
-        core, events = logic.core, []
-        core.analyse(volumes, modelFolder, self._tinySae(modelFolder, volumes), self._recorder(events))
-        self._waitUntilIdle(logic)
-        self.assertEqual(events[-1][0], "finished", events[-1])
-        segmentation = events[-1][1]
-        rows = logic.analysis.table.view()
-        self.assertGreater(len(rows), 0)
-        latent = rows[0].latent
-
-        core.show_latent(latent, self._recorder(events))
-        self._waitUntilIdle(logic)
-        self.assertEqual(events[-1][0], "finished", events[-1])
-        self.assertEqual(overlay_latent(events[-1][1]), latent)
-
-        core.preview(SteeringRequest((latent,), (2.0,), "additive"), self._recorder(events))
-        self._waitUntilIdle(logic)
-        self.assertEqual(events[-1][0], "finished", events[-1])
-        accepted = core.accept()
-        self.assertNotEqual(accepted.GetID(), segmentation.GetID())
-        provenance = read_provenance(accepted)
-        self.assertEqual((provenance.mode, provenance.latents, provenance.strengths), ("additive", [latent], [2.0]))
-        self.assertEqual(provenance.source_segmentation, segmentation.GetName())
-        exported = core.export_segmentation(accepted, Path(slicer.util.tempDirectory()) / "tiny-corrected.seg.nrrd",
-                                            overwrite=True)
-        self.assertTrue(exported.is_file())
-        logic.shutdown()
-        self.delayDisplay("Test passed")
+    def makeLogic(self):
+        return MedSegLensLogic()

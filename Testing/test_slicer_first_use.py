@@ -26,6 +26,7 @@ from fake_slicer_gui import open_widget, run_timer_until_idle  # noqa: E402
 from MedSegLensLib.data.volumes import read_volume_metadata  # noqa: E402
 from MedSegLensLib.segmentation_file import PROVENANCE_FIELD  # noqa: E402
 from MedSegLensLib.slicer_module import requirements  # noqa: E402
+from MedSegLensLib.worker import requirements as worker_requirements  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow, pytest.mark.scene]
 assets = assets_fixture("first-use")
@@ -84,13 +85,13 @@ def test_first_use_load_apply_overlay_steer_accept_export_close(widget, assets, 
     assert_coded_segments(model_node)
     assert scene_api.read_provenance(model_node).mode == "none"
     rows = ui.latentTable.row_texts()
-    assert len(rows) == len(widget.logic.analysis.table.rows) > 1
+    assert len(rows) == len(widget.analysis.table.rows) > 1
 
     # Click the edema latent's row: its map as the foreground over the T1c.
     row = [int(r[0]) for r in rows].index(assets.edema_latent)
     ui.latentTable.emit("cellClicked(int,int)", row, 0)
     run_timer_until_idle(widget)
-    overlay = widget.logic.analysis.overlay.node
+    overlay = widget.analysis.overlay.node
     assert scene_api.overlay_latent(overlay) == assets.edema_latent
     assert layers(scene) == {(state.t1c.GetID(), overlay.GetID())}
 
@@ -130,7 +131,7 @@ def test_first_use_load_apply_overlay_steer_accept_export_close(widget, assets, 
     assert widget.outputNode is None and not ui.exportButton.enabled
     assert ui.latentTable.rowCount == 0 and widget.steeringSliders == {}
     assert ui.outputSegmentationLabel.text == "(none yet)"
-    assert widget.logic.analysis is None and not ui.steeringCollapsibleButton.enabled
+    assert widget.analysis is None and not ui.steeringCollapsibleButton.enabled
     assert widget._parameterNode is not None and widget._parameterNode.t1n is None
 
 
@@ -146,7 +147,7 @@ def installs(monkeypatch, widget):
 
     monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic))
     monkeypatch.setattr(requirements, "torch_available", lambda: bool(torch_installs))
-    monkeypatch.setattr(requirements, "missing_requirements",
+    monkeypatch.setattr(worker_requirements, "missing_requirements",
                         lambda _: [] if widget.dialogs.pip_installs else ["nibabel>=5.2"])
     return torch_installs
 

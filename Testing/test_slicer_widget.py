@@ -42,7 +42,7 @@ def test_apply_browse_overlay_steer_accept_and_export(widget, assets, tmp_path):
     assert segmentation.IsA("vtkMRMLSegmentationNode") and ui.steeringCollapsibleButton.enabled
 
     # The latent table: strongest first; a header click sorts; the filter narrows.
-    table = widget.logic.analysis.table
+    table = widget.analysis.table
     shown = latent_column(ui.latentTable)
     assert shown == [row.latent for row in table.view()] and len(shown) == len(table.rows) > 1
     ui.latentTable.horizontalHeader().emit("sectionClicked(int)", 0)
@@ -53,11 +53,11 @@ def test_apply_browse_overlay_steer_accept_and_export(widget, assets, tmp_path):
     # A click on a row overlays that latent; the threshold and style follow the parameter node.
     ui.latentTable.emit("cellClicked(int,int)", 0, 1)
     run_timer_until_idle(widget)
-    overlay = widget.logic.analysis.overlay.node
+    overlay = widget.analysis.overlay.node
     assert scene_api.overlay_latent(overlay) == assets.edema_latent
     state.latentThreshold = 0.25
     widget.onParameterNodeModified()
-    peak = widget.logic.analysis.overlay.peak
+    peak = widget.analysis.overlay.peak
     assert overlay.GetDisplayNode().GetLowerThreshold() == pytest.approx(0.25 * peak, rel=1e-5)
 
     # Steering: add the latent, move its slider; the preview follows; Accept makes a new node.
@@ -69,7 +69,7 @@ def test_apply_browse_overlay_steer_accept_and_export(widget, assets, tmp_path):
     for value in (1.0, 2.0, 3.0):  # three quick moves: only the newest preview is shown
         slider.value = value
     run_timer_until_idle(widget)
-    outcome = widget.logic.analysis.preview.outcome
+    outcome = widget.analysis.preview.outcome
     assert outcome.spec["strengths"] == [3.0] and outcome.spec["region"]["kind"] == "tumour-margin"
     assert ui.steeringDiceValueLabel.text.startswith("WT ") and "ED " in ui.steeringDiceValueLabel.text
     assert f"ED {outcome.dice['ED']:.3f} (model {outcome.dice_unsteered['ED']:.3f})" in ui.steeringDiceValueLabel.text

@@ -226,8 +226,8 @@ def test_the_widget_asks_before_installing_requirements(widget, tiny_model, monk
     widget._parameterNode.modelFolder = tiny_model
     widget.onApplyButton()
     assert len(widget.dialogs.questions) == 1 and "medseglens-absent-package>=1.0" in widget.dialogs.questions[0]
-    assert widget.dialogs.pip_installs == [] and not widget.logic.running, "declined: nothing installed, nothing run"
+    assert widget.dialogs.pip_installs == [] and widget.core is None, "declined: nothing installed, nothing run"
     widget.dialogs.confirm = True
     widget.onApplyButton()
     assert widget.dialogs.pip_installs == ["medseglens-absent-package>=1.0"]
-    assert not widget.logic.running, "still missing after the install: nothing runs"
+    assert widget.core is None, "still missing after the install: nothing runs"

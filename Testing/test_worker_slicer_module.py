@@ -45,7 +45,7 @@ def test_the_module_has_the_scripted_module_classes():
     assert classes["MedSegLens"] == ["ScriptedLoadableModule"]
     assert "ScriptedLoadableModuleWidget" in classes["MedSegLensWidget"]
     assert classes["MedSegLensLogic"] == ["ScriptedLoadableModuleLogic"]
-    assert classes["MedSegLensTest"] == ["ScriptedLoadableModuleTest"]
+    assert classes["MedSegLensTest"] == ["SelfTestSteps", "ScriptedLoadableModuleTest"]
 
 
 def test_importing_the_module_installs_nothing_and_loads_no_heavy_library():
@@ -67,8 +67,9 @@ def test_importing_the_module_installs_nothing_and_loads_no_heavy_library():
     assert "imp" not in top_level
     module_level_calls = [ast.unparse(n) for n in tree.body if isinstance(n, ast.Expr)]
     assert all("pip" not in call for call in module_level_calls)
-    source = MODULE_PY.read_text()
+    source = (ROOT / "MedSegLensLib" / "slicer_module" / "requirements.py").read_text()
     assert "installTorch(askConfirmation=True)" in source and "pip_install" in source, "installed on first use"
+    assert "ensure_requirements(" in MODULE_PY.read_text()
 
 
 def test_on_reload_reloads_the_library_with_importlib():

@@ -14,7 +14,7 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..worker.requirements import missing_requirements, read_requirements
+from ..worker import requirements as worker_requirements
 
 
 @dataclass
@@ -35,7 +35,7 @@ def ensure_requirements(installer: Installer) -> bool:
     """Install what is missing, torch first; False when the user declined or an install did not take."""
     if not torch_available() and not (installer.install_torch() and torch_available()):
         return False
-    missing = missing_requirements(read_requirements())
+    missing = _missing()
     if not missing:
         return True
     question = ("MedSegLens needs these Python packages (about a minute to install):\n\n" + "\n".join(missing)
@@ -46,4 +46,27 @@ def ensure_requirements(installer: Installer) -> bool:
         installer.progress(done, len(missing), requirement)
         installer.pip_install(requirement)
     installer.progress(len(missing), len(missing), "")
-    return not missing_requirements(read_requirements())
+    return not _missing()
+
+
+def _missing() -> list[str]:
+    """The lines of Resources/requirements.txt this Python does not satisfy."""
+    return worker_requirements.missing_requirements(worker_requirements.read_requirements())
+
+
+def slicer_installer(progress: Callable[[int, int, str], None]) -> Installer:
+    """The installer inside desktop Slicer: PyTorch Utils for torch, Slicer's own dialogs and pip."""
+    import slicer
+
+    def install_torch() -> bool:
+        try:
+            import PyTorchUtils
+        except ImportError:
+            slicer.util.errorDisplay("MedSegLens needs the PyTorch Utils extension for torch: install it from the "
+                                     "Extensions Manager, restart Slicer and try again.", windowTitle="MedSegLens")
+            return False
+        return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is not None
+
+    return Installer(install_torch=install_torch,
+                     confirm=lambda question: slicer.util.confirmOkCancelDisplay(question, windowTitle="MedSegLens"),
+                     pip_install=slicer.util.pip_install, progress=progress)
