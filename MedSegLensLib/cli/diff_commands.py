@@ -120,14 +120,15 @@ def run_populations(args: argparse.Namespace) -> int:
 
 
 def run_saes(args: argparse.Namespace) -> int:
-    from ..diffing import dictionary_study
+    from ..diffing import DictionaryDiffSettings, dictionary_study
 
     _threads(args)
     names = (args.name_a or Path(args.a).name, args.name_b or Path(args.b).name)
+    settings = DictionaryDiffSettings(threshold=args.threshold, method=args.method, neighbours=args.neighbours,
+                                      seed=args.seed)
     with StageBars() as bars:
-        record = dictionary_study(args.a, args.b, args.out, store_a=args.store_a, store_b=args.store_b, names=names,
-                                  threshold=args.threshold, method=args.method, neighbours=args.neighbours,
-                                  seed=args.seed, labels_a=args.labels_a, labels_b=args.labels_b,
+        record = dictionary_study(args.a, args.b, args.out, settings=settings, store_a=args.store_a,
+                                  store_b=args.store_b, names=names, labels_a=args.labels_a, labels_b=args.labels_b,
                                   overwrite=args.overwrite, command=_command(args), progress=bars)
     s = record["summary"]
     print(f"{s['matched_above_threshold']} pairs with decoder cosine >= {s['threshold']:g} "

@@ -23,7 +23,7 @@ The parts:
 
 from .architectures import (ArchDiffResult, ArchDiffSettings, ArchitectureDiff, CaseLatentMaps, CrossCorrelation,
                             block_permutation, block_voxels)
-from .dictionaries import DEFAULT_THRESHOLD, DictionaryComparison, compare_dictionaries
+from .dictionaries import DEFAULT_THRESHOLD, DictionaryComparison, DictionaryDiffSettings, compare_dictionaries
 from .labels import LatentLabel, label_text, labels_for, read_labels
 from .matching import CosineSimilarity, DenseSimilarity, Matching, match_dense, match_latents, match_pruned
 from .populations import CATEGORIES, Contrast, PopulationDiff, PopulationDiffSettings, diff_populations
@@ -35,6 +35,7 @@ from .usage import LatentUsage, accumulate_usage
 __all__ = [
     "ArchDiffResult", "ArchDiffSettings", "ArchitectureDiff", "CATEGORIES", "CaseLatentMaps", "Contrast",
     "CosineSimilarity", "CrossCorrelation", "DEFAULT_THRESHOLD", "DenseSimilarity", "DictionaryComparison",
+    "DictionaryDiffSettings",
     "LatentLabel", "LatentUsage", "Matching", "PopulationDiff", "PopulationDiffSettings", "SwapResult",
     "accumulate_usage", "architecture_study", "block_permutation", "block_voxels", "compare_dictionaries",
     "dictionary_study", "diff_populations", "label_text", "labels_for", "match_dense", "match_latents", "match_pruned",

@@ -18,11 +18,30 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import CompatibilityError
+from ..errors import CompatibilityError, ParameterError
 from ..sae.model import SparseAutoencoder
 from .matching import CosineSimilarity, Matching, match_latents
 
 DEFAULT_THRESHOLD = 0.7
+MATCHING_METHODS = ("auto", "dense", "pruned")
+
+
+@dataclass(frozen=True)
+class DictionaryDiffSettings:
+    """How `dictionary_study` matches two dictionaries: the cosine that counts as matched and the assignment."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    method: str = "auto"  # dense (exact, up to a few thousand latents), pruned (candidates), auto
+    neighbours: int = 8  # candidates per latent for the pruned assignment
+    seed: int = 0  # of the random rotation behind the chance level
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold <= 1:
+            raise ParameterError(f"threshold {self.threshold} must be a decoder cosine in (0, 1]")
+        if self.method not in MATCHING_METHODS:
+            raise ParameterError(f"matching method {self.method!r} is unknown; use {', '.join(MATCHING_METHODS)}")
+        if self.neighbours < 1:
+            raise ParameterError(f"neighbours must be >= 1, got {self.neighbours}")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import ParameterError
 from ..fileio import atomic_directory
 from .architectures import ArchDiffSettings, ArchitectureDiff
-from .dictionaries import DEFAULT_THRESHOLD, compare_dictionaries
+from .dictionaries import DictionaryDiffSettings, compare_dictionaries
 from .labels import labels_for
 from .matching import Matching
 from .outputs import write_architecture_outputs, write_dictionary_outputs, write_population_outputs
@@ -68,11 +68,10 @@ def population_study(
 
 
 def dictionary_study(
-    sae_a_dir: PathLike, sae_b_dir: PathLike, out_dir: PathLike, *, store_a: PathLike | None = None,
-    store_b: PathLike | None = None, names: tuple[str, str] | None = None, threshold: float = DEFAULT_THRESHOLD,
-    method: str = "auto", neighbours: int = 8, seed: int = 0, labels_a: PathLike | None = None,
-    labels_b: PathLike | None = None, overwrite: bool = False, command: str | None = None,
-    progress: Progress = _quiet,
+    sae_a_dir: PathLike, sae_b_dir: PathLike, out_dir: PathLike, *, settings: DictionaryDiffSettings | None = None,
+    store_a: PathLike | None = None, store_b: PathLike | None = None, names: tuple[str, str] | None = None,
+    labels_a: PathLike | None = None, labels_b: PathLike | None = None, overwrite: bool = False,
+    command: str | None = None, progress: Progress = _quiet,
 ) -> dict:
     """Two SAEs of one model and layer (e.g. one per population): decoder-cosine matching, orphans, swapping.
 
@@ -81,6 +80,7 @@ def dictionary_study(
     """
     from ..sae import ActivationStore, load_sae
 
+    settings = settings or DictionaryDiffSettings()
     sae = {"a": load_sae(sae_a_dir), "b": load_sae(sae_b_dir)}
     dirs = {"a": sae_a_dir, "b": sae_b_dir}
     check_same_layer(sae["a"], sae_a_dir, sae["b"], sae_b_dir)
@@ -89,16 +89,16 @@ def dictionary_study(
     for key, store in stores.items():
         check_store_fits_sae(store, sae[key], dirs[key])
     names_a, names_b = labels_for(sae_a_dir, labels_a), labels_for(sae_b_dir, labels_b)
-    command = command or _call("dictionary_study", sae_a_dir, sae_b_dir, out_dir, store_a=store_a, store_b=store_b,
-                               threshold=threshold, method=method, seed=seed)
+    command = command or _call("dictionary_study", sae_a_dir, sae_b_dir, out_dir, settings=settings, store_a=store_a,
+                               store_b=store_b)
     with atomic_directory(out_dir, overwrite=overwrite) as folder:
         alive = {}
         for key, store in stores.items():
             stage = f"firing of {name[key]}"
             usage = accumulate_usage(sae[key], store, progress=lambda done, total: progress(stage, done, total))
             alive[key] = usage.fired.sum((0, 1)) > 0
-        comparison = compare_dictionaries(sae["a"], sae["b"], threshold, alive.get("a"), alive.get("b"), method,
-                                          neighbours, seed)
+        comparison = compare_dictionaries(sae["a"], sae["b"], settings.threshold, alive.get("a"), alive.get("b"),
+                                          settings.method, settings.neighbours, settings.seed)
         m = comparison.matching
         matchings = {"a": m, "b": Matching(m.b, m.a, m.similarity, m.n_b, m.n_a, m.method)}
         swaps = {}
