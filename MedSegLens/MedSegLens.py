@@ -161,7 +161,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Reload the library too (Python 3.12 has no `imp`; importlib.reload does it)."""
         if self.logic is not None:
             self.logic.shutdown()
-        from MedSegLensLib.slicer_module.logic import reload_library
+        from MedSegLensLib.slicer_module.reloading import reload_library
 
         reload_library()
         ScriptedLoadableModuleWidget.onReload(self)

@@ -209,10 +209,10 @@ def test_reload_library_reloads_loaded_modules():
     """In a subprocess: reloading swaps classes, which would confuse the other tests here."""
     script = (
         "import sys\n"
-        "from MedSegLensLib.slicer_module import logic\n"
+        "from MedSegLensLib.slicer_module import reloading\n"
         "from MedSegLensLib.worker import protocol\n"
         "old = protocol.Message\n"
-        "names = logic.reload_library()\n"
+        "names = reloading.reload_library()\n"
         "assert 'MedSegLensLib.worker.protocol' in names and names[-1] == 'MedSegLensLib', names\n"
         "assert sys.modules['MedSegLensLib.worker.protocol'].Message is not old\n"
     )

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -431,11 +430,3 @@ def _reference_volume(volumes: Mapping[str, Any]) -> Any:
 def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
-
-def reload_library(package: str = "MedSegLensLib") -> list[str]:
-    """Reload every loaded module of `package`, deepest first (the module's `onReload`)."""
-    names = sorted((n for n in sys.modules if n == package or n.startswith(package + ".")),
-                   key=lambda n: (-n.count("."), n))
-    for name in names:
-        importlib.reload(sys.modules[name])
-    return names
