@@ -118,3 +118,8 @@ def test_segment_command_writes_the_input_geometry(workdir, capsys):
     assert main(command) == 2
     assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert main([*command, "--overwrite"]) == 0
+    # the four files named one by one (the shared case options) give the same segmentation
+    by_name = workdir / "cli" / "seg-by-name.nii.gz"
+    named = [arg for m in ("t1n", "t1c", "t2w", "t2f") for arg in (f"--{m}", str(folder / f"c4-{m}.nii.gz"))]
+    assert main(["segment", "--model", str(model_dir), *named, "--out", str(by_name), "--device", "cpu"]) == 0
+    assert np.array_equal(np.asarray(nib.load(str(by_name)).dataobj), values)

@@ -13,13 +13,14 @@ from pathlib import Path
 
 from ..errors import ParameterError
 from ..fileio import check_can_write, write_json_atomic
+from .case_args import add_case_arguments, case_files_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("latents", help="list a case's active SAE latents; write one latent's map")
     parser.add_argument("--model", required=True, metavar="MODEL_DIR")
     parser.add_argument("--sae", required=True, metavar="SAE_DIR")
-    parser.add_argument("--case", required=True, metavar="FOLDER", help="BraTS case folder")
+    add_case_arguments(parser, with_seg=False)
     parser.add_argument("--labels", metavar="LATENTS_JSON", help="interpretation (default: latents.json in the SAE folder)")
     parser.add_argument("--populations", metavar="POPULATIONS_JSON", help="population diff of this SAE")
     parser.add_argument("--sort", choices=["activation", "latent", "category", "specificity"], default="activation")
@@ -67,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    params = {"model": args.model, "sae": args.sae, "case": args.case, "labels": args.labels,
-              "populations": args.populations}
+    files = case_files_from_args(args)
+    params = {"model": args.model, "sae": args.sae, "case": files.modalities, "case_id": files.case_id,
+              "labels": args.labels, "populations": args.populations}
     with tempfile.TemporaryDirectory(prefix="medseglens-latents-") as scratch:
         ctx, bar = _context(Path(scratch))
         try:

@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..data import read_case
 from ..errors import InputError, ParameterError
 from ..fileio import check_can_write
+from .case_args import add_case_arguments, case_files_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     segment = subparsers.add_parser("segment", help="segment one case (output in the input's exact geometry)")
     segment.add_argument("--model", required=True, metavar="MODEL_DIR")
-    segment.add_argument("--case", required=True, metavar="CASE", help="case folder with BraTS-named modality files")
+    add_case_arguments(segment, with_seg=False)
     segment.add_argument("--out", required=True, metavar="SEG.nii.gz",
                          help="label map (.nii.gz, .nii, .nrrd) or Slicer segmentation (.seg.nrrd) to write")
     _add_inference_options(segment)
@@ -106,9 +106,10 @@ def run_segment(args: argparse.Namespace) -> int:
     from ..provenance import Provenance
     from ..segmentation_file import is_segmentation_file, write_segmentation_file
 
+    files = case_files_from_args(args)
     check_can_write(args.out, args.overwrite)
     model = load_model(args.model, device=args.device)
-    case = read_case(args.case, with_labels=False)
+    case = files.load(with_labels=False)
     prediction = model.predict(case, precision=args.precision)
     if is_segmentation_file(args.out):
         record = Provenance(latents=[], strengths=[], mode="none", model_sha256=model.fingerprint,

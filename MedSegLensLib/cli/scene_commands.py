@@ -6,18 +6,18 @@ import argparse
 
 import numpy as np
 
-from ..data import MODALITIES, find_case_files, read_volume
+from ..data import MODALITIES, read_volume
 from ..data.geometry import resample_to_grid, to_canonical
 from ..errors import ParameterError
+from .case_args import add_case_arguments, case_files_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "render", help="render slice views (MRI, latent map overlay, segmentation) to PNG, headless"
     )
-    parser.add_argument("--case", required=True, metavar="FOLDER", help="BraTS case folder")
+    add_case_arguments(parser)  # --seg: the label file to draw (default: the case folder's -seg file)
     parser.add_argument("--out", required=True, help="PNG file to write")
-    parser.add_argument("--seg", metavar="FILE", help="label file (0/1 NCR/2 ED/3 ET) to draw; default: the case's -seg file")
     parser.add_argument("--no-segmentation", action="store_true", help="draw no segmentation")
     parser.add_argument("--map", help="activation map file (NIfTI/NRRD) to overlay")
     parser.add_argument("--threshold", type=float, help="overlay threshold (default: half the map's peak)")
@@ -55,10 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.size < 16:
         raise ParameterError(f"--size {args.size} is too small; use at least 16 pixels")
-    files = find_case_files(args.case)
-    if args.seg:
-        files.seg = args.seg
-    case = files.load(with_labels=not args.no_segmentation)
+    case = case_files_from_args(args).load(with_labels=not args.no_segmentation)
     activation = _map_on_case_grid(args.map, case) if args.map else None
     headless = create_headless_slicer()
     scene = headless.scene

@@ -7,13 +7,14 @@ import sys
 
 from ..errors import ParameterError
 from ..fileio import check_can_write
+from .case_args import add_case_arguments, case_files_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     steer = subparsers.add_parser("steer", help="steer SAE latents of one case; writes the steered segmentation with provenance")
     steer.add_argument("--model", required=True, metavar="MODEL_DIR")
     steer.add_argument("--sae", required=True, metavar="SAE_DIR")
-    steer.add_argument("--case", required=True, metavar="CASE", help="case folder with BraTS-named modality files")
+    add_case_arguments(steer, with_seg=False)
     steer.add_argument("--latent", required=True, metavar="I[,J...]", help="latent indices, comma-separated")
     steer.add_argument("--alpha", required=True, metavar="A[,B...]",
                        help="one strength per latent: additive alpha in [-10, 10] (x the latent's typical activation), "
@@ -59,13 +60,13 @@ def _numbers(text: str, kind, option: str) -> list:
 
 
 def run_steer(args: argparse.Namespace) -> int:
-    from ..data import read_case
     from ..steering import RegionSpec, SteeringSpec, open_session, steering_provenance, write_steered_segmentation
 
     spec = SteeringSpec(tuple(_numbers(args.latent, int, "--latent")), tuple(_numbers(args.alpha, float, "--alpha")),
                         args.mode, RegionSpec.parse(args.region))
+    files = case_files_from_args(args)
     check_can_write(args.out, args.overwrite)
-    case = read_case(args.case, with_labels=False)
+    case = files.load(with_labels=False)
     session = open_session(args.model, args.sae, case, layer=args.layer, device=args.device, spec=spec)
     result = session.steer(spec, exact=not args.fast_region)
     provenance = steering_provenance(session, spec, exact=not args.fast_region)
