@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .analysis_inputs import AnalysisInputs, analysis_inputs
+from .analysis_inputs import analysis_inputs
 from .latent_jobs import label_voxels
 from .registry import JobContext, JobRegistry
 from .segment_job import require
@@ -51,17 +51,8 @@ def region_dice(labels: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     return {name.removeprefix("dice_"): round(value, 6) for name, value in scores.items()}
 
 
-def open_session(inputs: AnalysisInputs):
-    from ..steering import SteeringSession
-    from ..steering.scales import latent_scales_for
-
-    scales = latent_scales_for(inputs.sae_dir, inputs.sae, inputs.sae_sha256)
-    return SteeringSession(inputs.model, inputs.sae, inputs.case, inputs.sae.info.layer, scales=scales,
-                           sae_sha256=inputs.sae_sha256)
-
-
 def steer(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    from ..steering import SteeringSpec, steering_provenance
+    from ..steering import SteeringSpec, open_session, steering_provenance
 
     spec = SteeringSpec.from_json(require(params, "spec"))
     if spec.region.kind == "mask" and not Path(spec.region.path).is_file():
@@ -70,7 +61,8 @@ def steer(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     inputs = analysis_inputs(params, ctx, 0.0, 0.2)
     spec.check_latents(inputs.sae.n_latents)
     ctx.progress(0.25, "preparing the steering session")
-    session = ctx.cache.get_or_create("steering", inputs.key, lambda: open_session(inputs))
+    session = ctx.cache.get_or_create("steering", inputs.key,
+                                      lambda: open_session(inputs.model, inputs.sae_dir, inputs.case))
     ctx.progress(0.5, "steering")
     result = session.steer(spec, exact=exact)
     labels = np.asarray(result.prediction.labels, dtype=np.uint8)
