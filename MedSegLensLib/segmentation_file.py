@@ -89,6 +89,19 @@ def _segment(region: TumourRegion) -> dict:
             "terminology": terminology_entry_from_string(terminology_entry(region))}
 
 
+def conversion_parameters(grid: Grid) -> str:
+    """Slicer's "Reference image geometry" conversion parameter: the grid a reader re-creates the labelmap on.
+
+    As Slicer v5.10.0 writes and reads it (Libs/vtkSegmentationCore/vtkSegmentationConverter.cxx): the
+    IJK-to-RAS matrix row by row, then the extent, each value followed by ';'; each parameter is
+    `name|value|description&` and the reader only takes parameters that end in '&'.
+    """
+    extent = [v for size in grid.shape for v in (0, int(size) - 1)]
+    values = [*np.asarray(grid.affine, float).ravel().tolist(), *extent]
+    geometry = "".join(f"{v:.17g};" for v in values)
+    return f"Reference image geometry|{geometry}|Image geometry of the labelmap created in conversion&"
+
+
 def write_segmentation_file(labels: np.ndarray, grid: Grid, path: str | os.PathLike, provenance: str | None = None,
                             overwrite: bool = False) -> Path:
     """Write BraTS labels ([i, j, k] on `grid`) as a .seg.nrrd with named, coloured, coded segments.
@@ -110,6 +123,8 @@ def write_segmentation_file(labels: np.ndarray, grid: Grid, path: str | os.PathL
         raise ParameterError(f"label values {bad[:5]} are not BraTS labels (0, 1 NCR, 2 ED, 3 ET)")
     segmentation = {"voxels": labels.astype(np.uint8), "ijkToLPS": RAS_TO_LPS @ np.asarray(grid.affine, float),
                     "containedRepresentationNames": [LABELMAP], "masterRepresentation": LABELMAP,
+                    "Segmentation_ConversionParameters": conversion_parameters(grid),
+                    "referenceImageExtentOffset": [0, 0, 0],
                     "segments": [_segment(region) for region in BRATS_REGIONS]}
     if provenance:
         segmentation[PROVENANCE_FIELD] = " ".join(str(provenance).split("\n"))

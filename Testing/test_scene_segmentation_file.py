@@ -80,6 +80,17 @@ def test_slicer_reads_the_file_as_coded_segments(tmp_path):
     np.testing.assert_array_equal(scene_api.segmentation_to_labels(node, grid), labels)
 
 
+def test_a_file_slicer_loaded_is_saved_again_on_its_own_grid(tmp_path):
+    """The viewer accepts segmentations it read from files: with no reference volume, the file's own grid is used."""
+    labels = _labels()
+    record = Provenance(latents=[], strengths=[], mode="none", model_sha256="aa" * 32)
+    first = write_segmentation_file(labels, Grid(labels.shape, AFFINE), tmp_path / "a.seg.nrrd", record.to_json())
+    scene = scene_api.create_headless_slicer().scene
+    node = scene_api.load_segmentation(scene, first)
+    scene_api.attach_provenance(node, record)
+    _check(scene_api.save_segmentation(node, tmp_path / "b.seg.nrrd"), labels, AFFINE, record)
+
+
 @pytest.mark.parametrize("with_reference", [True, False], ids=["export", "viewer-accept"])
 def test_slicer_export_and_viewer_accept_write_through_the_same_writer(tmp_path, with_reference):
     labels = _labels()
