@@ -85,9 +85,9 @@ def run_train(args: argparse.Namespace) -> int:
     from ..progress import TrainingBar
 
     config = _config_for(args)
-    cases = labelled_cases(args.data, args.population)
     settings = TrainingSettings(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                                 learning_rate=args.learning_rate, val_fraction=args.val_fraction)
+    cases = labelled_cases(args.data, args.population)
     bar = TrainingBar(f"train {config.architecture}")
     try:
         result = train_model(config, cases, args.out, settings, progress=bar, resume=args.resume,

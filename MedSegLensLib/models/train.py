@@ -68,7 +68,8 @@ class TrainingSettings:
     val_fraction: float = 0.2
     val_every: int = 1
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
+        """Refuse bad settings on construction, before any case is read or any folder is made."""
         if self.epochs < 1 or self.batch_size < 1 or self.patches_per_case < 1 or self.val_every < 1:
             raise ParameterError("epochs, batch size, patches per case and validation interval must be at least 1")
         if self.batch_size % self.patches_per_case:
@@ -160,7 +161,6 @@ def train_model(
     finished epoch stays in the checkpoint for `resume=True`.
     """
     settings = settings or TrainingSettings()
-    settings.validate()
     model_dir = Path(model_dir)
     _prepare_output(model_dir, resume, overwrite)
     device = torch.device(device) if device is not None else default_device()

@@ -161,6 +161,14 @@ def _sae_for_another_layer(base: dict, root: Path):
     return _steer(base, root, "--latent", "1", "--alpha", "1", "--layer", OTHER_LAYER), [OTHER_LAYER]
 
 
+def _train(named: str, *options):
+    """`train` with bad settings: refused before any case is read or the model folder is made."""
+    def build(base: dict, root: Path):
+        return ["train", "--arch", "unet", "--data", base["cohort"], "--out", root / "model-new", *options], [named]
+
+    return build
+
+
 def _segment_into_read_only(base: dict, root: Path):
     (root / "locked").mkdir()
     out = root / "locked" / "seg.nii.gz"
@@ -211,6 +219,8 @@ CORPUS = {
     "sae train: k above the latent count": _sae_train("k=9", "--latents", "8", "--k", "9"),
     "sae train: zero k": _sae_train("k=0", "--latents", "8", "--k", "0"),
     "sae train: negative learning rate": _sae_train("-0.1", "--learning-rate", "-0.1"),
+    "train: zero epochs": _train("at least 1", "--epochs", "0"),
+    "train: negative learning rate": _train("-0.001", "--learning-rate", "-0.001"),
     "steer: negative latent": _steer_options("--latent", "-1", "--alpha", "1"),
     "steer: latent 10^30": _steer_options("--latent", "1" + "0" * 30, "--alpha", "1"),
     "steer: repeated latent": _steer_options("--latent", "1,1", "--alpha", "1,1"),
