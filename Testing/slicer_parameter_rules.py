@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import pathlib
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -121,8 +122,7 @@ def _first(annotations: list, kind: type):
 def node_types(datatype) -> tuple | None:
     """The MRML node classes of a node field (or of a Union of them), else None."""
     base, _ = split_annotations(datatype)
-    members = typing.get_args(base) if typing.get_origin(base) in (typing.Union, getattr(typing, "UnionType", ())) \
-        else (base,)
+    members = typing.get_args(base) if typing.get_origin(base) in (typing.Union, types.UnionType) else (base,)
     members = tuple(m for m in members if m is not type(None))
     if members and all(isinstance(m, type) and issubclass(m, slicer.vtkMRMLNode) for m in members):
         return members

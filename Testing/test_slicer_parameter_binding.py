@@ -87,6 +87,7 @@ def test_slicers_specific_refusals_and_their_fixes():
     assert connector_for("ctkRangeWidget", Annotated[FloatRange, RangeBounds(1, 5), Default(FloatRange(1, 2))])
     with pytest.raises(RuntimeError, match="Unable to create GUI connector"):
         connector_for("QCheckBox", Annotated[str, Choice(["a"])])  # the widget class decides, then the type
+    assert connector_for("qMRMLNodeComboBox", Volume | slicer.vtkMRMLSegmentationNode)  # X | Y unions too (5.10)
 
 
 def _wrap(namespace: dict):
