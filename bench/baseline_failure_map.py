@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from MedSegLensLib.pipeline import DemoConfig, default_cohorts, run_demo  # noqa: E402
-from MedSegLensLib.pipeline.training import EVALUATION_DIR  # noqa: E402
+from MedSegLensLib.pipeline.backbone_stages import EVALUATION_DIR  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

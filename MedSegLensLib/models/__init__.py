@@ -10,7 +10,7 @@ from .layers import LayerInfo, hookable_layers
 from .registry import build_network
 from .segformer import SegFormer3D
 from .storage import save_model
-from .train import TrainingProgress, TrainingResult, TrainingSettings, train_model
+from .backbone_training import TrainingProgress, TrainingResult, TrainingSettings, train_model
 from .training_data import labelled_cases
 
 __all__ = [

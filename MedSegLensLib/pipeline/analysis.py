@@ -16,7 +16,7 @@ from ..steering.study import run_recovery_study
 from .cohorts import cohort_folders
 from .sae_stages import sae_dir, store_dir
 from .stages import StageContext
-from .training import model_dir
+from .backbone_stages import model_dir
 
 INTERPRET_DIR = "interpret"
 DIFFING_DIR = "diffing"

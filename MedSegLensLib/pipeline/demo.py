@@ -16,7 +16,7 @@ from .config import DemoConfig
 from .report_stage import REPORT_DIR, report_stage
 from .sae_stages import STORES_DIR, extract_stage, sae_outputs, train_sae_stage
 from .stages import Stage, StageResult, run_stages
-from .training import EVALUATION_DIR, MODELS_DIR, run_evaluate, train_stage
+from .backbone_stages import EVALUATION_DIR, MODELS_DIR, run_evaluate, train_stage
 from .workspace_stage import LATENTS_DIR, PREDICTIONS_DIR, run_latent_maps
 
 EVALUATE = "evaluate"

@@ -19,7 +19,7 @@ from ..sae.extract import extract_activations
 from ..sae.fit import fit_layer_sae, partial_dir
 from .cohorts import cohort_folders, section_dir
 from .stages import StageContext
-from .training import model_dir
+from .backbone_stages import model_dir
 
 STORES_DIR = "stores"
 SAES_DIR = "saes"

@@ -25,7 +25,7 @@ from .analysis import DIFFING_DIR, labels_file
 from .cohorts import cohort_folders, section_dir
 from .sae_stages import SAES_DIR, sae_dir
 from .stages import StageContext
-from .training import MODELS_DIR, model_dir, read_scores
+from .backbone_stages import MODELS_DIR, model_dir, read_scores
 
 LATENTS_DIR = "latents"
 PREDICTIONS_DIR = "predictions"
