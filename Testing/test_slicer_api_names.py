@@ -67,3 +67,25 @@ def test_an_older_slicer_opens_the_module_to_a_message_not_a_traceback(monkeypat
     widget.enter()
     widget.exit()
     widget.cleanup()
+
+
+def test_what_loads_before_the_version_check_is_valid_in_slicer_5_8s_python():
+    """Slicer 5.8 runs Python 3.9.10 (Slicer's CMakeLists.txt at v5.8.0: Slicer_REQUIRED_PYTHON_VERSION), 5.10 runs
+    3.12.10: the module file and every library module it imports at load must parse as 3.9, or an older Slicer
+    shows a SyntaxError instead of the version message."""
+    import ast
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    tree = ast.parse((api.REPO / "MedSegLens" / "MedSegLens.py").read_text())
+    imported = [n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.module.startswith("MedSegLensLib")]
+    code = (f"import sys, {', '.join(imported)}; "
+            "print('\\n'.join(m.__file__ for n, m in sys.modules.items() if n.startswith('MedSegLensLib')))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(),
+                         cwd=api.REPO, timeout=120)
+    files = [api.REPO / "MedSegLens" / "MedSegLens.py", *map(Path, run.stdout.split())]
+    assert run.returncode == 0 and len(files) > len(imported), run.stderr
+    for path in files:
+        ast.parse(path.read_text(), str(path), feature_version=(3, 9))
