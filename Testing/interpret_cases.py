@@ -5,7 +5,8 @@ stride 1 (it fires exactly on its class) or 2 (the scores then go through the
 layer-to-image resampling, and 12 mm blocks blur every class):
 0 edema (plus faint activity on 3 % of the brain in every case), 1 enhancing rim (ET), 2 CSF outside the tumour, 3 random (20 % of voxels,
 log-normal values), 4 whole tumour but only in pediatric cases, 5 never active,
-6 outside the brain, 7 left hemisphere white matter.
+6 outside the brain, 7 left hemisphere white matter, 8 a lattice: the brain on every
+second layer voxel along the first axis (a checkerboard-like artefact).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from MedSegLensLib.interpret import LayerCodes
 from MedSegLensLib.synth import generate_cohort
 
 SPACING = 6.0
-N_LATENTS = 8
+N_LATENTS = 9
 COHORTS = (("adult", 4, 11), ("pediatric", 3, 12), ("healthy", 2, 13))
-EDEMA, RIM, CSF, RANDOM, PEDIATRIC, DEAD, OUTSIDE, LEFT_WM = range(N_LATENTS)
+EDEMA, RIM, CSF, RANDOM, PEDIATRIC, DEAD, OUTSIDE, LEFT_WM, LATTICE = range(N_LATENTS)
 
 
 def make_cohorts(root: Path) -> list[Path]:
@@ -54,6 +55,7 @@ def planted_layer_maps(case, seed: int, stride: int = 1) -> np.ndarray:
     x = np.arange(shape[0])[:, None, None] * stride
     left = x < case.grid.shape[0] // 2  # canonical RAS order: low i is the patient's left
     codes[LEFT_WM] = ((tissue == 3) & (label == 0) & left) * 1.0 * noise
+    codes[LATTICE] = ((tissue > 0) & (np.arange(shape[0]) % 2 == 0)[:, None, None]) * 0.8 * noise
     return codes
 
 

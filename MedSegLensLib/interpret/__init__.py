@@ -7,11 +7,13 @@
 any encoder `Case -> LayerCodes` (tests plant codes).
 
 Core pieces (usable without a network): `LatentScorer` streams `CaseMaps` + `LayerCodes` into
-per-latent histograms and finishes into a `ScoreTable`; `label_all` gives categories and
-confidences; `latent_records` the per-latent records of `latents.json` (with the sentence).
+per-latent histograms (fit and held-out cases apart, `held_out_cases`) and finishes into a `ScoreTable`;
+`label_all` gives categories (held-out-validated, artefacts named as such) and confidences;
+`latent_records` the per-latent records of `latents.json` (with the sentence).
 """
 
-from .categories import CATEGORIES, INACTIVE, LatentLabel, label_all, label_latent
+from .artefacts import ARTEFACT_CATEGORIES, ArtefactSettings
+from .categories import CATEGORIES, INACTIVE, UNLABELLED, LatentLabel, label_all, label_latent
 from .describe import describe
 from .distribution import category_counts, plot_distribution
 from .evidence import CaseMaps, LayerCodes, layer_index, load_case_maps, read_atlas
@@ -19,11 +21,13 @@ from .pipeline import InterpretResult, InterpretSettings, interpret, score_cases
 from .records import latent_records
 from .sae_run import interpret_sae, interpret_sae_run
 from .scoring import METRICS, LatentScorer, ScoreTable, ScoringSettings
+from .split import held_out_cases
 from .targets import TARGET_NAMES, TargetSet
 
 __all__ = [
-    "CATEGORIES", "CaseMaps", "INACTIVE", "InterpretResult", "InterpretSettings", "LatentLabel", "LatentScorer",
-    "LayerCodes", "METRICS", "ScoreTable", "ScoringSettings", "TARGET_NAMES", "TargetSet", "category_counts",
-    "describe", "interpret", "interpret_sae", "interpret_sae_run", "label_all", "label_latent", "latent_records",
-    "layer_index", "load_case_maps", "plot_distribution", "read_atlas", "score_cases",
+    "ARTEFACT_CATEGORIES", "ArtefactSettings", "CATEGORIES", "CaseMaps", "INACTIVE", "InterpretResult",
+    "InterpretSettings", "LatentLabel", "LatentScorer", "LayerCodes", "METRICS", "ScoreTable", "ScoringSettings",
+    "TARGET_NAMES", "TargetSet", "UNLABELLED", "category_counts", "describe", "held_out_cases", "interpret",
+    "interpret_sae", "interpret_sae_run", "label_all", "label_latent", "latent_records", "layer_index",
+    "load_case_maps", "plot_distribution", "read_atlas", "score_cases",
 ]

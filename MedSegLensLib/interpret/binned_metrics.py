@@ -12,6 +12,8 @@ Binning error, stated per latent and target:
   scores are exact; among equally good ones the highest is kept. A threshold inside bin b can at best add all of b's target
   voxels and none of its others, so the best exact Dice lies in
   [dice, dice + dice_error] (`dice_error`, same for IoU through IoU = D / (2 - D)).
+- A threshold chosen elsewhere (on other cases: `bins`) is a bin's lower edge too, so the
+  scores at it are exact (`dice_error` 0).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class TargetScores:
     kappa: np.ndarray
     threshold: np.ndarray
     predicted_voxels: np.ndarray
+    bin: np.ndarray  # index of the threshold's bin (-1 where there is none)
 
 
 def _reverse_cumsum(a: np.ndarray) -> np.ndarray:
@@ -45,15 +48,17 @@ def _reverse_cumsum(a: np.ndarray) -> np.ndarray:
 
 
 def score_target(inside: np.ndarray, total: np.ndarray, positives: int, voxels: int,
-                 lower_edges: np.ndarray) -> TargetScores:
+                 lower_edges: np.ndarray, bins: np.ndarray | None = None) -> TargetScores:
     """Scores of every latent against one target.
 
     inside, total: (latents, bins) counts of target voxels and of all voxels per active bin;
-    positives: target voxels in all cases; voxels: all voxels; lower_edges: (latents, bins).
+    positives: target voxels in all cases; voxels: all voxels; lower_edges: (latents, bins);
+    bins: (latents,) threshold bins chosen on other cases (-1: none), None: the best-Dice bin here.
     """
     if positives <= 0 or positives >= voxels:
         nan = np.full(inside.shape[0], np.nan)
-        return TargetScores(*(nan.copy() for _ in range(8)), threshold=nan.copy(), predicted_voxels=nan.copy())
+        return TargetScores(*(nan.copy() for _ in range(8)), threshold=nan.copy(), predicted_voxels=nan.copy(),
+                            bin=np.full(inside.shape[0], -1))
     inside = inside.astype(np.float64)
     outside = total.astype(np.float64) - inside
     negatives = float(voxels - positives)
@@ -73,8 +78,10 @@ def score_target(inside: np.ndarray, total: np.ndarray, positives: int, voxels: 
         dice_all = 2 * tp / (p + predicted)
         # the highest threshold among equally good ones (empty bins make plateaus): the most specific
         candidates = np.nan_to_num(dice_all[:, :-1], nan=-1.0)
-        best = candidates.shape[1] - 1 - np.argmax(candidates[:, ::-1], axis=1)
+        best = candidates.shape[1] - 1 - np.argmax(candidates[:, ::-1], axis=1) if bins is None else bins
         rows = np.arange(inside.shape[0])
+        missing = best < 0
+        best = np.where(missing, 0, best)
         tp_b, pred_b = tp[rows, best], predicted[rows, best]
         dice = dice_all[rows, best]
         # optimistic fill of each bin from the bins above it
@@ -86,15 +93,19 @@ def score_target(inside: np.ndarray, total: np.ndarray, positives: int, voxels: 
         agreement = (tp_b + tn_b) / voxels
         expected = (pred_b * p + (voxels - pred_b) * (voxels - p)) / float(voxels) ** 2
         kappa = (agreement - expected) / (1 - expected)
-        return TargetScores(
+        scores = TargetScores(
             auroc=auroc,
             auroc_error=auroc_error,
             dice=dice,
-            dice_error=np.maximum(upper - dice, 0.0),
+            dice_error=np.maximum(upper - dice, 0.0) if bins is None else np.zeros_like(dice),
             iou=tp_b / (p + pred_b - tp_b),
             precision=np.where(pred_b > 0, tp_b / np.where(pred_b > 0, pred_b, 1), 0.0),
             recall=tp_b / p,
             kappa=kappa,
             threshold=lower_edges[rows, best],
             predicted_voxels=pred_b,
+            bin=np.where(missing, -1, best),
         )
+        for name in ("dice", "dice_error", "iou", "precision", "recall", "kappa", "threshold", "predicted_voxels"):
+            getattr(scores, name)[missing] = np.nan
+        return scores

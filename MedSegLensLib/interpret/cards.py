@@ -1,10 +1,13 @@
 """Latent cards: one PNG per latent with its top-activating slices and its scores.
 
 Each column is one of the cases where the latent peaks highest, cut axially
-where its activation mass is largest: the MRI with the ground-truth outlines (NCR, ED,
-ET), and the same slice with the latent's activation as a heatmap (the
-nearest-neighbour map the scores were computed on). Images are in neurological
-orientation (the patient's left on the left, anterior up).
+where its activation mass inside the brain is largest: the MRI with the ground-truth
+outlines (NCR, ED, ET), and the same slice with the latent's activation inside the
+brain as a heatmap (the nearest-neighbour map the scores were computed on).
+Activation outside the brain (air, padding, the volume's edge) is not what a
+latent means, so it is not drawn and not used to pick the slice; its share of the
+case's activation is printed instead. Images are in neurological orientation (the
+patient's left on the left, anterior up).
 """
 
 from __future__ import annotations
@@ -37,16 +40,22 @@ class Panel:
     slice_index: int
     mri: np.ndarray
     label: np.ndarray
-    heat: np.ndarray
-    peak: float
+    heat: np.ndarray  # inside the brain only
+    peak: float  # largest activation inside the brain
+    outside_share: float  # of the case's activation mass, outside the brain
 
 
-def card_panel(case: Case, codes: LayerCodes, latent: int, modality: str) -> Panel:
-    heat = codes.image_map(latent, case.grid)
-    z = int(np.argmax(heat.sum(axis=(0, 1))))
+def card_panel(case: Case, codes: LayerCodes, latent: int, modality: str, brain: np.ndarray) -> Panel:
+    """The axial slice with the most activation inside `brain` (the slice with the most brain if none)."""
+    full = codes.image_map(latent, case.grid).astype(np.float64)
+    heat = np.where(brain, full, 0.0)
+    per_slice = heat.sum(axis=(0, 1))
+    z = int(np.argmax(per_slice if per_slice.any() else brain.sum(axis=(0, 1))))
+    total = float(full.sum())
+    outside = (total - float(heat.sum())) / total if total > 0 else 0.0
     label = case.label if case.label is not None else np.zeros(case.shape, np.uint8)
     return Panel(case.case_id, case.population, z, case.image[MODALITIES.index(modality)][:, :, z],
-                 label[:, :, z], heat[:, :, z], float(heat.max()))
+                 label[:, :, z], heat[:, :, z], float(heat.max()), outside)
 
 
 def modality_for(record: dict) -> str:
@@ -90,12 +99,13 @@ def render_card(record: dict, panels: list[Panel], path: str | os.PathLike, sour
         whole = (panel.label.T > 0).astype(float)
         if whole.any() and not whole.all():
             bottom.contour(whole, levels=[0.5], colors="#00c8ff", linewidths=0.7)
-        top.set_title(f"{panel.case_id}\n{panel.population}, axial {panel.slice_index}", fontsize=8)
+        outside = f", {100 * panel.outside_share:.0f} % outside head (not shown)" if panel.outside_share >= 0.005 else ""
+        top.set_title(f"{panel.case_id}\n{panel.population}, axial {panel.slice_index}{outside}", fontsize=8)
         bottom.set_title(f"activation (peak {panel.peak:.3g})", fontsize=8)
     fig.suptitle(f"Latent {record['index']}: {record['category']} "
                  f"(confidence {record['confidence']:.2f}, {record['confidence_level']})", fontsize=11, y=0.985)
     fig.text(0.01, 0.93, f"top rows: {modality} with ground truth (NCR red, ED green, ET yellow); "
-             "bottom rows: activation, whole-tumour outline cyan", fontsize=7)
+             "bottom rows: activation inside the brain, whole-tumour outline cyan", fontsize=7)
     chars = int(width * 17)
     text = [textwrap.fill(record["description"], chars), *_score_lines(record), textwrap.fill(f"Data: {source}", chars)]
     fig.text(0.01, 0.02, "\n".join(text), fontsize=6.5, family="monospace", va="bottom", wrap=True)

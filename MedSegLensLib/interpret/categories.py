@@ -1,17 +1,28 @@
-"""A category and a confidence per latent, from its scores against every target.
+"""A category and a confidence per latent: chosen on the fit cases, kept only if it holds on held-out cases.
 
-Targets are ranked by Cohen's kappa at the best-Dice threshold: Dice alone
-rewards a latent that fires everywhere with large classes (background, white
-matter), kappa subtracts the agreement expected by chance.
+Targets are ranked by Cohen's kappa at the best-Dice threshold on the fit cases
+(split.py): Dice alone rewards a latent that fires everywhere with large classes
+(background, white matter), kappa subtracts the agreement expected by chance.
+The best target w and its threshold are then scored, unchanged, on the held-out
+cases. A target "passes" on a set of cases by one of two paths:
 
-- The best target w names the category when kappa_w >= KAPPA_MIN and
-  AUROC_w >= AUROC_MIN; otherwise the latent is "background/other" (no match).
-  A best target of "background" (outside the brain) is "background/other" too.
-- confidence = clip(min(2 (AUROC_w - 0.5), kappa_w - max(kappa_r, 0)), 0, 1), with r
-  the runner-up target: high when the latent separates w from everything else
-  (AUROC) and explains w clearly better than any other target (kappa margin).
-  Levels: high >= 0.5, medium >= 0.25, low below.
-- A latent that never fires on the cohort is "inactive", confidence 0.
+- coverage: kappa_w >= KAPPA_MIN and AUROC_w >= AUROC_MIN (the latent covers a
+  sizeable share of w and separates it from the rest);
+- selectivity: precision_w >= PRECISION_MIN and precision_w / prevalence_w >= LIFT_MIN
+  (most of what the latent marks is w, at least LIFT_MIN times more often than a
+  random voxel), and, on the held-out cases, it fires in at least
+  HELD_OUT_CASES_MIN of them (so one lucky blob does not make a label).
+
+A latent whose target passes on the fit cases is `matched`; if it passes on the
+held-out cases too it is `validated` and named (CATEGORY_OF_TARGET), otherwise it
+is "unlabelled". Artefact latents (artefacts.py: lattices, seams, the volume's
+edge, outside the head) are named as artefacts whatever they match. A latent
+that never fires is "inactive". The gates are justified in docs/interpret.md.
+
+confidence = clip(min(2 (AUROC_w - 0.5), kappa_w - max(kappa_r, 0)), 0, 1) on the
+held-out cases at the fit thresholds, r the fit runner-up: high when the latent
+separates w from everything else and explains w clearly better than any other
+target. Levels: high >= 0.5, medium >= 0.25, low below.
 """
 
 from __future__ import annotations
@@ -20,28 +31,35 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .artefacts import ARTEFACT_CATEGORIES
 from .scoring import ScoreTable
 
-KAPPA_MIN = 0.2
+KAPPA_MIN = 0.2  # "fair" agreement beyond chance (Landis and Koch)
 AUROC_MIN = 0.6
+PRECISION_MIN = 0.5  # most of the marked voxels are the class
+LIFT_MIN = 2.0  # ... at least twice as often as for a random voxel
+HELD_OUT_CASES_MIN = 2  # a selective label must fire in at least this many held-out cases
 CATEGORY_OF_TARGET: dict[str, str] = {
     "ED": "edema", "ET": "enhancing tumour", "NCR": "necrotic core", "boundary": "tumour boundary",
     "CSF": "healthy CSF", "GM": "healthy grey matter", "WM": "healthy white matter", "background": "background/other",
 }
-CATEGORIES: tuple[str, ...] = (
+ANATOMY_CATEGORIES: tuple[str, ...] = (
     "edema", "enhancing tumour", "necrotic core", "tumour boundary",
     "healthy CSF", "healthy grey matter", "healthy white matter", "background/other",
 )
+UNLABELLED = "unlabelled"
+CATEGORIES: tuple[str, ...] = ANATOMY_CATEGORIES + ARTEFACT_CATEGORIES + (UNLABELLED,)
 INACTIVE = "inactive"
 
 
 @dataclass
 class LatentLabel:
     category: str
-    target: str | None  # best-matching target (also when it is too weak to name the category)
+    target: str | None  # best-matching target on the fit cases (also when it is too weak to name the category)
     runner_up: str | None
     confidence: float
-    matched: bool  # the best target passed the kappa and AUROC gates
+    matched: bool  # the best target passed a gate on the fit cases
+    validated: bool = False  # ... and on the held-out cases, at the fit threshold
 
     @property
     def level(self) -> str:
@@ -52,27 +70,67 @@ def confidence_level(confidence: float) -> str:
     return "high" if confidence >= 0.5 else "medium" if confidence >= 0.25 else "low"
 
 
-def ranked_targets(table: ScoreTable, latent: int) -> list[str]:
-    """Targets by kappa, best first (targets without positives are left out)."""
-    kappa = table.metrics["kappa"][latent]
+def _ranked(kappa: np.ndarray, names: tuple[str, ...]) -> list[str]:
     valid = [t for t in range(len(kappa)) if np.isfinite(kappa[t])]
-    return [table.targets.names[t] for t in sorted(valid, key=lambda t: -kappa[t])]
+    return [names[t] for t in sorted(valid, key=lambda t: -kappa[t])]
 
 
-def label_latent(table: ScoreTable, latent: int) -> LatentLabel:
-    ranked = ranked_targets(table, latent)
+def ranked_targets(table: ScoreTable, latent: int) -> list[str]:
+    """Targets by kappa on all cases, best first (targets without positives are left out)."""
+    return _ranked(table.metrics["kappa"][latent], table.targets.names)
+
+
+def passes(metrics: dict[str, np.ndarray], latent: int, target: int, prevalence: float) -> tuple[bool, bool]:
+    """(coverage, selectivity) gates of one latent and target in a metrics dict (see the module docstring)."""
+    kappa, auroc, precision = (float(metrics[m][latent, target]) for m in ("kappa", "auroc", "precision"))
+    coverage = kappa >= KAPPA_MIN and auroc >= AUROC_MIN
+    selective = precision >= PRECISION_MIN and prevalence > 0 and precision / prevalence >= LIFT_MIN
+    return coverage, selective
+
+
+def label_latent(table: ScoreTable, latent: int, held_out_firing: np.ndarray | None = None) -> LatentLabel:
+    """held_out_firing: (latents,) held-out cases each latent fires in at its fit threshold (`held_out_firing`)."""
+    names = table.targets.names
+    ranked = _ranked(table.fit_metrics["kappa"][latent], names)
     if not table.active[latent] or not ranked:
         return LatentLabel(INACTIVE, None, None, 0.0, False)
     best = ranked[0]
     runner_up = ranked[1] if len(ranked) > 1 else None
-    kappa = table.score("kappa", latent, best)
-    auroc = table.score("auroc", latent, best)
-    margin = kappa - max(table.score("kappa", latent, runner_up), 0.0) if runner_up else kappa
-    confidence = float(np.clip(min(2 * (auroc - 0.5), margin), 0.0, 1.0))
-    matched = kappa >= KAPPA_MIN and auroc >= AUROC_MIN
-    category = CATEGORY_OF_TARGET[best] if matched else "background/other"
-    return LatentLabel(category, best, runner_up, round(confidence, 4), matched)
+    w = names.index(best)
+    matched = any(passes(table.fit_metrics, latent, w, table.prevalence(best, held_out=False)))
+    coverage, selective = passes(table.held_out_metrics, latent, w, table.prevalence(best, held_out=True))
+    support = held_out_firing is not None and held_out_firing[latent] >= HELD_OUT_CASES_MIN
+    validated = matched and (coverage or (selective and support))
+    held_out = table.held_out_metrics
+    kappa, auroc = float(held_out["kappa"][latent, w]), float(held_out["auroc"][latent, w])
+    rival = float(held_out["kappa"][latent, names.index(runner_up)]) if runner_up else np.nan
+    margin = kappa - max(rival, 0.0) if np.isfinite(rival) else kappa
+    confidence = float(np.nan_to_num(np.clip(min(2 * (auroc - 0.5), margin), 0.0, 1.0)))
+    category = table.artefacts.kind(latent) or (CATEGORY_OF_TARGET[best] if validated else UNLABELLED)
+    return LatentLabel(category, best, runner_up, round(confidence, 4), matched, validated)
+
+
+def fit_thresholds(table: ScoreTable) -> np.ndarray:
+    """Each latent's threshold for its best fit target, chosen on the fit cases (0 when it has none)."""
+    kappa = np.nan_to_num(table.fit_metrics["kappa"], nan=-np.inf)
+    best = np.argmax(kappa, axis=1)
+    thresholds = table.fit_metrics["threshold"][np.arange(table.n_latents), best]
+    return np.nan_to_num(np.where(np.isfinite(kappa.max(axis=1)), thresholds, 0.0), nan=0.0)
+
+
+def held_out_firing(table: ScoreTable, thresholds: np.ndarray) -> np.ndarray:
+    """(latents,) held-out cases in which each latent fires at its threshold."""
+    return table.fires(thresholds)[table.held_out].sum(axis=0)
 
 
 def label_all(table: ScoreTable) -> list[LatentLabel]:
-    return [label_latent(table, latent) for latent in range(table.n_latents)]
+    firing = held_out_firing(table, fit_thresholds(table))
+    return [label_latent(table, latent, firing) for latent in range(table.n_latents)]
+
+
+def validation_summary(records: list[dict]) -> dict:
+    """How many active latents carry a held-out-validated anatomy label, and their share of the active ones."""
+    active = [r for r in records if r["active"]]
+    named = sum(1 for r in active if r["validated"] and r["category"] in ANATOMY_CATEGORIES)
+    return {"active": len(active), "validated": named, "validated_share": round(named / len(active), 4) if active
+            else 0.0}

@@ -2,6 +2,8 @@
 
 "Fires" and "activation" count only activity at or above the latent's firing
 threshold (records.py), so faint activity elsewhere does not move the sentence.
+The scores quoted are the held-out ones (the label's target at the threshold
+chosen on the fit cases); an artefact latent is named by what flagged it.
 
 Every number in the sentence is read from the record (`records.latent_record`),
 rounded for print: AUROC and Dice to two decimals, shares to whole percent.
@@ -9,6 +11,7 @@ rounded for print: AUROC and Dice to two decimals, shares to whole percent.
 
 from __future__ import annotations
 
+from .artefacts import EDGE, GRID, OUTSIDE, SEAM
 from .location import LOBES
 from .targets import TARGET_NAMES
 
@@ -62,15 +65,33 @@ def _location(location: dict | None) -> str:
             f"midline {_percent(location['midline'])} of its above-threshold activation in the brain)")
 
 
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _artefact(artefact: dict) -> str:
+    kind = artefact["kind"]
+    if kind == GRID:
+        return f"artefact: a lattice (spectral peak {artefact['grid_peak_ratio']:.1f}x at the up-sampling period)"
+    if kind == SEAM:
+        return f"artefact: window seams (spectral peak {artefact['seam_peak_ratio']:.1f}x at the window step)"
+    if kind == EDGE:
+        return f"artefact: on the volume's edge ({_percent(artefact['volume_edge'])} of its activation)"
+    assert kind == OUTSIDE, kind
+    return f"artefact: outside the head ({_percent(artefact['outside_head'])} of its activation)"
+
+
 def describe(record: dict, shell_mm: float) -> str:
     """The sentence for one latent record (see records.py for its fields)."""
     if not record["active"]:
         total = sum(p["cases"] for p in record["populations"].values())
         return f"never active on these {total} cases."
-    best = record["top_scores"][0]
-    numbers = f"AUROC {best['auroc']:.2f}, Dice {best['dice']:.2f}"
-    if record["matched"]:
-        head = PHRASES[best["target"]].format(shell_mm=shell_mm) + f" ({numbers})"
+    held_out = record["held_out"]
+    numbers = f"held-out AUROC {_number(held_out['auroc'])}, Dice {_number(held_out['dice'])}"
+    if record["artefact"]["kind"]:
+        head = f"{_artefact(record['artefact'])}; best match {TARGET_NAMES[held_out['target']]} ({numbers})"
+    elif record["validated"]:
+        head = PHRASES[held_out["target"]].format(shell_mm=shell_mm) + f" ({numbers})"
     else:
-        head = f"no clear tissue match (best: {TARGET_NAMES[best['target']]}, {numbers})"
+        head = f"unlabelled: no label holds on held-out cases (best: {TARGET_NAMES[held_out['target']]}, {numbers})"
     return f"{head}; {_populations(record['populations'])}{_location(record['location'])}."

@@ -62,9 +62,20 @@ class LayerCodes:
         return cls(grid, voxel, latent, flat[latent, voxel], n_latents)
 
 
+def brain_mask(case: Case, atlas: np.ndarray | None = None) -> np.ndarray:
+    """Voxels inside the brain: the tissue map's brain classes, else the atlas's regions, else where any
+    modality is non-zero (BraTS images are skull-stripped: zero outside the brain)."""
+    if case.tissue is not None:
+        return case.tissue > 0
+    if atlas is not None:
+        return atlas > 0
+    return (case.image != 0).any(axis=0)
+
+
 @dataclass
 class CaseMaps:
-    """A case's ground truth on its canonical grid: label (required), tissue and atlas (optional)."""
+    """A case's ground truth on its canonical grid: label (required), tissue and atlas (optional), and
+    the brain mask (`brain_mask`; all voxels when not given)."""
 
     case_id: str
     population: str
@@ -72,6 +83,11 @@ class CaseMaps:
     label: np.ndarray
     tissue: np.ndarray | None = None
     atlas: np.ndarray | None = None
+    brain: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.brain is None:
+            self.brain = np.ones(self.label.shape, dtype=bool)
 
     @property
     def voxel_ml(self) -> float:
@@ -82,7 +98,7 @@ class CaseMaps:
         if case.label is None:
             raise InputError(f"case {case.case_id} has no label map (-seg file); interpretation scores latents "
                              f"against the ground truth, so every case needs one (healthy cases: all zeros)")
-        return cls(case.case_id, case.population, case.grid, case.label, case.tissue, atlas)
+        return cls(case.case_id, case.population, case.grid, case.label, case.tissue, atlas, brain_mask(case, atlas))
 
 
 def read_atlas(path: str | os.PathLike, grid: Grid) -> np.ndarray:

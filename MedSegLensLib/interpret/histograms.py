@@ -56,15 +56,18 @@ class LogHistograms:
         edges[~self.seen] = np.nan
         return edges
 
-    def add(self, latent: np.ndarray, value: np.ndarray, weights: np.ndarray) -> None:
-        """Add entries: `weights` (entries, columns) are the counts each entry adds to its bin.
+    def add(self, latent: np.ndarray, value: np.ndarray, weights: np.ndarray, first_column: int = 0) -> None:
+        """Add entries: `weights` (entries, w) are the counts each entry adds to its bin in columns
+        first_column .. first_column + w - 1 (default: all columns).
 
         Entries with value <= 0 are ignored (inactive voxels are not binned).
         """
         latent = np.asarray(latent, dtype=np.int64)
         value = np.asarray(value)
         weights = np.asarray(weights)
-        if weights.shape != (latent.size, self.n_columns) or value.shape != latent.shape:
+        width = weights.shape[1] if weights.ndim == 2 else -1
+        if (weights.shape != (latent.size, width) or first_column < 0 or first_column + width > self.n_columns
+                or value.shape != latent.shape):
             raise ParameterError(f"entries disagree: {latent.shape} latents, {value.shape} values, weights {weights.shape}")
         positive = value > 0
         if not positive.all():
@@ -78,9 +81,10 @@ class LogHistograms:
         bins = np.clip(exponent - (self.top[latent] - self.n_bins), 0, self.n_bins - 1)
         key = latent * self.n_bins + bins
         size = self.n_latents * self.n_bins
-        for column in range(self.n_columns):
+        for column in range(width):
             added = np.bincount(key, weights=weights[:, column], minlength=size)
-            self.counts[:, :, column] += np.rint(added).astype(np.int64).reshape(self.n_latents, self.n_bins)
+            self.counts[:, :, first_column + column] += np.rint(added).astype(np.int64).reshape(self.n_latents,
+                                                                                               self.n_bins)
 
     def _raise_tops(self, latent: np.ndarray, exponent: np.ndarray) -> None:
         """Slide each latent's window so its largest value lands in the top bin."""

@@ -26,6 +26,7 @@ from .gallery import strongest_by_category, write_gallery
 from .records import latent_records
 from .scoring import LatentScorer, ScoreTable, ScoringSettings
 from .section import interpret_section
+from .split import held_out_cases
 from .tables import write_tables
 
 Encoder = Callable[[Case], LayerCodes]
@@ -49,8 +50,8 @@ class InterpretResult:
 
 def score_cases(cases: list[CaseFiles], encode: Encoder, n_latents: int, settings: ScoringSettings,
                 info: dict | None = None, progress: bool = True) -> ScoreTable:
-    """Stream every case once: read its maps, encode it, add it to the histograms."""
-    scorer = LatentScorer(n_latents, settings)
+    """Stream every case once: read its maps, encode it, add it to the histograms (fit or held-out half)."""
+    scorer = LatentScorer(n_latents, settings, held_out_cases((c.case_id, c.population) for c in cases))
     for files in tqdm(cases, desc="scoring latents", unit="case", disable=not progress):
         case, maps = load_case_maps(files)
         scorer.add_case(maps, encode(case))
@@ -68,10 +69,10 @@ def write_cards(folder: Path, chosen: dict[str, list[dict]], cases: list[CaseFil
     by_id = {files.case_id: files for files in cases}
     panels: dict[int, dict[str, object]] = {index: {} for index in wanted}
     for case_id in tqdm(list(needed), desc="latent cards", unit="case", disable=not progress or not needed):
-        case, _ = load_case_maps(by_id[case_id])
+        case, maps = load_case_maps(by_id[case_id])
         codes = encode(case)
         for index in needed[case_id]:
-            panels[index][case_id] = card_panel(case, codes, index, modality_for(wanted[index]))
+            panels[index][case_id] = card_panel(case, codes, index, modality_for(wanted[index]), maps.brain)
     files: dict[int, str] = {}
     folder.mkdir(parents=True, exist_ok=True)
     for index, record in wanted.items():

@@ -6,13 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .categories import LatentLabel, confidence_level, ranked_targets
+from .categories import LatentLabel, confidence_level, held_out_firing, ranked_targets
 from .describe import describe
 from .location import summarise_location
 from .scoring import METRICS, ScoreTable
 
 TOP_SCORES = 3
 TOP_CASES = 3
+HELD_OUT_METRICS = ("auroc", "dice", "precision", "recall", "kappa", "threshold")
 
 
 def _rounded(value: float) -> float | None:
@@ -24,17 +25,28 @@ def target_scores(table: ScoreTable, latent: int, target: str) -> dict:
     return {"target": target, **{m: _rounded(table.metrics[m][latent, t]) for m in METRICS}}
 
 
+def held_out_scores(table: ScoreTable, latent: int, target: str, fired: int) -> dict:
+    """The label's target on the held-out cases at the threshold chosen on the fit cases, with the lift
+    (precision over the target's held-out prevalence) and the held-out cases it fires in."""
+    t = table.targets.index(target)
+    scores = {m: _rounded(table.held_out_metrics[m][latent, t]) for m in HELD_OUT_METRICS}
+    prevalence = table.prevalence(target, held_out=True)
+    lift = table.held_out_metrics["precision"][latent, t] / prevalence if prevalence > 0 else np.nan
+    return {"target": target, **scores, "lift": _rounded(lift), "cases": int(table.held_out.sum()),
+            "fired": int(fired)}
+
+
 def population_rows(table: ScoreTable) -> dict[str, np.ndarray]:
     """Boolean case selector per population, in order of first appearance."""
     return {p: np.array([q == p for q in table.populations]) for p in dict.fromkeys(table.populations)}
 
 
 def firing_thresholds(table: ScoreTable, labels: list[LatentLabel]) -> np.ndarray:
-    """Each latent's best-Dice threshold for its best-matching target (0 when it has none)."""
+    """Each latent's threshold for its label's target, chosen on the fit cases (0 when it has none)."""
     out = np.zeros(table.n_latents)
     for latent, label in enumerate(labels):
         if label.target is not None:
-            out[latent] = table.score("threshold", latent, label.target)
+            out[latent] = table.fit_metrics["threshold"][latent, table.targets.index(label.target)]
     return np.nan_to_num(out, nan=0.0)
 
 
@@ -47,11 +59,13 @@ class FiringContext:
     fires: np.ndarray
     groups: dict[str, np.ndarray]
     region_mass: np.ndarray | None
+    held_out_fired: np.ndarray
 
     @classmethod
     def of(cls, table: ScoreTable, labels: list[LatentLabel]) -> "FiringContext":
         thresholds = firing_thresholds(table, labels)
-        return cls(thresholds, table.fires(thresholds), population_rows(table), table.region_mass_above(thresholds))
+        return cls(thresholds, table.fires(thresholds), population_rows(table), table.region_mass_above(thresholds),
+                   held_out_firing(table, thresholds))
 
 
 def population_firing(table: ScoreTable, latent: int, fires: np.ndarray, groups: dict[str, np.ndarray]) -> dict[str, dict]:
@@ -82,6 +96,7 @@ def latent_record(table: ScoreTable, label: LatentLabel, latent: int, context: F
         "category": label.category,
         "target": label.target,
         "matched": label.matched,
+        "validated": label.validated,
         "confidence": label.confidence,
         "confidence_level": confidence_level(label.confidence),
         "description": "",
@@ -89,6 +104,9 @@ def latent_record(table: ScoreTable, label: LatentLabel, latent: int, context: F
         "firing_threshold": _rounded(context.thresholds[latent]) if label.target else None,
         "populations": population_firing(table, latent, context.fires, context.groups),
         "location": location,
+        "held_out": held_out_scores(table, latent, label.target, context.held_out_fired[latent]) if label.target
+        else None,
+        "artefact": table.artefacts.record(latent) if active else None,
         "top_cases": [{"case_id": table.case_ids[c], "population": table.populations[c],
                        "peak": round(float(table.peak[c, latent]), 4)} for c in top if table.peak[c, latent] > 0],
     }

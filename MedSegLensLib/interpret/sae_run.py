@@ -2,18 +2,37 @@
 
 Loads the model and the SAE, checks that the SAE belongs to the model (one-line
 `CompatibilityError` before any work), and hands `pipeline.interpret` an encoder
-that runs the model with the SAE's layer hooked (`sae.encode_case`).
+that runs the model with the SAE's layer hooked (`sae.encode_case`), and tells
+the artefact test where the model's sliding windows step (seams).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ParameterError
 from ..fileio import check_can_write
 from .evidence import LayerCodes
 from .pipeline import InterpretResult, InterpretSettings, interpret
+
+
+def window_step(patch_size: tuple[int, int, int], overlap: float) -> tuple[int, int, int]:
+    """Image voxels between sliding windows along each axis, as monai.inferers.utils._get_scan_interval
+    places them (`int(roi * (1 - overlap))`, at least 1)."""
+    return tuple(max(1, int(size * (1 - overlap))) for size in patch_size)
+
+
+def with_window_step(settings: InterpretSettings | None, model) -> InterpretSettings:
+    """`settings` with the model's sliding-window step for the seam test (unless one is set already)."""
+    settings = settings or InterpretSettings()
+    artefacts = settings.scoring.artefacts
+    if artefacts.window_step is not None:
+        return settings
+    step = window_step(model.config.patch_size, float(model.config.sliding_window.get("overlap", 0.5)))
+    scoring = replace(settings.scoring, artefacts=replace(artefacts, window_step=step))
+    return replace(settings, scoring=scoring)
 
 
 def interpret_sae_run(model_dir: str | os.PathLike, sae_dir: str | os.PathLike,
@@ -49,7 +68,7 @@ def interpret_sae_run(model_dir: str | os.PathLike, sae_dir: str | os.PathLike,
               f"{sae.info.layer} ({sae.n_latents} latents), {len(cases)} cases from {', '.join(data_dirs)}")
     command = command or (f"interpret_sae({str(model_dir)!r}, {str(sae_dir)!r}, {data_dirs!r}, {str(out_dir)!r})")
     return interpret(cases, encode, sae.n_latents, out_dir, info=info, source=source, command=command,
-                     title=f"Latents of {architecture} at {sae.info.layer}", settings=settings,
+                     title=f"Latents of {architecture} at {sae.info.layer}", settings=with_window_step(settings, model),
                      overwrite=overwrite, progress=progress, run_name=f"{architecture} {sae.info.layer}")
 
 
