@@ -1,4 +1,4 @@
-"""The module's parameter class binds to its real .ui by Slicer's own rules, and the .ui agrees with the steering contract.
+"""The module's parameter class binds to its real .ui by Slicer's rules; the .ui agrees with the steering contract.
 
 Rules: Slicer v5.10.0 (the oldest supported), `Base/Python/slicer/parameterNodeWrapper/guiConnectors.py`
 (which widget binds which annotated type, and the RuntimeErrors of a misconfigured connector), `wrapper.py`

@@ -268,7 +268,8 @@ class ModuleLogic:
         self._pump()
         self._submit_next()
 
-    def wait(self, timeout: float = 600.0, interval: float = 0.05, process_events: Callable[[], None] = _ignore) -> None:
+    def wait(self, timeout: float = 600.0, interval: float = 0.05,
+             process_events: Callable[[], None] = _ignore) -> None:
         """Poll until every job has ended (scripts and tests; a GUI uses its timer instead)."""
         deadline = time.monotonic() + timeout
         while self.running:
@@ -325,7 +326,8 @@ class ModuleLogic:
                     return
                 node = self._import_atomically(active.on_result, message.data)
             except Exception as exc:  # a result that cannot be imported must not half-change the scene
-                callbacks.failed(one_line(str(exc) if isinstance(exc, MedSegLensError) else f"{type(exc).__name__}: {exc}"))
+                text = str(exc) if isinstance(exc, MedSegLensError) else f"{type(exc).__name__}: {exc}"
+                callbacks.failed(one_line(text))
             else:
                 callbacks.finished(node)
             finally:
@@ -364,7 +366,8 @@ class ModuleLogic:
     def _add_model_segmentation(self, data: dict[str, Any], volumes: Mapping[str, Any], name: str,
                                 extra: dict[str, Any]) -> Any:
         labels = read_volume(data["segmentation"], kind="label")
-        node = self.scene_api.add_brats_segmentation(self.scene, labels.array, labels.grid, volumes[MODALITIES[0]], name)
+        node = self.scene_api.add_brats_segmentation(self.scene, labels.array, labels.grid, volumes[MODALITIES[0]],
+                                                     name)
         model, sae = data.get("model") or {}, data.get("sae") or {}
         self.scene_api.attach_provenance(node, self.scene_api.Provenance(
             latents=[], strengths=[], mode="none", model_sha256=str(model.get("fingerprint", "")),
