@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from conftest import subprocess_env
-from MedSegLensLib.pipeline import DemoConfig, build_stages, default_cohorts
+from MedSegLensLib.pipeline import DemoSettings, build_stages, default_cohorts
 from MedSegLensLib.pipeline.stages import MARKERS, RUN_RECORD
 from MedSegLensLib.report import load_section
 from MedSegLensLib.steering.study.report import SELECTION_LABELS
 from MedSegLensLib.steering.study.selection import SELECTIONS
 from MedSegLensLib.viewer.workspace import read_workspace
 
-TINY = DemoConfig.quick().replace(
+TINY = DemoSettings.quick().replace(
     spacing=8.0, cohorts=default_cohorts(train=4, test=2, adult_test=2, healthy=1, calibration=2),
     epochs=(("unet", 1), ("segformer", 1)), val_every=1, sae_latents=16, sae_k=2, sae_rows=4096, sae_batch=512,
     sae_adult_cases=2, interpret_cards=1, diff_bootstrap=20, diff_arch_cases=2, diff_permutations=4, map_latents=2)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from MedSegLensLib.errors import ParameterError
-from MedSegLensLib.pipeline import DemoConfig, Stage, run_stages
+from MedSegLensLib.pipeline import DemoSettings, Stage, run_stages
 from MedSegLensLib.pipeline.stages import MARKERS, RUN_RECORD
 
 
@@ -35,30 +35,30 @@ def ran(tmp_path) -> list[str]:
 
 def test_rerun_skips_and_config_change_reruns_users_and_dependents(tmp_path):
     calls: list = []
-    run_stages(toy_stages(calls), DemoConfig(), tmp_path, log=lambda line: None)
+    run_stages(toy_stages(calls), DemoSettings(), tmp_path, log=lambda line: None)
     assert [c[0] for c in calls] == ["a", "b", "c"]
-    run_stages(toy_stages(calls), DemoConfig(), tmp_path, log=lambda line: None)
+    run_stages(toy_stages(calls), DemoSettings(), tmp_path, log=lambda line: None)
     assert len(calls) == 3 and ran(tmp_path) == []
-    run_stages(toy_stages(calls), DemoConfig(failure_dice=0.4), tmp_path, log=lambda line: None)
+    run_stages(toy_stages(calls), DemoSettings(failure_dice=0.4), tmp_path, log=lambda line: None)
     assert ran(tmp_path) == ["b"]
-    run_stages(toy_stages(calls), DemoConfig(failure_dice=0.4, seed=3), tmp_path, log=lambda line: None)
+    run_stages(toy_stages(calls), DemoSettings(failure_dice=0.4, seed=3), tmp_path, log=lambda line: None)
     assert ran(tmp_path) == ["a", "b", "c"]
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["part-0"]  # cleared before a fresh run
 
 
 def test_deleted_marker_reruns_from_scratch_and_interruption_resumes(tmp_path):
     calls: list = []
-    run_stages(toy_stages(calls), DemoConfig(), tmp_path, log=lambda line: None)
+    run_stages(toy_stages(calls), DemoSettings(), tmp_path, log=lambda line: None)
     (tmp_path / MARKERS / "b.done.json").unlink()
-    run_stages(toy_stages(calls), DemoConfig(), tmp_path, log=lambda line: None)
+    run_stages(toy_stages(calls), DemoSettings(), tmp_path, log=lambda line: None)
     assert ran(tmp_path) == ["b"] and calls[-1] == ("b", False)
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["part-0"]
     (tmp_path / MARKERS / "a.done.json").unlink()
     with pytest.raises(KeyboardInterrupt):
-        run_stages(toy_stages(calls, fail_in="a"), DemoConfig(), tmp_path, log=lambda line: None)
+        run_stages(toy_stages(calls, fail_in="a"), DemoSettings(), tmp_path, log=lambda line: None)
     spent = json.loads((tmp_path / MARKERS / "a.started.json").read_text())["seconds_before"]
     assert spent > 0
-    run_stages(toy_stages(calls), DemoConfig(), tmp_path, log=lambda line: None)
+    run_stages(toy_stages(calls), DemoSettings(), tmp_path, log=lambda line: None)
     assert calls[-3:] == [("a", True), ("b", False), ("c", False)]
     assert json.loads((tmp_path / MARKERS / "a.done.json").read_text())["seconds"] >= round(spent, 1)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["part-0", "part-1"]  # kept for the resume
@@ -67,7 +67,7 @@ def test_deleted_marker_reruns_from_scratch_and_interruption_resumes(tmp_path):
 def test_a_graph_with_an_unknown_dependency_is_refused(tmp_path):
     stages = [Stage("b", "needs a", lambda ctx: {}, deps=("a",))]
     with pytest.raises(ParameterError, match="stage b"):
-        run_stages(stages, DemoConfig(), tmp_path, log=lambda line: None)
+        run_stages(stages, DemoSettings(), tmp_path, log=lambda line: None)
 
 
 def test_config_files_round_trip_and_unknown_keys_are_refused(tmp_path):
@@ -75,17 +75,17 @@ def test_config_files_round_trip_and_unknown_keys_are_refused(tmp_path):
     from MedSegLensLib.steering.study import StudySettings
 
     path = tmp_path / "demo.json"
-    quick = DemoConfig.quick()
+    quick = DemoSettings.quick()
     path.write_text(json.dumps(quick.to_json()))
-    assert DemoConfig.from_file(path) == quick
+    assert DemoSettings.from_file(path) == quick
     path.write_text(json.dumps({"epochs": {"unet": 3, "segformer": 4}, "study": {"test_cases": 2}}))
-    custom = DemoConfig.from_file(path)
+    custom = DemoSettings.from_file(path)
     assert custom.epochs_of("segformer") == 4 and custom.study.test_cases == 2 and custom.spacing == 2.0
     path.write_text(json.dumps({"epoch": 3}))
     with pytest.raises(ParameterError, match="unknown demo settings \\['epoch'\\]"):
-        DemoConfig.from_file(path)
+        DemoSettings.from_file(path)
     with pytest.raises(ParameterError, match="unknown study settings \\['epoch'\\]"):
         StudySettings.from_file(path)
     path.write_text("[1, 2]")
     with pytest.raises(InputError, match="must be a JSON object"):
-        DemoConfig.from_file(path)
+        DemoSettings.from_file(path)

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from MedSegLensLib.pipeline import DemoConfig, default_cohorts, run_demo  # noqa: E402
+from MedSegLensLib.pipeline import DemoSettings, default_cohorts, run_demo  # noqa: E402
 from MedSegLensLib.pipeline.backbone_stages import EVALUATION_DIR  # noqa: E402
 
 
@@ -50,7 +50,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    config = DemoConfig(
+    config = DemoSettings(
         spacing=args.spacing, architectures=tuple(args.archs), steering_architecture=args.archs[0],
         cohorts=default_cohorts(train=args.train_cases, test=args.test_cases, adult_test=args.test_cases,
                                 healthy=args.healthy_cases, calibration=0),

@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
                       help="tiny networks on small 4 mm cohorts: a few minutes, numbers not meaningful")
-    size.add_argument("--config", metavar="FILE.json", help="demo settings (any fields of DemoConfig; see docs/demo.md)")
+    size.add_argument("--config", metavar="FILE.json",
+                      help="demo settings (any fields of DemoSettings; see docs/demo.md)")
     parser.set_defaults(handler=run)
 
 
@@ -37,14 +38,17 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..paths import cache_dir
-    from ..pipeline import DemoConfig, report_path, run_demo
+    from ..pipeline import DemoSettings, report_path, run_demo
 
     if args.threads < 1:
         raise ParameterError(f"--threads {args.threads}: give at least 1")
     if not 0 <= args.port <= 65535:
         raise ParameterError(f"--port {args.port} is not a TCP port (0-65535)")
     torch.set_num_threads(args.threads)
-    config = DemoConfig.from_file(args.config) if args.config else DemoConfig.quick() if args.quick else DemoConfig()
+    if args.config:
+        config = DemoSettings.from_file(args.config)
+    else:
+        config = DemoSettings.quick() if args.quick else DemoSettings()
     default = "demo-quick" if args.quick else "demo-custom" if args.config else "demo"
     work = Path(args.work) if args.work else cache_dir() / default
     results = run_demo(config, work)

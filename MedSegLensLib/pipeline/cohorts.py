@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..report import Section, Table, write_section
 from ..synth import generate_cohort
-from .config import CohortSpec, DemoConfig
+from .settings import CohortSpec, DemoSettings
 from .stages import StageContext
 
 COHORTS_DIR = "cohorts"
@@ -27,7 +27,7 @@ def section_dir(work: Path, stage: str) -> Path:
     return work / SECTIONS_DIR / stage
 
 
-def _command(config: DemoConfig, spec: CohortSpec, out: Path) -> str:
+def _command(config: DemoSettings, spec: CohortSpec, out: Path) -> str:
     return (f"medseglens synth --population {spec.population} --cases {spec.cases} --seed {spec.seed} "
             f"--spacing {config.spacing:g} --severity {config.severity:g} --out {out}")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .analysis import STEERING_DIR, diffing_folders, interpret_dir, interpret_stage, run_diffing, run_steering
 from .cohorts import COHORTS_DIR, SECTIONS_DIR, run_cohorts, section_dir
-from .config import DemoConfig
+from .settings import DemoSettings
 from .report_stage import REPORT_DIR, report_stage
 from .sae_stages import STORES_DIR, extract_stage, sae_outputs, train_sae_stage
 from .stages import Stage, StageResult, run_stages
@@ -26,7 +26,7 @@ def _section(name: str) -> str:
     return f"{SECTIONS_DIR}/{name}"
 
 
-def build_stages(config: DemoConfig) -> list[Stage]:
+def build_stages(config: DemoSettings) -> list[Stage]:
     """Every stage of the demo, dependencies first."""
     archs = config.architectures
     stages = [Stage("cohorts", "synthetic adult, pediatric, SSA and healthy cohorts", run_cohorts,
@@ -63,7 +63,7 @@ def build_stages(config: DemoConfig) -> list[Stage]:
     return stages
 
 
-def report_sections(config: DemoConfig, work: Path = Path()) -> list[Path]:
+def report_sections(config: DemoSettings, work: Path = Path()) -> list[Path]:
     """Section folders in report order (relative to the work folder unless `work` is given)."""
     archs = config.architectures
     folders = [section_dir(work, "cohorts"), *[section_dir(work, f"train_{a}") for a in archs], work / EVALUATION_DIR]
@@ -72,7 +72,7 @@ def report_sections(config: DemoConfig, work: Path = Path()) -> list[Path]:
     return folders + [*diffing_folders(work, archs), work / STEERING_DIR, section_dir(work, "latent_maps")]
 
 
-def run_demo(config: DemoConfig, work: str | os.PathLike, until: str | None = None) -> dict[str, StageResult]:
+def run_demo(config: DemoSettings, work: str | os.PathLike, until: str | None = None) -> dict[str, StageResult]:
     """Run (or continue) the job in `work`, up to and including stage `until`; returns each stage's result."""
     import torch
 

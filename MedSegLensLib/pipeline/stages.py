@@ -29,7 +29,7 @@ from typing import Callable
 
 from ..errors import ParameterError
 from ..fileio import write_json_atomic
-from .config import DemoConfig
+from .settings import DemoSettings
 
 MARKERS = ".stages"
 RUN_RECORD = "run.json"
@@ -51,7 +51,7 @@ class Stage:
 @dataclass
 class StageContext:
     work: Path
-    config: DemoConfig
+    config: DemoSettings
     resume: bool
 
     def path(self, *parts: str) -> Path:
@@ -79,7 +79,7 @@ def _read(path: Path) -> dict | None:
         return None
 
 
-def stage_key(stage: Stage, config: DemoConfig, dep_run_ids: dict[str, str]) -> str:
+def stage_key(stage: Stage, config: DemoSettings, dep_run_ids: dict[str, str]) -> str:
     blob = {"version": PIPELINE_VERSION, "stage": stage.name, "deps": dep_run_ids,
             "config": {name: config.field_json(name) for name in stage.uses}}
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
@@ -108,7 +108,7 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def run_stages(stages: list[Stage], config: DemoConfig, work: str | os.PathLike, log=None) -> list[StageResult]:
+def run_stages(stages: list[Stage], config: DemoSettings, work: str | os.PathLike, log=None) -> list[StageResult]:
     """Run what is not done yet, in order; write `run.json` (per-stage wall times) after every stage."""
     check_graph(stages)
     work = Path(work)

@@ -1,8 +1,8 @@
 """What the demo job builds and how big: cohorts, epochs, SAE sizes, study budget (every number of the run).
 
-`DemoConfig()` is the full demo, sized so the first run fits in about 30
+`DemoSettings()` is the full demo, sized so the first run fits in about 30
 minutes on a 2-core CPU (docs/demo.md has the measured stage times);
-`DemoConfig.quick()` is a few-minute look with tiny networks. Each stage
+`DemoSettings.quick()` is a few-minute look with tiny networks. Each stage
 hashes only the fields it uses (`Stage.uses`), so changing, say, the steering
 budget reruns the steering study and what follows it, not the training.
 """
@@ -60,7 +60,7 @@ def _study() -> StudySettings:
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemoSettings:
     spacing: float = 2.0
     severity: float = 1.0
     cohorts: tuple[CohortSpec, ...] = field(default_factory=default_cohorts)
@@ -103,7 +103,7 @@ class DemoConfig:
             raise ParameterError(f"no epochs given for {', '.join(missing)}")
 
     @classmethod
-    def quick(cls) -> "DemoConfig":
+    def quick(cls) -> "DemoSettings":
         """Tiny networks on small 4 mm cohorts: every stage in a few minutes (numbers are not meaningful)."""
         return cls(spacing=4.0, cohorts=default_cohorts(train=10, test=4, adult_test=3, healthy=2, calibration=3),
                    model_size="tiny", epochs=(("unet", 8), ("segformer", 8)), val_every=4,
@@ -114,7 +114,7 @@ class DemoConfig:
                                        dose_alphas=(-1.0, 1.0), min_firing=0.0))
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "DemoConfig":
+    def from_file(cls, path: str | Path) -> "DemoSettings":
         """A config from JSON: any subset of the fields (cohorts as a list of objects, study as its settings)."""
         data = read_settings(path, cls, "demo settings")
         try:
@@ -137,7 +137,7 @@ class DemoConfig:
         data["epochs"], data["layers"] = dict(self.epochs), dict(self.layers)
         return data
 
-    def replace(self, **changes) -> "DemoConfig":
+    def replace(self, **changes) -> "DemoSettings":
         return dataclasses.replace(self, **changes)
 
     def role(self, role: str) -> list[CohortSpec]:
