@@ -29,7 +29,7 @@ from MedSegLensLib.slicer_module import requirements  # noqa: E402
 from MedSegLensLib.worker import requirements as worker_requirements  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow, pytest.mark.scene]
-assets = assets_fixture("first-use")
+assets = assets_fixture("slicer-gui")  # read only: shared with test_slicer_widget
 SCT_TYPES = {"NCR": "6574001", "ED": "79654002", "ET": "86049000"}
 
 

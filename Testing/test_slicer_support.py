@@ -74,14 +74,19 @@ def slicer_assets(root: Path) -> Assets:
 
 
 def assets_fixture(name: str):
-    """A module-scoped fixture with the assets built under a fresh folder `name` (torch on one thread)."""
+    """A module-scoped fixture with the assets built once per session under folder `name` (torch on one thread).
+
+    Test modules that only read the assets share them by passing the same name (they are built once).
+    """
 
     @pytest.fixture(scope="module")
     def assets(tmp_path_factory) -> Assets:
         import torch
 
         torch.set_num_threads(1)
-        return slicer_assets(tmp_path_factory.mktemp(name))
+        root = tmp_path_factory.getbasetemp() / name
+        root.mkdir(exist_ok=True)
+        return slicer_assets(root)
 
     return assets
 

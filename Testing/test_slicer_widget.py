@@ -15,7 +15,7 @@ scene_api = pytest.importorskip("MedSegLensLib.scene")  # needs slicer-core
 from fake_slicer_gui import open_widget, run_timer_until_idle  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow, pytest.mark.scene]
-assets = assets_fixture("widget")
+assets = assets_fixture("slicer-gui")  # read only: shared with test_slicer_first_use
 
 
 @pytest.fixture
