@@ -15,9 +15,12 @@ import pytest
 import torch
 
 from conftest import subprocess_env
-from interpret_cases import CSF, EDEMA, N_LATENTS, RIM, cohort_cases, make_cohorts, planted_encoder
+from interpret_cases import (CSF, EDEMA, LATTICE, LEFT_WM, N_LATENTS, OUTSIDE, RIM, cohort_cases, make_cohorts,
+                             planted_encoder)
 from MedSegLensLib.errors import OutputError
-from MedSegLensLib.interpret import CATEGORIES, InterpretSettings, interpret
+from MedSegLensLib.interpret import (ARTEFACT_CATEGORIES, CATEGORIES, InterpretSettings, LayerCodes, interpret,
+                                     load_case_maps)
+from MedSegLensLib.interpret.cards import card_panel
 from MedSegLensLib.interpret.compare import compare_runs
 from MedSegLensLib.report import assemble_report, load_section
 
@@ -56,6 +59,44 @@ def test_latents_json_is_complete_and_matches_the_csv(run):
     assert len(scores) == N_LATENTS * len(document["targets"])
     edema = next(r for r in scores if r["latent"] == str(EDEMA) and r["target"] == "ED")
     assert float(edema["dice"]) == pytest.approx(document["latents"][EDEMA]["top_scores"][0]["dice"], abs=1e-4)
+
+
+def test_latents_json_reports_the_held_out_validation_and_the_artefacts(run):
+    result, out = run
+    document = json.loads((out / "latents.json").read_text())
+    records = document["latents"]
+    validation = document["validation"]
+    assert validation["fit_cases"] + validation["held_out_cases"] == document["cases"] == 9
+    assert validation["held_out_cases"] == len(validation["held_out_case_ids"]) == 4  # 2 adult, 1 pediatric, 1 healthy
+    named = [r["index"] for r in records if r["validated"] and r["category"] not in ARTEFACT_CATEGORIES]
+    assert sorted(named) == sorted([EDEMA, RIM, CSF, LEFT_WM])  # not the lattice, though it overlaps grey matter
+    assert validation["validated"] == len(named) and validation["active"] == N_LATENTS - 1
+    assert validation["validated_share"] == round(len(named) / (N_LATENTS - 1), 4)
+    artefacts = document["artefacts"]["counts"]
+    assert artefacts == {kind: document["category_counts"][kind] for kind in ARTEFACT_CATEGORIES}
+    assert artefacts["artefact: grid"] == 1 and records[LATTICE]["category"] == "artefact: grid"
+    assert records[OUTSIDE]["category"] == "artefact: outside head"
+    with open(out / "latents.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["validated"] for r in rows] == [str(r["validated"]) for r in records]
+    assert [r["artefact"] for r in rows] == [(r["artefact"] or {}).get("kind") or "" for r in records]
+    assert float(rows[EDEMA]["held_out_dice"]) == pytest.approx(records[EDEMA]["held_out"]["dice"], abs=1e-4)
+    section = load_section(out)
+    assert f"{validation['validated']} of {validation['active']} active latents" in " ".join(section.paragraphs)
+
+
+def test_cards_pick_a_slice_inside_the_brain_and_report_activation_outside_it(cohorts):
+    """A latent strongest on the volume's top axial slice (air) and weaker in one slice through the brain."""
+    case, maps = load_case_maps(cohort_cases(cohorts)[0])
+    middle = int(np.argmax(maps.brain.sum(axis=(0, 1))))
+    heat = np.zeros(case.shape, np.float32)
+    heat[:, :, -1] = 5.0
+    heat[:, :, middle] = np.where(maps.brain[:, :, middle], 1.0, 0.0)
+    panel = card_panel(case, LayerCodes.from_dense(heat[None], case.grid), 0, "t2f", maps.brain)
+    assert panel.slice_index == middle and panel.peak == 1.0
+    assert not panel.heat[~maps.brain[:, :, middle]].any()
+    outside = 5.0 * case.shape[0] * case.shape[1]
+    assert panel.outside_share == pytest.approx(outside / (outside + maps.brain[:, :, middle].sum()))
 
 
 def test_cards_show_the_top_slices_and_the_gallery_links_them(run):
