@@ -162,3 +162,21 @@ def test_the_ui_file_itself_agrees_with_the_steering_contract():
     margin = ui.steeringMarginSpinBox.properties
     assert (margin.get("minimum", 0.0), margin["maximum"], margin["value"]) == (
         MIN_MARGIN_MM, MAX_MARGIN_MM, DEFAULT_MARGIN_MM)
+
+
+def test_the_old_parameter_class_is_refused_by_the_real_ui():
+    """The fields as they were (plain `str` on combo boxes, an unbounded float on a ctkSliderWidget) bind nothing."""
+    node_types = {"t1n": slicer.vtkMRMLScalarVolumeNode, "t1c": slicer.vtkMRMLScalarVolumeNode,
+                  "t2w": slicer.vtkMRMLScalarVolumeNode, "t2f": slicer.vtkMRMLScalarVolumeNode,
+                  "referenceSegmentation": slicer.vtkMRMLSegmentationNode,
+                  "steeringRegionSegmentation": slicer.vtkMRMLSegmentationNode}
+    old = {**node_types, "modelFolder": pathlib.Path, "saeFolder": pathlib.Path, "latentThreshold": float,
+           "overlayStyle": str, "steeringMode": str, "steeringRegion": str, "steeringMarginMm": float,
+           "previewEnabled": bool}
+    defaults = {"latentThreshold": 0.5, "overlayStyle": "volume", "steeringMode": "additive", "steeringRegion": "none",
+                "steeringMarginMm": 10.0, "previewEnabled": True}
+    params = _wrap({"__annotations__": old, **defaults})(slicer.vtkMRMLScriptedModuleNode())
+    ui = ui_widgets(str(MODULE_FILE.parent / "Resources" / "UI" / "MedSegLens.ui"))
+    with pytest.raises(RuntimeError, match="Choice annotation|float types is unbounded"):
+        params.connectGui(ui)
+    assert all(w.connector is None for w in vars(ui).values())
