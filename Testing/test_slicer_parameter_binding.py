@@ -61,8 +61,15 @@ CASES = {
 }
 
 
+# The 16 connector classes of guiConnectors.py at v5.10.0. Parameter packs are not modelled: the stand-in has no
+# `parameterPack`, so a module that imports it fails to load here and this file must be extended first.
+SLICER_CONNECTORS = {*CASES, "WidgetChildrenToParameterPackConnector"}
+
+
 def test_every_connector_of_slicers_file_is_covered_here():
-    assert set(CASES) == set(rules.CONNECTORS)
+    assert len(SLICER_CONNECTORS) == 16
+    assert set(CASES) == set(rules.CONNECTORS) == SLICER_CONNECTORS - {"WidgetChildrenToParameterPackConnector"}
+    assert not hasattr(rules, "parameterPack")
 
 
 @pytest.mark.parametrize("connector", sorted(CASES))
