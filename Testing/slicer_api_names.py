@@ -8,7 +8,8 @@ source (github.com/Slicer/Slicer) with this file:
 - `names-v5.10.0.txt`: every name declared at v5.10.0 (the oldest supported
   Slicer) in the C++ headers of Base/, Libs/ and Modules/ (method declarations,
   the Get/Set/On/Off methods of VTK's property macros, enum values) and in the
-  Python of Base/Python (functions, classes, module-level names).
+  Python of Base/Python (functions, classes, module- and class-level names);
+  test folders left out.
 - `added-after-v5.8.0.txt`: the names of that list that v5.8.0 lacks, so the
   check can also be run against 5.8 (where `vtkSegment::SetTerminology` does
   not exist yet).
@@ -51,16 +52,19 @@ def header_names(text: str) -> set[str]:
 
 
 def python_names(text: str) -> set[str]:
+    """Functions, classes and module- or class-level names (not a function's local variables)."""
     try:
         tree = ast.parse(text)
     except SyntaxError:
         return set()
     names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign):
-            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    bodies = [tree.body] + [node.body for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
+    for statement in (s for body in bodies for s in body):
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(statement.name)
+        elif isinstance(statement, (ast.Assign, ast.AnnAssign)):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
     return names
 
 
@@ -70,7 +74,8 @@ def names_in_source(slicer_git: Path, tag: str) -> set[str]:
                            capture_output=True, text=True, check=True).stdout.split()
     names: set[str] = set()
     for path in files:
-        if not path.startswith(("Base/", "Libs/", "Modules/")) or not path.endswith((".h", ".py")):
+        if (not path.startswith(("Base/", "Libs/", "Modules/")) or not path.endswith((".h", ".py"))
+                or "/Testing/" in path or "/tests/" in path):
             continue
         text = subprocess.run(["git", "-C", str(slicer_git), "show", f"{tag}:{path}"], capture_output=True,
                               text=True, errors="replace", check=True).stdout
@@ -136,14 +141,10 @@ def used_names(path: Path, own: set[str] = frozenset()) -> dict[str, int]:
 
 
 def own_names() -> set[str]:
-    """Every name the project's own Python defines (its classes, functions, constants)."""
+    """Every name the project's own Python defines (its classes, functions, constants, class attributes)."""
     names: set[str] = set()
     for path in [*(REPO / "MedSegLensLib").rglob("*.py"), REPO / "MedSegLens" / "MedSegLens.py"]:
         names |= python_names(path.read_text())
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ClassDef):
-                names |= {t.id for s in node.body if isinstance(s, (ast.Assign, ast.AnnAssign))
-                          for t in (s.targets if isinstance(s, ast.Assign) else [s.target]) if isinstance(t, ast.Name)}
     return names
 
 
