@@ -6,8 +6,6 @@ import argparse
 import shlex
 import sys
 
-from ..errors import ParameterError
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -48,9 +46,7 @@ def _command_line() -> str:
 def run(args: argparse.Namespace) -> int:
     from ..interpret import InterpretSettings, ScoringSettings, interpret_sae_run
 
-    if args.cards < 0 or args.shell_mm <= 0 or args.min_firing_ml < 0 or not 1 <= args.bins_per_octave <= 64:
-        raise ParameterError("--cards must be >= 0, --shell-mm > 0, --min-firing-ml >= 0, --bins-per-octave 1..64")
-    settings = InterpretSettings(
+    settings = InterpretSettings(  # the settings check their own values
         scoring=ScoringSettings(bins_per_octave=args.bins_per_octave, shell_mm=args.shell_mm,
                                 min_firing_ml=args.min_firing_ml),
         cards_per_category=args.cards)

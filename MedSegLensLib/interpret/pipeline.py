@@ -38,6 +38,11 @@ class InterpretSettings:
     cards_per_category: int = 6
     cases_per_card: int = 3
 
+    def __post_init__(self) -> None:
+        if self.cards_per_category < 0 or self.cases_per_card < 1:
+            raise ParameterError(f"cards per category ({self.cards_per_category}) must be >= 0 and cases per card "
+                                 f"({self.cases_per_card}) >= 1")
+
 
 @dataclass
 class InterpretResult:
@@ -89,8 +94,6 @@ def interpret(cases: list[CaseFiles], encode: Encoder, n_latents: int, out: str 
               run_name: str = "latents") -> InterpretResult:
     """Score, label and describe every latent on `cases`; write tables, cards, gallery, figure and report section."""
     settings = settings or InterpretSettings()
-    if settings.cards_per_category < 0 or settings.cases_per_card < 1:
-        raise ParameterError("cards per category must be >= 0 and cases per card >= 1")
     with atomic_directory(out, overwrite=overwrite) as tmp:
         table = score_cases(cases, encode, n_latents, settings.scoring, info, progress)
         records = latent_records(table, label_all(table))

@@ -45,6 +45,13 @@ class ScoringSettings:
     chunk_entries: int = 1 << 20
     artefacts: ArtefactSettings = field(default_factory=ArtefactSettings)
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.bins_per_octave <= 64 or self.n_bins < 1 or self.chunk_entries < 1:
+            raise ParameterError(f"bins per octave {self.bins_per_octave} must be 1..64; bins and chunk entries >= 1")
+        if not self.shell_mm > 0 or not self.min_firing_ml >= 0:
+            raise ParameterError(f"shell half-width {self.shell_mm} mm must be > 0 and the firing volume "
+                                 f"{self.min_firing_ml} ml >= 0")
+
 
 @dataclass
 class ScoreTable:

@@ -221,6 +221,9 @@ CORPUS = {
     "sae train: negative learning rate": _sae_train("-0.1", "--learning-rate", "-0.1"),
     "train: zero epochs": _train("at least 1", "--epochs", "0"),
     "train: negative learning rate": _train("-0.001", "--learning-rate", "-0.001"),
+    "interpret: negative card count": lambda base, root: (
+        ["interpret", "--model", base["model"], "--sae", base["sae"], "--data", base["cohort"], "--out",
+         root / "interp", "--cards", "-1"], ["cards per category (-1)"]),
     "steer: negative latent": _steer_options("--latent", "-1", "--alpha", "1"),
     "steer: latent 10^30": _steer_options("--latent", "1" + "0" * 30, "--alpha", "1"),
     "steer: repeated latent": _steer_options("--latent", "1,1", "--alpha", "1,1"),
