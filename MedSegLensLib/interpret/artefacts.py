@@ -40,6 +40,11 @@ EDGE_WIDTH = 1  # layer voxels counted as the volume's edge on each face
 DENSE_VALUES = 1 << 22  # latents x layer voxels made dense at once (bounds memory)
 
 
+def rounded(value: float) -> float | None:
+    """A number as latents.json holds it: 4 decimals, None when not finite."""
+    return None if not np.isfinite(value) else round(float(value), 4)
+
+
 @dataclass(frozen=True)
 class ArtefactSettings:
     """grid_period: in layer voxels; window_step: the sliding-window step in image voxels per axis
@@ -110,8 +115,6 @@ class ArtefactScores:
 
     def record(self, latent: int) -> dict:
         """The numbers behind `kind` for latents.json."""
-        def rounded(value: float) -> float | None:
-            return None if not np.isfinite(value) else round(float(value), 4)
         return {"kind": self.kind(latent), "grid_peak_ratio": rounded(self.grid_ratio[latent]),
                 "seam_peak_ratio": rounded(self.seam_ratio[latent]),
                 "outside_head": rounded(self.outside_share[latent]), "volume_edge": rounded(self.edge_share[latent])}

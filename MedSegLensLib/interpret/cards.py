@@ -99,7 +99,7 @@ def render_card(record: dict, panels: list[Panel], path: str | os.PathLike, sour
         whole = (panel.label.T > 0).astype(float)
         if whole.any() and not whole.all():
             bottom.contour(whole, levels=[0.5], colors="#00c8ff", linewidths=0.7)
-        outside = f", {100 * panel.outside_share:.0f} % outside head (not shown)" if panel.outside_share >= 0.005 else ""
+        outside = f"\n{100 * panel.outside_share:.0f} % outside head, not shown" if panel.outside_share >= 0.005 else ""
         top.set_title(f"{panel.case_id}\n{panel.population}, axial {panel.slice_index}{outside}", fontsize=8)
         bottom.set_title(f"activation (peak {panel.peak:.3g})", fontsize=8)
     fig.suptitle(f"Latent {record['index']}: {record['category']} "

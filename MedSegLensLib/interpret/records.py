@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .artefacts import rounded
 from .categories import LatentLabel, confidence_level, held_out_firing, ranked_targets
 from .describe import describe
 from .location import summarise_location
@@ -16,23 +17,19 @@ TOP_CASES = 3
 HELD_OUT_METRICS = ("auroc", "dice", "precision", "recall", "kappa", "threshold")
 
 
-def _rounded(value: float) -> float | None:
-    return None if not np.isfinite(value) else round(float(value), 4)
-
-
 def target_scores(table: ScoreTable, latent: int, target: str) -> dict:
     t = table.targets.index(target)
-    return {"target": target, **{m: _rounded(table.metrics[m][latent, t]) for m in METRICS}}
+    return {"target": target, **{m: rounded(table.metrics[m][latent, t]) for m in METRICS}}
 
 
 def held_out_scores(table: ScoreTable, latent: int, target: str, fired: int) -> dict:
     """The label's target on the held-out cases at the threshold chosen on the fit cases, with the lift
     (precision over the target's held-out prevalence) and the held-out cases it fires in."""
     t = table.targets.index(target)
-    scores = {m: _rounded(table.held_out_metrics[m][latent, t]) for m in HELD_OUT_METRICS}
+    scores = {m: rounded(table.held_out_metrics[m][latent, t]) for m in HELD_OUT_METRICS}
     prevalence = table.prevalence(target, held_out=True)
     lift = table.held_out_metrics["precision"][latent, t] / prevalence if prevalence > 0 else np.nan
-    return {"target": target, **scores, "lift": _rounded(lift), "cases": int(table.held_out.sum()),
+    return {"target": target, **scores, "lift": rounded(lift), "cases": int(table.held_out.sum()),
             "fired": int(fired)}
 
 
@@ -101,7 +98,7 @@ def latent_record(table: ScoreTable, label: LatentLabel, latent: int, context: F
         "confidence_level": confidence_level(label.confidence),
         "description": "",
         "top_scores": [target_scores(table, latent, t) for t in ranked],
-        "firing_threshold": _rounded(context.thresholds[latent]) if label.target else None,
+        "firing_threshold": rounded(context.thresholds[latent]) if label.target else None,
         "populations": population_firing(table, latent, context.fires, context.groups),
         "location": location,
         "held_out": held_out_scores(table, latent, label.target, context.held_out_fired[latent]) if label.target

@@ -12,8 +12,8 @@ on the held-out ones, and the two halves add up to the all-case scores.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Collection
 
 import numpy as np
 from scipy import sparse

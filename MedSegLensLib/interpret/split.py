@@ -11,7 +11,7 @@ cases are given in, and is not tied to how ids were numbered (e.g. by site).
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def _digest(case_id: str) -> str:
