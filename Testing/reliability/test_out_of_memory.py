@@ -16,7 +16,7 @@ from worker_cases import save_tiny_model, write_case
 from MedSegLensLib.data import read_case
 from MedSegLensLib.errors import ParameterError
 from MedSegLensLib.models import TrainingSettings, labelled_cases, load_model, tiny_config, train_model
-from MedSegLensLib.models import train as train_module
+from MedSegLensLib.models import backbone_training as train_module
 from MedSegLensLib.models.checkpoint import has_checkpoint
 
 
