@@ -3,6 +3,7 @@
 
     python3 dev.py demo [ARGS...]   # build the demo workspace, then serve it (see README)
     python3 dev.py test [PYTEST_ARGS...]
+    python3 dev.py lint             # ruff (lint and format check) and the layer contracts (lint-imports)
 
 Everything installs from the package registries into ./.venv, pinned by
 requirements/constraints.txt (torch stays at the CPU build 2.13.0). The install
@@ -25,7 +26,7 @@ VENV = Path(os.environ.get("MEDSEGLENS_VENV", ROOT / ".venv"))
 CONSTRAINTS = ROOT / "requirements" / "constraints.txt"
 STAMP = VENV / ".medseglens-install-stamp"
 # One environment serves both jobs, so switching between them never reinstalls.
-EXTRAS = {"demo": "viewer,test,byom", "test": "viewer,test,byom"}
+EXTRAS = {"demo": "viewer,test,byom", "test": "viewer,test,byom", "lint": "viewer,test,byom"}
 # Installed with --no-deps for the byom extra: their declared dependencies would replace torch (see the file).
 NO_DEPS = ROOT / "requirements" / "no-deps.txt"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -76,6 +77,17 @@ def ensure_chromium() -> None:
     _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], env=env)
 
 
+def lint() -> int:
+    """Every check, even after one fails, so one run shows everything to fix; non-zero if any failed."""
+    bin_dir = VENV / "bin"
+    checks = [[bin_dir / "ruff", "check", "."], [bin_dir / "ruff", "format", "--check", "."], [bin_dir / "lint-imports"]]
+    failed = 0
+    for cmd in checks:
+        print("+", " ".join(str(c) for c in cmd), flush=True)
+        failed += subprocess.call([str(c) for c in cmd], cwd=ROOT) != 0
+    return 1 if failed else 0
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in EXTRAS:
         print(__doc__)
@@ -83,6 +95,8 @@ def main(argv: list[str]) -> int:
     job, rest = argv[0], argv[1:]
     ensure_environment(EXTRAS[job])
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    if job == "lint":
+        return lint()
     if job == "test":
         ensure_chromium()
         cmd = [str(_python()), "-m", "pytest", *rest]
