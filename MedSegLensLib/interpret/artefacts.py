@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 
 from ..data import Grid
 from .evidence import LayerCodes
@@ -72,21 +73,24 @@ def harmonics(period: float, n: int) -> np.ndarray:
     return np.arange(1, int(period // 2) + 1) / period
 
 
-def band_powers(maps: np.ndarray, frequencies: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(latents, axes) power at the given frequencies (the nearest bin of each) along each axis, and what
-    a flat spectrum would put there. maps: (latents, d, h, w); frequencies: per axis, cycles per voxel."""
-    band = np.zeros((maps.shape[0], 3))
-    flat = np.zeros((maps.shape[0], 3))
+def band_powers(maps: np.ndarray, tests: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """(tests, latents, axes) power at each test's frequencies (the nearest bin of each) along each axis,
+    and what a flat spectrum would put there. maps: (latents, d, h, w); tests: per test and axis, the
+    frequencies in cycles per voxel (one spectrum per axis serves every test)."""
+    band = np.zeros((len(tests), maps.shape[0], 3))
+    flat = np.zeros((len(tests), maps.shape[0], 3))
     for axis in range(3):
-        n = maps.shape[1 + axis]
-        if frequencies[axis].size == 0:
+        if not any(test[axis].size for test in tests):
             continue
+        n = maps.shape[1 + axis]
         frequency = np.fft.rfftfreq(n)[1:]  # without the mean (DC)
+        spectrum = scipy.fft.rfft(maps, axis=1 + axis)
         others = tuple(a for a in (1, 2, 3) if a != 1 + axis)
-        power = (np.abs(np.fft.rfft(maps, axis=1 + axis)) ** 2).sum(axis=others)[:, 1:]
-        near = (np.abs(frequency[:, None] - frequencies[axis][None, :]) <= 0.5 / n + 1e-9).any(axis=1)
-        band[:, axis] = power[:, near].sum(axis=1)
-        flat[:, axis] = power.sum(axis=1) * near.sum() / near.size
+        power = (spectrum.real ** 2 + spectrum.imag ** 2).sum(axis=others)[:, 1:]
+        for t, test in enumerate(tests):
+            near = (np.abs(frequency[:, None] - test[axis][None, :]) <= 0.5 / n + 1e-9).any(axis=1)
+            band[t, :, axis] = power[:, near].sum(axis=1)
+            flat[t, :, axis] = power.sum(axis=1) * near.sum() / near.size
     return band, flat
 
 
@@ -150,24 +154,23 @@ class ArtefactAccumulator:
             cut = [slice(None)] * 3
             cut[axis] = np.r_[0:min(EDGE_WIDTH, n), max(n - EDGE_WIDTH, 0):n]
             edge[tuple(cut)] = True
-        weights = np.stack([outside_count, all_count * edge.reshape(-1), all_count], axis=1).astype(np.float64)
+        weights = np.stack([outside_count, all_count * edge.reshape(-1), all_count], axis=1).astype(np.float32)
         frequencies = self._frequencies(shape, layer_stride(case_grid, codes.grid))
-        present = np.unique(codes.latent[codes.value > 0])
+        positive = codes.value > 0
+        order = np.argsort(codes.latent[positive], kind="stable")
+        latent, voxel, value = (a[positive][order] for a in (codes.latent, codes.voxel, codes.value))
+        present, starts = np.unique(latent, return_index=True)
+        ends = np.r_[starts[1:], latent.size]
         chunk = max(1, DENSE_VALUES // n_layer)
-        row_of = np.full(self.n_latents, -1, dtype=np.int64)
-        for start in range(0, present.size, chunk):
-            latents = present[start:start + chunk]
-            row_of[latents] = np.arange(latents.size)
-            keep = (row_of[codes.latent] >= 0) & (codes.value > 0)
-            dense = np.zeros((latents.size, n_layer))
-            dense[row_of[codes.latent[keep]], codes.voxel[keep]] = codes.value[keep]
-            row_of[latents] = -1
+        for first in range(0, present.size, chunk):
+            latents = present[first:first + chunk]
+            entries = slice(starts[first], ends[first + latents.size - 1])
+            dense = np.zeros((latents.size, n_layer), dtype=np.float32)
+            dense[np.searchsorted(latents, latent[entries]), voxel[entries]] = value[entries]
             self.mass[:, latents] += (dense @ weights).T
-            maps = dense.reshape(latents.size, *shape)
-            for kind, kind_frequencies in enumerate(frequencies):
-                band, flat = band_powers(maps, kind_frequencies)
-                self.power[kind, 0, latents] += band
-                self.power[kind, 1, latents] += flat
+            band, flat = band_powers(dense.reshape(latents.size, *shape), frequencies)
+            self.power[:, 0, latents] += band
+            self.power[:, 1, latents] += flat
 
     def finish(self) -> ArtefactScores:
         with np.errstate(divide="ignore", invalid="ignore"):
