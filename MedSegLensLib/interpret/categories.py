@@ -111,7 +111,8 @@ def label_latent(table: ScoreTable, latent: int, held_out_firing: np.ndarray | N
 
 
 def fit_thresholds(table: ScoreTable) -> np.ndarray:
-    """Each latent's threshold for its best fit target, chosen on the fit cases (0 when it has none)."""
+    """Each latent's threshold for its best fit target (its label's target), chosen on the fit cases (0 when it
+    has none): where it "fires"."""
     kappa = np.nan_to_num(table.fit_metrics["kappa"], nan=-np.inf)
     best = np.argmax(kappa, axis=1)
     thresholds = table.fit_metrics["threshold"][np.arange(table.n_latents), best]

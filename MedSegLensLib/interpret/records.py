@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .artefacts import rounded
-from .categories import LatentLabel, confidence_level, held_out_firing, ranked_targets
+from .categories import LatentLabel, confidence_level, fit_thresholds, held_out_firing, ranked_targets
 from .describe import describe
 from .location import summarise_location
 from .scoring import METRICS, ScoreTable
@@ -38,15 +38,6 @@ def population_rows(table: ScoreTable) -> dict[str, np.ndarray]:
     return {p: np.array([q == p for q in table.populations]) for p in dict.fromkeys(table.populations)}
 
 
-def firing_thresholds(table: ScoreTable, labels: list[LatentLabel]) -> np.ndarray:
-    """Each latent's threshold for its label's target, chosen on the fit cases (0 when it has none)."""
-    out = np.zeros(table.n_latents)
-    for latent, label in enumerate(labels):
-        if label.target is not None:
-            out[latent] = table.fit_metrics["threshold"][latent, table.targets.index(label.target)]
-    return np.nan_to_num(out, nan=0.0)
-
-
 @dataclass
 class FiringContext:
     """What every record needs from the whole table, computed once: which cases each latent fires in
@@ -59,8 +50,8 @@ class FiringContext:
     held_out_fired: np.ndarray
 
     @classmethod
-    def of(cls, table: ScoreTable, labels: list[LatentLabel]) -> "FiringContext":
-        thresholds = firing_thresholds(table, labels)
+    def of(cls, table: ScoreTable) -> "FiringContext":
+        thresholds = fit_thresholds(table)
         return cls(thresholds, table.fires(thresholds), population_rows(table), table.region_mass_above(thresholds),
                    held_out_firing(table, thresholds))
 
@@ -112,5 +103,5 @@ def latent_record(table: ScoreTable, label: LatentLabel, latent: int, context: F
 
 
 def latent_records(table: ScoreTable, labels: list[LatentLabel]) -> list[dict]:
-    context = FiringContext.of(table, labels)
+    context = FiringContext.of(table)
     return [latent_record(table, label, latent, context) for latent, label in enumerate(labels)]
