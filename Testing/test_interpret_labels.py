@@ -188,8 +188,8 @@ def test_a_lattice_is_named_an_artefact_although_it_would_pass_as_grey_matter(la
     assert labels[LATTICE].category == GRID and records[LATTICE]["artefact"]["grid_peak_ratio"] >= 3.0
     assert records[LATTICE]["description"].startswith("artefact: a lattice")
     smooth = [EDEMA, RIM, CSF, LEFT_WM, PEDIATRIC]
-    assert all(records[l]["artefact"]["kind"] is None and records[l]["artefact"]["grid_peak_ratio"] < 1.0
-               for l in smooth)
+    assert all(records[latent]["artefact"]["kind"] is None and records[latent]["artefact"]["grid_peak_ratio"] < 1.0
+               for latent in smooth)
 
 
 def test_a_label_that_does_not_hold_on_held_out_cases_is_unlabelled(labelled):

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..fileio import atomic_path, write_json_atomic
 from .artefacts import ARTEFACT_CATEGORIES
-from .categories import (AUROC_MIN, HELD_OUT_CASES_MIN, KAPPA_MIN, LIFT_MIN, PRECISION_MIN, validation_summary)
+from .categories import AUROC_MIN, HELD_OUT_CASES_MIN, KAPPA_MIN, LIFT_MIN, PRECISION_MIN, validation_summary
 from .distribution import category_counts
 from .scoring import METRICS, ScoreTable
 
