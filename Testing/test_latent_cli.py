@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from test_slicer_support import assets_fixture
+from slicer_support import assets_fixture
 
 from MedSegLensLib.cli.main import main
 from MedSegLensLib.data import read_case, read_volume

@@ -110,7 +110,7 @@ def test_slicer_export_and_viewer_accept_write_through_the_same_writer(tmp_path,
 def tiny_model_and_case(tmp_path_factory):
     torch = pytest.importorskip("torch")
     from steering_support import write_planted_case
-    from test_slicer_support import flipped_copy
+    from slicer_support import flipped_copy
 
     from MedSegLensLib.models import build_network, save_model, tiny_config
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_slicer_support import assets_fixture
+from slicer_support import assets_fixture
 
 scene_api = pytest.importorskip("MedSegLensLib.scene")  # slicer-core
 slicerio = pytest.importorskip("slicerio")

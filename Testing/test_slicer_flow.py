@@ -14,7 +14,7 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-from test_slicer_support import EDEMA, assets_fixture, worker  # noqa: F401 (fixture)
+from slicer_support import EDEMA, assets_fixture, worker  # noqa: F401 (fixture)
 from test_worker_logic import Recorder as JobRecorder
 from test_worker_logic import scene_state
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_slicer_support import EDEMA, assets_fixture
+from slicer_support import EDEMA, assets_fixture
 
 scene_api = pytest.importorskip("MedSegLensLib.scene")  # needs slicer-core
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from test_slicer_support import EDEMA, assets_fixture, worker  # noqa: F401 (fixture)
+from slicer_support import EDEMA, assets_fixture, worker  # noqa: F401 (fixture)
 
 from MedSegLensLib.data import read_case, read_volume
 from MedSegLensLib.errors import CompatibilityError, InputError, ParameterError

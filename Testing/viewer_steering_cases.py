@@ -1,6 +1,6 @@
 """A viewer workspace with a real trained tiny model, its SAE and an interpretation file (no tests here).
 
-Built from the Slicer-module test assets (`test_slicer_support.slicer_assets`): a
+Built from the Slicer-module test assets (`slicer_support.slicer_assets`): a
 tiny U-Net trained on a tiny cohort, a 16-latent SAE on its decoder layer with
 latent scales, the latent that fires most on edema (found from the training
 rows), and a planted case whose edema the model under-calls. The workspace
@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from steering_support import UNET_DECODER
-from test_slicer_support import slicer_assets
+from slicer_support import slicer_assets
 
 from MedSegLensLib.viewer.workspace import ModelEntry, SaeEntry, Workspace, WorkspaceCase, write_workspace_index
 
