@@ -27,7 +27,7 @@ def category_counts(records: list[dict]) -> dict[str, int]:
 def plot_distribution(distributions: dict[str, dict[str, int]], path: str | os.PathLike, source: str) -> None:
     """Grouped bars: share of active latents per category, one colour per run (e.g. architecture)."""
     names = list(distributions)
-    fig, ax = plt.subplots(figsize=(10, 4.8))
+    fig, ax = plt.subplots(figsize=(max(10.0, 1.0 * len(CATEGORIES)), 4.8))  # about an inch per category
     x = np.arange(len(CATEGORIES))
     width = 0.8 / max(1, len(names))
     for slot, name in enumerate(names):
