@@ -62,7 +62,7 @@ def test_results_cannot_be_reused_for_a_changed_protocol(tmp_path):
 
 def test_protocol_grid_is_equal_for_every_method_and_seeds_are_fresh():
     protocol = Protocol.load(PROTOCOL)
-    assert protocol.budget == 16 and protocol.signs == (1, -1)
+    assert protocol.budget == 24 and protocol.signs == (1, -1)
     assert protocol.data["primary"]["method"] == "sae" and protocol.data["primary"]["selection"] == "calibrated"
     seeds = [c.seed for c in protocol.cohorts()] + [protocol.random_seed, protocol.bootstrap[1]]
     assert len(set(seeds)) == len(seeds)
