@@ -43,7 +43,8 @@ def test_a_latent_planted_on_one_class_gets_that_category_with_high_confidence(l
     assert labels[latent].category == category and labels[latent].matched
     assert labels[latent].level == "high" and labels[latent].confidence >= 0.5
     # and no other planted latent claims this category with high confidence
-    rivals = [l for l in range(N_LATENTS) if l != latent and labels[l].category == category and labels[l].level == "high"]
+    rivals = [other for other in range(N_LATENTS)
+              if other != latent and labels[other].category == category and labels[other].level == "high"]
     assert rivals == []
 
 
