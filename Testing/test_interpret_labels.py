@@ -13,7 +13,8 @@ from interpret_cases import (CSF, DEAD, EDEMA, LATTICE, LEFT_WM, OUTSIDE, PEDIAT
 from MedSegLensLib.data import read_volume
 from MedSegLensLib.interpret import (UNLABELLED, LatentScorer, LayerCodes, held_out_cases, label_all, latent_records,
                                      load_case_maps)
-from MedSegLensLib.interpret.artefacts import GRID, OUTSIDE as OUTSIDE_HEAD
+from MedSegLensLib.interpret.artefacts import EDGE, GRID, SEAM
+from MedSegLensLib.interpret.artefacts import OUTSIDE as OUTSIDE_HEAD
 from MedSegLensLib.interpret.describe import PHRASES
 from MedSegLensLib.synth import ATLAS_LABELS
 
@@ -70,7 +71,7 @@ def test_outside_the_brain_is_an_artefact_and_never_active_is_inactive(labelled)
     assert labels[OUTSIDE].matched and labels[OUTSIDE].validated and labels[OUTSIDE].level == "high"
     assert records[OUTSIDE]["location"]["outside_brain"] > 0.95
     assert records[OUTSIDE]["artefact"]["outside_head"] > 0.95
-    assert records[OUTSIDE]["description"].startswith("artefact: outside the head (100 % of its activation)")
+    assert records[OUTSIDE]["description"].startswith("outside the head (100 % of its activation)")
     assert labels[DEAD].category == "inactive" and not records[DEAD]["active"]
     assert records[DEAD]["description"] == f"never active on these {len(table.case_ids)} cases."
 
@@ -106,6 +107,8 @@ def test_location_agrees_with_the_atlas_files(labelled):
     assert "left hemisphere" in records[LEFT_WM]["description"] or "the left " in records[LEFT_WM]["description"]
 
 
+ARTEFACT_OPENINGS = {GRID: "a lattice (", SEAM: "window seams (", EDGE: "on the volume's edge (",
+                     OUTSIDE_HEAD: "outside the head ("}
 SCORE = re.compile(r"AUROC (\d\.\d\d), Dice (\d\.\d\d)")
 FIRES = re.compile(r"(\d+) of (\d+) (\w+)")
 PERCENT = re.compile(r"(\d+) %")
@@ -139,11 +142,12 @@ def test_every_sentence_is_true_to_the_score_table(labelled):
         assert float(auroc) == pytest.approx(table.held_out_metrics["auroc"][latent, t], abs=0.0051)
         assert float(dice) == pytest.approx(table.held_out_metrics["dice"][latent, t], abs=0.0051)
         if record["artefact"]["kind"]:
-            assert sentence.startswith("artefact: ") and record["category"] == record["artefact"]["kind"]
+            assert sentence.startswith(ARTEFACT_OPENINGS[record["artefact"]["kind"]])
+            assert record["category"] == record["artefact"]["kind"]
         elif labels[latent].validated:
             assert sentence.startswith(PHRASES[target].format(shell_mm=table.settings.shell_mm))
         else:
-            assert sentence.startswith("unlabelled: ") and record["category"] == UNLABELLED
+            assert sentence.startswith("no label holds on held-out cases") and record["category"] == UNLABELLED
         claimed = {name: (int(k), int(n)) for k, n, name in FIRES.findall(sentence)}
         assert claimed == fired_cases(latent, threshold, cases, encoded, table.settings.min_firing_ml)
         location = record["location"]
@@ -187,7 +191,7 @@ def test_a_lattice_is_named_an_artefact_although_it_would_pass_as_grey_matter(la
     table, labels, records, _, _ = labelled
     assert labels[LATTICE].matched and labels[LATTICE].validated and labels[LATTICE].target == "GM"
     assert labels[LATTICE].category == GRID and records[LATTICE]["artefact"]["grid_peak_ratio"] >= 3.0
-    assert records[LATTICE]["description"].startswith("artefact: a lattice")
+    assert records[LATTICE]["description"].startswith("a lattice (spectral peak")
     smooth = [EDEMA, RIM, CSF, LEFT_WM, PEDIATRIC]
     assert all(records[latent]["artefact"]["kind"] is None and records[latent]["artefact"]["grid_peak_ratio"] < 1.0
                for latent in smooth)

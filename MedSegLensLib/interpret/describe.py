@@ -3,7 +3,8 @@
 "Fires" and "activation" count only activity at or above the latent's firing
 threshold (records.py), so faint activity elsewhere does not move the sentence.
 The scores quoted are the held-out ones (the label's target at the threshold
-chosen on the fit cases); an artefact latent is named by what flagged it.
+chosen on the fit cases); an artefact latent is described by what flagged it. The
+sentence does not repeat the category (readers show both side by side).
 
 Every number in the sentence is read from the record (`records.latent_record`),
 rounded for print: AUROC and Dice to two decimals, shares to whole percent.
@@ -72,13 +73,13 @@ def _number(value: float | None) -> str:
 def _artefact(artefact: dict) -> str:
     kind = artefact["kind"]
     if kind == GRID:
-        return f"artefact: a lattice (spectral peak {artefact['grid_peak_ratio']:.1f}x at the up-sampling period)"
+        return f"a lattice (spectral peak {artefact['grid_peak_ratio']:.1f}x at the up-sampling period)"
     if kind == SEAM:
-        return f"artefact: window seams (spectral peak {artefact['seam_peak_ratio']:.1f}x at the window step)"
+        return f"window seams (spectral peak {artefact['seam_peak_ratio']:.1f}x at the window step)"
     if kind == EDGE:
-        return f"artefact: on the volume's edge ({_percent(artefact['volume_edge'])} of its activation)"
+        return f"on the volume's edge ({_percent(artefact['volume_edge'])} of its activation)"
     assert kind == OUTSIDE, kind
-    return f"artefact: outside the head ({_percent(artefact['outside_head'])} of its activation)"
+    return f"outside the head ({_percent(artefact['outside_head'])} of its activation)"
 
 
 def describe(record: dict, shell_mm: float) -> str:
@@ -93,5 +94,5 @@ def describe(record: dict, shell_mm: float) -> str:
     elif record["validated"]:
         head = PHRASES[held_out["target"]].format(shell_mm=shell_mm) + f" ({numbers})"
     else:
-        head = f"unlabelled: no label holds on held-out cases (best: {TARGET_NAMES[held_out['target']]}, {numbers})"
+        head = f"no label holds on held-out cases (best: {TARGET_NAMES[held_out['target']]}, {numbers})"
     return f"{head}; {_populations(record['populations'])}{_location(record['location'])}."
