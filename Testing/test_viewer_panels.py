@@ -11,13 +11,14 @@ from types import SimpleNamespace
 import pytest
 
 from MedSegLensLib.errors import ParameterError
+from MedSegLensLib.latent_browser import SHORT_NAME_CHARS
 from MedSegLensLib.viewer.latent_panel import LatentBrowser
-from MedSegLensLib.viewer.steering_panel import SteeringPanel
+from MedSegLensLib.viewer.steering_panel import STEP_FRACTION, SteeringPanel
 from MedSegLensLib.viewer.workspace import Overlay, WorkspaceCase
 
 STEERING = {"modes": ["additive", "multiplicative", "clamp"], "neutral": {"additive": 0.0, "multiplicative": 1.0},
             "strength_ranges": {"additive": [-10.0, 10.0], "multiplicative": [0.0, 10.0], "clamp": [0.0, 10.0]},
-            "regions": ["none", "tumour-margin", "mask"]}
+            "regions": ["none", "tumour-margin", "mask"], "default_margin_mm": 10.0}
 
 
 def _row(latent, peak, category="", description=""):
@@ -77,7 +78,11 @@ def test_neutral_strengths_steer_nothing_and_a_moved_slider_gives_the_spec(panel
     s.steer_latents = [3, 7]
     assert panel.spec() is None, "all strengths at neutral"
     s.steer_strengths = {"3": 2.5}
-    assert panel.spec() == {"latents": [3, 7], "strengths": [2.5, 0.0], "mode": "additive", "region": {"kind": "none"}}
+    # the default region: the predicted tumour plus the contract's default margin
+    assert panel.spec() == {"latents": [3, 7], "strengths": [2.5, 0.0], "mode": "additive",
+                            "region": {"kind": "tumour-margin", "margin_mm": 10.0}}
+    s.steer_region = "none"
+    assert panel.spec()["region"] == {"kind": "none"}
     s.steer_region, s.steer_margin = "tumour-margin", 4
     assert panel.spec()["region"] == {"kind": "tumour-margin", "margin_mm": 4.0}
     s.steer_mode = "multiplicative"
@@ -107,3 +112,48 @@ def test_the_readout_puts_dice_before_and_after_side_by_side(panel):
     rows = {row["region"]: row for row in panel.state.dice_rows}
     assert (rows["ED"]["before"], rows["ED"]["after"]) == ("0.400", "0.700")
     assert rows["ET"]["after"] == "—" and "12 voxels changed" in panel.state.steer_summary
+
+
+def test_strengths_are_shown_in_the_latents_own_units():
+    typical = [0.0] * 16
+    typical[3] = 0.5
+    panel = SteeringPanel(SimpleNamespace(), typical)
+    panel.set_analysis(RESULT)
+    s = panel.state
+    assert s.steer_step == STEP_FRACTION == 0.1, "one slider step is a tenth of the latent's typical activation"
+    s.steer_latents, s.steer_strengths = [3, 11], {"3": 2.5}
+    panel.publish_readout()
+    # latent 3: 2.5 typical activations of 0.5 add 1.25; latent 11 has no typical activation on record
+    assert s.steer_readout == {"3": "+2.50 × typical = +1.25", "11": "0.00 × typical"}
+    s.steer_mode = "multiplicative"
+    panel.on_mode()
+    assert s.steer_readout == {"3": "×1.00 of its code", "11": "×1.00 of its code"}
+
+
+def test_browser_lines_are_short_and_compare_here_with_typical_and_the_details_pane_reads_the_record():
+    long = "an unusually long description of what this latent does in the tumour core; fires in 3 of 4 cases"
+    result = {"latents": [_row(3, 2.0, "edema", long), _row(7, 5.0, "background/other", "skull"), _row(11, 1.0)],
+              "steering": STEERING}
+    typical = [1.0] * 16
+    typical[3] = 0.5  # latent 3 peaks at 4x its typical activation here, latent 7 at 5x, latent 11 at 1x
+    record = {"index": 3, "description": long, "confidence": 0.62, "confidence_level": "high", "validated": True,
+              "populations": {"adult": {"cases": 16, "fired": 9, "mean_active_ml": 12.3, "mean_peak": 2.1}},
+              "top_cases": [{"case_id": "c9", "population": "adult", "peak": 3.2}], "future_field": [1, 2]}
+    latents = LatentBrowser(SimpleNamespace(), "dec", typical, {3: record, 5: "not a record"})
+    latents.set_case(CASE)
+    latents.set_analysis(result)
+    rows = {row["latent"]: row for row in latents.state.latents}
+    assert len(rows[3]["short"]) <= SHORT_NAME_CHARS and rows[3]["short"].startswith("an unusually long")
+    assert rows[3]["description"] == long and rows[3]["confidence"] == "0.50" and rows[3]["category"] == "edema"
+    assert rows[3]["activation"] == "2 / 0.5 (×4.0)"
+    assert [row["latent"] for row in latents.state.latents][:3] == [7, 3, 11], "sorted by here / typical"
+    latents.set_filter("tumour core")  # the full description is searched, not only the short name
+    assert [row["latent"] for row in latents.state.latents] == [3]
+    latents.select(3)
+    details = latents.state.latent_details
+    assert details["description"] == long and details["card"] is None
+    assert details["populations"] == [{"population": "adult", "fired": "9 / 16", "volume": "12.3 ml", "peak": "2.1"}]
+    assert details["top_cases"] == [{"case_id": "c9", "population": "adult", "peak": "3.2"}]
+    assert "confidence 0.62 (high)" in details["notes"] and "label held on held-out cases" in details["notes"]
+    latents.select(11)  # no record: the row's own numbers only
+    assert latents.state.latent_details["populations"] == [] and latents.state.latent_details["latent"] == 11

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..data import MODALITIES
 from ..errors import MedSegLensError, ParameterError
 from ..fileio import sha256_file
+from ..latent_browser import card_file, read_interpretation, read_typical
 from ..scene import Provenance, attach_provenance
 from .accepted import accept_segmentation, timestamped_stem
 from .display import MODALITY_LABELS, CaseDisplay
@@ -48,8 +49,8 @@ class ViewerApp:
         self.display = CaseDisplay(slicer_app, workspace)
         self.jobs = WorkerJobs(server, workspace.root, self._say)
         self.pair = self._analysis_pair()
-        self.latents = LatentBrowser(self.state, self.pair[1].name if self.pair else None)
-        self.steering = SteeringPanel(self.state)
+        self.latents = LatentBrowser(self.state, self.pair[1].name if self.pair else None, *self._interpretation())
+        self.steering = SteeringPanel(self.state, self.latents.typical)
         self.analysis: dict | None = None
         self._steer_request: dict | None = None
         self._initial_state()
@@ -80,8 +81,10 @@ class ViewerApp:
         s.seg_sources = []
         s.seg_source = NO_SELECTION
         s.overlay_name = NO_SELECTION
-        s.overlay_threshold = self.display.overlay_threshold
+        s.overlay_threshold = 0.0
+        s.overlay_threshold_max = 1.0
         s.overlay_opacity = self.display.overlay_opacity
+        s.overlay_legend = None
         s.message = ""
         s.message_error = False
         s.accepted = []
@@ -107,6 +110,7 @@ class ViewerApp:
         s.seg_sources = self.display.segmentation_sources
         s.seg_source = self.display.segmentation_source or NO_SELECTION
         s.overlay_name = NO_SELECTION
+        s.overlay_legend = None
         s.accepted = []
         self._publish_range()
         self.analysis = None
@@ -149,8 +153,10 @@ class ViewerApp:
     def _show_overlay(self, name: str | None) -> None:
         """A precomputed or already computed map at once; any other latent's map from the worker."""
         case = self.display.case
+        self.latents.select(self.latents.latent_of(name) if name else None)
         if name is None or self.display.has_map(name) or any(o.name == name for o in case.overlays):
             self.display.show_overlay(name)
+            self._publish_overlay()
             return
         latent = self.latents.latent_of(name)
         if latent is None or self.analysis is None:
@@ -160,18 +166,34 @@ class ViewerApp:
             if self.display.case is case and self.state.overlay_name == name:
                 self.display.add_map(name, Path(result["map"]), latent)
                 self.display.show_overlay(name)
+                self._publish_overlay()
 
         self.jobs.submit("latent_map", {**self._analysis_params(case), "latent": latent}, f"latent {latent}",
                          show, slot="map")
 
+    def _publish_overlay(self) -> None:
+        """The shown latent's legend (colour range, threshold, in activation units) and the threshold slider."""
+        legend = self.display.legend()
+        self.state.overlay_legend = legend
+        if legend is not None:
+            self.state.overlay_threshold_max = legend["peak"]
+            self.state.overlay_threshold = legend["threshold"]
+
     def _on_overlay_style(self, overlay_threshold, overlay_opacity, **_):
-        if self.display.case is not None:
-            self._attempt(
-                "styling overlay",
-                lambda: self.display.set_overlay_style(
-                    threshold=number(overlay_threshold, "overlay threshold"), opacity=number(overlay_opacity, "overlay opacity")
-                ),
-            )
+        if self.display.case is None:
+            return
+        legend = self.display.legend()
+        # The threshold slider is in the shown latent's activation units; before a latent is shown it means nothing.
+        threshold = None if legend is None or overlay_threshold == legend["threshold"] else overlay_threshold
+
+        def style():
+            self.display.set_overlay_style(
+                threshold=None if threshold is None else number(threshold, "overlay threshold"),
+                opacity=number(overlay_opacity, "overlay opacity"))
+            if threshold is not None:
+                self.state.overlay_legend = self.display.legend()
+
+        self._attempt("styling overlay", style)
 
     # -- analysis and steering (background worker) ----------------------------------------
 
@@ -185,6 +207,27 @@ class ViewerApp:
         except MedSegLensError:
             return None
         return pair if all(folder.is_dir() for folder in folders) else None
+
+    def _interpretation(self) -> tuple:
+        """Typical activations (SAE folder's latent_scales.json), latents.json records and a card lookup, each
+        read defensively (missing or unreadable: the browser shows less); paths stay inside the workspace."""
+        if self.pair is None:
+            return None, {}, None
+        sae = self.pair[1]
+        folder = self.workspace.resolve(sae.folder, f"{sae.name} folder")
+        typical = read_typical(folder / "latent_scales.json")
+        labels = self.workspace.resolve(sae.interpretation, f"{sae.name} interpretation") if sae.interpretation \
+            else folder / "latents.json"
+        root = self.workspace.root.resolve()
+
+        def card(latent: int) -> Path | None:
+            path = card_file(labels, latent)
+            try:
+                return path if path.resolve().is_relative_to(root) else None
+            except OSError:
+                return None
+
+        return typical, read_interpretation(labels), card
 
     def _steering_note(self) -> str:
         if self.pair is None:
@@ -220,6 +263,7 @@ class ViewerApp:
 
     def _on_steer(self, **_):
         if self.analysis is not None:
+            self.steering.publish_readout()
             self._attempt("steering", self._steer)
 
     def _steer(self) -> None:

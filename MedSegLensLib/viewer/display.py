@@ -19,12 +19,12 @@ import numpy as np
 from ..data import MODALITIES, Case, read_volume
 from ..data.geometry import to_canonical
 from ..errors import InputError, ParameterError
+from ..latent_focus import HEAT_COLORMAP, LatentFocus, latent_focus
 from .workspace import Workspace, WorkspaceCase
 
 MODALITY_LABELS = {"t1n": "T1", "t1c": "T1c", "t2w": "T2", "t2f": "FLAIR"}
 SEGMENTATION_SOURCES = ("prediction", "steered", "reference")  # in the order the page lists them
 BRATS_LABELS = (0, 1, 2, 3)
-DEFAULT_OVERLAY_THRESHOLD = 0.5  # fraction of the map's peak, as the scene layer's default
 DEFAULT_OVERLAY_OPACITY = 0.8
 CACHED_MAPS = 6  # latent maps kept in memory per case (a BraTS-sized map is ~36 MB)
 
@@ -56,14 +56,16 @@ class CaseDisplay:
         self.modality = MODALITIES[0]
         self.segmentation_source: str | None = None
         self.overlay_name: str | None = None
-        self.overlay_threshold = DEFAULT_OVERLAY_THRESHOLD
+        self.overlay_threshold: float | None = None  # activation units; None: the shown latent's colour range start
         self.overlay_opacity = DEFAULT_OVERLAY_OPACITY
+        self.focus: LatentFocus | None = None  # the shown latent's colour range and where it fires most
         self.origins: dict[str, dict] = {}  # per segmentation source: where it came from (provenance)
         self._nodes = None
         self._segmentations: dict[str, object] = {}
         self._overlay = None
         self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
         self._map_latents: dict[str, int | None] = {}
+        self._focus: dict[str, LatentFocus] = {}
 
     @property
     def scene(self):
@@ -193,12 +195,17 @@ class CaseDisplay:
 
     # -- latent overlay ---------------------------------------------------------------
 
-    def show_overlay(self, name: str | None) -> None:
-        """Show a latent activation map over the MRI (None hides it); one overlay node, updated in place."""
-        with self.one_frame():
-            self._show_overlay(name)
+    def show_overlay(self, name: str | None, jump: bool = True) -> None:
+        """Show a latent activation map over the MRI (None hides it); one overlay node, updated in place.
 
-    def _show_overlay(self, name: str | None) -> None:
+        A newly selected latent starts at its own colour range (`latent_focus`: percentiles of its positive
+        activations here) with the threshold at the range's start, and with `jump` the three slices move to where
+        it fires most. The heat colour map spans the range; voxels below the threshold stay transparent.
+        """
+        with self.one_frame():
+            self._show_overlay(name, jump)
+
+    def _show_overlay(self, name: str | None, jump: bool = True) -> None:
         from ..scene import add_latent_overlay, show_in_slice_views, update_latent_overlay
 
         case = self._require_case()
@@ -208,15 +215,50 @@ class CaseDisplay:
             return
         activation = self._activation(case, name)
         latent = self._map_latents[name]
-        threshold = self.overlay_threshold * float(activation.max())
+        focus = self._focus.get(name)
+        if focus is None:
+            focus = self._focus[name] = latent_focus(activation)
+        if name != self.overlay_name:
+            self.overlay_threshold = None
+        threshold = self.threshold_of(focus)
         if self._overlay is None:
-            self._overlay = add_latent_overlay(
-                self.scene, activation, self.data.grid, self._nodes.reference, name, threshold=threshold, latent=latent
-            )
+            self._overlay = add_latent_overlay(self.scene, activation, self.data.grid, self._nodes.reference, name,
+                                               threshold=threshold, latent=latent, colormap_id=HEAT_COLORMAP)
         else:
             update_latent_overlay(self._overlay, activation, self.data.grid, threshold=threshold, latent=latent, name=name)
-        self.overlay_name = name
+        self._colour(focus, threshold)
+        moved = name != self.overlay_name
+        self.overlay_name, self.focus = name, focus
         show_in_slice_views(self.scene, foreground=self._overlay, foreground_opacity=self.overlay_opacity)
+        if jump and moved:
+            self.jump_to(focus.focus_ras(self.data.grid.affine))
+
+    def threshold_of(self, focus: LatentFocus) -> float:
+        return focus.low if self.overlay_threshold is None else self.overlay_threshold
+
+    def _colour(self, focus: LatentFocus, threshold: float) -> None:
+        """The heat colour map over the latent's range; transparent below `threshold` (activation units)."""
+        display = self._overlay.GetDisplayNode()
+        low, high = focus.window()
+        lower = max(float(threshold), float(np.finfo(np.float32).tiny))
+        display.AutoWindowLevelOff()
+        display.SetWindowLevelMinMax(low, high)
+        display.AutoThresholdOff()
+        display.SetApplyThreshold(1)
+        display.SetThreshold(lower, float(np.finfo(np.float32).max))
+
+    def jump_to(self, ras) -> None:
+        """Move every slice view through the physical point `ras` (mm); nothing when None."""
+        if ras is None:
+            return
+        for view in self.slice_views():
+            view.get_view_node().JumpSliceByOffsetting(*(float(v) for v in ras))
+
+    def legend(self) -> dict | None:
+        """The shown latent's colour range and threshold in activation units (None without an overlay)."""
+        if self.overlay_name is None or self.focus is None:
+            return None
+        return self.focus.legend(self.threshold_of(self.focus))
 
     def add_map(self, name: str, path: Path, latent: int | None) -> None:
         """Keep a latent map the worker computed (read now: the worker deletes its files) under `name`."""
@@ -238,21 +280,25 @@ class CaseDisplay:
     def _remember(self, name: str, activation: np.ndarray, latent: int | None) -> np.ndarray:
         self._maps[name] = activation
         self._map_latents[name] = latent
+        self._focus.pop(name, None)
         while len(self._maps) > CACHED_MAPS:
-            self._map_latents.pop(self._maps.popitem(last=False)[0], None)
+            dropped = self._maps.popitem(last=False)[0]
+            self._map_latents.pop(dropped, None)
+            self._focus.pop(dropped, None)
         return activation
 
     def set_overlay_style(self, threshold: float | None = None, opacity: float | None = None) -> None:
-        """Threshold (fraction of the map's peak below which it is transparent) and opacity."""
-        for value, what in ((threshold, "overlay threshold"), (opacity, "overlay opacity")):
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ParameterError(f"{what} {value} must lie in [0, 1]")
+        """Threshold (activation units: transparent below it) and opacity (0..1)."""
+        if threshold is not None and not (np.isfinite(threshold) and threshold >= 0.0):
+            raise ParameterError(f"overlay threshold {threshold} must be a finite activation >= 0")
+        if opacity is not None and not 0.0 <= opacity <= 1.0:
+            raise ParameterError(f"overlay opacity {opacity} must lie in [0, 1]")
         if threshold is not None:
             self.overlay_threshold = float(threshold)
         if opacity is not None:
             self.overlay_opacity = float(opacity)
         if self.overlay_name is not None:
-            self.show_overlay(self.overlay_name)
+            self.show_overlay(self.overlay_name, jump=False)
 
     # -- views ------------------------------------------------------------------------
 
@@ -292,6 +338,8 @@ class CaseDisplay:
         self._nodes, self._segmentations, self._overlay = None, {}, None
         self._maps.clear()
         self._map_latents.clear()
+        self._focus.clear()
+        self.focus = None
         self.case = self.data = None
         self.origins = {}
 

@@ -7,12 +7,23 @@ file), every latent active in the case is listed through the shared
 `LatentTable` (the Slicer module's table: same sort keys, same filter). A click
 shows a precomputed map when there is one for that latent, else asks the worker
 for it (`latent_map`, computed from the cached codes: no network run).
+
+One line per latent (index, category, confidence, short name, peak here against
+the typical activation, specificity); the selected latent's full record (from
+the interpretation file: description, card, per-population firing, top cases)
+goes to the details pane (`latent_details` state).
 """
 
 from __future__ import annotations
 
-from ..latent_browser import COLUMNS, LatentRow, LatentTable
+import base64
+from collections.abc import Callable
+from pathlib import Path
+
+from ..latent_browser import COLUMNS, LatentRow, LatentTable, latent_details, short_name
 from .workspace import Overlay, WorkspaceCase
+
+MAX_CARD_BYTES = 2_000_000  # a card larger than this is not inlined into the page
 
 WORKER_PREFIX = "latent-"  # name of a map the worker computed: latent-<index>
 
@@ -25,7 +36,9 @@ def _overlay_row(overlay: Overlay) -> dict:
     return {
         "name": overlay.name,
         "latent": "" if overlay.latent is None else overlay.latent,
-        "category": overlay.category,
+        "category": overlay.category or "-",
+        "confidence": "",
+        "short": short_name(overlay.description, overlay.category),
         "description": overlay.description,
         "activation": "precomputed",
         "specificity": "" if overlay.specificity is None else f"{overlay.specificity:.2f}",
@@ -33,34 +46,65 @@ def _overlay_row(overlay: Overlay) -> dict:
 
 
 def _table_row(row: LatentRow, name: str) -> dict:
-    """The shared table's cells, with the activation shortened to peak and share of the brain."""
-    _, category, description, _, specificity = row.cells()
-    return {"name": name, "latent": row.latent, "category": category, "description": description,
-            "activation": f"{row.max:.3g} · {100 * row.active_fraction:.0f} %", "specificity": specificity}
+    """The shared table's cells (one line each), plus the full description for the row's tooltip."""
+    _, category, confidence, short, activation, specificity = row.cells()
+    return {"name": name, "latent": row.latent, "category": category, "confidence": confidence, "short": short,
+            "description": row.description, "activation": activation, "specificity": specificity}
+
+
+def inline_png(path: Path | None) -> str | None:
+    """A card image as a data: URL (the page loads nothing but the viewer's own files), None when absent."""
+    if path is None or not path.is_file() or path.stat().st_size > MAX_CARD_BYTES:
+        return None
+    data = path.read_bytes()
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
 class LatentBrowser:
     """The table behind the page's latent browser (`latents`, `latent_sort`, `latent_descending` state)."""
 
-    def __init__(self, state, sae_name: str | None):
+    def __init__(self, state, sae_name: str | None, typical: list[float] | None = None,
+                 records: dict[int, dict] | None = None, card: Callable[[int], Path | None] | None = None):
         self.state = state
         self.sae_name = sae_name
+        self.typical = typical  # per latent, from the SAE's latent_scales.json
+        self.records = records or {}  # latents.json records by index
+        self.card = card or (lambda latent: None)
         self.case: WorkspaceCase | None = None
         self.table: LatentTable | None = None
         state.latent_columns = list(COLUMNS)
         state.latent_filter = ""
         state.latents = []
-        state.latent_sort = 3
+        state.latent_sort = LatentTable([]).sort_column
         state.latent_descending = True
+        state.latent_details = None
 
     def set_case(self, case: WorkspaceCase) -> None:
         self.case, self.table = case, None
+        self.state.latent_details = None
         self.publish()
 
     def set_analysis(self, result: dict) -> None:
         """The `encode` result of the shown case: every active latent becomes a row."""
-        self.table = LatentTable.from_result(result)
+        self.table = LatentTable.from_result(result, self.typical)
         self.publish()
+
+    def select(self, latent: int | None) -> None:
+        """Fill the details pane for `latent` (None empties it)."""
+        if latent is None:
+            self.state.latent_details = None
+            return
+        row = self.table.row(latent) if self.table is not None else None
+        details = latent_details(row, self.records.get(int(latent)))
+        if row is None and not details["description"]:
+            overlay = self.precomputed(latent)
+            if overlay is not None:
+                details.update(description=overlay.description, category=overlay.category,
+                               name=short_name(overlay.description, overlay.category))
+        details["card"] = inline_png(self.card(int(latent)))
+        self.state.latent_details = details
 
     def sort_by(self, column: int) -> None:
         if self.table is not None:

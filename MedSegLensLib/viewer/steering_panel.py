@@ -8,6 +8,13 @@ from the `encode` result, i.e. from the steering contract the engine checks
 (`MedSegLensLib.steering_contract`), and the spec is built through that contract. The result is a
 segmentation file plus provenance; the app shows it as the "steered" source and
 Accept saves it with that provenance.
+
+Strengths are in the latent's own units: an additive (or clamp) strength of 1
+adds one typical activation of the latent (its 99th percentile on the SAE's
+training rows, `latent_scales.json`), so a slider step of `STEP_FRACTION` moves
+by that fraction of the typical activation; each slider shows its strength as a
+number, with the activation it adds where the typical activation is known. The
+default region is the predicted tumour plus `DEFAULT_MARGIN_MM`.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from ..errors import ParameterError
 from ..steering_contract import DEFAULT_MARGIN_MM, MAX_MARGIN_MM, RegionSpec, SteeringSpec
 
 DICE_ROWS = ("WT", "TC", "ET", "ED", "NCR")
+STEP_FRACTION = 0.1  # slider step: a tenth of the latent's typical activation (additive, clamp) or of its code
 SHOWN_REGIONS = ("none", "tumour-margin")  # a mask region needs a drawn mask: Slicer only
 NOT_ANALYSED = "Steering needs the case analysed by the workspace's model and SAE."
 
@@ -37,11 +45,23 @@ def _finite(value, what: str) -> float:
     return float(value)
 
 
+def strength_text(mode: str, value: float, typical: float | None) -> str:
+    """A strength as the page shows it: in typical activations (additive, clamp) or as a factor (multiplicative)."""
+    if mode == "multiplicative":
+        return f"×{value:.2f} of its code"
+    sign = "+" if mode == "additive" and value > 0 else ""
+    text = f"{sign}{value:.2f} × typical"
+    if typical:
+        text += f" = {sign}{value * typical:.3g}"
+    return text if mode == "additive" else f"clamp at {text}"
+
+
 class SteeringPanel:
     """Steering state (`steer_*`, `dice_rows`) and the spec the worker's `steer` job takes."""
 
-    def __init__(self, state):
+    def __init__(self, state, typical: list[float] | None = None):
         self.state = state
+        self.typical = typical
         self.options: dict = {}
         self.reset(NOT_ANALYSED)
 
@@ -54,8 +74,10 @@ class SteeringPanel:
         s.steer_range = [-10.0, 10.0]
         s.steer_neutral = 0.0
         s.steer_regions = list(SHOWN_REGIONS)
-        s.steer_region = SHOWN_REGIONS[0]
+        s.steer_region = "tumour-margin"
         s.steer_margin = DEFAULT_MARGIN_MM
+        s.steer_step = STEP_FRACTION
+        s.steer_readout = {}
         s.steer_max_margin = MAX_MARGIN_MM
         s.steer_choices = []
         s.steer_latents = []
@@ -72,11 +94,13 @@ class SteeringPanel:
         s.steer_range = list(self.options["strength_ranges"][s.steer_mode])
         s.steer_neutral = self.neutral()
         s.steer_regions = [r for r in SHOWN_REGIONS if r in self.options["regions"]]
+        s.steer_region = "tumour-margin" if "tumour-margin" in s.steer_regions else s.steer_regions[0]
+        s.steer_margin = float(self.options.get("default_margin_mm", DEFAULT_MARGIN_MM))
         s.steer_choices = [
             {"value": row["latent"], "title": f"{row['latent']} · {row['category'] or 'uncategorised'}"}
             for row in result["latents"]
         ]
-        s.steer_latents, s.steer_strengths = [], {}
+        s.steer_latents, s.steer_strengths, s.steer_readout = [], {}, {}
         s.steer_available, s.steer_note = True, ""
 
     def neutral(self) -> float:
@@ -90,6 +114,23 @@ class SteeringPanel:
         self.state.steer_range = list(self.options["strength_ranges"][mode])
         self.state.steer_neutral = self.neutral()
         self.state.steer_strengths = {}
+        self.publish_readout()
+
+    def typical_of(self, latent: int) -> float | None:
+        if self.typical and 0 <= latent < len(self.typical) and self.typical[latent] > 0:
+            return self.typical[latent]
+        return None
+
+    def publish_readout(self) -> None:
+        """Each chosen latent's strength as a number (`steer_readout`, keyed like `steer_strengths`)."""
+        s, neutral = self.state, self.neutral()
+        readout = {}
+        for latent in s.steer_latents or []:
+            if isinstance(latent, int) and not isinstance(latent, bool):
+                value = (s.steer_strengths or {}).get(str(latent), neutral)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    readout[str(latent)] = strength_text(s.steer_mode, float(value), self.typical_of(latent))
+        s.steer_readout = readout
 
     def spec(self) -> dict | None:
         """The `steer` job's spec for the controls, or None when nothing is steered (all strengths neutral)."""

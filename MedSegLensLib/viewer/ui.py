@@ -14,8 +14,9 @@ from trame.widgets import vuetify3 as v3
 from .app import NO_SELECTION
 
 LEFT_WIDTH = 320
-RIGHT_WIDTH = 440
-LATENT_HEADERS = ("latent", "category", "description", "peak · brain", "spec.")  # latent_browser.COLUMNS, in order
+RIGHT_WIDTH = 500
+LATENT_HEADERS = ("#", "category", "conf.", "name", "here / typical", "spec.")  # latent_browser.COLUMNS, in order
+ONE_LINE = "white-space: nowrap; overflow: hidden; text-overflow: ellipsis;"
 
 
 def build_ui(server, layout_manager) -> VAppLayout:
@@ -122,6 +123,7 @@ def _latent_browser(server) -> None:
                 id=("'overlay-' + o.name",),
                 click="overlay_name = (overlay_name === o.name ? 'none' : o.name)",
                 style="cursor: pointer;",
+                title=("o.description",),
                 classes=("o.name === overlay_name ? 'bg-primary' : ''",),
             ):
                 with html.Td(classes="px-1"):
@@ -132,17 +134,64 @@ def _latent_browser(server) -> None:
                         click=("steer_latents = steer_latents.includes(o.latent) ? steer_latents.filter((x) => x !== o.latent)"
                                " : [...steer_latents, o.latent]; $event.stopPropagation()"),
                     )
-                html.Td("{{ o.latent }}")
-                html.Td("{{ o.category }}", classes="text-caption")
-                html.Td("{{ o.description }}", classes="text-caption", style="max-width: 9em;")
-                html.Td("{{ o.activation }}", classes="text-caption", style="white-space: nowrap;")
-                html.Td("{{ o.specificity }}", classes="text-caption")
+                html.Td("{{ o.latent }}", classes="px-1")
+                html.Td("{{ o.category }}", classes="text-caption px-1", style=f"max-width: 7em; {ONE_LINE}")
+                html.Td("{{ o.confidence }}", classes="text-caption px-1")
+                html.Td("{{ o.short }}", classes="text-caption px-1 latent-name", style=f"max-width: 12em; {ONE_LINE}")
+                html.Td("{{ o.activation }}", classes="text-caption px-1", style="white-space: nowrap;")
+                html.Td("{{ o.specificity }}", classes="text-caption px-1", style=f"max-width: 5em; {ONE_LINE}")
             with html.Tr(v_if="!latents.length"):
-                html.Td("no latents for this case (yet)", colspan=6, classes="text-medium-emphasis")
+                html.Td("no latents for this case (yet)", colspan=7, classes="text-medium-emphasis")
+    _overlay_controls()
+    _latent_details()
+
+
+def _overlay_controls() -> None:
+    """Threshold (activation units) and opacity, with the legend of the shown latent's heat colour map."""
     with html.Div(classes="px-3"):
-        html.Div("Overlay threshold (fraction of peak) / opacity", classes="text-caption mt-2")
-        v3.VSlider(id="overlay-threshold", v_model=("overlay_threshold",), min=0, max=1, step=0.05, hide_details=True, density="compact")
-        v3.VSlider(id="overlay-opacity", v_model=("overlay_opacity",), min=0, max=1, step=0.05, hide_details=True, density="compact")
+        with html.Div(v_if="overlay_legend", id="overlay-legend", classes="mt-2"):
+            html.Div(
+                "latent {{ latent_details ? latent_details.latent : '' }}: colour from"
+                " p{{ overlay_legend.low_percentile }} to p{{ overlay_legend.high_percentile }} of its activations here"
+                " (active in {{ (100 * overlay_legend.active_share).toFixed(1) }} % of the volume)",
+                classes="text-caption")
+            html.Div(style=("'height: 10px; border-radius: 2px; background: ' + overlay_legend.colours",))
+            with html.Div(classes="d-flex text-caption"):
+                html.Span("{{ overlay_legend.low }}", id="legend-low")
+                v3.VSpacer()
+                html.Span("activation (peak {{ overlay_legend.peak }})", classes="text-medium-emphasis")
+                v3.VSpacer()
+                html.Span("{{ overlay_legend.high }}", id="legend-high")
+        html.Div("Threshold {{ Number(overlay_threshold).toPrecision(3) }} (transparent below) / opacity",
+                 classes="text-caption mt-2", id="threshold-text")
+        v3.VSlider(id="overlay-threshold", v_model=("overlay_threshold",), min=0, max=("overlay_threshold_max",),
+                   step=("overlay_threshold_max / 100",), disabled=("!overlay_legend",), hide_details=True,
+                   density="compact")
+        v3.VSlider(id="overlay-opacity", v_model=("overlay_opacity",), min=0, max=1, step=0.05, hide_details=True,
+                   density="compact")
+
+
+def _latent_details() -> None:
+    """The selected latent: full description, notes, card, per-population firing, top cases."""
+    with html.Div(v_if="latent_details", id="latent-details", classes="px-3 pb-2 text-caption",
+                  style="max-height: 260px; overflow-y: auto;"):
+        html.Div("Latent {{ latent_details.latent }} · {{ latent_details.category || 'uncategorised' }}",
+                 classes="text-subtitle-2")
+        html.Div("{{ latent_details.description || 'no description' }}", id="latent-description")
+        html.Div("{{ n }}", v_for="n in latent_details.notes", key="n", classes="text-medium-emphasis")
+        html.Img(v_if="latent_details.card", src=("latent_details.card",), style="max-width: 100%;", id="latent-card")
+        with v3.VTable(v_if="latent_details.populations && latent_details.populations.length", density="compact",
+                       classes="text-caption", id="latent-populations"):
+            with html.Thead(), html.Tr():
+                for title in ("population", "fired (cases)", "mean volume", "mean peak"):
+                    html.Th(title)
+            with html.Tbody(), html.Tr(v_for="p in latent_details.populations", key="p.population"):
+                for field in ("population", "fired", "volume", "peak"):
+                    html.Td(f"{{{{ p.{field} }}}}")
+        with html.Div(v_if="latent_details.top_cases && latent_details.top_cases.length", id="latent-top-cases"):
+            html.Span("top cases: ")
+            html.Span("{{ c.case_id }} ({{ c.population }}, peak {{ c.peak }}) ", v_for="c in latent_details.top_cases",
+                      key="c.case_id")
 
 
 def _steering_panel(server) -> None:
@@ -165,9 +214,11 @@ def _steering_panel(server) -> None:
             v3.VSlider(
                 model_value=("steer_strengths[j] ?? steer_neutral",),
                 update_modelValue="steer_strengths = Object.assign({}, steer_strengths, {[j]: $event})",
-                min=("steer_range[0]",), max=("steer_range[1]",), step=0.5, thumb_label=True,
+                min=("steer_range[0]",), max=("steer_range[1]",), step=("steer_step",),
                 hide_details=True, density="compact",
             )
+            html.Span("{{ steer_readout[j] || '' }}", classes="text-caption ml-2", style="min-width: 9em;",
+                      id=("'strength-value-' + j",))
         with v3.VTable(density="compact", classes="mt-2 text-caption", id="dice-readout"):
             with html.Thead(), html.Tr():
                 for title in ("Dice", "before", "after"):
