@@ -176,6 +176,7 @@ def test_region_limited_recomputation_equals_the_frozen_statistics_network_on_wh
     assert runner.frozen is not None and runner.frozen.radius == (1, 1, 1)  # one 3x3x3 convolution after the norm
     fast, exact = session.steer(spec, exact=False), session.steer(spec)
     assert fast.windows_recomputed == exact.windows_recomputed < fast.windows_total
+    assert fast.preview and not exact.preview
     gates = session.gates(spec.region)
     typical = session.scales.of(spec.latents)
     directions = session.sae.W_dec[[2]]
@@ -184,7 +185,9 @@ def test_region_limited_recomputation_equals_the_frozen_statistics_network_on_wh
             continue
         c = (3.0 * typical).view(1, -1, 1, 1, 1) * gate
         windows = torch.arange(c.shape[0])
-        local = runner.steered_locally(batch.cache, c, directions, batch.logits, windows)
+        update = runner.steered_locally(batch.h, batch.cache, c, directions, batch.logits, windows, True)
+        assert update.preview
+        local = update.logits
         entry_out, rest_boundary, stats = batch.cache
         for w in range(c.shape[0]):
             for norm, (mean, var) in zip(runner.frozen.norms, stats):

@@ -117,10 +117,11 @@ class FrozenRest:
         return logits, stats
 
     def patch(self, window_logits: torch.Tensor, steered_in: torch.Tensor, change: torch.Tensor, stats: list,
-              rest_boundary: tuple) -> torch.Tensor:
-        """Window logits (B, K, ...) updated where a nonzero `change` of the entry output can reach."""
+              rest_boundary: tuple) -> tuple[torch.Tensor, int]:
+        """Window logits (B, K, ...) updated where a nonzero `change` of the entry output can reach, and how many
+        windows were recomputed on a crop smaller than the window."""
         out = window_logits.clone()
-        spatial = steered_in.shape[2:]
+        spatial, cropped = steered_in.shape[2:], 0
         for b in range(steered_in.shape[0]):
             nonzero = change[b].abs().amax(0).nonzero()
             if not len(nonzero):
@@ -128,13 +129,14 @@ class FrozenRest:
             low, high = nonzero.amin(0).tolist(), (nonzero.amax(0) + 1).tolist()
             paste = [slice(max(0, lo - r), min(n, hi + r)) for lo, hi, r, n in zip(low, high, self.radius, spatial)]
             crop = [slice(max(0, lo - 2 * r), min(n, hi + 2 * r)) for lo, hi, r, n in zip(low, high, self.radius, spatial)]
+            cropped += any(c.stop - c.start < n for c, n in zip(crop, spatial))
             for norm, (mean, var) in zip(self.norms, stats):
                 norm.stats = (mean[b:b + 1], var[b:b + 1])
             boundary = tuple(_crop_like(t, b, crop, spatial) for t in rest_boundary)
             result = self.frozen(steered_in[b:b + 1][(..., *crop)].contiguous(), *boundary)
             inner = tuple(slice(p.start - c.start, p.stop - c.start) for p, c in zip(paste, crop))
             out[b][(slice(None), *paste)] = result[0][(slice(None), *inner)]
-        return out
+        return out, cropped
 
 
 def _crop_like(value, b: int, crop: list[slice], spatial) -> object:

@@ -15,6 +15,7 @@ c_j (one value per voxel) times a direction d_j (one value per channel).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,6 +24,16 @@ from torch import nn
 
 from ..models.split import LinearEntry, SplitNetwork
 from .frozen import FrozenRest, croppable, receptive_radius
+from .reach import Reach, measure_reach, paste_into
+
+
+@dataclass
+class LocalUpdate:
+    """Window logits recomputed only where a change reaches; `preview` when instance-norm statistics were frozen."""
+
+    logits: torch.Tensor
+    preview: bool
+    cropped: int  # windows recomputed on a crop smaller than the window
 
 
 def add_terms(h: torch.Tensor, coefficients: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
@@ -31,24 +42,50 @@ def add_terms(h: torch.Tensor, coefficients: torch.Tensor, directions: torch.Ten
 
 
 class SuffixRunner:
-    """Runs the whole suffix on the steered layer output."""
+    """Runs the whole suffix on the steered layer output; on a crop around the change when the suffix is local."""
 
-    def __init__(self, split: SplitNetwork):
+    def __init__(self, split: SplitNetwork, local: bool = True):
         self.split = split
+        self._measure = local
+        self.reach: Reach | None = None  # measured on the first recorded window (see steering/reach.py)
 
     def record(self, h: torch.Tensor, boundary: tuple) -> tuple[Any, torch.Tensor]:
         """(cache, logits) of the unsteered windows, from the prefix's outputs."""
-        return boundary, self.split.suffix(h, *boundary)
+        logits = self.split.suffix(h, *boundary)
+        if self._measure:
+            self._measure = False
+            first = torch.zeros(1, dtype=torch.long)
+            self.reach = measure_reach(self.split.suffix, h[:1], tuple(_select(boundary, first, h.shape[0])))
+        return boundary, logits
 
     def steered(self, h: torch.Tensor, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor,
                 windows: torch.Tensor) -> torch.Tensor:
-        """Logits of `windows` (indices into the batch) after the change; the whole batch runs, as it was recorded."""
-        return self.split.suffix(add_terms(h, coefficients, directions), *cache)[windows]
+        """Logits of `windows` (indices into the batch) after the change; only those windows run."""
+        boundary = _select(cache, windows, h.shape[0])
+        return self.split.suffix(add_terms(_take(h, windows), _take(coefficients, windows), directions), *boundary)
 
-    def steered_locally(self, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor,
-                        window_logits: torch.Tensor, windows: torch.Tensor) -> None:
-        """Not available: the whole suffix depends on every voxel through its normalisations."""
-        return None
+    def steered_locally(self, h: torch.Tensor, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor,
+                        window_logits: torch.Tensor, windows: torch.Tensor, allow_preview: bool) -> LocalUpdate | None:
+        """Exact update of only the crop each window's change can reach; None when the suffix is not local."""
+        if self.reach is None:
+            return None
+        boundary = tuple(_select(cache, windows, h.shape[0]))
+        c = _take(coefficients, windows)
+        steered = add_terms(_take(h, windows), c, directions)
+        out = window_logits[windows].clone()
+        spatial, cropped = tuple(h.shape[2:]), 0
+        for b in range(len(windows)):
+            nonzero = c[b].abs().amax(0).nonzero()
+            if not len(nonzero):
+                continue
+            boxes = self.reach.boxes(nonzero.amin(0).tolist(), (nonzero.amax(0) + 1).tolist(), spatial)
+            if boxes is None:
+                one = torch.tensor([b])
+                out[b] = self.split.suffix(steered[b:b + 1], *_select(boundary, one, len(windows)))[0]
+            else:
+                paste_into(out, b, self.split.suffix, self.reach, steered, boundary, *boxes)
+                cropped += 1
+        return LocalUpdate(out, False, cropped)
 
 
 class EntryRunner:
@@ -77,14 +114,23 @@ class EntryRunner:
         steered_in += entry_out  # in place: one full-resolution allocation fewer
         return self.entry.rest(steered_in, *rest_boundary)
 
-    def steered_locally(self, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor,
-                        window_logits: torch.Tensor, windows: torch.Tensor) -> torch.Tensor | None:
-        """Frozen-statistics update of only the voxels the change can reach; None when the rest is not local."""
+    @property
+    def local_is_exact(self) -> bool:
+        """True when the rest after the entry convolution has no instance norm: cropping it is exact."""
+        return self.frozen is not None and not self.frozen.norm_names
+
+    def steered_locally(self, h: torch.Tensor, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor,
+                        window_logits: torch.Tensor, windows: torch.Tensor, allow_preview: bool) -> LocalUpdate | None:
+        """Update of only the voxels the change can reach, with instance-norm statistics frozen at their unsteered
+        values (a preview; exact when the rest has no instance norm); None when the rest is not local or a
+        preview is not allowed."""
         entry_out, rest_boundary, stats = _select(cache, windows, coefficients.shape[0])
-        if stats is None:
+        if stats is None or not (allow_preview or self.local_is_exact):
             return None
         change = self.push(_take(coefficients, windows), directions)
-        return self.frozen.patch(window_logits[windows], entry_out + change, change, stats, rest_boundary)
+        logits, cropped = self.frozen.patch(window_logits[windows], entry_out + change, change, stats,
+                                            rest_boundary)
+        return LocalUpdate(logits, not self.local_is_exact, cropped)
 
     def push(self, coefficients: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         """The leading convolution's response to the terms alone (no bias)."""

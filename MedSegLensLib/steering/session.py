@@ -46,6 +46,8 @@ class SteeringResult:
     windows_recomputed: int
     windows_total: int
     seconds: float
+    preview: bool = False  # instance-norm statistics were frozen: an approximation; the exact update is steer(spec)
+    windows_cropped: int = 0  # of windows_recomputed, those recomputed only on the crop the change reaches
 
 
 class SteeringSession:
@@ -77,7 +79,8 @@ class SteeringSession:
         h, *boundary = self._split.prefix(windows)
         if self._runner is None:
             entry = find_linear_entry(self._split, int(h.shape[1])) if self._fast else None
-            self._runner = EntryRunner(self._split, entry) if entry is not None else SuffixRunner(self._split)
+            self._runner = EntryRunner(self._split, entry) if entry is not None else \
+                SuffixRunner(self._split, local=self._fast)
         cache, logits = self._runner.record(h, tuple(boundary))
         self.batches.append(WindowBatch(spatial_slices(coords), h, cache, logits))
         return logits.clone()  # MONAI weights the returned windows in place
@@ -106,9 +109,12 @@ class SteeringSession:
     def steer(self, spec: SteeringSpec, exact: bool = True) -> SteeringResult:
         """Apply a steering spec (SAE latents) and return the steered segmentation.
 
-        `exact=False` with a region: instance-norm statistics stay at their unsteered values and
-        only the voxels the region can reach are recomputed (faster; see docs/steering.md for
-        the deviation). Without a region, or for networks whose suffix is not local, it is exact.
+        Windows the change does not reach are never re-run. Where the suffix is local (no instance
+        norm after the layer, e.g. the SegFormer's decoder fuse layer) only the crop the change can
+        reach is re-run, exactly. `exact=False` with a region: instance-norm statistics stay at their
+        unsteered values and only the voxels the region can reach are recomputed (faster; the result
+        is labelled `preview=True`; see docs/steering.md for the deviation). Without a region, or
+        for networks whose suffix is not local, it is exact (`preview=False`).
         """
         if self.sae is None:
             raise ParameterError("this session has no SAE; steer along explicit directions with steer_directions")
@@ -163,8 +169,9 @@ class SteeringSession:
     def _apply(self, coefficients, directions: torch.Tensor, region: RegionSpec, exact: bool) -> SteeringResult:
         start = time.perf_counter()
         gates = self.gates(region)
-        changes, recomputed = [], 0
-        local = not exact and region.kind != "none"
+        changes, recomputed, cropped, preview = [], 0, 0, False
+        allow_preview = not exact and region.kind != "none"
+        local = self._fast
         with torch.no_grad():
             for index, (batch, gate) in enumerate(zip(self.batches, gates)):
                 if gate is not None and not bool(gate.any()):
@@ -173,11 +180,15 @@ class SteeringSession:
                 changed = c.flatten(1).any(1).nonzero().squeeze(1)
                 if not len(changed):
                     continue
-                new = self._runner.steered_locally(batch.cache, c, directions, batch.logits, changed) if local else None
-                if new is None:
+                update = None if not local else self._runner.steered_locally(
+                    batch.h, batch.cache, c, directions, batch.logits, changed, allow_preview)
+                if update is not None:
+                    new, preview, cropped = update.logits, preview or update.preview, cropped + update.cropped
+                else:
                     new = self._runner.steered(batch.h, batch.cache, c, directions, changed)
                 changes += [(index, int(w), batch.logits[w], out) for w, out in zip(changed, new)]
                 recomputed += len(changed)
         logits = self._blender.blend(changes, self.batches) if changes else self.logits
         prediction = self.model.to_prediction(logits, self.prepared)
-        return SteeringResult(prediction, logits, recomputed, self.windows_total, time.perf_counter() - start)
+        return SteeringResult(prediction, logits, recomputed, self.windows_total, time.perf_counter() - start,
+                              preview, cropped)

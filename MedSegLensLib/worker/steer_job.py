@@ -6,7 +6,8 @@ params: model, sae, case (as for `encode`), spec {latents, strengths, mode, regi
 result: segmentation (labels file in the input's geometry), label_voxels, changed_voxels (against the
         unsteered model output), dice and dice_unsteered ({WT, TC, ET, NCR, ED} against the reference, or
         null), provenance (the record as JSON: latents, strengths, mode, region, model and SAE hashes,
-        layer, time, version), spec, windows_recomputed, windows_total, seconds
+        layer, time, version), spec, windows_recomputed, windows_total, seconds, preview (true when
+        `exact: false` froze instance-norm statistics: an approximate preview; the exact job should follow)
 
 The steering session (everything before the hooked layer, per sliding window)
 stays cached for the model, SAE and case, so moving a strength slider re-runs
@@ -79,9 +80,9 @@ def steer(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         "segmentation": str(path), "label_voxels": label_voxels(labels),
         "changed_voxels": int(np.count_nonzero(labels != unsteered)),
         "dice": dice, "dice_unsteered": dice_unsteered,
-        "provenance": steering_provenance(session, spec, exact).to_json(), "spec": spec.to_json(),
+        "provenance": steering_provenance(session, spec, not result.preview).to_json(), "spec": spec.to_json(),
         "windows_recomputed": result.windows_recomputed, "windows_total": result.windows_total,
-        "seconds": round(result.seconds, 4),
+        "seconds": round(result.seconds, 4), "preview": bool(result.preview),
     }
 
 
