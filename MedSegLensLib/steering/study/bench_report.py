@@ -144,6 +144,14 @@ def harm_rows(records: list[dict], protocol) -> list[dict]:
     return table
 
 
+def _progress(summary: dict) -> str:
+    """Unsteered failures among the evaluated cases so far (calibration cases are development data)."""
+    parts = [f"{split} {population}: {n[1]} of {n[0]} failing unsteered"
+             for (split, population), n in sorted(summary.get("progress", {}).items())]
+    return ("Cases evaluated so far (unsteered failures, one definition): " + "; ".join(parts) + "."
+            if parts else "No case evaluated yet.")
+
+
 def markdown(summary: dict) -> str:
     b = summary["binding"]
     done, planned = summary["done"], summary["planned"]
@@ -152,7 +160,8 @@ def markdown(summary: dict) -> str:
              f"Protocol `{b['path']}` sha256 `{b['sha256']}` (commit `{b['commit']}`); "
              f"cases done / planned: " + ", ".join(f"{k} {done[k]}/{planned[k]}" for k in planned) + ".", ""]
     if summary["fitted"] is None:
-        lines.append("Calibration is not complete: no selection can be fitted yet.")
+        lines += ["Calibration is not complete: no selection can be fitted and no test result is reported yet.", "",
+                  _progress(summary)]
         return "\n".join(lines) + "\n"
     lines += ["Failure: any of WT, TC, ET Dice < 0.5 (healthy: > 1 ml predicted). Recovered: a failing test case "
               "that no longer fails. Score = min(Dice WT, TC, ET). Oracle uses the test reference (upper bound); "
@@ -204,7 +213,7 @@ def compact(summary: dict) -> str:
             f"`{b['sha256'][:12]}`; test cases done: "
             + ", ".join(f"{k} {done[k]}/{planned[k]}" for k in planned if k.endswith("_test")) + ")")
     if summary["fitted"] is None:
-        return head + "\n\nCalibration not complete.\n"
+        return head + "\n\nCalibration is not complete: no test result yet.\n\n" + _progress(summary) + "\n"
     recovery = {(r["population"], r["selection"], r["method"]): r for r in summary["recovery"]}
     paired = {(r["population"], r["selection"], r["method"], r["baseline"]): r for r in summary["paired"]}
     lines = [head, "", "| population | selection | failures | SAE recovered [95 % CI] | best baseline: recovered "
@@ -238,6 +247,13 @@ def write_tables(bench) -> Path:
     results.mkdir(parents=True, exist_ok=True)
     summary = {"binding": bench.binding, "planned": found["planned"], "done": found["done"],
                "fitted": found["fitted"], "label_free": list(LABEL_FREE)}
+    progress: dict = {}
+    for split in ("calibration", "test"):
+        for record in found["records"][split]:
+            n = progress.setdefault((split, record["population"]), [0, 0])
+            n[0] += 1
+            n[1] += case_score(record["before"], bench.protocol.regions) < bench.protocol.dice_below
+    summary["progress"] = progress
     if found["fitted"] is not None:
         rows = outcomes(found["records"]["test"], found["fitted"], bench.protocol.regions, bench.protocol.dice_below)
         summary["recovery"] = recovery_rows(rows, bench.populations)
@@ -248,7 +264,7 @@ def write_tables(bench) -> Path:
         writer.writeheader()
         writer.writerows(rows)
         write_text_atomic(results / "per_case.csv", buffer.getvalue())
-    write_json_atomic(results / "summary.json", summary)
+    write_json_atomic(results / "summary.json", {**summary, "progress": [[*k, *v] for k, v in progress.items()]})
     path = results / "table.md"
     write_text_atomic(path, markdown(summary))
     write_text_atomic(results / "readme_table.md", compact(summary))
