@@ -26,6 +26,7 @@ from typing import Any
 COLUMNS = ("Latent", "Category", "Confidence", "Name", "Here / typical", "Specificity")
 ACTIVATION_COLUMN = 4
 SHORT_NAME_CHARS = 40
+TYPICAL_FILE = "latent_scales.json"  # in the SAE folder (written by `medseglens steer-scales`)
 
 
 def short_name(description: str, category: str = "", limit: int = SHORT_NAME_CHARS) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..data import MODALITIES, read_case, read_volume, write_volume
 from ..errors import MedSegLensError, ParameterError
-from ..latent_browser import LatentTable
+from ..latent_browser import TYPICAL_FILE, LatentTable, read_typical
 from ..worker.client import WorkerProcess
 from ..worker.protocol import Message, one_line
 from .overlay import LatentOverlay
@@ -154,7 +154,8 @@ class ModuleLogic:
             case_name = str(data.get("case_id") or reference_volume.GetName())
             self.analysis = CaseAnalysis(
                 params=params, volumes=dict(volumes), segmentation=node, reference_segmentation=reference,
-                table=LatentTable.from_result(data), sae=dict(data.get("sae") or {}),
+                table=LatentTable.from_result(data, read_typical(Path(sae_dir) / TYPICAL_FILE)),
+                sae=dict(data.get("sae") or {}),
                 steering=dict(data.get("steering") or {}),
                 overlay=LatentOverlay(self.scene, self.scene_api, reference_volume, case_name),
                 preview=SteeringPreview(self.scene, self.scene_api, reference_volume, case_name))

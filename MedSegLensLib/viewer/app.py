@@ -15,7 +15,7 @@ from pathlib import Path
 from ..data import MODALITIES
 from ..errors import MedSegLensError, ParameterError
 from ..fileio import sha256_file
-from ..latent_browser import card_file, read_interpretation, read_typical
+from ..latent_browser import TYPICAL_FILE, card_file, read_interpretation, read_typical
 from ..scene import Provenance, attach_provenance
 from .accepted import accept_segmentation, timestamped_stem
 from .display import MODALITY_LABELS, CaseDisplay
@@ -215,7 +215,7 @@ class ViewerApp:
             return None, {}, None
         sae = self.pair[1]
         folder = self.workspace.resolve(sae.folder, f"{sae.name} folder")
-        typical = read_typical(folder / "latent_scales.json")
+        typical = read_typical(folder / TYPICAL_FILE)
         labels = self.workspace.resolve(sae.interpretation, f"{sae.name} interpretation") if sae.interpretation \
             else folder / "latents.json"
         root = self.workspace.root.resolve()
