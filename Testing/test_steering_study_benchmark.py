@@ -145,11 +145,15 @@ def _scramble(record: dict, seed: int) -> dict:
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     """The --small benchmark once (tiny U-Net, 4 mm cohorts): about a minute on the 2-core machine."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("bench")
     protocol = Protocol.load(PROTOCOL, small=True)
-    table = run_benchmark(protocol, out, commit="test", log=lambda _: None)
-    return protocol, out, table
+    try:
+        table = run_benchmark(protocol, out, commit="test", log=lambda _: None)
+        yield protocol, out, table
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_small_benchmark_writes_complete_tables_with_equal_budgets(small_run):

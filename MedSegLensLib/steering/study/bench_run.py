@@ -259,9 +259,9 @@ def run_benchmark(protocol: Protocol, out: str | Path, shard=(0, 1), limit_secon
              "commit": commit, "code": code_version(), "shard": list(shard), "host": platform.node(),
              "threads": torch.get_num_threads()}
     log_run(out, {**entry, "event": "start"})
-    torch.set_grad_enabled(False)
-    bench = Benchmark(protocol, out, commit, log)
-    done = bench.run(shard, limit_seconds, wait)
-    tables = write_tables(bench)
+    with torch.no_grad():  # not set globally: callers (tests) may train afterwards
+        bench = Benchmark(protocol, out, commit, log)
+        done = bench.run(shard, limit_seconds, wait)
+        tables = write_tables(bench)
     log_run(out, {**entry, "event": "end", "end": _now(), "cases_done_now": done, "tables": str(tables)})
     return tables
