@@ -23,6 +23,7 @@ from conftest import ROOT, WAIT_S, subprocess_env
 from test_viewer_browser import _ensure_chromium
 from viewer_steering_cases import EDEMA_DESCRIPTION, write_steering_workspace
 
+from MedSegLensLib.latent_browser import short_name
 from MedSegLensLib.viewer import browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -60,7 +61,9 @@ def test_the_analysis_lists_the_active_latents_with_the_interpretation(page, ser
     _, _, edema = served
     assert "planted-las" in page.inner_text("#case-title")
     row = page.inner_text(f"#overlay-latent-{edema}")
-    assert "edema" in row and EDEMA_DESCRIPTION in row
+    # one line: category, confidence, the description's first clause as its name, peak here vs typical
+    assert "edema" in row and "0.80" in row and short_name(EDEMA_DESCRIPTION) in row and " / " in row
+    assert page.get_attribute(f"#overlay-latent-{edema}", "title") == EDEMA_DESCRIPTION
     rows = _rows(page)
     assert len(rows) >= 2 and len(set(rows)) == len(rows)
     page.fill("#latent-filter", "edema")
@@ -84,10 +87,12 @@ def test_selecting_a_latent_overlays_the_map_the_worker_computes(page, served):
         shown = browser.settled_pixels(page, name, quiet_ms=800)
         hot = browser.changed_pixels(plain[name], shown)
         hot_total += int(hot.sum())
-        if hot.sum() > 20:  # the Cool colour map (blue-cyan) shifts what was there towards blue
+        if hot.sum() > 20:  # the heat colour map (red-yellow) shifts what was there towards red
             delta = shown[hot] - plain[name][hot]
-            assert np.mean(delta[:, 2] - delta[:, 0]) > 20, f"{name}: the overlay should be drawn in the Cool colour map"
+            assert np.mean(delta[:, 0] - delta[:, 2]) > 20, f"{name}: the overlay should be drawn in the heat colour map"
     assert hot_total > 100, "the latent's map changed (almost) no pixels"
+    assert EDEMA_DESCRIPTION in page.inner_text("#latent-details"), "the details pane shows the full description"
+    page.wait_for_selector("#overlay-legend")
     assert not list((workspace.root / ".scratch").glob("session-*/*/latent-*.nii")), "map files must be released"
     browser.save_screenshot(page, ARTIFACTS / "viewer-latent-map.png")
 
@@ -97,21 +102,24 @@ def test_moving_a_strength_slider_steers_the_segmentation(page, served):
     page.click(f"#overlay-latent-{edema}")  # overlay off: the views show MRI + segmentation
     page.wait_for_selector(f"#overlay-latent-{edema}.bg-primary", state="detached")
     before = {name: browser.settled_pixels(page, name) for name in browser.VIEWS}
-    page.locator("#steer-region >> xpath=..").click()  # steer only within 10 mm of the tumour
-    page.click(".v-overlay .v-list-item:has-text('tumour-margin')")
-    page.wait_for_selector("#steer-margin", state="visible")
+    page.wait_for_selector("#steer-margin", state="visible")  # by default only within 10 mm of the tumour
     page.click(f"#steer-{edema}")
     thumb = page.locator(f"#strength-{edema} .v-slider-thumb")
     thumb.wait_for()
     thumb.focus()
-    for _ in range(6):  # six quick steps: the latest request wins, the page ends on strength 3
-        page.keyboard.press("ArrowRight")
+    for key in ("PageUp", "PageUp", "ArrowRight", "ArrowRight", "ArrowRight", "ArrowLeft"):  # the latest request wins
+        page.keyboard.press(key)
     page.wait_for_selector("#seg-steered", timeout=120000)
     page.wait_for_function("() => document.getElementById('steer-summary').innerText.includes('voxels changed')", timeout=120000)
     page.wait_for_selector("#cancel-job", state="hidden", timeout=120000)
     changed = sum(int(browser.changed_pixels(before[n], browser.settled_pixels(page, n, quiet_ms=800)).sum()) for n in browser.VIEWS)
     assert changed > 50, "steering the edema latent did not change the segmentation in the views"
     assert page.inner_text("#dice-after-ED") != "—", "with a reference, the steered Dice is shown"
+    readout = page.inner_text(f"#strength-value-{edema}")  # "+S × typical = +A": strength S, activation added A
+    assert readout.startswith("+") and "× typical = +" in readout, readout
+    strength = float(readout.split("×")[0])
+    assert strength > 1.0 and round(strength * 10) == strength * 10, "steps of a tenth of the typical activation"
+    served[0].root.joinpath("shown-strength.txt").write_text(str(strength))
     browser.save_screenshot(page, ARTIFACTS / "viewer-steering.png")
 
 
@@ -131,7 +139,8 @@ def test_accept_writes_the_steered_segmentation_with_its_provenance(page, served
     record = json.loads(provenance_file.read_text())
     assert record["source"] == "steered" and segmentation_file.name.startswith("steered-")
     assert record["steering"]["spec"]["latents"] == [edema]
-    assert record["steering"]["spec"]["strengths"] == [3.0], "the last slider position wins"
+    shown = float(workspace.root.joinpath("shown-strength.txt").read_text())
+    assert record["steering"]["spec"]["strengths"] == [pytest.approx(shown)], "the last slider position wins"
     assert record["steering"]["spec"]["region"] == {"kind": "tumour-margin", "margin_mm": 10.0}
     assert record["record"]["mode"] == "additive" and len(record["sae_sha256"]) == 64
     assert record["record"]["model_sha256"] == record["model_sha256"]

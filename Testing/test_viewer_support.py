@@ -132,3 +132,65 @@ def write_fixture_workspace(root: Path, with_model: bool = False) -> Workspace:
     workspace = Workspace(root=root, cases=cases, default_model="models/unet", default_sae="saes/unet-dec1", models=models)
     write_workspace_index(workspace)
     return workspace
+
+
+# -- a brain-sized workspace (2 mm synthetic brain) with a latent that fires over one hemisphere ----------------
+
+BRAIN_LATENT = 5
+BRAIN_OVERLAY = f"latent-{BRAIN_LATENT}"
+BRAIN_CASE_SEED = 11
+
+
+@dataclass(frozen=True)
+class BrainWorkspace:
+    workspace: Workspace
+    case_id: str
+    activation: np.ndarray  # the latent map, canonical (RAS) voxel order on the case grid
+    brain: np.ndarray  # bool, canonical
+    affine: np.ndarray  # canonical voxel -> RAS mm
+    midline_x: float  # RAS x (mm) of the brain's centre
+
+
+def brain_latent_map(brain: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, float]:
+    """A latent that fires over the brain's left hemisphere (patient left, RAS x below the midline), strongest
+    at the hemisphere's centre (2 at its edge, 4 at the centre), and weakly (0.3-0.5, always below the default
+    threshold) in a ball of the right hemisphere mirrored from it; zero elsewhere and in a 6 mm midline band."""
+    index = np.indices(brain.shape, dtype=np.float32).reshape(3, -1)
+    ras = (affine[:3, :3] @ index + affine[:3, 3:4]).reshape(3, *brain.shape)
+    inside = ras[:, brain]
+    midline = float(np.median(inside[0]))
+    left = brain & (ras[0] < midline - 6.0)
+    centre = ras[:, left].mean(axis=1)
+    distance = np.sqrt(((ras - centre[:, None, None, None]) ** 2).sum(axis=0))
+    activation = np.zeros(brain.shape, np.float32)
+    activation[left] = 4.0 - 2.0 * distance[left] / distance[left].max()
+    mirror = centre.copy()
+    mirror[0] = 2 * midline - centre[0]
+    ball = np.sqrt(((ras - mirror[:, None, None, None]) ** 2).sum(axis=0))
+    weak = brain & (ras[0] > midline + 6.0) & (ball < 25.0)
+    activation[weak] = 0.5 - 0.2 * ball[weak] / 25.0
+    return activation, midline
+
+
+def write_brain_workspace(root: Path) -> BrainWorkspace:
+    """One synthetic adult case at 2 mm (`medseglens synth`'s generator: a warped MNI brain with a tumour) and
+    the map of `BRAIN_LATENT` as a precomputed overlay, stored in the case's own voxel order and geometry."""
+    from MedSegLensLib.data import read_case
+    from MedSegLensLib.synth.cohort import generate_cohort
+
+    cohort = generate_cohort("adult", 1, BRAIN_CASE_SEED, root / "cohorts" / "adult", spacing=2.0, progress=False)
+    case_id = cohort.case_ids[0]
+    folder = root / "cohorts" / "adult" / case_id
+    case = read_case(folder, population="adult")
+    brain = np.any(case.image != 0, axis=0)
+    activation, midline = brain_latent_map(brain, case.grid.affine)
+    file = Path("latents", "unet-dec1", case_id, f"{BRAIN_OVERLAY}.nii.gz")
+    (root / file).parent.mkdir(parents=True, exist_ok=True)
+    case.write_like_input(activation, root / file)
+    overlay = Overlay(name=BRAIN_OVERLAY, file=str(file), latent=BRAIN_LATENT, category="test: hemisphere",
+                      description="left hemisphere, strongest at its centre (planted test map); weak in a right ball")
+    cases = [WorkspaceCase(case_id=case_id, population="adult", folder=os.path.relpath(folder, root),
+                           failure=True, overlays=[overlay])]
+    workspace = Workspace(root=root, cases=cases)
+    write_workspace_index(workspace)
+    return BrainWorkspace(workspace, case_id, activation, brain, np.asarray(case.grid.affine, float), midline)

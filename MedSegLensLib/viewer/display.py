@@ -258,7 +258,11 @@ class CaseDisplay:
         """The shown latent's colour range and threshold in activation units (None without an overlay)."""
         if self.overlay_name is None or self.focus is None:
             return None
-        return self.focus.legend(self.threshold_of(self.focus))
+        legend = self.focus.legend(self.threshold_of(self.focus))
+        focus = self.focus.focus_ras(self.data.grid.affine)
+        legend["focus_ras"] = None if focus is None else [round(v, 1) for v in focus]
+        legend["latent"] = self._map_latents.get(self.overlay_name)
+        return legend
 
     def add_map(self, name: str, path: Path, latent: int | None) -> None:
         """Keep a latent map the worker computed (read now: the worker deletes its files) under `name`."""

@@ -98,6 +98,7 @@ class LatentBrowser:
             return
         row = self.table.row(latent) if self.table is not None else None
         details = latent_details(row, self.records.get(int(latent)))
+        details["latent"] = int(latent)
         if row is None and not details["description"]:
             overlay = self.precomputed(latent)
             if overlay is not None:

@@ -151,9 +151,10 @@ def _overlay_controls() -> None:
     with html.Div(classes="px-3"):
         with html.Div(v_if="overlay_legend", id="overlay-legend", classes="mt-2"):
             html.Div(
-                "latent {{ latent_details ? latent_details.latent : '' }}: colour from"
+                "latent {{ overlay_legend.latent ?? '' }}: colour from"
                 " p{{ overlay_legend.low_percentile }} to p{{ overlay_legend.high_percentile }} of its activations here"
-                " (active in {{ (100 * overlay_legend.active_share).toFixed(1) }} % of the volume)",
+                " (fires in {{ (100 * overlay_legend.active_share).toFixed(1) }} % of the volume;"
+                " slices moved to {{ overlay_legend.focus_ras ? overlay_legend.focus_ras.join(', ') : '—' }} mm RAS)",
                 classes="text-caption")
             html.Div(style=("'height: 10px; border-radius: 2px; background: ' + overlay_legend.colours",))
             with html.Div(classes="d-flex text-caption"):
