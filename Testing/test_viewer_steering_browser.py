@@ -89,7 +89,7 @@ def test_selecting_a_latent_overlays_the_map_the_worker_computes(page, served):
         hot_total += int(hot.sum())
         if hot.sum() > 20:  # the heat colour map (red-yellow) shifts what was there towards red
             delta = shown[hot] - plain[name][hot]
-            assert np.mean(delta[:, 0] - delta[:, 2]) > 20, f"{name}: the overlay should be drawn in the heat colour map"
+            assert np.mean(delta[:, 0] - delta[:, 2]) > 20, f"{name}: the overlay should be in the heat colour map"
     assert hot_total > 100, "the latent's map changed (almost) no pixels"
     assert EDEMA_DESCRIPTION in page.inner_text("#latent-details"), "the details pane shows the full description"
     page.wait_for_selector("#overlay-legend")
