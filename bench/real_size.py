@@ -12,6 +12,8 @@ random weights (timing does not depend on what they learned):
 
 - `unet`: the demo's U-Net (`default_config("unet")`, 2 mm like the demo workspace);
 - `segformer`: the demo's SegFormer (`default_config("segformer")`, 2 mm);
+- `segformer-fuse` (only when named): the same SegFormer with the SAE at `decoder.fuse_act`, whose suffix
+  (per-voxel head, upsampling) is local, so the exact steer re-runs only crops;
 - `nnunet`: an nnU-Net v2 3d_fullres PlainConvUNet with the default plans' sizes for a BraTS dataset
   (1 mm, patch 128^3, 6 stages of 32..320 features, as nnU-Net's planner gives for BraTS 2021, Dataset137),
   written as a synthetic nnU-Net results folder (dataset.json, plans.json, fold_0/checkpoint_final.pth) and
@@ -40,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 NETWORKS = ("unet", "segformer", "nnunet")
+EXTRA_NETWORKS = ("segformer-fuse",)  # the SegFormer hooked at its decoder fuse layer: a local suffix, exact crops
 MODALITIES = ("t1n", "t1c", "t2w", "t2f")
 REAL_SHAPE = (240, 240, 155)
 SMALL_SHAPE = (32, 32, 24)
@@ -52,6 +55,7 @@ NNUNET_SMALL = {"patch_size": [32, 32, 32], "features_per_stage": [4, 8, 16], "n
 SAE_LAYERS = {  # layer, latents, k: sae/defaults.py for the U-Net and the SegFormer; nnU-Net: its 1/2-res decoder
     "unet": ("model.1.submodule.2", 128, 8),
     "segformer": ("stages.3", 1024, 16),
+    "segformer-fuse": ("decoder.fuse_act", 0, 16),
 }
 
 
@@ -163,7 +167,8 @@ def write_model(network_name: str, out: Path, small: bool, seed: int = 0) -> Pat
         import_model(write_nnunet_results(out.parent / "nnunet-results", small, seed), "nnunetv2", out, overwrite=True)
         return out
     torch.manual_seed(seed)
-    config = (tiny_config if small else default_config)(network_name, spacing=(2.0, 2.0, 2.0))
+    architecture = network_name.split("-")[0]
+    config = (tiny_config if small else default_config)(architecture, spacing=(2.0, 2.0, 2.0))
     save_model(build_network(config), config, out, overwrite=True)
     return out
 
@@ -194,7 +199,8 @@ def write_sae(model, network_name: str, out: Path, small: bool) -> tuple[Path, s
     handle = module.register_forward_hook(hook)
     try:
         with torch.no_grad():
-            model.network.eval()(torch.zeros(1, model.config.in_channels, *[min(p, 64) for p in model.config.patch_size]))
+            probe = [min(p, 64) for p in model.config.patch_size]
+            model.network.eval()(torch.zeros(1, model.config.in_channels, *probe))
     finally:
         handle.remove()
     channels = int(captured["channels"])
@@ -336,7 +342,7 @@ def main(argv=None) -> int:
     parser.add_argument("--small", action="store_true", help="tiny case and networks: the same code in seconds")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per network (child process)")
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--child", choices=NETWORKS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=NETWORKS + EXTRA_NETWORKS, help=argparse.SUPPRESS)
     parser.add_argument("--case", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--mask", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -345,13 +351,14 @@ def main(argv=None) -> int:
         (args.out / f"{args.child}.json").write_text(json.dumps(row, indent=1))
         return 0
     networks = [n.strip() for n in args.networks.split(",") if n.strip()]
-    unknown = [n for n in networks if n not in NETWORKS]
+    unknown = [n for n in networks if n not in NETWORKS + EXTRA_NETWORKS]
     if unknown:
-        parser.error(f"unknown network(s) {unknown}; choose from {', '.join(NETWORKS)}")
+        parser.error(f"unknown network(s) {unknown}; choose from {', '.join(NETWORKS + EXTRA_NETWORKS)}")
     started = time.perf_counter()
     rows = run(args.out, networks, args.small, args.timeout)
     shape = SMALL_SHAPE if args.small else REAL_SHAPE
-    print(f"case {shape[0]}x{shape[1]}x{shape[2]} at 1 mm (BraTS 2023 layout); seconds (ratio to segment, same process)")
+    print(f"case {shape[0]}x{shape[1]}x{shape[2]} at 1 mm (BraTS 2023 layout); "
+          "seconds (ratio to segment, same process)")
     print(table(rows))
     for line in verdicts(rows):
         print(line)
