@@ -140,7 +140,7 @@ def test_selecting_a_latent_overlays_it_in_its_colour_map(page):
     hot = _changed(plain, with_overlay)
     assert hot.sum() > 50, "selecting the latent changed nothing in the axial view"
     colour = with_overlay[hot]
-    assert np.mean(colour[:, 2] - colour[:, 0]) > 40, "the overlay should be drawn in the Cool colour map (blue-cyan)"
+    assert np.mean(colour[:, 0] - colour[:, 2]) > 40, "the overlay should be drawn in the heat colour map (red-yellow)"
     browser.save_screenshot(page, ARTIFACTS / "viewer-overlay.png")
     for _ in range(4):  # toggle off and on: each change is one frame to wait for
         latencies.append(browser.frame_latency_ms(page, "axial", "#overlay-latent-7"))
