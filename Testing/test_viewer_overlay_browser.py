@@ -10,6 +10,8 @@ views while the right hemisphere's pixels (where the latent is below the thresho
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from conftest import ROOT, WAIT_S, subprocess_env
@@ -25,6 +27,18 @@ WAIT_MS = WAIT_S * 1000
 QUIET_MS = 800
 MIN_SHARE = 0.05  # of the head's pixels in a view
 ROW = f"#overlay-{BRAIN_OVERLAY}"
+README_SCREENSHOT = ROOT / "Resources" / "Screenshots" / "viewer.png"
+README_MAX_BYTES = 400_000
+
+
+def _small_png(source, target) -> None:
+    """The screenshot at 1280 pixels wide in 256 colours (the README keeps it under README_MAX_BYTES)."""
+    from PIL import Image
+
+    image = Image.open(source).convert("RGB")
+    image = image.resize((1280, round(image.height * 1280 / image.width)), Image.LANCZOS)
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(target, optimize=True)
+    assert target.stat().st_size < README_MAX_BYTES, f"{target} is {target.stat().st_size} bytes"
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +124,40 @@ def test_a_selected_latent_is_shown_where_it_fires_and_nowhere_below_its_thresho
     page.wait_for_selector("#overlay-legend", timeout=WAIT_MS)
     browser.settled_pixels(page, "axial", quiet_ms=QUIET_MS, timeout_s=WAIT_S)
     browser.save_screenshot(page, ARTIFACTS / "viewer-brain-overlay.png")
+
+
+@pytest.mark.skipif(os.environ.get("MEDSEGLENS_SCREENSHOTS") != "1", reason="writes the README's screenshot")
+def test_readme_screenshot_of_a_worker_latent_on_a_brain(tmp_path_factory):
+    """The README's viewer picture: the tests' trained tiny U-Net and SAE (`viewer_steering_cases`) run by the
+    worker on the 2 mm synthetic brain; the edema latent's map, computed by the worker, over the case."""
+    from playwright.sync_api import sync_playwright
+    from viewer_steering_cases import write_brain_steering_workspace
+
+    pytest.importorskip("playwright")
+    _ensure_chromium()
+    workspace, case_id, latent = write_brain_steering_workspace(tmp_path_factory.mktemp("brain-steer-ws"),
+                                                                tmp_path_factory.mktemp("assets"))
+    row = f"#overlay-latent-{latent}"
+    with browser.viewer_server(workspace.root, env=subprocess_env()) as server, sync_playwright() as playwright, \
+            browser.chromium(playwright, viewport=(1600, 900)) as page:
+        page.goto(server.url)
+        browser.wait_for_frames(page, timeout_ms=WAIT_MS)
+        page.wait_for_selector(row, timeout=WAIT_MS)
+        assert case_id in page.inner_text("#case-title")
+        page.click(row)
+        page.wait_for_selector("#overlay-legend", timeout=WAIT_MS)
+        page.click("#seg-reference")  # the case's own tumour beside the latent
+        page.wait_for_selector("#seg-reference.v-btn--active", timeout=WAIT_MS)
+        browser.settled_pixels(page, "axial", quiet_ms=QUIET_MS, timeout_s=WAIT_S)
+        shot = browser.save_screenshot(page, ARTIFACTS / "viewer-brain-latent.png")
+        _small_png(shot, README_SCREENSHOT)
+        page.click(f"#steer-{latent}")
+        thumb = page.locator(f"#strength-{latent} .v-slider-thumb")
+        thumb.wait_for()
+        thumb.focus()
+        page.keyboard.press("PageUp")
+        page.wait_for_function("() => document.getElementById('steer-summary').innerText.includes('voxels changed')",
+                               timeout=WAIT_MS)
+        page.wait_for_selector("#cancel-job", state="hidden", timeout=WAIT_MS)
+        browser.settled_pixels(page, "axial", quiet_ms=QUIET_MS, timeout_s=WAIT_S)
+        browser.save_screenshot(page, ARTIFACTS / "viewer-brain-steering.png")

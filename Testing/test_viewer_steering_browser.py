@@ -7,8 +7,9 @@ categories (filter, sort); clicking one asks the worker for its map (nothing is
 precomputed) and overlays it; the edema latent's strength slider steers through
 the worker and the views show the steered segmentation with its Dice; Accept
 writes a new .seg.nrrd with the steering provenance. Screenshots go to
-Testing/artifacts/; with MEDSEGLENS_SCREENSHOTS=1 the README's
-Resources/Screenshots/viewer.png is written too.
+Testing/artifacts/ (with MEDSEGLENS_SCREENSHOTS=1 also a milder steering with the
+map, `viewer-steering-mild.png`; the README's picture comes from
+test_viewer_overlay_browser.py, on a brain-sized case).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from MedSegLensLib.viewer import browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
 ARTIFACTS = ROOT / "Testing" / "artifacts"
-README_SCREENSHOT = ROOT / "Resources" / "Screenshots" / "viewer.png"
+MILD_SCREENSHOT = ARTIFACTS / "viewer-steering-mild.png"
 ANALYSIS_TIMEOUT_MS = 240000
 
 
@@ -149,7 +150,7 @@ def test_accept_writes_the_steered_segmentation_with_its_provenance(page, served
     labels = slicerio.read_segmentation(str(segmentation_file))["voxels"]
     assert (labels == 2).sum() > 0
     page.click("#seg-prediction")
-    if os.environ.get("MEDSEGLENS_SCREENSHOTS") == "1":  # the README's picture: a milder strength, with the map
+    if os.environ.get("MEDSEGLENS_SCREENSHOTS") == "1":  # a milder strength, with the map
         page.click("#seg-steered")
         summary = page.inner_text("#steer-summary")
         page.locator(f"#strength-{edema} .v-slider-thumb").focus()
@@ -159,4 +160,4 @@ def test_accept_writes_the_steered_segmentation_with_its_provenance(page, served
                                timeout=120000)
         page.click(f"#overlay-latent-{edema}")
         browser.settled_pixels(page, "axial", quiet_ms=800)
-        browser.save_screenshot(page, README_SCREENSHOT)
+        browser.save_screenshot(page, MILD_SCREENSHOT)

@@ -58,3 +58,22 @@ def write_steering_workspace(root: Path, assets_root: Path) -> tuple[Workspace, 
     workspace = Workspace(root=root, cases=cases, default_model="models/unet", default_sae="saes/unet-dec", models=models)
     write_workspace_index(workspace)
     return workspace, assets.edema_latent
+
+
+def write_brain_steering_workspace(root: Path, assets_root: Path) -> tuple[Workspace, str, int]:
+    """The same model, SAE and interpretation with one 2 mm synthetic brain (`medseglens synth`'s generator,
+    adult, with a tumour) as the only case: the viewer's analysis runs the tiny model on a brain-sized volume.
+    Returns the workspace, the case id and the edema latent."""
+    from MedSegLensLib.synth.cohort import generate_cohort
+
+    assets = slicer_assets(assets_root)
+    shutil.copytree(assets.model, root / "models" / "unet")
+    shutil.copytree(assets.sae, root / "saes" / "unet-dec")
+    write_latents_json(root / "interpret" / "unet-dec" / "latents.json", assets.edema_latent)
+    cohort = generate_cohort("adult", 1, 11, root / "cohorts" / "adult", spacing=2.0, progress=False)
+    case_id = cohort.case_ids[0]
+    cases = [WorkspaceCase(case_id=case_id, population="adult", folder=f"cohorts/adult/{case_id}", failure=True)]
+    models = [ModelEntry("unet", "models/unet", (SaeEntry("unet-dec", "saes/unet-dec", "interpret/unet-dec/latents.json"),))]
+    workspace = Workspace(root=root, cases=cases, default_model="models/unet", default_sae="saes/unet-dec", models=models)
+    write_workspace_index(workspace)
+    return workspace, case_id, assets.edema_latent
