@@ -73,7 +73,8 @@ def write_brain_steering_workspace(root: Path, assets_root: Path) -> tuple[Works
     cohort = generate_cohort("adult", 1, 11, root / "cohorts" / "adult", spacing=2.0, progress=False)
     case_id = cohort.case_ids[0]
     cases = [WorkspaceCase(case_id=case_id, population="adult", folder=f"cohorts/adult/{case_id}", failure=True)]
-    models = [ModelEntry("unet", "models/unet", (SaeEntry("unet-dec", "saes/unet-dec", "interpret/unet-dec/latents.json"),))]
-    workspace = Workspace(root=root, cases=cases, default_model="models/unet", default_sae="saes/unet-dec", models=models)
+    sae = SaeEntry("unet-dec", "saes/unet-dec", "interpret/unet-dec/latents.json")
+    workspace = Workspace(root=root, cases=cases, default_model="models/unet", default_sae="saes/unet-dec",
+                          models=[ModelEntry("unet", "models/unet", (sae,))])
     write_workspace_index(workspace)
     return workspace, case_id, assets.edema_latent
