@@ -215,6 +215,13 @@ def compact(summary: dict) -> str:
     if summary["fitted"] is None:
         return head + "\n\nCalibration is not complete: no test result yet.\n\n" + _progress(summary) + "\n"
     recovery = {(r["population"], r["selection"], r["method"]): r for r in summary["recovery"]}
+    minimum = summary.get("minimum_failures")
+    if minimum:
+        counts = [(r["population"], r["failures"]) for r in summary["recovery"]
+                  if r["selection"] == "oracle" and r["method"] == "sae" and r["population"] != POOLED]
+        head += "\n\nFailing test cases: " + ", ".join(
+            f"{p} {n} ({'reaches' if n >= minimum else 'below'} the protocol's minimum of {minimum})"
+            for p, n in counts)
     paired = {(r["population"], r["selection"], r["method"], r["baseline"]): r for r in summary["paired"]}
     lines = [head, "", "| population | selection | failures | SAE recovered [95 % CI] | best baseline: recovered "
              "| SAE − best baseline: Δ recovered [95 % CI] | Δ score [95 % CI] | sign p (Holm) |",
@@ -246,7 +253,8 @@ def write_tables(bench) -> Path:
     results = bench.out / "results"
     results.mkdir(parents=True, exist_ok=True)
     summary = {"binding": bench.binding, "planned": found["planned"], "done": found["done"],
-               "fitted": found["fitted"], "label_free": list(LABEL_FREE)}
+               "fitted": found["fitted"], "label_free": list(LABEL_FREE),
+               "minimum_failures": int(bench.protocol.data.get("minimum_failures", 0))}
     progress: dict = {}
     for split in ("calibration", "test"):
         for record in found["records"][split]:
