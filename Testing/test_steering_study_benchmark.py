@@ -225,3 +225,36 @@ def test_the_oracle_choice_reproduces_when_rerun_from_scratch(small_run):
         again = bench.run_candidate(session, mask, candidate)
         assert again["dice"] == pytest.approx(chosen["dice"], abs=1e-6)
         assert again["volume_ml"] == pytest.approx(chosen["volume_ml"], abs=1e-6)
+
+
+def test_a_scrambled_reference_changes_the_dice_but_no_label_free_choice_end_to_end(small_run):
+    """Evaluate a test case again with its reference labels shuffled: predictions and label-free choices stay."""
+    import dataclasses
+
+    import numpy as np
+
+    protocol, out, _ = small_run
+    bench = Benchmark(protocol, out, "test", log=lambda _: None)
+    calibration = [bench.load("calibration", c) for c in bench.split_cases("calibration")]
+    files = bench.split_cases("test")[0]
+    record = bench.load("test", files)
+    fitted = fit_population([r for r in calibration if r["population"] == record["population"]], protocol)
+    case = files.load()
+    label = case.label.copy()
+    np.random.default_rng(0).shuffle(label.reshape(-1))
+
+    class Scrambled:
+        population = files.population
+        case_id = files.case_id
+
+        @staticmethod
+        def load():
+            return dataclasses.replace(case, label=label)
+
+    with torch.no_grad():
+        again = bench.evaluate_case("test", Scrambled, None)
+    assert again["reference_ml"] == pytest.approx(record["reference_ml"])  # a shuffle keeps the volumes
+    assert again["before"]["dice"] != pytest.approx(record["before"]["dice"])  # ... but not the overlap
+    for method in METHODS:
+        for selection in LABEL_FREE:
+            assert choose(again, method, selection, fitted)[0] == choose(record, method, selection, fitted)[0]
