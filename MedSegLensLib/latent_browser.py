@@ -23,8 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ("Latent", "Category", "Confidence", "Name", "Here / typical", "Specificity")
-ACTIVATION_COLUMN = 4
+# Column indices are part of the interface (the CLI's --sort, the Slicer table, the page's headers): 0-4 keep
+# their meaning of before (the description column became the short name); confidence was added last.
+COLUMNS = ("Latent", "Category", "Name", "Here / typical", "Specificity", "Confidence")
+ACTIVATION_COLUMN = 3
+CONFIDENCE_COLUMN = 5
 SHORT_NAME_CHARS = 40
 TYPICAL_FILE = "latent_scales.json"  # in the SAE folder (written by `medseglens steer-scales`)
 
@@ -91,7 +94,7 @@ class LatentRow:
     def cells(self) -> tuple[str, str, str, str, str, str]:
         """The texts shown in `COLUMNS` order."""
         confidence = "" if self.confidence is None else f"{self.confidence:.2f}"
-        return (str(self.latent), self.category or "-", confidence, self.name, self.activation_text(), self.specificity)
+        return (str(self.latent), self.category or "-", self.name, self.activation_text(), self.specificity, confidence)
 
     def sort_key(self, column: int) -> tuple:
         """Ascending key for a column; rows without a value sort last."""
@@ -102,9 +105,9 @@ class LatentRow:
             if not self.category:
                 return missing
             return (0, self.category.lower(), -(self.confidence or 0.0), self.latent)
-        if column == 2:
+        if column == CONFIDENCE_COLUMN:
             return missing if self.confidence is None else (0, self.confidence, self.latent)
-        if column == 3:
+        if column == 2:
             return (0, self.name.lower(), self.latent) if self.name else missing
         if column == ACTIVATION_COLUMN:  # unusually strong here first when typical activations are known
             return (0, self.max if self.ratio is None else self.ratio, self.latent)
@@ -146,7 +149,8 @@ class LatentTable:
 
         A new numeric column (confidence, activation, specificity) starts strongest first, a text column A to Z.
         """
-        descending = not self.descending if column == self.sort_column else column in (2, ACTIVATION_COLUMN, 5)
+        numeric = (ACTIVATION_COLUMN, 4, CONFIDENCE_COLUMN)
+        descending = not self.descending if column == self.sort_column else column in numeric
         self.set_sort(column, descending)
 
     def set_sort(self, column: int, descending: bool) -> None:

@@ -157,3 +157,12 @@ def test_browser_lines_are_short_and_compare_here_with_typical_and_the_details_p
     assert "confidence 0.62 (high)" in details["notes"] and "label held on held-out cases" in details["notes"]
     latents.select(11)  # no record: the row's own numbers only
     assert latents.state.latent_details["populations"] == [] and latents.state.latent_details["latent"] == 11
+
+
+def test_column_indices_keep_their_meaning_for_the_cli_sort():
+    from MedSegLensLib.cli.latent_commands import SORT_COLUMNS
+    from MedSegLensLib.latent_browser import COLUMNS
+
+    named = {name: COLUMNS[index] for name, index in SORT_COLUMNS.items()}
+    assert named == {"latent": "Latent", "category": "Category", "activation": "Here / typical",
+                     "specificity": "Specificity"}

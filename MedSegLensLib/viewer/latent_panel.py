@@ -47,7 +47,7 @@ def _overlay_row(overlay: Overlay) -> dict:
 
 def _table_row(row: LatentRow, name: str) -> dict:
     """The shared table's cells (one line each), plus the full description for the row's tooltip."""
-    _, category, confidence, short, activation, specificity = row.cells()
+    _, category, short, activation, specificity, confidence = row.cells()
     return {"name": name, "latent": row.latent, "category": category, "confidence": confidence, "short": short,
             "description": row.description, "activation": activation, "specificity": specificity}
 

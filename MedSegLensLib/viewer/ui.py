@@ -15,7 +15,8 @@ from .app import NO_SELECTION
 
 LEFT_WIDTH = 320
 RIGHT_WIDTH = 500
-LATENT_HEADERS = ("#", "category", "conf.", "name", "here / typical", "spec.")  # latent_browser.COLUMNS, in order
+# (latent_browser.COLUMNS index, title) in the order shown: a header click sorts by that column
+LATENT_HEADERS = ((0, "#"), (1, "category"), (5, "conf."), (2, "name"), (3, "here / typical"), (4, "spec."))
 ONE_LINE = "white-space: nowrap; overflow: hidden; text-overflow: ellipsis;"
 
 
@@ -111,7 +112,7 @@ def _latent_browser(server) -> None:
     with v3.VTable(density="compact", height=260, fixed_header=True, id="latent-table"):
         with html.Thead(), html.Tr():
             html.Th("")
-            for column, title in enumerate(LATENT_HEADERS):
+            for column, title in LATENT_HEADERS:
                 html.Th(
                     f"{title} {{{{ latent_sort === {column} ? (latent_descending ? '▼' : '▲') : '' }}}}",
                     click=(server.controller.sort_latents, f"[{column}]"), style="cursor: pointer;", id=f"sort-{column}",
