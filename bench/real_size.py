@@ -250,10 +250,13 @@ def run_network(network_name: str, case_dir: Path, mask: Path, work: Path, small
     seconds: dict[str, float] = {}
     cpu: dict[str, float] = {}
 
+    partial = work.parent / f"{network_name}.partial.json"
+
     def timed(step: str, function):
         start, start_cpu = time.perf_counter(), time.process_time()
         out = function()
         seconds[step], cpu[step] = time.perf_counter() - start, time.process_time() - start_cpu
+        partial.write_text(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_gb": peak_gb()}))
         return out
 
     with torch.no_grad():
@@ -267,6 +270,8 @@ def run_network(network_name: str, case_dir: Path, mask: Path, work: Path, small
         spec = SteeringSpec((latent,), (2.0,), "additive", RegionSpec("mask", path=str(mask)))
         exact = timed("steer", lambda: session.steer(spec))
         preview = timed("steer preview", lambda: session.steer(spec, exact=False))
+        # the part of every update that does not shrink with the region: logits -> labels on the 1 mm case grid
+        timed("labels to case grid", lambda: model.to_prediction(exact.logits, session.prepared))
     unsteered = session.unsteered().labels
     return {
         "network": network_name, "layer": layer, "sae_latents": sae.n_latents, "model_spacing": model.config.spacing,
@@ -275,6 +280,7 @@ def run_network(network_name: str, case_dir: Path, mask: Path, work: Path, small
         "seconds": seconds, "ratios": {k: v / seconds["segment"] for k, v in seconds.items()},
         "cpu_seconds": cpu, "cpu_ratios": {k: v / max(cpu["segment"], 1e-9) for k, v in cpu.items()},
         "windows": [exact.windows_recomputed, exact.windows_total], "windows_cropped": exact.windows_cropped,
+        "preview_windows_cropped": preview.windows_cropped,
         "preview": bool(preview.preview),
         "preview_deviation_voxels": int(np.count_nonzero(preview.prediction.labels != exact.prediction.labels)),
         "steer_changed_voxels": int(np.count_nonzero(exact.prediction.labels != unsteered)),
@@ -284,7 +290,8 @@ def run_network(network_name: str, case_dir: Path, mask: Path, work: Path, small
 
 
 # -- the table ------------------------------------------------------------------------------------------------------
-STEPS = ("read + validate", "segment", "encode", "latent map", "steer session", "steer", "steer preview")
+STEPS = ("read + validate", "segment", "encode", "latent map", "steer session", "steer", "steer preview",
+         "labels to case grid")
 
 
 def table(rows: list[dict]) -> str:
@@ -292,10 +299,13 @@ def table(rows: list[dict]) -> str:
              "|---" * (len(STEPS) + 4) + "|"]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['network']} | " + f"failed: {row['error']}" + " |" * (len(STEPS) + 3))
+            done = [f"{row['seconds'][s]:.2f} s; {row['cpu_seconds'][s]:.2f} CPU-s" if s in row.get("seconds", {})
+                    else "—" for s in STEPS]
+            peak = f"{row['peak_gb']:.2f} GB so far" if "peak_gb" in row else "—"
+            lines.append(f"| {row['network']} | " + " | ".join(done) + f" | {peak} | failed: {row['error']} | |")
             continue
         cells = [f"{row['seconds'][s]:.2f} s ({row['ratios'][s]:.2f}×); {row['cpu_seconds'][s]:.2f} CPU-s "
-                 f"({row['cpu_ratios'][s]:.2f}×)" for s in STEPS]
+                 f"({row['cpu_ratios'][s]:.2f}×)" if s in row["seconds"] else "—" for s in STEPS]
         windows = f"{row['windows'][0]}/{row['windows'][1]} ({row['windows_cropped']} cropped)"
         deviation = (f"{row['preview_deviation_voxels']} of {row['steer_changed_voxels']} steered voxels"
                      if row["preview"] else "— (no preview: exact)")
@@ -327,6 +337,7 @@ def run(out: Path, networks=NETWORKS, small: bool = False, timeout: float | None
     for name in networks:
         result = out / f"{name}.json"
         result.unlink(missing_ok=True)
+        (out / f"{name}.partial.json").unlink(missing_ok=True)
         command = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--case", str(case_dir),
                    "--mask", str(mask), "--out", str(out)] + (["--small"] if small else [])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
@@ -336,7 +347,12 @@ def run(out: Path, networks=NETWORKS, small: bool = False, timeout: float | None
             error = None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["exit"])[-1]
         except subprocess.TimeoutExpired:
             error = f"did not finish within {timeout:g} s"
-        rows.append(json.loads(result.read_text()) if error is None else {"network": name, "error": error})
+        partial = out / f"{name}.partial.json"
+        if error is None:
+            rows.append(json.loads(result.read_text()))
+        else:  # the steps that finished before the failure or the timeout
+            rows.append({"network": name, "error": error,
+                         **(json.loads(partial.read_text()) if partial.is_file() else {})})
     return rows
 
 
