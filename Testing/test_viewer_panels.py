@@ -166,3 +166,25 @@ def test_column_indices_keep_their_meaning_for_the_cli_sort():
     named = {name: COLUMNS[index] for name, index in SORT_COLUMNS.items()}
     assert named == {"latent": "Latent", "category": "Category", "activation": "Here / typical",
                      "specificity": "Specificity"}
+
+
+def test_the_details_pane_inlines_the_latents_card_when_there_is_one(tmp_path):
+    from PIL import Image
+
+    from MedSegLensLib.latent_browser import card_file
+
+    labels = tmp_path / "interpret" / "latents.json"
+    card = card_file(labels, 3)
+    assert card == tmp_path / "interpret" / "cards" / "latent-00003.png"
+    card.parent.mkdir(parents=True)
+    Image.new("RGB", (4, 3), (200, 10, 10)).save(card)
+    (card.parent / "latent-00007.png").write_text("not a png")
+    latents = LatentBrowser(SimpleNamespace(), "dec", None, {}, lambda j: card_file(labels, j))
+    latents.set_case(CASE)
+    latents.set_analysis(RESULT)
+    latents.select(3)
+    assert latents.state.latent_details["card"].startswith("data:image/png;base64,")
+    latents.select(7)
+    assert latents.state.latent_details["card"] is None, "only PNG files are inlined"
+    latents.select(None)
+    assert latents.state.latent_details is None
