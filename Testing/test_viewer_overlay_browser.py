@@ -81,7 +81,8 @@ def test_a_selected_latent_is_shown_where_it_fires_and_nowhere_below_its_thresho
     # legend in activation units: the colour map's ends are the map's own percentiles here
     assert float(page.inner_text("#legend-low")) == pytest.approx(focus.low, rel=1e-3)
     assert float(page.inner_text("#legend-high")) == pytest.approx(focus.high, rel=1e-3)
-    assert "Threshold 2.97" in page.inner_text("#threshold-text"), "the threshold starts at the colour range's start"
+    threshold = float(page.inner_text("#threshold-text").split()[1])  # "Threshold 2.97 (transparent below) ..."
+    assert threshold == pytest.approx(focus.low, rel=5e-3), "the threshold starts at the colour range's start"
     ras = [round(float(v), 1) for v in focus.focus_ras(brain.affine)]
     assert f"slices moved to {', '.join(f'{v:g}' for v in ras)} mm" in page.inner_text("#overlay-legend")
     assert ras[0] < brain.midline_x - 10, "the focus lies in the left hemisphere, where the latent is strongest"
