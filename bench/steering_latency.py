@@ -111,7 +111,9 @@ def bench_layer(model, case, layer: str, sae_dir: str | None, repeats: int, work
             wall, cpu, result = timed(lambda: session.steer(make(i + 1), exact=exact))
             rows[name]["wall"].append(wall)
             rows[name]["cpu"].append(cpu)
-            rows[name]["windows"] = f"{result.windows_recomputed}/{result.windows_total}"
+            rows[name]["windows"] = (f"{result.windows_recomputed}/{result.windows_total}"
+                                     f"{f' ({result.windows_cropped} cropped)' if result.windows_cropped else ''}"
+                                     f"{' preview' if result.preview else ''}")
     full_wall, full_cpu = statistics.median(fulls["wall"]), statistics.median(fulls["cpu"])
     out = {"layer": layer, "sae": sae_dir or "throwaway", "entry_shortcut": session.uses_entry_shortcut,
            "full_forward_s": full_wall, "full_forward_cpu_s": full_cpu, "session_build_s": build_wall,
@@ -147,6 +149,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="write the figures to this JSON file")
+    parser.add_argument("--layers", help="comma-separated layers to time (default: both of each architecture)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     case = read_case(args.case) if args.case else discover_cohort(DEFAULT_CASE_COHORT)[0].load()
@@ -163,6 +166,8 @@ def main() -> None:
             continue
         model = load_model(model_dir, device="cpu")
         for layer in LAYERS[arch]:
+            if args.layers and layer not in args.layers.split(","):
+                continue
             result = bench_layer(model, case, layer, saes.get((model.fingerprint, layer)), args.repeats, workdir)
             results[f"{arch} {layer}"] = result
             print(f"\n{arch} @ {layer} (SAE {result['sae']}; entry shortcut: {result['entry_shortcut']}): full forward "
