@@ -382,10 +382,17 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- steering ----------------------------------------------------------------------
 
     def configureStrengthSlider(self, slider):
-        """Range and neutral value of the current mode, from the steering contract the worker reported."""
+        """Range and neutral value of the current mode, from the steering contract the worker reported.
+
+        The strength is in the latent's own units, shown as a number in the slider's box: additive and clamp
+        strengths count typical activations of the latent (a step is a tenth of one), multiplicative ones
+        scale its code.
+        """
         options, mode = self.analysis.steering, self._parameterNode.steeringMode
         slider.minimum, slider.maximum = options["strength_ranges"][mode]
         slider.singleStep = 0.1
+        slider.decimals = 1
+        slider.suffix = " × code" if mode == "multiplicative" else " × typical"
         slider.value = options["neutral"].get(mode, 1.0)
 
     def onAddSteeringLatent(self):
