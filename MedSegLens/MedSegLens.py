@@ -38,6 +38,7 @@ _make_library_importable()
 from MedSegLensLib.slicer_module.compatibility import MINIMUM_SLICER_TEXT, unsupported_slicer  # noqa: E402
 from MedSegLensLib.slicer_module.overlay import STYLES as OVERLAY_STYLES  # noqa: E402 - after the path is set
 from MedSegLensLib.slicer_module.self_test import SelfTestSteps  # noqa: E402
+from MedSegLensLib.slicer_module.steering import DEFAULT_REGION  # noqa: E402
 from MedSegLensLib.steering_contract import (  # noqa: E402
     DEFAULT_MARGIN_MM, MAX_MARGIN_MM, MIN_MARGIN_MM, MODES, REGION_KINDS,
 )
@@ -73,10 +74,9 @@ class MedSegLensParameterNode:
     referenceSegmentation: slicer.vtkMRMLSegmentationNode
     modelFolder: Path
     saeFolder: Path
-    latentThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     overlayStyle: Annotated[str, Choice(OVERLAY_STYLES)] = OVERLAY_STYLES[0]
     steeringMode: Annotated[str, Choice(MODES)] = MODES[0]
-    steeringRegion: Annotated[str, Choice(REGION_KINDS)] = REGION_KINDS[0]
+    steeringRegion: Annotated[str, Choice(REGION_KINDS)] = DEFAULT_REGION
     steeringMarginMm: Annotated[float, WithinRange(MIN_MARGIN_MM, MAX_MARGIN_MM)] = DEFAULT_MARGIN_MM
     steeringRegionSegmentation: slicer.vtkMRMLSegmentationNode
     previewEnabled: bool = True
@@ -98,6 +98,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.selectedLatent = None
         self.outputNode = None  # the segmentation Export writes: the latest accepted, else the model's
         self._applied = {}  # overlay and steering settings last passed to the logic
+        self._updatingThreshold = False  # the threshold slider is being set from the overlay, not by the user
 
     @property
     def core(self):
@@ -131,6 +132,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.latentFilterLineEdit.connect("textChanged(QString)", self.onLatentFilterChanged)
         self.ui.latentTable.connect("cellClicked(int,int)", self.onLatentClicked)
         self.ui.latentTable.horizontalHeader().connect("sectionClicked(int)", self.onLatentHeaderClicked)
+        self.ui.latentThresholdSlider.connect("valueChanged(double)", self.onLatentThresholdChanged)
         self.ui.addSteeringLatentButton.connect("clicked(bool)", self.onAddSteeringLatent)
         self.ui.removeSteeringLatentButton.connect("clicked(bool)", self.onRemoveSteeringLatent)
         self.ui.previewButton.connect("clicked(bool)", lambda checked=False: self.requestPreview(force=True))
@@ -174,6 +176,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.outputNode, self.selectedLatent, self._applied = None, None, {}
         self.clearSteeringLatents()
         self.fillLatentTable()
+        self.updateOverlayControls()
         self.ui.outputSegmentationLabel.setText("(none yet)")
         self.ui.progressBar.setValue(0)
         self.updateGUIFromState()
@@ -265,6 +268,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.clearSteeringLatents()
         self._applied = {}
         self.fillLatentTable()
+        self.updateOverlayControls()
         self.onParameterNodeModified()
 
     def onFailed(self, message):
@@ -350,6 +354,36 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             show_in_slice_views(slicer.mrmlScene, label=node)
         else:
             show_in_slice_views(slicer.mrmlScene, foreground=node, foreground_opacity=0.6)
+        self.updateOverlayControls()
+
+    def updateOverlayControls(self):
+        """Threshold slider in the latent's activation units (0 to its peak, at the current threshold) and legend."""
+        overlay = self.analysis.overlay if self.analysis is not None else None
+        slider = self.ui.latentThresholdSlider
+        if overlay is None or overlay.focus is None:
+            self.ui.latentLegendLabel.setText("")
+            return
+        peak = max(overlay.peak, 1e-6)
+        self._updatingThreshold = True
+        try:
+            slider.minimum, slider.maximum = 0.0, peak
+            slider.singleStep = peak / 100.0
+            slider.decimals = 3
+            slider.value = overlay.threshold
+        finally:
+            self._updatingThreshold = False
+        self.ui.latentLegendLabel.setText(overlay.legend())
+
+    def onLatentThresholdChanged(self, value):
+        """The user moved the threshold (activation units): the overlay is transparent below it."""
+        if self._updatingThreshold or self.analysis is None or self.analysis.overlay.focus is None:
+            return
+        try:
+            self.core.set_overlay_threshold(float(value))
+        except Exception as exc:
+            self.onInteractiveFailed(str(exc))
+            return
+        self.ui.latentLegendLabel.setText(self.analysis.overlay.legend())
 
     def onParameterNodeModified(self, caller=None, event=None):
         """Apply overlay and steering settings that changed (the parameter node holds what the GUI shows)."""
@@ -362,9 +396,6 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 if node is not None:
                     self.onOverlayShown(node)
             self._applied["style"] = state.overlayStyle
-            if state.latentThreshold != self._applied.get("threshold"):
-                self.core.set_overlay_threshold(state.latentThreshold)
-                self._applied["threshold"] = state.latentThreshold
         except Exception as exc:
             self.onInteractiveFailed(str(exc))
         region = state.steeringRegionSegmentation

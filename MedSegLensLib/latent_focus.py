@@ -62,6 +62,20 @@ class LatentFocus:
                 "active_share": round(self.active_share, 4), "colours": HEAT_CSS}
 
 
+def legend_text(legend: dict) -> str:
+    """One line for a legend: "latent 13 · 0.78–3.33 (peak 7.98) · slices at R 12 A -30 S 8".
+
+    `legend` is `LatentFocus.legend()` plus `latent` and `focus_ras` (RAS mm or None), the dict the viewer's
+    display state keeps for its legend; the Slicer module writes its legend label with this function.
+    """
+    parts = [] if legend.get("latent") is None else [f"latent {legend['latent']}"]
+    parts.append(f"{legend['low']:.3g}–{legend['high']:.3g} (peak {legend['peak']:.3g})")
+    ras = legend.get("focus_ras")
+    if ras is not None:
+        parts.append("slices at " + " ".join(f"{axis} {int(round(float(v)))}" for axis, v in zip("RAS", ras)))
+    return " · ".join(parts)
+
+
 def _round(value: float) -> float:
     return float(f"{float(value):.4g}")
 

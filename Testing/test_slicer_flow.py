@@ -23,6 +23,7 @@ scene_api = pytest.importorskip("MedSegLensLib.scene")
 
 from MedSegLensLib.data import MODALITIES, read_case  # noqa: E402
 from MedSegLensLib.errors import ParameterError  # noqa: E402
+from MedSegLensLib.latent_focus import HEAT_COLORMAP, latent_focus  # noqa: E402
 from MedSegLensLib.models import load_model  # noqa: E402
 from MedSegLensLib.sae import encode_case, load_sae  # noqa: E402
 from MedSegLensLib.slicer_module.logic import ModuleLogic  # noqa: E402
@@ -105,10 +106,18 @@ def test_a_case_is_analysed_and_latents_overlay_aligned_with_the_input(logic, as
         assert values[voxel_at(overlay, ras[:3])] == pytest.approx(float(expected.max()), rel=1e-5)
         assert scene_api.overlay_latent(overlay) == latent
 
+    # The shared rule (latent_focus): heat colour map over p50..p99 of the map here, transparent below p50 ...
     peak = float(codes.latent_map(second).max())
-    logic.set_overlay_threshold(0.8)
+    rule = latent_focus(scene_api.node_array(overlay)[0])
     display = overlay.GetDisplayNode()
+    assert display.GetColorNodeID() == HEAT_COLORMAP and rule.low < rule.high < peak
+    assert display.GetLowerThreshold() == pytest.approx(rule.low, rel=1e-4)
+    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == pytest.approx(rule.window(), rel=1e-4)
+    # ... and a threshold the user sets is in activation units.
+    logic.set_overlay_threshold(0.8 * peak)
     assert display.GetLowerThreshold() == pytest.approx(0.8 * peak, rel=1e-5)
+    with pytest.raises(ParameterError):
+        logic.set_overlay_threshold(-1.0)
     mask_node = logic.set_overlay_style("labelmap")
     assert mask_node.IsA("vtkMRMLLabelMapVolumeNode") and logic.scene.GetNodeByID(overlay.GetID()) is None
     mask, _ = scene_api.node_array(mask_node)

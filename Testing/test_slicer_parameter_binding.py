@@ -149,7 +149,22 @@ def test_the_modules_parameter_class_binds_every_widget_of_its_ui(widget):
     assert widget.ui.overlayStyleComboBox.items == list(STYLES)
     margin = widget.ui.steeringMarginSpinBox
     assert (margin.minimum, margin.maximum, margin.value) == (MIN_MARGIN_MM, MAX_MARGIN_MM, DEFAULT_MARGIN_MM)
-    assert (widget.ui.latentThresholdSlider.minimum, widget.ui.latentThresholdSlider.maximum) == (0.0, 1.0)
+    # The overlay threshold is in the shown latent's activation units (its range is set per latent), so it is not a
+    # parameter: a saved value would mean nothing for the next latent.
+    assert widget.ui.latentThresholdSlider.property("SlicerParameterName") is None
+    assert widget.ui.latentThresholdSlider.connector is None
+
+
+def test_the_default_steering_region_is_the_predicted_tumour_plus_the_contracts_margin(widget):
+    """As in the viewer (issue 18 item 6): by default, steering acts on the predicted tumour grown by the margin."""
+    state = widget._parameterNode
+    assert (state.steeringRegion, state.steeringMarginMm) == ("tumour-margin", DEFAULT_MARGIN_MM)
+    assert state.parameterNode.GetParameter("steeringRegion") == "tumour-margin"
+    assert widget.ui.steeringRegionComboBox.currentText == "tumour-margin"  # what the bound combo box shows
+    assert widget.ui.steeringMarginSpinBox.value == DEFAULT_MARGIN_MM
+    choice = next(a for a in state.dataType("steeringRegion").__metadata__ if isinstance(a, rules.Choice))
+    within = next(a for a in state.dataType("steeringMarginMm").__metadata__ if isinstance(a, rules.WithinRange))
+    assert tuple(choice.choices) == REGION_KINDS and (within.minimum, within.maximum) == (MIN_MARGIN_MM, MAX_MARGIN_MM)
 
 
 def test_a_user_edit_reaches_the_parameter_node_and_out_of_range_is_refused(widget):
@@ -169,6 +184,9 @@ def test_the_ui_file_itself_agrees_with_the_steering_contract():
     margin = ui.steeringMarginSpinBox.properties
     assert (margin.get("minimum", 0.0), margin["maximum"], margin["value"]) == (
         MIN_MARGIN_MM, MAX_MARGIN_MM, DEFAULT_MARGIN_MM)
+    region = ui.steeringRegionComboBox
+    assert region.items[int(region.properties["currentIndex"])] == "tumour-margin"  # shown before binding too
+    assert "SlicerParameterName" not in ui.latentThresholdSlider.properties and hasattr(ui, "latentLegendLabel")
 
 
 def test_the_old_parameter_class_is_refused_by_the_real_ui():

@@ -14,6 +14,8 @@ scene_api = pytest.importorskip("MedSegLensLib.scene")  # needs slicer-core
 
 from fake_slicer_gui import open_widget, run_timer_until_idle  # noqa: E402
 
+from MedSegLensLib.latent_focus import HEAT_COLORMAP, latent_focus, legend_text  # noqa: E402
+
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow, pytest.mark.scene]
 assets = assets_fixture("slicer-gui")  # read only: shared with test_slicer_first_use
 
@@ -50,15 +52,29 @@ def test_apply_browse_overlay_steer_accept_and_export(widget, assets, tmp_path):
     ui.latentFilterLineEdit.emit("textChanged(QString)", str(assets.edema_latent))
     assert latent_column(ui.latentTable) == [assets.edema_latent]
 
-    # A click on a row overlays that latent; the threshold and style follow the parameter node.
+    # A click on a row overlays that latent by the viewer's rule (MedSegLensLib.latent_focus): heat colour map over
+    # p50..p99 of its activations here, threshold slider in activation units from 0 to the peak, starting at p50.
     ui.latentTable.emit("cellClicked(int,int)", 0, 1)
     run_timer_until_idle(widget)
     overlay = widget.analysis.overlay.node
     assert scene_api.overlay_latent(overlay) == assets.edema_latent
-    state.latentThreshold = 0.25
-    widget.onParameterNodeModified()
-    peak = widget.analysis.overlay.peak
-    assert overlay.GetDisplayNode().GetLowerThreshold() == pytest.approx(0.25 * peak, rel=1e-5)
+    values, _ = scene_api.node_array(overlay)
+    rule = latent_focus(values)
+    display, slider = overlay.GetDisplayNode(), ui.latentThresholdSlider
+    assert display.GetColorNodeID() == HEAT_COLORMAP
+    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == pytest.approx(rule.window(), rel=1e-4)
+    assert (slider.minimum, slider.maximum) == pytest.approx((0.0, float(values.max())), rel=1e-5)
+    assert slider.value == pytest.approx(rule.low, rel=1e-4) and 0 < rule.low < rule.high < float(values.max())
+    assert display.GetLowerThreshold() == pytest.approx(rule.low, rel=1e-4)
+    ras = [round(v, 1) for v in rule.focus_ras(scene_api.node_grid(overlay).affine)]
+    assert ui.latentLegendLabel.text == legend_text({**rule.legend(), "latent": assets.edema_latent, "focus_ras": ras})
+    assert ui.latentLegendLabel.text.startswith(f"latent {assets.edema_latent} · {rule.low:.3g}–")
+    # The user moves the threshold (activation units): transparent below it, the colour range stays.
+    slider.value = 0.5 * float(values.max())
+    slider.emit("valueChanged(double)", slider.value)
+    assert display.GetLowerThreshold() == pytest.approx(0.5 * float(values.max()), rel=1e-5)
+    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == pytest.approx(rule.window(), rel=1e-4)
+    assert not widget.dialogs.errors
 
     # Steering: add the latent, move its slider; the preview follows; Accept makes a new node.
     ui.addSteeringLatentButton.emit("clicked(bool)", False)

@@ -176,9 +176,9 @@ class ModuleLogic:
         self.request("latent_map", "latent_map", {**analysis.params, "latent": int(latent)},
                      callbacks or JobCallbacks(), on_result)
 
-    def set_overlay_threshold(self, fraction: float) -> None:
-        """Overlay from `fraction` (0..1) of the latent's peak up; no worker involved."""
-        self._require_analysis().overlay.set_fraction(fraction)
+    def set_overlay_threshold(self, threshold: float) -> None:
+        """Overlay from `threshold` (the latent's activation units, 0..peak) up; no worker involved."""
+        self._require_analysis().overlay.set_threshold(threshold)
 
     def set_overlay_style(self, style: str) -> Any:
         """"volume" (colour-mapped foreground) or "labelmap" (voxels above the threshold); returns the node."""

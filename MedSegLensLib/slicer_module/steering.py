@@ -18,7 +18,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParameterError
-from ..steering_contract import DEFAULT_MARGIN_MM, RegionSpec, SteeringSpec
+from ..steering_contract import DEFAULT_MARGIN_MM, REGION_KINDS, RegionSpec, SteeringSpec
+
+DEFAULT_REGION = "tumour-margin"  # the panel's default: the predicted tumour plus DEFAULT_MARGIN_MM, as in the viewer
+assert DEFAULT_REGION in REGION_KINDS
 
 
 @dataclass(frozen=True)
