@@ -105,6 +105,7 @@ def test_the_slicer_overlay_uses_the_same_rule():
     focus = latent_focus(values)
     assert node.display.window == focus.window(), "colours span the latent's own p50..p99 here"
     assert all(s.jumps == [focus.focus_ras(grid.affine)] for s in scene.slices), "the slice views moved to it"
-    overlay.set_fraction(0.8)
+    assert overlay.threshold == focus.low, "transparent below the range's lower end, in activation units"
+    overlay.set_threshold(0.8 * focus.peak)
     overlay.show(values, grid, latent=4)  # the same latent again (e.g. a new map): the views stay where they are
-    assert all(len(s.jumps) == 1 for s in scene.slices)
+    assert all(len(s.jumps) == 1 for s in scene.slices) and overlay.threshold == 0.8 * focus.peak
