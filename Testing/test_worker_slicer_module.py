@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import subprocess_env
 
+from MedSegLensLib.latent_browser import COLUMNS
 from MedSegLensLib.worker.requirements import missing_requirements, read_requirements, requirements_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +100,7 @@ def test_ui_declares_its_custom_widgets():
     used = {w.get("class") for w in root.iter("widget")}
     assert {c for c in used if not c.startswith("Q")} <= declared
     latent_columns = [c.find("property/string").text for c in ui_widgets()["latentTable"].findall("column")]
-    assert latent_columns == ["Latent", "Category", "Description", "Activation", "Population specificity"]
+    assert latent_columns == list(COLUMNS), "the .ui's latent table shows the shared latent browser's columns"
 
 
 def test_icon_is_a_png():
