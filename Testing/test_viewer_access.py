@@ -110,7 +110,7 @@ def test_cli_refuses_unsafe_binds_with_one_line(tmp_path, args, message):
 
 
 def test_cli_refuses_an_unknown_first_case(tmp_path):
-    from test_viewer_support import write_fixture_workspace
+    from viewer_support import write_fixture_workspace
 
     write_fixture_workspace(tmp_path)
     result = subprocess.run(

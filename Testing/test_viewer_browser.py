@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT, WAIT_S, subprocess_env
-from test_viewer_support import CASES, write_fixture_workspace
+from viewer_support import CASES, write_fixture_workspace
 
 from MedSegLensLib.viewer import browser
 

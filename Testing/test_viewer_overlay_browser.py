@@ -1,7 +1,7 @@
 """A latent overlay you cannot miss, on a brain-sized case: real headless Chromium against `medseglens serve`.
 
 The workspace holds one synthetic adult brain at 2 mm (88 x 104 x 88 voxels, `medseglens synth`'s generator)
-and a planted latent map (`test_viewer_support.write_brain_workspace`): it fires over the left hemisphere
+and a planted latent map (`viewer_support.write_brain_workspace`): it fires over the left hemisphere
 (strongest at its centre) and weakly, always below its default threshold, in a ball of the right hemisphere.
 Selecting the latent moves the three slices to where it fires most, colours it with the heat map over its own
 p50..p99 here (legend in activation units), and must change at least 5 % of the head's pixels in at least two
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, WAIT_S, subprocess_env
 from test_viewer_browser import _ensure_chromium
-from test_viewer_support import BRAIN_OVERLAY, write_brain_workspace
+from viewer_support import BRAIN_OVERLAY, write_brain_workspace
 
 from MedSegLensLib.latent_focus import latent_focus
 from MedSegLensLib.viewer import browser

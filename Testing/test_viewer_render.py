@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("trame_slicer")
 
-from test_viewer_support import CASES, SHAPE, ras_of, write_fixture_workspace  # noqa: E402
+from viewer_support import CASES, SHAPE, ras_of, write_fixture_workspace  # noqa: E402
 
 from MedSegLensLib.errors import MedSegLensError  # noqa: E402
 from MedSegLensLib.viewer.display import CaseDisplay  # noqa: E402

@@ -8,7 +8,7 @@ import shutil
 import threading
 
 import pytest
-from test_viewer_support import CASES, write_fixture_workspace
+from viewer_support import CASES, write_fixture_workspace
 
 from MedSegLensLib.errors import InputError, OutputError, ParameterError
 from MedSegLensLib.viewer.accepted import accept_segmentation, timestamped_stem
