@@ -4,11 +4,15 @@ Every step is a `medseglens` command (run as a subprocess, so this is exactly
 what a user would type): a synthetic adult cohort from the MNI templates, a
 small U-Net trained on it at 4 mm, an SAE on the U-Net's default layer, one
 held-out 2 mm case segmented by the model, one latent's map (`latents --map`)
-and the three slice views through Slicer's slice logic (`render`): the MRI
-(T1c), the latent map as a colour overlay and the model's segmentation as
-outlines. The latent shown is the one whose map is most concentrated in the
-held-out case's reference tumour (a display choice that uses the reference
-labels; it is printed). Finished steps in --work are reused.
+and the three slice views through Slicer's slice logic: the MRI (T1c), the
+latent map as the Slicer module draws it and the model's segmentation as
+outlines. The last step is not `medseglens render` but the module's own
+overlay (`MedSegLensLib.slicer_module.overlay.LatentOverlay`, the shared rule
+of `MedSegLensLib.latent_focus`): heat colour map over the latent's p50..p99
+in this case, transparent below p50, views through where it fires most. The
+latent shown is the one whose map is most concentrated in the held-out case's
+reference tumour (a display choice that uses the reference labels; it is
+printed). Finished steps in --work are reused.
 
     python scripts/readme_screenshot.py [--work DIR] [--out PNG] [--threads 1]
 """
@@ -28,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from MedSegLensLib.data import find_case_files, read_volume  # noqa: E402
+from MedSegLensLib.data.brats import label_scheme  # noqa: E402
 
 
 def medseglens(*args: str, threads: int) -> str:
@@ -45,6 +50,29 @@ def tumour_contrast(map_path: Path, reference: np.ndarray) -> float:
     activation = read_volume(map_path).array
     inside, outside = activation[reference > 0].mean(), activation[reference == 0].mean()
     return float(inside / max(outside, 1e-6))
+
+
+def render_module_views(case: Path, segmentation: Path, map_path: Path, latent: int, out: str) -> None:
+    """T1c, the latent overlay exactly as the Slicer module shows it, and the segmentation's outlines, 320 px each."""
+    from MedSegLensLib import scene as scene_api
+    from MedSegLensLib.data.geometry import resample_to_grid, to_canonical
+    from MedSegLensLib.slicer_module.overlay import LatentOverlay
+
+    files = find_case_files(case)
+    files.seg, files.scheme = str(segmentation), label_scheme(str(segmentation))
+    loaded = files.load(with_labels=True)
+    volume = read_volume(map_path)
+    array, grid = to_canonical(volume.array.astype(np.float32), volume.grid)
+    activation = resample_to_grid(array, grid, loaded.grid, order=1)
+    headless = scene_api.create_headless_slicer()
+    background = scene_api.add_case_volumes(headless.scene, loaded).volumes["t1c"]
+    overlay = LatentOverlay(headless.scene, scene_api, background, loaded.case_id)
+    node = overlay.show(activation, loaded.grid, latent, jump=False)
+    labels = scene_api.add_brats_segmentation(headless.scene, loaded.label, loaded.grid, background, "segmentation")
+    position = np.asarray(overlay.focus.focus_ras(loaded.grid.affine))
+    scene_api.render_orthogonal(headless.scene, background, node, labels, position, size=320, path=out,
+                                overwrite=True, foreground_opacity=0.8, outline=True, segmentation_opacity=1.0)
+    print(f"{out}: {overlay.legend()}")
 
 
 def main() -> int:
@@ -90,8 +118,7 @@ def main() -> int:
     print("tumour contrast (mean inside / outside the reference tumour): "
           + ", ".join(f"latent {j}: {c:.2f}" for j, c in contrast.items()) + f"; showing latent {latent}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    medseglens("render", "--case", str(case), "--seg", str(segmentation), "--map",
-               str(work / f"latent-{latent}.nii.gz"), "--out", args.out, "--size", "320", "--overwrite", threads=t)
+    render_module_views(case, segmentation, work / f"latent-{latent}.nii.gz", latent, args.out)
     return 0
 
 
