@@ -80,7 +80,11 @@ def ensure_chromium() -> None:
 def lint() -> int:
     """Every check, even after one fails, so one run shows everything to fix; non-zero if any failed."""
     bin_dir = VENV / "bin"
-    checks = [[bin_dir / "ruff", "check", "."], [bin_dir / "ruff", "format", "--check", "."], [bin_dir / "lint-imports"]]
+    checks = [
+        [bin_dir / "ruff", "check", "."],
+        [bin_dir / "ruff", "format", "--check", "."],
+        [bin_dir / "lint-imports"],
+    ]
     failed = 0
     for cmd in checks:
         print("+", " ".join(str(c) for c in cmd), flush=True)

@@ -13,13 +13,13 @@ from typing import Annotated
 
 import qt
 import slicer
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.util import VTKObservationMixin
 
 
@@ -40,7 +40,11 @@ from MedSegLensLib.slicer_module.overlay import STYLES as OVERLAY_STYLES  # noqa
 from MedSegLensLib.slicer_module.self_test import SelfTestSteps  # noqa: E402
 from MedSegLensLib.slicer_module.steering import DEFAULT_REGION  # noqa: E402
 from MedSegLensLib.steering_contract import (  # noqa: E402
-    DEFAULT_MARGIN_MM, MAX_MARGIN_MM, MIN_MARGIN_MM, MODES, REGION_KINDS,
+    DEFAULT_MARGIN_MM,
+    MAX_MARGIN_MM,
+    MIN_MARGIN_MM,
+    MODES,
+    REGION_KINDS,
 )
 
 MODALITY_SELECTORS = {"t1n": "t1nSelector", "t1c": "t1cSelector", "t2w": "t2wSelector", "t2f": "t2fSelector"}
@@ -193,13 +197,15 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent,
-                                self.onParameterNodeModified)
+            self.removeObserver(
+                self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified
+            )
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent,
-                             self.onParameterNodeModified)
+            self.addObserver(
+                self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified
+            )
 
     # -- running ---------------------------------------------------------------------
 
@@ -218,8 +224,13 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setValue(0)
         try:
             if state.saeFolder and str(state.saeFolder) not in ("", "."):
-                self.core.analyse(volumes, state.modelFolder, state.saeFolder, self.makeCallbacks(),
-                                  reference=state.referenceSegmentation)
+                self.core.analyse(
+                    volumes,
+                    state.modelFolder,
+                    state.saeFolder,
+                    self.makeCallbacks(),
+                    reference=state.referenceSegmentation,
+                )
             else:
                 self.core.segment(volumes, state.modelFolder, self.makeCallbacks())
         except Exception as exc:
@@ -231,9 +242,13 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Callbacks of a job: the progress bar and the log, then `finished(node)` (the Apply result by default)."""
         from MedSegLensLib.slicer_module.logic import JobCallbacks
 
-        return JobCallbacks(progress=self.onProgress, log=self.appendLog, finished=finished or self.onFinished,
-                            failed=self.onFailed if finished is None else self.onInteractiveFailed,
-                            cancelled=self.onCancelled)
+        return JobCallbacks(
+            progress=self.onProgress,
+            log=self.appendLog,
+            finished=finished or self.onFinished,
+            failed=self.onFailed if finished is None else self.onInteractiveFailed,
+            cancelled=self.onCancelled,
+        )
 
     def startTimer(self):
         if not self.timer.isActive():
@@ -399,8 +414,13 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except Exception as exc:
             self.onInteractiveFailed(str(exc))
         region = state.steeringRegionSegmentation
-        steering = (state.steeringMode, state.steeringRegion, state.steeringMarginMm,
-                    region.GetID() if region is not None else None, state.previewEnabled)
+        steering = (
+            state.steeringMode,
+            state.steeringRegion,
+            state.steeringMarginMm,
+            region.GetID() if region is not None else None,
+            state.previewEnabled,
+        )
         if steering != self._applied.get("steering"):
             if state.steeringMode != self._applied.get("mode"):
                 for slider in self.steeringSliders.values():
@@ -466,8 +486,13 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         try:
             request = SteeringRequest(
-                tuple(self.steeringSliders), tuple(float(s.value) for s in self.steeringSliders.values()),
-                state.steeringMode, state.steeringRegion, state.steeringMarginMm, state.steeringRegionSegmentation)
+                tuple(self.steeringSliders),
+                tuple(float(s.value) for s in self.steeringSliders.values()),
+                state.steeringMode,
+                state.steeringRegion,
+                state.steeringMarginMm,
+                state.steeringRegionSegmentation,
+            )
             self.core.preview(request, self.makeCallbacks(finished=self.onPreviewShown))
         except Exception as exc:
             self.onInteractiveFailed(str(exc))

@@ -14,8 +14,9 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import OutputError
 from .pause_points import pause_point
@@ -78,7 +79,7 @@ def _remove_stale_temporaries(path: Path) -> None:
     except OSError:
         return
     for sibling in siblings:
-        pid = sibling.name[len(prefix):].split(".", 1)[0]
+        pid = sibling.name[len(prefix) :].split(".", 1)[0]
         if pid.isdigit() and not process_alive(int(pid)):
             with contextlib.suppress(OSError):
                 shutil.rmtree(sibling) if sibling.is_dir() else sibling.unlink()
@@ -187,4 +188,3 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: handle.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
-

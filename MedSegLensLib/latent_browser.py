@@ -213,28 +213,38 @@ def latent_details(row: LatentRow | None, record: dict | None) -> dict[str, Any]
     if isinstance(artefact, dict) and isinstance(artefact.get("kind"), str):
         notes.append(f"artefact: {artefact['kind'].removeprefix('artefact: ')}")
     if row is not None:
-        notes.append(f"here: peak {row.max:.3g}, mean {row.mean_active:.3g}, "
-                     f"{100 * row.active_fraction:.1f} % of brain")
+        notes.append(
+            f"here: peak {row.max:.3g}, mean {row.mean_active:.3g}, {100 * row.active_fraction:.1f} % of brain"
+        )
         if row.typical:
             notes.append(f"typical activation {row.typical:.3g} (peak here ×{row.ratio:.1f})")
         if row.specificity:
             notes.append(f"populations: {row.specificity}")
     details["notes"] = notes
     populations = []
-    for name, value in sorted((record.get("populations") or {}).items()) if isinstance(record.get("populations"),
-                                                                                       dict) else []:
+    for name, value in (
+        sorted((record.get("populations") or {}).items()) if isinstance(record.get("populations"), dict) else []
+    ):
         if isinstance(value, dict):
             cases, fired = _number(value.get("cases")), _number(value.get("fired"))
             volume, peak = _number(value.get("mean_active_ml")), _number(value.get("mean_peak"))
-            populations.append({
-                "population": str(name),
-                "fired": "—" if cases is None or fired is None else f"{fired:g} / {cases:g}",
-                "volume": "—" if volume is None else f"{volume:.3g} ml",
-                "peak": "—" if peak is None else f"{peak:.3g}"})
+            populations.append(
+                {
+                    "population": str(name),
+                    "fired": "—" if cases is None or fired is None else f"{fired:g} / {cases:g}",
+                    "volume": "—" if volume is None else f"{volume:.3g} ml",
+                    "peak": "—" if peak is None else f"{peak:.3g}",
+                }
+            )
     details["populations"] = populations
     top = record.get("top_cases") if isinstance(record.get("top_cases"), list) else []
     details["top_cases"] = [
-        {"case_id": str(c.get("case_id", "")), "population": str(c.get("population", "")),
-         "peak": "—" if _number(c.get("peak")) is None else f"{c['peak']:.3g}"}
-        for c in top if isinstance(c, dict)]
+        {
+            "case_id": str(c.get("case_id", "")),
+            "population": str(c.get("population", "")),
+            "peak": "—" if _number(c.get("peak")) is None else f"{c['peak']:.3g}",
+        }
+        for c in top
+        if isinstance(c, dict)
+    ]
     return details

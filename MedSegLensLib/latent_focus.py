@@ -56,10 +56,16 @@ class LatentFocus:
     def legend(self, threshold: float | None = None) -> dict:
         """What a legend shows, in activation units (JSON-ready)."""
         low, high = self.window()
-        return {"low": _round(low), "high": _round(high), "peak": _round(self.peak),
-                "threshold": _round(low if threshold is None else threshold),
-                "low_percentile": LOW_PERCENTILE, "high_percentile": HIGH_PERCENTILE,
-                "active_share": round(self.active_share, 4), "colours": HEAT_CSS}
+        return {
+            "low": _round(low),
+            "high": _round(high),
+            "peak": _round(self.peak),
+            "threshold": _round(low if threshold is None else threshold),
+            "low_percentile": LOW_PERCENTILE,
+            "high_percentile": HIGH_PERCENTILE,
+            "active_share": round(self.active_share, 4),
+            "colours": HEAT_CSS,
+        }
 
 
 def legend_text(legend: dict) -> str:
@@ -99,5 +105,12 @@ def latent_focus(activation: np.ndarray, mask: np.ndarray | None = None) -> Late
     top_voxels = np.argwhere(firing & (values >= top))
     centroid = top_voxels.mean(axis=0)
     nearest = top_voxels[int(np.argmin(((top_voxels - centroid) ** 2).sum(axis=1)))]
-    return LatentFocus(float(positive.max()), float(low), float(high), int(positive.size), voxels,
-                       tuple(int(v) for v in nearest), peak_voxel)
+    return LatentFocus(
+        float(positive.max()),
+        float(low),
+        float(high),
+        int(positive.size),
+        voxels,
+        tuple(int(v) for v in nearest),
+        peak_voxel,
+    )

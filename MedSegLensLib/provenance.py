@@ -51,7 +51,9 @@ class Provenance:
         if self.mode not in MODES:
             raise ParameterError(f"steering mode '{self.mode}' is not one of {', '.join(MODES)}")
         if len(self.latents) != len(self.strengths):
-            raise ParameterError(f"{len(self.latents)} latents but {len(self.strengths)} strengths; give one strength per latent")
+            raise ParameterError(
+                f"{len(self.latents)} latents but {len(self.strengths)} strengths; give one strength per latent"
+            )
         if not all(math.isfinite(v) for v in self.strengths):
             raise ParameterError("steering strengths must be finite numbers")
         if self.mode != "none" and (not self.latents or not self.sae_sha256):
@@ -61,9 +63,11 @@ class Provenance:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Provenance":
+    def from_json(cls, text: str) -> Provenance:
         try:
             fields = json.loads(text)
             return cls(**fields)
         except (json.JSONDecodeError, TypeError, ValueError, ParameterError) as exc:
-            raise IntegrityError(f"provenance attribute is damaged ({exc}); the segmentation's origin is unknown") from None
+            raise IntegrityError(
+                f"provenance attribute is damaged ({exc}); the segmentation's origin is unknown"
+            ) from None

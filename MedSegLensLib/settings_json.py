@@ -1,4 +1,5 @@
-"""Reading a settings dataclass's fields from a JSON file, with one-line errors for unreadable files and unknown keys."""
+"""Reading a settings dataclass's fields from a JSON file, with one-line errors for unreadable files and unknown "
+"keys."""
 
 from __future__ import annotations
 

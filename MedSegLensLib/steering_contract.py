@@ -42,15 +42,17 @@ class RegionSpec:
     def __post_init__(self) -> None:
         if self.kind not in REGION_KINDS:
             raise ParameterError(f"region kind {self.kind!r} is unknown; use none, tumour-margin:MM or mask:FILE")
-        if self.kind == "tumour-margin" and not (math.isfinite(self.margin_mm)
-                                                 and MIN_MARGIN_MM <= self.margin_mm <= MAX_MARGIN_MM):
-            raise ParameterError(f"tumour margin {self.margin_mm:g} mm is out of range; "
-                                 f"use {MIN_MARGIN_MM:g} to {MAX_MARGIN_MM:g} mm")
+        if self.kind == "tumour-margin" and not (
+            math.isfinite(self.margin_mm) and MIN_MARGIN_MM <= self.margin_mm <= MAX_MARGIN_MM
+        ):
+            raise ParameterError(
+                f"tumour margin {self.margin_mm:g} mm is out of range; use {MIN_MARGIN_MM:g} to {MAX_MARGIN_MM:g} mm"
+            )
         if self.kind == "mask" and not self.path:
             raise ParameterError("a mask region needs a file: --region mask:FILE")
 
     @classmethod
-    def parse(cls, text: str) -> "RegionSpec":
+    def parse(cls, text: str) -> RegionSpec:
         """'none', 'tumour-margin:MM' or 'mask:FILE' (the command-line form)."""
         kind, _, value = text.partition(":")
         if kind == "none" and not value:
@@ -59,8 +61,9 @@ class RegionSpec:
             try:
                 return cls(kind, margin_mm=float(value))
             except ValueError:
-                raise ParameterError(f"--region {text}: the margin must be a number of mm, "
-                                     "e.g. tumour-margin:10") from None
+                raise ParameterError(
+                    f"--region {text}: the margin must be a number of mm, e.g. tumour-margin:10"
+                ) from None
         if kind == "mask":
             return cls(kind, path=value)
         raise ParameterError(f"--region {text!r} is not understood; use none, tumour-margin:MM or mask:FILE")
@@ -79,7 +82,7 @@ class RegionSpec:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> "RegionSpec":
+    def from_json(cls, data: dict[str, Any] | None) -> RegionSpec:
         data = data or {"kind": "none"}
         return cls(str(data.get("kind", "none")), float(data.get("margin_mm", 0.0)), data.get("path"))
 
@@ -101,15 +104,17 @@ class SteeringSpec:
         if not self.latents:
             raise ParameterError("steering needs at least one latent (--latent I[,J...])")
         if len(self.latents) != len(self.strengths):
-            raise ParameterError(f"{len(self.latents)} latents but {len(self.strengths)} strengths; "
-                                 "give one strength per latent")
+            raise ParameterError(
+                f"{len(self.latents)} latents but {len(self.strengths)} strengths; give one strength per latent"
+            )
         if len(set(self.latents)) != len(self.latents):
             raise ParameterError(f"latents {list(self.latents)} repeat an index; give each latent once")
         low, high = STRENGTH_RANGES[self.mode]
         for latent, value in zip(self.latents, self.strengths):
             if not (math.isfinite(value) and low <= value <= high):
-                raise ParameterError(f"strength {value:g} for latent {latent} is outside [{low:g}, {high:g}] for "
-                                     f"{self.mode} steering")
+                raise ParameterError(
+                    f"strength {value:g} for latent {latent} is outside [{low:g}, {high:g}] for {self.mode} steering"
+                )
 
     def check_latents(self, n_latents: int) -> None:
         """Refuse latent indices the SAE does not have."""
@@ -123,25 +128,39 @@ class SteeringSpec:
         neutral = NEUTRAL_STRENGTH.get(self.mode)
         return neutral is not None and all(v == neutral for v in self.strengths)
 
-    def with_strengths(self, strengths) -> "SteeringSpec":
+    def with_strengths(self, strengths) -> SteeringSpec:
         return SteeringSpec(self.latents, tuple(strengths), self.mode, self.region)
 
     def to_json(self) -> dict[str, Any]:
-        return {"latents": list(self.latents), "strengths": list(self.strengths), "mode": self.mode,
-                "region": self.region.to_json()}
+        return {
+            "latents": list(self.latents),
+            "strengths": list(self.strengths),
+            "mode": self.mode,
+            "region": self.region.to_json(),
+        }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "SteeringSpec":
+    def from_json(cls, data: dict[str, Any]) -> SteeringSpec:
         try:
-            return cls(tuple(data["latents"]), tuple(data["strengths"]), str(data["mode"]),
-                       RegionSpec.from_json(data.get("region")))
+            return cls(
+                tuple(data["latents"]),
+                tuple(data["strengths"]),
+                str(data["mode"]),
+                RegionSpec.from_json(data.get("region")),
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ParameterError(f"steering spec is incomplete or malformed ({exc}); "
-                                 "it needs latents, strengths and mode") from None
+            raise ParameterError(
+                f"steering spec is incomplete or malformed ({exc}); it needs latents, strengths and mode"
+            ) from None
 
 
 def steering_options() -> dict[str, Any]:
     """The limits as JSON, as the worker reports them to the viewer and the Slicer module."""
-    return {"modes": list(MODES), "strength_ranges": {m: list(r) for m, r in STRENGTH_RANGES.items()},
-            "neutral": dict(NEUTRAL_STRENGTH), "regions": list(REGION_KINDS),
-            "margin_mm": [MIN_MARGIN_MM, MAX_MARGIN_MM], "default_margin_mm": DEFAULT_MARGIN_MM}
+    return {
+        "modes": list(MODES),
+        "strength_ranges": {m: list(r) for m, r in STRENGTH_RANGES.items()},
+        "neutral": dict(NEUTRAL_STRENGTH),
+        "regions": list(REGION_KINDS),
+        "margin_mm": [MIN_MARGIN_MM, MAX_MARGIN_MM],
+        "default_margin_mm": DEFAULT_MARGIN_MM,
+    }

@@ -28,37 +28,79 @@ def inference_config(pixdim=PIXDIM) -> dict:
         "bundle_root": ".",
         "device": "$torch.device('cpu')",
         "image_key": "image",
-        "network_def": {"_target_": "UNet", "spatial_dims": 3, "in_channels": 4, "out_channels": 3,
-                        "channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1},
+        "network_def": {
+            "_target_": "UNet",
+            "spatial_dims": 3,
+            "in_channels": 4,
+            "out_channels": 3,
+            "channels": [4, 8, 16],
+            "strides": [2, 2],
+            "num_res_units": 1,
+        },
         "network": "$@network_def.to(@device)",
-        "preprocessing": {"_target_": "Compose", "transforms": [
-            {"_target_": "LoadImaged", "keys": "@image_key"},
-            {"_target_": "EnsureChannelFirstd", "keys": "@image_key"},
-            {"_target_": "Orientationd", "keys": "@image_key", "axcodes": "RAS"},
-            {"_target_": "Spacingd", "keys": "@image_key", "pixdim": pixdim, "mode": "bilinear"},
-            {"_target_": "NormalizeIntensityd", "keys": "@image_key", "nonzero": True, "channel_wise": True},
-            {"_target_": "EnsureTyped", "keys": "@image_key"},
-        ]},
-        "inferer": {"_target_": "SlidingWindowInferer", "roi_size": ROI, "sw_batch_size": 2, "overlap": 0.5,
-                    "mode": "gaussian"},
-        "postprocessing": {"_target_": "Compose", "transforms": [
-            {"_target_": "Activationsd", "keys": "pred", "sigmoid": True},
-            {"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing", "orig_keys": "@image_key",
-             "nearest_interp": False, "to_tensor": True},
-            {"_target_": "AsDiscreted", "keys": "pred", "threshold": 0.5},
-        ]},
+        "preprocessing": {
+            "_target_": "Compose",
+            "transforms": [
+                {"_target_": "LoadImaged", "keys": "@image_key"},
+                {"_target_": "EnsureChannelFirstd", "keys": "@image_key"},
+                {"_target_": "Orientationd", "keys": "@image_key", "axcodes": "RAS"},
+                {"_target_": "Spacingd", "keys": "@image_key", "pixdim": pixdim, "mode": "bilinear"},
+                {"_target_": "NormalizeIntensityd", "keys": "@image_key", "nonzero": True, "channel_wise": True},
+                {"_target_": "EnsureTyped", "keys": "@image_key"},
+            ],
+        },
+        "inferer": {
+            "_target_": "SlidingWindowInferer",
+            "roi_size": ROI,
+            "sw_batch_size": 2,
+            "overlap": 0.5,
+            "mode": "gaussian",
+        },
+        "postprocessing": {
+            "_target_": "Compose",
+            "transforms": [
+                {"_target_": "Activationsd", "keys": "pred", "sigmoid": True},
+                {
+                    "_target_": "Invertd",
+                    "keys": "pred",
+                    "transform": "@preprocessing",
+                    "orig_keys": "@image_key",
+                    "nearest_interp": False,
+                    "to_tensor": True,
+                },
+                {"_target_": "AsDiscreted", "keys": "pred", "threshold": 0.5},
+            ],
+        },
     }
 
 
 def metadata() -> dict:
     return {
         "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json",
-        "version": "0.1.0", "name": "tiny_brats_segmentation", "monai_version": "1.6.1",
+        "version": "0.1.0",
+        "name": "tiny_brats_segmentation",
+        "monai_version": "1.6.1",
         "network_data_format": {
-            "inputs": {"image": {"type": "image", "format": "magnitude", "num_channels": 4, "spatial_shape": ROI,
-                                 "dtype": "float32", "channel_def": INPUT_CHANNELS}},
-            "outputs": {"pred": {"type": "image", "format": "segmentation", "num_channels": 3, "spatial_shape": ROI,
-                                 "dtype": "float32", "channel_def": OUTPUT_CHANNELS}},
+            "inputs": {
+                "image": {
+                    "type": "image",
+                    "format": "magnitude",
+                    "num_channels": 4,
+                    "spatial_shape": ROI,
+                    "dtype": "float32",
+                    "channel_def": INPUT_CHANNELS,
+                }
+            },
+            "outputs": {
+                "pred": {
+                    "type": "image",
+                    "format": "segmentation",
+                    "num_channels": 3,
+                    "spatial_shape": ROI,
+                    "dtype": "float32",
+                    "channel_def": OUTPUT_CHANNELS,
+                }
+            },
         },
     }
 
@@ -87,7 +129,12 @@ def build_bundle(root: Path, seed: int = 0, steps: int = 3, torchscript: bool = 
         optimiser.step()
     torch.save(network.state_dict(), root / "models" / "model.pt")
     if torchscript:
-        ckpt_export(net_id="network_def", filepath=str(root / "models" / "model.ts"),
-                    ckpt_file=str(root / "models" / "model.pt"), meta_file=str(root / "configs" / "metadata.json"),
-                    config_file=str(root / "configs" / "inference.json"), bundle_root=str(root))
+        ckpt_export(
+            net_id="network_def",
+            filepath=str(root / "models" / "model.ts"),
+            ckpt_file=str(root / "models" / "model.pt"),
+            meta_file=str(root / "configs" / "metadata.json"),
+            config_file=str(root / "configs" / "inference.json"),
+            bundle_root=str(root),
+        )
     return root

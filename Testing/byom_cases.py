@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from datafiles import smooth_image, tumour_labels, write_nifti
+
 from MedSegLensLib.data import MODALITIES, load_case
 
 SHAPE = (26, 23, 21)
@@ -65,14 +65,23 @@ def capture(model, layer: str, case) -> list[torch.Tensor]:
 def train_sae_on_layer(model, layer: str, cases, out_dir: Path):
     """Activations of one layer (every window's voxels as rows), a tiny SAE trained on them and saved
     for this model; returns (the reloaded SAE, its fidelity on those rows, the rows)."""
-    from MedSegLensLib.sae import SAEInfo, TensorRows, TrainConfig, check_compatible, evaluate_fidelity, load_sae, \
-        save_sae, train_sae
+    from MedSegLensLib.sae import (
+        SAEInfo,
+        TensorRows,
+        TrainConfig,
+        check_compatible,
+        evaluate_fidelity,
+        load_sae,
+        save_sae,
+        train_sae,
+    )
 
     maps = [t for case in cases for t in capture(model, layer, case)]
     rows = torch.cat([m.movedim(1, -1).reshape(-1, m.shape[1]) for m in maps]).float()
     channels = rows.shape[1]
-    config = TrainConfig(n_latents=4 * channels, k=2, total_rows=60 * 256, batch_size=256, init_rows=2048,
-                         dead_after_rows=4096, seed=0)
+    config = TrainConfig(
+        n_latents=4 * channels, k=2, total_rows=60 * 256, batch_size=256, init_rows=2048, dead_after_rows=4096, seed=0
+    )
     sae, summary = train_sae(TensorRows(rows), config, show_progress=False)
     save_sae(sae, out_dir, SAEInfo(model.fingerprint, layer, training=summary))
     loaded = load_sae(out_dir)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from datafiles import smooth_image, tumour_labels, write_nifti
 
 DATASET = "Dataset901_TinyGlioma"
@@ -58,16 +57,17 @@ def write_raw_dataset(raw_root: Path, cases: int, seed: int) -> Path:
 
 
 def build_nnunet_model(root: Path, cases: int = 3, seed: int = 0, train_steps: int = 2) -> Path:
-    """Run nnU-Net's planning and trainer; return the trained-model folder (…/nnUNetTrainer__nnUNetPlans__3d_fullres)."""
+    """Run nnU-Net's planning and trainer; return the trained-model folder "
+    "(…/nnUNetTrainer__nnUNetPlans__3d_fullres)."""
     for name in ("raw", "preprocessed", "results"):
         (root / name).mkdir(parents=True, exist_ok=True)
         os.environ[f"nnUNet_{name}"] = str(root / name)
     write_raw_dataset(root / "raw", cases, seed)
 
+    from batchgenerators.utilities.file_and_folder_operations import load_json, save_json
     from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-    from batchgenerators.utilities.file_and_folder_operations import load_json, save_json
 
     extractor = DatasetFingerprintExtractor(DATASET, num_processes=1)
     extractor.num_foreground_voxels_for_intensitystats = 30_000  # nnU-Net samples 10^8 voxels by default: minutes
@@ -87,7 +87,9 @@ def build_nnunet_model(root: Path, cases: int = 3, seed: int = 0, train_steps: i
     _preprocess(root, plans, dataset_json)
 
     torch.manual_seed(seed)
-    trainer = nnUNetTrainer({**plans, "continue_training": False}, "3d_fullres", 0, dataset_json, device=torch.device("cpu"))
+    trainer = nnUNetTrainer(
+        {**plans, "continue_training": False}, "3d_fullres", 0, dataset_json, device=torch.device("cpu")
+    )
     trainer.initialize()
     _one_epoch(trainer, train_steps, np.random.default_rng(seed))
     out = Path(trainer.output_folder_base)
@@ -112,8 +114,9 @@ def _preprocess(root: Path, plans: dict, dataset_json: dict) -> None:
     for label in sorted((raw / "labelsTr").glob("*.nii.gz")):
         case = label.name[: -len(".nii.gz")]
         images = [str(raw / "imagesTr" / f"{case}_{c:04d}.nii.gz") for c in range(4)]
-        DefaultPreprocessor(verbose=False).run_case_save(str(out / case), images, str(label), plans_manager,
-                                                          configuration, dataset_json)
+        DefaultPreprocessor(verbose=False).run_case_save(
+            str(out / case), images, str(label), plans_manager, configuration, dataset_json
+        )
 
 
 def _one_epoch(trainer, steps: int, rng: np.random.Generator) -> None:

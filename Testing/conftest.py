@@ -29,6 +29,22 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A folder shared by the tests of one module (cohorts, trained tiny models)."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def worker():
+    """A real worker subprocess shared by a test module's tests."""
+    from MedSegLensLib.worker import WorkerProcess
+
+    process = WorkerProcess(env=subprocess_env(), threads=1)
+    yield process
+    process.close()
+
+
 @pytest.fixture
 def python_exe() -> str:
     return sys.executable

@@ -9,8 +9,8 @@ latents must come out shared, population-specific or absent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -80,7 +80,14 @@ def write_planted_store(
             x = torch.tensor(np.concatenate(acts), dtype=torch.float32)
             n = x.shape[0]
             coords = rng.integers(0, 16, size=(n, 3))
-            writer.add_case(f"{population}-{number:03d}", population, x, coords, np.zeros(n, np.uint8),
-                            np.zeros(n, np.uint8), np.array(strata, np.uint8))
+            writer.add_case(
+                f"{population}-{number:03d}",
+                population,
+                x,
+                coords,
+                np.zeros(n, np.uint8),
+                np.zeros(n, np.uint8),
+                np.array(strata, np.uint8),
+            )
             number += 1
     return writer.close()

@@ -1,7 +1,9 @@
 """Rank programs that the distributed tests start with a real torchrun (gloo, loopback).
 
-    torchrun --nproc-per-node 2 ... Testing/distributed_jobs.py train OUT_DIR --kinds batchtopk,topk [--kill-rank R --kill-step S]
-    torchrun --nproc-per-node 2 ... Testing/distributed_jobs.py extract MODEL COHORT STORE LOG_DIR [--kill-rank R --kill-step N]
+    torchrun --nproc-per-node 2 ... Testing/distributed_jobs.py train OUT_DIR --kinds batchtopk,topk \
+        [--kill-rank R --kill-step S]
+    torchrun --nproc-per-node 2 ... Testing/distributed_jobs.py extract MODEL COHORT STORE LOG_DIR \
+        [--kill-rank R --kill-step N]
 
 `train` trains on `planted_training_rows()` with `training_config()` (the tests run
 the same in one process to compare) and rank 0 saves each kind's exported weights
@@ -40,8 +42,17 @@ def planted_training_rows() -> torch.Tensor:
 
 def training_config(kind: str, checkpoint_every: int = 0) -> TrainConfig:
     # dead_after_rows is small so latents die and AuxK (over dead latents of all ranks) takes part.
-    return TrainConfig(n_latents=96, k=3, kind=kind, total_rows=72_000, batch_size=800, dead_after_rows=4_000,
-                       init_rows=4_000, seed=11, checkpoint_every=checkpoint_every)
+    return TrainConfig(
+        n_latents=96,
+        k=3,
+        kind=kind,
+        total_rows=72_000,
+        batch_size=800,
+        dead_after_rows=4_000,
+        init_rows=4_000,
+        seed=11,
+        checkpoint_every=checkpoint_every,
+    )
 
 
 LAYER = "model.1.submodule.0"  # tiny U-Net encoder block: 8 channels at stride 4
@@ -68,12 +79,21 @@ def extract(args: argparse.Namespace) -> None:
             if group.rank == args.kill_rank and done == args.kill_step and not skipped:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        extract_activations_distributed(model, LAYER, discover_cohorts([args.cohort]), args.store,
-                                        group, progress=record, resume=args.resume, **extraction_settings())
+        extract_activations_distributed(
+            model,
+            LAYER,
+            discover_cohorts([args.cohort]),
+            args.store,
+            group,
+            progress=record,
+            resume=args.resume,
+            **extraction_settings(),
+        )
 
 
 def train(args: argparse.Namespace) -> None:
     with joined() as group:
+
         def maybe_die(info) -> None:
             if group.rank == args.kill_rank and info.step == args.kill_step:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -81,9 +101,18 @@ def train(args: argparse.Namespace) -> None:
         for kind in args.kinds.split(","):
             checkpoint = Path(args.checkpoint) / kind if args.checkpoint else None
             sae, summary = train_sae_distributed(
-                TensorRows(planted_training_rows()), training_config(kind, args.checkpoint_every), group,
-                checkpoint_dir=checkpoint, progress=maybe_die, show_progress=False)
-            facts = {"world_size": group.world_size, "steps": summary["steps"], "dead_fraction": summary["dead_fraction"]}
+                TensorRows(planted_training_rows()),
+                training_config(kind, args.checkpoint_every),
+                group,
+                checkpoint_dir=checkpoint,
+                progress=maybe_die,
+                show_progress=False,
+            )
+            facts = {
+                "world_size": group.world_size,
+                "steps": summary["steps"],
+                "dead_fraction": summary["dead_fraction"],
+            }
             (Path(args.out) / f"{kind}-rank{group.rank}.json").write_text(json.dumps(facts))
             if group.rank == 0:
                 save_file(sae.state_dict(), str(Path(args.out) / f"{kind}.safetensors"))

@@ -15,8 +15,13 @@ def set_torchrun_env(monkeypatch, rank: int = 0, local_rank: int = 0, world_size
     """The variables torchrun gives a rank (rendezvous on loopback), for code that joins inside a test process.
 
     MASTER_PORT 0: the one rank's store binds a free port itself, so no other process can take it first."""
-    env = {"RANK": rank, "LOCAL_RANK": local_rank, "WORLD_SIZE": world_size, "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": 0}
+    env = {
+        "RANK": rank,
+        "LOCAL_RANK": local_rank,
+        "WORLD_SIZE": world_size,
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": 0,
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, str(value))
 
@@ -31,13 +36,19 @@ def run_torchrun(ranks: int, *job_args: str, timeout: float = 240) -> subprocess
     """Run a `distributed_jobs.py` job on `ranks` ranks."""
     env = subprocess_env()
     env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run(torchrun_command(ranks, str(JOBS), *job_args), env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        torchrun_command(ranks, str(JOBS), *job_args), env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def run_torchrun_module(ranks: int, *cli_args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     """`torchrun --nproc-per-node N -m MedSegLensLib ...`: the documented command line."""
     env = subprocess_env()
     env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run(torchrun_command(ranks, "-m", "MedSegLensLib", *cli_args), env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        torchrun_command(ranks, "-m", "MedSegLensLib", *cli_args),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

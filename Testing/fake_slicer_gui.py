@@ -30,11 +30,25 @@ import slicer_parameter_rules as rules
 
 # The widget attribute a parameterNodeWrapper connector writes and reads, by widget class.
 BOUND_ATTRIBUTE = {
-    "QCheckBox": "checked", "ctkCheckBox": "checked", "QPushButton": "checked", "ctkCheckablePushButton": "checked",
-    "QSlider": "value", "QSpinBox": "value", "QDoubleSpinBox": "value", "ctkSliderWidget": "value",
-    "qMRMLSliderWidget": "value", "ctkDoubleSlider": "value", "ctkDoubleSpinBox": "value", "qMRMLSpinBox": "value",
-    "QComboBox": "currentText", "ctkComboBox": "currentText", "QLineEdit": "text", "QLabel": "text",
-    "QTextEdit": "plainText", "ctkPathLineEdit": "currentPath", "ctkDirectoryButton": "directory",
+    "QCheckBox": "checked",
+    "ctkCheckBox": "checked",
+    "QPushButton": "checked",
+    "ctkCheckablePushButton": "checked",
+    "QSlider": "value",
+    "QSpinBox": "value",
+    "QDoubleSpinBox": "value",
+    "ctkSliderWidget": "value",
+    "qMRMLSliderWidget": "value",
+    "ctkDoubleSlider": "value",
+    "ctkDoubleSpinBox": "value",
+    "qMRMLSpinBox": "value",
+    "QComboBox": "currentText",
+    "ctkComboBox": "currentText",
+    "QLineEdit": "text",
+    "QLabel": "text",
+    "QTextEdit": "plainText",
+    "ctkPathLineEdit": "currentPath",
+    "ctkDirectoryButton": "directory",
     "qMRMLNodeComboBox": "currentNode",
 }
 
@@ -106,7 +120,7 @@ class FakeWidget:
     def emit(self, signal, *args):
         """Call the connected slots; like PythonQt, a slot that takes fewer arguments gets the first ones only."""
         for slot in self.connections.get(signal, []):
-            slot(*args[:_positional_count(slot, len(args))])
+            slot(*args[: _positional_count(slot, len(args))])
 
     def setRange(self, low, high):
         self.range = (low, high)
@@ -156,8 +170,10 @@ class FakeWidget:
 
     def row_texts(self):
         """What a table shows, row by row (test helper)."""
-        return [[self.cells[(r, c)].text() for c in range(self.columnCount) if (r, c) in self.cells]
-                for r in range(self.rowCount)]
+        return [
+            [self.cells[(r, c)].text() for c in range(self.columnCount) if (r, c) in self.cells]
+            for r in range(self.rowCount)
+        ]
 
 
 class FakeTableItem:
@@ -302,13 +318,22 @@ class FakeSliceViews:
     def __init__(self, scene):
         self.scene, self.fits = scene, 0
 
-    def set_layers(self, background="keep-current", foreground="keep-current", label="keep-current",
-                   foregroundOpacity=None, labelOpacity=None, fit=False, rotateToVolumePlane=False):  # noqa: N803
+    def set_layers(
+        self,
+        background="keep-current",
+        foreground="keep-current",
+        label="keep-current",
+        foregroundOpacity=None,
+        labelOpacity=None,
+        fit=False,
+        rotateToVolumePlane=False,
+    ):  # noqa: N803
         from MedSegLensLib.scene import show_in_slice_views
 
         layers = {"background": background, "foreground": foreground, "label": label}
-        show_in_slice_views(self.scene, **{k: v for k, v in layers.items() if v != "keep-current"},
-                            foreground_opacity=foregroundOpacity)
+        show_in_slice_views(
+            self.scene, **{k: v for k, v in layers.items() if v != "keep-current"}, foreground_opacity=foregroundOpacity
+        )
         self.fits += bool(fit)
 
 
@@ -338,8 +363,9 @@ def ui_widgets(ui_file: str) -> types.SimpleNamespace:
     return types.SimpleNamespace(**widgets)
 
 
-def load_module(monkeypatch, module_file: Path, scene, version: tuple[int, int] = (5, 10)
-                ) -> tuple[types.ModuleType, FakeDialogs]:
+def load_module(
+    monkeypatch, module_file: Path, scene, version: tuple[int, int] = (5, 10)
+) -> tuple[types.ModuleType, FakeDialogs]:
     """Import MedSegLens.py with the fake GUI installed and `slicer.mrmlScene` set to `scene`."""
     dialogs = FakeDialogs()
     qt = types.ModuleType("qt")
@@ -349,11 +375,24 @@ def load_module(monkeypatch, module_file: Path, scene, version: tuple[int, int] 
     ctk = types.ModuleType("ctk")
     ctk.ctkSliderWidget = FakeSlider
     scripted = types.ModuleType("slicer.ScriptedLoadableModule")
-    for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest):
+    for cls in (
+        ScriptedLoadableModule,
+        ScriptedLoadableModuleWidget,
+        ScriptedLoadableModuleLogic,
+        ScriptedLoadableModuleTest,
+    ):
         setattr(scripted, cls.__name__, cls)
     wrapper = types.ModuleType("slicer.parameterNodeWrapper")
-    for name in ("parameterNodeWrapper", "Choice", "WithinRange", "Minimum", "Maximum", "Default", "RangeBounds",
-                 "FloatRange"):
+    for name in (
+        "parameterNodeWrapper",
+        "Choice",
+        "WithinRange",
+        "Minimum",
+        "Maximum",
+        "Default",
+        "RangeBounds",
+        "FloatRange",
+    ):
         setattr(wrapper, name, getattr(rules, name))
     monkeypatch.setitem(sys.modules, "qt", qt)
     monkeypatch.setitem(sys.modules, "ctk", ctk)
@@ -362,7 +401,12 @@ def load_module(monkeypatch, module_file: Path, scene, version: tuple[int, int] 
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
     monkeypatch.setattr(slicer, "app", FakeApp(*version), raising=False)
     monkeypatch.setattr(slicer.util, "loadUI", lambda path: FakeWidget("MedSegLens", "qMRMLWidget"), raising=False)
-    monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda widget: ui_widgets(str(module_file.parent / "Resources" / "UI" / "MedSegLens.ui")), raising=False)
+    monkeypatch.setattr(
+        slicer.util,
+        "childWidgetVariables",
+        lambda widget: ui_widgets(str(module_file.parent / "Resources" / "UI" / "MedSegLens.ui")),
+        raising=False,
+    )
     monkeypatch.setattr(slicer.util, "startupEnvironment", lambda: dict(os.environ), raising=False)
     monkeypatch.setattr(slicer.util, "errorDisplay", dialogs.error_display, raising=False)
     monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", dialogs.confirm_ok_cancel, raising=False)

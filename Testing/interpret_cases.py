@@ -3,10 +3,11 @@
 Each planted latent is built from a case's own ground truth, on a layer grid of
 stride 1 (it fires exactly on its class) or 2 (the scores then go through the
 layer-to-image resampling, and 12 mm blocks blur every class):
-0 edema (plus faint activity on 3 % of the brain in every case), 1 enhancing rim (ET), 2 CSF outside the tumour, 3 random (20 % of voxels,
-log-normal values), 4 whole tumour but only in pediatric cases, 5 never active,
-6 outside the brain, 7 left hemisphere white matter, 8 a lattice: the brain on every
-second layer voxel along the first axis (a checkerboard-like artefact).
+0 edema (plus faint activity on 3 % of the brain in every case), 1 enhancing rim (ET),
+2 CSF outside the tumour, 3 random (20 % of voxels, log-normal values), 4 whole tumour
+but only in pediatric cases, 5 never active, 6 outside the brain, 7 left hemisphere white
+matter, 8 a lattice: the brain on every second layer voxel along the first axis (a
+checkerboard-like artefact).
 """
 
 from __future__ import annotations

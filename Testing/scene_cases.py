@@ -17,19 +17,23 @@ SHAPE = (16, 18, 20)
 TUMOUR_CENTRE_RAS = np.array([4.0, -3.0, 6.0])
 
 # Voxel axes along R, A, S with an origin: the plain case.
-RAS_AFFINE = np.array([
-    [1.5, 0.0, 0.0, -12.0],
-    [0.0, 1.5, 0.0, -14.0],
-    [0.0, 0.0, 2.0, -14.0],
-    [0.0, 0.0, 0.0, 1.0],
-])
+RAS_AFFINE = np.array(
+    [
+        [1.5, 0.0, 0.0, -12.0],
+        [0.0, 1.5, 0.0, -14.0],
+        [0.0, 0.0, 2.0, -14.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
 # The same field of view with permuted and flipped axes (PSL): i runs A->P, j I->S, k R->L.
-FLIPPED_AFFINE = np.array([
-    [0.0, 0.0, -1.5, -12.0 + 1.5 * (SHAPE[0] - 1)],
-    [-1.5, 0.0, 0.0, -14.0 + 1.5 * (SHAPE[1] - 1)],
-    [0.0, 2.0, 0.0, -14.0],
-    [0.0, 0.0, 0.0, 1.0],
-])
+FLIPPED_AFFINE = np.array(
+    [
+        [0.0, 0.0, -1.5, -12.0 + 1.5 * (SHAPE[0] - 1)],
+        [-1.5, 0.0, 0.0, -14.0 + 1.5 * (SHAPE[1] - 1)],
+        [0.0, 2.0, 0.0, -14.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
 AFFINES = {"ras": RAS_AFFINE, "flipped": FLIPPED_AFFINE}
 
 

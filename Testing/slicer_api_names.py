@@ -70,15 +70,25 @@ def python_names(text: str) -> set[str]:
 
 def names_in_source(slicer_git: Path, tag: str) -> set[str]:
     """All names declared in Slicer's source at `tag` (read from a git repository without a work tree)."""
-    files = subprocess.run(["git", "-C", str(slicer_git), "ls-tree", "-r", "--name-only", tag],
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "-C", str(slicer_git), "ls-tree", "-r", "--name-only", tag], capture_output=True, text=True, check=True
+    ).stdout.split()
     names: set[str] = set()
     for path in files:
-        if (not path.startswith(("Base/", "Libs/", "Modules/")) or not path.endswith((".h", ".py"))
-                or "/Testing/" in path or "/tests/" in path):
+        if (
+            not path.startswith(("Base/", "Libs/", "Modules/"))
+            or not path.endswith((".h", ".py"))
+            or "/Testing/" in path
+            or "/tests/" in path
+        ):
             continue
-        text = subprocess.run(["git", "-C", str(slicer_git), "show", f"{tag}:{path}"], capture_output=True,
-                              text=True, errors="replace", check=True).stdout
+        text = subprocess.run(
+            ["git", "-C", str(slicer_git), "show", f"{tag}:{path}"],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            check=True,
+        ).stdout
         names |= header_names(text) if path.endswith(".h") else python_names(text)
     return names
 
@@ -116,8 +126,9 @@ def _other_module_roots(tree: ast.AST) -> set[str]:
     roots = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            roots |= {(a.asname or a.name).split(".")[0] for a in node.names
-                      if a.name.split(".")[0] not in SLICER_ROOTS}
+            roots |= {
+                (a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] not in SLICER_ROOTS
+            }
     return roots
 
 
@@ -177,7 +188,9 @@ def main(slicer_git: str) -> None:
     added = sorted(newest - older)
     (API_FOLDER / f"added-after-{OLDER_TAG}.txt").write_text(
         f"# names declared at {MINIMUM_TAG} but not at {OLDER_TAG} (Testing/slicer_api_names.py)\n"
-        + "\n".join(added) + "\n")
+        + "\n".join(added)
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -101,8 +101,14 @@ class QColor:
 
 
 VALIDATORS = (Choice, WithinRange, Minimum, Maximum, RangeBounds)
-PATH_TYPES = (pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePath, pathlib.PurePosixPath,
-              pathlib.PureWindowsPath)
+PATH_TYPES = (
+    pathlib.Path,
+    pathlib.PosixPath,
+    pathlib.WindowsPath,
+    pathlib.PurePath,
+    pathlib.PurePosixPath,
+    pathlib.PureWindowsPath,
+)
 
 
 # -- types -----------------------------------------------------------------------------------
@@ -164,7 +170,8 @@ def validate(name: str, datatype, value) -> None:
 
 def _bounded(annotations: list) -> bool:
     return _first(annotations, WithinRange) is not None or (
-        _first(annotations, Minimum) is not None and _first(annotations, Maximum) is not None)
+        _first(annotations, Minimum) is not None and _first(annotations, Maximum) is not None
+    )
 
 
 def _int_slider(widget_class, base, annotations):
@@ -185,11 +192,14 @@ def _combo_choice(widget_class, base, annotations):
 def _range(widget_class, base, annotations):
     bounds = _first(annotations, RangeBounds)
     if bounds is None:
-        raise RuntimeError("Cannot have a connection to a range widget where the float is unbounded. "
-                           "Add a RangeBounds annotation.")
+        raise RuntimeError(
+            "Cannot have a connection to a range widget where the float is unbounded. Add a RangeBounds annotation."
+        )
     if not bounds.minimum <= 0 <= bounds.maximum and _first(annotations, Default) is None:
-        raise RuntimeError("When providing RangeBounds that does not cover the value 0 you also need to provide "
-                           "a Default() value to initialize the GUI")
+        raise RuntimeError(
+            "When providing RangeBounds that does not cover the value 0 you also need to provide "
+            "a Default() value to initialize the GUI"
+        )
 
 
 def _is_enum(base) -> bool:
@@ -207,16 +217,31 @@ CONNECTORS: dict[str, tuple[tuple[str, ...], typing.Callable[[Any], bool], typin
     "ctkCheckablePushButtonToBoolConnector": (("ctkCheckablePushButton",), lambda t: t is bool, _no_check),
     "QSliderOrSpinBoxToIntConnector": (("QSlider", "QSpinBox"), lambda t: t is int, _int_slider),
     "QDoubleSpinBoxCtkSliderWidgetToFloatIntConnector": (
-        ("QDoubleSpinBox", "ctkSliderWidget", "qMRMLSliderWidget", "ctkDoubleSlider", "ctkDoubleSpinBox",
-         "qMRMLSpinBox"), lambda t: t in (float, int), _float_slider),
-    "QComboBoxToStringableConnector": (("QComboBox", "ctkComboBox"), lambda t: t in (int, float, str, bool),
-                                       _combo_choice),
+        (
+            "QDoubleSpinBox",
+            "ctkSliderWidget",
+            "qMRMLSliderWidget",
+            "ctkDoubleSlider",
+            "ctkDoubleSpinBox",
+            "qMRMLSpinBox",
+        ),
+        lambda t: t in (float, int),
+        _float_slider,
+    ),
+    "QComboBoxToStringableConnector": (
+        ("QComboBox", "ctkComboBox"),
+        lambda t: t in (int, float, str, bool),
+        _combo_choice,
+    ),
     "QComboBoxToEnumConnector": (("QComboBox", "ctkComboBox"), _is_enum, _no_check),
     "QLineEditToStrConnector": (("QLineEdit",), lambda t: t is str, _no_check),
     "QLabelToStrConnector": (("QLabel",), lambda t: t is str, _no_check),
     "QTextEditPlainTextToStrConnector": (("QTextEdit",), lambda t: t is str, _no_check),
-    "ctkRangeWidgetToRangeConnector": (("ctkRangeWidget", "ctkDoubleRangeSlider", "qMRMLRangeWidget"),
-                                       lambda t: t is FloatRange, _range),
+    "ctkRangeWidgetToRangeConnector": (
+        ("ctkRangeWidget", "ctkDoubleRangeSlider", "qMRMLRangeWidget"),
+        lambda t: t is FloatRange,
+        _range,
+    ),
     "ctkPathLineEditToPathConnector": (("ctkPathLineEdit",), lambda t: t in PATH_TYPES, _no_check),
     "ctkDirectoryButtonToPathConnector": (("ctkDirectoryButton",), lambda t: t in PATH_TYPES, _no_check),
     "qMRMLNodeComboBoxToNodeConnector": (("qMRMLNodeComboBox",), lambda t: False, _no_check),  # see below
@@ -232,8 +257,9 @@ def connector_for(widget_class: str, datatype) -> str:
         if widget_class in classes and fits:
             check(widget_class, base, annotations)
             return name
-    raise RuntimeError(f"Unable to create GUI connector from datatype '{datatype}' to widget type "
-                       f"'{widget_class}' (rules of {SOURCE})")
+    raise RuntimeError(
+        f"Unable to create GUI connector from datatype '{datatype}' to widget type '{widget_class}' (rules of {SOURCE})"
+    )
 
 
 # -- the wrapper -----------------------------------------------------------------------------
@@ -280,8 +306,9 @@ def parameterNodeWrapper(cls):  # noqa: N802 - Slicer's name
 
         def connectGui(self, gui) -> int:  # noqa: N802 - Slicer's name
             """Bind every widget with a SlicerParameterName; raise where Slicer raises, before binding anything."""
-            widgets = {w.property("SlicerParameterName"): w for w in vars(gui).values()
-                       if w.property("SlicerParameterName")}
+            widgets = {
+                w.property("SlicerParameterName"): w for w in vars(gui).values() if w.property("SlicerParameterName")
+            }
             unknown = sorted(set(widgets) - set(fields))
             if unknown:
                 raise ValueError(f"Cannot find a param with the given name: {unknown[0]}")

@@ -16,9 +16,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
+from models_support import trained_tiny_model
 from steering_support import UNET_DECODER, train_layer_sae, write_planted_case
-from test_models_support import trained_tiny_model
 
 EDEMA = 2
 
@@ -89,15 +88,3 @@ def assets_fixture(name: str):
         return slicer_assets(root)
 
     return assets
-
-
-@pytest.fixture(scope="module")
-def worker():
-    """A real worker subprocess shared by a test module's tests."""
-    from conftest import subprocess_env
-
-    from MedSegLensLib.worker import WorkerProcess
-
-    process = WorkerProcess(env=subprocess_env(), threads=1)
-    yield process
-    process.close()

@@ -16,7 +16,7 @@ from MedSegLensLib.data import read_case
 from MedSegLensLib.sae import SAEInfo, TensorRows, TrainConfig, save_sae, train_sae
 from MedSegLensLib.steering import SteeringSession, compute_latent_scales, sae_sha256, save_latent_scales
 from MedSegLensLib.steering.windows import padded
-from test_models_support import MODALITY_CONTRAST, tiny_case_arrays, write_case
+from models_support import MODALITY_CONTRAST, tiny_case_arrays, write_case
 
 UNET_DECODER = "model.1.submodule.2"
 SEGFORMER_DECODER = "decoder.fuse_act"

@@ -13,9 +13,9 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from byom_bundle_source import build_bundle
 from byom_cases import capture, case_arrays, imported_source, lps_affine, read_files, write_case_folder
+
 from MedSegLensLib.errors import CompatibilityError
 from MedSegLensLib.models import hookable_layers, load_model
 from MedSegLensLib.models.external import import_model
@@ -47,8 +47,11 @@ def test_import_reads_channels_outputs_and_pipeline(bundle):
     assert model.config.modalities == ("t1c", "t1n", "t2w", "t2f")  # metadata: T1c, T1, T2, FLAIR
     assert model.outputs.kind == "regions" and model.outputs.brats and model.outputs.names == ["TC", "WT", "ET"]
     manifest = json.loads((bundle["model_dir"] / "model.json").read_text())
-    assert [t["target"] for t in manifest["description"]["preprocessing"]] == ["Orientationd", "Spacingd",
-                                                                              "NormalizeIntensityd"]
+    assert [t["target"] for t in manifest["description"]["preprocessing"]] == [
+        "Orientationd",
+        "Spacingd",
+        "NormalizeIntensityd",
+    ]
     assert manifest["description"]["postprocessing"]["activation"] == "sigmoid"
     assert manifest["input_orientation"] == "RAS"  # the bundle's own Orientationd
 
@@ -90,9 +93,11 @@ def test_a_torchscript_only_bundle_gives_the_same_weights(bundle, tmp_path):
 
 def test_expressions_and_foreign_targets_are_refused_unevaluated(bundle, tmp_path):
     marker = tmp_path / "evaluated"
-    for key, value in (("network_def", f"$__import__('pathlib').Path('{marker}').touch()"),
-                       ("network_def", {"_target_": "os.system", "command": f"touch {marker}"}),
-                       ("inferer", {"_target_": "SlidingWindowInferer", "roi_size": "$[16] * 3"})):
+    for key, value in (
+        ("network_def", f"$__import__('pathlib').Path('{marker}').touch()"),
+        ("network_def", {"_target_": "os.system", "command": f"touch {marker}"}),
+        ("inferer", {"_target_": "SlidingWindowInferer", "roi_size": "$[16] * 3"}),
+    ):
         bad = tmp_path / f"bad_{len(list(tmp_path.iterdir()))}"
         (bad / "configs").mkdir(parents=True)
         (bad / "models").mkdir()
@@ -110,7 +115,9 @@ def test_a_small_sae_trains_on_an_imported_models_activations(bundle, tmp_path):
 
     model = load_model(bundle["model_dir"], device="cpu")
     layer = hookable_layers(model)[3]  # decoder 1
-    cases = [read_files(write_case_folder(tmp_path / f"c{i}", case_arrays(seed=20 + i), lps_affine())) for i in range(2)]
+    cases = [
+        read_files(write_case_folder(tmp_path / f"c{i}", case_arrays(seed=20 + i), lps_affine())) for i in range(2)
+    ]
     _sae, fidelity, rows = train_sae_on_layer(model, layer.name, cases, tmp_path / "sae")
     assert rows.shape[1] == layer.channels and rows.shape[0] > 1000
     assert fidelity.explained_variance > 0.6, fidelity

@@ -15,8 +15,16 @@ import torch
 pytest.importorskip("nnunetv2", reason="the byom extra (nnunetv2) is not installed")
 
 from byom_cases import (  # noqa: E402
-    capture, case_arrays, flipped_copy, imported_source, lps_affine, read_files, write_case_folder)
+    capture,
+    case_arrays,
+    flipped_copy,
+    imported_source,
+    lps_affine,
+    read_files,
+    write_case_folder,
+)
 from byom_nnunet_source import build_nnunet_model  # noqa: E402
+
 from MedSegLensLib.cli.main import main  # noqa: E402
 from MedSegLensLib.errors import CompatibilityError, ParameterError  # noqa: E402
 from MedSegLensLib.models import hookable_layers, load_model  # noqa: E402
@@ -67,8 +75,14 @@ def test_labels_and_probabilities_equal_nnunet_predictor(nnunet, tmp_path):
     model = load_model(nnunet["model_dir"], device="cpu")
     ours = model.predict(case, probabilities=True)
 
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
-                                perform_everything_on_device=False, device=torch.device("cpu"), allow_tqdm=False)
+    predictor = nnUNetPredictor(
+        tile_step_size=0.5,
+        use_gaussian=True,
+        use_mirroring=False,
+        perform_everything_on_device=False,
+        device=torch.device("cpu"),
+        allow_tqdm=False,
+    )
     predictor.initialize_from_trained_model_folder(str(nnunet["source"]), use_folds=(0,))
     image, properties = SimpleITKIO().read_images([str(files[m]) for m in ("t1n", "t1c", "t2w", "t2f")])
     segmentation, probabilities = predictor.predict_single_npy_array(image, properties, None, None, True)
@@ -100,7 +114,9 @@ def test_fold_choice_and_refusals(nnunet, tmp_path):
         (bad / name).write_text((nnunet["source"] / name).read_text())
     (bad / "plans.json").write_text(json.dumps(plans))
     (bad / "fold_0").mkdir()
-    (bad / "fold_0" / "checkpoint_final.pth").write_bytes((nnunet["source"] / "fold_0" / "checkpoint_final.pth").read_bytes())
+    (bad / "fold_0" / "checkpoint_final.pth").write_bytes(
+        (nnunet["source"] / "fold_0" / "checkpoint_final.pth").read_bytes()
+    )
     with pytest.raises(CompatibilityError, match="builtins.eval"):
         import_model(bad, "nnunetv2", tmp_path / "m")
     assert not (tmp_path / "m").exists()
@@ -127,7 +143,9 @@ def test_a_small_sae_trains_on_an_imported_nnunet_layer(nnunet, tmp_path):
     from byom_cases import train_sae_on_layer
 
     model = load_model(nnunet["model_dir"], device="cpu")
-    cases = [read_files(write_case_folder(tmp_path / f"c{i}", case_arrays(seed=30 + i), lps_affine())) for i in range(2)]
+    cases = [
+        read_files(write_case_folder(tmp_path / f"c{i}", case_arrays(seed=30 + i), lps_affine())) for i in range(2)
+    ]
     _sae, fidelity, rows = train_sae_on_layer(model, "decoder.stages.0", cases, tmp_path / "sae")
     assert rows.shape[1] == 8
     assert fidelity.explained_variance > 0.6, fidelity

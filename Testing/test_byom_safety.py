@@ -12,10 +12,10 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
+from conftest import subprocess_env
 from monai.networks.nets import UNet
 from safetensors.torch import load_file
 
-from conftest import subprocess_env
 from MedSegLensLib.errors import IntegrityError
 from MedSegLensLib.models import load_model, tiny_config
 from MedSegLensLib.models.external import convert_checkpoint, import_model
@@ -65,9 +65,25 @@ def test_weights_only_refuses_both_formats_without_running_them(poisoned):
 def test_import_model_command_refuses_in_a_real_process(poisoned, tmp_path):
     network_json = tmp_path / "net.json"
     network_json.write_text(json.dumps(tiny_config("unet").to_json()))
-    run = subprocess.run([sys.executable, "-m", "MedSegLensLib", "import-model", str(poisoned["zip"]), "--format",
-                          "state-dict", "--network", str(network_json), "--out", str(tmp_path / "m")],
-                         capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "MedSegLensLib",
+            "import-model",
+            str(poisoned["zip"]),
+            "--format",
+            "state-dict",
+            "--network",
+            str(network_json),
+            "--out",
+            str(tmp_path / "m"),
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "refused" in run.stderr and "medseglens convert-checkpoint" in run.stderr
     assert not poisoned["marker"].exists() and not (tmp_path / "m").exists()
@@ -105,8 +121,15 @@ def _refusal(path) -> IntegrityError:
 def test_plain_checkpoints_with_numpy_scalars_load(tmp_path):
     state = tiny_unet().state_dict()
     path = tmp_path / "trainer.pth"
-    torch.save({"model": {f"module.{k}": v for k, v in state.items()}, "best_dice": np.float32(0.7),
-                "log": [np.float64(0.1)], "epoch": 3}, path)
+    torch.save(
+        {
+            "model": {f"module.{k}": v for k, v in state.items()},
+            "best_dice": np.float32(0.7),
+            "log": [np.float64(0.1)],
+            "epoch": 3,
+        },
+        path,
+    )
     tensors = read_weight_file(path)
     assert set(tensors) == set(state)  # the DataParallel prefix is dropped
     assert load_checkpoint(path)["best_dice"] == np.float32(0.7)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from byom_cases import capture, case_arrays, lps_affine, read_files, write_case_folder
+
 from MedSegLensLib.errors import CompatibilityError, InputError
 from MedSegLensLib.models import ModelConfig, build_network, hookable_layers, load_model, save_model, tiny_config
 from MedSegLensLib.models.external import import_model
@@ -18,13 +18,16 @@ from MedSegLensLib.models.external.semantics import class_outputs, region_output
 @pytest.fixture
 def network(tmp_path):
     torch.manual_seed(1)
-    config = ModelConfig("monai:SegResNet", hyper_parameters={"init_filters": 8, "blocks_down": [1, 1], "blocks_up": [1]},
-                         patch_size=(16, 16, 16), sliding_window={"overlap": 0.25, "mode": "gaussian", "batch_size": 2})
+    config = ModelConfig(
+        "monai:SegResNet",
+        hyper_parameters={"init_filters": 8, "blocks_down": [1, 1], "blocks_up": [1]},
+        patch_size=(16, 16, 16),
+        sliding_window={"overlap": 0.25, "mode": "gaussian", "batch_size": 2},
+    )
     net = build_network(config).eval()
     config_file = tmp_path / "net.json"
     config_file.write_text(json.dumps(config.to_json()))
     return {"net": net, "config": config, "json": config_file}
-
 
 
 def test_state_dict_import_equals_the_same_network_saved_natively(network, tmp_path):
@@ -36,7 +39,9 @@ def test_state_dict_import_equals_the_same_network_saved_natively(network, tmp_p
     model = load_model(tmp_path / "imported", device="cpu")
     assert model.provenance["imported_from"]["format"] == "state-dict"
     case = read_files(write_case_folder(tmp_path / "c", case_arrays(shape=(20, 18, 16)), lps_affine()))
-    np.testing.assert_array_equal(model.predict(case).labels, load_model(tmp_path / "native", device="cpu").predict(case).labels)
+    np.testing.assert_array_equal(
+        model.predict(case).labels, load_model(tmp_path / "native", device="cpu").predict(case).labels
+    )
 
 
 def test_torchscript_weights_are_read_without_running_the_script_and_hooks_work(network, tmp_path):
@@ -70,10 +75,13 @@ def test_weights_of_another_network_and_channel_override(network, tmp_path):
     assert load_model(tmp_path / "m", device="cpu").config.modalities == ("t2f", "t2w", "t1c", "t1n")
 
 
-@pytest.mark.parametrize("names, lookup", [
-    (["necrotic", "edema", "enhancing tumour"], {0: 0, 1: 1, 2: 2, 3: 3}),
-    (["edema", "non-enhancing tumor", "enhancing tumor"], {0: 0, 1: 2, 2: 1, 3: 3}),
-])
+@pytest.mark.parametrize(
+    "names, lookup",
+    [
+        (["necrotic", "edema", "enhancing tumour"], {0: 0, 1: 1, 2: 2, 3: 3}),
+        (["edema", "non-enhancing tumor", "enhancing tumor"], {0: 0, 1: 2, 2: 1, 3: 3}),
+    ],
+)
 def test_class_names_map_onto_brats_labels(names, lookup):
     meaning = class_outputs([(0, "background"), *((i + 1, n) for i, n in enumerate(names))])
     assert meaning.brats and meaning.lookup == lookup

@@ -150,7 +150,10 @@ def test_cli_cases_check_and_write_manifest(cohort):
     root, _ = cohort
     run = lambda *a: subprocess.run(  # noqa: E731
         [sys.executable, "-m", "MedSegLensLib", "cases", *map(str, a)],
-        capture_output=True, text=True, env=subprocess_env(), timeout=120,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
     )
     listed = run(root, "--check", "--write-manifest")
     assert listed.returncode == 0, listed.stderr

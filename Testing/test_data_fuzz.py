@@ -34,9 +34,16 @@ def _valid_nifti_bytes() -> bytes:
 
 def _valid_nrrd_header() -> list[str]:
     return [
-        "NRRD0004", "type: short", "dimension: 3", "space: left-posterior-superior", "sizes: 4 5 6",
-        "space directions: (1,0,0) (0,1.5,0) (0,0,2)", "kinds: domain domain domain", "endian: little",
-        "encoding: raw", "space origin: (0,0,0)",
+        "NRRD0004",
+        "type: short",
+        "dimension: 3",
+        "space: left-posterior-superior",
+        "sizes: 4 5 6",
+        "space directions: (1,0,0) (0,1.5,0) (0,0,2)",
+        "kinds: domain domain domain",
+        "endian: little",
+        "encoding: raw",
+        "space origin: (0,0,0)",
     ]
 
 
@@ -113,11 +120,33 @@ def test_mutated_nifti_files(edits, floats, compress, cut):
 
 
 _FIELD_VALUES = st.one_of(
-    st.sampled_from([
-        "0", "-1", "1e308", "nan", "(nan,nan,nan)", "(1,0) (0,1)", "none (1,0,0) (0,1,0)", "LIST", "../x.raw",
-        "scanner-xyz", "right-anterior-superior", "gzip", "bzip2", "ascii", "big", "4 5", "4 5 6 7", "99999 99999 99999",
-        "double", "block", "uchar", "(1,0,0) (0,1,0) (0,0,1) (1,1,1)", "",
-    ]),
+    st.sampled_from(
+        [
+            "0",
+            "-1",
+            "1e308",
+            "nan",
+            "(nan,nan,nan)",
+            "(1,0) (0,1)",
+            "none (1,0,0) (0,1,0)",
+            "LIST",
+            "../x.raw",
+            "scanner-xyz",
+            "right-anterior-superior",
+            "gzip",
+            "bzip2",
+            "ascii",
+            "big",
+            "4 5",
+            "4 5 6 7",
+            "99999 99999 99999",
+            "double",
+            "block",
+            "uchar",
+            "(1,0,0) (0,1,0) (0,0,1) (1,1,1)",
+            "",
+        ]
+    ),
     st.text(max_size=30),
 )
 

@@ -20,12 +20,15 @@ def _permute_and_flip(array: np.ndarray, aff: np.ndarray) -> tuple[np.ndarray, n
     """
     moved = np.transpose(array, (2, 0, 1))[::-1, :, ::-1]
     n0, _, n2 = moved.shape
-    new_to_old = np.array([
-        [0, 1, 0, 0],
-        [0, 0, -1, n2 - 1],
-        [-1, 0, 0, n0 - 1],
-        [0, 0, 0, 1],
-    ], dtype=float)
+    new_to_old = np.array(
+        [
+            [0, 1, 0, 0],
+            [0, 0, -1, n2 - 1],
+            [-1, 0, 0, n0 - 1],
+            [0, 0, 0, 1],
+        ],
+        dtype=float,
+    )
     return np.ascontiguousarray(moved), aff @ new_to_old
 
 

@@ -17,7 +17,9 @@ from MedSegLensLib.errors import InputError, ParameterError
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".nrrd", ".nhdr"])
 @pytest.mark.parametrize("scheme", ["brats2023", "brats2021"])
 def test_case_folder_reads_every_format_and_naming(tmp_path, rng, suffix, scheme):
-    written = write_case(tmp_path, "Case-007", rng, scheme=scheme, suffix=suffix, aff=affine((1.0, 1.2, 1.5), (5, -3, 2)))
+    written = write_case(
+        tmp_path, "Case-007", rng, scheme=scheme, suffix=suffix, aff=affine((1.0, 1.2, 1.5), (5, -3, 2))
+    )
     files = find_case_files(written["folder"])
     assert files.scheme == scheme
     case = files.load()
@@ -87,7 +89,10 @@ def test_unicode_case_folder(tmp_path, rng):
 def _cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "MedSegLensLib", *map(str, args)],
-        capture_output=True, text=True, env=subprocess_env(), timeout=120,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
     )
 
 

@@ -218,7 +218,10 @@ def test_cli_prints_one_line_and_exits_non_zero(tmp_path, rng):
     written["paths"]["t1c"].write_bytes(b"garbage")
     result = subprocess.run(
         [sys.executable, "-m", "MedSegLensLib", "check", "--case", str(written["folder"])],
-        capture_output=True, text=True, env=subprocess_env(), timeout=120,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

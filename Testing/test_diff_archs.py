@@ -8,8 +8,14 @@ import scipy.sparse as sp
 from scipy.ndimage import gaussian_filter, zoom
 
 from MedSegLensLib.data import Grid
-from MedSegLensLib.diffing import (ArchDiffSettings, ArchitectureDiff, CaseLatentMaps, CrossCorrelation,
-                                   block_permutation, trilinear_operator)
+from MedSegLensLib.diffing import (
+    ArchDiffSettings,
+    ArchitectureDiff,
+    CaseLatentMaps,
+    CrossCorrelation,
+    block_permutation,
+    trilinear_operator,
+)
 from MedSegLensLib.diffing.architectures import _brain_blocks
 from MedSegLensLib.errors import ParameterError
 from MedSegLensLib.sae.strata import STRATUM_CODE
@@ -50,7 +56,7 @@ def test_streamed_cross_correlation_equals_numpy_on_dense_data():
     b = np.maximum(a[:, [2, 0, 5]] + rng.normal(0, 0.3, (500, 3)) - 0.2, 0)
     table = CrossCorrelation(6, 3)
     for start in range(0, 500, 128):  # in batches, as cases stream in
-        table.add(sp.csr_matrix(a[start:start + 128]), sp.csr_matrix(b[start:start + 128]))
+        table.add(sp.csr_matrix(a[start : start + 128]), sp.csr_matrix(b[start : start + 128]))
     expected = np.corrcoef(a.T, b.T)[:6, 6:]
     assert np.allclose(table.correlation(np.arange(6), np.arange(3)), expected)
     assert np.array_equal(table.nonzero_a, (a > 0).sum(0))
@@ -79,6 +85,7 @@ def test_block_permutation_moves_whole_blocks_within_their_class():
 
 def smooth_case(rng, n_a: int, n_b: int, planted: bool):
     """Sparse blobby latent maps (thresholded smooth noise); A0 and B0 share a field when `planted`."""
+
     def field():
         f = gaussian_filter(rng.normal(size=(N,) * 3), 3)
         return f / f.std()
@@ -94,18 +101,20 @@ def smooth_case(rng, n_a: int, n_b: int, planted: bool):
 
 def brain_strata() -> np.ndarray:
     zz = np.stack(np.meshgrid(*[np.arange(N)] * 3, indexing="ij"), -1)
-    return np.where(((zz - 15.5) ** 2).sum(-1) < 13 ** 2, STRATUM_CODE["WM"], STRATUM_CODE["background"])
+    return np.where(((zz - 15.5) ** 2).sum(-1) < 13**2, STRATUM_CODE["WM"], STRATUM_CODE["background"])
 
 
 def run_study(block_mm: float, seed: int = 1, cases: int = 6) -> object:
     rng = np.random.default_rng(seed)
     strata = brain_strata()
-    study = ArchitectureDiff(12, 12, ArchDiffSettings(n_permutations=40, block_mm=block_mm,
-                                                      quotas={"background": 100, "WM": 2000}))
+    study = ArchitectureDiff(
+        12, 12, ArchDiffSettings(n_permutations=40, block_mm=block_mm, quotas={"background": 100, "WM": 2000})
+    )
     for c in range(cases):
         codes_a, codes_b = smooth_case(rng, 12, 12, planted=True)
-        study.add_case(CaseLatentMaps(f"c{c}", "adult", codes_a, GRID_A, codes_b, GRID_B, CASE_GRID,
-                                      strata.astype(np.uint8)))
+        study.add_case(
+            CaseLatentMaps(f"c{c}", "adult", codes_a, GRID_A, codes_b, GRID_B, CASE_GRID, strata.astype(np.uint8))
+        )
     return study.result()
 
 

@@ -10,14 +10,14 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import subprocess_env
+from diff_cases import axis_sae, directions_sae, save_planted_sae, write_planted_store
+from worker_cases import save_tiny_model, write_case
 
 from MedSegLensLib.cli.main import main
 from MedSegLensLib.models import load_model
 from MedSegLensLib.report import load_section
 from MedSegLensLib.sae import SAEConfig, SAEInfo, SparseAutoencoder, save_sae
-from conftest import subprocess_env
-from diff_cases import axis_sae, directions_sae, save_planted_sae, write_planted_store
-from worker_cases import save_tiny_model, write_case
 
 PNG = b"\x89PNG\r\n\x1a\n"
 RATES = {
@@ -28,19 +28,32 @@ RATES = {
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "MedSegLensLib", *args], capture_output=True, text=True,
-                          env=subprocess_env(), timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "MedSegLensLib", *args],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
 def population_inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
-    store = write_planted_store(root / "store", 6, {"adult": 5, "pediatric": 5, "ssa": 5},
-                                lambda p, s: 60, RATES, seed=4)
+    store = write_planted_store(
+        root / "store", 6, {"adult": 5, "pediatric": 5, "ssa": 5}, lambda p, s: 60, RATES, seed=4
+    )
     sae_dir = save_planted_sae(axis_sae(6), root / "sae")
-    (sae_dir / "latents.json").write_text(json.dumps({"latents": [
-        {"latent": 0, "category": "healthy anatomy: WM", "description": "white matter everywhere"},
-        {"latent": 1, "category": "edema", "description": "edema of SSA cases"}]}))
+    (sae_dir / "latents.json").write_text(
+        json.dumps(
+            {
+                "latents": [
+                    {"latent": 0, "category": "healthy anatomy: WM", "description": "white matter everywhere"},
+                    {"latent": 1, "category": "edema", "description": "edema of SSA cases"},
+                ]
+            }
+        )
+    )
     return root, store, sae_dir
 
 
@@ -48,8 +61,20 @@ def population_inputs(tmp_path_factory):
 def test_diff_populations_writes_tables_figures_and_a_report(population_inputs):
     root, store, sae_dir = population_inputs
     out = root / "pop"
-    result = run_cli("diff", "populations", "--sae", str(sae_dir), "--store", str(store.path), "--out", str(out),
-                     "--bootstrap", "200", "--threads", "1")
+    result = run_cli(
+        "diff",
+        "populations",
+        "--sae",
+        str(sae_dir),
+        "--store",
+        str(store.path),
+        "--out",
+        str(out),
+        "--bootstrap",
+        "200",
+        "--threads",
+        "1",
+    )
     assert result.returncode == 0, result.stderr
     assert "1 specific" in result.stdout and "ssa: 3 active, 1 enriched" in result.stdout
     record = json.loads((out / "populations.json").read_text())
@@ -76,7 +101,9 @@ def test_diff_populations_writes_tables_figures_and_a_report(population_inputs):
 def test_existing_output_and_a_store_of_another_layer_are_refused(population_inputs, tmp_path, capsys):
     root, store, sae_dir = population_inputs
     (tmp_path / "taken").mkdir()
-    code = main(["diff", "populations", "--sae", str(sae_dir), "--store", str(store.path), "--out", str(tmp_path / "taken")])
+    code = main(
+        ["diff", "populations", "--sae", str(sae_dir), "--store", str(store.path), "--out", str(tmp_path / "taken")]
+    )
     assert code == 2 and "already exists" in capsys.readouterr().err
     other = save_planted_sae(axis_sae(6), tmp_path / "other_sae", layer="model.1")
     code = main(["diff", "populations", "--sae", str(other), "--store", str(store.path), "--out", str(tmp_path / "x")])
@@ -91,8 +118,26 @@ def test_diff_saes_matches_dictionaries_and_swaps_features(population_inputs, tm
     directions = np.eye(6)[[3, 1, 0, 2, 5, 4]] + 0.02 * rng.normal(size=(6, 6))
     sae_b = save_planted_sae(directions_sae(directions), tmp_path / "sae_b")
     out = tmp_path / "saes"
-    code = main(["diff", "saes", "--a", str(sae_dir), "--b", str(sae_b), "--store-a", str(store.path),
-                 "--store-b", str(store.path), "--name-a", "pooled", "--name-b", "permuted", "--out", str(out)])
+    code = main(
+        [
+            "diff",
+            "saes",
+            "--a",
+            str(sae_dir),
+            "--b",
+            str(sae_b),
+            "--store-a",
+            str(store.path),
+            "--store-b",
+            str(store.path),
+            "--name-a",
+            "pooled",
+            "--name-b",
+            "permuted",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     record = json.loads((out / "saes.json").read_text())
     s = record["summary"]
@@ -128,10 +173,30 @@ def test_diff_archs_matches_a_network_with_itself(tmp_path):
     sae = SparseAutoencoder(SAEConfig(4, 8, 2, "topk"))  # random TopK dictionary on the 4-channel layer model.0
     save_sae(sae, tmp_path / "sae", SAEInfo(load_model(model_dir, device="cpu").fingerprint, "model.0"))
     out = tmp_path / "archs"
-    result = run_cli("diff", "archs", "--model-a", str(model_dir), "--sae-a", str(tmp_path / "sae"),
-                     "--model-b", str(model_dir), "--sae-b", str(tmp_path / "sae"), "--data", str(cohort),
-                     "--out", str(out), "--permutations", "10", "--block-mm", "8", "--min-active", "5",
-                     "--threads", "1")
+    result = run_cli(
+        "diff",
+        "archs",
+        "--model-a",
+        str(model_dir),
+        "--sae-a",
+        str(tmp_path / "sae"),
+        "--model-b",
+        str(model_dir),
+        "--sae-b",
+        str(tmp_path / "sae"),
+        "--data",
+        str(cohort),
+        "--out",
+        str(out),
+        "--permutations",
+        "10",
+        "--block-mm",
+        "8",
+        "--min-active",
+        "5",
+        "--threads",
+        "1",
+    )
     assert result.returncode == 0, result.stderr
     record = json.loads((out / "archs.json").read_text())
     assert record["summary"]["cases"] == 3 and record["summary"]["pairs"] >= 4

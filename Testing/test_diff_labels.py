@@ -11,9 +11,15 @@ from MedSegLensLib.errors import InputError
 
 
 def test_interpret_document_names_latents_by_index_and_a_bad_file_is_refused(tmp_path):
-    document = {"format": "medseglens-latents", "version": 1, "category_counts": {"edema": 1}, "latents": [
-        {"index": 0, "active": False, "category": "inactive", "description": "never fires"},
-        {"index": 1, "active": True, "category": "edema", "description": "peritumoural edema (AUROC 0.97)"}]}
+    document = {
+        "format": "medseglens-latents",
+        "version": 1,
+        "category_counts": {"edema": 1},
+        "latents": [
+            {"index": 0, "active": False, "category": "inactive", "description": "never fires"},
+            {"index": 1, "active": True, "category": "edema", "description": "peritumoural edema (AUROC 0.97)"},
+        ],
+    }
     sae_dir = tmp_path / "sae"
     sae_dir.mkdir()
     (sae_dir / "latents.json").write_text(json.dumps(document))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from diff_cases import axis_sae, write_planted_store
 
 from MedSegLensLib.diffing import PopulationDiffSettings, accumulate_usage, diff_populations
 from MedSegLensLib.diffing.stats import benjamini_hochberg, case_bootstrap_weights
 from MedSegLensLib.errors import CompatibilityError, ParameterError
-from diff_cases import axis_sae, write_planted_store
 
 SHARED_WM, SSA_ONLY_ED, LOST_IN_SSA, ABSENT = 0, 1, 2, 3
 NULLS = list(range(4, 44))  # forty latents that fire alike everywhere, with case-to-case variation
@@ -38,8 +38,14 @@ def rates():
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return write_planted_store(tmp_path_factory.mktemp("pop") / "store", D, {"adult": 8, "pediatric": 8, "ssa": 8},
-                               rows_per_stratum, rates(), seed=1)
+    return write_planted_store(
+        tmp_path_factory.mktemp("pop") / "store",
+        D,
+        {"adult": 8, "pediatric": 8, "ssa": 8},
+        rows_per_stratum,
+        rates(),
+        seed=1,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +84,10 @@ def test_planted_latents_are_classified_and_nulls_are_not_called_specific(usage)
 
 def test_matched_strata_remove_the_stratum_mix_confound(usage):
     """The white-matter latent fires in half of WM rows everywhere, but pediatric rows are mostly WM."""
-    pooled = {p: usage.fired[usage.populations == p][:, :, SHARED_WM].sum() / usage.rows[usage.populations == p].sum()
-              for p in ("adult", "pediatric")}
+    pooled = {
+        p: usage.fired[usage.populations == p][:, :, SHARED_WM].sum() / usage.rows[usage.populations == p].sum()
+        for p in ("adult", "pediatric")
+    }
     assert pooled["pediatric"] / pooled["adult"] > 3  # a naive pooled ratio would call it pediatric-specific
     diff = diff_populations(usage, PopulationDiffSettings(n_boot=400, seed=0))
     for contrast in diff.contrasts.values():
@@ -117,4 +125,3 @@ def test_one_population_or_a_foreign_sae_is_refused(tmp_path, store):
         accumulate_usage(axis_sae(8), store)
     with pytest.raises(ParameterError, match="fold change"):
         PopulationDiffSettings(ratio=1.0)
-

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from diff_cases import axis_sae, save_planted_sae, write_planted_store
 
 from MedSegLensLib.diffing import ArchDiffSettings, PopulationDiffSettings, architecture_study, population_study
 from MedSegLensLib.errors import OutputError
 from MedSegLensLib.report import load_section
-from diff_cases import axis_sae, save_planted_sae, write_planted_store
 
 RATES = {
     0: lambda pop, s, rng: 0.5 if s == "WM" else 0.0,  # shared
@@ -21,8 +21,13 @@ def test_population_study_writes_its_folder_reports_progress_and_names_the_call(
     store = write_planted_store(tmp_path / "store", 4, {"adult": 4, "pediatric": 4}, lambda p, s: 60, RATES, seed=2)
     sae_dir = save_planted_sae(axis_sae(4), tmp_path / "sae")
     seen = []
-    record = population_study(sae_dir, store.path, tmp_path / "out", settings=PopulationDiffSettings(n_boot=200),
-                              progress=lambda stage, done, total: seen.append((stage, done, total)))
+    record = population_study(
+        sae_dir,
+        store.path,
+        tmp_path / "out",
+        settings=PopulationDiffSettings(n_boot=200),
+        progress=lambda stage, done, total: seen.append((stage, done, total)),
+    )
     assert record["category"][:2] == ["shared", "specific"]
     assert record["summary"]["per_population"]["pediatric"]["enriched"] == 1
     assert json.loads((tmp_path / "out" / "populations.json").read_text())["category"] == record["category"]
@@ -37,6 +42,13 @@ def test_architecture_study_refuses_an_existing_folder_before_loading_anything(t
     (tmp_path / "out").mkdir()
     missing = tmp_path / "no-such-model"
     with pytest.raises(OutputError, match="already exists"):
-        architecture_study(missing, missing, missing, missing, [tmp_path], tmp_path / "out",
-                           settings=ArchDiffSettings(n_permutations=2))
+        architecture_study(
+            missing,
+            missing,
+            missing,
+            missing,
+            [tmp_path],
+            tmp_path / "out",
+            settings=ArchDiffSettings(n_permutations=2),
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no partial folder left behind

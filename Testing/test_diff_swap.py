@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from diff_cases import axis_sae, directions_sae, write_planted_store
 
 from MedSegLensLib.diffing import compare_dictionaries, swap_features
 from MedSegLensLib.errors import CompatibilityError
-from diff_cases import axis_sae, directions_sae, write_planted_store
 
 D = 64
 SHARED = 40  # B holds A's first 40 directions (in another order); its other 24 latents point elsewhere:
@@ -27,8 +27,9 @@ def setup(tmp_path_factory):
     sae_b = directions_sae(directions)
     # Every latent fires in 20 % of rows, more in some cases than others (so within-case r is defined).
     rates = {j: (lambda pop, s, case_rng: 0.2 * case_rng.uniform(0.5, 1.5)) for j in range(D)}
-    store = write_planted_store(tmp_path_factory.mktemp("swap") / "store", D, {"adult": 6},
-                                lambda p, s: 120, rates, seed=2)
+    store = write_planted_store(
+        tmp_path_factory.mktemp("swap") / "store", D, {"adult": 6}, lambda p, s: 120, rates, seed=2
+    )
     comparison = compare_dictionaries(sae_a, sae_b, threshold=0.7)
     batches = ((x, meta["case_index"].numpy()) for x, meta in store.scan_with_metadata(500))
     swap = swap_features(sae_a, sae_b, comparison.matching, batches, len(store.cases))

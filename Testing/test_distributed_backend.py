@@ -11,11 +11,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.distributed as dist
+from distributed_support import set_torchrun_env
 
 from MedSegLensLib.distributed import default_backend, joined
 from MedSegLensLib.distributed import group as group_module
 from MedSegLensLib.errors import ParameterError
-from distributed_support import set_torchrun_env
 
 
 class FakeGpuNode:
@@ -67,6 +67,8 @@ def test_cuda_without_nccl_falls_back_to_gloo_on_the_cpu(monkeypatch):
 def test_more_ranks_than_gpus_on_a_node_is_a_one_line_error(monkeypatch):
     node = FakeGpuNode(monkeypatch, gpus=2)
     set_torchrun_env(monkeypatch, rank=2, local_rank=2, world_size=3)
-    with pytest.raises(ParameterError, match=r"local rank 2 has no GPU of its own \(2 on this node\).*--nproc-per-node"):
+    with pytest.raises(
+        ParameterError, match=r"local rank 2 has no GPU of its own \(2 on this node\).*--nproc-per-node"
+    ):
         group_module._join(None, timeout_minutes=1)
     assert node.calls == []  # refused before it touches a GPU or joins the group

@@ -6,6 +6,10 @@ import json
 import os
 
 import pytest
+from distributed_jobs import LAYER, extraction_settings
+from distributed_support import run_torchrun, run_torchrun_module, set_torchrun_env
+from models_support import one_thread, write_cohort  # noqa: F401 (fixtures)
+from worker_cases import save_tiny_model
 
 from MedSegLensLib.data import discover_cohort
 from MedSegLensLib.distributed import extract_activations_distributed, joined
@@ -15,10 +19,6 @@ from MedSegLensLib.models import load_model
 from MedSegLensLib.sae import ActivationStore, TrainConfig, load_sae
 from MedSegLensLib.sae.extract import extract_activations
 from MedSegLensLib.sae.fit import fit_layer_sae
-from distributed_jobs import LAYER, extraction_settings
-from distributed_support import run_torchrun, run_torchrun_module, set_torchrun_env
-from test_models_support import one_thread, workdir, write_cohort  # noqa: F401 (fixtures)
-from worker_cases import save_tiny_model
 
 CASES = 5
 
@@ -29,8 +29,7 @@ def inputs(workdir):
     cohort = write_cohort(workdir / "cohort", CASES, seed=7)
     model_dir = save_tiny_model(workdir / "model")
     model = load_model(model_dir, device="cpu")
-    single = extract_activations(model, LAYER, discover_cohort(cohort), workdir / "single",
-                                 **extraction_settings())
+    single = extract_activations(model, LAYER, discover_cohort(cohort), workdir / "single", **extraction_settings())
     return cohort, model_dir, single
 
 
@@ -39,18 +38,31 @@ def rows_of(store: ActivationStore) -> set[tuple]:
     rows = set()
     for acts, meta in store.scan_with_metadata(4096):
         for i in range(acts.shape[0]):
-            rows.add((store.cases[int(meta["case_index"][i])]["case_id"], tuple(meta["coords"][i].tolist()),
-                      int(meta["label"][i]), int(meta["tissue"][i]), int(meta["stratum"][i]), acts[i].numpy().tobytes()))
+            rows.add(
+                (
+                    store.cases[int(meta["case_index"][i])]["case_id"],
+                    tuple(meta["coords"][i].tolist()),
+                    int(meta["label"][i]),
+                    int(meta["tissue"][i]),
+                    int(meta["stratum"][i]),
+                    acts[i].numpy().tobytes(),
+                )
+            )
     return rows
 
 
 def assert_same_store(sharded: ActivationStore, single: ActivationStore) -> None:
     sharded.verify()
     assert sharded.cases == single.cases  # same case table, same order, same rows per case
-    assert (sharded.info, sharded.d_in, sharded.manifest["dtype"]) == (single.info, single.d_in, single.manifest["dtype"])
+    assert (sharded.info, sharded.d_in, sharded.manifest["dtype"]) == (
+        single.info,
+        single.d_in,
+        single.manifest["dtype"],
+    )
     assert rows_of(sharded) == rows_of(single) and sharded.n_rows == single.n_rows
     assert sorted(p.name for p in sharded.path.iterdir()) == ["manifest.json"] + [
-        f"shard-{i:06d}.safetensors" for i in range(len(sharded.shards))]  # parts merged and removed
+        f"shard-{i:06d}.safetensors" for i in range(len(sharded.shards))
+    ]  # parts merged and removed
     # extraction commits case by case, so the shards line up with one process's, byte for byte
     assert sharded.manifest == single.manifest
 
@@ -62,16 +74,35 @@ def test_torchrun_sae_train_on_two_ranks_extracts_and_trains_like_one_process(in
     settings = extraction_settings()
     quotas = [arg for name, n in settings["quotas"].items() for arg in ("--quota", f"{name}={n}")]
     sae_args = ["--latents", "32", "--k", "4", "--kind", "batchtopk", "--rows", "3840", "--batch-size", "64"]
-    done = run_torchrun_module(2, "sae", "train", "--model", str(model_dir), "--data", str(cohort), "--layer", LAYER,
-                               "--store", str(tmp_path / "store"), "--out", str(tmp_path / "sae"),
-                               "--seed", str(settings["seed"]), "--device", "cpu", *quotas, *sae_args)
+    done = run_torchrun_module(
+        2,
+        "sae",
+        "train",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(cohort),
+        "--layer",
+        LAYER,
+        "--store",
+        str(tmp_path / "store"),
+        "--out",
+        str(tmp_path / "sae"),
+        "--seed",
+        str(settings["seed"]),
+        "--device",
+        "cpu",
+        *quotas,
+        *sae_args,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count(f"wrote {tmp_path / 'sae'}: batchtopk SAE, 8 -> 32 latents") == 2  # every rank reports
     assert_same_store(ActivationStore(tmp_path / "store"), single)
     assert sorted(os.listdir(tmp_path)) == ["sae", "store"]  # written once, checkpoints removed
 
-    config = TrainConfig(n_latents=32, k=4, kind="batchtopk", total_rows=3840, batch_size=64, seed=settings["seed"],
-                         checkpoint_every=50)
+    config = TrainConfig(
+        n_latents=32, k=4, kind="batchtopk", total_rows=3840, batch_size=64, seed=settings["seed"], checkpoint_every=50
+    )
     model = load_model(model_dir, device="cpu")
     reference, _ = fit_layer_sae(model, LAYER, single, tmp_path / "one-process", config, show_progress=False)
     parallel = load_sae(tmp_path / "sae")
@@ -116,8 +147,9 @@ def test_reruns_are_refused_or_resumed_like_a_single_process_capture(inputs, tmp
     cases = discover_cohort(cohort)
 
     def extract(folder: str, **flags):
-        return extract_activations_distributed(model, LAYER, cases, tmp_path / folder, one_rank_group,
-                                               **extraction_settings(), **flags)
+        return extract_activations_distributed(
+            model, LAYER, cases, tmp_path / folder, one_rank_group, **extraction_settings(), **flags
+        )
 
     part_folder(tmp_path / "started", 0, 1).mkdir(parents=True)  # an interrupted 1-rank run
     with pytest.raises(OutputError, match="pass --resume to continue it"):

@@ -6,14 +6,13 @@ import json
 
 import pytest
 import torch
+from distributed_jobs import planted_training_rows, training_config
+from distributed_support import run_torchrun
 from safetensors.torch import load_file
 
 from MedSegLensLib.distributed import RankSlice, job_group, joined
 from MedSegLensLib.errors import ParameterError
 from MedSegLensLib.sae import TensorRows, Trainer
-
-from distributed_jobs import planted_training_rows, training_config
-from distributed_support import run_torchrun
 
 torch.set_num_threads(2)
 KINDS = ("batchtopk", "topk")
@@ -23,8 +22,9 @@ KINDS = ("batchtopk", "topk")
 def two_rank_run(tmp_path_factory):
     """One uninterrupted 2-rank run of both kinds, with checkpoints every 25 steps."""
     out = tmp_path_factory.mktemp("two_ranks")
-    result = run_torchrun(2, "train", str(out), "--kinds", ",".join(KINDS),
-                          "--checkpoint", str(out / "run"), "--checkpoint-every", "25")
+    result = run_torchrun(
+        2, "train", str(out), "--kinds", ",".join(KINDS), "--checkpoint", str(out / "run"), "--checkpoint-every", "25"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
@@ -61,8 +61,19 @@ def test_two_ranks_match_one_process_on_the_same_global_batches(two_rank_run, ki
 
 @pytest.mark.slow
 def test_a_killed_rank_resumes_from_rank_zeros_checkpoint(two_rank_run, tmp_path):
-    killed = run_torchrun(2, "train", str(tmp_path), "--checkpoint", str(tmp_path / "run"),
-                          "--checkpoint-every", "25", "--kill-rank", "1", "--kill-step", "60")
+    killed = run_torchrun(
+        2,
+        "train",
+        str(tmp_path),
+        "--checkpoint",
+        str(tmp_path / "run"),
+        "--checkpoint-every",
+        "25",
+        "--kill-rank",
+        "1",
+        "--kill-step",
+        "60",
+    )
     assert killed.returncode != 0
     assert not (tmp_path / "batchtopk.safetensors").exists()
     state = json.loads((tmp_path / "run" / "batchtopk" / "checkpoint" / "state.json").read_text())

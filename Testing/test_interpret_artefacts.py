@@ -8,8 +8,15 @@ import pytest
 
 from MedSegLensLib.data import Grid
 from MedSegLensLib.interpret import LayerCodes, layer_index
-from MedSegLensLib.interpret.artefacts import (EDGE, GRID, OUTSIDE, PEAK_RATIO_MIN, SEAM, ArtefactAccumulator,
-                                               ArtefactSettings)
+from MedSegLensLib.interpret.artefacts import (
+    EDGE,
+    GRID,
+    OUTSIDE,
+    PEAK_RATIO_MIN,
+    SEAM,
+    ArtefactAccumulator,
+    ArtefactSettings,
+)
 
 SHAPE = (40, 48, 40)
 GRID_2MM = Grid(SHAPE, np.diag([2.0, 2.0, 2.0, 1.0]))
@@ -19,7 +26,7 @@ WINDOW_STEP = (8, 8, 8)  # image voxels between sliding windows (stride-1 layer:
 def brain() -> np.ndarray:
     """An ellipsoid 'head' well inside the volume."""
     x, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in SHAPE], indexing="ij")
-    return x ** 2 / 0.7 ** 2 + y ** 2 / 0.75 ** 2 + z ** 2 / 0.7 ** 2 <= 1.0
+    return x**2 / 0.7**2 + y**2 / 0.75**2 + z**2 / 0.7**2 <= 1.0
 
 
 def planted() -> dict[str, np.ndarray]:
@@ -27,7 +34,7 @@ def planted() -> dict[str, np.ndarray]:
     mask = brain()
     axes = np.meshgrid(*[np.arange(n) for n in SHAPE], indexing="ij")
     centre = [n / 2 for n in SHAPE]
-    blob = np.exp(-sum((a - c) ** 2 for a, c in zip(axes, centre)) / (2 * 5.0 ** 2))
+    blob = np.exp(-sum((a - c) ** 2 for a, c in zip(axes, centre)) / (2 * 5.0**2))
     faces = np.zeros(SHAPE, dtype=bool)
     faces[[0, -1]] = True
     faces[:, [0, -1]] = True

@@ -7,12 +7,32 @@ import re
 
 import numpy as np
 import pytest
+from interpret_cases import (
+    CSF,
+    DEAD,
+    EDEMA,
+    LATTICE,
+    LEFT_WM,
+    N_LATENTS,
+    OUTSIDE,
+    PEDIATRIC,
+    RANDOM,
+    RIM,
+    cohort_cases,
+    make_cohorts,
+    planted_encoder,
+)
 
-from interpret_cases import (CSF, DEAD, EDEMA, LATTICE, LEFT_WM, OUTSIDE, PEDIATRIC, RANDOM, RIM, N_LATENTS,
-                             cohort_cases, make_cohorts, planted_encoder)
 from MedSegLensLib.data import read_volume
-from MedSegLensLib.interpret import (UNLABELLED, LatentScorer, LayerCodes, held_out_cases, label_all, latent_records,
-                                     load_case_maps)
+from MedSegLensLib.interpret import (
+    UNLABELLED,
+    LatentScorer,
+    LayerCodes,
+    held_out_cases,
+    label_all,
+    latent_records,
+    load_case_maps,
+)
 from MedSegLensLib.interpret.artefacts import EDGE, GRID, SEAM
 from MedSegLensLib.interpret.artefacts import OUTSIDE as OUTSIDE_HEAD
 from MedSegLensLib.interpret.describe import PHRASES
@@ -44,8 +64,11 @@ def test_a_latent_planted_on_one_class_gets_that_category_with_high_confidence(l
     assert labels[latent].category == category and labels[latent].matched
     assert labels[latent].level == "high" and labels[latent].confidence >= 0.5
     # and no other planted latent claims this category with high confidence
-    rivals = [other for other in range(N_LATENTS)
-              if other != latent and labels[other].category == category and labels[other].level == "high"]
+    rivals = [
+        other
+        for other in range(N_LATENTS)
+        if other != latent and labels[other].category == category and labels[other].level == "high"
+    ]
     assert rivals == []
 
 
@@ -107,8 +130,12 @@ def test_location_agrees_with_the_atlas_files(labelled):
     assert "left hemisphere" in records[LEFT_WM]["description"] or "the left " in records[LEFT_WM]["description"]
 
 
-ARTEFACT_OPENINGS = {GRID: "a lattice (", SEAM: "window seams (", EDGE: "on the volume's edge (",
-                     OUTSIDE_HEAD: "outside the head ("}
+ARTEFACT_OPENINGS = {
+    GRID: "a lattice (",
+    SEAM: "window seams (",
+    EDGE: "on the volume's edge (",
+    OUTSIDE_HEAD: "outside the head (",
+}
 SCORE = re.compile(r"AUROC (\d\.\d\d), Dice (\d\.\d\d)")
 FIRES = re.compile(r"(\d+) of (\d+) (\w+)")
 PERCENT = re.compile(r"(\d+) %")
@@ -138,7 +165,7 @@ def test_every_sentence_is_true_to_the_score_table(labelled):
         threshold = table.fit_metrics["threshold"][latent, t]  # chosen on the fit cases
         assert record["firing_threshold"] == pytest.approx(threshold, abs=1e-4)
         assert record["held_out"]["threshold"] == pytest.approx(threshold, abs=1e-4)
-        (auroc, dice), = SCORE.findall(sentence)
+        ((auroc, dice),) = SCORE.findall(sentence)
         assert float(auroc) == pytest.approx(table.held_out_metrics["auroc"][latent, t], abs=0.0051)
         assert float(dice) == pytest.approx(table.held_out_metrics["dice"][latent, t], abs=0.0051)
         if record["artefact"]["kind"]:
@@ -151,9 +178,12 @@ def test_every_sentence_is_true_to_the_score_table(labelled):
         claimed = {name: (int(k), int(n)) for k, n, name in FIRES.findall(sentence)}
         assert claimed == fired_cases(latent, threshold, cases, encoded, table.settings.min_firing_ml)
         location = record["location"]
-        shares = [location["outside_brain"]] + [location[s] for s in ("left", "right", "midline")] + \
-                 [r["share"] for r in location["regions"]] + \
-                 [record["artefact"][k] for k in ("outside_head", "volume_edge")]
+        shares = (
+            [location["outside_brain"]]
+            + [location[s] for s in ("left", "right", "midline")]
+            + [r["share"] for r in location["regions"]]
+            + [record["artefact"][k] for k in ("outside_head", "volume_edge")]
+        )
         for percent in PERCENT.findall(sentence):
             assert any(abs(int(percent) - 100 * s) <= 0.5 + 1e-6 for s in shares), (sentence, percent)
         if "mostly outside the brain" in sentence:
@@ -162,8 +192,11 @@ def test_every_sentence_is_true_to_the_score_table(labelled):
             assert location["regions"][0]["share"] >= 0.5
 
 
-HELD_OUT_TARGETS = {"ED": lambda case: case.label == 2, "WM": lambda case: (case.tissue == 3) & (case.label == 0),
-                    "GM": lambda case: (case.tissue == 2) & (case.label == 0)}
+HELD_OUT_TARGETS = {
+    "ED": lambda case: case.label == 2,
+    "WM": lambda case: (case.tissue == 3) & (case.label == 0),
+    "GM": lambda case: (case.tissue == 2) & (case.label == 0),
+}
 
 
 @pytest.mark.parametrize("latent, target", [(EDEMA, "ED"), (LEFT_WM, "WM"), (LATTICE, "GM")])
@@ -193,8 +226,10 @@ def test_a_lattice_is_named_an_artefact_although_it_would_pass_as_grey_matter(la
     assert labels[LATTICE].category == GRID and records[LATTICE]["artefact"]["grid_peak_ratio"] >= 3.0
     assert records[LATTICE]["description"].startswith("a lattice (spectral peak")
     smooth = [EDEMA, RIM, CSF, LEFT_WM, PEDIATRIC]
-    assert all(records[latent]["artefact"]["kind"] is None and records[latent]["artefact"]["grid_peak_ratio"] < 1.0
-               for latent in smooth)
+    assert all(
+        records[latent]["artefact"]["kind"] is None and records[latent]["artefact"]["grid_peak_ratio"] < 1.0
+        for latent in smooth
+    )
 
 
 def test_a_label_that_does_not_hold_on_held_out_cases_is_unlabelled(labelled):

@@ -7,19 +7,34 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
-
 from conftest import subprocess_env
-from interpret_cases import (CSF, EDEMA, LATTICE, LEFT_WM, N_LATENTS, OUTSIDE, RIM, cohort_cases, make_cohorts,
-                             planted_encoder)
+from interpret_cases import (
+    CSF,
+    EDEMA,
+    LATTICE,
+    LEFT_WM,
+    N_LATENTS,
+    OUTSIDE,
+    RIM,
+    cohort_cases,
+    make_cohorts,
+    planted_encoder,
+)
+
 from MedSegLensLib.errors import OutputError
-from MedSegLensLib.interpret import (ARTEFACT_CATEGORIES, CATEGORIES, InterpretSettings, LayerCodes, interpret,
-                                     load_case_maps)
+from MedSegLensLib.interpret import (
+    ARTEFACT_CATEGORIES,
+    CATEGORIES,
+    InterpretSettings,
+    LayerCodes,
+    interpret,
+    load_case_maps,
+)
 from MedSegLensLib.interpret.cards import card_panel
 from MedSegLensLib.interpret.compare import compare_runs
 from MedSegLensLib.report import assemble_report, load_section
@@ -33,9 +48,17 @@ def cohorts(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(cohorts, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "planted"
-    result = interpret(cohort_cases(cohorts), planted_encoder, N_LATENTS, out, source="planted latents",
-                       command="pytest", settings=InterpretSettings(cards_per_category=2), progress=False,
-                       run_name="planted")
+    result = interpret(
+        cohort_cases(cohorts),
+        planted_encoder,
+        N_LATENTS,
+        out,
+        source="planted latents",
+        command="pytest",
+        settings=InterpretSettings(cards_per_category=2),
+        progress=False,
+        run_name="planted",
+    )
     return result, out
 
 
@@ -47,8 +70,19 @@ def test_latents_json_is_complete_and_matches_the_csv(run):
     assert [r["index"] for r in document["latents"]] == list(range(N_LATENTS))
     assert sum(document["category_counts"].values()) == N_LATENTS - 1  # one planted latent never fires
     for record in document["latents"]:
-        assert set(record) >= {"category", "confidence", "confidence_level", "description", "top_scores",
-                               "populations", "location", "top_cases", "target", "matched", "active"}
+        assert set(record) >= {
+            "category",
+            "confidence",
+            "confidence_level",
+            "description",
+            "top_scores",
+            "populations",
+            "location",
+            "top_cases",
+            "target",
+            "matched",
+            "active",
+        }
         assert record["category"] in CATEGORIES + ("inactive",)
     with open(out / "latents.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -169,23 +203,42 @@ def tiny_model_and_sae(cohorts, tmp_path_factory):
     model = load_model(root / "model", device="cpu")
     case = cohort_cases(cohorts)[0].load()
     fmap = layer_features(model, case, "model.0")
-    sae, summary = train_sae(TensorRows(fmap.rows()), TrainConfig(n_latents=24, k=3, total_rows=40 * 512,
-                                                                   batch_size=512, seed=0), show_progress=False)
+    sae, summary = train_sae(
+        TensorRows(fmap.rows()),
+        TrainConfig(n_latents=24, k=3, total_rows=40 * 512, batch_size=512, seed=0),
+        show_progress=False,
+    )
     save_sae(sae, root / "sae", SAEInfo(model.fingerprint, "model.0", training=summary))
     save_sae(sae, root / "foreign-sae", SAEInfo("0" * 64, "model.0", training=summary))
     return root
 
 
 def _cli(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "MedSegLensLib", *arguments], capture_output=True, text=True,
-                          env={**subprocess_env(), "OMP_NUM_THREADS": "1"}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "MedSegLensLib", *arguments],
+        capture_output=True,
+        text=True,
+        env={**subprocess_env(), "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
 def cli_run(cohorts, tiny_model_and_sae, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "interpretation"
-    done = _cli("interpret", "--model", str(tiny_model_and_sae / "model"), "--sae", str(tiny_model_and_sae / "sae"),
-                "--data", *map(str, cohorts), "--out", str(out), "--cards", "1")
+    done = _cli(
+        "interpret",
+        "--model",
+        str(tiny_model_and_sae / "model"),
+        "--sae",
+        str(tiny_model_and_sae / "sae"),
+        "--data",
+        *map(str, cohorts),
+        "--out",
+        str(out),
+        "--cards",
+        "1",
+    )
     return done, out
 
 
@@ -201,8 +254,17 @@ def test_cli_interprets_a_real_model_and_sae(cohorts, tiny_model_and_sae, cli_ru
     assert active and all(r["description"] for r in active)
     cards = list((out / "cards").glob("latent-*.png"))
     assert 1 <= len(cards) <= len(CATEGORIES)
-    again = _cli("interpret", "--model", str(tiny_model_and_sae / "model"), "--sae", str(tiny_model_and_sae / "sae"),
-                 "--data", str(cohorts[0]), "--out", str(out))
+    again = _cli(
+        "interpret",
+        "--model",
+        str(tiny_model_and_sae / "model"),
+        "--sae",
+        str(tiny_model_and_sae / "sae"),
+        "--data",
+        str(cohorts[0]),
+        "--out",
+        str(out),
+    )
     assert again.returncode != 0 and again.stderr.strip().count("\n") == 0 and "--overwrite" in again.stderr
 
 
@@ -215,8 +277,15 @@ def test_python_api_writes_what_the_cli_writes(cohorts, tiny_model_and_sae, cli_
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the CLI subprocess (OMP_NUM_THREADS=1): same floating-point sums
     try:
-        folder = interpret_sae(tiny_model_and_sae / "model", tiny_model_and_sae / "sae", cohorts, tmp_path / "api",
-                               cards=1, device="cpu", progress=False)
+        folder = interpret_sae(
+            tiny_model_and_sae / "model",
+            tiny_model_and_sae / "sae",
+            cohorts,
+            tmp_path / "api",
+            cards=1,
+            device="cpu",
+            progress=False,
+        )
     finally:
         torch.set_num_threads(threads)
     assert folder == tmp_path / "api"
@@ -227,8 +296,17 @@ def test_python_api_writes_what_the_cli_writes(cohorts, tiny_model_and_sae, cli_
 
 
 def test_cli_refuses_an_sae_of_another_model_in_one_line(cohorts, tiny_model_and_sae, tmp_path):
-    done = _cli("interpret", "--model", str(tiny_model_and_sae / "model"), "--sae",
-                str(tiny_model_and_sae / "foreign-sae"), "--data", str(cohorts[0]), "--out", str(tmp_path / "x"))
+    done = _cli(
+        "interpret",
+        "--model",
+        str(tiny_model_and_sae / "model"),
+        "--sae",
+        str(tiny_model_and_sae / "foreign-sae"),
+        "--data",
+        str(cohorts[0]),
+        "--out",
+        str(tmp_path / "x"),
+    )
     assert done.returncode == 2 and done.stderr.startswith("medseglens interpret: error:")
     assert done.stderr.strip().count("\n") == 0 and "trained on another model" in done.stderr
     assert not (tmp_path / "x").exists()
@@ -236,9 +314,10 @@ def test_cli_refuses_an_sae_of_another_model_in_one_line(cohorts, tiny_model_and
 
 def test_cases_without_tissue_or_atlas_are_scored_on_the_tumour_targets_only(tmp_path):
     """Real BraTS-like cases: a label map but no tissue map or atlas."""
+    from worker_cases import write_case
+
     from MedSegLensLib.data import discover_cohort
     from MedSegLensLib.interpret import LayerCodes
-    from worker_cases import write_case
 
     for index in range(2):
         write_case(tmp_path / "cohort", np.random.default_rng(index), case_id=f"case-{index}", with_labels=True)
@@ -255,9 +334,10 @@ def test_cases_without_tissue_or_atlas_are_scored_on_the_tumour_targets_only(tmp
 
 
 def test_a_case_without_a_label_map_is_refused_in_one_line(tmp_path):
+    from worker_cases import write_case
+
     from MedSegLensLib.data import discover_cohort
     from MedSegLensLib.errors import InputError
-    from worker_cases import write_case
 
     write_case(tmp_path / "cohort", np.random.default_rng(0), case_id="unlabelled")
     with pytest.raises(InputError, match="unlabelled has no label map"):

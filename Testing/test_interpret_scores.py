@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from interpret_cases import N_LATENTS, RANDOM, layer_grid, make_cohorts, planted_layer_maps
 from scipy.stats import rankdata
 
-from interpret_cases import N_LATENTS, RANDOM, layer_grid, make_cohorts, planted_layer_maps
 from MedSegLensLib.data import Grid, discover_cohorts
 from MedSegLensLib.interpret import CaseMaps, LatentScorer, LayerCodes, ScoringSettings, layer_index
 from MedSegLensLib.interpret.firing import LevelSums, level_keys, threshold_levels
@@ -14,9 +14,13 @@ from MedSegLensLib.interpret.histograms import LogHistograms
 from MedSegLensLib.sae.capture import layer_grid as capture_layer_grid
 from MedSegLensLib.sae.capture import resample_layer_volume
 
-EXACT_TARGETS = {"ED": lambda lab, tis: lab == 2, "ET": lambda lab, tis: lab == 3,
-                 "CSF": lambda lab, tis: (tis == 1) & (lab == 0), "WM": lambda lab, tis: (tis == 3) & (lab == 0),
-                 "background": lambda lab, tis: (tis == 0) & (lab == 0)}
+EXACT_TARGETS = {
+    "ED": lambda lab, tis: lab == 2,
+    "ET": lambda lab, tis: lab == 3,
+    "CSF": lambda lab, tis: (tis == 1) & (lab == 0),
+    "WM": lambda lab, tis: (tis == 3) & (lab == 0),
+    "background": lambda lab, tis: (tis == 0) & (lab == 0),
+}
 
 
 def exact_auroc(values: np.ndarray, inside: np.ndarray) -> float:
@@ -44,7 +48,7 @@ def scored(tmp_path_factory):
     maps = {}
     for index, case in enumerate(cases):
         layer = planted_layer_maps(case, seed=index, stride=2)
-        layer[RANDOM] *= 8.0 ** index
+        layer[RANDOM] *= 8.0**index
         grid = layer_grid(case.grid, stride=2)
         scorer.add_case(CaseMaps.from_case(case), LayerCodes.from_dense(layer, grid))
         # the image-grid maps by an independent route: the capture package's order-0 resampling
@@ -117,8 +121,9 @@ def test_layer_index_is_capture_order_zero_resampling(rng):
 def test_level_sums_cut_at_any_threshold_equal_brute_force(rng):
     """Volumes kept per latent and value level, merged in batches, summed at or above per-latent thresholds."""
     n_latents, per_batch = 50, 600_000  # three batches: one merge happens mid-way
-    batches = [(rng.integers(0, n_latents, per_batch), rng.lognormal(0, 2, per_batch), rng.random(per_batch))
-               for _ in range(3)]
+    batches = [
+        (rng.integers(0, n_latents, per_batch), rng.lognormal(0, 2, per_batch), rng.random(per_batch)) for _ in range(3)
+    ]
     sums = LevelSums(n_latents, n_columns=2)
     for latent, value, weight in batches:
         sums.add(level_keys(latent, value, 4), weight, column=latent % 2)

@@ -27,8 +27,20 @@ def firing(assets):
 
 
 def latents(assets, *extra: str) -> int:
-    return main(["latents", "--model", str(assets.model), "--sae", str(assets.sae), "--case", str(assets.flipped),
-                 "--threads", "1", *extra])
+    return main(
+        [
+            "latents",
+            "--model",
+            str(assets.model),
+            "--sae",
+            str(assets.sae),
+            "--case",
+            str(assets.flipped),
+            "--threads",
+            "1",
+            *extra,
+        ]
+    )
 
 
 def test_lists_every_active_latent_and_writes_its_rows(assets, firing, tmp_path, capsys):

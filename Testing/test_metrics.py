@@ -176,7 +176,10 @@ def test_folders_with_no_common_case_or_mixed_arguments(tmp_path, rng):
 def _cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "MedSegLensLib", "metrics", *map(str, args)],
-        capture_output=True, text=True, env=subprocess_env(), timeout=180,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=180,
     )
 
 
@@ -209,7 +212,9 @@ def test_cli_single_pair_and_dice_only(tmp_path):
     assert result.returncode == 0, result.stderr
     (row, *_summary) = list(csv.DictReader(out.open()))
     assert row["case_id"] == "case" and "hd95_WT" not in row
-    assert float(row["dice_WT"]) == pytest.approx(brats_scores(np.roll(ref, 1, axis=1), ref, with_hd95=False)["dice_WT"], abs=1e-6)
+    assert float(row["dice_WT"]) == pytest.approx(
+        brats_scores(np.roll(ref, 1, axis=1), ref, with_hd95=False)["dice_WT"], abs=1e-6
+    )
 
 
 def test_cli_grid_mismatch_is_one_line(tmp_path):

@@ -6,10 +6,10 @@ import csv
 import json
 
 import pytest
+from models_support import one_thread, trained_tiny_model, write_cohort  # noqa: F401 (fixtures)
 
 from MedSegLensLib.cli.main import main
 from MedSegLensLib.models import load_model, tiny_config
-from test_models_support import one_thread, trained_tiny_model, workdir, write_cohort  # noqa: F401 (fixtures)
 
 
 def test_train_command_with_a_config_file_and_a_population_filter(workdir, capsys):
@@ -18,8 +18,24 @@ def test_train_command_with_a_config_file_and_a_population_filter(workdir, capsy
     config_file = workdir / "tiny.json"
     config_file.write_text(json.dumps(tiny_config("segformer").to_json()))
     out = workdir / "model"
-    args = ["train", "--config", str(config_file), "--data", str(cohort), str(other), "--population", "adult",
-            "--out", str(out), "--epochs", "2", "--seed", "1", "--device", "cpu"]
+    args = [
+        "train",
+        "--config",
+        str(config_file),
+        "--data",
+        str(cohort),
+        str(other),
+        "--population",
+        "adult",
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "trained segformer on 4 case(s)" in captured.out and "validation Dice" in captured.out
@@ -33,8 +49,30 @@ def test_train_command_with_a_config_file_and_a_population_filter(workdir, capsy
 def test_train_command_with_a_default_architecture(workdir, capsys):
     cohort = write_cohort(workdir / "adult", 2, seed=5)
     out = workdir / "unet"
-    assert main(["train", "--arch", "unet", "--data", str(cohort), "--out", str(out), "--epochs", "1",
-                 "--patch", "16", "16", "16", "--val-fraction", "0", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--arch",
+                "unet",
+                "--data",
+                str(cohort),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--patch",
+                "16",
+                "16",
+                "16",
+                "--val-fraction",
+                "0",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     model = load_model(out, device="cpu")
     assert model.config.architecture == "unet" and model.config.hyper_parameters["channels"] == [16, 32, 64, 128]
     assert model.config.patch_size == (16, 16, 16)
@@ -45,8 +83,23 @@ def test_evaluate_command_scores_each_case_and_summarises_by_population(workdir,
     tumours = write_cohort(workdir / "eval-adult", 3, seed=21, prefix="adu")
     healthy = write_cohort(workdir / "eval-healthy", 0, seed=22, prefix="hlt", healthy=2)
     out = workdir / "scores.csv"
-    assert main(["evaluate", "--model", str(model_dir), "--data", str(tumours), str(healthy), "--out", str(out),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model_dir),
+                "--data",
+                str(tumours),
+                str(healthy),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "population" in printed and "healthy" in printed and f"wrote {out}" in printed
     rows = list(csv.DictReader(out.open()))
@@ -63,7 +116,8 @@ def test_evaluate_command_scores_each_case_and_summarises_by_population(workdir,
             assert float(row["dice_WT"]) == (1.0 if float(row["pred_volume_ml"]) == 0 else 0.0)
     summary = list(csv.DictReader(out.with_suffix(".summary.csv").open()))
     assert {(r["population"], r["region"]) for r in summary} == {
-        (p, g) for p in ("adult", "healthy", "all") for g in ("WT", "TC", "ET")}
+        (p, g) for p in ("adult", "healthy", "all") for g in ("WT", "TC", "ET")
+    }
     adult_wt = next(r for r in summary if r["population"] == "adult" and r["region"] == "WT")
     assert int(adult_wt["n"]) == 3
     assert float(adult_wt["dice_mean"]) == pytest.approx(sum(float(r["dice_WT"]) for r in adult) / 3, abs=1e-3)

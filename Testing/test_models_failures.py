@@ -5,8 +5,14 @@ from MedSegLensLib.models.failure_map import markdown_table
 
 
 def row(case_id: str, dice: float, ref_ml: float, pred_ml: float, population: str = "adult") -> dict:
-    return {"case_id": case_id, "population": population, "ref_volume_ml": ref_ml, "pred_volume_ml": pred_ml,
-            **{f"dice_{r}": dice for r in REGIONS}, **{f"hd95_{r}": 0.0 for r in REGIONS}}
+    return {
+        "case_id": case_id,
+        "population": population,
+        "ref_volume_ml": ref_ml,
+        "pred_volume_ml": pred_ml,
+        **{f"dice_{r}": dice for r in REGIONS},
+        **{f"hd95_{r}": 0.0 for r in REGIONS},
+    }
 
 
 def test_tumour_cases_fail_on_low_dice_and_healthy_cases_on_false_positive_volume():

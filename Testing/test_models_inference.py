@@ -6,18 +6,23 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from models_support import (  # noqa: F401 (fixtures)
+    one_thread,
+    tiny_case_arrays,
+    trained_tiny_model,
+    write_case,
+)
 from scipy import ndimage
 
 from MedSegLensLib.cli.main import main
 from MedSegLensLib.data import read_case
 from MedSegLensLib.data.geometry import Grid, grid_with_spacing, to_canonical
 from MedSegLensLib.models import load_model
-from test_models_support import (  # noqa: F401 (fixtures)
-    one_thread, tiny_case_arrays, trained_tiny_model, workdir, write_case,
-)
+
 
 def _reoriented_copy(images: dict, labels: np.ndarray, affine: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
     """The same physical volume stored with the first axis flipped and the axes permuted (z, x, y)."""
+
     def move(array):
         return np.ascontiguousarray(np.transpose(array[::-1], (2, 0, 1)))
 

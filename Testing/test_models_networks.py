@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 import torch.fx
+from models_support import one_thread  # noqa: F401 (fixtures)
 
 from MedSegLensLib.errors import ParameterError
 from MedSegLensLib.models import ModelConfig, build_network, default_config, hookable_layers, tiny_config
 from MedSegLensLib.models.segformer import SegFormer3D
-from test_models_support import one_thread  # noqa: F401 (fixtures)
 
 
 @pytest.mark.parametrize("arch", ["unet", "segformer"])
@@ -66,8 +66,7 @@ def test_segformer_keeps_the_design_elements():
 
 
 def test_any_monai_network_can_be_named():
-    config = ModelConfig(architecture="monai:SegResNet", hyper_parameters={"init_filters": 8},
-                         patch_size=(16, 16, 16))
+    config = ModelConfig(architecture="monai:SegResNet", hyper_parameters={"init_filters": 8}, patch_size=(16, 16, 16))
     network = build_network(config)
     assert type(network).__name__ == "SegResNet"
     assert network(torch.randn(1, 4, 16, 16, 16)).shape == (1, 4, 16, 16, 16)
@@ -77,7 +76,9 @@ def test_any_monai_network_can_be_named():
         build_network(ModelConfig(architecture="unet", hyper_parameters={"channels": [4, 8], "bogus": 1}))
 
 
-@pytest.mark.parametrize("arch, all_layers", [("unet", False), ("segformer", False), ("unet", True), ("segformer", True)])
+@pytest.mark.parametrize(
+    "arch, all_layers", [("unet", False), ("segformer", False), ("unet", True), ("segformer", True)]
+)
 def test_listed_layer_shapes_match_a_real_forward_pass(arch, all_layers):
     config = tiny_config(arch, patch_size=(16, 32, 16))
     network = build_network(config).eval()
@@ -88,6 +89,7 @@ def test_listed_layer_shapes_match_a_real_forward_pass(arch, all_layers):
     def record(name):
         def hook(_module, _inputs, output):
             seen.setdefault(name, tuple(output.shape))
+
         return hook
 
     modules = dict(network.named_modules())

@@ -9,12 +9,12 @@ import sys
 
 import pytest
 import torch
+from conftest import subprocess_env
+from models_support import one_thread  # noqa: F401 (fixtures)
 from safetensors.torch import save_file
 
-from conftest import subprocess_env
 from MedSegLensLib.errors import CompatibilityError, InputError, IntegrityError, OutputError
 from MedSegLensLib.models import build_network, load_model, save_model, tiny_config
-from test_models_support import one_thread  # noqa: F401 (fixtures)
 
 
 def _randomised(network: torch.nn.Module) -> torch.nn.Module:
@@ -120,8 +120,13 @@ def test_cli_reports_tampering_in_one_line(tmp_path):
     save_model(build_network(config), config, tmp_path / "model")
     weights = tmp_path / "model" / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8] + b"\x00" * 8)
-    result = subprocess.run([sys.executable, "-m", "MedSegLensLib", "layers", "--model", str(tmp_path / "model")],
-                            capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "MedSegLensLib", "layers", "--model", str(tmp_path / "model")],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("medseglens layers: error: ") and "sha256" in lines[0]

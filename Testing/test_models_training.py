@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from models_support import one_thread, write_cohort  # noqa: F401 (fixtures)
 
 from MedSegLensLib.errors import CancelledError, CompatibilityError, OutputError
 from MedSegLensLib.models import TrainingSettings, labelled_cases, load_model, tiny_config, train_model
 from MedSegLensLib.models.checkpoint import has_checkpoint
 from MedSegLensLib.models.evaluation import REGIONS, brats_scores
-from test_models_support import one_thread, write_cohort  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,11 @@ def test_loss_falls_and_validation_dice_is_reported(tmp_path, cohort, arch):
     assert validations[-1].val_dice == pytest.approx(np.mean([scores[f"dice_{r}"] for r in REGIONS]), abs=1e-6)
     assert model.fingerprint == result.fingerprint and not has_checkpoint(tmp_path / "model")
     assert model.config.spacing == (2.0, 2.0, 2.0), "the model spacing comes from the data"
-    assert model.provenance["train_cases"] and model.provenance["val_cases"] and model.provenance["history"] == result.history
+    assert (
+        model.provenance["train_cases"]
+        and model.provenance["val_cases"]
+        and model.provenance["history"] == result.history
+    )
 
 
 def test_same_seed_same_weights_and_resume_matches_an_uninterrupted_run(tmp_path, cohort):
@@ -46,8 +50,13 @@ def test_same_seed_same_weights_and_resume_matches_an_uninterrupted_run(tmp_path
     first = train_model(config, cohort, tmp_path / "a", settings, device="cpu")
     second = train_model(config, cohort, tmp_path / "b", settings, device="cpu")
     assert first.fingerprint == second.fingerprint, "same seed, same data: same weights (bit for bit)"
-    other = train_model(config, cohort, tmp_path / "c", TrainingSettings(epochs=3, seed=8, val_fraction=0.0,
-                                                                        learning_rate=5e-3), device="cpu")
+    other = train_model(
+        config,
+        cohort,
+        tmp_path / "c",
+        TrainingSettings(epochs=3, seed=8, val_fraction=0.0, learning_rate=5e-3),
+        device="cpu",
+    )
     assert other.fingerprint != first.fingerprint
 
     def stop_in_epoch_two(update):
@@ -60,8 +69,14 @@ def test_same_seed_same_weights_and_resume_matches_an_uninterrupted_run(tmp_path
     with pytest.raises(OutputError, match="pass --resume"):
         train_model(config, cohort, tmp_path / "d", settings, device="cpu")
     with pytest.raises(CompatibilityError, match="other settings"):
-        train_model(config, cohort, tmp_path / "d", TrainingSettings(epochs=4, seed=7, val_fraction=0.0,
-                                                                    learning_rate=5e-3), resume=True, device="cpu")
+        train_model(
+            config,
+            cohort,
+            tmp_path / "d",
+            TrainingSettings(epochs=4, seed=7, val_fraction=0.0, learning_rate=5e-3),
+            resume=True,
+            device="cpu",
+        )
     resumed = train_model(config, cohort, tmp_path / "d", settings, resume=True, device="cpu")
     assert resumed.fingerprint == first.fingerprint, "resumed run differs from the uninterrupted one"
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]

@@ -9,8 +9,8 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
-
 from conftest import subprocess_env
+
 from MedSegLensLib.pipeline import DemoSettings, build_stages, default_cohorts
 from MedSegLensLib.pipeline.stages import MARKERS, RUN_RECORD
 from MedSegLensLib.report import load_section
@@ -19,15 +19,43 @@ from MedSegLensLib.steering.study.selection import SELECTIONS
 from MedSegLensLib.viewer.workspace import read_workspace
 
 TINY = DemoSettings.quick().replace(
-    spacing=8.0, cohorts=default_cohorts(train=4, test=2, adult_test=2, healthy=1, calibration=2),
-    epochs=(("unet", 1), ("segformer", 1)), val_every=1, sae_latents=16, sae_k=2, sae_rows=4096, sae_batch=512,
-    sae_adult_cases=2, interpret_cards=1, diff_bootstrap=20, diff_arch_cases=2, diff_permutations=4, map_latents=2)
+    spacing=8.0,
+    cohorts=default_cohorts(train=4, test=2, adult_test=2, healthy=1, calibration=2),
+    epochs=(("unet", 1), ("segformer", 1)),
+    val_every=1,
+    sae_latents=16,
+    sae_k=2,
+    sae_rows=4096,
+    sae_batch=512,
+    sae_adult_cases=2,
+    interpret_cards=1,
+    diff_bootstrap=20,
+    diff_arch_cases=2,
+    diff_permutations=4,
+    map_latents=2,
+)
 
 
 def run_demo_command(work, config_file):
-    return subprocess.run([sys.executable, "-m", "MedSegLensLib", "demo", "--no-serve", "--threads", "1",
-                           "--work", str(work), "--config", str(config_file)],
-                          capture_output=True, text=True, env=subprocess_env(), timeout=1200)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "MedSegLensLib",
+            "demo",
+            "--no-serve",
+            "--threads",
+            "1",
+            "--work",
+            str(work),
+            "--config",
+            str(config_file),
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=1200,
+    )
 
 
 def statuses(work) -> dict[str, str]:

@@ -21,11 +21,14 @@ def toy_stages(calls: list, fail_in: str | None = None) -> list[Stage]:
             if name == fail_in:
                 raise KeyboardInterrupt
             return {"parts": len(list(out.iterdir()))}
+
         return run
 
-    return [Stage("a", "first", work("a"), uses=("seed",), outputs=("a",)),
-            Stage("b", "second", work("b"), deps=("a",), uses=("failure_dice",), outputs=("b",)),
-            Stage("c", "independent of b", work("c"), deps=("a",), outputs=("c",))]
+    return [
+        Stage("a", "first", work("a"), uses=("seed",), outputs=("a",)),
+        Stage("b", "second", work("b"), deps=("a",), uses=("failure_dice",), outputs=("b",)),
+        Stage("c", "independent of b", work("c"), deps=("a",), outputs=("c",)),
+    ]
 
 
 def ran(tmp_path) -> list[str]:

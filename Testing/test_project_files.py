@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 import subprocess
-import tomllib
 
+import tomllib
 from conftest import ROOT
 
 from MedSegLensLib.worker.requirements import read_requirements
@@ -44,9 +44,12 @@ def test_the_slicer_requirements_are_the_pyproject_dependencies():
 
 def test_docs_name_no_paths_of_a_development_machine():
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-    found = [f"{page.relative_to(ROOT)}:{number}: {line.strip()}"
-             for page in pages for number, line in enumerate(page.read_text().splitlines(), 1)
-             if MACHINE_PATH.search(line)]
+    found = [
+        f"{page.relative_to(ROOT)}:{number}: {line.strip()}"
+        for page in pages
+        for number, line in enumerate(page.read_text().splitlines(), 1)
+        if MACHINE_PATH.search(line)
+    ]
     assert not found, "\n".join(found)
 
 

@@ -8,9 +8,29 @@ from conftest import ROOT, subprocess_env
 
 
 def test_throughput_bench_runs_and_reports_ratios(python_exe):
-    cmd = [python_exe, str(ROOT / "bench" / "sae_throughput.py"), "--no-peer", "--rows", "32768", "--batch", "1024",
-           "--d-in", "16", "--latents", "32", "--k", "2", "--atoms", "24", "--active", "2", "--repeats", "1",
-           "--threads", "1"]
+    cmd = [
+        python_exe,
+        str(ROOT / "bench" / "sae_throughput.py"),
+        "--no-peer",
+        "--rows",
+        "32768",
+        "--batch",
+        "1024",
+        "--d-in",
+        "16",
+        "--latents",
+        "32",
+        "--k",
+        "2",
+        "--atoms",
+        "24",
+        "--active",
+        "2",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+    ]
     result = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "ratios against medseglens topk fp32" in result.stdout

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from models_support import one_thread  # noqa: F401 (fixture)
 from torch import nn
+from worker_cases import write_case
 
 from MedSegLensLib.data import Case, Grid, read_case
 from MedSegLensLib.errors import ParameterError
 from MedSegLensLib.models import SegmentationModel, build_network, hookable_layers, tiny_config
 from MedSegLensLib.sae.capture import find_layer, layer_features
-from test_models_support import one_thread  # noqa: F401 (fixture)
-from worker_cases import write_case
 
 
 def tiny_model(arch: str, **overrides) -> SegmentationModel:
@@ -90,8 +90,12 @@ def test_windows_at_fractional_layer_offsets_land_on_the_global_lattice():
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     grid = Grid(shape, affine)
     ramp = Case("ramp", np.stack([*axes, np.ones(shape, np.float32)]), grid, grid)
-    config = tiny_config("unet", patch_size=(16, 16, 16), normalisation="none",
-                         sliding_window={"overlap": 0.25, "mode": "gaussian", "batch_size": 3})
+    config = tiny_config(
+        "unet",
+        patch_size=(16, 16, 16),
+        normalisation="none",
+        sliding_window={"overlap": 0.25, "mode": "gaussian", "batch_size": 3},
+    )
     model = SegmentationModel(_RampProbe(stride), config, "probe", device="cpu")
     fmap = layer_features(model, ramp, "down")
     assert fmap.shape == (5, 5, 4) and fmap.stride == (8.0, 8.0, 8.0)

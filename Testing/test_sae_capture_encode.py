@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from models_support import one_thread  # noqa: F401 (fixture)
+from worker_cases import write_case
 
 from MedSegLensLib.data import read_case
 from MedSegLensLib.errors import CompatibilityError, ParameterError
@@ -15,15 +17,14 @@ from MedSegLensLib.models import SegmentationModel, build_network, tiny_config
 from MedSegLensLib.sae import SAEInfo, TensorRows, TrainConfig, evaluate_fidelity, load_sae, save_sae, train_sae
 from MedSegLensLib.sae.capture import layer_features
 from MedSegLensLib.sae.encode import encode_case, encode_features
-from test_models_support import one_thread  # noqa: F401 (fixture)
-from worker_cases import write_case
 
 LAYER = "model.0"  # tiny U-Net encoder block: 4 channels at stride 2
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """A tiny U-Net, a case, its layer map, and a TopK and a BatchTopK SAE trained on that layer (saved and reloaded)."""
+    """A tiny U-Net, a case, its layer map, and a TopK and a BatchTopK SAE trained on that layer (saved and "
+    "reloaded)."""
     torch.manual_seed(0)
     config = tiny_config("unet")
     model = SegmentationModel(build_network(config), config, "f" * 64, device="cpu")
@@ -32,8 +33,11 @@ def setup(tmp_path_factory):
     fmap = layer_features(model, case, LAYER)
     saes = {}
     for kind in ("topk", "batchtopk"):
-        trained, summary = train_sae(TensorRows(fmap.rows()), TrainConfig(
-            n_latents=32, k=2, kind=kind, total_rows=96 * 512, batch_size=512, seed=1), show_progress=False)
+        trained, summary = train_sae(
+            TensorRows(fmap.rows()),
+            TrainConfig(n_latents=32, k=2, kind=kind, total_rows=96 * 512, batch_size=512, seed=1),
+            show_progress=False,
+        )
         saes[kind] = load_sae(save_sae(trained, root / kind, SAEInfo(model.fingerprint, LAYER, training=summary)))
     return model, case, fmap, saes
 
@@ -99,7 +103,9 @@ def test_sae_of_another_model_or_layer_is_refused_before_the_network_runs(setup,
         handle.remove()
     assert not calls
     # right model and layer name, wrong channel count: 4-channel weights that claim the 8-channel layer
-    claims = save_sae(copy.deepcopy(sae), tmp_path / "claims-other-layer", SAEInfo(model.fingerprint, "model.1.submodule.0"))
+    claims = save_sae(
+        copy.deepcopy(sae), tmp_path / "claims-other-layer", SAEInfo(model.fingerprint, "model.1.submodule.0")
+    )
     with pytest.raises(CompatibilityError, match="channels"):
         encode_case(model, load_sae(claims), case)
 
@@ -111,7 +117,7 @@ def test_flipped_input_gives_the_same_latent_map_in_physical_space(setup, tmp_pa
     model, case, _fmap, saes = setup
     flipped_dir = tmp_path / "flipped"
     flipped_dir.mkdir()
-    for name, path in case.files.items():
+    for path in case.files.values():
         image = nib.load(path)
         data = np.asarray(image.dataobj)[::-1]
         affine = image.affine @ np.array([[-1, 0, 0, data.shape[0] - 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from models_support import one_thread, write_cohort  # noqa: F401 (fixtures)
 
 from MedSegLensLib.data import discover_cohort
 from MedSegLensLib.errors import CompatibilityError
@@ -13,7 +14,6 @@ from MedSegLensLib.sae import STRATA
 from MedSegLensLib.sae.capture import layer_features
 from MedSegLensLib.sae.extract import check_store_for, extract_activations, extract_layers
 from MedSegLensLib.sae.strata import STRATUM_CODE
-from test_models_support import one_thread, workdir, write_cohort  # noqa: F401 (fixtures)
 
 LAYER = "model.0"  # stride 2, 4 channels
 QUOTAS = {"background": 20, "brain": 40, "NCR": 30, "ED": 30, "ET": 30}
@@ -73,8 +73,16 @@ def test_rerun_skips_finished_cases_and_gives_the_same_store(model, cohort, work
     with pytest.raises(Interrupt):
         extract_activations(model, LAYER, cohort, workdir / "resumed", QUOTAS, seed=5, progress=stop_after_two)
     calls.clear()
-    resumed = extract_activations(model, LAYER, cohort, workdir / "resumed", QUOTAS, seed=5,
-                                  progress=lambda *a: calls.append((a[2], a[3])), resume=True)
+    resumed = extract_activations(
+        model,
+        LAYER,
+        cohort,
+        workdir / "resumed",
+        QUOTAS,
+        seed=5,
+        progress=lambda *a: calls.append((a[2], a[3])),
+        resume=True,
+    )
     assert calls == [(cohort[0].case_id, True), (cohort[1].case_id, True), (cohort[2].case_id, False)]
     assert resumed.cases == reference.cases
     for shard in range(len(reference.shards)):

@@ -8,6 +8,9 @@ import sys
 
 import pytest
 import torch
+from conftest import subprocess_env
+from models_support import one_thread, trained_tiny_model, write_cohort  # noqa: F401 (fixtures)
+from worker_cases import save_tiny_model
 
 from MedSegLensLib.cli.main import main
 from MedSegLensLib.data import discover_cohort
@@ -16,9 +19,6 @@ from MedSegLensLib.sae import STRATA, ActivationStore, SAEConfig, SAEInfo, Spars
 from MedSegLensLib.sae.evaluation import evaluate_sae
 from MedSegLensLib.sae.extract import extract_activations
 from MedSegLensLib.sae.fit import fit_layer_sae, partial_dir
-from conftest import subprocess_env
-from test_models_support import one_thread, trained_tiny_model, workdir, write_cohort  # noqa: F401 (fixtures)
-from worker_cases import save_tiny_model
 
 LAYER = "model.1.submodule.0"  # tiny U-Net encoder 1: 8 channels at stride 4
 
@@ -65,9 +65,32 @@ def test_identity_sae_recovers_all_of_the_dice(trained, heldout):
 def test_train_and_eval_commands(trained, heldout, workdir, capsys):
     cohort = write_cohort(workdir / "sae-train", 3, seed=30, prefix="train")
     out = workdir / "cli-sae"
-    train = ["sae", "train", "--model", str(trained), "--layer", LAYER, "--data", str(cohort), "--out", str(out),
-             "--latents", "32", "--k", "4", "--kind", "topk", "--rows", "16384", "--batch-size", "1024", "--seed", "2",
-             "--quota", "background=64"]
+    train = [
+        "sae",
+        "train",
+        "--model",
+        str(trained),
+        "--layer",
+        LAYER,
+        "--data",
+        str(cohort),
+        "--out",
+        str(out),
+        "--latents",
+        "32",
+        "--k",
+        "4",
+        "--kind",
+        "topk",
+        "--rows",
+        "16384",
+        "--batch-size",
+        "1024",
+        "--seed",
+        "2",
+        "--quota",
+        "background=64",
+    ]
     assert main(train) == 0
     captured = capsys.readouterr()
     assert "capture" in captured.err and "FVU=" in captured.err and "L0=" in captured.err and "dead=" in captured.err
@@ -81,8 +104,10 @@ def test_train_and_eval_commands(trained, heldout, workdir, capsys):
     assert main(train) == 2 and "already exists" in capsys.readouterr().err
 
     report = workdir / "eval.json"
-    assert main(["sae", "eval", "--model", str(trained), "--sae", str(out), "--data", str(heldout),
-                 "--out", str(report)]) == 0
+    assert (
+        main(["sae", "eval", "--model", str(trained), "--sae", str(out), "--data", str(heldout), "--out", str(report)])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "Dice recovered WT" in printed and f"wrote {report}" in printed
     result = json.loads(report.read_text())
@@ -102,15 +127,53 @@ def test_train_and_eval_commands(trained, heldout, workdir, capsys):
 def test_extract_command_with_quotas(trained, workdir, capsys):
     cohort = write_cohort(workdir / "extract", 2, seed=33, prefix="ext")
     out = workdir / "extract-store"
-    assert main(["sae", "extract", "--model", str(trained), "--layer", LAYER, "--data", str(cohort), "--out", str(out),
-                 "--quota", "ED=5", "--quota", "background=0", "--dtype", "float32"]) == 0
+    assert (
+        main(
+            [
+                "sae",
+                "extract",
+                "--model",
+                str(trained),
+                "--layer",
+                LAYER,
+                "--data",
+                str(cohort),
+                "--out",
+                str(out),
+                "--quota",
+                "ED=5",
+                "--quota",
+                "background=0",
+                "--dtype",
+                "float32",
+            ]
+        )
+        == 0
+    )
     assert f"wrote {out}" in capsys.readouterr().out
     store = ActivationStore(out)
     strata = torch.cat([store.read_shard(i)["stratum"] for i in range(len(store.shards))])
     assert 0 < int((strata == STRATA.index("ED")).sum()) <= 10 and not bool((strata == 0).any())
     assert store.manifest["dtype"] == "float32" and store.info["quotas"]["ED"] == 5
-    assert main(["sae", "extract", "--model", str(trained), "--layer", LAYER, "--data", str(cohort), "--out",
-                 str(workdir / "x"), "--quota", "tumour=3"]) == 2
+    assert (
+        main(
+            [
+                "sae",
+                "extract",
+                "--model",
+                str(trained),
+                "--layer",
+                LAYER,
+                "--data",
+                str(cohort),
+                "--out",
+                str(workdir / "x"),
+                "--quota",
+                "tumour=3",
+            ]
+        )
+        == 2
+    )
     assert "--quota 'tumour=3'" in capsys.readouterr().err
 
 
@@ -120,12 +183,32 @@ def test_sae_of_another_model_is_refused_in_one_line(trained, heldout, workdir):
     sae_dir = workdir / "identity"
     from MedSegLensLib.sae import save_sae
 
-    save_sae(identity_sae(8, load_model(trained, device="cpu").fingerprint, LAYER), sae_dir,
-             SAEInfo(load_model(trained, device="cpu").fingerprint, LAYER))
+    save_sae(
+        identity_sae(8, load_model(trained, device="cpu").fingerprint, LAYER),
+        sae_dir,
+        SAEInfo(load_model(trained, device="cpu").fingerprint, LAYER),
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "MedSegLensLib", "sae", "eval", "--model", str(other), "--sae", str(sae_dir),
-         "--data", str(heldout), "--out", str(workdir / "never.json")],
-        capture_output=True, text=True, env=subprocess_env(), timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "MedSegLensLib",
+            "sae",
+            "eval",
+            "--model",
+            str(other),
+            "--sae",
+            str(sae_dir),
+            "--data",
+            str(heldout),
+            "--out",
+            str(workdir / "never.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "trained on another model" in lines[0] and str(other) in lines[0]
@@ -137,8 +220,9 @@ def test_interrupted_fit_resumes_to_the_same_sae(trained, workdir):
     model = load_model(trained, device="cpu")
     cases = discover_cohort(write_cohort(workdir / "fit", 2, seed=40, prefix="fit"))
     store = extract_activations(model, LAYER, cases, workdir / "fit-store", seed=0)
-    config = TrainConfig(n_latents=16, k=3, kind="batchtopk", total_rows=40 * 256, batch_size=256, seed=4,
-                         checkpoint_every=10)
+    config = TrainConfig(
+        n_latents=16, k=3, kind="batchtopk", total_rows=40 * 256, batch_size=256, seed=4, checkpoint_every=10
+    )
     plain, _ = fit_layer_sae(model, LAYER, store, workdir / "fit-plain", config, show_progress=False)
 
     def stop(progress):
@@ -150,8 +234,9 @@ def test_interrupted_fit_resumes_to_the_same_sae(trained, workdir):
     assert partial_dir(workdir / "fit-resumed").exists()
     with pytest.raises(Exception, match="--resume"):
         fit_layer_sae(model, LAYER, store, workdir / "fit-resumed", config, show_progress=False)
-    resumed, summary = fit_layer_sae(model, LAYER, store, workdir / "fit-resumed", config, resume=True,
-                                     show_progress=False)
+    resumed, summary = fit_layer_sae(
+        model, LAYER, store, workdir / "fit-resumed", config, resume=True, show_progress=False
+    )
     assert summary["steps"] == 40
     for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
         assert torch.equal(getattr(plain, name), getattr(resumed, name)), name

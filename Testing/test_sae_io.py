@@ -9,8 +9,15 @@ import torch
 
 from MedSegLensLib.errors import CompatibilityError, IntegrityError, OutputError
 from MedSegLensLib.sae import (
-    SAEInfo, TensorRows, TrainConfig, Trainer, check_compatible, dice_recovered, evaluate_fidelity,
-    load_sae, save_sae,
+    SAEInfo,
+    TensorRows,
+    TrainConfig,
+    Trainer,
+    check_compatible,
+    dice_recovered,
+    evaluate_fidelity,
+    load_sae,
+    save_sae,
 )
 from MedSegLensLib.sae.synthetic import planted_rows
 
@@ -67,8 +74,9 @@ def test_incompatible_model_layer_or_width_is_refused_with_one_line(tmp_path, tr
 
 def test_training_resumes_bit_for_bit_from_a_checkpoint(tmp_path):
     rows, _ = planted_rows(5000, 8, 16, 2)
-    config = TrainConfig(n_latents=32, k=2, total_rows=24_000, batch_size=400, checkpoint_every=20,
-                         dead_after_rows=2000, seed=5)
+    config = TrainConfig(
+        n_latents=32, k=2, total_rows=24_000, batch_size=400, checkpoint_every=20, dead_after_rows=2000, seed=5
+    )
     straight = Trainer(TensorRows(rows), config).run(show_progress=False)
 
     class Interrupt(Exception):
@@ -87,15 +95,19 @@ def test_training_resumes_bit_for_bit_from_a_checkpoint(tmp_path):
     for name, value in straight.state_dict().items():
         assert torch.equal(value, result.state_dict()[name]), name
     with pytest.raises(CompatibilityError, match="other settings"):
-        Trainer(TensorRows(rows), TrainConfig(n_latents=32, k=3, total_rows=24_000, batch_size=400),
-                checkpoint_dir=tmp_path / "run")
+        Trainer(
+            TensorRows(rows),
+            TrainConfig(n_latents=32, k=3, total_rows=24_000, batch_size=400),
+            checkpoint_dir=tmp_path / "run",
+        )
 
 
 def test_progress_reports_falling_fvu(trained):
     rows = trained[2]
     seen = []
     Trainer(TensorRows(rows), TrainConfig(n_latents=48, k=3, total_rows=30_000, batch_size=500)).run(
-        progress=seen.append, show_progress=False)
+        progress=seen.append, show_progress=False
+    )
     assert [p.step for p in seen] == list(range(1, 61))
     assert sum(p.fvu for p in seen[-10:]) < 0.5 * sum(p.fvu for p in seen[:10])
     assert all(p.l0 > 0 and 0 <= p.dead_fraction <= 1 for p in seen)
@@ -111,7 +123,8 @@ def test_fidelity_metrics_match_direct_computation(trained):
     assert report.rows == 3000
     assert report.explained_variance == pytest.approx(1 - float(err.sum() / var.sum()), abs=1e-9)
     assert report.explained_variance_per_channel_mean == pytest.approx(
-        float((1 - err.sum(0) / var.sum(0)).mean()), abs=1e-9)
+        float((1 - err.sum(0) / var.sum(0)).mean()), abs=1e-9
+    )
     assert report.fvu == pytest.approx(1 - report.explained_variance)
     l0 = (sae.encode(held) > 0).sum(1).double()
     assert report.l0_mean == pytest.approx(float(l0.mean()))
@@ -124,8 +137,7 @@ def test_fidelity_metrics_match_direct_computation(trained):
 
 
 def test_dice_recovered_uses_zero_ablation_as_floor():
-    dice = {"original": {"WT": 0.9, "ET": 0.8}, "sae": {"WT": 0.88, "ET": 0.8},
-            "zero_ablation": {"WT": 0.1, "ET": 0.8}}
+    dice = {"original": {"WT": 0.9, "ET": 0.8}, "sae": {"WT": 0.88, "ET": 0.8}, "zero_ablation": {"WT": 0.1, "ET": 0.8}}
     recovered = dice_recovered(lambda mode: dice[mode])
     assert recovered["WT"] == pytest.approx(0.975)
     assert recovered["ET"] != recovered["ET"]  # NaN: ablation did not hurt ET

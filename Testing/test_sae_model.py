@@ -7,8 +7,15 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from MedSegLensLib.errors import ParameterError
-from MedSegLensLib.sae import SAEConfig, SparseAutoencoder, TensorRows, TrainConfig, Trainer, evaluate_fidelity
-from MedSegLensLib.sae import objective
+from MedSegLensLib.sae import (
+    SAEConfig,
+    SparseAutoencoder,
+    TensorRows,
+    TrainConfig,
+    Trainer,
+    evaluate_fidelity,
+    objective,
+)
 from MedSegLensLib.sae.init import geometric_median
 from MedSegLensLib.sae.synthetic import planted_rows
 
@@ -77,8 +84,16 @@ def test_planted_dictionary_is_recovered():
 
 def dead_latent_run(auxk_alpha: float) -> float:
     rows, _ = planted_rows(20_000, 16, 48, 3, noise=0.01)
-    config = TrainConfig(n_latents=64, k=3, kind="topk", total_rows=200_000, batch_size=1000,
-                         auxk_alpha=auxk_alpha, dead_after_rows=3000, seed=0)
+    config = TrainConfig(
+        n_latents=64,
+        k=3,
+        kind="topk",
+        total_rows=200_000,
+        batch_size=1000,
+        auxk_alpha=auxk_alpha,
+        dead_after_rows=3000,
+        seed=0,
+    )
     trainer = Trainer(TensorRows(rows), config)
     with torch.no_grad():  # silence half the latents: positive but tiny pre-activations, never selected
         trainer.sae.W_enc[:32] *= 0.02
@@ -111,8 +126,7 @@ def test_threshold_export_reproduces_batch_codes_on_held_out_rows():
 
 def test_folding_the_input_scale_keeps_codes_and_reconstruction():
     rows, _ = planted_rows(5000, 8, 16, 2, scale=40.0)
-    trainer = Trainer(TensorRows(rows), TrainConfig(n_latents=32, k=2, kind="topk", total_rows=20_000,
-                                                     batch_size=500))
+    trainer = Trainer(TensorRows(rows), TrainConfig(n_latents=32, k=2, kind="topk", total_rows=20_000, batch_size=500))
     trainer.run(show_progress=False)
     scaled = trainer.sae
     assert abs(float(scaled.input_scale) - (8 / rows.pow(2).sum(1).mean()).sqrt()) < 0.05 * float(scaled.input_scale)

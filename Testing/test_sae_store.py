@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import subprocess_env
+
 from MedSegLensLib.errors import CompatibilityError, InputError, IntegrityError, OutputError
 from MedSegLensLib.sae import ActivationStore, StoreWriter, sample_by_stratum, voxel_strata
 from MedSegLensLib.sae.feature_rows import sample_feature_map
@@ -110,8 +109,13 @@ KILLER = textwrap.dedent("""
 def test_store_killed_mid_write_resumes_from_last_complete_shard(tmp_path, python_exe):
     path = tmp_path / "store"
     tests_dir = str(__import__("pathlib").Path(__file__).parent)
-    result = subprocess.run([python_exe, "-c", KILLER, str(path), tests_dir], env=subprocess_env(),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [python_exe, "-c", KILLER, str(path), tests_dir],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 9, result.stderr
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["state"] == "writing"
@@ -161,7 +165,14 @@ def test_strata_follow_labels_then_tissue():
     brain = np.array([[1, 1, 1, 1, 1, 1]])
     strata = voxel_strata(label, tissue, brain)
     assert [STRATA[s] for s in strata.ravel()] == ["WM", "NCR", "ED", "ET", "CSF", "brain"]
-    assert [STRATA[s] for s in voxel_strata(label).ravel()] == ["background", "NCR", "ED", "ET", "background", "background"]
+    assert [STRATA[s] for s in voxel_strata(label).ravel()] == [
+        "background",
+        "NCR",
+        "ED",
+        "ET",
+        "background",
+        "background",
+    ]
 
 
 def test_stratified_quotas_are_respected_and_deterministic():
@@ -196,8 +207,9 @@ def test_feature_map_rows_carry_image_coordinates_and_classes(tmp_path):
     tissue[:, :, 8:] = 3
     grid = torch.stack(torch.meshgrid(*[torch.arange(8.0)] * 3, indexing="ij"))  # half resolution
     features = torch.cat([grid, torch.ones(1, 8, 8, 8)])  # channels: feature voxel i, j, k and 1
-    rows = sample_feature_map(features, image_shape, label, tissue, quotas={"ED": 20, "ET": 5, "WM": 10, "CSF": 10},
-                              seed=1)
+    rows = sample_feature_map(
+        features, image_shape, label, tissue, quotas={"ED": 20, "ET": 5, "WM": 10, "CSF": 10}, seed=1
+    )
     assert rows.taken == {"background": 0, "brain": 0, "CSF": 10, "GM": 0, "WM": 10, "NCR": 0, "ED": 20, "ET": 1}
     np.testing.assert_array_equal(rows.coords, rows.activations[:, :3].numpy().astype(int) * 2 + 1)
     at = tuple(rows.coords.T)

@@ -19,8 +19,13 @@ pytestmark = pytest.mark.scene
 
 
 def medseglens(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "MedSegLensLib", *args], env=subprocess_env(),
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "MedSegLensLib", *args],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_render_writes_three_views_with_overlay_and_segmentation(tmp_path):
@@ -32,7 +37,9 @@ def test_render_writes_three_views_with_overlay_and_segmentation(tmp_path):
     activation = np.exp(-np.sum((ras - np.array([-6.0, 7.0, 20.0])) ** 2, axis=-1) / 20.0).astype(np.float32)
     write_volume(activation, t1n.grid, tmp_path / "map.nii.gz")
     out = tmp_path / "views.png"
-    result = medseglens("render", "--case", str(folder), "--map", str(tmp_path / "map.nii.gz"), "--out", str(out), "--size", "64")
+    result = medseglens(
+        "render", "--case", str(folder), "--map", str(tmp_path / "map.nii.gz"), "--out", str(out), "--size", "64"
+    )
     assert result.returncode == 0, result.stderr
     assert "through RAS -6.0, 7.0, 20.0 mm" in result.stdout  # the map's peak
     rgb = (matplotlib.image.imread(out)[..., :3] * 255).round().astype(int)
@@ -41,8 +48,9 @@ def test_render_writes_three_views_with_overlay_and_segmentation(tmp_path):
     green_outline = ((rgb[..., 1] == 180) & (rgb[..., 0] == 60)).sum()  # ED's colour
     assert bluish > 20 and green_outline > 10
     bare = tmp_path / "bare.png"
-    result = medseglens("render", "--case", str(folder), "--out", str(bare), "--view", "axial", "--no-segmentation",
-                        "--size", "64")
+    result = medseglens(
+        "render", "--case", str(folder), "--out", str(bare), "--view", "axial", "--no-segmentation", "--size", "64"
+    )
     assert result.returncode == 0, result.stderr
     rgb = (matplotlib.image.imread(bare)[..., :3] * 255).round().astype(int)
     assert rgb.shape == (64, 64, 3) and np.all(rgb[..., 0] == rgb[..., 2])  # grey MRI only

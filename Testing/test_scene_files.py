@@ -16,8 +16,18 @@ from MedSegLensLib import __version__  # noqa: E402
 from MedSegLensLib.data import MODALITIES  # noqa: E402
 from MedSegLensLib.errors import InputError, IntegrityError, OutputError, ParameterError  # noqa: E402
 from MedSegLensLib.scene import (  # noqa: E402
-    Provenance, add_brats_segmentation, add_case_volumes, add_latent_overlay, attach_provenance,
-    create_headless_slicer, load_scene, node_array, node_grid, overlay_latent, read_provenance, save_scene,
+    Provenance,
+    add_brats_segmentation,
+    add_case_volumes,
+    add_latent_overlay,
+    attach_provenance,
+    create_headless_slicer,
+    load_scene,
+    node_array,
+    node_grid,
+    overlay_latent,
+    read_provenance,
+    save_scene,
     segmentation_to_labels,
 )
 from MedSegLensLib.scene.provenance import PROVENANCE_ATTRIBUTE  # noqa: E402
@@ -27,9 +37,15 @@ pytestmark = pytest.mark.scene
 
 def steering_record(**changes) -> Provenance:
     fields = dict(
-        latents=[17, 230], strengths=[2.5, -1.0], mode="additive", model_sha256="a" * 64, sae_sha256="b" * 64,
-        layer="decoder.1", region={"kind": "box", "ijk_min": [2, 3, 4], "ijk_max": [9, 9, 9]},
-        source_segmentation="Tiny-001 model", extra={"dice_before": 0.41},
+        latents=[17, 230],
+        strengths=[2.5, -1.0],
+        mode="additive",
+        model_sha256="a" * 64,
+        sae_sha256="b" * 64,
+        layer="decoder.1",
+        region={"kind": "box", "ijk_min": [2, 3, 4], "ijk_max": [9, 9, 9]},
+        source_segmentation="Tiny-001 model",
+        extra={"dice_before": 0.41},
     )
     fields.update(changes)
     return Provenance(**fields)
@@ -45,8 +61,9 @@ def populated(tmp_path):
     model = add_brats_segmentation(scene, case.label, case.grid, nodes.reference, "Tiny-001 model")
     attach_provenance(model, steering_record(latents=[], strengths=[], mode="none", sae_sha256=None, region=None))
     corrected = np.where(case.label == 1, 3, case.label).astype(np.uint8)
-    correction = add_brats_segmentation(scene, corrected, case.grid, nodes.reference, "Tiny-001 corrected",
-                                        role="correction")
+    correction = add_brats_segmentation(
+        scene, corrected, case.grid, nodes.reference, "Tiny-001 corrected", role="correction"
+    )
     attach_provenance(correction, steering_record())
     activation = np.zeros(case.grid.shape, np.float32)
     activation[4:8, 5:9, 6:10] = 3.0
@@ -101,7 +118,9 @@ def test_saved_scene_reloads_with_data_geometry_and_provenance(populated, tmp_pa
     assert read_provenance(correction) == original
     assert read_provenance(scene.GetFirstNodeByName("Tiny-001 model")).mode == "none"
     np.testing.assert_array_equal(segmentation_to_labels(correction, case.grid), corrected)
-    np.testing.assert_array_equal(segmentation_to_labels(scene.GetFirstNodeByName("Tiny-001 model"), case.grid), case.label)
+    np.testing.assert_array_equal(
+        segmentation_to_labels(scene.GetFirstNodeByName("Tiny-001 model"), case.grid), case.label
+    )
     for channel, modality in enumerate(MODALITIES):
         node = scene.GetFirstNodeByName(f"Tiny-001-{modality}")
         array, grid = node_array(node)

@@ -11,8 +11,15 @@ from scene_cases import AFFINES, load_case  # noqa: E402
 
 from MedSegLensLib.errors import ParameterError  # noqa: E402
 from MedSegLensLib.scene import (  # noqa: E402
-    add_case_volumes, add_latent_overlay, create_headless_slicer, node_array, node_grid, overlay_latent,
-    parent_item_of, set_overlay_threshold, update_latent_overlay,
+    add_case_volumes,
+    add_latent_overlay,
+    create_headless_slicer,
+    node_array,
+    node_grid,
+    overlay_latent,
+    parent_item_of,
+    set_overlay_threshold,
+    update_latent_overlay,
 )
 
 pytestmark = pytest.mark.scene
@@ -43,8 +50,9 @@ def _node_value_at(node, ras):
 def test_a_hot_voxel_is_hot_at_the_same_ras_point(loaded, style):
     headless, case, nodes = loaded
     activation = hot_map(case)
-    node = add_latent_overlay(headless.scene, activation, case.grid, nodes.reference, "latent 12",
-                              style=style, threshold=2.0, latent=12)
+    node = add_latent_overlay(
+        headless.scene, activation, case.grid, nodes.reference, "latent 12", style=style, threshold=2.0, latent=12
+    )
     assert node_grid(node).same_as(case.source_grid)
     assert parent_item_of(headless.scene, node) == nodes.study_item
     assert overlay_latent(node) == 12
@@ -78,7 +86,9 @@ def test_default_threshold_is_half_the_peak(loaded):
     headless, case, nodes = loaded
     node = add_latent_overlay(headless.scene, hot_map(case, value=8.0), case.grid, nodes.reference, "latent")
     assert node.GetDisplayNode().GetLowerThreshold() == pytest.approx(4.0)
-    silent = add_latent_overlay(headless.scene, np.zeros(case.grid.shape, np.float32), case.grid, nodes.reference, "off")
+    silent = add_latent_overlay(
+        headless.scene, np.zeros(case.grid.shape, np.float32), case.grid, nodes.reference, "off"
+    )
     assert silent.GetDisplayNode().GetLowerThreshold() > 0  # a latent that never fires shows nothing
 
 

@@ -11,8 +11,13 @@ from scene_cases import AFFINES, load_case  # noqa: E402
 
 from MedSegLensLib.errors import OutputError, ParameterError  # noqa: E402
 from MedSegLensLib.scene import (  # noqa: E402
-    BRATS_REGIONS, add_brats_segmentation, add_case_volumes, add_latent_overlay, create_headless_slicer,
-    render_orthogonal, render_slice,
+    BRATS_REGIONS,
+    add_brats_segmentation,
+    add_case_volumes,
+    add_latent_overlay,
+    create_headless_slicer,
+    render_orthogonal,
+    render_slice,
 )
 
 pytestmark = pytest.mark.scene
@@ -65,7 +70,9 @@ def test_overlay_colour_appears_where_the_map_is_hot_and_nowhere_else(scene_with
     headless, case, nodes, overlay, _, activation = scene_with_overlay
     position = (case.grid.affine @ np.append(HOT_CENTRE, 1.0))[:3]
     plain = render_slice(headless.scene, nodes.reference, orientation=orientation, position=position, size=SIZE)
-    shown = render_slice(headless.scene, nodes.reference, overlay, orientation=orientation, position=position, size=SIZE)
+    shown = render_slice(
+        headless.scene, nodes.reference, overlay, orientation=orientation, position=position, size=SIZE
+    )
     voxels, clear = _voxel_of_pixels(shown, case)
     hot = _mask_at_pixels(activation > 1.0, voxels)
     changed = _changed(plain, shown)
@@ -83,8 +90,15 @@ def test_segmentation_colours_appear_where_the_labels_are(scene_with_overlay, or
     centre = np.argwhere(case.label == 1).mean(axis=0).round()
     position = (case.grid.affine @ np.append(centre, 1.0))[:3]
     plain = render_slice(headless.scene, nodes.reference, orientation=orientation, position=position, size=SIZE)
-    shown = render_slice(headless.scene, nodes.reference, segmentation=segmentation, orientation=orientation,
-                         position=position, size=SIZE, segmentation_opacity=1.0)
+    shown = render_slice(
+        headless.scene,
+        nodes.reference,
+        segmentation=segmentation,
+        orientation=orientation,
+        position=position,
+        size=SIZE,
+        segmentation_opacity=1.0,
+    )
     voxels, clear = _voxel_of_pixels(shown, case)
     labels = _mask_at_pixels(case.label, voxels)
     for region in BRATS_REGIONS:

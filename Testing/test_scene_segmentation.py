@@ -15,9 +15,20 @@ from scene_cases import AFFINES, load_case  # noqa: E402
 
 from MedSegLensLib.errors import InputError, OutputError, ParameterError  # noqa: E402
 from MedSegLensLib.scene import (  # noqa: E402
-    BRATS_REGIONS, COLOR_TABLE_NAME, add_brats_segmentation, add_case_volumes, create_headless_slicer,
-    has_closed_surface, load_segmentation, parent_item_of, region_of_segment, save_segmentation,
-    segmentation_to_labels, terminology_entry, update_preview_segmentation, write_brats_color_table,
+    BRATS_REGIONS,
+    COLOR_TABLE_NAME,
+    add_brats_segmentation,
+    add_case_volumes,
+    create_headless_slicer,
+    has_closed_surface,
+    load_segmentation,
+    parent_item_of,
+    region_of_segment,
+    save_segmentation,
+    segmentation_to_labels,
+    terminology_entry,
+    update_preview_segmentation,
+    write_brats_color_table,
 )
 
 pytestmark = pytest.mark.scene
@@ -148,8 +159,13 @@ def test_a_correction_is_a_new_node_and_the_original_is_untouched(loaded):
     original = add_brats_segmentation(headless.scene, case.label, case.grid, nodes.reference, "model", show_3d=True)
     corrected_labels = np.where(case.label == 2, 0, case.label).astype(np.uint8)
     correction = add_brats_segmentation(
-        headless.scene, corrected_labels, case.grid, nodes.reference, "corrected",
-        role="correction", show_3d=has_closed_surface(original),
+        headless.scene,
+        corrected_labels,
+        case.grid,
+        nodes.reference,
+        "corrected",
+        role="correction",
+        show_3d=has_closed_surface(original),
     )
     assert correction.GetID() != original.GetID()
     assert has_closed_surface(correction)
@@ -161,8 +177,9 @@ def test_a_correction_is_a_new_node_and_the_original_is_untouched(loaded):
 
 def test_preview_is_redrawn_in_place_with_its_3d_surface(loaded):
     headless, case, nodes = loaded
-    preview = add_brats_segmentation(headless.scene, case.label, case.grid, nodes.reference, "preview",
-                                     role="preview", show_3d=True)
+    preview = add_brats_segmentation(
+        headless.scene, case.label, case.grid, nodes.reference, "preview", role="preview", show_3d=True
+    )
     shrunk = np.where(case.label == 2, 0, case.label).astype(np.uint8)
     update_preview_segmentation(preview, shrunk, case.grid, nodes.reference)
     assert [s.GetName() for s in _segments(preview)] == ["NCR", "ED", "ET"]
@@ -188,7 +205,9 @@ def test_segments_are_recognised_by_terminology_or_name(loaded):
 def test_bad_label_arrays_are_refused(loaded):
     headless, case, nodes = loaded
     with pytest.raises(ParameterError, match=r"label values \[4\]"):
-        add_brats_segmentation(headless.scene, np.where(case.label == 3, 4, case.label), case.grid, nodes.reference, "x")
+        add_brats_segmentation(
+            headless.scene, np.where(case.label == 3, 4, case.label), case.grid, nodes.reference, "x"
+        )
     with pytest.raises(ParameterError, match="has shape"):
         add_brats_segmentation(headless.scene, case.label[:-1], case.grid, nodes.reference, "x")
     with pytest.raises(ParameterError, match="role 'final'"):

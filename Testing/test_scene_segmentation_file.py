@@ -58,8 +58,14 @@ def _check(path, labels: np.ndarray, affine: np.ndarray, provenance: Provenance 
 
 def test_the_writer_stores_segments_geometry_and_provenance(tmp_path):
     labels = _labels()
-    record = Provenance(latents=[4], strengths=[2.0], mode="additive", model_sha256="ab" * 32,
-                        sae_sha256="01" * 32, region={"kind": "none"})
+    record = Provenance(
+        latents=[4],
+        strengths=[2.0],
+        mode="additive",
+        model_sha256="ab" * 32,
+        sae_sha256="01" * 32,
+        region={"kind": "none"},
+    )
     path = write_segmentation_file(labels, Grid(labels.shape, AFFINE), tmp_path / "x.seg.nrrd", record.to_json())
     _check(path, labels, AFFINE, record)
     with pytest.raises(ParameterError, match="BraTS labels"):
@@ -98,19 +104,21 @@ def test_slicer_export_and_viewer_accept_write_through_the_same_writer(tmp_path,
     scene = scene_api.create_headless_slicer().scene
     volume = scene_api.add_volume_node(scene, np.zeros(labels.shape, np.float32), grid, "t1n")
     node = scene_api.add_brats_segmentation(scene, labels, grid, volume, "corrected", role="correction")
-    record = Provenance(latents=[1], strengths=[0.5], mode="multiplicative", model_sha256="cd" * 32,
-                        sae_sha256="02" * 32)
+    record = Provenance(
+        latents=[1], strengths=[0.5], mode="multiplicative", model_sha256="cd" * 32, sae_sha256="02" * 32
+    )
     scene_api.attach_provenance(node, record)
-    path = scene_api.save_segmentation(node, tmp_path / "out.seg.nrrd", reference_node=volume if with_reference
-                                       else None)
+    path = scene_api.save_segmentation(
+        node, tmp_path / "out.seg.nrrd", reference_node=volume if with_reference else None
+    )
     _check(path, labels, AFFINE, record)
 
 
 @pytest.fixture(scope="module")
 def tiny_model_and_case(tmp_path_factory):
     torch = pytest.importorskip("torch")
-    from steering_support import write_planted_case
     from slicer_support import flipped_copy
+    from steering_support import write_planted_case
 
     from MedSegLensLib.models import build_network, save_model, tiny_config
 
@@ -144,8 +152,14 @@ def test_cli_steer_writes_a_slicer_segmentation_with_its_provenance(tmp_path, ti
 
     _, case_dir = tiny_model_and_case
     case = read_case(case_dir, with_labels=True)
-    record = Provenance(latents=[2], strengths=[3.0], mode="additive", model_sha256="ef" * 32, sae_sha256="03" * 32,
-                        region={"kind": "tumour-margin", "margin_mm": 10.0})
+    record = Provenance(
+        latents=[2],
+        strengths=[3.0],
+        mode="additive",
+        model_sha256="ef" * 32,
+        sae_sha256="03" * 32,
+        region={"kind": "tumour-margin", "margin_mm": 10.0},
+    )
     path, sidecar = write_steered_segmentation(case, case.label, tmp_path / "steered.seg.nrrd", record)
     source_labels = case.to_source(case.label)
     _check(path, source_labels, case.source_grid.affine, record)

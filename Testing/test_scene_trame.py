@@ -11,7 +11,12 @@ trame_core = pytest.importorskip("trame_slicer.core")
 from scene_cases import load_case  # noqa: E402
 
 from MedSegLensLib.scene import (  # noqa: E402
-    add_brats_segmentation, add_case_volumes, add_latent_overlay, load_scene, render_slice, save_scene,
+    add_brats_segmentation,
+    add_case_volumes,
+    add_latent_overlay,
+    load_scene,
+    render_slice,
+    save_scene,
     segmentation_to_labels,
 )
 
@@ -33,4 +38,6 @@ def test_case_segmentation_overlay_render_and_save_on_a_trame_slicer_scene(tmp_p
     bundle = save_scene(app.scene, tmp_path / "viewer.mrb")
     reopened = trame_core.SlicerApp()
     load_scene(reopened.scene, bundle)
-    np.testing.assert_array_equal(segmentation_to_labels(reopened.scene.GetFirstNodeByName("model"), case.grid), case.label)
+    np.testing.assert_array_equal(
+        segmentation_to_labels(reopened.scene.GetFirstNodeByName("model"), case.grid), case.label
+    )

@@ -12,13 +12,18 @@ import pytest
 pytest.importorskip("slicer")
 
 from conftest import subprocess_env  # noqa: E402
-from vtkmodules.vtkCommonMath import vtkMatrix4x4  # noqa: E402
 from scene_cases import AFFINES, canonical_voxel, load_case  # noqa: E402
+from vtkmodules.vtkCommonMath import vtkMatrix4x4  # noqa: E402
 
 from MedSegLensLib.data import MODALITIES, Grid  # noqa: E402
 from MedSegLensLib.errors import ParameterError  # noqa: E402
 from MedSegLensLib.scene import (  # noqa: E402
-    add_case_volumes, case_study_item, create_headless_slicer, node_array, node_grid, set_node_array,
+    add_case_volumes,
+    case_study_item,
+    create_headless_slicer,
+    node_array,
+    node_grid,
+    set_node_array,
 )
 from MedSegLensLib.scene.volume_arrays import affine_from_matrix  # noqa: E402
 
@@ -123,7 +128,9 @@ def test_a_foreign_slicer_package_gives_a_one_line_error(tmp_path):
     (tmp_path / "slicer.py").write_text("# an unrelated package that happens to be called slicer\n")
     env = subprocess_env()
     env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
-    result = subprocess.run([sys.executable, "-c", "import MedSegLensLib.scene"], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", "import MedSegLensLib.scene"], env=env, capture_output=True, text=True
+    )
     assert result.returncode != 0
     assert "CompatibilityError: MedSegLensLib.scene needs 3D Slicer's MRML libraries" in result.stderr
 

@@ -28,18 +28,23 @@ def test_slicer_5_8_lacks_the_terminology_methods_the_module_calls():
 
 def test_the_check_flags_a_call_slicer_does_not_declare(tmp_path):
     code = tmp_path / "module.py"
-    code.write_text("import os\nimport slicer\n"
-                    "def f(segment, node):\n"
-                    "    segment.SetBratsTerminology('x')\n"       # no such method in any Slicer
-                    "    slicer.pydeps.pip_ensure([])\n"           # slicer.pydeps exists in no Slicer
-                    "    node.GetDisplayNode().SetVisibility(1)\n"  # real
-                    "    return os.PathLike, slicer.util.pip_install\n")
+    code.write_text(
+        "import os\nimport slicer\n"
+        "def f(segment, node):\n"
+        "    segment.SetBratsTerminology('x')\n"  # no such method in any Slicer
+        "    slicer.pydeps.pip_ensure([])\n"  # slicer.pydeps exists in no Slicer
+        "    node.GetDisplayNode().SetVisibility(1)\n"  # real
+        "    return os.PathLike, slicer.util.pip_install\n"
+    )
     assert set(api.unknown_names(api.MINIMUM_TAG, [code])) == {"SetBratsTerminology", "pydeps", "pip_ensure"}
 
 
 def test_the_stored_lists_name_their_tag_and_every_hand_listed_name_is_used():
-    assert Path(api.API_FOLDER / f"names-{api.MINIMUM_TAG}.txt").read_text().startswith(
-        f"# names declared in Slicer's source at {api.MINIMUM_TAG}")
+    assert (
+        Path(api.API_FOLDER / f"names-{api.MINIMUM_TAG}.txt")
+        .read_text()
+        .startswith(f"# names declared in Slicer's source at {api.MINIMUM_TAG}")
+    )
     assert api.MINIMUM_TAG == "v{}.{}.0".format(*MINIMUM_SLICER)
     used = set()
     for path in api.slicer_process_files():
@@ -81,10 +86,13 @@ def test_what_loads_before_the_version_check_is_valid_in_slicer_5_8s_python():
 
     tree = ast.parse((api.REPO / "MedSegLens" / "MedSegLens.py").read_text())
     imported = [n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.module.startswith("MedSegLensLib")]
-    code = (f"import sys, {', '.join(imported)}; "
-            "print('\\n'.join(m.__file__ for n, m in sys.modules.items() if n.startswith('MedSegLensLib')))")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(),
-                         cwd=api.REPO, timeout=120)
+    code = (
+        f"import sys, {', '.join(imported)}; "
+        "print('\\n'.join(m.__file__ for n, m in sys.modules.items() if n.startswith('MedSegLensLib')))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), cwd=api.REPO, timeout=120
+    )
     files = [api.REPO / "MedSegLens" / "MedSegLens.py", *map(Path, run.stdout.split())]
     assert run.returncode == 0 and len(files) > len(imported), run.stderr
     for path in files:

@@ -46,15 +46,18 @@ def count(scene, class_name: str) -> int:
 
 def layers(scene) -> set[tuple]:
     """(background, foreground) volume IDs of every slice view."""
-    composites = [scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
-                  for i in range(count(scene, "vtkMRMLSliceCompositeNode"))]
+    composites = [
+        scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
+        for i in range(count(scene, "vtkMRMLSliceCompositeNode"))
+    ]
     return {(c.GetBackgroundVolumeID(), c.GetForegroundVolumeID()) for c in composites}
 
 
 def assert_coded_segments(node) -> None:
     segmentation = node.GetSegmentation()
-    segments = [segmentation.GetSegment(segmentation.GetNthSegmentID(i))
-                for i in range(segmentation.GetNumberOfSegments())]
+    segments = [
+        segmentation.GetSegment(segmentation.GetNthSegmentID(i)) for i in range(segmentation.GetNumberOfSegments())
+    ]
     assert {s.GetName(): s.GetTerminology().split("~")[2].split("^")[1] for s in segments} == SCT_TYPES
 
 
@@ -111,7 +114,10 @@ def test_first_use_load_apply_overlay_steer_accept_export_close(widget, assets, 
     assert_coded_segments(accepted)
     provenance = scene_api.read_provenance(accepted)
     assert (provenance.latents, provenance.strengths, provenance.source_segmentation) == (
-        [assets.edema_latent], [3.0], model_node.GetName())
+        [assets.edema_latent],
+        [3.0],
+        model_node.GetName(),
+    )
     np.testing.assert_array_equal(scene_api.segmentation_to_labels(model_node, grid), before)
     steered = scene_api.segmentation_to_labels(accepted, grid)
     assert provenance.extra["changed_voxels"] == np.count_nonzero(steered != before) > 0
@@ -147,8 +153,9 @@ def installs(monkeypatch, widget):
 
     monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic))
     monkeypatch.setattr(requirements, "torch_available", lambda: bool(torch_installs))
-    monkeypatch.setattr(worker_requirements, "missing_requirements",
-                        lambda _: [] if widget.dialogs.pip_installs else ["nibabel>=5.2"])
+    monkeypatch.setattr(
+        worker_requirements, "missing_requirements", lambda _: [] if widget.dialogs.pip_installs else ["nibabel>=5.2"]
+    )
     return torch_installs
 
 

@@ -14,7 +14,7 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-from slicer_support import EDEMA, assets_fixture, worker  # noqa: F401 (fixture)
+from slicer_support import EDEMA, assets_fixture
 from test_worker_logic import Recorder as JobRecorder
 from test_worker_logic import scene_state
 
@@ -148,8 +148,11 @@ def test_steering_previews_accept_and_saved_files_read_back(logic, assets, tmp_p
         shown = labels_of(preview, t1n)
         edema.append(int(np.count_nonzero(shown == EDEMA)))
         outcome = logic.analysis.preview.outcome
-        expected = 2 * np.count_nonzero((shown == EDEMA) & (truth == EDEMA)) / (
-            np.count_nonzero(shown == EDEMA) + np.count_nonzero(truth == EDEMA))
+        expected = (
+            2
+            * np.count_nonzero((shown == EDEMA) & (truth == EDEMA))
+            / (np.count_nonzero(shown == EDEMA) + np.count_nonzero(truth == EDEMA))
+        )
         assert outcome.dice["ED"] == pytest.approx(expected, abs=1e-6)
     assert edema[0] < edema[1] < edema[2], edema
 
@@ -188,7 +191,9 @@ def test_steering_previews_accept_and_saved_files_read_back(logic, assets, tmp_p
     scene_api.load_scene(fresh, bundle)
     reloaded = fresh.GetFirstNodeByName("planted corrected")
     assert scene_api.read_provenance(reloaded) == provenance
-    np.testing.assert_array_equal(labels_of(reloaded, fresh.GetFirstNodeByName(t1n.GetName())), labels_of(accepted, t1n))
+    np.testing.assert_array_equal(
+        labels_of(reloaded, fresh.GetFirstNodeByName(t1n.GetName())), labels_of(accepted, t1n)
+    )
 
 
 def test_cancel_and_crash_leave_the_scene_unchanged(logic, assets):

@@ -21,12 +21,24 @@ slicer = pytest.importorskip("slicer")  # slicer-core
 import slicer_parameter_rules as rules  # noqa: E402
 from fake_slicer_gui import MODULE_FILE, FakeWidget, open_widget, ui_widgets  # noqa: E402
 from slicer_parameter_rules import (  # noqa: E402
-    Choice, Default, FloatRange, Maximum, Minimum, QColor, RangeBounds, WithinRange, connector_for,
+    Choice,
+    Default,
+    FloatRange,
+    Maximum,
+    Minimum,
+    QColor,
+    RangeBounds,
+    WithinRange,
+    connector_for,
 )
 
 from MedSegLensLib.slicer_module.overlay import STYLES  # noqa: E402
 from MedSegLensLib.steering_contract import (  # noqa: E402
-    DEFAULT_MARGIN_MM, MAX_MARGIN_MM, MIN_MARGIN_MM, MODES, REGION_KINDS,
+    DEFAULT_MARGIN_MM,
+    MAX_MARGIN_MM,
+    MIN_MARGIN_MM,
+    MODES,
+    REGION_KINDS,
 )
 
 pytestmark = pytest.mark.scene
@@ -45,18 +57,27 @@ CASES = {
     "ctkCheckablePushButtonToBoolConnector": ("ctkCheckablePushButton", bool, float),
     "QSliderOrSpinBoxToIntConnector": ("QSlider", Annotated[int, WithinRange(0, 9)], int),  # unbounded slider
     "QDoubleSpinBoxCtkSliderWidgetToFloatIntConnector": (
-        "ctkSliderWidget", Annotated[float, Minimum(0.0), Maximum(1.0)], Annotated[float, Minimum(0.0)]),
+        "ctkSliderWidget",
+        Annotated[float, Minimum(0.0), Maximum(1.0)],
+        Annotated[float, Minimum(0.0)],
+    ),
     "QComboBoxToStringableConnector": ("QComboBox", Annotated[str, Choice(["a", "b"])], str),  # str needs Choice
     "QComboBoxToEnumConnector": ("ctkComboBox", Colour, pathlib.Path),
     "QLineEditToStrConnector": ("QLineEdit", str, int),
     "QLabelToStrConnector": ("QLabel", str, bool),
     "QTextEditPlainTextToStrConnector": ("QTextEdit", str, pathlib.Path),
     "ctkRangeWidgetToRangeConnector": (
-        "ctkRangeWidget", Annotated[FloatRange, RangeBounds(0, 5)], Annotated[FloatRange, RangeBounds(1, 5)]),
+        "ctkRangeWidget",
+        Annotated[FloatRange, RangeBounds(0, 5)],
+        Annotated[FloatRange, RangeBounds(1, 5)],
+    ),
     "ctkPathLineEditToPathConnector": ("ctkPathLineEdit", pathlib.Path, str),
     "ctkDirectoryButtonToPathConnector": ("ctkDirectoryButton", pathlib.PurePath, str),
-    "qMRMLNodeComboBoxToNodeConnector": ("qMRMLNodeComboBox", typing.Union[Volume, slicer.vtkMRMLSegmentationNode],
-                                         str),
+    "qMRMLNodeComboBoxToNodeConnector": (
+        "qMRMLNodeComboBox",
+        typing.Union[Volume, slicer.vtkMRMLSegmentationNode],  # noqa: UP007 - the Union spelling is the case here
+        str,
+    ),
     "ctkColorPickerButtonToQColorConnector": ("ctkColorPickerButton", QColor, str),
 }
 
@@ -118,13 +139,26 @@ def test_binding_refuses_before_anything_is_bound():
 
 
 def test_assignments_are_validated_like_slicers_serializers():
-    Params = _wrap({"__annotations__": {"mode": Annotated[str, Choice(MODES)], "margin": Annotated[
-        float, WithinRange(MIN_MARGIN_MM, MAX_MARGIN_MM)], "folder": pathlib.Path, "volume": Volume},
-        "mode": MODES[0]})
+    Params = _wrap(
+        {
+            "__annotations__": {
+                "mode": Annotated[str, Choice(MODES)],
+                "margin": Annotated[float, WithinRange(MIN_MARGIN_MM, MAX_MARGIN_MM)],
+                "folder": pathlib.Path,
+                "volume": Volume,
+            },
+            "mode": MODES[0],
+        }
+    )
     params = Params(slicer.vtkMRMLScriptedModuleNode())
     params.margin = 3  # an int is accepted for a float
-    for name, bad in (("mode", "sideways"), ("margin", MAX_MARGIN_MM + 1), ("folder", "/tmp"), ("folder", None),
-                      ("volume", slicer.vtkMRMLSegmentationNode())):
+    for name, bad in (
+        ("mode", "sideways"),
+        ("margin", MAX_MARGIN_MM + 1),
+        ("folder", "/tmp"),
+        ("folder", None),
+        ("volume", slicer.vtkMRMLSegmentationNode()),
+    ):
         with pytest.raises(ValueError):
             setattr(params, name, bad)
     with pytest.raises(ValueError):  # a default outside its Choice is refused when the class is made
@@ -140,8 +174,9 @@ def widget(monkeypatch):
 
 def test_the_modules_parameter_class_binds_every_widget_of_its_ui(widget):
     """Every widget with a SlicerParameterName is bound; combo boxes list the steering contract's choices."""
-    named = {w.property("SlicerParameterName"): w for w in vars(widget.ui).values()
-             if w.property("SlicerParameterName")}
+    named = {
+        w.property("SlicerParameterName"): w for w in vars(widget.ui).values() if w.property("SlicerParameterName")
+    }
     assert set(named) == set(type(widget._parameterNode).fields)
     assert all(w.connector for w in named.values()), {n: w.connector for n, w in named.items()}
     assert widget.ui.steeringModeComboBox.items == list(MODES)
@@ -183,7 +218,10 @@ def test_the_ui_file_itself_agrees_with_the_steering_contract():
     assert ui.overlayStyleComboBox.items == list(STYLES)
     margin = ui.steeringMarginSpinBox.properties
     assert (margin.get("minimum", 0.0), margin["maximum"], margin["value"]) == (
-        MIN_MARGIN_MM, MAX_MARGIN_MM, DEFAULT_MARGIN_MM)
+        MIN_MARGIN_MM,
+        MAX_MARGIN_MM,
+        DEFAULT_MARGIN_MM,
+    )
     region = ui.steeringRegionComboBox
     assert region.items[int(region.properties["currentIndex"])] == "tumour-margin"  # shown before binding too
     assert "SlicerParameterName" not in ui.latentThresholdSlider.properties and hasattr(ui, "latentLegendLabel")
@@ -191,15 +229,33 @@ def test_the_ui_file_itself_agrees_with_the_steering_contract():
 
 def test_the_old_parameter_class_is_refused_by_the_real_ui():
     """The fields as they were (plain `str` on combo boxes, an unbounded float on a ctkSliderWidget) bind nothing."""
-    node_types = {"t1n": slicer.vtkMRMLScalarVolumeNode, "t1c": slicer.vtkMRMLScalarVolumeNode,
-                  "t2w": slicer.vtkMRMLScalarVolumeNode, "t2f": slicer.vtkMRMLScalarVolumeNode,
-                  "referenceSegmentation": slicer.vtkMRMLSegmentationNode,
-                  "steeringRegionSegmentation": slicer.vtkMRMLSegmentationNode}
-    old = {**node_types, "modelFolder": pathlib.Path, "saeFolder": pathlib.Path, "latentThreshold": float,
-           "overlayStyle": str, "steeringMode": str, "steeringRegion": str, "steeringMarginMm": float,
-           "previewEnabled": bool}
-    defaults = {"latentThreshold": 0.5, "overlayStyle": "volume", "steeringMode": "additive", "steeringRegion": "none",
-                "steeringMarginMm": 10.0, "previewEnabled": True}
+    node_types = {
+        "t1n": slicer.vtkMRMLScalarVolumeNode,
+        "t1c": slicer.vtkMRMLScalarVolumeNode,
+        "t2w": slicer.vtkMRMLScalarVolumeNode,
+        "t2f": slicer.vtkMRMLScalarVolumeNode,
+        "referenceSegmentation": slicer.vtkMRMLSegmentationNode,
+        "steeringRegionSegmentation": slicer.vtkMRMLSegmentationNode,
+    }
+    old = {
+        **node_types,
+        "modelFolder": pathlib.Path,
+        "saeFolder": pathlib.Path,
+        "latentThreshold": float,
+        "overlayStyle": str,
+        "steeringMode": str,
+        "steeringRegion": str,
+        "steeringMarginMm": float,
+        "previewEnabled": bool,
+    }
+    defaults = {
+        "latentThreshold": 0.5,
+        "overlayStyle": "volume",
+        "steeringMode": "additive",
+        "steeringRegion": "none",
+        "steeringMarginMm": 10.0,
+        "previewEnabled": True,
+    }
     params = _wrap({"__annotations__": old, **defaults})(slicer.vtkMRMLScriptedModuleNode())
     ui = ui_widgets(str(MODULE_FILE.parent / "Resources" / "UI" / "MedSegLens.ui"))
     with pytest.raises(RuntimeError, match="Choice annotation|float types is unbounded"):

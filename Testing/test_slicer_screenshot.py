@@ -22,7 +22,7 @@ def panels() -> list[np.ndarray]:
 
     rgb = (matplotlib.image.imread(SCREENSHOT)[..., :3] * 255).round().astype(int)
     assert rgb.shape == (SIZE, 3 * SIZE + 2 * GAP, 3)
-    return [rgb[:, i * (SIZE + GAP): i * (SIZE + GAP) + SIZE] for i in range(3)]
+    return [rgb[:, i * (SIZE + GAP) : i * (SIZE + GAP) + SIZE] for i in range(3)]
 
 
 def test_each_view_shows_the_mri(panels):

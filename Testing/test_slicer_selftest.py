@@ -34,6 +34,9 @@ def test_the_in_slicer_self_test_passes(monkeypatch, tmp_path):
     test = module.MedSegLensTest()
     test.runTest()
     assert test.displayed.count("Test passed") == 3
-    accepted = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())
-                if scene.GetNthNode(i).GetAttribute("MedSegLens.Role") == "correction"]
+    accepted = [
+        scene.GetNthNode(i)
+        for i in range(scene.GetNumberOfNodes())
+        if scene.GetNthNode(i).GetAttribute("MedSegLens.Role") == "correction"
+    ]
     assert len(accepted) == 1 and scene_api.read_provenance(accepted[0]).mode == "additive"

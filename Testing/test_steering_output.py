@@ -22,7 +22,7 @@ from MedSegLensLib.steering import (
     steering_provenance, write_steered_segmentation,
 )
 from steering_support import UNET_DECODER, train_layer_sae
-from test_models_support import one_thread, tiny_case_arrays, tiny_training_cohort, trained_tiny_model, workdir, write_case  # noqa: F401
+from models_support import one_thread, tiny_case_arrays, tiny_training_cohort, trained_tiny_model, write_case  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from MedSegLensLib.data import read_case
 from MedSegLensLib.models import load_model
 from MedSegLensLib.steering import RegionSpec, SteeringSpec, open_session
 from steering_support import UNET_DECODER, train_layer_sae, write_planted_case
-from test_models_support import one_thread, tiny_training_cohort, trained_tiny_model, workdir  # noqa: F401
+from models_support import one_thread, tiny_training_cohort, trained_tiny_model  # noqa: F401
 
 EDEMA = 2
 

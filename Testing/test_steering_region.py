@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 from steering_support import SEGFORMER_DECODER, UNET_DECODER, train_layer_sae
-from test_models_support import (  # noqa: F401 (fixtures)
+from models_support import (  # noqa: F401 (fixtures)
     one_thread,
     tiny_case_arrays,
     tiny_training_cohort,
     trained_tiny_model,
-    workdir,
     write_case,
     write_nifti,
 )

@@ -13,8 +13,8 @@ from MedSegLensLib.steering import session as session_module
 from MedSegLensLib.steering.region import region_mask
 from MedSegLensLib.steering.windows import layer_gate, padded, run_windows, spatial_slices
 from steering_support import SEGFORMER_DECODER, UNET_DECODER, train_layer_sae
-from test_models_support import (  # noqa: F401 (fixtures)
-    one_thread, tiny_case_arrays, tiny_training_cohort, trained_tiny_model, workdir, write_case, write_nifti,
+from models_support import (  # noqa: F401 (fixtures)
+    one_thread, tiny_case_arrays, tiny_training_cohort, trained_tiny_model, write_case, write_nifti,
 )
 
 LAYERS = {"unet": UNET_DECODER, "segformer": SEGFORMER_DECODER}

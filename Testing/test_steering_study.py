@@ -18,7 +18,7 @@ from MedSegLensLib.sae.fit import fit_layer_sae
 from MedSegLensLib.steering.study import StudySettings, run_recovery_study, wilson
 from MedSegLensLib.steering.study.selection import calibrated_key, choose, volume_target
 from steering_support import UNET_DECODER, write_shifted_cohort
-from test_models_support import one_thread, tiny_training_cohort, trained_tiny_model, workdir, write_cohort  # noqa: F401
+from models_support import one_thread, tiny_training_cohort, trained_tiny_model, write_cohort  # noqa: F401
 
 
 def test_wilson_interval_matches_known_values():

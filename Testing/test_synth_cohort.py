@@ -102,9 +102,16 @@ def test_a_failure_midway_leaves_no_folder(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("kwargs, text", [({"cases": 0}, "--cases"), ({"seed": -1}, "--seed"),
-                                           ({"spacing": 0.3}, "spacing"), ({"severity": 5.0}, "severity"),
-                                           ({"population": "elderly"}, "unknown population")])
+@pytest.mark.parametrize(
+    "kwargs, text",
+    [
+        ({"cases": 0}, "--cases"),
+        ({"seed": -1}, "--seed"),
+        ({"spacing": 0.3}, "spacing"),
+        ({"severity": 5.0}, "severity"),
+        ({"population": "elderly"}, "unknown population"),
+    ],
+)
 def test_bad_parameters_are_refused_before_any_work(tmp_path, kwargs, text):
     arguments = {"population": "adult", "cases": 1, "seed": 0, "out": tmp_path / "x", "spacing": SPACING, **kwargs}
     with pytest.raises(ParameterError) as info:
@@ -114,19 +121,26 @@ def test_bad_parameters_are_refused_before_any_work(tmp_path, kwargs, text):
 
 
 def run_cli(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "MedSegLensLib", "synth", *arguments], capture_output=True, text=True,
-                          env=subprocess_env(), timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "MedSegLensLib", "synth", *arguments],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
 
 
 def test_cli_writes_a_cohort_and_reports_one_line_errors(tmp_path):
     out = tmp_path / "cli"
-    done = run_cli("--population", "pediatric", "--cases", "1", "--seed", "3", "--out", str(out),
-                   "--spacing", "6", "--quiet")
+    done = run_cli(
+        "--population", "pediatric", "--cases", "1", "--seed", "3", "--out", str(out), "--spacing", "6", "--quiet"
+    )
     assert done.returncode == 0, done.stderr
     assert "wrote 1 pediatric case(s)" in done.stdout and (out / "SYN-PED-3-00000").is_dir()
     again = run_cli("--population", "pediatric", "--cases", "1", "--seed", "3", "--out", str(out), "--spacing", "6")
-    bad = run_cli("--population", "adult", "--cases", "2", "--seed", "0", "--out", str(tmp_path / "y"),
-                  "--severity", "-1")
+    bad = run_cli(
+        "--population", "adult", "--cases", "2", "--seed", "0", "--out", str(tmp_path / "y"), "--severity", "-1"
+    )
     for result, text in ((again, "already exists"), (bad, "severity")):
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()

@@ -32,8 +32,9 @@ def flat(params: dict) -> dict[str, float]:
 def test_every_parameter_is_documented_with_bounds():
     for spec in PopulationShift.parameter_fields():
         assert spec.metadata["doc"] and len(spec.metadata["bounds"]) == 2
-    assert {f.name for f in dataclasses.fields(PopulationShift)} - {f.name for f in PopulationShift.parameter_fields()} \
-        == {"name", "has_tumour"}
+    assert {f.name for f in dataclasses.fields(PopulationShift)} - {
+        f.name for f in PopulationShift.parameter_fields()
+    } == {"name", "has_tumour"}
 
 
 @pytest.mark.parametrize("population", POPULATIONS)
@@ -51,7 +52,7 @@ def test_severity_moves_every_shifted_parameter_monotonically_and_stays_in_bound
         if isinstance(start, dict):
             continue
         for values in steps:
-            for v in (values[spec.name] if isinstance(start, tuple) else (values[spec.name],)):
+            for v in values[spec.name] if isinstance(start, tuple) else (values[spec.name],):
                 assert low <= v <= high, spec.name
     # noise rises with severity; the healthy population never gets a tumour
     noise = [s["noise"][1] for s in steps]
@@ -66,8 +67,10 @@ def test_pediatric_tumours_move_to_the_posterior_fossa_with_severity():
     assert all(sum(w.values()) == pytest.approx(1.0) for w in weights)
 
 
-@pytest.mark.parametrize("name, severity, text", [("martian", 1.0, "unknown population"), ("ssa", -0.1, "severity"),
-                                                   ("ssa", 2.5, "severity")])
+@pytest.mark.parametrize(
+    "name, severity, text",
+    [("martian", 1.0, "unknown population"), ("ssa", -0.1, "severity"), ("ssa", 2.5, "severity")],
+)
 def test_bad_parameters_are_one_line_errors(name, severity, text):
     with pytest.raises(ParameterError) as info:
         population_shift(name, severity)

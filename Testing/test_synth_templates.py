@@ -60,7 +60,9 @@ def test_location_atlas_puts_left_labels_on_the_left(templates):
     z_mm = templates.grid.affine[2, 2] * np.arange(atlas.shape[2]) + templates.grid.affine[2, 3]
     z = np.broadcast_to(z_mm[None, None, :], atlas.shape)
     in_group = lambda group: np.isin(atlas, PLACEMENT_GROUPS[group])  # noqa: E731
-    assert np.median(z[in_group("cerebellum")]) < np.median(z[in_group("temporal")]) < np.median(z[in_group("parietal")])
+    assert (
+        np.median(z[in_group("cerebellum")]) < np.median(z[in_group("temporal")]) < np.median(z[in_group("parietal")])
+    )
 
 
 def test_licence_notice_is_kept():

@@ -84,7 +84,9 @@ def test_the_token_opens_the_page_and_sets_a_session_cookie():
 def test_cross_origin_requests_are_refused_even_with_the_token():
     async def requests(client):
         response = await client.get("/index.html", params={"secret": TOKEN}, headers={"Origin": "http://evil.example"})
-        same = await client.get("/index.html", params={"secret": TOKEN}, headers={"Origin": f"http://{client.host}:{client.port}"})
+        same = await client.get(
+            "/index.html", params={"secret": TOKEN}, headers={"Origin": f"http://{client.host}:{client.port}"}
+        )
         return response.status, same.status
 
     assert _run_guarded(requests) == (403, 200)
@@ -102,7 +104,10 @@ def test_cross_origin_requests_are_refused_even_with_the_token():
 def test_cli_refuses_unsafe_binds_with_one_line(tmp_path, args, message):
     result = subprocess.run(
         [sys.executable, "-m", "MedSegLensLib", "serve", "--workspace", str(tmp_path), *args],
-        capture_output=True, text=True, env=subprocess_env(), timeout=60,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
     )
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
@@ -115,7 +120,10 @@ def test_cli_refuses_an_unknown_first_case(tmp_path):
     write_fixture_workspace(tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "MedSegLensLib", "serve", "--workspace", str(tmp_path), "--case", "../../etc"],
-        capture_output=True, text=True, env=subprocess_env(), timeout=60,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
     )
     assert result.returncode != 0 and "no case named" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -133,7 +141,10 @@ def test_values_from_the_page_must_be_finite_numbers(value):
 def test_cli_refuses_a_missing_workspace(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "MedSegLensLib", "serve", "--workspace", str(tmp_path / "none")],
-        capture_output=True, text=True, env=subprocess_env(), timeout=60,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
     )
     assert result.returncode != 0 and "workspace folder not found" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -178,8 +178,12 @@ def test_accept_writes_a_new_segmentation_each_time(page, served):
     provenance = [json.loads(p.read_text()) for p in _published(folder, ".provenance.json")]
     assert {p["segmentation_file"] for p in provenance} == {p.name for p in _published(folder, ".seg.nrrd")}
     assert all(p["source"] == "prediction" and p["source_sha256"] for p in provenance)
-    _assert_same_segmentation(_published(folder, ".seg.nrrd")[0], workspace.root / workspace.case(OTHER_CASE.case_id).prediction)
-    page.wait_for_function("document.getElementById('accepted-list').innerText.split('\\n').filter(Boolean).length === 2")
+    _assert_same_segmentation(
+        _published(folder, ".seg.nrrd")[0], workspace.root / workspace.case(OTHER_CASE.case_id).prediction
+    )
+    page.wait_for_function(
+        "document.getElementById('accepted-list').innerText.split('\\n').filter(Boolean).length === 2"
+    )
 
 
 def _wait_for_message(page, text: str, timeout_ms: float = 180000) -> str:
@@ -198,7 +202,9 @@ def test_running_the_model_in_the_worker_replaces_the_prediction(page, served):
     _wait_for_message(page, "segmentation by unet shown")
     after = _settle(page, "axial")
     assert _changed(before, after).sum() > 50, "the worker's segmentation should replace the shown prediction"
-    assert list((workspace.root / ".scratch").glob("session-*/*/segmentation.nii.gz")) == [], "worker outputs must be released"
+    assert list((workspace.root / ".scratch").glob("session-*/*/segmentation.nii.gz")) == [], (
+        "worker outputs must be released"
+    )
     folder = workspace.root / "accepted" / OTHER_CASE.case_id
     count = len(_published(folder, ".provenance.json"))
     page.click("#accept")
@@ -218,8 +224,9 @@ def test_cancelling_a_model_run_leaves_the_views_as_they_were(playwright_session
     with browser.viewer_server(workspace.root, env=env) as server, _opened(playwright_session, server) as page:
         before = _settle(page, "axial")
         page.click("#run-model")
-        page.wait_for_function("document.getElementById('job-text').innerText.includes('running the model')",
-                               timeout=180000)
+        page.wait_for_function(
+            "document.getElementById('job-text').innerText.includes('running the model')", timeout=180000
+        )
         assert len(_paused_processes()) == 2, "the viewer and its worker (held at the pause point)"
         page.click("#cancel-job")
         assert "cancel" in _wait_for_message(page, "cancel").lower()

@@ -95,9 +95,12 @@ class _Scene:
 
 def test_the_slicer_overlay_uses_the_same_rule():
     scene = _Scene()
-    api = SimpleNamespace(add_latent_overlay=lambda scene, *a, **k: _Node(scene),
-                          update_latent_overlay=lambda *a, **k: None, set_overlay_threshold=lambda *a, **k: None,
-                          remove_node=lambda *a, **k: None)
+    api = SimpleNamespace(
+        add_latent_overlay=lambda scene, *a, **k: _Node(scene),
+        update_latent_overlay=lambda *a, **k: None,
+        set_overlay_threshold=lambda *a, **k: None,
+        remove_node=lambda *a, **k: None,
+    )
     overlay = LatentOverlay(scene, api, reference_node=None, case_name="c")
     values = _ball((20, 20, 20), (12, 6, 9), 3, 2.0)
     grid = SimpleNamespace(affine=np.diag([2.0, 2.0, 2.0, 1.0]))

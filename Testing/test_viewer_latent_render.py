@@ -34,8 +34,13 @@ def computed(tmp_path_factory):
     _, edema = write_steering_workspace(root, tmp_path_factory.mktemp("assets"))
     workspace = read_workspace(root)
     model, sae = workspace.analysis()
-    params = {"model": str(root / model.folder), "sae": str(root / sae.folder),
-              "case": str(root / workspace.case(CASE).folder), "case_id": CASE, "latent": edema}
+    params = {
+        "model": str(root / model.folder),
+        "sae": str(root / sae.folder),
+        "case": str(root / workspace.case(CASE).folder),
+        "case_id": CASE,
+        "latent": edema,
+    }
     with WorkerProcess(env=subprocess_env(), threads=1) as worker:
         result = worker.run("latent_map", params, timeout=300)
         volume = read_volume(result["map"], kind="image")
@@ -68,8 +73,9 @@ def test_a_worker_map_is_drawn_where_the_latent_fires(computed, display):
         hot = changed_pixels(plain[view.name], shown)
         assert hot.sum() > 20, f"{view.name}: the worker's map changed no pixels"
         x, y, _ = ras_to_pixel(view, result["peak_ras"])
-        assert hot[int(round(y)) - 2:int(round(y)) + 3, int(round(x)) - 2:int(round(x)) + 3].any(), (
-            f"{view.name}: nothing drawn at the latent's peak")
+        assert hot[int(round(y)) - 2 : int(round(y)) + 3, int(round(x)) - 2 : int(round(x)) + 3].any(), (
+            f"{view.name}: nothing drawn at the latent's peak"
+        )
         # Every drawn pixel lies on a voxel where the latent fires (the overlay starts at its threshold, the p50 of
         # the map's activations here; half of it leaves room for the smooth edges of the rendered map).
         xy_to_ras = view.get_view_node().GetXYToRAS()
@@ -77,7 +83,9 @@ def test_a_worker_map_is_drawn_where_the_latent_fires(computed, display):
         values = []
         for px, py in zip(xs, ys):
             ras = xy_to_ras.MultiplyPoint([float(px), float(py), 0.0, 1.0])
-            i, j, k = np.clip(np.round(to_voxel @ np.array([*ras[:3], 1.0]))[:3].astype(int), 0, np.array(grid.shape) - 1)
+            i, j, k = np.clip(
+                np.round(to_voxel @ np.array([*ras[:3], 1.0]))[:3].astype(int), 0, np.array(grid.shape) - 1
+            )
             values.append(activation[i, j, k])
         firing = np.mean(np.array(values) >= 0.5 * display.legend()["threshold"])
         assert firing > 0.9, f"{view.name}: only {firing:.0%} of the overlay's pixels lie where the latent fires"

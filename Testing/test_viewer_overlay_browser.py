@@ -52,8 +52,11 @@ def brain(tmp_path_factory):
 def page(brain):
     from playwright.sync_api import sync_playwright
 
-    with browser.viewer_server(brain.workspace.root, env=subprocess_env()) as server, sync_playwright() as playwright, \
-            browser.chromium(playwright, viewport=(1600, 900)) as page:
+    with (
+        browser.viewer_server(brain.workspace.root, env=subprocess_env()) as server,
+        sync_playwright() as playwright,
+        browser.chromium(playwright, viewport=(1600, 900)) as page,
+    ):
         page.goto(server.url)
         browser.wait_for_frames(page, timeout_ms=WAIT_MS)
         page.wait_for_selector(ROW, timeout=WAIT_MS)
@@ -87,7 +90,8 @@ def test_a_selected_latent_is_shown_where_it_fires_and_nowhere_below_its_thresho
     assert f"slices moved to {', '.join(f'{v:g}' for v in ras)} mm" in page.inner_text("#overlay-legend")
     assert ras[0] < brain.midline_x - 10, "the focus lies in the left hemisphere, where the latent is strongest"
     assert f"Latent {brain.workspace.cases[0].overlays[0].latent} · test: hemisphere" in page.inner_text(
-        "#latent-details")
+        "#latent-details"
+    )
     page.click(ROW)  # hide it again: the slices stay where the selection moved them
     page.wait_for_selector("#overlay-legend", state="detached", timeout=WAIT_MS)
     plain = _settled(page)
@@ -120,7 +124,8 @@ def test_a_selected_latent_is_shown_where_it_fires_and_nowhere_below_its_thresho
         hot = browser.changed_pixels(plain[name], shown[name])
         assert right_hemisphere.sum() > 1000 and (hot & left_hemisphere).sum() > 0.1 * left_hemisphere.sum()
         assert (hot & right_hemisphere).sum() == 0, (
-            f"{name}: {(hot & right_hemisphere).sum()} pixels changed where the latent is below its threshold")
+            f"{name}: {(hot & right_hemisphere).sum()} pixels changed where the latent is below its threshold"
+        )
     page.click(ROW)
     page.wait_for_selector("#overlay-legend", timeout=WAIT_MS)
     browser.settled_pixels(page, "axial", quiet_ms=QUIET_MS, timeout_s=WAIT_S)
@@ -136,11 +141,15 @@ def test_readme_screenshot_of_a_worker_latent_on_a_brain(tmp_path_factory):
 
     pytest.importorskip("playwright")
     _ensure_chromium()
-    workspace, case_id, latent = write_brain_steering_workspace(tmp_path_factory.mktemp("brain-steer-ws"),
-                                                                tmp_path_factory.mktemp("assets"))
+    workspace, case_id, latent = write_brain_steering_workspace(
+        tmp_path_factory.mktemp("brain-steer-ws"), tmp_path_factory.mktemp("assets")
+    )
     row = f"#overlay-latent-{latent}"
-    with browser.viewer_server(workspace.root, env=subprocess_env()) as server, sync_playwright() as playwright, \
-            browser.chromium(playwright, viewport=(1600, 900)) as page:
+    with (
+        browser.viewer_server(workspace.root, env=subprocess_env()) as server,
+        sync_playwright() as playwright,
+        browser.chromium(playwright, viewport=(1600, 900)) as page,
+    ):
         page.goto(server.url)
         browser.wait_for_frames(page, timeout_ms=WAIT_MS)
         page.wait_for_selector(row, timeout=WAIT_MS)
@@ -157,8 +166,9 @@ def test_readme_screenshot_of_a_worker_latent_on_a_brain(tmp_path_factory):
         thumb.wait_for()
         thumb.focus()
         page.keyboard.press("PageUp")
-        page.wait_for_function("() => document.getElementById('steer-summary').innerText.includes('voxels changed')",
-                               timeout=WAIT_MS)
+        page.wait_for_function(
+            "() => document.getElementById('steer-summary').innerText.includes('voxels changed')", timeout=WAIT_MS
+        )
         page.wait_for_selector("#cancel-job", state="hidden", timeout=WAIT_MS)
         browser.settled_pixels(page, "axial", quiet_ms=QUIET_MS, timeout_s=WAIT_S)
         browser.save_screenshot(page, ARTIFACTS / "viewer-brain-steering.png")

@@ -16,23 +16,44 @@ from MedSegLensLib.viewer.latent_panel import LatentBrowser
 from MedSegLensLib.viewer.steering_panel import STEP_FRACTION, SteeringPanel
 from MedSegLensLib.viewer.workspace import Overlay, WorkspaceCase
 
-STEERING = {"modes": ["additive", "multiplicative", "clamp"], "neutral": {"additive": 0.0, "multiplicative": 1.0},
-            "strength_ranges": {"additive": [-10.0, 10.0], "multiplicative": [0.0, 10.0], "clamp": [0.0, 10.0]},
-            "regions": ["none", "tumour-margin", "mask"], "default_margin_mm": 10.0}
+STEERING = {
+    "modes": ["additive", "multiplicative", "clamp"],
+    "neutral": {"additive": 0.0, "multiplicative": 1.0},
+    "strength_ranges": {"additive": [-10.0, 10.0], "multiplicative": [0.0, 10.0], "clamp": [0.0, 10.0]},
+    "regions": ["none", "tumour-margin", "mask"],
+    "default_margin_mm": 10.0,
+}
 
 
 def _row(latent, peak, category="", description=""):
-    return {"latent": latent, "max": peak, "mean_active": peak / 2, "active_fraction": 0.1, "active_voxels": 10,
-            "category": category, "confidence": 0.5 if category else None, "description": description,
-            "specificity": "", "specificity_score": None}
+    return {
+        "latent": latent,
+        "max": peak,
+        "mean_active": peak / 2,
+        "active_fraction": 0.1,
+        "active_voxels": 10,
+        "category": category,
+        "confidence": 0.5 if category else None,
+        "description": description,
+        "specificity": "",
+        "specificity_score": None,
+    }
 
 
-RESULT = {"latents": [_row(3, 2.0, "edema", "peritumoural edema"), _row(7, 5.0, "background/other", "skull"),
-                      _row(11, 1.0)], "steering": STEERING}
-CASE = WorkspaceCase("c1", "adult", "cohorts/adult/c1", overlays=[
-    Overlay("precomputed-3", "latents/x/c1/3.nii.gz", latent=3, category="edema"),
-    Overlay("other-sae-7", "latents/y/c1/7.nii.gz", latent=7, sae="enc"),
-    Overlay("unindexed", "latents/x/c1/u.nii.gz")])
+RESULT = {
+    "latents": [_row(3, 2.0, "edema", "peritumoural edema"), _row(7, 5.0, "background/other", "skull"), _row(11, 1.0)],
+    "steering": STEERING,
+}
+CASE = WorkspaceCase(
+    "c1",
+    "adult",
+    "cohorts/adult/c1",
+    overlays=[
+        Overlay("precomputed-3", "latents/x/c1/3.nii.gz", latent=3, category="edema"),
+        Overlay("other-sae-7", "latents/y/c1/7.nii.gz", latent=7, sae="enc"),
+        Overlay("unindexed", "latents/x/c1/u.nii.gz"),
+    ],
+)
 
 
 @pytest.fixture
@@ -79,8 +100,12 @@ def test_neutral_strengths_steer_nothing_and_a_moved_slider_gives_the_spec(panel
     assert panel.spec() is None, "all strengths at neutral"
     s.steer_strengths = {"3": 2.5}
     # the default region: the predicted tumour plus the contract's default margin
-    assert panel.spec() == {"latents": [3, 7], "strengths": [2.5, 0.0], "mode": "additive",
-                            "region": {"kind": "tumour-margin", "margin_mm": 10.0}}
+    assert panel.spec() == {
+        "latents": [3, 7],
+        "strengths": [2.5, 0.0],
+        "mode": "additive",
+        "region": {"kind": "tumour-margin", "margin_mm": 10.0},
+    }
     s.steer_region = "none"
     assert panel.spec()["region"] == {"kind": "none"}
     s.steer_region, s.steer_margin = "tumour-margin", 4
@@ -91,14 +116,17 @@ def test_neutral_strengths_steer_nothing_and_a_moved_slider_gives_the_spec(panel
     assert panel.spec() is None
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(steer_latents=[99], steer_strengths={"99": 1.0}), "not latents active"),
-    (dict(steer_latents=["3"], steer_strengths={"3": 1.0}), "not latents active"),
-    (dict(steer_latents=[3], steer_strengths={"3": math.nan}), "not a finite number"),
-    (dict(steer_latents=[3], steer_strengths={"3": 11.0}), "must lie in"),
-    (dict(steer_latents=[3], steer_strengths={"3": 1.0}, steer_region="tumour-margin", steer_margin=500), "margin"),
-    (dict(steer_latents=[3], steer_strengths={"3": 1.0}, steer_region="mask"), "not one of"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(steer_latents=[99], steer_strengths={"99": 1.0}), "not latents active"),
+        (dict(steer_latents=["3"], steer_strengths={"3": 1.0}), "not latents active"),
+        (dict(steer_latents=[3], steer_strengths={"3": math.nan}), "not a finite number"),
+        (dict(steer_latents=[3], steer_strengths={"3": 11.0}), "must lie in"),
+        (dict(steer_latents=[3], steer_strengths={"3": 1.0}, steer_region="tumour-margin", steer_margin=500), "margin"),
+        (dict(steer_latents=[3], steer_strengths={"3": 1.0}, steer_region="mask"), "not one of"),
+    ],
+)
 def test_bad_controls_from_the_page_are_refused(panel, change, message):
     for key, value in change.items():
         setattr(panel.state, key, value)
@@ -107,8 +135,16 @@ def test_bad_controls_from_the_page_are_refused(panel, change, message):
 
 
 def test_the_readout_puts_dice_before_and_after_side_by_side(panel):
-    panel.show_result({"dice": {"WT": 0.8, "ED": 0.7}, "dice_unsteered": {"WT": 0.6, "ED": 0.4}, "changed_voxels": 12,
-                       "windows_recomputed": 2, "windows_total": 8, "seconds": 0.5})
+    panel.show_result(
+        {
+            "dice": {"WT": 0.8, "ED": 0.7},
+            "dice_unsteered": {"WT": 0.6, "ED": 0.4},
+            "changed_voxels": 12,
+            "windows_recomputed": 2,
+            "windows_total": 8,
+            "seconds": 0.5,
+        }
+    )
     rows = {row["region"]: row for row in panel.state.dice_rows}
     assert (rows["ED"]["before"], rows["ED"]["after"]) == ("0.400", "0.700")
     assert rows["ET"]["after"] == "—" and "12 voxels changed" in panel.state.steer_summary
@@ -132,13 +168,22 @@ def test_strengths_are_shown_in_the_latents_own_units():
 
 def test_browser_lines_are_short_and_compare_here_with_typical_and_the_details_pane_reads_the_record():
     long = "an unusually long description of what this latent does in the tumour core; fires in 3 of 4 cases"
-    result = {"latents": [_row(3, 2.0, "edema", long), _row(7, 5.0, "background/other", "skull"), _row(11, 1.0)],
-              "steering": STEERING}
+    result = {
+        "latents": [_row(3, 2.0, "edema", long), _row(7, 5.0, "background/other", "skull"), _row(11, 1.0)],
+        "steering": STEERING,
+    }
     typical = [1.0] * 16
     typical[3] = 0.5  # latent 3 peaks at 4x its typical activation here, latent 7 at 5x, latent 11 at 1x
-    record = {"index": 3, "description": long, "confidence": 0.62, "confidence_level": "high", "validated": True,
-              "populations": {"adult": {"cases": 16, "fired": 9, "mean_active_ml": 12.3, "mean_peak": 2.1}},
-              "top_cases": [{"case_id": "c9", "population": "adult", "peak": 3.2}], "future_field": [1, 2]}
+    record = {
+        "index": 3,
+        "description": long,
+        "confidence": 0.62,
+        "confidence_level": "high",
+        "validated": True,
+        "populations": {"adult": {"cases": 16, "fired": 9, "mean_active_ml": 12.3, "mean_peak": 2.1}},
+        "top_cases": [{"case_id": "c9", "population": "adult", "peak": 3.2}],
+        "future_field": [1, 2],
+    }
     latents = LatentBrowser(SimpleNamespace(), "dec", typical, {3: record, 5: "not a record"})
     latents.set_case(CASE)
     latents.set_analysis(result)
@@ -164,8 +209,12 @@ def test_column_indices_keep_their_meaning_for_the_cli_sort():
     from MedSegLensLib.latent_browser import COLUMNS
 
     named = {name: COLUMNS[index] for name, index in SORT_COLUMNS.items()}
-    assert named == {"latent": "Latent", "category": "Category", "activation": "Here / typical",
-                     "specificity": "Specificity"}
+    assert named == {
+        "latent": "Latent",
+        "category": "Category",
+        "activation": "Here / typical",
+        "specificity": "Specificity",
+    }
 
 
 def test_the_details_pane_inlines_the_latents_card_when_there_is_one(tmp_path):

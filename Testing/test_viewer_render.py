@@ -36,7 +36,11 @@ def offscreen_display(workspace) -> CaseDisplay:
 
     app = SlicerApp()
     app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
-    for definition in (ViewLayoutDefinition.axial_view(), ViewLayoutDefinition.coronal_view(), ViewLayoutDefinition.sagittal_view()):
+    for definition in (
+        ViewLayoutDefinition.axial_view(),
+        ViewLayoutDefinition.coronal_view(),
+        ViewLayoutDefinition.sagittal_view(),
+    ):
         app.view_manager.create_view(definition).render_window().SetSize(*VIEW_SIZE)
     return CaseDisplay(app, workspace)
 
@@ -213,7 +217,9 @@ def test_segmentation_is_drawn_at_the_tumour_and_follows_the_source(display):
         ys, xs = np.nonzero(reference)
         pixel_mm = view.get_view_node().GetFieldOfView()[0] / VIEW_SIZE[0]
         assert reference.sum() > 50, f"{view.name}: no segmentation drawn"
-        assert abs(xs.mean() - x) * pixel_mm < 3.0 and abs(ys.mean() - y) * pixel_mm < 3.0, f"{view.name}: segmentation off the tumour"
+        assert abs(xs.mean() - x) * pixel_mm < 3.0 and abs(ys.mean() - y) * pixel_mm < 3.0, (
+            f"{view.name}: segmentation off the tumour"
+        )
         assert 0 < prediction.sum() < reference.sum(), f"{view.name}: the smaller prediction should cover fewer pixels"
 
 

@@ -71,11 +71,15 @@ def test_the_analysis_lists_the_active_latents_with_the_interpretation(page, ser
     page.wait_for_function("() => document.querySelectorAll(\"#latent-table tbody tr[id^='overlay-']\").length === 1")
     assert _rows(page) == [f"overlay-latent-{edema}"]
     page.fill("#latent-filter", "")
-    page.wait_for_function(f"() => document.querySelectorAll(\"#latent-table tbody tr[id^='overlay-']\").length === {len(rows)}")
+    page.wait_for_function(
+        f"() => document.querySelectorAll(\"#latent-table tbody tr[id^='overlay-']\").length === {len(rows)}"
+    )
     page.click("#sort-0")  # by latent index, ascending
     page.wait_for_function("() => document.getElementById('sort-0').innerText.includes('▲')")
     by_index = [int(r.removeprefix("overlay-latent-")) for r in _rows(page)]
-    assert by_index == sorted(by_index) and sorted(by_index) == sorted(int(r.removeprefix("overlay-latent-")) for r in rows)
+    assert by_index == sorted(by_index) and sorted(by_index) == sorted(
+        int(r.removeprefix("overlay-latent-")) for r in rows
+    )
 
 
 def test_selecting_a_latent_overlays_the_map_the_worker_computes(page, served):
@@ -111,9 +115,14 @@ def test_moving_a_strength_slider_steers_the_segmentation(page, served):
     for key in ("PageUp", "PageUp", "ArrowRight", "ArrowRight", "ArrowRight", "ArrowLeft"):  # the latest request wins
         page.keyboard.press(key)
     page.wait_for_selector("#seg-steered", timeout=120000)
-    page.wait_for_function("() => document.getElementById('steer-summary').innerText.includes('voxels changed')", timeout=120000)
+    page.wait_for_function(
+        "() => document.getElementById('steer-summary').innerText.includes('voxels changed')", timeout=120000
+    )
     page.wait_for_selector("#cancel-job", state="hidden", timeout=120000)
-    changed = sum(int(browser.changed_pixels(before[n], browser.settled_pixels(page, n, quiet_ms=800)).sum()) for n in browser.VIEWS)
+    changed = sum(
+        int(browser.changed_pixels(before[n], browser.settled_pixels(page, n, quiet_ms=800)).sum())
+        for n in browser.VIEWS
+    )
     assert changed > 50, "steering the edema latent did not change the segmentation in the views"
     assert page.inner_text("#dice-after-ED") != "—", "with a reference, the steered Dice is shown"
     readout = page.inner_text(f"#strength-value-{edema}")  # "+S × typical = +A": strength S, activation added A
@@ -156,8 +165,9 @@ def test_accept_writes_the_steered_segmentation_with_its_provenance(page, served
         page.locator(f"#strength-{edema} .v-slider-thumb").focus()
         for _ in range(int(os.environ.get("MEDSEGLENS_SCREENSHOT_STEPS_DOWN", "4"))):
             page.keyboard.press("ArrowLeft")
-        page.wait_for_function("(old) => document.getElementById('steer-summary').innerText !== old", arg=summary,
-                               timeout=120000)
+        page.wait_for_function(
+            "(old) => document.getElementById('steer-summary').innerText !== old", arg=summary, timeout=120000
+        )
         page.click(f"#overlay-latent-{edema}")
         browser.settled_pixels(page, "axial", quiet_ms=800)
         browser.save_screenshot(page, MILD_SCREENSHOT)

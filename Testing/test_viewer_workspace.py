@@ -69,7 +69,7 @@ def test_without_index_cases_are_discovered_under_cohorts(workspace):
         (lambda d: d["models"][0]["saes"][0].update(populations="../p.json"), "outside the workspace"),
         (lambda d: d["models"][0]["saes"][0].update(name="unet"), "used twice"),
         (lambda d: d["models"][0].update(name="a/b"), "not a safe name"),
-        (lambda d: d["models"][0].pop("folder"), "needs a \"folder\""),
+        (lambda d: d["models"][0].pop("folder"), 'needs a "folder"'),
         (lambda d: d.update(models={"unet": "models/unet"}), "must be a list"),
         (lambda d: d["cases"][0]["overlays"][0].update(sae="no-such-sae"), "no model lists"),
     ],

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from slicer_support import EDEMA, assets_fixture, worker  # noqa: F401 (fixture)
+from slicer_support import EDEMA, assets_fixture
 
 from MedSegLensLib.data import read_case, read_volume
 from MedSegLensLib.errors import CompatibilityError, InputError, ParameterError
@@ -84,14 +84,26 @@ def test_encode_merges_interpretation_and_population_specificity(worker, assets,
     _, sae, _, codes = in_process
     latent = int(np.argmax(codes.firing_counts()))
     labels = tmp_path / "latents.json"
-    labels.write_text(json.dumps({"format": "medseglens-latents", "sae": {"n_latents": sae.n_latents, "layer": sae.info.layer},
-                                  "latents": [{"index": latent, "category": "edema", "confidence": 0.7,
-                                               "description": "fires on edema"}]}))
+    labels.write_text(
+        json.dumps(
+            {
+                "format": "medseglens-latents",
+                "sae": {"n_latents": sae.n_latents, "layer": sae.info.layer},
+                "latents": [{"index": latent, "category": "edema", "confidence": 0.7, "description": "fires on edema"}],
+            }
+        )
+    )
     populations = tmp_path / "populations.json"
     categories = ["shared"] * sae.n_latents
     categories[latent] = "specific"
-    populations.write_text(json.dumps({"category": categories, "specific": [
-        {"latent": latent, "enriched_in": ["ssa"], "depleted_in": [], "max_abs_log_ratio": 1.5}]}))
+    populations.write_text(
+        json.dumps(
+            {
+                "category": categories,
+                "specific": [{"latent": latent, "enriched_in": ["ssa"], "depleted_in": [], "max_abs_log_ratio": 1.5}],
+            }
+        )
+    )
     data = worker.run("encode", {**params(assets), "labels": str(labels), "populations": str(populations)})
     rows = {row["latent"]: row for row in data["latents"]}
     assert rows[latent]["category"] == "edema" and rows[latent]["confidence"] == 0.7
@@ -105,8 +117,12 @@ def test_encode_merges_interpretation_and_population_specificity(worker, assets,
 
 
 def steer(worker, assets, strength, region=None, reference=True, case=None):
-    spec = {"latents": [assets.edema_latent], "strengths": [strength], "mode": "additive",
-            "region": region or {"kind": "tumour-margin", "margin_mm": 4.0}}
+    spec = {
+        "latents": [assets.edema_latent],
+        "strengths": [strength],
+        "mode": "additive",
+        "region": region or {"kind": "tumour-margin", "margin_mm": 4.0},
+    }
     request = {**params(assets, case), "spec": spec}
     if reference:
         request["reference"] = str((case or assets.case) / "planted-seg.nii.gz")
@@ -155,8 +171,12 @@ def test_a_mask_region_confines_steering(worker, assets, tmp_path):
     data = steer(worker, assets, 3.0, region={"kind": "mask", "path": str(path)}, reference=False)
     steered = read_volume(data["segmentation"], kind="label").array
     changed = steered != unsteered
-    everywhere = read_volume(steer(worker, assets, 3.0, region={"kind": "none"}, reference=False)["segmentation"],
-                             kind="label").array != unsteered
+    everywhere = (
+        read_volume(
+            steer(worker, assets, 3.0, region={"kind": "none"}, reference=False)["segmentation"], kind="label"
+        ).array
+        != unsteered
+    )
     inside = case.to_source(mask.astype(bool))
     # Instance normalisation after the layer spreads some change beyond the mask, but most stays inside.
     assert np.count_nonzero(changed & inside) > 2 * np.count_nonzero(changed & ~inside)

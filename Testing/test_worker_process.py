@@ -202,7 +202,9 @@ def test_bytes_that_are_not_utf8_get_a_protocol_error(worker):
 
 def test_a_process_writing_malformed_lines_is_reported_as_a_crash(tmp_path):
     script = tmp_path / "bad_worker.py"
-    script.write_text("import sys, time\nsys.stdin.readline()\nprint('this is not a message', flush=True)\ntime.sleep(60)\n")
+    script.write_text(
+        "import sys, time\nsys.stdin.readline()\nprint('this is not a message', flush=True)\ntime.sleep(60)\n"
+    )
     bad = WorkerProcess(command=[sys.executable, str(script)])
     try:
         request = bad.submit("ping")

@@ -35,8 +35,14 @@ def test_requests_round_trip_and_messages_stay_on_one_line():
 
 def test_messages_are_validated():
     assert protocol.parse_message('{"type":"progress","id":"1","fraction":0.5,"message":"x"}').fraction == 0.5
-    for bad in ('{"type":"progress","id":"1","fraction":1.5}', '{"type":"progress","id":"1","fraction":NaN}',
-                '{"type":"result","data":{}}', '{"type":"shout","id":"1"}', "[]", "{"):
+    for bad in (
+        '{"type":"progress","id":"1","fraction":1.5}',
+        '{"type":"progress","id":"1","fraction":NaN}',
+        '{"type":"result","data":{}}',
+        '{"type":"shout","id":"1"}',
+        "[]",
+        "{",
+    ):
         with pytest.raises(protocol.ProtocolError):
             protocol.parse_message(bad)
 
@@ -110,20 +116,24 @@ def test_server_replies_in_order_and_survives_bad_jobs():
     def not_json(params, ctx):
         return {"x": object()}
 
-    lines = [protocol.Request(str(i), job, {"x": i}).to_line() for i, job in
-             enumerate(["ok", "user_error", "not_a_dict", "not_json", "missing"])]
+    lines = [
+        protocol.Request(str(i), job, {"x": i}).to_line()
+        for i, job in enumerate(["ok", "user_error", "not_a_dict", "not_json", "missing"])
+    ]
     lines += ["", "{broken", protocol.Request("9", "ok", {"x": 9}).to_line()]
     replies = serve(lines, ok=ok, user_error=user_error, not_a_dict=not_a_dict, not_json=not_json)
     kinds = [(r["type"], r.get("id"), r.get("kind")) for r in replies]
     assert kinds == [
         ("ready", None, None),
-        ("progress", "0", None), ("result", "0", None),
+        ("progress", "0", None),
+        ("result", "0", None),
         ("error", "1", "InputError"),
         ("error", "2", "TypeError"),
         ("error", "3", "TypeError"),
         ("error", "4", "ParameterError"),
         ("error", None, "ProtocolError"),
-        ("progress", "9", None), ("result", "9", None),
+        ("progress", "9", None),
+        ("result", "9", None),
     ]
     assert replies[3]["message"] == "/data/t1.nii.gz: file not found"
     assert replies[-1]["data"] == {"echo": 9}

@@ -72,10 +72,14 @@ def test_a_second_request_reuses_the_cached_model_and_case(worker, tiny_model, c
     second = worker.run("segment", {"model": str(tiny_model), "case": files, "case_id": "by-files"}, timeout=120)
     after = worker.run("ping", timeout=WAIT_S)
     assert after["cache_misses"] == before["cache_misses"], "nothing was loaded again"
-    assert {k: after["cache_hits"].get(k, 0) - before["cache_hits"].get(k, 0) for k in ("model", "case")} \
-        == {"model": 1, "case": 1}
+    assert {k: after["cache_hits"].get(k, 0) - before["cache_hits"].get(k, 0) for k in ("model", "case")} == {
+        "model": 1,
+        "case": 1,
+    }
     assert first["segmentation"] != second["segmentation"], "each request has its own output folder"
-    np.testing.assert_array_equal(nib.load(first["segmentation"]).get_fdata(), nib.load(second["segmentation"]).get_fdata())
+    np.testing.assert_array_equal(
+        nib.load(first["segmentation"]).get_fdata(), nib.load(second["segmentation"]).get_fdata()
+    )
     assert first["case_id"] == "by-files"
 
 

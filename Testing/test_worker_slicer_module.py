@@ -13,11 +13,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import tomllib
 from conftest import subprocess_env
 
 from MedSegLensLib.latent_browser import COLUMNS
@@ -42,7 +42,9 @@ def test_the_module_compiles(tmp_path):
 
 
 def test_the_module_has_the_scripted_module_classes():
-    classes = {node.name: [ast.unparse(b) for b in node.bases] for node in module_tree().body if isinstance(node, ast.ClassDef)}
+    classes = {
+        node.name: [ast.unparse(b) for b in node.bases] for node in module_tree().body if isinstance(node, ast.ClassDef)
+    }
     assert classes["MedSegLens"] == ["ScriptedLoadableModule"]
     assert "ScriptedLoadableModuleWidget" in classes["MedSegLensWidget"]
     assert classes["MedSegLensLogic"] == ["ScriptedLoadableModuleLogic"]
@@ -110,8 +112,14 @@ def test_icon_is_a_png():
 def test_root_cmake_describes_a_slicer_extension():
     text = (ROOT / "CMakeLists.txt").read_text()
     values = dict(re.findall(r'set\((EXTENSION_\w+) "([^"]*)"\)', text))
-    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
-                "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
+    for key in (
+        "EXTENSION_HOMEPAGE",
+        "EXTENSION_CATEGORY",
+        "EXTENSION_CONTRIBUTORS",
+        "EXTENSION_DESCRIPTION",
+        "EXTENSION_ICONURL",
+        "EXTENSION_SCREENSHOTURLS",
+    ):
         assert values.get(key), key
     assert values["EXTENSION_DEPENDS"] == "PyTorch"
     icon = values["EXTENSION_ICONURL"].split("/main/", 1)[1]
@@ -133,7 +141,8 @@ function(slicerMacroBuildScriptedModule)
   record(module ${CMAKE_CURRENT_SOURCE_DIR} ${MY_SCRIPTS} ${MY_RESOURCES})
 endfunction()
 function(ctkMacroCompilePythonScript)
-  cmake_parse_arguments(MY "NO_INSTALL_SUBDIR" "TARGET_NAME;SOURCE_DIR;DESTINATION_DIR;INSTALL_DIR" "SCRIPTS;RESOURCES" ${ARGN})
+  cmake_parse_arguments(MY "NO_INSTALL_SUBDIR" "TARGET_NAME;SOURCE_DIR;DESTINATION_DIR;INSTALL_DIR"
+                        "SCRIPTS;RESOURCES" ${ARGN})
   record(library ${MY_SOURCE_DIR} ${MY_SCRIPTS} ${MY_RESOURCES})
 endfunction()
 function(slicer_add_python_unittest)
@@ -161,15 +170,16 @@ def test_module_cmake_installs_existing_files_and_the_whole_library(tmp_path):
     for _, base, name in entries:
         assert (Path(base) / name).is_file(), f"{name} is listed in CMake but does not exist"
     by_kind = {}
-    for kind, base, name in entries:
+    for kind, _base, name in entries:
         by_kind.setdefault(kind, set()).add(name)
     assert by_kind["unittest"] == {"MedSegLens.py"}
     assert {"MedSegLens.py", "Resources/UI/MedSegLens.ui", "Resources/Icons/MedSegLens.png"} <= by_kind["module"]
     library = {p.relative_to(ROOT).as_posix() for p in (ROOT / "MedSegLensLib").rglob("*.py")}
     assert library <= by_kind["library"], "every library file is installed with the module"
     assert "Resources/requirements.txt" in by_kind["library"]
-    assert not [n for n in by_kind["module"] if n.endswith(".py") and n != "MedSegLens.py"], \
+    assert not [n for n in by_kind["module"] if n.endswith(".py") and n != "MedSegLens.py"], (
         "no helper .py directly in the module folder (Slicer would load it as a module)"
+    )
     assert sorted(p.name for p in MODULE_DIR.glob("*.py")) == ["MedSegLens.py"]
 
 
@@ -195,8 +205,9 @@ def test_missing_requirements_are_found(tmp_path):
             raise importlib.metadata.PackageNotFoundError(name)
         return versions[name]
 
-    assert missing_requirements([("monai", "1.4"), ("scipy", "1.11"), ("tqdm", "4.66"), ("nibabel", None)], installed) \
-        == ["scipy>=1.11", "nibabel"]
+    assert missing_requirements(
+        [("monai", "1.4"), ("scipy", "1.11"), ("tqdm", "4.66"), ("nibabel", None)], installed
+    ) == ["scipy>=1.11", "nibabel"]
     bad = tmp_path / "requirements.txt"
     bad.write_text("monai>=1.4\ntorch @ https://example.org/torch.whl\n")
     from MedSegLensLib.errors import InputError

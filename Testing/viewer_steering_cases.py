@@ -16,8 +16,8 @@ import json
 import shutil
 from pathlib import Path
 
-from steering_support import UNET_DECODER
 from slicer_support import slicer_assets
+from steering_support import UNET_DECODER
 
 from MedSegLensLib.viewer.workspace import ModelEntry, SaeEntry, Workspace, WorkspaceCase, write_workspace_index
 
@@ -27,13 +27,21 @@ EDEMA_DESCRIPTION = "peritumoural edema (planted test latent)"
 
 def write_latents_json(path: Path, edema_latent: int) -> Path:
     latents = [
-        {"index": j, "active": True, "category": "edema" if j == edema_latent else "background/other",
-         "confidence": 0.8 if j == edema_latent else 0.1,
-         "description": EDEMA_DESCRIPTION if j == edema_latent else f"latent {j} of the test SAE"}
+        {
+            "index": j,
+            "active": True,
+            "category": "edema" if j == edema_latent else "background/other",
+            "confidence": 0.8 if j == edema_latent else 0.1,
+            "description": EDEMA_DESCRIPTION if j == edema_latent else f"latent {j} of the test SAE",
+        }
         for j in range(N_LATENTS)
     ]
-    data = {"format": "medseglens-latents", "version": 1,
-            "sae": {"layer": UNET_DECODER, "n_latents": N_LATENTS, "k": 2, "kind": "topk"}, "latents": latents}
+    data = {
+        "format": "medseglens-latents",
+        "version": 1,
+        "sae": {"layer": UNET_DECODER, "n_latents": N_LATENTS, "k": 2, "kind": "topk"},
+        "latents": latents,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data), encoding="utf-8")
     return path
@@ -46,16 +54,25 @@ def write_steering_workspace(root: Path, assets_root: Path) -> tuple[Workspace, 
     shutil.copytree(assets.sae, root / "saes" / "unet-dec")
     write_latents_json(root / "interpret" / "unet-dec" / "latents.json", assets.edema_latent)
     cases = []
-    for population, case_id, folder, failure in (("adult", "planted", assets.case, False),
-                                                  ("ssa", "planted-las", assets.flipped, True)):
+    for population, case_id, folder, failure in (
+        ("adult", "planted", assets.case, False),
+        ("ssa", "planted-las", assets.flipped, True),
+    ):
         target = root / "cohorts" / population / case_id
         target.mkdir(parents=True)
         for path in folder.glob("*.nii.gz"):
             shutil.copy(path, target / path.name.replace(folder.name, case_id, 1))
-        cases.append(WorkspaceCase(case_id=case_id, population=population, folder=f"cohorts/{population}/{case_id}",
-                                   failure=failure))
-    models = [ModelEntry("unet", "models/unet", (SaeEntry("unet-dec", "saes/unet-dec", "interpret/unet-dec/latents.json"),))]
-    workspace = Workspace(root=root, cases=cases, default_model="models/unet", default_sae="saes/unet-dec", models=models)
+        cases.append(
+            WorkspaceCase(
+                case_id=case_id, population=population, folder=f"cohorts/{population}/{case_id}", failure=failure
+            )
+        )
+    models = [
+        ModelEntry("unet", "models/unet", (SaeEntry("unet-dec", "saes/unet-dec", "interpret/unet-dec/latents.json"),))
+    ]
+    workspace = Workspace(
+        root=root, cases=cases, default_model="models/unet", default_sae="saes/unet-dec", models=models
+    )
     write_workspace_index(workspace)
     return workspace, assets.edema_latent
 
@@ -74,7 +91,12 @@ def write_brain_steering_workspace(root: Path, assets_root: Path) -> tuple[Works
     case_id = cohort.case_ids[0]
     cases = [WorkspaceCase(case_id=case_id, population="adult", folder=f"cohorts/adult/{case_id}", failure=True)]
     sae = SaeEntry("unet-dec", "saes/unet-dec", "interpret/unet-dec/latents.json")
-    workspace = Workspace(root=root, cases=cases, default_model="models/unet", default_sae="saes/unet-dec",
-                          models=[ModelEntry("unet", "models/unet", (sae,))])
+    workspace = Workspace(
+        root=root,
+        cases=cases,
+        default_model="models/unet",
+        default_sae="saes/unet-dec",
+        models=[ModelEntry("unet", "models/unet", (sae,))],
+    )
     write_workspace_index(workspace)
     return workspace, case_id, assets.edema_latent

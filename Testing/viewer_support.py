@@ -16,7 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from MedSegLensLib.data import Grid, write_volume
-from MedSegLensLib.viewer.workspace import ModelEntry, Overlay, SaeEntry, Workspace, WorkspaceCase, write_workspace_index
+from MedSegLensLib.viewer.workspace import (
+    ModelEntry,
+    Overlay,
+    SaeEntry,
+    Workspace,
+    WorkspaceCase,
+    write_workspace_index,
+)
 
 SHAPE = (32, 36, 28)
 SPACING = (2.0, 2.0, 2.5)
@@ -35,10 +42,24 @@ class CaseSpec:
 
 
 CASES = (
-    CaseSpec("CASE-ADULT-001", "adult", (12, 20, 14), {"latent-7": (22, 12, 14), "latent-12": (10, 10, 8)}, False,
-             {"ET": 0.91, "TC": 0.93, "WT": 0.9}, False),
-    CaseSpec("CASE-SSA-002", "ssa", (20, 14, 10), {"latent-7": (9, 24, 16), "latent-12": (22, 26, 18)}, True,
-             {"ET": 0.31, "TC": 0.42, "WT": 0.38}, True),
+    CaseSpec(
+        "CASE-ADULT-001",
+        "adult",
+        (12, 20, 14),
+        {"latent-7": (22, 12, 14), "latent-12": (10, 10, 8)},
+        False,
+        {"ET": 0.91, "TC": 0.93, "WT": 0.9},
+        False,
+    ),
+    CaseSpec(
+        "CASE-SSA-002",
+        "ssa",
+        (20, 14, 10),
+        {"latent-7": (9, 24, 16), "latent-12": (22, 26, 18)},
+        True,
+        {"ET": 0.31, "TC": 0.42, "WT": 0.38},
+        True,
+    ),
 )
 
 
@@ -111,7 +132,9 @@ def write_fixture_workspace(root: Path, with_model: bool = False) -> Workspace:
         folder = root / "cohorts" / spec.population / spec.case_id
         label = _labels(spec)
         for modality in MODALITY_GAIN:
-            write_volume(_stored(spec, _modality(spec, modality, label)), grid, folder / f"{spec.case_id}-{modality}.nii.gz")
+            write_volume(
+                _stored(spec, _modality(spec, modality, label)), grid, folder / f"{spec.case_id}-{modality}.nii.gz"
+            )
         write_volume(_stored(spec, label), grid, folder / f"{spec.case_id}-seg.nii.gz", dtype=np.uint8)
         prediction = Path("predictions", "unet", f"{spec.case_id}-seg.nii.gz")
         write_volume(_stored(spec, _labels(spec, shrink=1.0)), grid, root / prediction, dtype=np.uint8)
@@ -119,17 +142,37 @@ def write_fixture_workspace(root: Path, with_model: bool = False) -> Workspace:
         for name, centre in spec.blobs.items():
             file = Path("latents", "unet-dec1", spec.case_id, f"{name}.nii.gz")
             write_volume(_stored(spec, _blob(centre)), grid, root / file)
-            overlays.append(Overlay(name=name, file=str(file), latent=int(name.split("-")[1]), category="test blob",
-                                    description=f"Gaussian blob at voxel {centre}", specificity=0.5))
-        cases.append(WorkspaceCase(case_id=spec.case_id, population=spec.population,
-                                   folder=os.path.relpath(folder, root), prediction=str(prediction),
-                                   dice=spec.dice, failure=spec.failure, overlays=overlays))
+            overlays.append(
+                Overlay(
+                    name=name,
+                    file=str(file),
+                    latent=int(name.split("-")[1]),
+                    category="test blob",
+                    description=f"Gaussian blob at voxel {centre}",
+                    specificity=0.5,
+                )
+            )
+        cases.append(
+            WorkspaceCase(
+                case_id=spec.case_id,
+                population=spec.population,
+                folder=os.path.relpath(folder, root),
+                prediction=str(prediction),
+                dice=spec.dice,
+                failure=spec.failure,
+                overlays=overlays,
+            )
+        )
     if with_model:
         from worker_cases import save_tiny_model
 
         save_tiny_model(root / "models" / "unet")
-    models = [ModelEntry("unet", "models/unet", (SaeEntry("unet-dec1", "saes/unet-dec1", "saes/unet-dec1/latents.json"),))]
-    workspace = Workspace(root=root, cases=cases, default_model="models/unet", default_sae="saes/unet-dec1", models=models)
+    models = [
+        ModelEntry("unet", "models/unet", (SaeEntry("unet-dec1", "saes/unet-dec1", "saes/unet-dec1/latents.json"),))
+    ]
+    workspace = Workspace(
+        root=root, cases=cases, default_model="models/unet", default_sae="saes/unet-dec1", models=models
+    )
     write_workspace_index(workspace)
     return workspace
 
@@ -187,10 +230,18 @@ def write_brain_workspace(root: Path) -> BrainWorkspace:
     file = Path("latents", "unet-dec1", case_id, f"{BRAIN_OVERLAY}.nii.gz")
     (root / file).parent.mkdir(parents=True, exist_ok=True)
     case.write_like_input(activation, root / file)
-    overlay = Overlay(name=BRAIN_OVERLAY, file=str(file), latent=BRAIN_LATENT, category="test: hemisphere",
-                      description="left hemisphere, strongest at its centre (planted test map); weak in a right ball")
-    cases = [WorkspaceCase(case_id=case_id, population="adult", folder=os.path.relpath(folder, root),
-                           failure=True, overlays=[overlay])]
+    overlay = Overlay(
+        name=BRAIN_OVERLAY,
+        file=str(file),
+        latent=BRAIN_LATENT,
+        category="test: hemisphere",
+        description="left hemisphere, strongest at its centre (planted test map); weak in a right ball",
+    )
+    cases = [
+        WorkspaceCase(
+            case_id=case_id, population="adult", folder=os.path.relpath(folder, root), failure=True, overlays=[overlay]
+        )
+    ]
     workspace = Workspace(root=root, cases=cases)
     write_workspace_index(workspace)
     return BrainWorkspace(workspace, case_id, activation, brain, np.asarray(case.grid.affine, float), midline)

@@ -31,7 +31,9 @@ from MedSegLensLib.pipeline.backbone_stages import EVALUATION_DIR  # noqa: E402
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default=str(ROOT / "workspace" / "baseline"), help="folder for cohorts, models, results")
+    parser.add_argument(
+        "--work", default=str(ROOT / "workspace" / "baseline"), help="folder for cohorts, models, results"
+    )
     parser.add_argument("--archs", nargs="+", default=["unet", "segformer"], choices=["unet", "segformer"])
     parser.add_argument("--spacing", type=float, default=2.0, help="synthetic cohort spacing in mm (synth's default)")
     parser.add_argument("--train-cases", type=int, default=40, help="adult cases for training + validation")
@@ -51,15 +53,26 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     config = DemoSettings(
-        spacing=args.spacing, architectures=tuple(args.archs), steering_architecture=args.archs[0],
-        cohorts=default_cohorts(train=args.train_cases, test=args.test_cases, adult_test=args.test_cases,
-                                healthy=args.healthy_cases, calibration=0),
+        spacing=args.spacing,
+        architectures=tuple(args.archs),
+        steering_architecture=args.archs[0],
+        cohorts=default_cohorts(
+            train=args.train_cases,
+            test=args.test_cases,
+            adult_test=args.test_cases,
+            healthy=args.healthy_cases,
+            calibration=0,
+        ),
         epochs=tuple((arch, getattr(args, f"{arch}_epochs")) for arch in args.archs),
-        training_seed=args.seed, failure_dice=args.failure_dice)
+        training_seed=args.seed,
+        failure_dice=args.failure_dice,
+    )
     run_demo(config, args.work, until="evaluate")
     out = Path(args.work) / EVALUATION_DIR
-    print(f"\n{(out / 'failure_map.md').read_text()}\nwrote {out / 'failure_map.md'}, {out / 'failure_map.png'}, "
-          f"{out / 'failures.csv'}")
+    print(
+        f"\n{(out / 'failure_map.md').read_text()}\nwrote {out / 'failure_map.md'}, {out / 'failure_map.png'}, "
+        f"{out / 'failures.csv'}"
+    )
     return 0
 
 

@@ -44,8 +44,13 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default=str(ROOT / "workspace" / "calibrate_synth"), help="folder for the cohorts")
     parser.add_argument("--spacing", type=float, default=2.0)
-    parser.add_argument("--severities", type=float, nargs="+", default=[1.0],
-                        help="severities at which the shifted populations are tested (one training run)")
+    parser.add_argument(
+        "--severities",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="severities at which the shifted populations are tested (one training run)",
+    )
     parser.add_argument("--train-cases", type=int, default=32)
     parser.add_argument("--test-cases", type=int, default=20)
     parser.add_argument("--healthy-cases", type=int, default=8)
@@ -87,10 +92,12 @@ def train(cases: list, args: argparse.Namespace) -> torch.nn.Module:
     torch.manual_seed(args.seed)
     set_track_meta(False)  # plain tensors: MONAI's metadata tracking makes CPU training many times slower
     data = [{"image": normalise(c.image), "label": c.label[None].astype(np.int64)} for c in cases]
-    sampler = Compose([
-        RandCropByPosNegLabeld(("image", "label"), "label", (args.patch,) * 3, pos=2, neg=1, num_samples=1),
-        RandFlipd(("image", "label"), prob=0.5, spatial_axis=0),
-    ])
+    sampler = Compose(
+        [
+            RandCropByPosNegLabeld(("image", "label"), "label", (args.patch,) * 3, pos=2, neg=1, num_samples=1),
+            RandFlipd(("image", "label"), prob=0.5, spatial_axis=0),
+        ]
+    )
     sampler.set_random_state(seed=args.seed)
     net = UNet(3, 4, 4, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=1)
     optimiser = torch.optim.Adam(net.parameters(), lr=2e-3)
@@ -136,13 +143,18 @@ def report(population: str, rows: list[dict]) -> None:
     means = " ".join(f"{region} {np.mean([r[region] for r in rows]):.3f}" for region in REGIONS)
     if population == "healthy":
         false = sum(r["predicted_cc"] > 1.0 for r in rows)
-        print(f"{population:14s} n={len(rows):3d} cases with >1 cc predicted tumour: {false}/{len(rows)} "
-              f"(mean {np.mean([r['predicted_cc'] for r in rows]):.1f} cc)")
+        print(
+            f"{population:14s} n={len(rows):3d} cases with >1 cc predicted tumour: {false}/{len(rows)} "
+            f"(mean {np.mean([r['predicted_cc'] for r in rows]):.1f} cc)"
+        )
         return
     failed = [r for r in rows if r["WT"] < FAILURE_DICE or r["ED"] < FAILURE_DICE]
-    print(f"{population:14s} n={len(rows):3d} {means}  failures {len(failed)}/{len(rows)} "
-          f"({100 * len(failed) / len(rows):.0f} %)  WT<0.5: {sum(r['WT'] < FAILURE_DICE for r in rows)}  "
-          f"ED<0.5: {sum(r['ED'] < FAILURE_DICE for r in rows)}  mean WT {np.mean([r['reference_cc'] for r in rows]):.0f} cc")
+    print(
+        f"{population:14s} n={len(rows):3d} {means}  failures {len(failed)}/{len(rows)} "
+        f"({100 * len(failed) / len(rows):.0f} %)  WT<0.5: {sum(r['WT'] < FAILURE_DICE for r in rows)}  "
+        f"ED<0.5: {sum(r['ED'] < FAILURE_DICE for r in rows)}  mean WT "
+        f"{np.mean([r['reference_cc'] for r in rows]):.0f} cc"
+    )
 
 
 def main() -> int:
@@ -154,16 +166,20 @@ def main() -> int:
     tests = {("adult", 1.0): cohort(work, "adult", args.test_cases, args.seed + 2000, args.spacing, 1.0)}
     for severity in args.severities:
         for population in ("pediatric", "ssa"):
-            tests[population, severity] = cohort(work, population, args.test_cases, args.seed + 2000, args.spacing,
-                                                 severity)
+            tests[population, severity] = cohort(
+                work, population, args.test_cases, args.seed + 2000, args.spacing, severity
+            )
     tests["healthy", 1.0] = cohort(work, "healthy", args.healthy_cases, args.seed + 2000, args.spacing, 1.0)
     print(f"data ready in {time.perf_counter() - start:.0f} s", flush=True)
     net = train(train_cases, args)
-    print(f"\nadult-trained UNet, {args.steps} steps, spacing {args.spacing:g} mm; "
-          f"failure = WT or ED Dice < {FAILURE_DICE}")
+    print(
+        f"\nadult-trained UNet, {args.steps} steps, spacing {args.spacing:g} mm; "
+        f"failure = WT or ED Dice < {FAILURE_DICE}"
+    )
     for (population, severity), cases in tests.items():
-        report(f"{population} @{severity:g}" if population in ("pediatric", "ssa") else population,
-               evaluate(net, cases))
+        report(
+            f"{population} @{severity:g}" if population in ("pediatric", "ssa") else population, evaluate(net, cases)
+        )
     print(f"total {time.perf_counter() - start:.0f} s")
     return 0
 

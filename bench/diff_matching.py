@@ -54,31 +54,42 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    print(f"{'latents':>8} {'dense s':>9} {'pruned s':>9} {'speed-up':>9} {'pairs>=thr':>10} {'same pairs':>10} "
-          f"{'sum sim dense':>13} {'pruned/dense':>12} {'same partner':>12}")
+    print(
+        f"{'latents':>8} {'dense s':>9} {'pruned s':>9} {'speed-up':>9} {'pairs>=thr':>10} {'same pairs':>10} "
+        f"{'sum sim dense':>13} {'pruned/dense':>12} {'same partner':>12}"
+    )
     for n in args.sizes:
         a, b = dictionaries(n, args.dim, args.shared, args.noise, args.seed)
         source = CosineSimilarity(a, b)
         dense_t, pruned_t = [], []
         for _ in range(args.repeats):
-            dense, t = timed(lambda: match_dense(source))
+            dense, t = timed(lambda source=source: match_dense(source))
             dense_t.append(t)
-            pruned, t = timed(lambda: match_pruned(source, neighbours=args.neighbours))
+            pruned, t = timed(lambda source=source: match_pruned(source, neighbours=args.neighbours))
             pruned_t.append(t)
         above_d = {(x, y) for x, y, s in zip(dense.a, dense.b, dense.similarity) if s >= args.threshold}
         above_p = {(x, y) for x, y, s in zip(pruned.a, pruned.b, pruned.similarity) if s >= args.threshold}
         row = {
-            "latents": n, "dim": args.dim, "dense_s": min(dense_t), "pruned_s": min(pruned_t),
-            "speedup": min(dense_t) / min(pruned_t), "pairs_above_dense": len(above_d),
-            "pairs_above_pruned": len(above_p), "same_pairs_above": above_d == above_p,
-            "pairs_above_differing": len(above_d ^ above_p), "total_dense": dense.total(),
+            "latents": n,
+            "dim": args.dim,
+            "dense_s": min(dense_t),
+            "pruned_s": min(pruned_t),
+            "speedup": min(dense_t) / min(pruned_t),
+            "pairs_above_dense": len(above_d),
+            "pairs_above_pruned": len(above_p),
+            "same_pairs_above": above_d == above_p,
+            "pairs_above_differing": len(above_d ^ above_p),
+            "total_dense": dense.total(),
             "total_ratio": pruned.total() / dense.total(),
             "same_partner_fraction": float(np.mean(dense.partner_of_a() == pruned.partner_of_a())),
         }
         rows.append(row)
-        print(f"{n:>8} {row['dense_s']:>9.2f} {row['pruned_s']:>9.2f} {row['speedup']:>8.1f}x {len(above_d):>10} "
-              f"{str(row['same_pairs_above']):>10} {row['total_dense']:>13.1f} {row['total_ratio']:>12.5f} "
-              f"{row['same_partner_fraction']:>12.3f}", flush=True)
+        print(
+            f"{n:>8} {row['dense_s']:>9.2f} {row['pruned_s']:>9.2f} {row['speedup']:>8.1f}x {len(above_d):>10} "
+            f"{str(row['same_pairs_above']):>10} {row['total_dense']:>13.1f} {row['total_ratio']:>12.5f} "
+            f"{row['same_partner_fraction']:>12.3f}",
+            flush=True,
+        )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)

@@ -50,10 +50,12 @@ def main() -> None:
     used = fired >= args.min_fired
     shared = used & (partner >= args.threshold)
     for name, mask in (("shared", shared), ("not shared", used & ~shared)):
-        print(f"{name:>10}: {int(mask.sum())} latents, median fired {np.median(fired[mask]):g}, "
-              f"spearman(r, fired) {spearmanr(r[mask], fired[mask])[0]:.3f}, "
-              f"median nearest own cosine {np.median(nearest[mask]):.3f}, "
-              f"spearman(r, nearest own cosine) {spearmanr(r[mask], nearest[mask])[0]:.3f}")
+        print(
+            f"{name:>10}: {int(mask.sum())} latents, median fired {np.median(fired[mask]):g}, "
+            f"spearman(r, fired) {spearmanr(r[mask], fired[mask])[0]:.3f}, "
+            f"median nearest own cosine {np.median(nearest[mask]):.3f}, "
+            f"spearman(r, nearest own cosine) {spearmanr(r[mask], nearest[mask])[0]:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -103,8 +103,17 @@ def peak_extra_mib(model: SegmentationModel, case: Case, precision: str) -> floa
 
 def probe_memory(args: argparse.Namespace, arch: str, precision: str) -> float:
     """Run `peak_extra_mib` for one configuration in a child process."""
-    command = [sys.executable, __file__, "--probe", arch, precision, "--spacing", str(args.spacing),
-               "--threads", str(args.threads)]
+    command = [
+        sys.executable,
+        __file__,
+        "--probe",
+        arch,
+        precision,
+        "--spacing",
+        str(args.spacing),
+        "--threads",
+        str(args.threads),
+    ]
     for option in ("unet", "segformer", "case", "device"):
         if getattr(args, option):
             command += [f"--{option}", str(getattr(args, option))]
@@ -119,10 +128,20 @@ def main() -> int:
     device = torch.device(args.device) if args.device else None
     if args.probe:
         arch, precision = args.probe
-        print(json.dumps({"peak_mib": peak_extra_mib(model_for(arch, getattr(args, arch), args.spacing, device), case, precision)}))
+        print(
+            json.dumps(
+                {
+                    "peak_mib": peak_extra_mib(
+                        model_for(arch, getattr(args, arch), args.spacing, device), case, precision
+                    )
+                }
+            )
+        )
         return 0
-    models = {"unet": model_for("unet", args.unet, args.spacing, device),
-              "segformer": model_for("segformer", args.segformer, args.spacing, device)}
+    models = {
+        "unet": model_for("unet", args.unet, args.spacing, device),
+        "segformer": model_for("segformer", args.segformer, args.spacing, device),
+    }
     runs = [(arch, precision) for arch in models for precision in ("fp32", "bf16")]
     for arch, precision in runs:  # warm-up: allocator, oneDNN kernels
         timed(models[arch], case, precision)
@@ -135,9 +154,11 @@ def main() -> int:
     memory = {run: probe_memory(args, *run) for run in runs}
     base_s, base_m = statistics.median(seconds[("unet", "fp32")]), memory[("unet", "fp32")]
     shape = "x".join(map(str, case.shape))
-    print(f"case {case.case_id} {shape} at {case.grid.spacing[0]:g} mm; device {models['unet'].device}; "
-          f"{torch.get_num_threads()} thread(s); load average {load_before:.1f} -> {load_after:.1f}; "
-          f"time: median of {args.repeats} interleaved runs; memory: one run per fresh process")
+    print(
+        f"case {case.case_id} {shape} at {case.grid.spacing[0]:g} mm; device {models['unet'].device}; "
+        f"{torch.get_num_threads()} thread(s); load average {load_before:.1f} -> {load_after:.1f}; "
+        f"time: median of {args.repeats} interleaved runs; memory: one run per fresh process"
+    )
     print(f"{'model':<10} {'precision':<9} {'s/case':>8} {'x unet fp32':>12} {'peak MiB':>9} {'x unet fp32':>12}")
     for arch, precision in runs:
         s, m = statistics.median(seconds[(arch, precision)]), memory[(arch, precision)]

@@ -33,8 +33,15 @@ from MedSegLensLib.fileio import write_text_atomic  # noqa: E402
 from MedSegLensLib.interpret import CATEGORIES, InterpretSettings, interpret_sae_run  # noqa: E402
 from MedSegLensLib.interpret.compare import compare_runs, read_latents_document  # noqa: E402
 from MedSegLensLib.models import load_model  # noqa: E402
-from MedSegLensLib.sae import (SAEInfo, TensorRows, TrainConfig, layer_features, sample_feature_map,  # noqa: E402
-                               save_sae, train_sae)
+from MedSegLensLib.sae import (  # noqa: E402
+    SAEInfo,
+    TensorRows,
+    TrainConfig,
+    layer_features,
+    sample_feature_map,
+    save_sae,
+    train_sae,
+)
 from MedSegLensLib.sae.defaults import DEFAULTS  # noqa: E402
 
 TRAIN_COHORTS = ("adult_train", "adult_test", "pediatric_test", "ssa_test", "healthy_test")
@@ -43,7 +50,9 @@ HELD_OUT = ("adult_test", "pediatric_test", "ssa_test", "healthy_test")
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default=str(ROOT / "workspace" / "baseline"), help="baseline folder (cohorts/, models/)")
+    parser.add_argument(
+        "--work", default=str(ROOT / "workspace" / "baseline"), help="baseline folder (cohorts/, models/)"
+    )
     parser.add_argument("--out", default=str(ROOT / "workspace" / "interpret"))
     parser.add_argument("--archs", nargs="+", default=["unet", "segformer"])
     parser.add_argument("--layer", action="append", default=[], metavar="ARCH=LAYER", help="override a layer")
@@ -75,11 +84,18 @@ def train_layer_sae(model, layer: str, cohorts: list[Path], folder: Path, args) 
     data = torch.cat(rows)
     captured = time.time() - started
     total = int(args.epochs * data.shape[0])
-    config = TrainConfig(n_latents=args.latents, k=args.k, total_rows=total, batch_size=min(4096, data.shape[0]), seed=0)
+    config = TrainConfig(
+        n_latents=args.latents, k=args.k, total_rows=total, batch_size=min(4096, data.shape[0]), seed=0
+    )
     sae, summary = train_sae(TensorRows(data), config)
     save_sae(sae, folder, SAEInfo(model.fingerprint, layer, training=summary))
-    return {"rows": int(data.shape[0]), "cases": len(cases), "capture_s": round(captured, 1),
-            "train_s": round(time.time() - started - captured, 1), "summary": summary}
+    return {
+        "rows": int(data.shape[0]),
+        "cases": len(cases),
+        "capture_s": round(captured, 1),
+        "train_s": round(time.time() - started - captured, 1),
+        "summary": summary,
+    }
 
 
 def main() -> int:
@@ -94,28 +110,44 @@ def main() -> int:
         sae_dir = Path(given[arch]) if arch in given else out / "saes" / f"{arch}-{layer}"
         if not (sae_dir / "sae.json").is_file():
             model = load_model(work / "models" / arch, device="cpu")
-            record[f"{arch}_sae"] = train_layer_sae(model, layer, [work / "cohorts" / c for c in args.train_cohorts],
-                                                    sae_dir, args)
+            record[f"{arch}_sae"] = train_layer_sae(
+                model, layer, [work / "cohorts" / c for c in args.train_cohorts], sae_dir, args
+            )
         run_dir = out / f"{arch}-{layer}"
         runs.append(run_dir)
         if (run_dir / "latents.json").is_file():
             continue
         started = time.time()
-        interpret_sae_run(work / "models" / arch, sae_dir, [work / "cohorts" / c for c in args.cohorts], run_dir,
-                          settings=InterpretSettings(cards_per_category=args.cards), device="cpu",
-                          command="python bench/interpret_baseline.py")
+        interpret_sae_run(
+            work / "models" / arch,
+            sae_dir,
+            [work / "cohorts" / c for c in args.cohorts],
+            run_dir,
+            settings=InterpretSettings(cards_per_category=args.cards),
+            device="cpu",
+            command="python bench/interpret_baseline.py",
+        )
         record[f"{arch}_interpret_s"] = round(time.time() - started, 1)
-    compare_runs(runs, out / "compare", names=[r.name for r in runs], overwrite=True,
-                 command="python bench/interpret_baseline.py")
+    compare_runs(
+        runs,
+        out / "compare",
+        names=[r.name for r in runs],
+        overwrite=True,
+        command="python bench/interpret_baseline.py",
+    )
     record["load_average_end"] = os.getloadavg()
     lines = ["| run | active / latents | " + " | ".join(CATEGORIES) + " |", "|---|---|" + "---|" * len(CATEGORIES)]
     for run_dir in runs:
         document = read_latents_document(run_dir)
         counts = document["category_counts"]
-        lines.append(f"| {run_dir.name} | {sum(counts.values())} / {len(document['latents'])} | "
-                     + " | ".join(str(counts[c]) for c in CATEGORIES) + " |")
-    write_text_atomic(out / "summary.md", "\n".join(lines) + "\n\n```\n" + json.dumps(record, indent=1, default=str)
-                      + "\n```\n")
+        lines.append(
+            f"| {run_dir.name} | {sum(counts.values())} / {len(document['latents'])} | "
+            + " | ".join(str(counts[c]) for c in CATEGORIES)
+            + " |"
+        )
+    write_text_atomic(
+        out / "summary.md", "\n".join(lines) + "\n\n```\n" + json.dumps(record, indent=1, default=str) + "\n```\n"
+    )
     print("\n".join(lines))
     return 0
 

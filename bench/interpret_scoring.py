@@ -95,7 +95,7 @@ def main() -> int:
         active = [np.flatnonzero(m) for m in maps]
         values = np.concatenate([m[a] for m, a in zip(maps, active)])
         total = sum(m.size for m in maps)
-        for t, name in enumerate(targets.names):
+        for t in range(len(targets.names)):
             inside = np.concatenate([mask[t][a] for mask, a in zip(masks, active)])
             positives = int(sum(mask[t].sum() for mask in masks))
             if positives == 0:

@@ -38,8 +38,10 @@ def summarise(run: Path) -> None:
     active = [r for r in document["latents"] if r["active"]]
     populations = list(document["populations"])
     print(f"## {run_name(document)} ({run})")
-    print(f"{len(active)} of {len(document['latents'])} latents active on {document['cases']} cases "
-          f"({', '.join(f'{n} {p}' for p, n in document['populations'].items())})\n")
+    print(
+        f"{len(active)} of {len(document['latents'])} latents active on {document['cases']} cases "
+        f"({', '.join(f'{n} {p}' for p, n in document['populations'].items())})\n"
+    )
     print("| category | latents | high / medium / low | median cases fired: " + " / ".join(populations) + " |")
     print("|---|---|---|---|")
     for category in CATEGORIES:
@@ -49,12 +51,20 @@ def summarise(run: Path) -> None:
         print(f"| {category} | {len(members)} | {levels['high']} / {levels['medium']} / {levels['low']} | {fired} |")
     other = [r for r in active if r["category"] == "background/other"]
     matched = sum(r["matched"] for r in other)
-    selective = Counter(r["target"] for r in other if not r["matched"] and r["top_scores"]
-                        and (r["top_scores"][0]["precision"] or 0) >= SELECTIVE_PRECISION
-                        and (r["top_scores"][0]["recall"] or 0) < PARTIAL_RECALL)
-    print(f"\nbackground/other: {matched} match the background; {sum(selective.values())} unmatched fire selectively "
-          f"on a small part of their best target (precision >= {SELECTIVE_PRECISION}, recall < {PARTIAL_RECALL}): "
-          + (", ".join(f"{t} {n}" for t, n in selective.most_common()) or "none") + "\n")
+    selective = Counter(
+        r["target"]
+        for r in other
+        if not r["matched"]
+        and r["top_scores"]
+        and (r["top_scores"][0]["precision"] or 0) >= SELECTIVE_PRECISION
+        and (r["top_scores"][0]["recall"] or 0) < PARTIAL_RECALL
+    )
+    print(
+        f"\nbackground/other: {matched} match the background; {sum(selective.values())} unmatched fire selectively "
+        f"on a small part of their best target (precision >= {SELECTIVE_PRECISION}, recall < {PARTIAL_RECALL}): "
+        + (", ".join(f"{t} {n}" for t, n in selective.most_common()) or "none")
+        + "\n"
+    )
 
 
 def main() -> int:

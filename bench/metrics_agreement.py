@@ -126,8 +126,10 @@ def main() -> int:
             ):
                 worst[key] = max(worst[key], abs(difference))
             compared += 1
-    print(f"{args.cases} cases x {len(GROUPS)} structures: {compared} compared, {both_empty} both-empty (official NaN); "
-          f"{len(isotropic)} case(s) at 1 mm isotropic")
+    print(
+        f"{args.cases} cases x {len(GROUPS)} structures: {compared} compared, {both_empty} both-empty (official NaN); "
+        f"{len(isotropic)} case(s) at 1 mm isotropic"
+    )
     print("largest |difference| from brats-evaluation: " + ", ".join(f"{k} {v:.2e}" for k, v in worst.items()))
     agree = max(worst["dice"], worst["hd95 (unit spacing)"], worst["hd95 mm, 1 mm cases"]) < 1e-6
     return 0 if agree else 1

@@ -60,11 +60,20 @@ def stores_for(model, layers, cases, work: Path, seed: int) -> dict:
     todo = {name: path for name, path in paths.items() if complete_store(path) is None}
     if todo:
         start = time.perf_counter()
-        extract_layers(model, todo, cases, seed=seed, resume=True,
-                       progress=lambda done, total, case_id, skipped: print(
-                           f"  capture {done}/{total} {case_id}{' (done before)' if skipped else ''}", file=sys.stderr))
-        print(f"  captured {len(todo)} layer(s) of {len(cases)} cases in {time.perf_counter() - start:.0f} s",
-              file=sys.stderr)
+        extract_layers(
+            model,
+            todo,
+            cases,
+            seed=seed,
+            resume=True,
+            progress=lambda done, total, case_id, skipped: print(
+                f"  capture {done}/{total} {case_id}{' (done before)' if skipped else ''}", file=sys.stderr
+            ),
+        )
+        print(
+            f"  captured {len(todo)} layer(s) of {len(cases)} cases in {time.perf_counter() - start:.0f} s",
+            file=sys.stderr,
+        )
     return {name: complete_store(path) for name, path in paths.items()}
 
 
@@ -74,8 +83,14 @@ def saes_for(model, layers, stores, work: Path, args) -> tuple[dict, dict]:
         for kind in args.kinds:
             folder = work / "saes" / f"{info.name}-{kind}"
             if not folder.exists():
-                config = TrainConfig(n_latents=args.latents, k=args.k, kind=kind, total_rows=args.rows, seed=args.seed,
-                                     checkpoint_every=100)
+                config = TrainConfig(
+                    n_latents=args.latents,
+                    k=args.k,
+                    kind=kind,
+                    total_rows=args.rows,
+                    seed=args.seed,
+                    checkpoint_every=100,
+                )
                 start = time.perf_counter()
                 fit_layer_sae(model, info.name, stores[info.name], folder, config, resume=True)
                 seconds[f"{info.name}-{kind}"] = round(time.perf_counter() - start, 1)
@@ -86,20 +101,33 @@ def saes_for(model, layers, stores, work: Path, args) -> tuple[dict, dict]:
 def row_of(arch: str, info, kind: str, store, result) -> dict:
     fid, brain = result.fidelity, result.fidelity_brain_voxels
     return {
-        "architecture": arch, "layer": info.name, "role": info.role, "channels": info.channels,
-        "stride": list(info.stride), "train_rows": store.n_rows, "kind": kind,
-        "explained_variance": fid.explained_variance, "ev_per_channel": fid.explained_variance_per_channel_mean,
-        "l0_mean": fid.l0_mean, "l0_p95": fid.l0_p95, "dead_fraction": fid.dead_fraction,
-        "ev_brain_voxels": brain.explained_variance, "heldout_rows": fid.rows,
-        "dice": result.dice, "dice_recovered": result.dice_recovered,
+        "architecture": arch,
+        "layer": info.name,
+        "role": info.role,
+        "channels": info.channels,
+        "stride": list(info.stride),
+        "train_rows": store.n_rows,
+        "kind": kind,
+        "explained_variance": fid.explained_variance,
+        "ev_per_channel": fid.explained_variance_per_channel_mean,
+        "l0_mean": fid.l0_mean,
+        "l0_p95": fid.l0_p95,
+        "dead_fraction": fid.dead_fraction,
+        "ev_brain_voxels": brain.explained_variance,
+        "heldout_rows": fid.rows,
+        "dice": result.dice,
+        "dice_recovered": result.dice_recovered,
         "alignment": {region: a.to_dict() for region, a in result.alignment.items()},
     }
 
 
 def meets_targets(row: dict) -> bool:
-    return (row["explained_variance"] >= TARGETS["explained_variance"] and row["l0_mean"] <= TARGETS["l0_mean"]
-            and row["dead_fraction"] <= TARGETS["dead_fraction"]
-            and row["dice_recovered"].get("WT", 0.0) >= TARGETS["dice_recovered_WT"])
+    return (
+        row["explained_variance"] >= TARGETS["explained_variance"]
+        and row["l0_mean"] <= TARGETS["l0_mean"]
+        and row["dead_fraction"] <= TARGETS["dead_fraction"]
+        and row["dice_recovered"].get("WT", 0.0) >= TARGETS["dice_recovered_WT"]
+    )
 
 
 def zero_ablation_cost(row: dict) -> float:
@@ -118,14 +146,17 @@ def pick_default(rows: list[dict], k: int) -> dict | None:
     least MIN_ABLATION_COST WT Dice; elsewhere Dice recovered divides by almost nothing and latents could
     neither explain nor steer the output) with at least 2k channels (so a k-sparse code is sparser than
     the activations themselves): the best aligned with the tumour subregions."""
-    eligible = [r for r in rows if meets_targets(r) and r["channels"] >= 2 * k
-                and zero_ablation_cost(r) >= MIN_ABLATION_COST]
+    eligible = [
+        r for r in rows if meets_targets(r) and r["channels"] >= 2 * k and zero_ablation_cost(r) >= MIN_ABLATION_COST
+    ]
     return max(eligible, key=alignment_score) if eligible else None
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| arch | layer | role | C | stride | train rows | kind | EV | EV/ch | EV brain | L0 | L0 p95 | dead % "
-            "| Dice rec. WT / TC / ET | best AUROC NCR / ED / ET | latents AUROC>0.9 NCR / ED / ET |")
+    head = (
+        "| arch | layer | role | C | stride | train rows | kind | EV | EV/ch | EV brain | L0 | L0 p95 | dead % "
+        "| Dice rec. WT / TC / ET | best AUROC NCR / ED / ET | latents AUROC>0.9 NCR / ED / ET |"
+    )
     lines = [head, "|" + "---|" * 16]
     for r in rows:
         rec = " / ".join(f"{r['dice_recovered'].get(x, float('nan')):.3f}" for x in ("WT", "TC", "ET"))
@@ -135,18 +166,26 @@ def table(rows: list[dict]) -> str:
             f"| {r['architecture']} | `{r['layer']}` | {r['role']} | {r['channels']} | {r['stride'][0]} | "
             f"{r['train_rows']} | {r['kind']} | {r['explained_variance']:.3f} | {r['ev_per_channel']:.3f} | "
             f"{r['ev_brain_voxels']:.3f} | {r['l0_mean']:.1f} | {r['l0_p95']:.0f} | {100 * r['dead_fraction']:.1f} | "
-            f"{rec} | {auc} | {strong} |")
+            f"{rec} | {auc} | {strong} |"
+        )
     return "\n".join(lines)
 
 
 def dice_table(rows: list[dict]) -> str:
-    lines = ["| arch | layer | kind | Dice original WT / TC / ET | Dice SAE | Dice zero-ablation | WT cost of zeroing |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| arch | layer | kind | Dice original WT / TC / ET | Dice SAE | Dice zero-ablation | WT cost of zeroing |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        cells = [" / ".join(f"{r['dice'][mode].get(x, float('nan')):.3f}" for x in ("WT", "TC", "ET"))
-                 for mode in ("original", "sae", "zero_ablation")]
-        lines.append(f"| {r['architecture']} | `{r['layer']}` | {r['kind']} | " + " | ".join(cells)
-                     + f" | {zero_ablation_cost(r):.3f} |")
+        cells = [
+            " / ".join(f"{r['dice'][mode].get(x, float('nan')):.3f}" for x in ("WT", "TC", "ET"))
+            for mode in ("original", "sae", "zero_ablation")
+        ]
+        lines.append(
+            f"| {r['architecture']} | `{r['layer']}` | {r['kind']} | "
+            + " | ".join(cells)
+            + f" | {zero_ablation_cost(r):.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -175,20 +214,37 @@ def main() -> int:
         stores = stores_for(model, layers, train_cases, work, args.seed)
         saes, timings[arch] = saes_for(model, layers, stores, work, args)
         start = time.perf_counter()
-        results = evaluate_saes(model, saes, test_cases, seed=args.seed, progress=lambda done, total, case_id:
-                                print(f"  evaluate {done}/{total} {case_id}", file=sys.stderr))
+        results = evaluate_saes(
+            model,
+            saes,
+            test_cases,
+            seed=args.seed,
+            progress=lambda done, total, case_id: print(f"  evaluate {done}/{total} {case_id}", file=sys.stderr),
+        )
         timings[arch]["evaluation_s"] = round(time.perf_counter() - start, 1)
-        arch_rows = [row_of(arch, info, kind, stores[info.name], results[f"{info.name}-{kind}"])
-                     for info in layers for kind in args.kinds]
+        arch_rows = [
+            row_of(arch, info, kind, stores[info.name], results[f"{info.name}-{kind}"])
+            for info in layers
+            for kind in args.kinds
+        ]
         rows.extend(arch_rows)
         best = pick_default(arch_rows, args.k)
         defaults[arch] = None if best is None else {"layer": best["layer"], "kind": best["kind"], "role": best["role"]}
-    report = {"settings": vars(args) | {"work": str(args.work), "baseline": str(args.baseline)}, "targets": TARGETS,
-              "train_cases": len(train_cases), "heldout_cases": [c.case_id for c in test_cases], "rows": rows,
-              "defaults": defaults, "timings_s": timings, "machine": platform.platform()}
+    report = {
+        "settings": vars(args) | {"work": str(args.work), "baseline": str(args.baseline)},
+        "targets": TARGETS,
+        "train_cases": len(train_cases),
+        "heldout_cases": [c.case_id for c in test_cases],
+        "rows": rows,
+        "defaults": defaults,
+        "timings_s": timings,
+        "machine": platform.platform(),
+    }
     write_json_atomic(args.work / "sae_layers.json", report)
-    text = (f"{table(rows)}\n\n{dice_table(rows)}\n\nDefaults (targets met, channels >= 2k, zeroing costs >= "
-            f"{MIN_ABLATION_COST} WT Dice, best alignment): {json.dumps(defaults)}\n")
+    text = (
+        f"{table(rows)}\n\n{dice_table(rows)}\n\nDefaults (targets met, channels >= 2k, zeroing costs >= "
+        f"{MIN_ABLATION_COST} WT Dice, best alignment): {json.dumps(defaults)}\n"
+    )
     write_text_atomic(args.work / "sae_layers.md", text)
     print(text)
     return 0

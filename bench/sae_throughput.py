@@ -48,7 +48,7 @@ def pooled_fvu(reconstruct, rows: torch.Tensor, batch: int = 8192) -> float:
     mean = rows.double().mean(0)
     with torch.no_grad():
         for start in range(0, rows.shape[0], batch):
-            x = rows[start:start + batch]
+            x = rows[start : start + batch]
             err += float((reconstruct(x).double() - x.double()).pow(2).sum())
             total += float((x.double() - mean).pow(2).sum())
     return err / total
@@ -58,7 +58,7 @@ def write_store(rows: torch.Tensor, folder: str) -> ActivationStore:
     """The rows as an on-disk float16 store, in fake 'cases' of 20k rows."""
     writer = StoreWriter(folder, rows.shape[1], dtype="float16", shard_rows=65536)
     for start in range(0, rows.shape[0], 20_000):
-        part = rows[start:start + 20_000]
+        part = rows[start : start + 20_000]
         writer.add_case(f"case{start}", "synthetic", part, torch.zeros(part.shape[0], 3))
     return writer.close()
 
@@ -74,10 +74,18 @@ def store_read_speed(store: ActivationStore, batch: int, n_batches: int = 200) -
     return n_batches * batch / (time.perf_counter() - start)
 
 
-def run_medseglens(rows, held, args, kind: str, compute_dtype: str, fraction: float = 1.0,
-                   source=None) -> tuple[float, float, float]:
-    config = TrainConfig(n_latents=args.latents, k=args.k, kind=kind, total_rows=int(args.rows * fraction),
-                         batch_size=args.batch, seed=0, compute_dtype=compute_dtype)
+def run_medseglens(
+    rows, held, args, kind: str, compute_dtype: str, fraction: float = 1.0, source=None
+) -> tuple[float, float, float]:
+    config = TrainConfig(
+        n_latents=args.latents,
+        k=args.k,
+        kind=kind,
+        total_rows=int(args.rows * fraction),
+        batch_size=args.batch,
+        seed=0,
+        compute_dtype=compute_dtype,
+    )
     clock = Clock()
     trainer = Trainer(source or TensorRows(rows), config)
     sae = trainer.run(show_progress=False)
@@ -102,7 +110,7 @@ def run_sparsify(rows, held, args, lr: float | None = None) -> tuple[float, floa
     order = torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(0))
     for step in range(steps):
         lo = (step * args.batch) % rows.shape[0]
-        x = rows[order[lo:lo + args.batch]]
+        x = rows[order[lo : lo + args.batch]]
         if step == 0:
             sae.b_dec.data = x.mean(0)
             sae.set_decoder_norm_to_unit_norm()
@@ -119,12 +127,16 @@ def recipe(rows: torch.Tensor, held: torch.Tensor, args) -> None:
     """The evidence behind TrainConfig's defaults: held-out FVU and per-row L0 percentiles."""
     default_lr = TrainConfig(n_latents=args.latents, k=args.k).learning_rate()
     for kind, lr in [("batchtopk", 1e-3), ("batchtopk", 3e-3), ("batchtopk", default_lr), ("topk", default_lr)]:
-        config = TrainConfig(n_latents=args.latents, k=args.k, kind=kind, total_rows=args.rows,
-                             batch_size=args.batch, lr=lr)
+        config = TrainConfig(
+            n_latents=args.latents, k=args.k, kind=kind, total_rows=args.rows, batch_size=args.batch, lr=lr
+        )
         sae = Trainer(TensorRows(rows), config).run(show_progress=False)
         l0 = sae.encode_sparse(held).l0_per_row().float()
-        print(f"{kind:9s} lr {lr:.0e}: held-out FVU {pooled_fvu(sae.forward, held):.4f}, L0 mean {l0.mean():.1f} "
-              f"(5th-95th percentile {l0.quantile(0.05):.0f}-{l0.quantile(0.95):.0f})", flush=True)
+        print(
+            f"{kind:9s} lr {lr:.0e}: held-out FVU {pooled_fvu(sae.forward, held):.4f}, L0 mean {l0.mean():.1f} "
+            f"(5th-95th percentile {l0.quantile(0.05):.0f}-{l0.quantile(0.95):.0f})",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -134,25 +146,34 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--atoms", type=int, default=768, help="planted dictionary size")
     parser.add_argument("--active", type=int, default=12, help="planted atoms per row (mean)")
-    parser.add_argument("--spread", type=float, default=0.75,
-                        help="per-row atom count varies within active*(1 +- spread), as voxels do; 0 = fixed")
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=0.75,
+        help="per-row atom count varies within active*(1 +- spread), as voxels do; 0 = fixed",
+    )
     parser.add_argument("--rows", type=int, default=600_000, help="training rows (same for every run)")
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-peer", action="store_true", help="skip sparsify (not installed)")
-    parser.add_argument("--recipe", action="store_true",
-                        help="instead: MedSegLens only, learning-rate sweep and BatchTopK vs TopK (FVU, L0 spread)")
+    parser.add_argument(
+        "--recipe",
+        action="store_true",
+        help="instead: MedSegLens only, learning-rate sweep and BatchTopK vs TopK (FVU, L0 spread)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     data, _ = planted_rows(min(args.rows, 400_000) + 50_000, args.d_in, args.atoms, args.active, spread=args.spread)
     data /= data.pow(2).sum(1).mean().div(args.d_in).sqrt()  # about unit variance per channel
     rows, held = data[:-50_000].contiguous(), data[-50_000:].contiguous()
-    print(f"rows: {rows.shape[0]} x {args.d_in} (planted {args.atoms} atoms, {args.active} +- "
-          f"{args.spread:.0%} per row); "
-          f"SAE {args.latents} latents, k={args.k}, batch {args.batch}, {args.rows} training rows, "
-          f"{args.threads} threads")
+    print(
+        f"rows: {rows.shape[0]} x {args.d_in} (planted {args.atoms} atoms, {args.active} +- "
+        f"{args.spread:.0%} per row); "
+        f"SAE {args.latents} latents, k={args.k}, batch {args.batch}, {args.rows} training rows, "
+        f"{args.threads} threads"
+    )
 
     if args.recipe:
         recipe(rows, held, args)
@@ -161,8 +182,7 @@ def main() -> None:
     store = write_store(rows, os.path.join(workdir.name, "store"))
     runs = {
         "medseglens batchtopk fp32": lambda: run_medseglens(rows, held, args, "batchtopk", "float32"),
-        "medseglens batchtopk, store": lambda: run_medseglens(rows, held, args, "batchtopk", "float32",
-                                                              source=store),
+        "medseglens batchtopk, store": lambda: run_medseglens(rows, held, args, "batchtopk", "float32", source=store),
         "medseglens batchtopk bf16": lambda: run_medseglens(rows, held, args, "batchtopk", "bfloat16"),
         "medseglens topk fp32": lambda: run_medseglens(rows, held, args, "topk", "float32"),
     }
@@ -174,22 +194,31 @@ def main() -> None:
     for repeat in range(args.repeats):
         for name, run in runs.items():
             speed, cpu_speed, fvu = run()
-            print(f"  repeat {repeat}: {name:28s} {speed:9.0f} rows/s {cpu_speed:9.0f} rows/CPU-s  "
-                  f"held-out FVU {fvu:.4f}", flush=True)
+            print(
+                f"  repeat {repeat}: {name:28s} {speed:9.0f} rows/s {cpu_speed:9.0f} rows/CPU-s  "
+                f"held-out FVU {fvu:.4f}",
+                flush=True,
+            )
             if name not in best or speed > best[name][0]:
                 best[name] = (speed, max(cpu_speed, best.get(name, (0, 0, 0))[1]), fvu)
 
     read = store_read_speed(store, args.batch)
-    print(f"\nstore stream alone (float16 shards, windows of {store.window_rows} rows): {read:.0f} rows/s, "
-          f"{read / best['medseglens batchtopk fp32'][0]:.1f}x the training speed")
+    print(
+        f"\nstore stream alone (float16 shards, windows of {store.window_rows} rows): {read:.0f} rows/s, "
+        f"{read / best['medseglens batchtopk fp32'][0]:.1f}x the training speed"
+    )
     reference = "sparsify topk (peer)" if "sparsify topk (peer)" in best else "medseglens topk fp32"
     ref_speed, ref_cpu, ref_fvu = best[reference]
     print(f"\nbest of {args.repeats}; ratios against {reference}:")
-    print(f"{'implementation':28s} {'rows/s':>9s} {'rows/CPU-s':>10s} {'FVU':>7s} {'speed x':>8s} {'CPU x':>6s} "
-          f"{'FVU ratio':>9s}")
+    print(
+        f"{'implementation':28s} {'rows/s':>9s} {'rows/CPU-s':>10s} {'FVU':>7s} {'speed x':>8s} {'CPU x':>6s} "
+        f"{'FVU ratio':>9s}"
+    )
     for name, (speed, cpu_speed, fvu) in best.items():
-        print(f"{name:28s} {speed:9.0f} {cpu_speed:10.0f} {fvu:7.4f} {speed / ref_speed:8.2f} "
-              f"{cpu_speed / ref_cpu:6.2f} {fvu / ref_fvu:9.2f}")
+        print(
+            f"{name:28s} {speed:9.0f} {cpu_speed:10.0f} {fvu:7.4f} {speed / ref_speed:8.2f} "
+            f"{cpu_speed / ref_cpu:6.2f} {fvu / ref_fvu:9.2f}"
+        )
 
     # Time to the peer's quality: fewest rows with which our default reaches the best peer FVU.
     if not args.no_peer:
@@ -199,8 +228,10 @@ def main() -> None:
             fvu = run_medseglens(rows, held, args, "batchtopk", "float32", fraction)[2]
             print(f"medseglens batchtopk on {fraction:.3f} of the rows: FVU {fvu:.4f}")
             if fvu <= peer_fvu:
-                print(f"reaches the best peer FVU ({peer_fvu:.4f}) with {fraction:.3f} of its rows: "
-                      f"{ours_speed / ref_speed / fraction:.1f}x the peer's speed to equal FVU")
+                print(
+                    f"reaches the best peer FVU ({peer_fvu:.4f}) with {fraction:.3f} of its rows: "
+                    f"{ours_speed / ref_speed / fraction:.1f}x the peer's speed to equal FVU"
+                )
                 break
         else:
             print(f"medseglens batchtopk does not reach the best peer FVU ({peer_fvu:.4f}) in the same rows")

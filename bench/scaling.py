@@ -49,7 +49,7 @@ def prepare(work: Path, cases: int, rows: int) -> None:
     writer = StoreWriter(work / "train-store", D_IN, info={"bench": "planted"})
     planted = planted_rows(rows, D_IN, 768, 12, spread=0.75)[0]
     for start in range(0, rows, 65536):
-        chunk = planted[start:start + 65536]
+        chunk = planted[start : start + 65536]
         writer.add_case(f"block-{start // 65536:03d}", "planted", chunk, torch.zeros(chunk.shape[0], 3))
     writer.close()
 
@@ -57,10 +57,26 @@ def prepare(work: Path, cases: int, rows: int) -> None:
 def launch(work: Path, ranks: int, threads: int, rows: int, tag: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
     out = work / f"result-{tag}.json"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
-               str(Path(__file__).resolve()),
-               "--rank-job", "--work", str(work), "--rows", str(rows), "--threads", str(threads),
-               "--result", str(out), "--tag", tag]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(ranks),
+        str(Path(__file__).resolve()),
+        "--rank-job",
+        "--work",
+        str(work),
+        "--rows",
+        str(rows),
+        "--threads",
+        str(threads),
+        "--result",
+        str(out),
+        "--tag",
+        tag,
+    ]
     load_before = os.getloadavg()[0]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -84,6 +100,7 @@ def rank_job(args: argparse.Namespace) -> None:
     with joined() as group:
         model = load_model(work / "model", device="cpu")
         cases = discover_cohorts([work / "cohort"])
+
         def timed(work_fn):
             """Wall seconds between barriers, and CPU seconds summed over the ranks."""
             group.barrier()
@@ -92,17 +109,32 @@ def rank_job(args: argparse.Namespace) -> None:
             cpu = sum(group.gather_objects(time.process_time() - cpu))
             return result, time.perf_counter() - wall, cpu
 
-        store, extract_s, extract_cpu = timed(lambda: extract_activations_distributed(
-            model, default_for(model).layer, cases, work / f"store-{args.tag}", group, overwrite=True))
+        store, extract_s, extract_cpu = timed(
+            lambda: extract_activations_distributed(
+                model, default_for(model).layer, cases, work / f"store-{args.tag}", group, overwrite=True
+            )
+        )
         config = TrainConfig(n_latents=LATENTS, k=K, total_rows=args.rows, batch_size=BATCH, seed=0)
         train_store = ActivationStore(work / "train-store")
         (_, summary), train_s, train_cpu = timed(
-            lambda: train_sae_distributed(train_store, config, group, show_progress=False))
+            lambda: train_sae_distributed(train_store, config, group, show_progress=False)
+        )
         if group.rank == 0:
-            Path(args.result).write_text(json.dumps({
-                "extract_rows": store.n_rows, "extract_s": extract_s, "extract_cpu": extract_cpu,
-                "cases": len(cases), "d_in": store.d_in, "train_rows": summary["rows_seen"], "train_s": train_s,
-                "train_cpu": train_cpu, "train_fvu": summary["final_fvu"]}))
+            Path(args.result).write_text(
+                json.dumps(
+                    {
+                        "extract_rows": store.n_rows,
+                        "extract_s": extract_s,
+                        "extract_cpu": extract_cpu,
+                        "cases": len(cases),
+                        "d_in": store.d_in,
+                        "train_rows": summary["rows_seen"],
+                        "train_s": train_s,
+                        "train_cpu": train_cpu,
+                        "train_fvu": summary["final_fvu"],
+                    }
+                )
+            )
 
 
 def main() -> None:
@@ -127,27 +159,38 @@ def main() -> None:
         for repeat in range(args.repeats):
             for ranks, threads in CONFIGS:
                 result = launch(work, ranks, threads, args.rows, f"{ranks}x{threads}-{repeat}")
-                print(f"repeat {repeat}: {ranks} rank(s) x {threads} thread(s): extraction "
-                      f"{result['extract_rows'] / result['extract_s']:,.0f} rows/s "
-                      f"({result['extract_rows'] / result['extract_cpu']:,.0f} per CPU-s), training "
-                      f"{result['train_rows'] / result['train_s']:,.0f} rows/s "
-                      f"({result['train_rows'] / result['train_cpu']:,.0f} per CPU-s), FVU {result['train_fvu']:.3f} "
-                      f"(load average {result['load'][0]:.1f} -> {result['load'][1]:.1f})", flush=True)
+                print(
+                    f"repeat {repeat}: {ranks} rank(s) x {threads} thread(s): extraction "
+                    f"{result['extract_rows'] / result['extract_s']:,.0f} rows/s "
+                    f"({result['extract_rows'] / result['extract_cpu']:,.0f} per CPU-s), training "
+                    f"{result['train_rows'] / result['train_s']:,.0f} rows/s "
+                    f"({result['train_rows'] / result['train_cpu']:,.0f} per CPU-s), FVU {result['train_fvu']:.3f} "
+                    f"(load average {result['load'][0]:.1f} -> {result['load'][1]:.1f})",
+                    flush=True,
+                )
                 held = best.setdefault((ranks, threads), {})
                 for key in ("extract", "train"):
                     for rate_key, seconds in ((key, f"{key}_s"), (f"{key}_cpu", f"{key}_cpu")):
                         held[rate_key] = max(held.get(rate_key, 0.0), result[f"{key}_rows"] / result[seconds])
-        print(f"\n{args.cases} cases (layer width {result['d_in']}, {result['extract_rows']} rows); training "
-              f"{args.rows} rows, {D_IN} -> {LATENTS} latents, k={K}, batch {BATCH}; best of {args.repeats}\n")
-        print("| ranks x threads | extraction rows/s | x (1x1) | x (1x2) | per CPU-s | "
-              "training rows/s | x (1x1) | x (1x2) | per CPU-s |")
+        print(
+            f"\n{args.cases} cases (layer width {result['d_in']}, {result['extract_rows']} rows); training "
+            f"{args.rows} rows, {D_IN} -> {LATENTS} latents, k={K}, batch {BATCH}; best of {args.repeats}\n"
+        )
+        print(
+            "| ranks x threads | extraction rows/s | x (1x1) | x (1x2) | per CPU-s | "
+            "training rows/s | x (1x1) | x (1x2) | per CPU-s |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for config in CONFIGS:
             cells = []
             for key in ("extract", "train"):
                 rate = best[config][key]
-                cells += [f"{rate:,.0f}", f"{rate / best[(1, 1)][key]:.2f}", f"{rate / best[(1, 2)][key]:.2f}",
-                          f"{best[config][key + '_cpu']:,.0f}"]
+                cells += [
+                    f"{rate:,.0f}",
+                    f"{rate / best[(1, 1)][key]:.2f}",
+                    f"{rate / best[(1, 2)][key]:.2f}",
+                    f"{best[config][key + '_cpu']:,.0f}",
+                ]
             print(f"| {config[0]} x {config[1]} | " + " | ".join(cells) + " |")
 
 

@@ -14,7 +14,12 @@ import numpy as np
 
 from MedSegLensLib.data import Grid
 from MedSegLensLib.scene import (
-    add_latent_overlay, add_volume_node, create_headless_slicer, remove_node, render_slice, update_latent_overlay,
+    add_latent_overlay,
+    add_volume_node,
+    create_headless_slicer,
+    remove_node,
+    render_slice,
+    update_latent_overlay,
 )
 
 

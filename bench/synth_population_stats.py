@@ -23,8 +23,18 @@ from MedSegLensLib.data import discover_cohort  # noqa: E402
 from MedSegLensLib.synth import POPULATIONS, generate_cohort  # noqa: E402
 from MedSegLensLib.synth.statistics import case_statistics, summarise  # noqa: E402
 
-COLUMNS = ("snr", "brain_cc", "wt_cc", "ed_cc", "et_cc", "ncr_cc", "centre_abs_x_mm", "centre_z_mm",
-           "infratentorial", "et_contrast")
+COLUMNS = (
+    "snr",
+    "brain_cc",
+    "wt_cc",
+    "ed_cc",
+    "et_cc",
+    "ncr_cc",
+    "centre_abs_x_mm",
+    "centre_z_mm",
+    "infratentorial",
+    "et_contrast",
+)
 
 
 def main() -> int:
@@ -37,8 +47,9 @@ def main() -> int:
     print("|---|" + "---|" * len(COLUMNS))
     with tempfile.TemporaryDirectory() as tmp:
         for population in POPULATIONS:
-            folder = generate_cohort(population, args.cases, args.seed, Path(tmp) / population, spacing=args.spacing,
-                                     progress=False).folder
+            folder = generate_cohort(
+                population, args.cases, args.seed, Path(tmp) / population, spacing=args.spacing, progress=False
+            ).folder
             means = summarise([case_statistics(files) for files in discover_cohort(folder)])
             cells = [f"{means[c]:.2f}" if c in means else "-" for c in COLUMNS]
             print(f"| {population} | " + " | ".join(cells) + " |", flush=True)

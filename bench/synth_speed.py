@@ -22,8 +22,14 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from MedSegLensLib.synth import POPULATIONS, case_seed, generate_cohort, load_templates, population_shift  # noqa: E402
-from MedSegLensLib.synth import synthesize_case  # noqa: E402
+from MedSegLensLib.synth import (  # noqa: E402
+    POPULATIONS,
+    case_seed,
+    generate_cohort,
+    load_templates,
+    population_shift,
+    synthesize_case,  # noqa: E402
+)
 
 
 def baseline_seconds(repeats: int = 5) -> float:
@@ -52,9 +58,11 @@ def main() -> int:
                 start = time.perf_counter()
                 generate_cohort(population, args.cases, 0, Path(tmp) / "c", spacing=spacing, progress=False)
                 on_disk = (time.perf_counter() - start) / args.cases
-            print(f"  {population:10s} {in_memory:6.2f} s/case in memory ({in_memory / base:5.1f}x baseline), "
-                  f"{on_disk:6.2f} s/case written with manifest and montage ({on_disk / base:5.1f}x); "
-                  f"baseline {base:.3f} s")
+            print(
+                f"  {population:10s} {in_memory:6.2f} s/case in memory ({in_memory / base:5.1f}x baseline), "
+                f"{on_disk:6.2f} s/case written with manifest and montage ({on_disk / base:5.1f}x); "
+                f"baseline {base:.3f} s"
+            )
     return 0
 
 

@@ -71,7 +71,9 @@ def write_bench_workspace(root: Path) -> tuple[Workspace, str, list[str]]:
     return workspace, cases[0].case_id, [o.name for o in cases[0].overlays]
 
 
-def in_process_overlay_ms(workspace_dir: Path, case_id: str, overlays: list[str], sizes: dict, repeats: int) -> list[float]:
+def in_process_overlay_ms(
+    workspace_dir: Path, case_id: str, overlays: list[str], sizes: dict, repeats: int
+) -> list[float]:
     """The same overlay change, applied and rendered offscreen in this process (the server's work)."""
     from trame_slicer.core import SlicerApp
     from trame_slicer.views import DirectViewFactory, ViewLayoutDefinition
@@ -80,8 +82,11 @@ def in_process_overlay_ms(workspace_dir: Path, case_id: str, overlays: list[str]
 
     app = SlicerApp()
     app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
-    definitions = {"axial": ViewLayoutDefinition.axial_view(), "coronal": ViewLayoutDefinition.coronal_view(),
-                   "sagittal": ViewLayoutDefinition.sagittal_view()}
+    definitions = {
+        "axial": ViewLayoutDefinition.axial_view(),
+        "coronal": ViewLayoutDefinition.coronal_view(),
+        "sagittal": ViewLayoutDefinition.sagittal_view(),
+    }
     for name, definition in definitions.items():
         app.view_manager.create_view(definition).render_window().SetSize(*sizes[name])
     display = CaseDisplay(app, read_workspace(workspace_dir))
@@ -91,10 +96,12 @@ def in_process_overlay_ms(workspace_dir: Path, case_id: str, overlays: list[str]
         start = time.perf_counter()
         display.show_overlay(overlays[index % len(overlays)])  # redraws the three views once, directly
         times.append(1000 * (time.perf_counter() - start))
-    return times[len(overlays):]  # as in the browser run, each map has been read once already
+    return times[len(overlays) :]  # as in the browser run, each map has been read once already
 
 
-def browser_latencies(server_url: str, case_id: str, other_case: str, overlays: list[str], repeats: int) -> tuple[dict, dict]:
+def browser_latencies(
+    server_url: str, case_id: str, other_case: str, overlays: list[str], repeats: int
+) -> tuple[dict, dict]:
     from playwright.sync_api import sync_playwright
 
     results: dict[str, list[float]] = {"overlay": [], "modality": [], "case": []}
@@ -104,11 +111,21 @@ def browser_latencies(server_url: str, case_id: str, other_case: str, overlays: 
         page.click(f"#case-{case_id}")
         page.wait_for_function(f"document.getElementById('case-title').innerText.includes('{case_id}')")
         time.sleep(1.0)
-        sizes = {name: tuple(int(v) for v in page.evaluate(
-            f"(n) => {{ {browser.FIND_IMAGE} const i = findImage(n); return [i.naturalWidth, i.naturalHeight]; }}", name))
-            for name in browser.VIEWS}
+        sizes = {
+            name: tuple(
+                int(v)
+                for v in page.evaluate(
+                    "(n) => "
+                    f"{{ {browser.FIND_IMAGE} const i = findImage(n); return [i.naturalWidth, i.naturalHeight]; }}",
+                    name,
+                )
+            )
+            for name in browser.VIEWS
+        }
         for index in range(repeats):
-            results["overlay"].append(browser.frame_latency_ms(page, "axial", f"#overlay-{overlays[index % len(overlays)]}"))
+            results["overlay"].append(
+                browser.frame_latency_ms(page, "axial", f"#overlay-{overlays[index % len(overlays)]}")
+            )
             time.sleep(0.3)
         for index in range(repeats):
             modality = ("t2f", "t1n")[index % 2]
@@ -150,8 +167,8 @@ def main() -> int:
     print(f"\ncase {case_id} ({shape}); views {sizes}; {args.repeats} repeats")
     print(f"{'change':<22}{'median ms':>10}{'p90 ms':>9}{'x baseline':>12}")
     for name, values in results.items():
-        p90 = float(np.percentile(values, 90))
-        print(f"{name + ' -> frame':<22}{statistics.median(values):>10.0f}{p90:>9.0f}{statistics.median(values) / base:>12.1f}")
+        median, p90 = statistics.median(values), float(np.percentile(values, 90))
+        print(f"{name + ' -> frame':<22}{median:>10.0f}{p90:>9.0f}{median / base:>12.1f}")
     print(f"{'baseline (in-process)':<22}{base:>10.0f}{float(np.percentile(baseline, 90)):>9.0f}{1.0:>12.1f}")
     return 0
 

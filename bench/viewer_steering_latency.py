@@ -38,8 +38,11 @@ def case_and_latent(workspace: Path, case_id: str | None, latent: int | None) ->
     cases = read_workspace(workspace).cases
     if not cases:
         raise SystemExit(f"{workspace}: the workspace lists no cases")
-    chosen = next((c for c in cases if c.case_id == case_id), None) if case_id else \
-        next((c for c in cases if c.failure), cases[0])
+    chosen = (
+        next((c for c in cases if c.case_id == case_id), None)
+        if case_id
+        else next((c for c in cases if c.failure), cases[0])
+    )
     if chosen is None:
         raise SystemExit(f"{workspace}: no case {case_id!r}")
     if latent is None:
@@ -66,15 +69,17 @@ def measure(server_url: str, case_id: str | None, latent: int, repeats: int) -> 
         time.sleep(1.0)
         slice_thumb = "#slider-axial .v-slider-thumb"
         for index in range(repeats):
-            results["steer"].append(browser.frame_latency_ms(page, "axial", thumb, key=("Home", "End")[index % 2],
-                                                             timeout_ms=120000))
+            results["steer"].append(
+                browser.frame_latency_ms(page, "axial", thumb, key=("Home", "End")[index % 2], timeout_ms=120000)
+            )
             page.wait_for_selector("#cancel-job", state="hidden")
             summary = re.search(r"([\d.]+) s$", page.inner_text("#steer-summary"))
             if summary:
                 results["worker_s"].append(float(summary.group(1)))
             time.sleep(0.5)
-            results["scroll"].append(browser.frame_latency_ms(page, "axial", slice_thumb,
-                                                              key=("ArrowRight", "ArrowLeft")[index % 2]))
+            results["scroll"].append(
+                browser.frame_latency_ms(page, "axial", slice_thumb, key=("ArrowRight", "ArrowLeft")[index % 2])
+            )
             time.sleep(0.5)
     return results
 
@@ -93,8 +98,10 @@ def main() -> None:
     with browser.viewer_server(args.workspace, env=env, timeout=300) as server:
         results = measure(server.url, case_id, latent, args.repeats)
     steer, scroll = statistics.median(results["steer"]), statistics.median(results["scroll"])
-    print(f"steering latency in the browser, case {case_id}, latent {latent}, {args.repeats} repeats, "
-          f"{args.threads} thread(s)")
+    print(
+        f"steering latency in the browser, case {case_id}, latent {latent}, {args.repeats} repeats, "
+        f"{args.threads} thread(s)"
+    )
     print(f"  slider -> steered frame : median {steer:7.0f} ms   p90 {_p90(results['steer']):7.0f} ms")
     if results["worker_s"]:
         print(f"    of which worker steer : median {1000 * statistics.median(results['worker_s']):7.0f} ms")

@@ -37,8 +37,11 @@ def make_inputs(folder: Path, shape: tuple[int, int, int]) -> tuple[Path, Path]:
     rng = np.random.default_rng(0)
     case_dir = folder / "case-001"
     for modality in MODALITIES:
-        write_volume(rng.normal(size=shape).astype(np.float32), Grid(shape, np.diag([3.0, 3.0, 3.0, 1.0])),
-                     case_dir / f"case-001-{modality}.nii.gz")
+        write_volume(
+            rng.normal(size=shape).astype(np.float32),
+            Grid(shape, np.diag([3.0, 3.0, 3.0, 1.0])),
+            case_dir / f"case-001-{modality}.nii.gz",
+        )
     return model_dir, case_dir
 
 
@@ -68,7 +71,10 @@ def main() -> None:
             warm = [timed(lambda: worker.run("segment", params, timeout=600)) for _ in range(args.repeats)]
             ping = [timed(lambda: worker.run("ping", timeout=60)) for _ in range(20)]
     fresh_s, warm_s, ping_s = statistics.median(fresh), statistics.median(warm), statistics.median(ping)
-    print(f"case {'x'.join(map(str, args.shape))} at 3 mm, default U-Net, {args.threads} threads, medians of {args.repeats}")
+    print(
+        f"case {'x'.join(map(str, args.shape))} at 3 mm, default U-Net, {args.threads} threads, medians of "
+        f"{args.repeats}"
+    )
     print(f"fresh worker per request (baseline): {fresh_s:7.3f} s")
     print(f"warm worker, same request:           {warm_s:7.3f} s   ratio {warm_s / fresh_s:.3f}")
     print(f"warm worker, ping round trip:        {ping_s * 1000:7.2f} ms  ratio {ping_s / fresh_s:.5f}")

@@ -70,8 +70,19 @@ def render_module_views(case: Path, segmentation: Path, map_path: Path, latent: 
     node = overlay.show(activation, loaded.grid, latent, jump=False)
     labels = scene_api.add_brats_segmentation(headless.scene, loaded.label, loaded.grid, background, "segmentation")
     position = np.asarray(overlay.focus.focus_ras(loaded.grid.affine))
-    scene_api.render_orthogonal(headless.scene, background, node, labels, position, size=320, path=out,
-                                overwrite=True, foreground_opacity=0.8, outline=True, segmentation_opacity=1.0)
+    scene_api.render_orthogonal(
+        headless.scene,
+        background,
+        node,
+        labels,
+        position,
+        size=320,
+        path=out,
+        overwrite=True,
+        foreground_opacity=0.8,
+        outline=True,
+        segmentation_opacity=1.0,
+    )
     print(f"{out}: {overlay.legend()}")
 
 
@@ -86,37 +97,154 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     train, show, model, sae = work / "train", work / "show", work / "model", work / "sae"
     if not train.is_dir():
-        medseglens("synth", "--population", "adult", "--cases", "8", "--seed", "11", "--spacing", "4",
-                   "--out", str(train), "--quiet", threads=t)
+        medseglens(
+            "synth",
+            "--population",
+            "adult",
+            "--cases",
+            "8",
+            "--seed",
+            "11",
+            "--spacing",
+            "4",
+            "--out",
+            str(train),
+            "--quiet",
+            threads=t,
+        )
     if not show.is_dir():
-        medseglens("synth", "--population", "adult", "--cases", "1", "--seed", "12", "--spacing", "2",
-                   "--out", str(show), "--quiet", threads=t)
+        medseglens(
+            "synth",
+            "--population",
+            "adult",
+            "--cases",
+            "1",
+            "--seed",
+            "12",
+            "--spacing",
+            "2",
+            "--out",
+            str(show),
+            "--quiet",
+            threads=t,
+        )
     if not (model / "model.json").is_file():
-        medseglens("train", "--arch", "unet", "--data", str(train), "--out", str(model), "--epochs", "60",
-                   "--spacing", "4", "4", "4", "--patch", "32", "32", "32", "--val-fraction", "0",
-                   "--seed", "0", "--device", "cpu", threads=t)
+        medseglens(
+            "train",
+            "--arch",
+            "unet",
+            "--data",
+            str(train),
+            "--out",
+            str(model),
+            "--epochs",
+            "60",
+            "--spacing",
+            "4",
+            "4",
+            "4",
+            "--patch",
+            "32",
+            "32",
+            "32",
+            "--val-fraction",
+            "0",
+            "--seed",
+            "0",
+            "--device",
+            "cpu",
+            threads=t,
+        )
     if not (sae / "sae.json").is_file():
-        medseglens("sae", "train", "--model", str(model), "--data", str(train), "--out", str(sae), "--latents", "64",
-                   "--k", "4", "--kind", "topk", "--rows", "200000", "--seed", "0", "--device", "cpu", threads=t)
+        medseglens(
+            "sae",
+            "train",
+            "--model",
+            str(model),
+            "--data",
+            str(train),
+            "--out",
+            str(sae),
+            "--latents",
+            "64",
+            "--k",
+            "4",
+            "--kind",
+            "topk",
+            "--rows",
+            "200000",
+            "--seed",
+            "0",
+            "--device",
+            "cpu",
+            threads=t,
+        )
     case = next(p for p in sorted(show.iterdir()) if p.is_dir())
     segmentation = work / "segmentation.nii.gz"
-    medseglens("segment", "--model", str(model), "--case", str(case), "--out", str(segmentation), "--device", "cpu",
-               "--overwrite", threads=t)
+    medseglens(
+        "segment",
+        "--model",
+        str(model),
+        "--case",
+        str(case),
+        "--out",
+        str(segmentation),
+        "--device",
+        "cpu",
+        "--overwrite",
+        threads=t,
+    )
     rows_file = work / "latents.json"
-    medseglens("latents", "--model", str(model), "--sae", str(sae), "--case", str(case), "--json", str(rows_file),
-               "--top", "5", "--threads", str(t), "--overwrite", threads=t)
+    medseglens(
+        "latents",
+        "--model",
+        str(model),
+        "--sae",
+        str(sae),
+        "--case",
+        str(case),
+        "--json",
+        str(rows_file),
+        "--top",
+        "5",
+        "--threads",
+        str(t),
+        "--overwrite",
+        threads=t,
+    )
     reference = read_volume(find_case_files(case).seg, kind="label").array
     rows = json.loads(rows_file.read_text())["latents"][: args.candidates]
     contrast = {}
     for row in rows:
         path = work / f"latent-{row['latent']}.nii.gz"
-        medseglens("latents", "--model", str(model), "--sae", str(sae), "--case", str(case), "--top", "0",
-                   "--filter", str(row["latent"]), "--map", str(row["latent"]), "--out", str(path),
-                   "--threads", str(t), "--overwrite", threads=t)
+        medseglens(
+            "latents",
+            "--model",
+            str(model),
+            "--sae",
+            str(sae),
+            "--case",
+            str(case),
+            "--top",
+            "0",
+            "--filter",
+            str(row["latent"]),
+            "--map",
+            str(row["latent"]),
+            "--out",
+            str(path),
+            "--threads",
+            str(t),
+            "--overwrite",
+            threads=t,
+        )
         contrast[row["latent"]] = tumour_contrast(path, reference)
     latent = max(contrast, key=contrast.get)
-    print("tumour contrast (mean inside / outside the reference tumour): "
-          + ", ".join(f"latent {j}: {c:.2f}" for j, c in contrast.items()) + f"; showing latent {latent}")
+    print(
+        "tumour contrast (mean inside / outside the reference tumour): "
+        + ", ".join(f"latent {j}: {c:.2f}" for j, c in contrast.items())
+        + f"; showing latent {latent}"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     render_module_views(case, segmentation, work / f"latent-{latent}.nii.gz", latent, args.out)
     return 0

@@ -24,7 +24,9 @@ def add_case_arguments(parser: argparse.ArgumentParser, with_seg: bool = True) -
     group = parser.add_argument_group("case", "a BraTS case folder, or the four modality files by name")
     group.add_argument("--case", metavar="FOLDER", help="case folder with BraTS 2023 (-t1n...) or 2021 (_t1...) names")
     for modality in MODALITIES:
-        group.add_argument(f"--{modality}", metavar="FILE", help=f"{_MODALITY_HELP[modality]} image (.nii, .nii.gz, .nrrd, .nhdr)")
+        group.add_argument(
+            f"--{modality}", metavar="FILE", help=f"{_MODALITY_HELP[modality]} image (.nii, .nii.gz, .nrrd, .nhdr)"
+        )
     if with_seg:
         group.add_argument("--seg", metavar="FILE", help="reference segmentation (labels 1 NCR, 2 ED, 3 ET); optional")
     group.add_argument("--case-id", metavar="ID", help="name for the case (default: from the folder or file names)")

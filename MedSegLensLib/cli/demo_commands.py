@@ -16,21 +16,35 @@ from ..errors import ParameterError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "demo", help="build the demo workspace (cohorts, models, SAEs, analyses, report) and serve the viewer",
+        "demo",
+        help="build the demo workspace (cohorts, models, SAEs, analyses, report) and serve the viewer",
         description="Runs the main demo job as cached stages in --work (a rerun skips finished stages, an "
-                    "interrupted run continues), then serves the browser viewer on a failure case. See docs/demo.md.")
-    parser.add_argument("--work", metavar="DIR", help="work folder, also the viewer's workspace "
-                                                       "(default: the cache folder's demo/, or demo-quick/ with --quick)")
+        "interrupted run continues), then serves the browser viewer on a failure case. See docs/demo.md.",
+    )
+    parser.add_argument(
+        "--work",
+        metavar="DIR",
+        help="work folder, also the viewer's workspace "
+        "(default: the cache folder's demo/, or demo-quick/ with --quick)",
+    )
     parser.add_argument("--no-serve", action="store_true", help="do not serve; print the HTML report's path")
     parser.add_argument("--host", default="127.0.0.1", help="viewer address (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="viewer port (default: 8080; 0 picks a free one)")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("MEDSEGLENS_THREADS", "2")),
-                        help="torch threads (default: $MEDSEGLENS_THREADS or 2)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("MEDSEGLENS_THREADS", "2")),
+        help="torch threads (default: $MEDSEGLENS_THREADS or 2)",
+    )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true",
-                      help="tiny networks on small 4 mm cohorts: a few minutes, numbers not meaningful")
-    size.add_argument("--config", metavar="FILE.json",
-                      help="demo settings (any fields of DemoSettings; see docs/demo.md)")
+    size.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny networks on small 4 mm cohorts: a few minutes, numbers not meaningful",
+    )
+    size.add_argument(
+        "--config", metavar="FILE.json", help="demo settings (any fields of DemoSettings; see docs/demo.md)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -54,8 +68,11 @@ def run(args: argparse.Namespace) -> int:
     results = run_demo(config, work)
     report = report_path(work.resolve())
     ran = [r for r in results.values() if r.status == "ran"]
-    print(f"demo: {len(ran)} stage(s) ran, {len(results) - len(ran)} skipped; "
-          f"{sum(r.seconds for r in ran) / 60:.1f} min of work", file=sys.stderr)
+    print(
+        f"demo: {len(ran)} stage(s) ran, {len(results) - len(ran)} skipped; "
+        f"{sum(r.seconds for r in ran) / 60:.1f} min of work",
+        file=sys.stderr,
+    )
     if args.no_serve:
         print(f"MedSegLens demo report: {report}")
         return 0
@@ -63,5 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
     case = results["latent_maps"].summary.get("failure_case")
     print(f"MedSegLens demo report: {report}", flush=True)
-    return serve(argparse.Namespace(workspace=str(work), host=args.host, port=args.port, allow_remote=False,
-                                    token=None, case=case))
+    return serve(
+        argparse.Namespace(
+            workspace=str(work), host=args.host, port=args.port, allow_remote=False, token=None, case=case
+        )
+    )

@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, metavar="MODEL_DIR")
     parser.add_argument("--sae", required=True, metavar="SAE_DIR")
     add_case_arguments(parser, with_seg=False)
-    parser.add_argument("--labels", metavar="LATENTS_JSON", help="interpretation (default: latents.json in the SAE folder)")
+    parser.add_argument(
+        "--labels", metavar="LATENTS_JSON", help="interpretation (default: latents.json in the SAE folder)"
+    )
     parser.add_argument("--populations", metavar="POPULATIONS_JSON", help="population diff of this SAE")
     parser.add_argument("--sort", choices=["activation", "latent", "category", "specificity"], default="activation")
     parser.add_argument("--filter", default="", metavar="TEXT", help="only rows containing every word of TEXT")
@@ -69,8 +71,14 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     files = case_files_from_args(args)
-    params = {"model": args.model, "sae": args.sae, "case": files.modalities, "case_id": files.case_id,
-              "labels": args.labels, "populations": args.populations}
+    params = {
+        "model": args.model,
+        "sae": args.sae,
+        "case": files.modalities,
+        "case_id": files.case_id,
+        "labels": args.labels,
+        "populations": args.populations,
+    }
     with tempfile.TemporaryDirectory(prefix="medseglens-latents-") as scratch:
         ctx, bar = _context(Path(scratch))
         try:
@@ -86,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
     column = SORT_COLUMNS[args.sort]
     table.set_sort(column, descending=column in (3, 4))
     rows = table.view()
-    print(f"{data['case_id']}: {len(table)} active latents of {data['sae']['n_latents']} at {data['sae']['layer']}"
-          + (f", {len(rows)} match {args.filter!r}" if args.filter else ""))
+    print(
+        f"{data['case_id']}: {len(table)} active latents of {data['sae']['n_latents']} at {data['sae']['layer']}"
+        + (f", {len(rows)} match {args.filter!r}" if args.filter else "")
+    )
     for row in rows if args.top == 0 else rows[: args.top]:
         print("  " + " | ".join(cell for cell in row.cells() if cell))
     if args.json:

@@ -31,11 +31,17 @@ def run(args: argparse.Namespace) -> int:
     pairs, unmatched = resolve_pairs(args.pred, args.ref)
     missing = [p.case_id for p in pairs if p.pred is None]
     if missing:
-        print(f"warning: {len(missing)} reference case(s) have no prediction and get the BraTS penalty: "
-              f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}", file=sys.stderr)
+        print(
+            f"warning: {len(missing)} reference case(s) have no prediction and get the BraTS penalty: "
+            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}",
+            file=sys.stderr,
+        )
     if unmatched:
-        print(f"warning: {len(unmatched)} prediction(s) have no reference and are ignored: "
-              f"{', '.join(unmatched[:5])}{' ...' if len(unmatched) > 5 else ''}", file=sys.stderr)
+        print(
+            f"warning: {len(unmatched)} prediction(s) have no reference and are ignored: "
+            f"{', '.join(unmatched[:5])}{' ...' if len(unmatched) > 5 else ''}",
+            file=sys.stderr,
+        )
     progress = (lambda items: tqdm(items, desc="scoring", unit="case", leave=False)) if len(pairs) > 1 else None
     rows = score_pairs(pairs, with_hd95=args.hd95, progress=progress)
     path = write_metrics_csv(rows, args.out, with_hd95=args.hd95)

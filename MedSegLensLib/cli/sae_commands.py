@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_model_layer(train)
     train.add_argument("--data", nargs="+", metavar="DIR", help="cohort folders (not needed with a complete --store)")
     train.add_argument("--out", required=True, metavar="SAE_DIR", help="SAE folder to write")
-    train.add_argument("--store", metavar="STORE", help="activation store to use or fill (default: SAE_DIR-activations)")
+    train.add_argument(
+        "--store", metavar="STORE", help="activation store to use or fill (default: SAE_DIR-activations)"
+    )
     train.add_argument("--latents", type=int, help="number of latents (default: the architecture's default)")
     train.add_argument("--k", type=int, help="active latents per voxel (mean, for BatchTopK)")
     train.add_argument("--kind", choices=["batchtopk", "topk"], help="BatchTopK (threshold at inference) or TopK")
@@ -56,14 +58,22 @@ def _add_model_layer(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_capture_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quota", action="append", default=[], metavar="STRATUM=N",
-                        help="rows per case from a stratum (background, brain, CSF, GM, WM, NCR, ED, ET); repeatable")
+    parser.add_argument(
+        "--quota",
+        action="append",
+        default=[],
+        metavar="STRATUM=N",
+        help="rows per case from a stratum (background, brain, CSF, GM, WM, NCR, ED, ET); repeatable",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the voxel sampling and of the SAE training")
     parser.add_argument("--device", help="cpu, cuda (default: a GPU when present)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="backbone precision")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted capture or training run")
-    parser.add_argument("--distributed", action="store_true",
-                        help="run as one rank of a torchrun job (automatic when torchrun starts several ranks)")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="run as one rank of a torchrun job (automatic when torchrun starts several ranks)",
+    )
 
 
 def parse_quotas(items: list[str]) -> dict[str, int]:
@@ -105,22 +115,26 @@ def _extract(model, layer: str, args: argparse.Namespace, out, overwrite: bool, 
     group = job_group(args.distributed)
     share = cases if group is None else cases_of_rank(cases, group.rank, group.world_size)  # the bar: rank 0's share
     with case_bar(f"capture {layer}", len(share), disable=group is not None and group.rank != 0) as bar:
+
         def report(done: int, total: int, case_id: str, skipped: bool) -> None:
             bar.update(1)
             bar.set_postfix(case=case_id, skipped="yes" if skipped else "no", refresh=False)
 
         options = dict(resume=args.resume, overwrite=overwrite, dtype=dtype, precision=args.precision)
         if group is not None:
-            return extract_activations_distributed(model, layer, cases, out, group, parse_quotas(args.quota),
-                                                   args.seed, report, **options)
+            return extract_activations_distributed(
+                model, layer, cases, out, group, parse_quotas(args.quota), args.seed, report, **options
+            )
         return extract_activations(model, layer, cases, out, parse_quotas(args.quota), args.seed, report, **options)
 
 
 def run_extract(args: argparse.Namespace) -> int:
     model, layer = _model_and_layer(args)
     store = _extract(model, layer, args, args.out, args.overwrite, args.dtype)
-    print(f"wrote {store.path}: {store.n_rows} rows of {store.d_in} channels from {len(store.cases)} case(s), "
-          f"layer {layer}")
+    print(
+        f"wrote {store.path}: {store.n_rows} rows of {store.d_in} channels from {len(store.cases)} case(s), "
+        f"layer {layer}"
+    )
     return 0
 
 
@@ -147,18 +161,29 @@ def run_train(args: argparse.Namespace) -> int:
     defaults = default_for(model) if None in (args.latents, args.k, args.kind) else None
     config = TrainConfig(  # checks every setting before anything is written
         n_latents=defaults.n_latents if args.latents is None else args.latents,
-        k=defaults.k if args.k is None else args.k, kind=args.kind or defaults.kind,
-        total_rows=args.rows, batch_size=args.batch_size, lr=args.learning_rate, seed=args.seed, checkpoint_every=50)
+        k=defaults.k if args.k is None else args.k,
+        kind=args.kind or defaults.kind,
+        total_rows=args.rows,
+        batch_size=args.batch_size,
+        lr=args.learning_rate,
+        seed=args.seed,
+        checkpoint_every=50,
+    )
     store = _store_for_training(model, layer, args)
     group = job_group(args.distributed)
     if group is None:
-        sae, summary = fit_layer_sae(model, layer, store, args.out, config, resume=args.resume, overwrite=args.overwrite)
+        sae, summary = fit_layer_sae(
+            model, layer, store, args.out, config, resume=args.resume, overwrite=args.overwrite
+        )
     else:
-        sae, summary = fit_layer_sae_distributed(model, layer, store, args.out, config, group, resume=args.resume,
-                                                 overwrite=args.overwrite)
-    print(f"wrote {args.out}: {config.kind} SAE, {sae.d_in} -> {sae.n_latents} latents, k={config.k}, layer {layer}; "
-          f"training FVU {summary['final_fvu']:.3f}, L0 {summary['final_l0']:.1f}, "
-          f"dead {summary['dead_fraction']:.1%}")
+        sae, summary = fit_layer_sae_distributed(
+            model, layer, store, args.out, config, group, resume=args.resume, overwrite=args.overwrite
+        )
+    print(
+        f"wrote {args.out}: {config.kind} SAE, {sae.d_in} -> {sae.n_latents} latents, k={config.k}, layer {layer}; "
+        f"training FVU {summary['final_fvu']:.3f}, L0 {summary['final_l0']:.1f}, "
+        f"dead {summary['dead_fraction']:.1%}"
+    )
     return 0
 
 
@@ -175,6 +200,7 @@ def run_eval(args: argparse.Namespace) -> int:
     check_can_write(args.out, args.overwrite)
     cases = discover_cohorts(args.data)
     with case_bar("evaluate SAE", len(cases)) as bar:
+
         def report(done: int, total: int, case_id: str) -> None:
             bar.update(1)
             bar.set_postfix(case=case_id, refresh=False)
@@ -183,7 +209,9 @@ def run_eval(args: argparse.Namespace) -> int:
     write_json_atomic(args.out, {"model": str(args.model), "sae": str(args.sae), **result.to_json()})
     fid = result.fidelity
     recovered = ", ".join(f"{r} {v:.3f}" for r, v in result.dice_recovered.items())
-    print(f"EV {fid.explained_variance:.3f} (per channel {fid.explained_variance_per_channel_mean:.3f}), "
-          f"L0 {fid.l0_mean:.1f} (p95 {fid.l0_p95:.0f}), dead {fid.dead_fraction:.1%}; "
-          f"Dice recovered {recovered or 'n/a (no labels)'}; wrote {args.out}")
+    print(
+        f"EV {fid.explained_variance:.3f} (per channel {fid.explained_variance_per_channel_mean:.3f}), "
+        f"L0 {fid.l0_mean:.1f} (p95 {fid.l0_p95:.0f}), dead {fid.dead_fraction:.1%}; "
+        f"Dice recovered {recovered or 'n/a (no labels)'}; wrote {args.out}"
+    )
     return 0

@@ -23,9 +23,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threshold", type=float, help="overlay threshold (default: half the map's peak)")
     parser.add_argument("--modality", choices=MODALITIES, default="t1c", help="background image (default t1c)")
     parser.add_argument("--view", choices=["axial", "coronal", "sagittal", "all"], default="all")
-    parser.add_argument("--position", type=float, nargs=3, metavar=("R", "A", "S"),
-                        help="RAS point (mm) the slices pass through; default: the map's peak, else the tumour centre")
-    parser.add_argument("--fill", action="store_true", help="fill segments (half transparent) instead of outlining them")
+    parser.add_argument(
+        "--position",
+        type=float,
+        nargs=3,
+        metavar=("R", "A", "S"),
+        help="RAS point (mm) the slices pass through; default: the map's peak, else the tumour centre",
+    )
+    parser.add_argument(
+        "--fill", action="store_true", help="fill segments (half transparent) instead of outlining them"
+    )
     parser.add_argument("--size", type=int, default=384, help="pixels per view side (default 384)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
     parser.set_defaults(handler=run)
@@ -49,7 +56,11 @@ def _default_position(case, activation) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     from ..scene import (
-        add_brats_segmentation, add_case_volumes, add_latent_overlay, create_headless_slicer, render_orthogonal,
+        add_brats_segmentation,
+        add_case_volumes,
+        add_latent_overlay,
+        create_headless_slicer,
+        render_orthogonal,
         render_slice,
     )
 
@@ -67,8 +78,13 @@ def run(args: argparse.Namespace) -> int:
     if case.label is not None:
         segmentation = add_brats_segmentation(scene, case.label, case.grid, background, "segmentation")
     position = np.asarray(args.position) if args.position else _default_position(case, activation)
-    style = dict(foreground_opacity=0.8, outline=not args.fill, segmentation_opacity=0.5 if args.fill else 1.0,
-                 path=args.out, overwrite=args.overwrite)
+    style = dict(
+        foreground_opacity=0.8,
+        outline=not args.fill,
+        segmentation_opacity=0.5 if args.fill else 1.0,
+        path=args.out,
+        overwrite=args.overwrite,
+    )
     if args.view == "all":
         render_orthogonal(scene, background, overlay, segmentation, position, size=args.size, **style)
     else:

@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (needs --token)")
-    parser.add_argument("--token", default=None, help=f"access token (default: ${TOKEN_ENV}, else a random one on loopback)")
+    parser.add_argument(
+        "--token", default=None, help=f"access token (default: ${TOKEN_ENV}, else a random one on loopback)"
+    )
     parser.add_argument("--case", default=None, help="case to open first (default: the first failure case)")
     parser.set_defaults(handler=run)
 
@@ -36,7 +38,14 @@ def run(args: argparse.Namespace) -> int:
     def announce(url: str) -> None:
         print(f"MedSegLens viewer: {url}", flush=True)
 
-    serve(args.workspace, host=args.host, port=args.port, token=token, allow_remote=args.allow_remote,
-          case_id=args.case, announce=announce)
+    serve(
+        args.workspace,
+        host=args.host,
+        port=args.port,
+        token=token,
+        allow_remote=args.allow_remote,
+        case_id=args.case,
+        announce=announce,
+    )
     print("MedSegLens viewer stopped", file=sys.stderr)
     return 0

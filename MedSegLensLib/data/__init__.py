@@ -8,7 +8,22 @@ from .labels import read_label_volume
 from .volumes import read_volume, write_volume
 
 __all__ = [
-    "Case", "CaseFiles", "Grid", "LABEL_NAMES", "LABEL_VALUES", "MODALITIES", "TISSUE_NAMES",
-    "case_files_from_paths", "discover_cohort", "discover_cohorts", "find_case_files", "load_case",
-    "read_case", "read_label_volume", "read_manifest", "read_volume", "write_manifest", "write_volume",
+    "Case",
+    "CaseFiles",
+    "Grid",
+    "LABEL_NAMES",
+    "LABEL_VALUES",
+    "MODALITIES",
+    "TISSUE_NAMES",
+    "case_files_from_paths",
+    "discover_cohort",
+    "discover_cohorts",
+    "find_case_files",
+    "load_case",
+    "read_case",
+    "read_label_volume",
+    "read_manifest",
+    "read_volume",
+    "write_manifest",
+    "write_volume",
 ]

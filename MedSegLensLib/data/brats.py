@@ -12,8 +12,24 @@ from .volumes import image_suffix, strip_image_suffix
 
 # File-name endings (before the extension) for each naming scheme.
 SCHEMES: dict[str, dict[str, str]] = {
-    "brats2023": {"-t1n": "t1n", "-t1c": "t1c", "-t2w": "t2w", "-t2f": "t2f", "-seg": "seg", "-tissue": "tissue", "-atlas": "atlas"},
-    "brats2021": {"_t1": "t1n", "_t1ce": "t1c", "_t2": "t2w", "_flair": "t2f", "_seg": "seg", "_tissue": "tissue", "_atlas": "atlas"},
+    "brats2023": {
+        "-t1n": "t1n",
+        "-t1c": "t1c",
+        "-t2w": "t2w",
+        "-t2f": "t2f",
+        "-seg": "seg",
+        "-tissue": "tissue",
+        "-atlas": "atlas",
+    },
+    "brats2021": {
+        "_t1": "t1n",
+        "_t1ce": "t1c",
+        "_t2": "t2w",
+        "_flair": "t2f",
+        "_seg": "seg",
+        "_tissue": "tissue",
+        "_atlas": "atlas",
+    },
 }
 # BraTS 2021 labels enhancing tumour 4; MedSegLens (like BraTS 2023) uses 3.
 LABEL_MAPS = {"brats2023": {}, "brats2021": {4: 3}}
@@ -110,7 +126,8 @@ def find_case_files(folder: str | os.PathLike, population: str = "unknown") -> C
         roles[role] = str(path)
     if not found:
         raise InputError(
-            f"{folder}: no BraTS image files found; expected names like <case>-t1n.nii.gz (2023) or <case>_t1.nii.gz (2021)"
+            f"{folder}: no BraTS image files found; expected names like <case>-t1n.nii.gz (2023) or <case>_t1.nii.gz "
+            "(2021)"
         )
     scheme, roles = max(found.items(), key=lambda item: sum(m in item[1] for m in MODALITIES))
     missing = [m for m in MODALITIES if m not in roles]

@@ -33,14 +33,14 @@ class Grid:
     def orientation(self) -> str:
         return "".join(orientations.aff2axcodes(self.affine))
 
-    def same_as(self, other: "Grid", atol: float = 1e-3) -> bool:
+    def same_as(self, other: Grid, atol: float = 1e-3) -> bool:
         return tuple(self.shape) == tuple(other.shape) and np.allclose(self.affine, other.affine, atol=atol)
 
     def to_json(self) -> dict:
         return {"shape": list(self.shape), "affine": np.asarray(self.affine).tolist()}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "Grid":
+    def from_json(cls, obj: dict) -> Grid:
         return cls(tuple(int(s) for s in obj["shape"]), np.asarray(obj["affine"], dtype=float))
 
 

@@ -109,7 +109,9 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
         if path.name.lower().endswith(".gz"):
             _read_gzip_to_end(path)
     except Exception as exc:  # truncated gzip, short file, bad scaling, bad dtype...
-        raise InputError(f"{path}: voxel data cannot be read, the file is truncated or corrupt ({_reason(exc)})") from None
+        raise InputError(
+            f"{path}: voxel data cannot be read, the file is truncated or corrupt ({_reason(exc)})"
+        ) from None
     return array, affine
 
 
@@ -130,7 +132,9 @@ def _read_nrrd(path: Path) -> tuple[np.ndarray, dict]:
     try:
         array, header = nrrd.read(str(path), index_order="F")
     except Exception as exc:
-        raise InputError(f"{path}: voxel data cannot be read, the file is truncated or corrupt ({_reason(exc)})") from None
+        raise InputError(
+            f"{path}: voxel data cannot be read, the file is truncated or corrupt ({_reason(exc)})"
+        ) from None
     return np.asarray(array), header
 
 
@@ -160,7 +164,9 @@ def _check_geometry(grid: Grid, path: Path) -> None:
 def _check_values(array: np.ndarray, path: Path, kind: str) -> None:
     real = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating) or array.dtype == bool
     if not real:
-        raise InputError(f"{path}: voxel type {array.dtype} is not a real scalar; a single-channel 3D volume is expected")
+        raise InputError(
+            f"{path}: voxel type {array.dtype} is not a real scalar; a single-channel 3D volume is expected"
+        )
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise InputError(f"{path}: {bad} voxel(s) are NaN or Inf; fix or mask them before analysis")
@@ -173,8 +179,13 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def write_volume(array: np.ndarray, grid: Grid, path: str | os.PathLike, dtype: np.dtype | None = None,
-                 metadata: dict[str, str] | None = None) -> Path:
+def write_volume(
+    array: np.ndarray,
+    grid: Grid,
+    path: str | os.PathLike,
+    dtype: np.dtype | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
     """Write a 3D volume in `grid`'s voxel order and affine, atomically; NIfTI or NRRD by suffix.
 
     `metadata` (single-line text values) goes into the file itself: NRRD key/value fields, or
@@ -197,7 +208,8 @@ def write_volume(array: np.ndarray, grid: Grid, path: str | os.PathLike, dtype: 
             image.header.set_xyzt_units("mm")
             if metadata:
                 image.header.extensions.append(
-                    nib.nifti1.Nifti1Extension("comment", json.dumps({_METADATA_KEY: metadata}).encode("utf-8")))
+                    nib.nifti1.Nifti1Extension("comment", json.dumps({_METADATA_KEY: metadata}).encode("utf-8"))
+                )
             nib.save(image, str(tmp))
         else:
             lps = _LPS_TO_RAS @ grid.affine

@@ -21,8 +21,15 @@ The parts:
     study = ArchitectureDiff(n_a, n_b); study.add_case(CaseLatentMaps(...)); result = study.result()
 """
 
-from .architectures import (ArchDiffResult, ArchDiffSettings, ArchitectureDiff, CaseLatentMaps, CrossCorrelation,
-                            block_permutation, block_voxels)
+from .architectures import (
+    ArchDiffResult,
+    ArchDiffSettings,
+    ArchitectureDiff,
+    CaseLatentMaps,
+    CrossCorrelation,
+    block_permutation,
+    block_voxels,
+)
 from .dictionaries import DEFAULT_THRESHOLD, DictionaryComparison, DictionaryDiffSettings, compare_dictionaries
 from .labels import LatentLabel, label_text, labels_for, read_labels
 from .matching import CosineSimilarity, DenseSimilarity, Matching, match_dense, match_latents, match_pruned
@@ -33,11 +40,39 @@ from .swap import SwapResult, swap_features
 from .usage import LatentUsage, accumulate_usage
 
 __all__ = [
-    "ArchDiffResult", "ArchDiffSettings", "ArchitectureDiff", "CATEGORIES", "CaseLatentMaps", "Contrast",
-    "CosineSimilarity", "CrossCorrelation", "DEFAULT_THRESHOLD", "DenseSimilarity", "DictionaryComparison",
+    "ArchDiffResult",
+    "ArchDiffSettings",
+    "ArchitectureDiff",
+    "CATEGORIES",
+    "CaseLatentMaps",
+    "Contrast",
+    "CosineSimilarity",
+    "CrossCorrelation",
+    "DEFAULT_THRESHOLD",
+    "DenseSimilarity",
+    "DictionaryComparison",
     "DictionaryDiffSettings",
-    "LatentLabel", "LatentUsage", "Matching", "PopulationDiff", "PopulationDiffSettings", "SwapResult",
-    "accumulate_usage", "architecture_study", "block_permutation", "block_voxels", "compare_dictionaries",
-    "dictionary_study", "diff_populations", "label_text", "labels_for", "match_dense", "match_latents", "match_pruned",
-    "population_study", "read_labels", "resample_codes", "swap_features", "trilinear_operator",
+    "LatentLabel",
+    "LatentUsage",
+    "Matching",
+    "PopulationDiff",
+    "PopulationDiffSettings",
+    "SwapResult",
+    "accumulate_usage",
+    "architecture_study",
+    "block_permutation",
+    "block_voxels",
+    "compare_dictionaries",
+    "dictionary_study",
+    "diff_populations",
+    "label_text",
+    "labels_for",
+    "match_dense",
+    "match_latents",
+    "match_pruned",
+    "population_study",
+    "read_labels",
+    "resample_codes",
+    "swap_features",
+    "trilinear_operator",
 ]

@@ -23,8 +23,8 @@ call unrelated smooth maps significant.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import numpy as np
 import scipy.sparse as sp
@@ -56,15 +56,17 @@ class CaseLatentMaps:
     strata: np.ndarray  # stratum code of every case-grid voxel (sae.strata.voxel_strata)
 
     @classmethod
-    def from_codes(cls, a: CaseCodes, b: CaseCodes, strata: np.ndarray, population: str) -> "CaseLatentMaps":
+    def from_codes(cls, a: CaseCodes, b: CaseCodes, strata: np.ndarray, population: str) -> CaseLatentMaps:
         """From `encode_case` results of the two networks on the same case."""
         return cls(a.case_id or b.case_id, population, codes_csr(a), a.grid, codes_csr(b), b.grid, a.case_grid, strata)
 
 
 def codes_csr(codes: CaseCodes) -> sp.csr_matrix:
     """A case's sparse codes as a (layer voxels x latents) CSR matrix."""
-    return sp.csr_matrix((codes.value.numpy().astype(np.float64), (codes.voxel.numpy(), codes.latent.numpy())),
-                         shape=(codes.n_voxels, codes.n_latents))
+    return sp.csr_matrix(
+        (codes.value.numpy().astype(np.float64), (codes.voxel.numpy(), codes.latent.numpy())),
+        shape=(codes.n_voxels, codes.n_latents),
+    )
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,8 @@ class CrossCorrelation:
         if n_a * n_b > MAX_TABLE_ENTRIES:
             raise ParameterError(
                 f"{n_a} x {n_b} latents need a {n_a * n_b * 8 / 2**30:.1f} GiB cross-product table; "
-                "use SAEs with at most 8192 latents for architecture diffing")
+                "use SAEs with at most 8192 latents for architecture diffing"
+            )
         self.n = 0
         self.sum_a, self.sum_aa, self.nonzero_a = np.zeros(n_a), np.zeros(n_a), np.zeros(n_a)
         self.sum_b, self.sum_bb, self.nonzero_b = np.zeros(n_b), np.zeros(n_b), np.zeros(n_b)
@@ -100,8 +103,10 @@ class CrossCorrelation:
 
     def add(self, a: sp.csr_matrix, b: sp.csr_matrix) -> None:
         self.n += a.shape[0]
-        for m, total, squares, nonzero in ((a, self.sum_a, self.sum_aa, self.nonzero_a),
-                                           (b, self.sum_b, self.sum_bb, self.nonzero_b)):
+        for m, total, squares, nonzero in (
+            (a, self.sum_a, self.sum_aa, self.nonzero_a),
+            (b, self.sum_b, self.sum_bb, self.nonzero_b),
+        ):
             total += np.asarray(m.sum(0)).ravel()
             squares += np.asarray(m.multiply(m).sum(0)).ravel()
             nonzero += np.bincount(m.indices[m.data != 0], minlength=total.size)
@@ -110,13 +115,22 @@ class CrossCorrelation:
 
     def correlation(self, index_a: np.ndarray, index_b: np.ndarray) -> np.ndarray:
         r = pearson_from_sums(
-            self.n, self.sum_a[index_a, None], self.sum_b[None, index_b], self.sum_aa[index_a, None],
-            self.sum_bb[None, index_b], self.sum_ab[np.ix_(index_a, index_b)])
+            self.n,
+            self.sum_a[index_a, None],
+            self.sum_b[None, index_b],
+            self.sum_aa[index_a, None],
+            self.sum_bb[None, index_b],
+            self.sum_ab[np.ix_(index_a, index_b)],
+        )
         return np.nan_to_num(r, nan=0.0)
 
 
 def block_permutation(
-    indices: np.ndarray, grid: tuple[int, int, int], block: int | tuple[int, int, int], brain_blocks: np.ndarray, rng: np.random.Generator
+    indices: np.ndarray,
+    grid: tuple[int, int, int],
+    block: int | tuple[int, int, int],
+    brain_blocks: np.ndarray,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """Where each sampled voxel's value is read from in the null: same offset in a shuffled block.
 
@@ -188,7 +202,8 @@ class ArchDiffResult:
     def summary(self) -> dict:
         sims = self.matching.similarity
         return {
-            "cases": len(self.cases), "voxels": self.voxels,
+            "cases": len(self.cases),
+            "voxels": self.voxels,
             "alive_a": int((self.fired_a >= self.settings.min_active_rows).sum()),
             "alive_b": int((self.fired_b >= self.settings.min_active_rows).sum()),
             "pairs": int(sims.size),
@@ -196,9 +211,13 @@ class ArchDiffResult:
             "above_fwer_threshold": int((sims > self.fwer_threshold).sum()),
             "fwer_threshold": self.fwer_threshold,
             "median_matched_correlation": float(np.median(sims)) if sims.size else float("nan"),
-            "median_null_matched_correlation": float(np.median(self.null_matched)) if self.null_matched.size else float("nan"),
-            "permutations": self.settings.n_permutations, "block_mm": self.settings.block_mm,
-            "block_voxels": list(self.block) if self.block else None, "alpha": self.settings.alpha,
+            "median_null_matched_correlation": float(np.median(self.null_matched))
+            if self.null_matched.size
+            else float("nan"),
+            "permutations": self.settings.n_permutations,
+            "block_mm": self.settings.block_mm,
+            "block_voxels": list(self.block) if self.block else None,
+            "alpha": self.settings.alpha,
             "grid": list(self.grid) if self.grid else None,
         }
 
@@ -222,20 +241,24 @@ class ArchitectureDiff:
         if maps.codes_a.shape[1] != self.n_a or maps.codes_b.shape[1] != self.n_b:
             raise ParameterError(
                 f"case {maps.case_id}: codes have {maps.codes_a.shape[1]} and {maps.codes_b.shape[1]} latents, "
-                f"the study was set up for {self.n_a} and {self.n_b}")
+                f"the study was set up for {self.n_a} and {self.n_b}"
+            )
         common = finer_grid(maps.grid_a, maps.grid_b)
         grid = tuple(int(n) for n in common.shape)
         a = resample_codes(maps.codes_a, maps.grid_a, common)
         b = resample_codes(maps.codes_b, maps.grid_b, common)
         at = layer_voxels_in(common, maps.case_grid)
         strata = maps.strata[at[..., 0], at[..., 1], at[..., 2]]
-        indices, _ = sample_by_stratum(strata, self.settings.quotas or DEFAULT_QUOTAS, [self.settings.seed, len(self.cases)])
+        indices, _ = sample_by_stratum(
+            strata, self.settings.quotas or DEFAULT_QUOTAS, [self.settings.seed, len(self.cases)]
+        )
         rows_a = a[indices]
         self.observed.add(rows_a, b[indices])
         zero = sp.csr_matrix((1, self.n_b))
         block = block_voxels(common, self.settings.block_mm)
-        self._cached.append(_CachedCase(rows_a, sp.vstack([b, zero], format="csr"), indices, grid, block,
-                                        _brain_blocks(strata, block)))
+        self._cached.append(
+            _CachedCase(rows_a, sp.vstack([b, zero], format="csr"), indices, grid, block, _brain_blocks(strata, block))
+        )
         self.cases.append((maps.case_id, maps.population, int(indices.size)))
         self.grid, self.block = grid, block
 
@@ -262,7 +285,7 @@ class ArchitectureDiff:
         null = np.zeros((s.n_permutations, matching.similarity.size))
         for replicate in range(s.n_permutations):
             values = np.sort(self._null_replicate(replicate, index_a, index_b))[::-1]
-            null[replicate, :values.size] = values
+            null[replicate, : values.size] = values
             if progress is not None:
                 progress(replicate + 1, s.n_permutations)
         pooled = np.sort(null.ravel())
@@ -271,7 +294,16 @@ class ArchitectureDiff:
         largest = null.max(1) if null.shape[1] else np.zeros(s.n_permutations)
         fwer = float(np.quantile(largest, 1 - s.alpha)) if largest.size else math.nan
         return ArchDiffResult(
-            matching, p_value, benjamini_hochberg(p_value), fwer, null,
-            self.observed.nonzero_a.copy(), self.observed.nonzero_b.copy(),
-            self.observed.n, list(self.cases), s, self.grid, self.block,
+            matching,
+            p_value,
+            benjamini_hochberg(p_value),
+            fwer,
+            null,
+            self.observed.nonzero_a.copy(),
+            self.observed.nonzero_b.copy(),
+            self.observed.n,
+            list(self.cases),
+            s,
+            self.grid,
+            self.block,
         )

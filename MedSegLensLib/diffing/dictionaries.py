@@ -60,17 +60,22 @@ class DictionaryComparison:
         return {
             "threshold": self.threshold,
             "method": self.matching.method,
-            "latents_a": int(self.alive_a.size), "latents_b": int(self.alive_b.size),
-            "alive_a": n_a, "alive_b": n_b,
+            "latents_a": int(self.alive_a.size),
+            "latents_b": int(self.alive_b.size),
+            "alive_a": n_a,
+            "alive_b": n_b,
             "pairs": int(sims.size),
             "matched_above_threshold": int(above.sum()),
             "fraction_of_a_matched": float(above.sum() / max(n_a, 1)),
             "fraction_of_b_matched": float(above.sum() / max(n_b, 1)),
-            "orphans_a": int(n_a - above.sum()), "orphans_b": int(n_b - above.sum()),
+            "orphans_a": int(n_a - above.sum()),
+            "orphans_b": int(n_b - above.sum()),
             "similarity_quantiles_5_25_50_75_95": quantiles,
             "mean_similarity": float(sims.mean()) if sims.size else float("nan"),
             "chance_fraction_above_threshold": float(self.chance.above(self.threshold).sum() / max(min(n_a, n_b), 1)),
-            "chance_similarity_median": float(np.median(self.chance.similarity)) if self.chance.similarity.size else float("nan"),
+            "chance_similarity_median": float(np.median(self.chance.similarity))
+            if self.chance.similarity.size
+            else float("nan"),
         }
 
     def orphans_a(self) -> np.ndarray:
@@ -89,7 +94,9 @@ def _random_rotation(d: int, seed: int) -> torch.Tensor:
 
 def _restricted(matching: Matching, index_a: np.ndarray, index_b: np.ndarray, n_a: int, n_b: int) -> Matching:
     """Map a matching of latent subsets back to the SAEs' own indices."""
-    return Matching(index_a[matching.a], index_b[matching.b], matching.similarity, n_a, n_b, matching.method).sorted_by_a()
+    return Matching(
+        index_a[matching.a], index_b[matching.b], matching.similarity, n_a, n_b, matching.method
+    ).sorted_by_a()
 
 
 def compare_dictionaries(
@@ -106,7 +113,8 @@ def compare_dictionaries(
     if sae_a.d_in != sae_b.d_in:
         raise CompatibilityError(
             f"the SAEs take {sae_a.d_in} and {sae_b.d_in} channels, so their dictionaries live in different spaces; "
-            "compare SAEs of one layer here, or use `medseglens diff archs` for different models")
+            "compare SAEs of one layer here, or use `medseglens diff archs` for different models"
+        )
     alive_a = np.ones(sae_a.n_latents, dtype=bool) if alive_a is None else np.asarray(alive_a, dtype=bool)
     alive_b = np.ones(sae_b.n_latents, dtype=bool) if alive_b is None else np.asarray(alive_b, dtype=bool)
     index_a, index_b = np.flatnonzero(alive_a), np.flatnonzero(alive_b)
@@ -117,6 +125,9 @@ def compare_dictionaries(
     chance = match_latents(CosineSimilarity(w_a, rotated), method, neighbours)
     n_a, n_b = sae_a.n_latents, sae_b.n_latents
     return DictionaryComparison(
-        _restricted(matching, index_a, index_b, n_a, n_b), threshold, alive_a, alive_b,
+        _restricted(matching, index_a, index_b, n_a, n_b),
+        threshold,
+        alive_a,
+        alive_b,
         _restricted(chance, index_a, index_b, n_a, n_b),
     )

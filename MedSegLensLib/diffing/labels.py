@@ -43,12 +43,11 @@ def read_labels(path: str | Path) -> dict[int, LatentLabel]:
         data = json.loads(path.read_text(encoding="utf-8"))
         records = _records(data)
     except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise InputError(f"{path}: not a readable latents.json ({' '.join(str(exc).split())[:100]}); "
-                         "pass the file `medseglens interpret` wrote, or leave the labels out") from None
-    return {
-        index: LatentLabel(str(rec.get("category", "")), str(rec.get("description", "")))
-        for index, rec in records
-    }
+        raise InputError(
+            f"{path}: not a readable latents.json ({' '.join(str(exc).split())[:100]}); "
+            "pass the file `medseglens interpret` wrote, or leave the labels out"
+        ) from None
+    return {index: LatentLabel(str(rec.get("category", "")), str(rec.get("description", ""))) for index, rec in records}
 
 
 def labels_for(sae_dir: str | Path, explicit: str | Path | None = None) -> dict[int, LatentLabel]:

@@ -66,7 +66,8 @@ class CosineSimilarity:
         if self.a.shape[1] != self.b.shape[1]:
             raise ParameterError(
                 f"cannot compare directions of width {self.a.shape[1]} and {self.b.shape[1]}; "
-                "decoder cosine needs two SAEs on the same layer")
+                "decoder cosine needs two SAEs on the same layer"
+            )
         self.n_a, self.n_b = self.a.shape[0], self.b.shape[0]
 
     def rows(self, start: int, stop: int) -> np.ndarray:
@@ -121,7 +122,7 @@ class Matching:
     def total(self) -> float:
         return float(self.similarity.sum())
 
-    def sorted_by_a(self) -> "Matching":
+    def sorted_by_a(self) -> Matching:
         order = np.argsort(self.a, kind="stable")
         return Matching(self.a[order], self.b[order], self.similarity[order], self.n_a, self.n_b, self.method)
 
@@ -133,7 +134,9 @@ def match_dense(source: SimilaritySource) -> Matching:
     return Matching(a.astype(np.int64), b.astype(np.int64), matrix[a, b], source.n_a, source.n_b, "dense").sorted_by_a()
 
 
-def candidate_pairs(source: SimilaritySource, neighbours: int, block_rows: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def candidate_pairs(
+    source: SimilaritySource, neighbours: int, block_rows: int = 2048
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(a, b, similarity) of the pairs where b is among a's top `neighbours` or a among b's, in key order.
 
     Reads the similarity one block of rows at a time; the column top-k is merged block by block.
@@ -198,7 +201,9 @@ def match_pruned(source: SimilaritySource, neighbours: int = 8, block_rows: int 
     return Matching(a, b, np.asarray(similarity, dtype=np.float64), n_a, n_b, "pruned").sorted_by_a()
 
 
-def match_latents(source: SimilaritySource, method: str = "auto", neighbours: int = 8, dense_limit: int = 2048) -> Matching:
+def match_latents(
+    source: SimilaritySource, method: str = "auto", neighbours: int = 8, dense_limit: int = 2048
+) -> Matching:
     """`dense`, `pruned`, or `auto` (dense up to `dense_limit` latents per side, pruned above)."""
     if method == "auto":
         method = "dense" if max(source.n_a, source.n_b) <= dense_limit else "pruned"

@@ -121,6 +121,7 @@ class PopulationDiff:
 
 def _common_strata(usage: LatentUsage, inside: np.ndarray, settings: PopulationDiffSettings) -> np.ndarray:
     """Strata with enough rows and cases on both sides of a contrast."""
+
     def enough(members: np.ndarray) -> np.ndarray:
         rows = usage.rows[members]
         return (rows.sum(0) >= settings.min_stratum_rows) & ((rows > 0).sum(0) >= settings.min_stratum_cases)
@@ -148,8 +149,9 @@ def _resample(boot: np.ndarray, tally: np.ndarray) -> np.ndarray:
     return (boot @ tally.reshape(tally.shape[0], -1)).reshape(boot.shape[0], *tally.shape[1:])
 
 
-def _contrast(usage: LatentUsage, population: str, boot: np.ndarray, act_floor: np.ndarray,
-              settings: PopulationDiffSettings) -> Contrast:
+def _contrast(
+    usage: LatentUsage, population: str, boot: np.ndarray, act_floor: np.ndarray, settings: PopulationDiffSettings
+) -> Contrast:
     inside = usage.populations == population
     strata = _common_strata(usage, inside, settings)
     n_latents = usage.n_latents
@@ -158,8 +160,17 @@ def _contrast(usage: LatentUsage, population: str, boot: np.ndarray, act_floor: 
     names = [usage.strata[s] for s in strata]
     if strata.size == 0:
         nothing = np.zeros(n_latents, dtype=bool)
-        return Contrast(population, [], [], int(inside.sum()), int((~inside).sum()), *([empty] * 11),
-                        comparable=nothing, p_enriched=empty, p_depleted=empty)
+        return Contrast(
+            population,
+            [],
+            [],
+            int(inside.sum()),
+            int((~inside).sum()),
+            *([empty] * 11),
+            comparable=nothing,
+            p_enriched=empty,
+            p_depleted=empty,
+        )
     rows_in, rows_out = usage.rows[inside][:, strata], usage.rows[~inside][:, strata]
     weights = rows_in.sum(0) + rows_out.sum(0)
     weights = weights / weights.sum()
@@ -191,10 +202,25 @@ def _contrast(usage: LatentUsage, population: str, boot: np.ndarray, act_floor: 
     p_enriched = np.where(comparable, normal_upper_p(out["LR"], log_tau, out["se"]), np.nan)
     p_depleted = np.where(comparable, normal_upper_p(-out["LR"], log_tau, out["se"]), np.nan)
     return Contrast(
-        population, names, weights.tolist(), int(inside.sum()), int((~inside).sum()),
-        out["F"], out["Fr"], out["LR"], out["lo"], out["hi"], out["se"],
-        out["A"], out["Ar"], out["ALR"], out["alo"], out["ahi"],
-        comparable=comparable, p_enriched=p_enriched, p_depleted=p_depleted,
+        population,
+        names,
+        weights.tolist(),
+        int(inside.sum()),
+        int((~inside).sum()),
+        out["F"],
+        out["Fr"],
+        out["LR"],
+        out["lo"],
+        out["hi"],
+        out["se"],
+        out["A"],
+        out["Ar"],
+        out["ALR"],
+        out["alo"],
+        out["ahi"],
+        comparable=comparable,
+        p_enriched=p_enriched,
+        p_depleted=p_depleted,
     )
 
 
@@ -204,15 +230,17 @@ def diff_populations(usage: LatentUsage, settings: PopulationDiffSettings | None
     populations = usage.population_names()
     if len(populations) < 2:
         raise ParameterError(
-            f"the store holds one population ({', '.join(populations)}); population diffing needs two or more")
-    f0 = settings.frequency_floor
+            f"the store holds one population ({', '.join(populations)}); population diffing needs two or more"
+        )
     active = np.stack([_active(usage, p, settings) for p in populations])
     boot = case_bootstrap_weights(usage.populations, settings.n_boot, settings.seed)
     act_floor = usage.mean_activation_when_firing()
     contrasts = {p: _contrast(usage, p, boot, act_floor, settings) for p in populations}
     present = active.any(0)
-    p_all = np.stack([np.where(present, c.p_enriched, np.nan) for c in contrasts.values()]
-                     + [np.where(present, c.p_depleted, np.nan) for c in contrasts.values()])
+    p_all = np.stack(
+        [np.where(present, c.p_enriched, np.nan) for c in contrasts.values()]
+        + [np.where(present, c.p_depleted, np.nan) for c in contrasts.values()]
+    )
     q_all = benjamini_hochberg(p_all)
     n_pop = len(populations)
     for i, contrast in enumerate(contrasts.values()):

@@ -39,8 +39,10 @@ def trilinear_operator(source: Grid, target: Grid) -> sp.csr_matrix:
         rows.append(target_index[keep])
         cols.append(np.ravel_multi_index(index[keep].T, source.shape))
         vals.append(weight[keep])
-    matrix = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                           shape=(int(np.prod(target.shape)), int(np.prod(source.shape))))
+    matrix = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(int(np.prod(target.shape)), int(np.prod(source.shape))),
+    )
     matrix.sum_duplicates()
     return matrix
 

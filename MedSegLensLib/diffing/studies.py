@@ -42,8 +42,14 @@ def _call(name: str, *args, **kwargs) -> str:
 
 
 def population_study(
-    sae_dir: PathLike, store_dir: PathLike, out_dir: PathLike, *, settings: PopulationDiffSettings | None = None,
-    labels: PathLike | None = None, overwrite: bool = False, command: str | None = None,
+    sae_dir: PathLike,
+    store_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    settings: PopulationDiffSettings | None = None,
+    labels: PathLike | None = None,
+    overwrite: bool = False,
+    command: str | None = None,
     progress: Progress = _quiet,
 ) -> dict:
     """Shared (backbone) vs population-specific latents of one SAE trained on pooled cohorts.
@@ -60,18 +66,28 @@ def population_study(
     command = command or _call("population_study", sae_dir, store_dir, out_dir, settings=settings)
     with atomic_directory(out_dir, overwrite=overwrite) as folder:
         usage = accumulate_usage(sae, store, progress=lambda done, total: progress("encoding store", done, total))
-        usage.source.update({"sae": str(sae_dir), "sae_fingerprint": sae.info.model_fingerprint,
-                             "layer": sae.info.layer})
+        usage.source.update(
+            {"sae": str(sae_dir), "sae_fingerprint": sae.info.model_fingerprint, "layer": sae.info.layer}
+        )
         diff = diff_populations(usage, settings)
         data = f"{describe_store(store)} encoded with {describe_sae(sae_dir, sae)}"
         return write_population_outputs(diff, usage, folder, data, command, names)
 
 
 def dictionary_study(
-    sae_a_dir: PathLike, sae_b_dir: PathLike, out_dir: PathLike, *, settings: DictionaryDiffSettings | None = None,
-    store_a: PathLike | None = None, store_b: PathLike | None = None, names: tuple[str, str] | None = None,
-    labels_a: PathLike | None = None, labels_b: PathLike | None = None, overwrite: bool = False,
-    command: str | None = None, progress: Progress = _quiet,
+    sae_a_dir: PathLike,
+    sae_b_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    settings: DictionaryDiffSettings | None = None,
+    store_a: PathLike | None = None,
+    store_b: PathLike | None = None,
+    names: tuple[str, str] | None = None,
+    labels_a: PathLike | None = None,
+    labels_b: PathLike | None = None,
+    overwrite: bool = False,
+    command: str | None = None,
+    progress: Progress = _quiet,
 ) -> dict:
     """Two SAEs of one model and layer (e.g. one per population): decoder-cosine matching, orphans, swapping.
 
@@ -89,16 +105,27 @@ def dictionary_study(
     for key, store in stores.items():
         check_store_fits_sae(store, sae[key], dirs[key])
     names_a, names_b = labels_for(sae_a_dir, labels_a), labels_for(sae_b_dir, labels_b)
-    command = command or _call("dictionary_study", sae_a_dir, sae_b_dir, out_dir, settings=settings, store_a=store_a,
-                               store_b=store_b)
+    command = command or _call(
+        "dictionary_study", sae_a_dir, sae_b_dir, out_dir, settings=settings, store_a=store_a, store_b=store_b
+    )
     with atomic_directory(out_dir, overwrite=overwrite) as folder:
         alive = {}
         for key, store in stores.items():
             stage = f"firing of {name[key]}"
-            usage = accumulate_usage(sae[key], store, progress=lambda done, total: progress(stage, done, total))
+            usage = accumulate_usage(
+                sae[key], store, progress=lambda done, total, stage=stage: progress(stage, done, total)
+            )
             alive[key] = usage.fired.sum((0, 1)) > 0
-        comparison = compare_dictionaries(sae["a"], sae["b"], settings.threshold, alive.get("a"), alive.get("b"),
-                                          settings.method, settings.neighbours, settings.seed)
+        comparison = compare_dictionaries(
+            sae["a"],
+            sae["b"],
+            settings.threshold,
+            alive.get("a"),
+            alive.get("b"),
+            settings.method,
+            settings.neighbours,
+            settings.seed,
+        )
         m = comparison.matching
         matchings = {"a": m, "b": Matching(m.b, m.a, m.similarity, m.n_b, m.n_a, m.method)}
         swaps = {}
@@ -107,20 +134,39 @@ def dictionary_study(
             stage = f"swap {name[key]}->{name[other]}"
             batches = ((rows, meta["case_index"].numpy()) for rows, meta in store.scan_with_metadata(8192))
             swaps[f"{name[key]}->{name[other]}"] = swap_features(
-                sae[key], sae[other], matchings[key], batches, len(store.cases),
-                progress=lambda done: progress(stage, done, store.n_rows))
-        data = f"{name['a']}: {describe_sae(sae_a_dir, sae['a'])}; {name['b']}: {describe_sae(sae_b_dir, sae['b'])}" + \
-            "".join(f"; {name[key]} rows: {describe_store(store)}" for key, store in stores.items())
-        return write_dictionary_outputs(comparison, swaps, folder, data, command, names_a, names_b,
-                                        (name["a"], name["b"]))
+                sae[key],
+                sae[other],
+                matchings[key],
+                batches,
+                len(store.cases),
+                progress=lambda done, stage=stage, rows=store.n_rows: progress(stage, done, rows),
+            )
+        data = (
+            f"{name['a']}: {describe_sae(sae_a_dir, sae['a'])}; {name['b']}: {describe_sae(sae_b_dir, sae['b'])}"
+            + "".join(f"; {name[key]} rows: {describe_store(store)}" for key, store in stores.items())
+        )
+        return write_dictionary_outputs(
+            comparison, swaps, folder, data, command, names_a, names_b, (name["a"], name["b"])
+        )
 
 
 def architecture_study(
-    model_a_dir: PathLike, sae_a_dir: PathLike, model_b_dir: PathLike, sae_b_dir: PathLike,
-    data: Sequence[PathLike], out_dir: PathLike, *, populations: Sequence[str] | None = None,
-    max_cases: int | None = None, settings: ArchDiffSettings | None = None, precision: str = "fp32",
-    labels_a: PathLike | None = None, labels_b: PathLike | None = None, overwrite: bool = False,
-    command: str | None = None, progress: Progress = _quiet,
+    model_a_dir: PathLike,
+    sae_a_dir: PathLike,
+    model_b_dir: PathLike,
+    sae_b_dir: PathLike,
+    data: Sequence[PathLike],
+    out_dir: PathLike,
+    *,
+    populations: Sequence[str] | None = None,
+    max_cases: int | None = None,
+    settings: ArchDiffSettings | None = None,
+    precision: str = "fp32",
+    labels_a: PathLike | None = None,
+    labels_b: PathLike | None = None,
+    overwrite: bool = False,
+    command: str | None = None,
+    progress: Progress = _quiet,
 ) -> dict:
     """Latents of two networks (e.g. U-Net vs SegFormer) matched by activation correlation on the same cases.
 
@@ -135,8 +181,18 @@ def architecture_study(
     if max_cases is not None and max_cases < 1:
         raise ParameterError(f"max_cases (--max-cases) must be >= 1, got {max_cases}")
     settings = settings or ArchDiffSettings()
-    command = command or _call("architecture_study", model_a_dir, sae_a_dir, model_b_dir, sae_b_dir, list(map(str, data)),
-                               out_dir, populations=populations, max_cases=max_cases, settings=settings)
+    command = command or _call(
+        "architecture_study",
+        model_a_dir,
+        sae_a_dir,
+        model_b_dir,
+        sae_b_dir,
+        list(map(str, data)),
+        out_dir,
+        populations=populations,
+        max_cases=max_cases,
+        settings=settings,
+    )
     with atomic_directory(out_dir, overwrite=overwrite) as folder:  # refuses an existing folder before any work
         model_a, model_b = load_model(model_a_dir, device="cpu"), load_model(model_b_dir, device="cpu")
         sae_a, sae_b = load_sae(sae_a_dir), load_sae(sae_b_dir)
@@ -153,7 +209,9 @@ def architecture_study(
         if names[0] == names[1]:
             names = (Path(model_a_dir).name, Path(model_b_dir).name)
         used = sorted({c.population for c in cases})
-        described = (f"{len(cases)} cases of {', '.join(map(str, data))} ({', '.join(used)}); {names[0]}: model "
-                     f"{model_a.fingerprint[:12]}, {describe_sae(sae_a_dir, sae_a)}; {names[1]}: model "
-                     f"{model_b.fingerprint[:12]}, {describe_sae(sae_b_dir, sae_b)}")
+        described = (
+            f"{len(cases)} cases of {', '.join(map(str, data))} ({', '.join(used)}); {names[0]}: model "
+            f"{model_a.fingerprint[:12]}, {describe_sae(sae_a_dir, sae_a)}; {names[1]}: model "
+            f"{model_b.fingerprint[:12]}, {describe_sae(sae_b_dir, sae_b)}"
+        )
         return write_architecture_outputs(result, folder, described, command, names_a, names_b, names)

@@ -17,8 +17,8 @@ dec_A(z) and of x_swap against x.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import numpy as np
 import scipy.sparse as sp
@@ -88,7 +88,8 @@ def swap_features(
     """Run the swap over `batches` of (activation rows, case index per row) of population A."""
     if sae_a.d_in != sae_b.d_in:
         raise CompatibilityError(
-            f"the SAEs take {sae_a.d_in} and {sae_b.d_in} channels; feature swapping needs two SAEs of one layer")
+            f"the SAEs take {sae_a.d_in} and {sae_b.d_in} channels; feature swapping needs two SAEs of one layer"
+        )
     partner = matching.partner_of_a()
     similarity = np.full(sae_a.n_latents, np.nan)
     similarity[matching.a] = matching.similarity

@@ -9,8 +9,8 @@ these tallies without touching the activations again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -65,7 +65,8 @@ def accumulate_usage(
     if store.d_in != sae.d_in:
         raise CompatibilityError(
             f"{store.path}: store rows have {store.d_in} channels but the SAE takes {sae.d_in}; "
-            "use the SAE trained on this store's model and layer")
+            "use the SAE trained on this store's model and layer"
+        )
     cases = store.cases
     n_cases, n_strata, n_latents = len(cases), len(STRATA), sae.n_latents
     rows = torch.zeros(n_cases * n_strata, dtype=torch.float64)

@@ -8,6 +8,15 @@ from .group import RankGroup, agree, default_backend, job_group, joined, launche
 from .training import RankSlice, fit_layer_sae_distributed, train_sae_distributed
 
 __all__ = [
-    "RankGroup", "RankSlice", "agree", "default_backend", "extract_activations_distributed", "extract_sharded",
-    "fit_layer_sae_distributed", "job_group", "joined", "launched_by_torchrun", "train_sae_distributed",
+    "RankGroup",
+    "RankSlice",
+    "agree",
+    "default_backend",
+    "extract_activations_distributed",
+    "extract_sharded",
+    "fit_layer_sae_distributed",
+    "job_group",
+    "joined",
+    "launched_by_torchrun",
+    "train_sae_distributed",
 ]

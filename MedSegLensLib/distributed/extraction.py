@@ -23,8 +23,9 @@ import bisect
 import itertools
 import re
 import shutil
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import save_file
@@ -82,7 +83,9 @@ def extract_sharded(
     agree(group, lambda: None if not mine or _is_complete(folder) else extract_part(mine, folder))
 
     ranks = [rank for rank in range(group.world_size) if cases_of_rank(case_ids, rank, group.world_size)]
-    manifests = agree(group, lambda: _read_parts([part_folder(store_dir, r, group.world_size) for r in ranks], case_ids))
+    manifests = agree(
+        group, lambda: _read_parts([part_folder(store_dir, r, group.world_size) for r in ranks], case_ids)
+    )
     numbers = _shard_numbers(manifests, case_ids)
 
     def publish_mine() -> list[dict]:
@@ -125,8 +128,9 @@ def extract_activations_distributed(
     def extract_part(mine: list, folder: Path) -> None:
         extract_activations(model, layer, mine, folder, quotas, seed, progress, resume=True, **options)
 
-    return extract_sharded(cases, [files.case_id for files in cases], store_dir, extract_part, group,
-                           resume=resume, overwrite=overwrite)
+    return extract_sharded(
+        cases, [files.case_id for files in cases], store_dir, extract_part, group, resume=resume, overwrite=overwrite
+    )
 
 
 def _prepare(store_dir: Path, world_size: int, resume: bool, overwrite: bool) -> None:
@@ -139,16 +143,20 @@ def _prepare(store_dir: Path, world_size: int, resume: bool, overwrite: bool) ->
         if ActivationStore(store_dir, allow_incomplete=True).manifest["state"] == "complete":
             shutil.rmtree(parts, ignore_errors=True)  # left over if a run stopped right after its commit
             raise OutputError(f"{store_dir}: store is already complete; use it, or pass --overwrite to recapture")
-        raise OutputError(f"{store_dir}: a single-process capture was started here; resume it without torchrun "
-                          "or pass --overwrite")
+        raise OutputError(
+            f"{store_dir}: a single-process capture was started here; resume it without torchrun or pass --overwrite"
+        )
     started = sorted(p.name for p in parts.iterdir()) if parts.is_dir() else []
     if started and not resume:
-        raise OutputError(f"{store_dir}: a distributed capture was started here; pass --resume to continue it "
-                          "or --overwrite")
+        raise OutputError(
+            f"{store_dir}: a distributed capture was started here; pass --resume to continue it or --overwrite"
+        )
     other = [name for name in started if not (PART_NAME.fullmatch(name) and int(name[-5:]) == world_size)]
     if other:
-        raise CompatibilityError(f"{store_dir}: the capture was started with another number of ranks ({other[0]}); "
-                                 "resume it with that many ranks or pass --overwrite")
+        raise CompatibilityError(
+            f"{store_dir}: the capture was started with another number of ranks ({other[0]}); "
+            "resume it with that many ranks or pass --overwrite"
+        )
     if not started and store_dir.is_dir() and any(store_dir.iterdir()) and not resume:
         raise OutputError(f"{store_dir}: folder is not empty; choose a new folder or pass --overwrite")
     for file in store_dir.glob("*"):
@@ -165,7 +173,9 @@ def _clear(store_dir: Path) -> None:
 
 
 def _is_complete(folder: Path) -> bool:
-    return (folder / MANIFEST).exists() and ActivationStore(folder, allow_incomplete=True).manifest["state"] == "complete"
+    return (folder / MANIFEST).exists() and ActivationStore(folder, allow_incomplete=True).manifest[
+        "state"
+    ] == "complete"
 
 
 def _read_parts(parts: list[Path], case_ids: Sequence[str]) -> list[dict]:
@@ -175,12 +185,16 @@ def _read_parts(parts: list[Path], case_ids: Sequence[str]) -> list[dict]:
     for part, manifest in zip(parts, manifests):
         for key in ("d_in", "dtype", "info"):
             if manifest[key] != first[key]:
-                raise CompatibilityError(f"{part}: {key} differs from {parts[0]} ({manifest[key]!r} vs "
-                                         f"{first[key]!r}); every rank must run the same model, layer and settings")
+                raise CompatibilityError(
+                    f"{part}: {key} differs from {parts[0]} ({manifest[key]!r} vs "
+                    f"{first[key]!r}); every rank must run the same model, layer and settings"
+                )
     found = [case["case_id"] for manifest in manifests for case in manifest["cases"]]
     if sorted(found) != sorted(case_ids):
-        raise IntegrityError(f"{parts[0].parent}: the parts hold {len(found)} cases, not the {len(case_ids)} listed; "
-                             "rerun with --overwrite")
+        raise IntegrityError(
+            f"{parts[0].parent}: the parts hold {len(found)} cases, not the {len(case_ids)} listed; "
+            "rerun with --overwrite"
+        )
     return manifests
 
 
@@ -205,8 +219,9 @@ def _shard_numbers(manifests: list[dict], case_ids: Sequence[str]) -> list[list[
     return numbers
 
 
-def _publish_shards(store_dir: Path, part: Path, manifest: dict, case_ids: Sequence[str],
-                    numbers: list[int]) -> list[dict]:
+def _publish_shards(
+    store_dir: Path, part: Path, manifest: dict, case_ids: Sequence[str], numbers: list[int]
+) -> list[dict]:
     """Copy this rank's shards to the top level as `numbers`, case indices renumbered to the global case table."""
     position = {case_id: index for index, case_id in enumerate(case_ids)}
     renumber = torch.tensor([position[case["case_id"]] for case in manifest["cases"]], dtype=torch.int32)
@@ -224,5 +239,9 @@ def _publish_shards(store_dir: Path, part: Path, manifest: dict, case_ids: Seque
 
 def _merged_manifest(manifests: list[dict], case_ids: Sequence[str], published: list[dict]) -> dict:
     by_id = {case["case_id"]: case for manifest in manifests for case in manifest["cases"]}
-    return {**manifests[0], "state": "complete", "cases": [by_id[case_id] for case_id in case_ids],
-            "shards": sorted(published, key=lambda shard: shard["file"])}
+    return {
+        **manifests[0],
+        "state": "complete",
+        "cases": [by_id[case_id] for case_id in case_ids],
+        "shards": sorted(published, key=lambda shard: shard["file"]),
+    }

@@ -13,8 +13,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -63,7 +64,7 @@ class RankGroup(Reducer):
         dist.all_gather(sizes, size)
         counts = [int(s) for s in sizes]
         padded = torch.zeros(max(counts), dtype=values.dtype, device=self.device)
-        padded[:values.numel()] = values.reshape(-1)
+        padded[: values.numel()] = values.reshape(-1)
         parts = [torch.empty_like(padded) for _ in range(self.world_size)]
         dist.all_gather(parts, padded)
         return torch.cat([part[:count] for part, count in zip(parts, counts)]).to(values.device)
@@ -150,7 +151,8 @@ def _join(backend: str | None, timeout_minutes: float) -> torch.device:
     if not launched_by_torchrun():
         raise ParameterError(
             "--distributed needs the torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); "
-            "start the command with `torchrun --nproc-per-node N -m MedSegLensLib ...`")
+            "start the command with `torchrun --nproc-per-node N -m MedSegLensLib ...`"
+        )
     backend = backend or default_backend()
     _use_local_gpu()
     dist.init_process_group(backend, init_method="env://", timeout=timedelta(minutes=timeout_minutes))
@@ -163,8 +165,10 @@ def _use_local_gpu() -> None:
         return
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if local_rank >= torch.cuda.device_count():
-        raise ParameterError(f"local rank {local_rank} has no GPU of its own ({torch.cuda.device_count()} on this "
-                             "node); start at most one process per GPU (--nproc-per-node gpu)")
+        raise ParameterError(
+            f"local rank {local_rank} has no GPU of its own ({torch.cuda.device_count()} on this "
+            "node); start at most one process per GPU (--nproc-per-node gpu)"
+        )
     torch.cuda.set_device(local_rank)
 
 

@@ -11,8 +11,9 @@ resumes from the same checkpoints, which rank 0 alone writes.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -38,13 +39,14 @@ class RankSlice:
         if batch_size % self.world_size:
             raise ParameterError(
                 f"batch size {batch_size} does not split evenly over {self.world_size} ranks; "
-                f"use a multiple of {self.world_size}")
+                f"use a multiple of {self.world_size}"
+            )
         part = batch_size // self.world_size
         start = self.rank * part
         stream = self.source.batches(batch_size, seed, start_batch)
         try:
             for batch in stream:
-                yield batch[start:start + part]
+                yield batch[start : start + part]
         finally:
             stream.close()
 
@@ -53,7 +55,7 @@ class RankSlice:
         return self.source.scan(batch_size)
 
     def sample(self, n: int, seed: int) -> torch.Tensor:
-        return self.source.sample(n, seed)[self.rank::self.world_size]
+        return self.source.sample(n, seed)[self.rank :: self.world_size]
 
 
 def train_sae_distributed(
@@ -74,7 +76,8 @@ def train_sae_distributed(
     if len(set(steps)) > 1:
         raise CompatibilityError(
             f"{checkpoint_dir}: ranks found different checkpoints (steps {steps}); "
-            "put the checkpoint folder on a file system that every node shares")
+            "put the checkpoint folder on a file system that every node shares"
+        )
     sae = trainer.run(progress, show_progress and group.rank == 0)
     return sae, trainer.summary()
 

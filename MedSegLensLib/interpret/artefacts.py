@@ -86,7 +86,7 @@ def band_powers(maps: np.ndarray, tests: list[list[np.ndarray]]) -> tuple[np.nda
         frequency = np.fft.rfftfreq(n)[1:]  # without the mean (DC)
         spectrum = scipy.fft.rfft(maps, axis=1 + axis)
         others = tuple(a for a in (1, 2, 3) if a != 1 + axis)
-        power = (spectrum.real ** 2 + spectrum.imag ** 2).sum(axis=others)[:, 1:]
+        power = (spectrum.real**2 + spectrum.imag**2).sum(axis=others)[:, 1:]
         for t, test in enumerate(tests):
             near = (np.abs(frequency[:, None] - test[axis][None, :]) <= 0.5 / n + 1e-9).any(axis=1)
             band[t, :, axis] = power[:, near].sum(axis=1)
@@ -119,9 +119,13 @@ class ArtefactScores:
 
     def record(self, latent: int) -> dict:
         """The numbers behind `kind` for latents.json."""
-        return {"kind": self.kind(latent), "grid_peak_ratio": rounded(self.grid_ratio[latent]),
-                "seam_peak_ratio": rounded(self.seam_ratio[latent]),
-                "outside_head": rounded(self.outside_share[latent]), "volume_edge": rounded(self.edge_share[latent])}
+        return {
+            "kind": self.kind(latent),
+            "grid_peak_ratio": rounded(self.grid_ratio[latent]),
+            "seam_peak_ratio": rounded(self.seam_ratio[latent]),
+            "outside_head": rounded(self.outside_share[latent]),
+            "volume_edge": rounded(self.edge_share[latent]),
+        }
 
 
 class ArtefactAccumulator:
@@ -152,7 +156,7 @@ class ArtefactAccumulator:
         edge = np.zeros(shape, dtype=bool)
         for axis, n in enumerate(shape):
             cut = [slice(None)] * 3
-            cut[axis] = np.r_[0:min(EDGE_WIDTH, n), max(n - EDGE_WIDTH, 0):n]
+            cut[axis] = np.r_[0 : min(EDGE_WIDTH, n), max(n - EDGE_WIDTH, 0) : n]
             edge[tuple(cut)] = True
         weights = np.stack([outside_count, all_count * edge.reshape(-1), all_count], axis=1).astype(np.float32)
         frequencies = self._frequencies(shape, layer_stride(case_grid, codes.grid))
@@ -163,7 +167,7 @@ class ArtefactAccumulator:
         ends = np.r_[starts[1:], latent.size]
         chunk = max(1, DENSE_VALUES // n_layer)
         for first in range(0, present.size, chunk):
-            latents = present[first:first + chunk]
+            latents = present[first : first + chunk]
             entries = slice(starts[first], ends[first + latents.size - 1])
             dense = np.zeros((latents.size, n_layer), dtype=np.float32)
             dense[np.searchsorted(latents, latent[entries]), voxel[entries]] = value[entries]
@@ -174,8 +178,9 @@ class ArtefactAccumulator:
 
     def finish(self) -> ArtefactScores:
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.nanmax(np.where(self.power[:, 1] > 0, self.power[:, 0] / self.power[:, 1], np.nan), axis=-1,
-                              initial=-np.inf)
+            ratio = np.nanmax(
+                np.where(self.power[:, 1] > 0, self.power[:, 0] / self.power[:, 1], np.nan), axis=-1, initial=-np.inf
+            )
             ratio = np.where(np.isfinite(ratio), ratio, np.nan)
             outside, edge = (np.where(self.mass[2] > 0, m / self.mass[2], 0.0) for m in self.mass[:2])
         return ArtefactScores(ratio[0], ratio[1], outside, edge, self.settings)

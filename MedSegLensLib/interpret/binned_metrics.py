@@ -9,8 +9,8 @@ Binning error, stated per latent and target:
   order the histogram does not know: |AUROC_exact - AUROC| <= 1/2 * sum_b p_in(b) p_out(b)
   over active bins (`auroc_error`).
 - Thresholds are tried at every bin's lower edge ("activation >= edge"), where the
-  scores are exact; among equally good ones the highest is kept. A threshold inside bin b can at best add all of b's target
-  voxels and none of its others, so the best exact Dice lies in
+  scores are exact; among equally good ones the highest is kept. A threshold inside bin b
+  can at best add all of b's target voxels and none of its others, so the best exact Dice lies in
   [dice, dice + dice_error] (`dice_error`, same for IoU through IoU = D / (2 - D)).
 - A threshold chosen elsewhere (on other cases: `bins`) is a bin's lower edge too, so the
   scores at it are exact (`dice_error` 0).
@@ -47,8 +47,14 @@ def _reverse_cumsum(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def score_target(inside: np.ndarray, total: np.ndarray, positives: int, voxels: int,
-                 lower_edges: np.ndarray, bins: np.ndarray | None = None) -> TargetScores:
+def score_target(
+    inside: np.ndarray,
+    total: np.ndarray,
+    positives: int,
+    voxels: int,
+    lower_edges: np.ndarray,
+    bins: np.ndarray | None = None,
+) -> TargetScores:
     """Scores of every latent against one target.
 
     inside, total: (latents, bins) counts of target voxels and of all voxels per active bin;
@@ -57,8 +63,12 @@ def score_target(inside: np.ndarray, total: np.ndarray, positives: int, voxels: 
     """
     if positives <= 0 or positives >= voxels:
         nan = np.full(inside.shape[0], np.nan)
-        return TargetScores(*(nan.copy() for _ in range(8)), threshold=nan.copy(), predicted_voxels=nan.copy(),
-                            bin=np.full(inside.shape[0], -1))
+        return TargetScores(
+            *(nan.copy() for _ in range(8)),
+            threshold=nan.copy(),
+            predicted_voxels=nan.copy(),
+            bin=np.full(inside.shape[0], -1),
+        )
     inside = inside.astype(np.float64)
     outside = total.astype(np.float64) - inside
     negatives = float(voxels - positives)

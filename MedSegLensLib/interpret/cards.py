@@ -54,8 +54,16 @@ def card_panel(case: Case, codes: LayerCodes, latent: int, modality: str, brain:
     total = float(full.sum())
     outside = (total - float(heat.sum())) / total if total > 0 else 0.0
     label = case.label if case.label is not None else np.zeros(case.shape, np.uint8)
-    return Panel(case.case_id, case.population, z, case.image[MODALITIES.index(modality)][:, :, z],
-                 label[:, :, z], heat[:, :, z], float(heat.max()), outside)
+    return Panel(
+        case.case_id,
+        case.population,
+        z,
+        case.image[MODALITIES.index(modality)][:, :, z],
+        label[:, :, z],
+        heat[:, :, z],
+        float(heat.max()),
+        outside,
+    )
 
 
 def modality_for(record: dict) -> str:
@@ -65,9 +73,11 @@ def modality_for(record: dict) -> str:
 def _score_lines(record: dict) -> list[str]:
     lines = []
     for s in record["top_scores"]:
-        lines.append(f"{s['target']:>10}: AUROC {s['auroc']:.3f} (±{s['auroc_error']:.3f})  Dice {s['dice']:.3f} "
-                     f"(+{s['dice_error']:.3f})  IoU {s['iou']:.3f}  precision {s['precision']:.3f}  "
-                     f"recall {s['recall']:.3f}  kappa {s['kappa']:.3f}")
+        lines.append(
+            f"{s['target']:>10}: AUROC {s['auroc']:.3f} (±{s['auroc_error']:.3f})  Dice {s['dice']:.3f} "
+            f"(+{s['dice_error']:.3f})  IoU {s['iou']:.3f}  precision {s['precision']:.3f}  "
+            f"recall {s['recall']:.3f}  kappa {s['kappa']:.3f}"
+        )
     return lines
 
 
@@ -75,8 +85,13 @@ def render_card(record: dict, panels: list[Panel], path: str | os.PathLike, sour
     """Write the card PNG of one latent; `source` says which model, SAE and cases made it."""
     columns = max(1, len(panels))
     width = max(8.5, 3.0 * columns)
-    fig, axes = plt.subplots(2, columns, figsize=(width, 6.8), squeeze=False,
-                             gridspec_kw={"bottom": 0.19, "top": 0.83, "hspace": 0.14, "wspace": 0.04})
+    fig, axes = plt.subplots(
+        2,
+        columns,
+        figsize=(width, 6.8),
+        squeeze=False,
+        gridspec_kw={"bottom": 0.19, "top": 0.83, "hspace": 0.14, "wspace": 0.04},
+    )
     modality = MODALITY_NAMES[modality_for(record)]
     for column in range(columns):
         top, bottom = axes[0, column], axes[1, column]
@@ -94,18 +109,34 @@ def render_card(record: dict, panels: list[Panel], path: str | os.PathLike, sour
             if mask.any() and not mask.all():
                 top.contour(mask, levels=[0.5], colors=colour, linewidths=0.9)
         heat = np.ma.masked_less_equal(panel.heat.T, 0)
-        bottom.imshow(heat, cmap="inferno", origin="lower", alpha=0.75, vmin=0, vmax=max(panel.peak, 1e-12),
-                      interpolation="nearest")
+        bottom.imshow(
+            heat,
+            cmap="inferno",
+            origin="lower",
+            alpha=0.75,
+            vmin=0,
+            vmax=max(panel.peak, 1e-12),
+            interpolation="nearest",
+        )
         whole = (panel.label.T > 0).astype(float)
         if whole.any() and not whole.all():
             bottom.contour(whole, levels=[0.5], colors="#00c8ff", linewidths=0.7)
         outside = f"\n{100 * panel.outside_share:.0f} % outside head, not shown" if panel.outside_share >= 0.005 else ""
         top.set_title(f"{panel.case_id}\n{panel.population}, axial {panel.slice_index}{outside}", fontsize=8)
         bottom.set_title(f"activation (peak {panel.peak:.3g})", fontsize=8)
-    fig.suptitle(f"Latent {record['index']}: {record['category']} "
-                 f"(confidence {record['confidence']:.2f}, {record['confidence_level']})", fontsize=11, y=0.985)
-    fig.text(0.01, 0.93, f"top rows: {modality} with ground truth (NCR red, ED green, ET yellow); "
-             "bottom rows: activation inside the brain, whole-tumour outline cyan", fontsize=7)
+    fig.suptitle(
+        f"Latent {record['index']}: {record['category']} "
+        f"(confidence {record['confidence']:.2f}, {record['confidence_level']})",
+        fontsize=11,
+        y=0.985,
+    )
+    fig.text(
+        0.01,
+        0.93,
+        f"top rows: {modality} with ground truth (NCR red, ED green, ET yellow); "
+        "bottom rows: activation inside the brain, whole-tumour outline cyan",
+        fontsize=7,
+    )
     chars = int(width * 17)
     text = [textwrap.fill(record["description"], chars), *_score_lines(record), textwrap.fill(f"Data: {source}", chars)]
     fig.text(0.01, 0.02, "\n".join(text), fontsize=6.5, family="monospace", va="bottom", wrap=True)

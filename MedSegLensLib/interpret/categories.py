@@ -40,12 +40,24 @@ PRECISION_MIN = 0.5  # most of the marked voxels are the class
 LIFT_MIN = 2.0  # ... at least twice as often as for a random voxel
 HELD_OUT_CASES_MIN = 2  # a selective label must fire in at least this many held-out cases
 CATEGORY_OF_TARGET: dict[str, str] = {
-    "ED": "edema", "ET": "enhancing tumour", "NCR": "necrotic core", "boundary": "tumour boundary",
-    "CSF": "healthy CSF", "GM": "healthy grey matter", "WM": "healthy white matter", "background": "background/other",
+    "ED": "edema",
+    "ET": "enhancing tumour",
+    "NCR": "necrotic core",
+    "boundary": "tumour boundary",
+    "CSF": "healthy CSF",
+    "GM": "healthy grey matter",
+    "WM": "healthy white matter",
+    "background": "background/other",
 }
 ANATOMY_CATEGORIES: tuple[str, ...] = (
-    "edema", "enhancing tumour", "necrotic core", "tumour boundary",
-    "healthy CSF", "healthy grey matter", "healthy white matter", "background/other",
+    "edema",
+    "enhancing tumour",
+    "necrotic core",
+    "tumour boundary",
+    "healthy CSF",
+    "healthy grey matter",
+    "healthy white matter",
+    "background/other",
 )
 UNLABELLED = "unlabelled"
 CATEGORIES: tuple[str, ...] = ANATOMY_CATEGORIES + ARTEFACT_CATEGORIES + (UNLABELLED,)
@@ -133,5 +145,8 @@ def validation_summary(records: list[dict]) -> dict:
     """How many active latents carry a held-out-validated anatomy label, and their share of the active ones."""
     active = [r for r in records if r["active"]]
     named = sum(1 for r in active if r["validated"] and r["category"] in ANATOMY_CATEGORIES)
-    return {"active": len(active), "validated": named, "validated_share": round(named / len(active), 4) if active
-            else 0.0}
+    return {
+        "active": len(active),
+        "validated": named,
+        "validated_share": round(named / len(active), 4) if active else 0.0,
+    }

@@ -19,8 +19,10 @@ def read_latents_document(run: str | os.PathLike) -> dict:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read an interpretation run ({' '.join(str(exc).split())[:100]}); "
-                         f"give folders written by `medseglens interpret`") from None
+        raise InputError(
+            f"{path}: cannot read an interpretation run ({' '.join(str(exc).split())[:100]}); "
+            f"give folders written by `medseglens interpret`"
+        ) from None
     if document.get("format") != FORMAT:
         raise InputError(f"{path}: not a {FORMAT} file; give folders written by `medseglens interpret`")
     return document
@@ -32,8 +34,13 @@ def run_name(document: dict) -> str:
     return " ".join(p for p in (model.get("architecture", ""), sae.get("layer", "")) if p) or "run"
 
 
-def compare_runs(runs: list[str | os.PathLike], out: str | os.PathLike, names: list[str] | None = None,
-                 overwrite: bool = False, command: str = "") -> Path:
+def compare_runs(
+    runs: list[str | os.PathLike],
+    out: str | os.PathLike,
+    names: list[str] | None = None,
+    overwrite: bool = False,
+    command: str = "",
+) -> Path:
     """Write `categories.png` and a report section comparing the runs' category distributions."""
     documents = [read_latents_document(run) for run in runs]
     if names and len(names) != len(runs):
@@ -41,8 +48,9 @@ def compare_runs(runs: list[str | os.PathLike], out: str | os.PathLike, names: l
     labels = names or [run_name(d) for d in documents]
     if len(set(labels)) != len(labels):
         labels = [f"{label} ({Path(run).name})" for label, run in zip(labels, runs)]
-    source = "; ".join(f"{label}: {Path(run) / 'latents.json'} ({d['cases']} cases)"
-                       for label, run, d in zip(labels, runs, documents))
+    source = "; ".join(
+        f"{label}: {Path(run) / 'latents.json'} ({d['cases']} cases)" for label, run, d in zip(labels, runs, documents)
+    )
     distributions = {label: d["category_counts"] for label, d in zip(labels, documents)}
     rows = []
     for category in CATEGORIES:
@@ -55,11 +63,13 @@ def compare_runs(runs: list[str | os.PathLike], out: str | os.PathLike, names: l
     columns = ["category"] + [f"{label} {what}" for label in labels for what in ("latents", "%")]
     with atomic_directory(out, overwrite=overwrite) as tmp:
         plot_distribution(distributions, tmp / "categories.png", source)
-        section = Section("interpret-compare", "Latent categories per architecture",
-                          [f"Active latents per category for {', '.join(labels)} (inactive latents not counted)."],
-                          [Table("Active latents per category", columns, rows, source)],
-                          [Figure("categories.png", "Share of active latents per category and run", source)],
-                          command)
+        section = Section(
+            "interpret-compare",
+            "Latent categories per architecture",
+            [f"Active latents per category for {', '.join(labels)} (inactive latents not counted)."],
+            [Table("Active latents per category", columns, rows, source)],
+            [Figure("categories.png", "Share of active latents per category and run", source)],
+            command,
+        )
         write_section(section, tmp)
     return Path(out)
-

@@ -56,14 +56,20 @@ def _location(location: dict | None) -> str:
         return f"; mostly outside the brain ({_percent(location['outside_brain'])} of its above-threshold activation)"
     regions = location["regions"]
     if regions and regions[0]["share"] >= 0.5:
-        return (f"; mostly in {region_phrase(regions[0]['region'])} "
-                f"({_percent(regions[0]['share'])} of its above-threshold activation in the brain)")
+        return (
+            f"; mostly in {region_phrase(regions[0]['region'])} "
+            f"({_percent(regions[0]['share'])} of its above-threshold activation in the brain)"
+        )
     for side in ("left", "right"):
         if location[side] >= 0.6:
-            return (f"; mostly in the {side} hemisphere "
-                    f"({_percent(location[side])} of its above-threshold activation in the brain)")
-    return (f"; spread out (left {_percent(location['left'])}, right {_percent(location['right'])}, "
-            f"midline {_percent(location['midline'])} of its above-threshold activation in the brain)")
+            return (
+                f"; mostly in the {side} hemisphere "
+                f"({_percent(location[side])} of its above-threshold activation in the brain)"
+            )
+    return (
+        f"; spread out (left {_percent(location['left'])}, right {_percent(location['right'])}, "
+        f"midline {_percent(location['midline'])} of its above-threshold activation in the brain)"
+    )
 
 
 def _number(value: float | None) -> str:

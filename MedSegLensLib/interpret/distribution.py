@@ -34,11 +34,17 @@ def plot_distribution(distributions: dict[str, dict[str, int]], path: str | os.P
         counts = np.array([distributions[name].get(c, 0) for c in CATEGORIES], dtype=float)
         total = counts.sum()
         shares = counts / total if total else counts
-        bars = ax.bar(x + (slot - (len(names) - 1) / 2) * width, 100 * shares, width,
-                      label=f"{name} ({int(total)} active)")
+        bars = ax.bar(
+            x + (slot - (len(names) - 1) / 2) * width, 100 * shares, width, label=f"{name} ({int(total)} active)"
+        )
         for bar, count in zip(bars, counts):
-            ax.annotate(f"{int(count)}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                        va="bottom", fontsize=7)
+            ax.annotate(
+                f"{int(count)}",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
     ax.set_xticks(x, [textwrap.fill(c, 11) for c in CATEGORIES], fontsize=8)
     ax.set_ylabel("% of active latents")
     ax.set_title("Categories of active SAE latents (numbers on bars: latent counts)")

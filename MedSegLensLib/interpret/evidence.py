@@ -41,7 +41,7 @@ class LayerCodes:
             raise ParameterError(f"sparse code voxel outside the layer grid {tuple(self.grid.shape)}")
 
     @classmethod
-    def from_case_codes(cls, codes) -> "LayerCodes":
+    def from_case_codes(cls, codes) -> LayerCodes:
         """From `sae.encode.CaseCodes` (what `encode_case` returns)."""
         as_numpy = [t.numpy() if hasattr(t, "numpy") else t for t in (codes.voxel, codes.latent, codes.value)]
         return cls(codes.grid, *as_numpy, n_latents=codes.n_latents)
@@ -54,7 +54,7 @@ class LayerCodes:
         return flat[layer_index(case_grid, self.grid)]
 
     @classmethod
-    def from_dense(cls, codes: np.ndarray, grid: Grid) -> "LayerCodes":
+    def from_dense(cls, codes: np.ndarray, grid: Grid) -> LayerCodes:
         """From a (latents, d, h, w) array of codes on `grid` (zeros are inactive)."""
         n_latents = codes.shape[0]
         flat = codes.reshape(n_latents, -1)
@@ -94,17 +94,23 @@ class CaseMaps:
         return float(np.prod(self.grid.spacing)) / 1000.0
 
     @classmethod
-    def from_case(cls, case: Case, atlas: np.ndarray | None = None) -> "CaseMaps":
+    def from_case(cls, case: Case, atlas: np.ndarray | None = None) -> CaseMaps:
         if case.label is None:
-            raise InputError(f"case {case.case_id} has no label map (-seg file); interpretation scores latents "
-                             f"against the ground truth, so every case needs one (healthy cases: all zeros)")
+            raise InputError(
+                f"case {case.case_id} has no label map (-seg file); interpretation scores latents "
+                f"against the ground truth, so every case needs one (healthy cases: all zeros)"
+            )
         return cls(case.case_id, case.population, case.grid, case.label, case.tissue, atlas, brain_mask(case, atlas))
 
 
 def read_atlas(path: str | os.PathLike, grid: Grid) -> np.ndarray:
     """A location atlas (`synth` `-atlas` file, labels of `ATLAS_LABELS`) on a case's canonical grid."""
-    volume = read_label_volume(path, tuple(ATLAS_LABELS), kind="atlas",
-                               hint="the atlas must use the labels of atlas_labels.csv (medseglens synth)")
+    volume = read_label_volume(
+        path,
+        tuple(ATLAS_LABELS),
+        kind="atlas",
+        hint="the atlas must use the labels of atlas_labels.csv (medseglens synth)",
+    )
     array, own = to_canonical(volume.array, volume.grid)
     return array if own.same_as(grid) else resample_to_grid(array, own, grid, order=0)
 

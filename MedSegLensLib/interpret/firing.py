@@ -49,7 +49,7 @@ class LevelSums:
         if self._pending_size > max(self.keys.size, 1 << 20):
             self.merge()
 
-    def merge(self) -> "LevelSums":
+    def merge(self) -> LevelSums:
         if self._pending:
             keys = np.concatenate([self.keys] + [k for k, _ in self._pending])
             weights = np.concatenate([self.sums] + [w for _, w in self._pending])
@@ -65,6 +65,9 @@ class LevelSums:
         level_key = self.keys // self.n_columns
         latent, level = level_key // _SPAN, level_key % _SPAN - _OFFSET
         keep = level >= levels[latent]
-        flat = np.bincount(latent[keep] * self.n_columns + column[keep], weights=self.sums[keep],
-                           minlength=self.n_latents * self.n_columns)
+        flat = np.bincount(
+            latent[keep] * self.n_columns + column[keep],
+            weights=self.sums[keep],
+            minlength=self.n_latents * self.n_columns,
+        )
         return flat.reshape(self.n_latents, self.n_columns)

@@ -24,23 +24,35 @@ figure{margin:1em 0;border-top:1px solid #ddd;padding-top:.5em}img{max-width:100
 .source{color:#666;font-size:.85em}nav a{margin-right:1em}"""
 
 
-def write_gallery(path: str | os.PathLike, chosen: dict[str, list[dict]], card_files: dict[int, str],
-                  counts: dict[str, int], title: str, source: str) -> None:
+def write_gallery(
+    path: str | os.PathLike,
+    chosen: dict[str, list[dict]],
+    card_files: dict[int, str],
+    counts: dict[str, int],
+    title: str,
+    source: str,
+) -> None:
     """`card_files`: latent index -> card path relative to the page; `counts`: active latents per category."""
     e = html.escape
     nav = "".join(f'<a href="#{e(_anchor(c))}">{e(c)} ({counts.get(c, 0)})</a>' for c in CATEGORIES)
-    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>{e(title)}</title><style>{_STYLE}</style>"
-             f"</head><body><h1>{e(title)}</h1><p class=source>Data: {e(source)}</p><nav>{nav}</nav>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset=utf-8><title>{e(title)}</title><style>{_STYLE}</style>"
+        f"</head><body><h1>{e(title)}</h1><p class=source>Data: {e(source)}</p><nav>{nav}</nav>"
+    ]
     for category in CATEGORIES:
         members = chosen.get(category, [])
-        parts.append(f'<section id="{e(_anchor(category))}"><h2>{e(category)}</h2>'
-                     f"<p>{counts.get(category, 0)} active latents; the {len(members)} with the highest confidence:</p>")
+        parts.append(
+            f'<section id="{e(_anchor(category))}"><h2>{e(category)}</h2>'
+            f"<p>{counts.get(category, 0)} active latents; the {len(members)} with the highest confidence:</p>"
+        )
         for record in members:
             card = card_files.get(record["index"])
             image = f'<img src="{e(card)}" alt="card of latent {record["index"]}">' if card else ""
-            parts.append(f"<figure>{image}<figcaption><b>Latent {record['index']}</b> "
-                         f"(confidence {record['confidence']:.2f}, {e(record['confidence_level'])}): "
-                         f"{e(record['description'])}</figcaption></figure>")
+            parts.append(
+                f"<figure>{image}<figcaption><b>Latent {record['index']}</b> "
+                f"(confidence {record['confidence']:.2f}, {e(record['confidence_level'])}): "
+                f"{e(record['description'])}</figcaption></figure>"
+            )
         parts.append("</section>")
     parts.append("</body></html>\n")
     write_text_atomic(path, "\n".join(parts))

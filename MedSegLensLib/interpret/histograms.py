@@ -66,9 +66,15 @@ class LogHistograms:
         value = np.asarray(value)
         weights = np.asarray(weights)
         width = weights.shape[1] if weights.ndim == 2 else -1
-        if (weights.shape != (latent.size, width) or first_column < 0 or first_column + width > self.n_columns
-                or value.shape != latent.shape):
-            raise ParameterError(f"entries disagree: {latent.shape} latents, {value.shape} values, weights {weights.shape}")
+        if (
+            weights.shape != (latent.size, width)
+            or first_column < 0
+            or first_column + width > self.n_columns
+            or value.shape != latent.shape
+        ):
+            raise ParameterError(
+                f"entries disagree: {latent.shape} latents, {value.shape} values, weights {weights.shape}"
+            )
         positive = value > 0
         if not positive.all():
             latent, value, weights = latent[positive], value[positive], weights[positive]
@@ -83,8 +89,9 @@ class LogHistograms:
         size = self.n_latents * self.n_bins
         for column in range(width):
             added = np.bincount(key, weights=weights[:, column], minlength=size)
-            self.counts[:, :, first_column + column] += np.rint(added).astype(np.int64).reshape(self.n_latents,
-                                                                                               self.n_bins)
+            self.counts[:, :, first_column + column] += (
+                np.rint(added).astype(np.int64).reshape(self.n_latents, self.n_bins)
+            )
 
     def _raise_tops(self, latent: np.ndarray, exponent: np.ndarray) -> None:
         """Slide each latent's window so its largest value lands in the top bin."""
@@ -94,12 +101,12 @@ class LogHistograms:
         fresh = touched & ~self.seen
         self.top[fresh] = needed[fresh]
         self.seen |= touched
-        for l in np.flatnonzero(touched & (needed > self.top)):
-            shift = int(needed[l] - self.top[l])
-            rows = self.counts[l]
+        for latent in np.flatnonzero(touched & (needed > self.top)):
+            shift = int(needed[latent] - self.top[latent])
+            rows = self.counts[latent]
             merged = rows[: min(shift + 1, self.n_bins)].sum(axis=0)
-            moved = rows[shift + 1:].copy() if shift + 1 < self.n_bins else rows[:0]
+            moved = rows[shift + 1 :].copy() if shift + 1 < self.n_bins else rows[:0]
             rows[:] = 0
             rows[0] = merged
-            rows[1: 1 + len(moved)] = moved
-            self.top[l] = needed[l]
+            rows[1 : 1 + len(moved)] = moved
+            self.top[latent] = needed[latent]

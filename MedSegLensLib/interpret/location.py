@@ -31,8 +31,9 @@ def _side_of(name: str) -> str:
 
 REGION_GROUPS: tuple[str, ...] = tuple(dict.fromkeys(_group_of(n) for c, n in sorted(ATLAS_LABELS.items()) if c))
 _GROUP_INDEX = np.array([REGION_GROUPS.index(_group_of(ATLAS_LABELS[c])) if c else -1 for c in sorted(ATLAS_LABELS)])
-_SIDE_INDEX = np.array([("left", "right", "midline").index(_side_of(ATLAS_LABELS[c])) if c else -1
-                        for c in sorted(ATLAS_LABELS)])
+_SIDE_INDEX = np.array(
+    [("left", "right", "midline").index(_side_of(ATLAS_LABELS[c])) if c else -1 for c in sorted(ATLAS_LABELS)]
+)
 
 
 @dataclass

@@ -8,9 +8,9 @@ network. The output folder is published atomically when everything is written.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from tqdm import tqdm
 
@@ -40,8 +40,10 @@ class InterpretSettings:
 
     def __post_init__(self) -> None:
         if self.cards_per_category < 0 or self.cases_per_card < 1:
-            raise ParameterError(f"cards per category ({self.cards_per_category}) must be >= 0 and cases per card "
-                                 f"({self.cases_per_card}) >= 1")
+            raise ParameterError(
+                f"cards per category ({self.cards_per_category}) must be >= 0 and cases per card "
+                f"({self.cases_per_card}) >= 1"
+            )
 
 
 @dataclass
@@ -53,8 +55,14 @@ class InterpretResult:
     cards: dict[int, str]
 
 
-def score_cases(cases: list[CaseFiles], encode: Encoder, n_latents: int, settings: ScoringSettings,
-                info: dict | None = None, progress: bool = True) -> ScoreTable:
+def score_cases(
+    cases: list[CaseFiles],
+    encode: Encoder,
+    n_latents: int,
+    settings: ScoringSettings,
+    info: dict | None = None,
+    progress: bool = True,
+) -> ScoreTable:
     """Stream every case once: read its maps, encode it, add it to the histograms (fit or held-out half)."""
     scorer = LatentScorer(n_latents, settings, held_out_cases((c.case_id, c.population) for c in cases))
     for files in tqdm(cases, desc="scoring latents", unit="case", disable=not progress):
@@ -63,8 +71,15 @@ def score_cases(cases: list[CaseFiles], encode: Encoder, n_latents: int, setting
     return scorer.finish(info)
 
 
-def write_cards(folder: Path, chosen: dict[str, list[dict]], cases: list[CaseFiles], encode: Encoder,
-                source: str, cases_per_card: int, progress: bool = True) -> dict[int, str]:
+def write_cards(
+    folder: Path,
+    chosen: dict[str, list[dict]],
+    cases: list[CaseFiles],
+    encode: Encoder,
+    source: str,
+    cases_per_card: int,
+    progress: bool = True,
+) -> dict[int, str]:
     """Render a card per chosen latent; each needed case is read and encoded once. Returns index -> file name."""
     wanted = {r["index"]: r for members in chosen.values() for r in members}
     needed: dict[str, list[int]] = {}
@@ -88,10 +103,21 @@ def write_cards(folder: Path, chosen: dict[str, list[dict]], cases: list[CaseFil
     return files
 
 
-def interpret(cases: list[CaseFiles], encode: Encoder, n_latents: int, out: str | os.PathLike, *,
-              info: dict | None = None, source: str = "", command: str = "", title: str = "",
-              settings: InterpretSettings | None = None, overwrite: bool = False, progress: bool = True,
-              run_name: str = "latents") -> InterpretResult:
+def interpret(
+    cases: list[CaseFiles],
+    encode: Encoder,
+    n_latents: int,
+    out: str | os.PathLike,
+    *,
+    info: dict | None = None,
+    source: str = "",
+    command: str = "",
+    title: str = "",
+    settings: InterpretSettings | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    run_name: str = "latents",
+) -> InterpretResult:
     """Score, label and describe every latent on `cases`; write tables, cards, gallery, figure and report section."""
     settings = settings or InterpretSettings()
     with atomic_directory(out, overwrite=overwrite) as tmp:

@@ -29,8 +29,7 @@ def held_out_scores(table: ScoreTable, latent: int, target: str, fired: int) -> 
     scores = {m: rounded(table.held_out_metrics[m][latent, t]) for m in HELD_OUT_METRICS}
     prevalence = table.prevalence(target, held_out=True)
     lift = table.held_out_metrics["precision"][latent, t] / prevalence if prevalence > 0 else np.nan
-    return {"target": target, **scores, "lift": rounded(lift), "cases": int(table.held_out.sum()),
-            "fired": int(fired)}
+    return {"target": target, **scores, "lift": rounded(lift), "cases": int(table.held_out.sum()), "fired": int(fired)}
 
 
 def population_rows(table: ScoreTable) -> dict[str, np.ndarray]:
@@ -50,13 +49,20 @@ class FiringContext:
     held_out_fired: np.ndarray
 
     @classmethod
-    def of(cls, table: ScoreTable) -> "FiringContext":
+    def of(cls, table: ScoreTable) -> FiringContext:
         thresholds = fit_thresholds(table)
-        return cls(thresholds, table.fires(thresholds), population_rows(table), table.region_mass_above(thresholds),
-                   held_out_firing(table, thresholds))
+        return cls(
+            thresholds,
+            table.fires(thresholds),
+            population_rows(table),
+            table.region_mass_above(thresholds),
+            held_out_firing(table, thresholds),
+        )
 
 
-def population_firing(table: ScoreTable, latent: int, fires: np.ndarray, groups: dict[str, np.ndarray]) -> dict[str, dict]:
+def population_firing(
+    table: ScoreTable, latent: int, fires: np.ndarray, groups: dict[str, np.ndarray]
+) -> dict[str, dict]:
     """Per population: cases, cases where the latent fires, mean active volume (any level) and peak."""
     out: dict[str, dict] = {}
     for population, rows in groups.items():
@@ -92,11 +98,19 @@ def latent_record(table: ScoreTable, label: LatentLabel, latent: int, context: F
         "firing_threshold": rounded(context.thresholds[latent]) if label.target else None,
         "populations": population_firing(table, latent, context.fires, context.groups),
         "location": location,
-        "held_out": held_out_scores(table, latent, label.target, context.held_out_fired[latent]) if label.target
+        "held_out": held_out_scores(table, latent, label.target, context.held_out_fired[latent])
+        if label.target
         else None,
         "artefact": table.artefacts.record(latent) if active else None,
-        "top_cases": [{"case_id": table.case_ids[c], "population": table.populations[c],
-                       "peak": round(float(table.peak[c, latent]), 4)} for c in top if table.peak[c, latent] > 0],
+        "top_cases": [
+            {
+                "case_id": table.case_ids[c],
+                "population": table.populations[c],
+                "peak": round(float(table.peak[c, latent]), 4),
+            }
+            for c in top
+            if table.peak[c, latent] > 0
+        ],
     }
     record["description"] = describe(record, table.settings.shell_mm)
     return record

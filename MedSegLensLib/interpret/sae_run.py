@@ -35,10 +35,19 @@ def with_window_step(settings: InterpretSettings | None, model) -> InterpretSett
     return replace(settings, scoring=scoring)
 
 
-def interpret_sae_run(model_dir: str | os.PathLike, sae_dir: str | os.PathLike,
-                      data_dirs: list[str | os.PathLike], out_dir: str | os.PathLike, *,
-                      settings: InterpretSettings | None = None, precision: str = "fp32", device=None,
-                      overwrite: bool = False, progress: bool = True, command: str = "") -> InterpretResult:
+def interpret_sae_run(
+    model_dir: str | os.PathLike,
+    sae_dir: str | os.PathLike,
+    data_dirs: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    settings: InterpretSettings | None = None,
+    precision: str = "fp32",
+    device=None,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str = "",
+) -> InterpretResult:
     """As `interpret_sae`, returning the whole result (score table, records, counts, cards)."""
     from ..data import discover_cohorts
     from ..models import load_model
@@ -58,23 +67,54 @@ def interpret_sae_run(model_dir: str | os.PathLike, sae_dir: str | os.PathLike,
 
     architecture = model.config.architecture
     info = {
-        "model": {"path": str(Path(model_dir).resolve()), "architecture": architecture,
-                  "fingerprint": model.fingerprint},
-        "sae": {"path": str(Path(sae_dir).resolve()), "layer": sae.info.layer, "n_latents": sae.n_latents,
-                "k": sae.config.k, "kind": sae.config.kind},
+        "model": {
+            "path": str(Path(model_dir).resolve()),
+            "architecture": architecture,
+            "fingerprint": model.fingerprint,
+        },
+        "sae": {
+            "path": str(Path(sae_dir).resolve()),
+            "layer": sae.info.layer,
+            "n_latents": sae.n_latents,
+            "k": sae.config.k,
+            "kind": sae.config.kind,
+        },
         "cohorts": [str(Path(d).resolve()) for d in data_dirs],
     }
-    source = (f"{architecture} model {model.fingerprint[:12]} ({model_dir}), SAE {sae_dir} at layer "
-              f"{sae.info.layer} ({sae.n_latents} latents), {len(cases)} cases from {', '.join(data_dirs)}")
+    source = (
+        f"{architecture} model {model.fingerprint[:12]} ({model_dir}), SAE {sae_dir} at layer "
+        f"{sae.info.layer} ({sae.n_latents} latents), {len(cases)} cases from {', '.join(data_dirs)}"
+    )
     command = command or (f"interpret_sae({str(model_dir)!r}, {str(sae_dir)!r}, {data_dirs!r}, {str(out_dir)!r})")
-    return interpret(cases, encode, sae.n_latents, out_dir, info=info, source=source, command=command,
-                     title=f"Latents of {architecture} at {sae.info.layer}", settings=with_window_step(settings, model),
-                     overwrite=overwrite, progress=progress, run_name=f"{architecture} {sae.info.layer}")
+    return interpret(
+        cases,
+        encode,
+        sae.n_latents,
+        out_dir,
+        info=info,
+        source=source,
+        command=command,
+        title=f"Latents of {architecture} at {sae.info.layer}",
+        settings=with_window_step(settings, model),
+        overwrite=overwrite,
+        progress=progress,
+        run_name=f"{architecture} {sae.info.layer}",
+    )
 
 
-def interpret_sae(model_dir: str | os.PathLike, sae_dir: str | os.PathLike, data_dirs: list[str | os.PathLike],
-                  out_dir: str | os.PathLike, *, cards: int = 6, settings: InterpretSettings | None = None,
-                  precision: str = "fp32", device=None, overwrite: bool = False, progress: bool = True) -> Path:
+def interpret_sae(
+    model_dir: str | os.PathLike,
+    sae_dir: str | os.PathLike,
+    data_dirs: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    cards: int = 6,
+    settings: InterpretSettings | None = None,
+    precision: str = "fp32",
+    device=None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
     """Score, categorise and describe every latent of the SAE at `sae_dir` (trained on the model at
     `model_dir`) on the labelled cohort folders `data_dirs`; write latents.json, latents.csv, scores.csv,
     categories.png, cards/, gallery.html and section.json into the new folder `out_dir`; return it.
@@ -82,5 +122,14 @@ def interpret_sae(model_dir: str | os.PathLike, sae_dir: str | os.PathLike, data
     `cards` sets the cards per category unless `settings` is given (which then decides everything).
     """
     settings = settings or InterpretSettings(cards_per_category=cards)
-    return interpret_sae_run(model_dir, sae_dir, data_dirs, out_dir, settings=settings, precision=precision,
-                             device=device, overwrite=overwrite, progress=progress).folder
+    return interpret_sae_run(
+        model_dir,
+        sae_dir,
+        data_dirs,
+        out_dir,
+        settings=settings,
+        precision=precision,
+        device=device,
+        overwrite=overwrite,
+        progress=progress,
+    ).folder

@@ -27,8 +27,17 @@ from .firing import LevelSums, level_keys, threshold_levels
 from .histograms import LogHistograms
 from .targets import DEFAULT_SHELL_MM, TargetSet, target_masks
 
-METRICS: tuple[str, ...] = ("auroc", "auroc_error", "dice", "dice_error", "iou", "precision", "recall", "kappa",
-                            "threshold")
+METRICS: tuple[str, ...] = (
+    "auroc",
+    "auroc_error",
+    "dice",
+    "dice_error",
+    "iou",
+    "precision",
+    "recall",
+    "kappa",
+    "threshold",
+)
 N_ATLAS_LABELS = max(ATLAS_LABELS) + 1
 
 
@@ -49,8 +58,9 @@ class ScoringSettings:
         if not 1 <= self.bins_per_octave <= 64 or self.n_bins < 1 or self.chunk_entries < 1:
             raise ParameterError(f"bins per octave {self.bins_per_octave} must be 1..64; bins and chunk entries >= 1")
         if not self.shell_mm > 0 or not self.min_firing_ml >= 0:
-            raise ParameterError(f"shell half-width {self.shell_mm} mm must be > 0 and the firing volume "
-                                 f"{self.min_firing_ml} ml >= 0")
+            raise ParameterError(
+                f"shell half-width {self.shell_mm} mm must be > 0 and the firing volume {self.min_firing_ml} ml >= 0"
+            )
 
 
 @dataclass
@@ -131,8 +141,9 @@ class LatentScorer:
     can be validated.
     """
 
-    def __init__(self, n_latents: int, settings: ScoringSettings | None = None,
-                 held_out: Collection[str] = frozenset()):
+    def __init__(
+        self, n_latents: int, settings: ScoringSettings | None = None, held_out: Collection[str] = frozenset()
+    ):
         self.n_latents = int(n_latents)
         self.settings = settings or ScoringSettings()
         self.held_out_ids = frozenset(held_out)
@@ -151,27 +162,35 @@ class LatentScorer:
     def _start(self, maps: CaseMaps) -> None:
         self.targets = TargetSet.for_maps(maps.tissue is not None)
         columns = len(self.targets.names) + 1  # targets, then all voxels; fit cases first, then held-out ones
-        self.histograms = LogHistograms(self.n_latents, 2 * columns, self.settings.bins_per_octave,
-                                        self.settings.n_bins)
+        self.histograms = LogHistograms(
+            self.n_latents, 2 * columns, self.settings.bins_per_octave, self.settings.n_bins
+        )
         self.positives = np.zeros((2, len(self.targets.names)), dtype=np.int64)
         self.split_voxels = np.zeros(2, dtype=np.int64)
 
     def add_case(self, maps: CaseMaps, codes: LayerCodes) -> None:
         if codes.n_latents != self.n_latents:
-            raise ParameterError(f"case {maps.case_id}: codes of {codes.n_latents} latents, scorer has {self.n_latents}")
+            raise ParameterError(
+                f"case {maps.case_id}: codes of {codes.n_latents} latents, scorer has {self.n_latents}"
+            )
         if maps.case_id in self.case_ids:
             raise InputError(f"case {maps.case_id} was scored twice; case ids must be unique")
         if self.targets is None:
             self._start(maps)
         if (maps.tissue is not None) != self.targets.has_tissue:
-            raise InputError(f"case {maps.case_id}: tissue map {'missing' if maps.tissue is None else 'present'} while "
-                             f"other cases {'have' if self.targets.has_tissue else 'lack'} one; give all cases "
-                             f"tissue maps (-tissue files) or none")
+            raise InputError(
+                f"case {maps.case_id}: tissue map {'missing' if maps.tissue is None else 'present'} while "
+                f"other cases {'have' if self.targets.has_tissue else 'lack'} one; give all cases "
+                f"tissue maps (-tissue files) or none"
+            )
         masks = target_masks(self.targets, maps.label, maps.tissue, maps.grid.spacing, self.settings.shell_mm)
         index = layer_index(maps.grid, codes.grid)
         n_layer = int(np.prod(codes.grid.shape))
-        composition = np.stack([np.bincount(index[m], minlength=n_layer) for m in masks]
-                               + [np.bincount(index.reshape(-1), minlength=n_layer)], axis=1).astype(np.int32)
+        composition = np.stack(
+            [np.bincount(index[m], minlength=n_layer) for m in masks]
+            + [np.bincount(index.reshape(-1), minlength=n_layer)],
+            axis=1,
+        ).astype(np.int32)
         split = int(maps.case_id in self.held_out_ids)
         self.positives[split] += masks.reshape(len(masks), -1).sum(axis=1)
         self.split_voxels[split] += index.size
@@ -179,14 +198,15 @@ class LatentScorer:
         self.artefacts.add_case(codes, maps.grid, index, maps.brain)
         atlas_counts = None
         if maps.atlas is not None:
-            atlas_counts = sparse.coo_matrix((np.ones(index.size), (index.reshape(-1), maps.atlas.reshape(-1))),
-                                             shape=(n_layer, N_ATLAS_LABELS)).tocsr()
+            atlas_counts = sparse.coo_matrix(
+                (np.ones(index.size), (index.reshape(-1), maps.atlas.reshape(-1))), shape=(n_layer, N_ATLAS_LABELS)
+            ).tocsr()
             self.cases_with_atlas += 1
         active_ml, mass, peak = (np.zeros(self.n_latents) for _ in range(3))
         volumes = LevelSums(self.n_latents)
         step = self.settings.chunk_entries
         for start in range(0, codes.voxel.size, step):
-            voxel, latent, value = (a[start:start + step] for a in (codes.voxel, codes.latent, codes.value))
+            voxel, latent, value = (a[start : start + step] for a in (codes.voxel, codes.latent, codes.value))
             keep = value > 0
             voxel, latent, value = voxel[keep], latent[keep], value[keep].astype(np.float64)
             weights = composition[voxel]
@@ -199,8 +219,9 @@ class LatentScorer:
             np.maximum.at(peak, latent, value)
             if atlas_counts is not None:
                 per_label = atlas_counts[voxel].tocoo()  # entry x atlas label: voxels it covers
-                self.region_mass.add(keys[per_label.row], value[per_label.row] * per_label.data * maps.voxel_ml,
-                                     per_label.col)
+                self.region_mass.add(
+                    keys[per_label.row], value[per_label.row] * per_label.data * maps.voxel_ml, per_label.col
+                )
         self.case_volumes.append(volumes.merge())
         self.case_ids.append(maps.case_id)
         self.populations.append(maps.population)
@@ -212,22 +233,35 @@ class LatentScorer:
         hist = self.histograms
         edges = hist.lower_edges()
         n_targets = len(self.targets.names)
-        fit, held_out = hist.counts[:, :, :n_targets + 1], hist.counts[:, :, n_targets + 1:]
+        fit, held_out = hist.counts[:, :, : n_targets + 1], hist.counts[:, :, n_targets + 1 :]
         metrics = _stacked(_score_columns(fit + held_out, self.positives.sum(axis=0), self.voxels, edges))
         fit_scores = _score_columns(fit, self.positives[0], int(self.split_voxels[0]), edges)
-        held_out_metrics = _stacked(_score_columns(held_out, self.positives[1], int(self.split_voxels[1]), edges,
-                                                   [c.bin for c in fit_scores]))
+        held_out_metrics = _stacked(
+            _score_columns(held_out, self.positives[1], int(self.split_voxels[1]), edges, [c.bin for c in fit_scores])
+        )
         per_case = [np.stack(column) for column in zip(*self._per_case)]
         region_mass = self.region_mass if self.cases_with_atlas == len(self.case_ids) else None
         return ScoreTable(
-            targets=self.targets, metrics=metrics, positives=self.positives.sum(axis=0), voxels=self.voxels,
-            case_ids=list(self.case_ids), populations=list(self.populations),
-            active_ml=per_case[0], peak=per_case[1], mass=per_case[2], case_volumes=self.case_volumes,
-            region_mass=region_mass.merge() if region_mass is not None else None, settings=self.settings,
-            bin_ratio=hist.bin_ratio, held_out=np.array([c in self.held_out_ids for c in self.case_ids]),
-            fit_metrics=_stacked(fit_scores), held_out_metrics=held_out_metrics,
-            held_out_positives=self.positives[1].copy(), held_out_voxels=int(self.split_voxels[1]),
-            artefacts=self.artefacts.finish(), info=dict(info or {}),
+            targets=self.targets,
+            metrics=metrics,
+            positives=self.positives.sum(axis=0),
+            voxels=self.voxels,
+            case_ids=list(self.case_ids),
+            populations=list(self.populations),
+            active_ml=per_case[0],
+            peak=per_case[1],
+            mass=per_case[2],
+            case_volumes=self.case_volumes,
+            region_mass=region_mass.merge() if region_mass is not None else None,
+            settings=self.settings,
+            bin_ratio=hist.bin_ratio,
+            held_out=np.array([c in self.held_out_ids for c in self.case_ids]),
+            fit_metrics=_stacked(fit_scores),
+            held_out_metrics=held_out_metrics,
+            held_out_positives=self.positives[1].copy(),
+            held_out_voxels=int(self.split_voxels[1]),
+            artefacts=self.artefacts.finish(),
+            info=dict(info or {}),
         )
 
 
@@ -236,10 +270,13 @@ def _stacked(columns: list[TargetScores]) -> dict[str, np.ndarray]:
     return {name: np.stack([getattr(c, name) for c in columns], axis=1) for name in METRICS}
 
 
-def _score_columns(counts: np.ndarray, positives: np.ndarray, voxels: int, edges: np.ndarray,
-                   bins: list[np.ndarray] | None = None) -> list[TargetScores]:
+def _score_columns(
+    counts: np.ndarray, positives: np.ndarray, voxels: int, edges: np.ndarray, bins: list[np.ndarray] | None = None
+) -> list[TargetScores]:
     """Scores against each target from (latents, bins, targets + all voxels) counts; `bins`: per
     target, thresholds chosen elsewhere (None: the best-Dice threshold here)."""
     total = counts[:, :, -1]
-    return [score_target(counts[:, :, t], total, int(positives[t]), voxels, edges, None if bins is None else bins[t])
-            for t in range(len(positives))]
+    return [
+        score_target(counts[:, :, t], total, int(positives[t]), voxels, edges, None if bins is None else bins[t])
+        for t in range(len(positives))
+    ]

@@ -7,8 +7,15 @@ from .artefacts import ARTEFACT_CATEGORIES
 from .categories import AUROC_MIN, CATEGORIES, HELD_OUT_CASES_MIN, KAPPA_MIN, LIFT_MIN, PRECISION_MIN
 
 
-def interpret_section(document: dict, chosen: dict[str, list[dict]], card_files: dict[int, str], source: str,
-                      command: str, figure: str = "categories.png", key: str = "interpret") -> Section:
+def interpret_section(
+    document: dict,
+    chosen: dict[str, list[dict]],
+    card_files: dict[int, str],
+    source: str,
+    command: str,
+    figure: str = "categories.png",
+    key: str = "interpret",
+) -> Section:
     counts = document["category_counts"]
     active = sum(counts.values())
     validation, artefacts = document["validation"], document["artefacts"]
@@ -40,17 +47,30 @@ def interpret_section(document: dict, chosen: dict[str, list[dict]], card_files:
         f"{100 * artefacts['outside_share_min']:.0f} % outside the brain; see docs/interpret.md). Cards show "
         f"activation inside the brain only.",
     ]
-    count_table = Table("Active latents per category", ["category", "latents", "% of active"],
-                        [[c, counts[c], round(100 * counts[c] / active, 1) if active else 0.0] for c in CATEGORIES],
-                        source=source)
+    count_table = Table(
+        "Active latents per category",
+        ["category", "latents", "% of active"],
+        [[c, counts[c], round(100 * counts[c] / active, 1) if active else 0.0] for c in CATEGORIES],
+        source=source,
+    )
     strongest = [[r["index"], c, r["confidence"], r["description"]] for c in CATEGORIES for r in chosen.get(c, [])[:3]]
-    strong_table = Table("Strongest latents per category (up to 3; all cards in gallery.html)",
-                         ["latent", "category", "confidence", "description"], strongest, source=source)
+    strong_table = Table(
+        "Strongest latents per category (up to 3; all cards in gallery.html)",
+        ["latent", "category", "confidence", "description"],
+        strongest,
+        source=source,
+    )
     figures = [Figure(figure, "Share of active latents per category", source)]
     for category in CATEGORIES:
         best = chosen.get(category) or []
         if best and best[0]["index"] in card_files:
-            figures.append(Figure(card_files[best[0]["index"]],
-                                  f"Strongest {category} latent ({best[0]['index']}): {best[0]['description']}", source))
-    return Section(key, "Automatic interpretation of SAE latents", paragraphs, [count_table, strong_table],
-                   figures, command)
+            figures.append(
+                Figure(
+                    card_files[best[0]["index"]],
+                    f"Strongest {category} latent ({best[0]['index']}): {best[0]['description']}",
+                    source,
+                )
+            )
+    return Section(
+        key, "Automatic interpretation of SAE latents", paragraphs, [count_table, strong_table], figures, command
+    )

@@ -45,16 +45,22 @@ def latents_document(table: ScoreTable, records: list[dict]) -> dict:
         "category_counts": counts,
         "validation": {
             "split": "per population, cases ordered by SHA-256 of their id alternate fit / held out",
-            "fit_cases": int((~table.held_out).sum()), "held_out_cases": int(table.held_out.sum()),
+            "fit_cases": int((~table.held_out).sum()),
+            "held_out_cases": int(table.held_out.sum()),
             "held_out_case_ids": [c for c, h in zip(table.case_ids, table.held_out) if h],
-            "kappa_min": KAPPA_MIN, "auroc_min": AUROC_MIN, "precision_min": PRECISION_MIN, "lift_min": LIFT_MIN,
-            "held_out_cases_min": HELD_OUT_CASES_MIN, **validation_summary(records),
+            "kappa_min": KAPPA_MIN,
+            "auroc_min": AUROC_MIN,
+            "precision_min": PRECISION_MIN,
+            "lift_min": LIFT_MIN,
+            "held_out_cases_min": HELD_OUT_CASES_MIN,
+            **validation_summary(records),
         },
         "artefacts": {
             "counts": {kind: counts[kind] for kind in ARTEFACT_CATEGORIES},
             "grid_period_voxels": artefacts.grid_period,
             "window_step_voxels": list(artefacts.window_step) if artefacts.window_step else None,
-            "peak_ratio_min": artefacts.peak_ratio_min, "outside_share_min": artefacts.outside_share_min,
+            "peak_ratio_min": artefacts.peak_ratio_min,
+            "outside_share_min": artefacts.outside_share_min,
             "edge_share_min": artefacts.edge_share_min,
         },
         "latents": records,
@@ -78,18 +84,45 @@ def _cell(value) -> str:
 def write_scores_csv(path: Path, table: ScoreTable) -> None:
     """One row per latent and target with every metric and its binning bound."""
     names = table.targets.names
-    rows = ([latent, target, *(_cell(float(table.metrics[m][latent, t])) for m in METRICS)]
-            for latent in range(table.n_latents) for t, target in enumerate(names))
+    rows = (
+        [latent, target, *(_cell(float(table.metrics[m][latent, t])) for m in METRICS)]
+        for latent in range(table.n_latents)
+        for t, target in enumerate(names)
+    )
     _write_csv(path, ["latent", "target", *METRICS], rows)
 
 
 def write_latents_csv(path: Path, records: list[dict]) -> None:
     populations = list(records[0]["populations"]) if records else []
-    header = ["latent", "active", "category", "target", "matched", "confidence", "confidence_level", "auroc", "dice",
-              *[f"fired_{p}" for p in populations], *[f"cases_{p}" for p in populations],
-              "main_region", "main_region_share", "left", "right", "outside_brain", "description", "validated",
-              "held_out_auroc", "held_out_dice", "held_out_precision", "held_out_kappa", "artefact", "grid_peak_ratio",
-              "seam_peak_ratio", "outside_head", "volume_edge"]
+    header = [
+        "latent",
+        "active",
+        "category",
+        "target",
+        "matched",
+        "confidence",
+        "confidence_level",
+        "auroc",
+        "dice",
+        *[f"fired_{p}" for p in populations],
+        *[f"cases_{p}" for p in populations],
+        "main_region",
+        "main_region_share",
+        "left",
+        "right",
+        "outside_brain",
+        "description",
+        "validated",
+        "held_out_auroc",
+        "held_out_dice",
+        "held_out_precision",
+        "held_out_kappa",
+        "artefact",
+        "grid_peak_ratio",
+        "seam_peak_ratio",
+        "outside_head",
+        "volume_edge",
+    ]
     rows = []
     for r in records:
         best = r["top_scores"][0] if r["top_scores"] else {}
@@ -97,16 +130,34 @@ def write_latents_csv(path: Path, records: list[dict]) -> None:
         region = (location.get("regions") or [{}])[0]
         held_out = r["held_out"] or {}
         artefact = r["artefact"] or {}
-        rows.append([r["index"], r["active"], r["category"], r["target"] or "", r["matched"], r["confidence"],
-                     r["confidence_level"], _cell(best.get("auroc")), _cell(best.get("dice")),
-                     *[r["populations"][p]["fired"] for p in populations],
-                     *[r["populations"][p]["cases"] for p in populations],
-                     region.get("region", ""), _cell(region.get("share")), _cell(location.get("left")),
-                     _cell(location.get("right")), _cell(location.get("outside_brain")), r["description"],
-                     r["validated"], *(_cell(held_out.get(m)) for m in ("auroc", "dice", "precision", "kappa")),
-                     artefact.get("kind") or "",
-                     *(_cell(artefact.get(m)) for m in ("grid_peak_ratio", "seam_peak_ratio", "outside_head",
-                                                         "volume_edge"))])
+        rows.append(
+            [
+                r["index"],
+                r["active"],
+                r["category"],
+                r["target"] or "",
+                r["matched"],
+                r["confidence"],
+                r["confidence_level"],
+                _cell(best.get("auroc")),
+                _cell(best.get("dice")),
+                *[r["populations"][p]["fired"] for p in populations],
+                *[r["populations"][p]["cases"] for p in populations],
+                region.get("region", ""),
+                _cell(region.get("share")),
+                _cell(location.get("left")),
+                _cell(location.get("right")),
+                _cell(location.get("outside_brain")),
+                r["description"],
+                r["validated"],
+                *(_cell(held_out.get(m)) for m in ("auroc", "dice", "precision", "kappa")),
+                artefact.get("kind") or "",
+                *(
+                    _cell(artefact.get(m))
+                    for m in ("grid_peak_ratio", "seam_peak_ratio", "outside_head", "volume_edge")
+                ),
+            ]
+        )
     _write_csv(path, header, rows)
 
 

@@ -18,8 +18,14 @@ from scipy import ndimage
 TUMOUR_TARGETS: tuple[str, ...] = ("NCR", "ED", "ET", "boundary")
 TISSUE_TARGETS: tuple[str, ...] = ("CSF", "GM", "WM", "background")
 TARGET_NAMES: dict[str, str] = {
-    "NCR": "necrotic / non-enhancing core", "ED": "edema", "ET": "enhancing tumour", "boundary": "tumour boundary",
-    "CSF": "CSF", "GM": "grey matter", "WM": "white matter", "background": "outside the brain",
+    "NCR": "necrotic / non-enhancing core",
+    "ED": "edema",
+    "ET": "enhancing tumour",
+    "boundary": "tumour boundary",
+    "CSF": "CSF",
+    "GM": "grey matter",
+    "WM": "white matter",
+    "background": "outside the brain",
 }
 DEFAULT_SHELL_MM = 4.0
 
@@ -31,7 +37,7 @@ class TargetSet:
     names: tuple[str, ...]
 
     @classmethod
-    def for_maps(cls, with_tissue: bool) -> "TargetSet":
+    def for_maps(cls, with_tissue: bool) -> TargetSet:
         return cls(TUMOUR_TARGETS + (TISSUE_TARGETS if with_tissue else ()))
 
     @property
@@ -50,8 +56,13 @@ def boundary_shell(whole_tumour: np.ndarray, spacing: tuple[float, float, float]
     return ~whole_tumour & (outside - 0.5 * min(spacing) <= shell_mm)
 
 
-def target_masks(targets: TargetSet, label: np.ndarray, tissue: np.ndarray | None,
-                 spacing: tuple[float, float, float], shell_mm: float = DEFAULT_SHELL_MM) -> np.ndarray:
+def target_masks(
+    targets: TargetSet,
+    label: np.ndarray,
+    tissue: np.ndarray | None,
+    spacing: tuple[float, float, float],
+    shell_mm: float = DEFAULT_SHELL_MM,
+) -> np.ndarray:
     """(targets, X, Y, Z) boolean masks in `targets.names` order."""
     tumour_free = label == 0
     masks = []

@@ -11,9 +11,9 @@ import csv
 import io
 import math
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -118,7 +118,8 @@ def match_folders(pred_folder: str | os.PathLike, ref_folder: str | os.PathLike)
     refs = label_files(ref_folder)
     if not refs:
         raise InputError(
-            f"{ref_folder}: no reference label maps found; expected <case>/<case>-seg.nii.gz or a manifest with a seg column"
+            f"{ref_folder}: no reference label maps found; expected <case>/<case>-seg.nii.gz or a manifest with a "
+            "seg column"
         )
     preds = label_files(pred_folder)
     if not set(preds) & set(refs):
@@ -193,4 +194,3 @@ def write_metrics_csv(rows: list[dict], path: str | os.PathLike, with_hd95: bool
     path = Path(path)
     write_text_atomic(path, metrics_table(rows, with_hd95))
     return path
-

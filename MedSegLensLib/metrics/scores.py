@@ -14,7 +14,7 @@ of the 240x240x155 SRI-24 1 mm box; older BraTS releases wrote 373.13).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from scipy import ndimage

@@ -19,9 +19,10 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,7 +74,9 @@ class TrainingSettings:
         if self.epochs < 1 or self.batch_size < 1 or self.patches_per_case < 1 or self.val_every < 1:
             raise ParameterError("epochs, batch size, patches per case and validation interval must be at least 1")
         if self.batch_size % self.patches_per_case:
-            raise ParameterError(f"batch size {self.batch_size} must be a multiple of patches per case {self.patches_per_case}")
+            raise ParameterError(
+                f"batch size {self.batch_size} must be a multiple of patches per case {self.patches_per_case}"
+            )
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ParameterError(f"learning rate {self.learning_rate} must be positive")
 
@@ -124,8 +127,10 @@ def validation_dice(network: torch.nn.Module, cases: Sequence[TrainingCase], con
 
 
 def _fingerprint(config: ModelConfig, settings: TrainingSettings, train_ids: list[str], val_ids: list[str]) -> str:
-    blob = json.dumps({"config": config.to_json(), "settings": dataclasses.asdict(settings),
-                       "train": train_ids, "val": val_ids}, sort_keys=True)
+    blob = json.dumps(
+        {"config": config.to_json(), "settings": dataclasses.asdict(settings), "train": train_ids, "val": val_ids},
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -137,11 +142,17 @@ def _prepare_output(model_dir: Path, resume: bool, overwrite: bool) -> None:
             (model_dir / name).unlink(missing_ok=True)
         return
     if (model_dir / MODEL_JSON).exists():
-        raise OutputError(f"{model_dir}: already holds a trained model; pass --overwrite to retrain or choose another folder")
+        raise OutputError(
+            f"{model_dir}: already holds a trained model; pass --overwrite to retrain or choose another folder"
+        )
     if has_checkpoint(model_dir) and not resume:
-        raise OutputError(f"{model_dir}: holds an unfinished training run; pass --resume to continue it or --overwrite to start over")
+        raise OutputError(
+            f"{model_dir}: holds an unfinished training run; pass --resume to continue it or --overwrite to start over"
+        )
     if model_dir.exists() and not has_checkpoint(model_dir) and any(model_dir.iterdir()):
-        raise OutputError(f"{model_dir}: folder is not empty and holds no MedSegLens training run; choose another folder")
+        raise OutputError(
+            f"{model_dir}: folder is not empty and holds no MedSegLens training run; choose another folder"
+        )
 
 
 def train_model(
@@ -171,7 +182,7 @@ def train_model(
     if config.spacing is None:
         config = dataclasses.replace(config, spacing=training_spacing(loaded))
     train_cases = training_items(loaded[: len(train_files)], config)
-    val_cases = training_items(loaded[len(train_files):], config)
+    val_cases = training_items(loaded[len(train_files) :], config)
     del loaded
 
     set_determinism(seed=epoch_seed(settings.seed, 0))
@@ -207,14 +218,34 @@ def train_model(
             state.steps_done += 1
             losses.append(loss)
             if progress:
-                progress(TrainingProgress("train", epoch + 1, settings.epochs, step + 1, steps_per_epoch,
-                                          losses[-1], _last_val(state), time.perf_counter() - started))
+                progress(
+                    TrainingProgress(
+                        "train",
+                        epoch + 1,
+                        settings.epochs,
+                        step + 1,
+                        steps_per_epoch,
+                        losses[-1],
+                        _last_val(state),
+                        time.perf_counter() - started,
+                    )
+                )
         record: dict[str, Any] = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": None}
         if val_cases and ((epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs):
             record["val_dice"] = validation_dice(network, val_cases, config, device)
             if progress:
-                progress(TrainingProgress("validate", epoch + 1, settings.epochs, steps_per_epoch, steps_per_epoch,
-                                          record["loss"], record["val_dice"], time.perf_counter() - started))
+                progress(
+                    TrainingProgress(
+                        "validate",
+                        epoch + 1,
+                        settings.epochs,
+                        steps_per_epoch,
+                        steps_per_epoch,
+                        record["loss"],
+                        record["val_dice"],
+                        time.perf_counter() - started,
+                    )
+                )
         state.elapsed_s = time.perf_counter() - started
         record["elapsed_s"] = round(state.elapsed_s, 2)
         state.history.append(record)
@@ -231,8 +262,13 @@ def train_model(
         "parameters": count_parameters(network),
         "history": state.history,
         "elapsed_s": round(state.elapsed_s, 2),
-        "environment": {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                        "machine": platform.machine(), "cpus": os.cpu_count()},
+        "environment": {
+            "device": str(device),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+        },
     }
     network.eval()
     digest = save_model(network, config, model_dir, provenance=provenance, overwrite=True)
@@ -240,8 +276,9 @@ def train_model(
     return TrainingResult(model_dir, digest, state.history, state.elapsed_s)
 
 
-def _train_step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_function, batch: dict,
-                device: torch.device) -> float:
+def _train_step(
+    network: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_function, batch: dict, device: torch.device
+) -> float:
     optimizer.zero_grad(set_to_none=True)
     loss = loss_function(network(batch["image"].to(device)), batch["label"].to(device))
     loss.backward()
@@ -249,14 +286,25 @@ def _train_step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, loss
     return float(loss.detach())
 
 
-def _continue_on_cpu(network: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
-                     model_dir: Path, epoch: int, step: int, state: TrainingState) -> torch.device:
+def _continue_on_cpu(
+    network: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    model_dir: Path,
+    epoch: int,
+    step: int,
+    state: TrainingState,
+) -> torch.device:
     """After a GPU out-of-memory error: carry on on the CPU; on the CPU, stop with what can be resumed."""
     optimizer.zero_grad(set_to_none=True)
     if device.type == "cpu":
-        saved = f"epoch {state.epochs_done} is saved, continue with --resume" if state.epochs_done else "nothing was saved"
-        raise ParameterError(f"{model_dir}: out of memory in epoch {epoch + 1}, step {step + 1} ({saved}); "
-                             "free memory, or start over with a smaller --batch-size or --patch and --overwrite")
+        saved = (
+            f"epoch {state.epochs_done} is saved, continue with --resume" if state.epochs_done else "nothing was saved"
+        )
+        raise ParameterError(
+            f"{model_dir}: out of memory in epoch {epoch + 1}, step {step + 1} ({saved}); "
+            "free memory, or start over with a smaller --batch-size or --patch and --overwrite"
+        )
     memory.notice(f"continuing the training on the CPU from epoch {epoch + 1}, step {step + 1} (slower)")
     return memory.move_to_cpu(network, optimizer)
 

@@ -63,24 +63,31 @@ def _join_optimizer_state(tensors: dict[str, torch.Tensor], described: dict[str,
     return {"state": state, "param_groups": described["param_groups"]}
 
 
-def save_checkpoint(model_dir: Path, network: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState) -> None:
+def save_checkpoint(
+    model_dir: Path, network: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState
+) -> None:
     """Replace the model folder's checkpoint with the current training state."""
     optimizer_tensors, optimizer_json = _split_optimizer_state(optimizer)
     with atomic_directory(model_dir / CHECKPOINT_DIR, overwrite=True) as folder:
         network_sha = write_weights(state_tensors(network), folder / NETWORK_FILE, {"format": "medseglens.checkpoint"})
         optimizer_sha = write_weights(optimizer_tensors, folder / OPTIMIZER_FILE, {"format": "medseglens.checkpoint"})
-        write_json_atomic(folder / STATE_JSON, {
-            **state.__dict__,
-            "optimizer": optimizer_json,
-            "sha256": {NETWORK_FILE: network_sha, OPTIMIZER_FILE: optimizer_sha},
-        })
+        write_json_atomic(
+            folder / STATE_JSON,
+            {
+                **state.__dict__,
+                "optimizer": optimizer_json,
+                "sha256": {NETWORK_FILE: network_sha, OPTIMIZER_FILE: optimizer_sha},
+            },
+        )
 
 
 def has_checkpoint(model_dir: Path) -> bool:
     return (model_dir / CHECKPOINT_DIR / STATE_JSON).is_file()
 
 
-def load_checkpoint(model_dir: Path, network: nn.Module, optimizer: torch.optim.Optimizer, settings_fingerprint: str) -> TrainingState:
+def load_checkpoint(
+    model_dir: Path, network: nn.Module, optimizer: torch.optim.Optimizer, settings_fingerprint: str
+) -> TrainingState:
     """Restore network and optimizer from the checkpoint; refuse one made with other settings."""
     folder = model_dir / CHECKPOINT_DIR
     path = folder / STATE_JSON
@@ -90,7 +97,9 @@ def load_checkpoint(model_dir: Path, network: nn.Module, optimizer: torch.optim.
         optimizer_json = saved.pop("optimizer")
         state = TrainingState(**saved)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise IntegrityError(f"{path}: checkpoint state is damaged ({' '.join(str(exc).split())[:100]}); pass --overwrite to start over") from None
+        raise IntegrityError(
+            f"{path}: checkpoint state is damaged ({' '.join(str(exc).split())[:100]}); pass --overwrite to start over"
+        ) from None
     if state.settings_fingerprint != settings_fingerprint:
         raise CompatibilityError(
             f"{folder}: the checkpoint was made with other settings (architecture, data, seed, epochs or training "
@@ -102,7 +111,9 @@ def load_checkpoint(model_dir: Path, network: nn.Module, optimizer: torch.optim.
     try:
         optimizer.load_state_dict(_join_optimizer_state(optimizer_tensors, optimizer_json))
     except (ValueError, KeyError, TypeError) as exc:
-        raise CompatibilityError(f"{folder}: optimizer state does not fit the network ({' '.join(str(exc).split())[:100]})") from None
+        raise CompatibilityError(
+            f"{folder}: optimizer state does not fit the network ({' '.join(str(exc).split())[:100]})"
+        ) from None
     return state
 
 

@@ -52,8 +52,15 @@ DEFAULT_HYPER_PARAMETERS: dict[str, dict[str, Any]] = {
 DEFAULT_PATCHES: dict[str, tuple[int, int, int]] = {"unet": (64, 64, 64), "segformer": (48, 48, 48)}
 TINY_HYPER_PARAMETERS: dict[str, dict[str, Any]] = {
     "unet": {**DEFAULT_HYPER_PARAMETERS["unet"], "channels": [4, 8, 16], "strides": [2, 2]},
-    "segformer": {**DEFAULT_HYPER_PARAMETERS["segformer"], "embed_dims": [8, 8, 16, 16], "depths": [1, 1, 1, 1],
-                  "num_heads": [1, 1, 2, 2], "sr_ratios": [4, 2, 1, 1], "mlp_ratio": 2, "decoder_dim": 16},
+    "segformer": {
+        **DEFAULT_HYPER_PARAMETERS["segformer"],
+        "embed_dims": [8, 8, 16, 16],
+        "depths": [1, 1, 1, 1],
+        "num_heads": [1, 1, 2, 2],
+        "sr_ratios": [4, 2, 1, 1],
+        "mlp_ratio": 2,
+        "decoder_dim": 16,
+    },
 }
 DEFAULT_PATCH = (64, 64, 64)
 TINY_PATCH = (16, 16, 16)
@@ -77,7 +84,9 @@ class ModelConfig:
     normalisation: str = "zscore_nonzero"
     modalities: tuple[str, ...] = MODALITIES
     labels: tuple[tuple[int, str], ...] = DEFAULT_LABELS
-    sliding_window: dict[str, Any] = field(default_factory=lambda: {"overlap": 0.5, "mode": "gaussian", "batch_size": 2})
+    sliding_window: dict[str, Any] = field(
+        default_factory=lambda: {"overlap": 0.5, "mode": "gaussian", "batch_size": 2}
+    )
 
     def __post_init__(self) -> None:
         self.spacing = None if self.spacing is None else tuple(float(s) for s in self.spacing)
@@ -106,17 +115,22 @@ class ModelConfig:
         prefixed = any(arch.startswith(p) and len(arch) > len(p) for p in (MONAI_PREFIX, *IMPORTED_PREFIXES))
         if arch not in BUILTIN_ARCHITECTURES and not prefixed:
             raise ParameterError(
-                f"architecture '{arch}' is unknown; use {', '.join(BUILTIN_ARCHITECTURES)} or 'monai:<Network>' (e.g. monai:SegResNet)"
+                f"architecture '{arch}' is unknown; use {', '.join(BUILTIN_ARCHITECTURES)} or 'monai:<Network>' "
+                "(e.g. monai:SegResNet)"
             )
         if len(self.patch_size) != 3 or min(self.patch_size) < 4:
             raise ParameterError(f"patch_size {list(self.patch_size)} must be three sizes of at least 4 voxels")
         if self.spacing is not None and (len(self.spacing) != 3 or min(self.spacing) <= 0):
             raise ParameterError(f"spacing {list(self.spacing)} must be three positive sizes in mm (or null)")
         if self.normalisation not in NORMALISATIONS:
-            raise ParameterError(f"normalisation '{self.normalisation}' is unknown; use one of {', '.join(NORMALISATIONS)}")
+            raise ParameterError(
+                f"normalisation '{self.normalisation}' is unknown; use one of {', '.join(NORMALISATIONS)}"
+            )
         unknown = [m for m in self.modalities if m not in MODALITIES]
         if unknown or len(set(self.modalities)) != len(self.modalities) or not self.modalities:
-            raise ParameterError(f"modalities {list(self.modalities)} must be distinct names from {', '.join(MODALITIES)}")
+            raise ParameterError(
+                f"modalities {list(self.modalities)} must be distinct names from {', '.join(MODALITIES)}"
+            )
         values = self.label_values
         if len(values) < 2 or len(set(values)) != len(values) or values[0] != 0 or min(values) < 0 or max(values) > 255:
             raise ParameterError(f"labels {list(values)} must be distinct values 0-255 starting with background 0")
@@ -130,7 +144,7 @@ class ModelConfig:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], source: str = "model config") -> "ModelConfig":
+    def from_json(cls, data: dict[str, Any], source: str = "model config") -> ModelConfig:
         """Build a config from JSON; unknown or missing keys are a one-line `ParameterError`."""
         if not isinstance(data, dict):
             raise ParameterError(f"{source}: a JSON object is expected")
@@ -156,8 +170,11 @@ def default_config(architecture: str, **overrides: Any) -> ModelConfig:
     """The project's default config for 'unet' or 'segformer' (spacing is set by training)."""
     if architecture not in DEFAULT_HYPER_PARAMETERS:
         raise ParameterError(f"no default config for '{architecture}'; use unet or segformer, or write a config file")
-    values = {"hyper_parameters": DEFAULT_HYPER_PARAMETERS[architecture], "patch_size": DEFAULT_PATCHES[architecture],
-              **overrides}
+    values = {
+        "hyper_parameters": DEFAULT_HYPER_PARAMETERS[architecture],
+        "patch_size": DEFAULT_PATCHES[architecture],
+        **overrides,
+    }
     return ModelConfig(architecture=architecture, **values)
 
 
@@ -165,6 +182,10 @@ def tiny_config(architecture: str, **overrides: Any) -> ModelConfig:
     """A very small network on 16^3 patches, for fast tests of code that uses models."""
     if architecture not in TINY_HYPER_PARAMETERS:
         raise ParameterError(f"no tiny config for '{architecture}'; use unet or segformer")
-    values = {"hyper_parameters": TINY_HYPER_PARAMETERS[architecture], "patch_size": TINY_PATCH,
-              "sliding_window": {"overlap": 0.25, "mode": "gaussian", "batch_size": 4}, **overrides}
+    values = {
+        "hyper_parameters": TINY_HYPER_PARAMETERS[architecture],
+        "patch_size": TINY_PATCH,
+        "sliding_window": {"overlap": 0.25, "mode": "gaussian", "batch_size": 4},
+        **overrides,
+    }
     return ModelConfig(architecture=architecture, **values)

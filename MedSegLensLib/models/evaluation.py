@@ -11,22 +11,36 @@ import csv
 import io
 import math
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
 from ..data import CaseFiles
 from ..errors import InputError
 from ..fileio import write_text_atomic
-
 from ..metrics import REGIONS, brats_scores
 from .inference import SegmentationModel
 
-CASE_COLUMNS = ["case_id", "population", *[f"dice_{r}" for r in REGIONS], *[f"hd95_{r}" for r in REGIONS],
-                "ref_volume_ml", "pred_volume_ml"]
-SUMMARY_COLUMNS = ["population", "region", "n", "dice_mean", "dice_std", "dice_median", "hd95_mean", "hd95_median",
-                   "failures"]
+CASE_COLUMNS = [
+    "case_id",
+    "population",
+    *[f"dice_{r}" for r in REGIONS],
+    *[f"hd95_{r}" for r in REGIONS],
+    "ref_volume_ml",
+    "pred_volume_ml",
+]
+SUMMARY_COLUMNS = [
+    "population",
+    "region",
+    "n",
+    "dice_mean",
+    "dice_std",
+    "dice_median",
+    "hd95_mean",
+    "hd95_median",
+    "failures",
+]
 FAILURE_DICE = 0.5
 # A case without tumour fails when the model predicts more tumour than this: its Dice is 0 for any
 # false-positive voxel (BraTS convention), which would call a few stray voxels a failure.
@@ -74,12 +88,19 @@ def summarise_by_population(rows: Sequence[dict], failure_dice: float = FAILURE_
         for region in REGIONS:
             dice = np.array([r[f"dice_{region}"] for r in subset], dtype=float)
             hd95 = np.array([r[f"hd95_{region}"] for r in subset], dtype=float)
-            summary.append({
-                "population": population, "region": region, "n": len(subset),
-                "dice_mean": float(dice.mean()), "dice_std": float(dice.std()), "dice_median": float(np.median(dice)),
-                "hd95_mean": float(hd95.mean()), "hd95_median": float(np.median(hd95)),
-                "failures": int(np.sum(dice < failure_dice)),
-            })
+            summary.append(
+                {
+                    "population": population,
+                    "region": region,
+                    "n": len(subset),
+                    "dice_mean": float(dice.mean()),
+                    "dice_std": float(dice.std()),
+                    "dice_median": float(np.median(dice)),
+                    "hd95_mean": float(hd95.mean()),
+                    "hd95_median": float(np.median(hd95)),
+                    "failures": int(np.sum(dice < failure_dice)),
+                }
+            )
     return summary
 
 
@@ -96,8 +117,14 @@ def failure_cases(rows: Sequence[dict], failure_dice: float = FAILURE_DICE) -> l
     for row in rows:
         failing = failing_regions(row, failure_dice)
         if failing:
-            failures.append({"case_id": row["case_id"], "population": row["population"], "regions": " ".join(failing),
-                             **{f"dice_{r}": row[f"dice_{r}"] for r in REGIONS}})
+            failures.append(
+                {
+                    "case_id": row["case_id"],
+                    "population": row["population"],
+                    "regions": " ".join(failing),
+                    **{f"dice_{r}": row[f"dice_{r}"] for r in REGIONS},
+                }
+            )
     return failures
 
 
@@ -115,7 +142,9 @@ def summary_path(out_csv: str | os.PathLike) -> Path:
     return Path(out_csv).with_suffix(".summary.csv")
 
 
-def write_evaluation(rows: Sequence[dict], out_csv: str | os.PathLike, failure_dice: float = FAILURE_DICE) -> tuple[Path, Path]:
+def write_evaluation(
+    rows: Sequence[dict], out_csv: str | os.PathLike, failure_dice: float = FAILURE_DICE
+) -> tuple[Path, Path]:
     """Write the per-case CSV and its summary CSV (atomically); return both paths."""
     out_csv = Path(out_csv)
     write_text_atomic(out_csv, csv_text(rows, CASE_COLUMNS))

@@ -8,8 +8,8 @@ the per-case Dice distributions, and the list of failure cases.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -27,13 +27,21 @@ def ordered_populations(rows: Sequence[dict]) -> list[str]:
 def markdown_table(results: Mapping[str, Sequence[dict]], failure_dice: float = FAILURE_DICE) -> str:
     """One row per (architecture, population): n, Dice mean ± std per region, failures (any region < threshold),
     and the median predicted tumour volume (for healthy cases: the false-positive volume)."""
-    header = ["architecture", "population", "n", *[f"{r} Dice" for r in REGIONS], f"failures (Dice < {failure_dice:g}; no tumour: > {FALSE_POSITIVE_ML:g} ml)",
-              "median predicted / reference volume (ml)"]
+    header = [
+        "architecture",
+        "population",
+        "n",
+        *[f"{r} Dice" for r in REGIONS],
+        f"failures (Dice < {failure_dice:g}; no tumour: > {FALSE_POSITIVE_ML:g} ml)",
+        "median predicted / reference volume (ml)",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arch, rows in results.items():
         for population in ordered_populations(rows):
             subset = [r for r in rows if r["population"] == population]
-            summary = {s["region"]: s for s in summarise_by_population(subset, failure_dice) if s["population"] == population}
+            summary = {
+                s["region"]: s for s in summarise_by_population(subset, failure_dice) if s["population"] == population
+            }
             failed = len(failure_cases(subset, failure_dice))
             cells = [arch, population, str(len(subset))]
             cells += [f"{summary[r]['dice_mean']:.3f} ± {summary[r]['dice_std']:.3f}" for r in REGIONS]
@@ -46,11 +54,14 @@ def markdown_table(results: Mapping[str, Sequence[dict]], failure_dice: float = 
 
 def failure_rows(results: Mapping[str, Sequence[dict]], failure_dice: float = FAILURE_DICE) -> list[dict]:
     """Every failure case of every architecture, labelled with the architecture."""
-    return [{"architecture": arch, **row} for arch, rows in results.items() for row in failure_cases(rows, failure_dice)]
+    return [
+        {"architecture": arch, **row} for arch, rows in results.items() for row in failure_cases(rows, failure_dice)
+    ]
 
 
-def plot_failure_map(results: Mapping[str, Sequence[dict]], path: str | os.PathLike,
-                     failure_dice: float = FAILURE_DICE) -> Path:
+def plot_failure_map(
+    results: Mapping[str, Sequence[dict]], path: str | os.PathLike, failure_dice: float = FAILURE_DICE
+) -> Path:
     """Per-case Dice by population (one panel per region, one box per architecture), with the failure line."""
     import matplotlib
 

@@ -95,12 +95,21 @@ def window_logits(
                 finally:
                     network.to(device)
             else:
-                raise ParameterError(f"out of memory with one {list(config.patch_size)} window at a time on "
-                                     f"{tensor.device}; close other programs or use a model with a smaller patch size") from None
+                raise ParameterError(
+                    f"out of memory with one {list(config.patch_size)} window at a time on "
+                    f"{tensor.device}; close other programs or use a model with a smaller patch size"
+                ) from None
 
 
-def _sliding_windows(network: nn.Module, tensor: torch.Tensor, config: ModelConfig, precision: str,
-                     with_coord: bool, batch: int, stitch: torch.device) -> torch.Tensor:
+def _sliding_windows(
+    network: nn.Module,
+    tensor: torch.Tensor,
+    config: ModelConfig,
+    precision: str,
+    with_coord: bool,
+    batch: int,
+    stitch: torch.device,
+) -> torch.Tensor:
     window = config.sliding_window
     with torch.no_grad(), autocast(tensor.device, precision):
         out = sliding_window_inference(
@@ -120,8 +129,15 @@ def _sliding_windows(network: nn.Module, tensor: torch.Tensor, config: ModelConf
 class SegmentationModel:
     """A network with its config and weights fingerprint, ready for inference."""
 
-    def __init__(self, network: nn.Module, config: ModelConfig, fingerprint: str, device=None,
-                 provenance: dict[str, Any] | None = None, model_dir: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        network: nn.Module,
+        config: ModelConfig,
+        fingerprint: str,
+        device=None,
+        provenance: dict[str, Any] | None = None,
+        model_dir: str | os.PathLike | None = None,
+    ):
         self.config = config
         self.fingerprint = fingerprint
         self.provenance = provenance or {}
@@ -135,7 +151,9 @@ class SegmentationModel:
         tensor = torch.from_numpy(np.ascontiguousarray(arrays.image))[None].to(self.device)
         return PreparedInput(tensor, arrays.grid, case.grid, arrays.resampled, case.case_id)
 
-    def logits(self, prepared: PreparedInput, network: nn.Module | None = None, precision: str = "fp32") -> torch.Tensor:
+    def logits(
+        self, prepared: PreparedInput, network: nn.Module | None = None, precision: str = "fp32"
+    ) -> torch.Tensor:
         """Full-volume logits (1, classes, X, Y, Z) on `prepared.grid`, by sliding windows."""
         return window_logits(network if network is not None else self.network, prepared.tensor, self.config, precision)
 
@@ -148,7 +166,9 @@ class SegmentationModel:
         if prepared.resampled:
             probs = np.stack([resample_to_grid(p, prepared.grid, prepared.case_grid, order=1) for p in probs])
         labels = channel_index_to_label(probs.argmax(0), self.config)
-        return Prediction(labels, prepared.case_grid, probs.astype(np.float32) if probabilities else None, self.fingerprint)
+        return Prediction(
+            labels, prepared.case_grid, probs.astype(np.float32) if probabilities else None, self.fingerprint
+        )
 
     def predict(self, case: Case, probabilities: bool = False, precision: str = "fp32") -> Prediction:
         """Segment a case: labels (uint8, BraTS values) on `case.grid`."""

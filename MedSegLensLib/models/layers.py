@@ -8,8 +8,8 @@ forward hook on every module. The default listing is the network's blocks
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Iterator, Sequence
 
 import torch
 from monai.networks.layers import SkipConnection
@@ -19,8 +19,17 @@ from torch import nn
 from .segformer import SegFormer3D
 
 # Modules that only rescale or gate their input: listed with all_layers only.
-_ELEMENTWISE = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.Dropout, nn.ReLU, nn.PReLU, nn.GELU,
-                nn.LeakyReLU, nn.Identity)
+_ELEMENTWISE = (
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.Dropout,
+    nn.ReLU,
+    nn.PReLU,
+    nn.GELU,
+    nn.LeakyReLU,
+    nn.Identity,
+)
 
 
 @dataclass
@@ -75,9 +84,11 @@ def _measure(network: nn.Module, names: list[str], in_channels: int, patch_size:
     modules = dict(network.named_modules())
     handles = []
     for name in names:
+
         def hook(_module, _inputs, output, name=name):
             if isinstance(output, torch.Tensor):
                 shapes[name] = tuple(output.shape[1:])
+
         handles.append(modules[name].register_forward_hook(hook))
     parameter = next(network.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
@@ -114,8 +125,11 @@ def hookable_layers(
     roles_of_model = getattr(model_or_network, "layer_roles", None)
     curated = None if all_layers else (roles_of_model() if roles_of_model else block_names(network))
     if curated is None:
-        candidates = [(name, type(module).__name__) for name, module in network.named_modules()
-                      if name and (all_layers or not isinstance(module, _ELEMENTWISE))]
+        candidates = [
+            (name, type(module).__name__)
+            for name, module in network.named_modules()
+            if name and (all_layers or not isinstance(module, _ELEMENTWISE))
+        ]
     else:
         candidates = curated
     roles = dict(candidates)

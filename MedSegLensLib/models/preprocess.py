@@ -71,7 +71,9 @@ def label_to_channel_index(label: np.ndarray, config: ModelConfig, source: str =
         lookup[value] = index
     unknown = sorted(set(np.unique(label).tolist()) - set(config.label_values))
     if unknown:
-        raise InputError(f"{source}: label values {unknown} are not in the model's label set {list(config.label_values)}")
+        raise InputError(
+            f"{source}: label values {unknown} are not in the model's label set {list(config.label_values)}"
+        )
     return lookup[label]
 
 

@@ -23,10 +23,12 @@ def _segformer(config: ModelConfig) -> nn.Module:
 
 
 def _monai(config: ModelConfig) -> nn.Module:
-    name = config.architecture[len(MONAI_PREFIX):]
+    name = config.architecture[len(MONAI_PREFIX) :]
     network_class = getattr(monai_nets, name, None)
     if not (inspect.isclass(network_class) and issubclass(network_class, nn.Module)):
-        raise ParameterError(f"architecture '{config.architecture}': MONAI has no network named '{name}' (see monai.networks.nets)")
+        raise ParameterError(
+            f"architecture '{config.architecture}': MONAI has no network named '{name}' (see monai.networks.nets)"
+        )
     accepted = inspect.signature(network_class).parameters
     params = dict(config.hyper_parameters)
     if "spatial_dims" in accepted:
@@ -43,8 +45,10 @@ BUILDERS = {"unet": _unet, "segformer": _segformer}
 def build_network(config: ModelConfig) -> nn.Module:
     """A freshly initialised network for `config` (weights come from `load_model`)."""
     if config.architecture.startswith(IMPORTED_PREFIXES):
-        raise ParameterError(f"architecture '{config.architecture}' is an imported model: load it with load_model, "
-                             "its network cannot be trained or rebuilt from a config alone")
+        raise ParameterError(
+            f"architecture '{config.architecture}' is an imported model: load it with load_model, "
+            "its network cannot be trained or rebuilt from a config alone"
+        )
     builder = _monai if config.architecture.startswith(MONAI_PREFIX) else BUILDERS[config.architecture]
     try:
         return builder(config)
@@ -58,7 +62,9 @@ def check_patch_size(network: nn.Module, config: ModelConfig) -> None:
     divisor = _size_divisor(network, config)
     bad = [p for p in config.patch_size if p % divisor]
     if bad:
-        raise ParameterError(f"patch_size {list(config.patch_size)} must be a multiple of {divisor} for {config.architecture}")
+        raise ParameterError(
+            f"patch_size {list(config.patch_size)} must be a multiple of {divisor} for {config.architecture}"
+        )
 
 
 def _size_divisor(network: nn.Module, config: ModelConfig) -> int:

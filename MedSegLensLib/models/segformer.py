@@ -20,7 +20,7 @@ traceable by `torch.fx` (no data-dependent control flow).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -117,7 +117,17 @@ class TransformerBlock(nn.Module):
 class EncoderStage(nn.Module):
     """Overlapping patch embedding, transformer blocks, LayerNorm."""
 
-    def __init__(self, in_channels: int, dim: int, kernel: int, stride: int, depth: int, heads: int, sr_ratio: int, mlp_ratio: int):
+    def __init__(
+        self,
+        in_channels: int,
+        dim: int,
+        kernel: int,
+        stride: int,
+        depth: int,
+        heads: int,
+        sr_ratio: int,
+        mlp_ratio: int,
+    ):
         super().__init__()
         self.embed = OverlapPatchEmbed(in_channels, dim, kernel, stride)
         self.blocks = nn.Sequential(*[TransformerBlock(dim, heads, sr_ratio, mlp_ratio) for _ in range(depth)])
@@ -134,7 +144,8 @@ class AllMLPDecoder(nn.Module):
         super().__init__()
         self.project = nn.ModuleList(nn.Linear(d, dim) for d in dims)
         self.upsample = nn.ModuleList(
-            nn.Identity() if s == 1 else nn.Upsample(scale_factor=s, mode="trilinear", align_corners=False) for s in scales
+            nn.Identity() if s == 1 else nn.Upsample(scale_factor=s, mode="trilinear", align_corners=False)
+            for s in scales
         )
         self.fuse = nn.Linear(dim * len(dims), dim, bias=False)
         self.fuse_norm = nn.InstanceNorm3d(dim, affine=True)
@@ -143,7 +154,9 @@ class AllMLPDecoder(nn.Module):
         self.output_upsample = nn.Upsample(scale_factor=output_scale, mode="trilinear", align_corners=False)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        projected = [up(map_of(proj(tokens_of(f)), f.shape)) for f, proj, up in zip(features, self.project, self.upsample)]
+        projected = [
+            up(map_of(proj(tokens_of(f)), f.shape)) for f, proj, up in zip(features, self.project, self.upsample)
+        ]
         # deepest scale first, as in SegFormer's reference decoder
         stacked = torch.cat(projected[::-1], dim=1)
         fused = self.fuse_act(self.fuse_norm(map_of(self.fuse(tokens_of(stacked)), stacked.shape)))
@@ -185,7 +198,16 @@ class SegFormer3D(nn.Module):
             self.total_stride *= s
         channels = [in_channels, *embed_dims]
         self.stages = nn.ModuleList(
-            EncoderStage(channels[i], embed_dims[i], patch_kernels[i], patch_strides[i], depths[i], num_heads[i], sr_ratios[i], mlp_ratio)
+            EncoderStage(
+                channels[i],
+                embed_dims[i],
+                patch_kernels[i],
+                patch_strides[i],
+                depths[i],
+                num_heads[i],
+                sr_ratios[i],
+                mlp_ratio,
+            )
             for i in range(4)
         )
         scales, scale = [], 1

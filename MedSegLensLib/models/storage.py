@@ -81,7 +81,9 @@ def load_state_strict(network: nn.Module, tensors: dict[str, torch.Tensor], path
             for label, names in (("missing", missing), ("unexpected", extra), ("wrong shape for", wrong))
             if names
         )
-        raise CompatibilityError(f"{path}: the tensors do not fit {what} ({detail}); the weights belong to another model")
+        raise CompatibilityError(
+            f"{path}: the tensors do not fit {what} ({detail}); the weights belong to another model"
+        )
     network.load_state_dict(tensors, strict=True)
 
 
@@ -115,30 +117,42 @@ def save_model(
     return digest
 
 
-def read_manifest(model_dir: str | os.PathLike, expected_format: str = FORMAT,
-                  expected_version: int = FORMAT_VERSION) -> dict[str, Any]:
+def read_manifest(
+    model_dir: str | os.PathLike, expected_format: str = FORMAT, expected_version: int = FORMAT_VERSION
+) -> dict[str, Any]:
     """The parsed and checked `model.json` of a model folder (imported models have their own format name)."""
     model_dir = Path(model_dir)
     path = model_dir / MODEL_JSON
     if not model_dir.is_dir():
         raise InputError(f"{model_dir}: model folder not found")
     if not path.is_file():
-        raise InputError(f"{model_dir}: no {MODEL_JSON}; not a MedSegLens model folder (train one with `medseglens train`)")
+        raise InputError(
+            f"{model_dir}: no {MODEL_JSON}; not a MedSegLens model folder (train one with `medseglens train`)"
+        )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IntegrityError(f"{path}: not valid JSON ({' '.join(str(exc).split())[:120]}); the model file is damaged") from None
+        raise IntegrityError(
+            f"{path}: not valid JSON ({' '.join(str(exc).split())[:120]}); the model file is damaged"
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != expected_format:
         raise CompatibilityError(f"{path}: not a MedSegLens model description (format '{expected_format}' expected)")
     if manifest.get("format_version") != expected_version:
         raise CompatibilityError(
-            f"{path}: model format version {manifest.get('format_version')} is not supported (this MedSegLens reads {expected_version})"
+            f"{path}: model format version {manifest.get('format_version')} is not supported (this MedSegLens reads "
+            f"{expected_version})"
         )
     weights = manifest.get("weights")
-    if not isinstance(weights, dict) or not isinstance(weights.get("sha256"), str) or not isinstance(weights.get("file"), str):
+    if (
+        not isinstance(weights, dict)
+        or not isinstance(weights.get("sha256"), str)
+        or not isinstance(weights.get("file"), str)
+    ):
         raise IntegrityError(f"{path}: the weights entry (file and sha256) is missing; the model file is damaged")
     if Path(weights["file"]).name != weights["file"]:
-        raise IntegrityError(f"{path}: the weights file name '{weights['file']}' must be a plain file name in the model folder")
+        raise IntegrityError(
+            f"{path}: the weights file name '{weights['file']}' must be a plain file name in the model folder"
+        )
     return manifest
 
 

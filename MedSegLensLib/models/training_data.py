@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -93,7 +93,9 @@ def training_items(cases: Sequence[Case], config: ModelConfig) -> list[TrainingC
         arrays = to_model_grid(case, config, with_label=True)
         item = {
             "image": arrays.image,
-            "label": label_to_channel_index(arrays.label, config, case.files.get("seg", case.case_id)).astype(np.uint8)[None],
+            "label": label_to_channel_index(arrays.label, config, case.files.get("seg", case.case_id)).astype(np.uint8)[
+                None
+            ],
             "brain": np.any(arrays.image != 0, axis=0, keepdims=True).astype(np.float32),
         }
         item = index(pad(item))
@@ -105,28 +107,39 @@ def training_items(cases: Sequence[Case], config: ModelConfig) -> list[TrainingC
 def patch_transform(config: ModelConfig, samples_per_case: int, pos: float) -> Compose:
     """Random patches balanced towards tumour, left-right flips, mild intensity jitter."""
     keys = ["image", "label"]
-    return Compose([
-        RandCropByPosNegLabeld(
-            keys=keys, label_key="label", spatial_size=config.patch_size, pos=pos, neg=1.0,
-            num_samples=samples_per_case, fg_indices_key="label_fg_indices", bg_indices_key="label_bg_indices",
-        ),
-        RandFlipd(keys=keys, prob=0.5, spatial_axis=0),
-        RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
-        RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
-    ])
+    return Compose(
+        [
+            RandCropByPosNegLabeld(
+                keys=keys,
+                label_key="label",
+                spatial_size=config.patch_size,
+                pos=pos,
+                neg=1.0,
+                num_samples=samples_per_case,
+                fg_indices_key="label_fg_indices",
+                bg_indices_key="label_bg_indices",
+            ),
+            RandFlipd(keys=keys, prob=0.5, spatial_axis=0),
+            RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
+            RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
+        ]
+    )
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + int(epoch)) % (2**32)
 
 
-def epoch_loader(cases: Sequence[TrainingCase], transform: Compose, batch_size: int, seed: int, epoch: int) -> DataLoader:
+def epoch_loader(
+    cases: Sequence[TrainingCase], transform: Compose, batch_size: int, seed: int, epoch: int
+) -> DataLoader:
     """The epoch's shuffled patch batches; identical for the same (seed, epoch)."""
     transform.set_random_state(seed=epoch_seed(seed, epoch))
     generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
     dataset = Dataset([c.item for c in cases], transform=transform)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0, generator=generator,
-                      collate_fn=_collate_patches)
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, num_workers=0, generator=generator, collate_fn=_collate_patches
+    )
 
 
 def _collate_patches(batch: list) -> dict[str, torch.Tensor]:

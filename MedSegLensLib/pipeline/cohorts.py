@@ -28,8 +28,10 @@ def section_dir(work: Path, stage: str) -> Path:
 
 
 def _command(config: DemoSettings, spec: CohortSpec, out: Path) -> str:
-    return (f"medseglens synth --population {spec.population} --cases {spec.cases} --seed {spec.seed} "
-            f"--spacing {config.spacing:g} --severity {config.severity:g} --out {out}")
+    return (
+        f"medseglens synth --population {spec.population} --cases {spec.cases} --seed {spec.seed} "
+        f"--spacing {config.spacing:g} --severity {config.severity:g} --out {out}"
+    )
 
 
 def run_cohorts(ctx: StageContext) -> dict:
@@ -38,20 +40,49 @@ def run_cohorts(ctx: StageContext) -> dict:
     for spec in config.cohorts:
         folder = cohort_dir(ctx.work, spec.name)
         if not (folder / "manifest.csv").is_file():
-            generate_cohort(spec.population, spec.cases, spec.seed, folder, spacing=config.spacing,
-                            severity=config.severity, overwrite=True, progress=True)
+            generate_cohort(
+                spec.population,
+                spec.cases,
+                spec.seed,
+                folder,
+                spacing=config.spacing,
+                severity=config.severity,
+                overwrite=True,
+                progress=True,
+            )
         record = json.loads((folder / "synth.json").read_text(encoding="utf-8"))
         made[spec.name] = {"population": spec.population, "cases": spec.cases, "seed": spec.seed, "role": spec.role}
-        rows.append([spec.name, spec.population, spec.role, spec.cases, spec.seed, record.get("spacing_mm"),
-                     record.get("generator_version")])
-    table = Table("Synthetic cohorts", ["cohort", "population", "role", "cases", "seed", "spacing (mm)",
-                                        "generator version"], rows,
-                  f"{COHORTS_DIR}/<cohort>/synth.json, written by `medseglens synth` with these seeds")
-    write_section(Section(
-        "cohorts", "Stage cohorts: synthetic cohorts",
-        [f"Cohorts built on the MNI ICBM152 anatomy at {config.spacing:g} mm (severity {config.severity:g}). Models "
-         "train on the adult training cohort only; the pediatric and SSA calibration cohorts feed the SAEs' pooled "
-         "activations and the label-free steering choices; test cohorts are held out."],
-        [table], command="; ".join(_command(config, s, cohort_dir(ctx.work, s.name)) for s in config.cohorts)),
-        section_dir(ctx.work, "cohorts"))
+        rows.append(
+            [
+                spec.name,
+                spec.population,
+                spec.role,
+                spec.cases,
+                spec.seed,
+                record.get("spacing_mm"),
+                record.get("generator_version"),
+            ]
+        )
+    table = Table(
+        "Synthetic cohorts",
+        ["cohort", "population", "role", "cases", "seed", "spacing (mm)", "generator version"],
+        rows,
+        f"{COHORTS_DIR}/<cohort>/synth.json, written by `medseglens synth` with these seeds",
+    )
+    write_section(
+        Section(
+            "cohorts",
+            "Stage cohorts: synthetic cohorts",
+            [
+                f"Cohorts built on the MNI ICBM152 anatomy at {config.spacing:g} mm (severity {config.severity:g}). "
+                "Models "
+                "train on the adult training cohort only; the pediatric and SSA calibration cohorts feed the SAEs' "
+                "pooled "
+                "activations and the label-free steering choices; test cohorts are held out."
+            ],
+            [table],
+            command="; ".join(_command(config, s, cohort_dir(ctx.work, s.name)) for s in config.cohorts),
+        ),
+        section_dir(ctx.work, "cohorts"),
+    )
     return made

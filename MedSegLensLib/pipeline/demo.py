@@ -1,8 +1,8 @@
 """The main demo job as a graph of cached stages, and the entry point that runs it (then serves or reports).
 
-    cohorts -> train_<arch> -> evaluate (failure map)
-            -> sae_extract_<arch> -> sae_train_<arch> -> interpret_<arch> -> diffing
-            -> steering (recovery study) -> latent_maps (+ workspace.json) -> report
+cohorts -> train_<arch> -> evaluate (failure map)
+        -> sae_extract_<arch> -> sae_train_<arch> -> interpret_<arch> -> diffing
+        -> steering (recovery study) -> latent_maps (+ workspace.json) -> report
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import os
 from pathlib import Path
 
 from .analysis import STEERING_DIR, diffing_folders, interpret_dir, interpret_stage, run_diffing, run_steering
+from .backbone_stages import EVALUATION_DIR, MODELS_DIR, run_evaluate, train_stage
 from .cohorts import COHORTS_DIR, SECTIONS_DIR, run_cohorts, section_dir
-from .settings import DemoSettings
 from .report_stage import REPORT_DIR, report_stage
 from .sae_stages import STORES_DIR, extract_stage, sae_outputs, train_sae_stage
+from .settings import DemoSettings
 from .stages import Stage, StageResult, run_stages
-from .backbone_stages import EVALUATION_DIR, MODELS_DIR, run_evaluate, train_stage
 from .workspace_stage import LATENTS_DIR, PREDICTIONS_DIR, run_latent_maps
 
 EVALUATE = "evaluate"
@@ -29,37 +29,105 @@ def _section(name: str) -> str:
 def build_stages(config: DemoSettings) -> list[Stage]:
     """Every stage of the demo, dependencies first."""
     archs = config.architectures
-    stages = [Stage("cohorts", "synthetic adult, pediatric, SSA and healthy cohorts", run_cohorts,
-                    uses=("spacing", "severity", "cohorts"), outputs=(COHORTS_DIR, _section("cohorts")))]
+    stages = [
+        Stage(
+            "cohorts",
+            "synthetic adult, pediatric, SSA and healthy cohorts",
+            run_cohorts,
+            uses=("spacing", "severity", "cohorts"),
+            outputs=(COHORTS_DIR, _section("cohorts")),
+        )
+    ]
     for a in archs:
-        stages.append(Stage(f"train_{a}", f"train the {a} on the adult cohort", train_stage(a), ("cohorts",),
-                            ("model_size", "epochs", "training_seed", "val_every"),
-                            (f"{MODELS_DIR}/{a}", _section(f"train_{a}"))))
-    stages.append(Stage(EVALUATE, "held-out Dice and the failure map", run_evaluate,
-                        ("cohorts", *[f"train_{a}" for a in archs]), ("failure_dice",), (EVALUATION_DIR,)))
+        stages.append(
+            Stage(
+                f"train_{a}",
+                f"train the {a} on the adult cohort",
+                train_stage(a),
+                ("cohorts",),
+                ("model_size", "epochs", "training_seed", "val_every"),
+                (f"{MODELS_DIR}/{a}", _section(f"train_{a}")),
+            )
+        )
+    stages.append(
+        Stage(
+            EVALUATE,
+            "held-out Dice and the failure map",
+            run_evaluate,
+            ("cohorts", *[f"train_{a}" for a in archs]),
+            ("failure_dice",),
+            (EVALUATION_DIR,),
+        )
+    )
     for a in archs:
         stages += [
-            Stage(f"sae_extract_{a}", f"capture {a} activations at the SAE layer", extract_stage(a),
-                  ("cohorts", f"train_{a}"), ("layers", "sae_adult_cases", "sae_quota_scale", "seed"),
-                  (f"{STORES_DIR}/{a}", _section(f"sae_extract_{a}"))),
-            Stage(f"sae_train_{a}", f"train the {a} SAE", train_sae_stage(a), (f"sae_extract_{a}",),
-                  ("layers", "sae_latents", "sae_k", "sae_rows", "sae_batch", "seed"), sae_outputs(a)),
-            Stage(f"interpret_{a}", f"label the {a} SAE's latents", interpret_stage(a), (f"sae_train_{a}",),
-                  ("interpret_cards",), (str(interpret_dir(Path(), a)),)),
+            Stage(
+                f"sae_extract_{a}",
+                f"capture {a} activations at the SAE layer",
+                extract_stage(a),
+                ("cohorts", f"train_{a}"),
+                ("layers", "sae_adult_cases", "sae_quota_scale", "seed"),
+                (f"{STORES_DIR}/{a}", _section(f"sae_extract_{a}")),
+            ),
+            Stage(
+                f"sae_train_{a}",
+                f"train the {a} SAE",
+                train_sae_stage(a),
+                (f"sae_extract_{a}",),
+                ("layers", "sae_latents", "sae_k", "sae_rows", "sae_batch", "seed"),
+                sae_outputs(a),
+            ),
+            Stage(
+                f"interpret_{a}",
+                f"label the {a} SAE's latents",
+                interpret_stage(a),
+                (f"sae_train_{a}",),
+                ("interpret_cards",),
+                (str(interpret_dir(Path(), a)),),
+            ),
         ]
-    stages.append(Stage("diffing", "population and architecture diffing", run_diffing,
-                        tuple(f"interpret_{a}" for a in archs),
-                        ("diff_bootstrap", "diff_arch_cases", "diff_permutations", "seed"), ("diffing",)))
+    stages.append(
+        Stage(
+            "diffing",
+            "population and architecture diffing",
+            run_diffing,
+            tuple(f"interpret_{a}" for a in archs),
+            ("diff_bootstrap", "diff_arch_cases", "diff_permutations", "seed"),
+            ("diffing",),
+        )
+    )
     steer = config.steering_architecture
-    stages.append(Stage("steering", f"steering recovery study ({steer})", run_steering,
-                        (f"sae_train_{steer}", EVALUATE), ("steering_architecture", "study"), (STEERING_DIR,)))
-    stages.append(Stage("latent_maps", "latent maps of failure cases and workspace.json", run_latent_maps,
-                        (EVALUATE, "diffing"),
-                        ("steering_architecture", "map_cases", "map_latents", "failure_dice", "study"),
-                        (LATENTS_DIR, PREDICTIONS_DIR, "workspace.json", _section("latent_maps"))))
+    stages.append(
+        Stage(
+            "steering",
+            f"steering recovery study ({steer})",
+            run_steering,
+            (f"sae_train_{steer}", EVALUATE),
+            ("steering_architecture", "study"),
+            (STEERING_DIR,),
+        )
+    )
+    stages.append(
+        Stage(
+            "latent_maps",
+            "latent maps of failure cases and workspace.json",
+            run_latent_maps,
+            (EVALUATE, "diffing"),
+            ("steering_architecture", "map_cases", "map_latents", "failure_dice", "study"),
+            (LATENTS_DIR, PREDICTIONS_DIR, "workspace.json", _section("latent_maps")),
+        )
+    )
     folders = report_sections(config)
-    stages.append(Stage("report", "the HTML report", report_stage(list(stages), folders),
-                        tuple(s.name for s in stages), (), (REPORT_DIR, _section("report"))))
+    stages.append(
+        Stage(
+            "report",
+            "the HTML report",
+            report_stage(list(stages), folders),
+            tuple(s.name for s in stages),
+            (),
+            (REPORT_DIR, _section("report")),
+        )
+    )
     return stages
 
 
@@ -84,4 +152,3 @@ def run_demo(config: DemoSettings, work: str | os.PathLike, until: str | None = 
     torch.set_grad_enabled(True)  # the steering study turns gradients off process-wide; training needs them
     results = run_stages(stages, config, work)
     return {r.name: r for r in results}
-

@@ -17,9 +17,9 @@ from ..sae import DEFAULT_QUOTAS, ActivationStore, TrainConfig, load_sae
 from ..sae.defaults import default_for
 from ..sae.extract import extract_activations
 from ..sae.fit import fit_layer_sae, partial_dir
+from .backbone_stages import model_dir
 from .cohorts import cohort_folders, section_dir
 from .stages import StageContext
-from .backbone_stages import model_dir
 
 STORES_DIR = "stores"
 SAES_DIR = "saes"
@@ -43,8 +43,12 @@ def layer_for(ctx: StageContext, architecture: str, model) -> tuple[str, int, in
     """(layer, latents, k, kind): the configured layer and sizes, else the architecture's defaults."""
     config = ctx.config
     default = default_for(model)
-    return (config.layer_of(architecture) or default.layer, config.sae_latents or default.n_latents,
-            config.sae_k or default.k, default.kind)
+    return (
+        config.layer_of(architecture) or default.layer,
+        config.sae_latents or default.n_latents,
+        config.sae_k or default.k,
+        default.kind,
+    )
 
 
 def extract_stage(architecture: str):
@@ -56,21 +60,49 @@ def extract_stage(architecture: str):
         cases = adult + discover_cohorts(cohort_folders(ctx.work, config.role("calibration")))
         quotas = {name: max(1, round(n * config.sae_quota_scale)) for name, n in DEFAULT_QUOTAS.items()}
         with case_bar(f"capture {architecture} {layer}", len(cases)) as bar:
-            store = extract_activations(model, layer, cases, store_dir(ctx.work, architecture), quotas, config.seed,
-                                        lambda *_: bar.update(1), resume=ctx.resume)
+            store = extract_activations(
+                model,
+                layer,
+                cases,
+                store_dir(ctx.work, architecture),
+                quotas,
+                config.seed,
+                lambda *_: bar.update(1),
+                resume=ctx.resume,
+            )
         populations = sorted({c["population"] for c in store.cases})
-        summary = {"layer": layer, "rows": store.n_rows, "channels": store.d_in, "cases": len(store.cases),
-                   "populations": populations}
-        write_section(Section(
-            f"sae_extract_{architecture}", f"Stage sae_extract_{architecture}: activations of {architecture}",
-            [f"Stratified rows (tumour sub-regions, tissues, background) of layer {layer}, captured from "
-             f"{len(adult)} adult training cases and the calibration cohorts ({', '.join(populations)})."],
-            [Table("Activation store", ["architecture", "layer", "channels", "cases", "rows"],
-                   [[architecture, layer, store.d_in, len(store.cases), store.n_rows]],
-                   f"{STORES_DIR}/{architecture}/ (manifest)")],
-            command=f"medseglens sae extract --model {model_dir(ctx.work, architecture)} --layer {layer} --data ... "
-                    f"--out {store_dir(ctx.work, architecture)}"), section_dir(ctx.work, f"sae_extract_{architecture}"))
+        summary = {
+            "layer": layer,
+            "rows": store.n_rows,
+            "channels": store.d_in,
+            "cases": len(store.cases),
+            "populations": populations,
+        }
+        write_section(
+            Section(
+                f"sae_extract_{architecture}",
+                f"Stage sae_extract_{architecture}: activations of {architecture}",
+                [
+                    f"Stratified rows (tumour sub-regions, tissues, background) of layer {layer}, captured from "
+                    f"{len(adult)} adult training cases and the calibration cohorts ({', '.join(populations)})."
+                ],
+                [
+                    Table(
+                        "Activation store",
+                        ["architecture", "layer", "channels", "cases", "rows"],
+                        [[architecture, layer, store.d_in, len(store.cases), store.n_rows]],
+                        f"{STORES_DIR}/{architecture}/ (manifest)",
+                    )
+                ],
+                command=(
+                    f"medseglens sae extract --model {model_dir(ctx.work, architecture)} --layer {layer} "
+                    f"--data ... --out {store_dir(ctx.work, architecture)}"
+                ),
+            ),
+            section_dir(ctx.work, f"sae_extract_{architecture}"),
+        )
         return summary
+
     return run
 
 
@@ -81,26 +113,73 @@ def train_sae_stage(architecture: str):
         layer, latents, k, kind = layer_for(ctx, architecture, model)
         if not (ctx.resume and complete_sae(out)):
             store = ActivationStore(store_dir(ctx.work, architecture))
-            train = TrainConfig(n_latents=latents, k=k, kind=kind, total_rows=config.sae_rows,
-                                batch_size=config.sae_batch, init_rows=min(16384, store.n_rows), seed=config.seed,
-                                checkpoint_every=50)
+            train = TrainConfig(
+                n_latents=latents,
+                k=k,
+                kind=kind,
+                total_rows=config.sae_rows,
+                batch_size=config.sae_batch,
+                init_rows=min(16384, store.n_rows),
+                seed=config.seed,
+                checkpoint_every=50,
+            )
             fit_layer_sae(model, layer, store, out, train, resume=ctx.resume, overwrite=True)
         training = load_sae(out).info.training or {}
-        summary = {"layer": layer, "latents": latents, "k": k, "kind": kind,
-                   "fvu": training.get("final_fvu"), "l0": training.get("final_l0"),
-                   "dead_fraction": training.get("dead_fraction"), "rows": config.sae_rows}
-        row = [architecture, layer, latents, k, kind, config.sae_rows, _round(summary["fvu"]), _round(summary["l0"]),
-               _round(summary["dead_fraction"])]
-        write_section(Section(
-            f"sae_train_{architecture}", f"Stage sae_train_{architecture}: SAE on {architecture}",
-            ["Fraction of variance unexplained (FVU), mean active latents (L0) and dead latents at the end of "
-             "training, on the training rows."],
-            [Table("Sparse autoencoder", ["architecture", "layer", "latents", "k", "kind", "training rows", "FVU", "L0",
-                                          "dead fraction"], [row], f"{SAES_DIR}/{architecture}/sae.json (training)")],
-            command=f"medseglens sae train --model {model_dir(ctx.work, architecture)} --layer {layer} --store "
-                    f"{store_dir(ctx.work, architecture)} --latents {latents} --k {k} --rows {config.sae_rows} "
-                    f"--out {out}"), section_dir(ctx.work, f"sae_train_{architecture}"))
+        summary = {
+            "layer": layer,
+            "latents": latents,
+            "k": k,
+            "kind": kind,
+            "fvu": training.get("final_fvu"),
+            "l0": training.get("final_l0"),
+            "dead_fraction": training.get("dead_fraction"),
+            "rows": config.sae_rows,
+        }
+        row = [
+            architecture,
+            layer,
+            latents,
+            k,
+            kind,
+            config.sae_rows,
+            _round(summary["fvu"]),
+            _round(summary["l0"]),
+            _round(summary["dead_fraction"]),
+        ]
+        write_section(
+            Section(
+                f"sae_train_{architecture}",
+                f"Stage sae_train_{architecture}: SAE on {architecture}",
+                [
+                    "Fraction of variance unexplained (FVU), mean active latents (L0) and dead latents at the end of "
+                    "training, on the training rows."
+                ],
+                [
+                    Table(
+                        "Sparse autoencoder",
+                        [
+                            "architecture",
+                            "layer",
+                            "latents",
+                            "k",
+                            "kind",
+                            "training rows",
+                            "FVU",
+                            "L0",
+                            "dead fraction",
+                        ],
+                        [row],
+                        f"{SAES_DIR}/{architecture}/sae.json (training)",
+                    )
+                ],
+                command=f"medseglens sae train --model {model_dir(ctx.work, architecture)} --layer {layer} --store "
+                f"{store_dir(ctx.work, architecture)} --latents {latents} --k {k} --rows {config.sae_rows} "
+                f"--out {out}",
+            ),
+            section_dir(ctx.work, f"sae_train_{architecture}"),
+        )
         return summary
+
     return run
 
 

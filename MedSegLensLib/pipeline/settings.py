@@ -35,8 +35,9 @@ class CohortSpec:
             raise ParameterError(f"cohort {self.name}: role {self.role!r} is not one of {', '.join(ROLES)}")
 
 
-def default_cohorts(train: int = 32, test: int = 10, adult_test: int = 6, healthy: int = 4,
-                    calibration: int = 6) -> tuple[CohortSpec, ...]:
+def default_cohorts(
+    train: int = 32, test: int = 10, adult_test: int = 6, healthy: int = 4, calibration: int = 6
+) -> tuple[CohortSpec, ...]:
     """Adult training cases, held-out adult/pediatric/SSA/healthy cases and SSA/pediatric calibration cases.
 
     The seeds of the first five are the baseline failure map's (bench/baseline_failure_map.py).
@@ -49,8 +50,10 @@ def default_cohorts(train: int = 32, test: int = 10, adult_test: int = 6, health
         CohortSpec("healthy_test", "healthy", healthy, 105, "test"),
     ]
     if calibration:
-        cohorts += [CohortSpec("pediatric_calib", "pediatric", calibration, 106, "calibration"),
-                    CohortSpec("ssa_calib", "ssa", calibration, 107, "calibration")]
+        cohorts += [
+            CohortSpec("pediatric_calib", "pediatric", calibration, 106, "calibration"),
+            CohortSpec("ssa_calib", "ssa", calibration, 107, "calibration"),
+        ]
     return tuple(cohorts)
 
 
@@ -96,25 +99,46 @@ class DemoSettings:
         if self.model_size not in ("default", "tiny"):
             raise ParameterError(f"model_size {self.model_size!r}: use 'default' or 'tiny'")
         if self.steering_architecture not in self.architectures:
-            raise ParameterError(f"steering architecture {self.steering_architecture!r} is not among "
-                                 f"{', '.join(self.architectures)}")
+            raise ParameterError(
+                f"steering architecture {self.steering_architecture!r} is not among {', '.join(self.architectures)}"
+            )
         missing = [a for a in self.architectures if a not in dict(self.epochs)]
         if missing:
             raise ParameterError(f"no epochs given for {', '.join(missing)}")
 
     @classmethod
-    def quick(cls) -> "DemoSettings":
+    def quick(cls) -> DemoSettings:
         """Tiny networks on small 4 mm cohorts: every stage in a few minutes (numbers are not meaningful)."""
-        return cls(spacing=4.0, cohorts=default_cohorts(train=10, test=4, adult_test=3, healthy=2, calibration=3),
-                   model_size="tiny", epochs=(("unet", 8), ("segformer", 8)), val_every=4,
-                   layers=TINY_LAYERS, sae_latents=64, sae_k=4, sae_rows=65_536, sae_batch=1024, sae_adult_cases=6,
-                   diff_bootstrap=50, diff_arch_cases=4, diff_permutations=10,
-                   study=StudySettings(latents_per_population=2, alphas=(1.0, 2.0), logit_biases=(1.0,),
-                                       calibration_cases=3, test_cases=3, dose_cases=1, dose_latents=1,
-                                       dose_alphas=(-1.0, 1.0), min_firing=0.0))
+        return cls(
+            spacing=4.0,
+            cohorts=default_cohorts(train=10, test=4, adult_test=3, healthy=2, calibration=3),
+            model_size="tiny",
+            epochs=(("unet", 8), ("segformer", 8)),
+            val_every=4,
+            layers=TINY_LAYERS,
+            sae_latents=64,
+            sae_k=4,
+            sae_rows=65_536,
+            sae_batch=1024,
+            sae_adult_cases=6,
+            diff_bootstrap=50,
+            diff_arch_cases=4,
+            diff_permutations=10,
+            study=StudySettings(
+                latents_per_population=2,
+                alphas=(1.0, 2.0),
+                logit_biases=(1.0,),
+                calibration_cases=3,
+                test_cases=3,
+                dose_cases=1,
+                dose_latents=1,
+                dose_alphas=(-1.0, 1.0),
+                min_firing=0.0,
+            ),
+        )
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "DemoSettings":
+    def from_file(cls, path: str | Path) -> DemoSettings:
         """A config from JSON: any subset of the fields (cohorts as a list of objects, study as its settings)."""
         data = read_settings(path, cls, "demo settings")
         try:
@@ -137,7 +161,7 @@ class DemoSettings:
         data["epochs"], data["layers"] = dict(self.epochs), dict(self.layers)
         return data
 
-    def replace(self, **changes) -> "DemoSettings":
+    def replace(self, **changes) -> DemoSettings:
         return dataclasses.replace(self, **changes)
 
     def role(self, role: str) -> list[CohortSpec]:

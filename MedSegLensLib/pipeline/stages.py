@@ -23,9 +23,9 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..errors import ParameterError
 from ..fileio import write_json_atomic
@@ -42,7 +42,7 @@ class Stage:
 
     name: str
     title: str
-    run: Callable[["StageContext"], dict]
+    run: Callable[[StageContext], dict]
     deps: tuple[str, ...] = ()
     uses: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()  # paths relative to the work folder, cleared before a fresh run
@@ -80,8 +80,12 @@ def _read(path: Path) -> dict | None:
 
 
 def stage_key(stage: Stage, config: DemoSettings, dep_run_ids: dict[str, str]) -> str:
-    blob = {"version": PIPELINE_VERSION, "stage": stage.name, "deps": dep_run_ids,
-            "config": {name: config.field_json(name) for name in stage.uses}}
+    blob = {
+        "version": PIPELINE_VERSION,
+        "stage": stage.name,
+        "deps": dep_run_ids,
+        "config": {name: config.field_json(name) for name in stage.uses},
+    }
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -117,8 +121,13 @@ def run_stages(stages: list[Stage], config: DemoSettings, work: str | os.PathLik
     run_ids: dict[str, str] = {}
     context = StageContext(work, config, resume=False)
     results: list[StageResult] = []
-    record = {"pipeline_version": PIPELINE_VERSION, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "cpus": os.cpu_count(), "threads": _threads(), "stages": {}}
+    record = {
+        "pipeline_version": PIPELINE_VERSION,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "threads": _threads(),
+        "stages": {},
+    }
     started = time.perf_counter()
     for number, stage in enumerate(stages, start=1):
         key = stage_key(stage, config, {d: run_ids[d] for d in stage.deps})
@@ -127,7 +136,9 @@ def run_stages(stages: list[Stage], config: DemoSettings, work: str | os.PathLik
         load_before = _load()
         if done and done.get("key") == key:
             run_ids[stage.name] = done["run_id"]
-            results.append(StageResult(stage.name, "skipped", 0.0, done.get("seconds", 0.0), key, done.get("summary", {})))
+            results.append(
+                StageResult(stage.name, "skipped", 0.0, done.get("seconds", 0.0), key, done.get("summary", {}))
+            )
             log(f"{prefix}: done before ({done.get('seconds', 0):.1f} s), skipped")
         else:
             started_marker = _marker(work, stage.name, "started")
@@ -148,16 +159,28 @@ def run_stages(stages: list[Stage], config: DemoSettings, work: str | os.PathLik
                 raise
             seconds = round(earlier + time.perf_counter() - begin, 1)
             run_ids[stage.name] = uuid.uuid4().hex
-            write_json_atomic(_marker(work, stage.name, "done"),
-                              {"key": key, "run_id": run_ids[stage.name], "seconds": seconds, "summary": summary,
-                               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            write_json_atomic(
+                _marker(work, stage.name, "done"),
+                {
+                    "key": key,
+                    "run_id": run_ids[stage.name],
+                    "seconds": seconds,
+                    "summary": summary,
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+            )
             started_marker.unlink(missing_ok=True)
             results.append(StageResult(stage.name, "ran", seconds, seconds, key, summary))
             log(f"{prefix}: finished in {seconds:.1f} s")
         last = results[-1]
-        record["stages"][stage.name] = {"title": stage.title, "status": last.status, "seconds": last.seconds,
-                                        "built_seconds": last.built_seconds, "load_before": load_before,
-                                        "load_after": _load()}
+        record["stages"][stage.name] = {
+            "title": stage.title,
+            "status": last.status,
+            "seconds": last.seconds,
+            "built_seconds": last.built_seconds,
+            "load_before": load_before,
+            "load_after": _load(),
+        }
         record["total_seconds"] = round(time.perf_counter() - started, 1)
         write_json_atomic(work / RUN_RECORD, record)
     return results

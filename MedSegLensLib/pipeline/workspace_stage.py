@@ -1,4 +1,6 @@
-"""Stage `latent_maps`: latent maps of failure cases and the viewer's `workspace.json` (the demo folder is the workspace).
+"""Stage `latent_maps`: latent maps of failure cases and the viewer's `workspace.json`.
+
+The demo folder is the workspace.
 
 For each shifted population, the failure case whose failure-region Dice is
 highest (the borderline failure, where steering has the best chance) gets its
@@ -22,10 +24,10 @@ from ..sae import encode_case, load_sae
 from ..steering.study.settings import HEALTHY_POPULATION, REFERENCE_POPULATION
 from ..viewer.workspace import ModelEntry, Overlay, SaeEntry, Workspace, WorkspaceCase, write_workspace_index
 from .analysis import DIFFING_DIR, labels_file
+from .backbone_stages import MODELS_DIR, model_dir, read_scores
 from .cohorts import cohort_folders, section_dir
 from .sae_stages import SAES_DIR, sae_dir
 from .stages import StageContext
-from .backbone_stages import MODELS_DIR, model_dir, read_scores
 
 LATENTS_DIR = "latents"
 PREDICTIONS_DIR = "predictions"
@@ -79,47 +81,105 @@ def run_latent_maps(ctx: StageContext) -> dict:
     for row in chosen:
         case = by_id[row["case_id"]].load()
         prediction = model.predict(case).labels
-        predictions[case.case_id] = _relative(case.write_like_input(
-            prediction, work / PREDICTIONS_DIR / architecture / f"{case.case_id}-seg.nii.gz", dtype=np.uint8), work)
+        predictions[case.case_id] = _relative(
+            case.write_like_input(
+                prediction, work / PREDICTIONS_DIR / architecture / f"{case.case_id}-seg.nii.gz", dtype=np.uint8
+            ),
+            work,
+        )
         tumour = case.label > 0 if case.label is not None and case.label.any() else prediction > 0
         codes = encode_case(model, sae, case)
         overlays[case.case_id] = []
         top = tumour_latents(codes, tumour, config.map_latents)
         for latent, heat, mass in top:
-            path = case.write_like_input(heat.astype(np.float32),
-                                         work / LATENTS_DIR / architecture / case.case_id / f"latent-{latent:05d}.nii.gz")
+            path = case.write_like_input(
+                heat.astype(np.float32),
+                work / LATENTS_DIR / architecture / case.case_id / f"latent-{latent:05d}.nii.gz",
+            )
             label = labels.get(latent)
-            overlays[case.case_id].append(Overlay(
-                name=f"latent {latent}", file=_relative(path, work), latent=latent,
-                category=label.category if label else "", description=label.description if label else "",
-                specificity=round(mass / max(float(heat.sum()), 1e-12), 4), sae=sae_name(architecture)))
+            overlays[case.case_id].append(
+                Overlay(
+                    name=f"latent {latent}",
+                    file=_relative(path, work),
+                    latent=latent,
+                    category=label.category if label else "",
+                    description=label.description if label else "",
+                    specificity=round(mass / max(float(heat.sum()), 1e-12), 4),
+                    sae=sae_name(architecture),
+                )
+            )
         panels.append((case, prediction, top))
     cases, failed = [], failed_ids(rows, config.failure_dice)
     for row in rows:
         files = by_id[row["case_id"]]
         dice = {r: row.get(f"dice_{r}") for r in REGIONS}
-        cases.append(WorkspaceCase(row["case_id"], row["population"], _relative(Path(files.modalities["t1n"]).parent, work),
-                                   prediction=predictions.get(row["case_id"]), dice=dice,
-                                   failure=row["case_id"] in failed, overlays=overlays.get(row["case_id"], [])))
+        cases.append(
+            WorkspaceCase(
+                row["case_id"],
+                row["population"],
+                _relative(Path(files.modalities["t1n"]).parent, work),
+                prediction=predictions.get(row["case_id"]),
+                dice=dice,
+                failure=row["case_id"] in failed,
+                overlays=overlays.get(row["case_id"], []),
+            )
+        )
     cases.sort(key=lambda c: (c.case_id not in overlays, c.population, c.case_id))  # the failure cases first
-    write_workspace_index(Workspace(work, cases, default_model=f"{MODELS_DIR}/{architecture}",
-                                    default_sae=f"{SAES_DIR}/{architecture}", models=model_entries(ctx)))
+    write_workspace_index(
+        Workspace(
+            work,
+            cases,
+            default_model=f"{MODELS_DIR}/{architecture}",
+            default_sae=f"{SAES_DIR}/{architecture}",
+            models=model_entries(ctx),
+        )
+    )
     folder = section_dir(work, "latent_maps")
     folder.mkdir(parents=True, exist_ok=True)
     _plot(panels, folder / "latent_maps.png", labels)
-    table = Table("Latent maps written for the viewer", ["case", "population", "WT Dice", "TC Dice", "ET Dice",
-                                                         "latents (share of activation inside the tumour)"],
-                  [[r["case_id"], r["population"], r["dice_WT"], r["dice_TC"], r["dice_ET"],
-                    ", ".join(f"{o.latent} ({o.specificity:.0%})" for o in overlays[r["case_id"]])] for r in chosen],
-                  f"{LATENTS_DIR}/{architecture}/<case>/latent-*.nii.gz, workspace.json")
-    write_section(Section(
-        "latent_maps", "Stage latent_maps: latent maps of failure cases",
-        [f"The {architecture} SAE's latents with most activation inside the reference tumour of the borderline "
-         "failure case of each shifted population, written on the case grid for the viewer (workspace.json lists "
-         f"{len(cases)} held-out cases with their Dice and failure flag)."],
-        [table], [Figure("latent_maps.png", "FLAIR with the reference (green) and predicted (red) tumour outline, "
-                         "then the strongest latents' maps", f"{LATENTS_DIR}/{architecture}/")]), folder)
-    return {"cases": [r["case_id"] for r in chosen], "failure_case": chosen[0]["case_id"], "workspace_cases": len(cases)}
+    table = Table(
+        "Latent maps written for the viewer",
+        ["case", "population", "WT Dice", "TC Dice", "ET Dice", "latents (share of activation inside the tumour)"],
+        [
+            [
+                r["case_id"],
+                r["population"],
+                r["dice_WT"],
+                r["dice_TC"],
+                r["dice_ET"],
+                ", ".join(f"{o.latent} ({o.specificity:.0%})" for o in overlays[r["case_id"]]),
+            ]
+            for r in chosen
+        ],
+        f"{LATENTS_DIR}/{architecture}/<case>/latent-*.nii.gz, workspace.json",
+    )
+    write_section(
+        Section(
+            "latent_maps",
+            "Stage latent_maps: latent maps of failure cases",
+            [
+                f"The {architecture} SAE's latents with most activation inside the reference tumour of the borderline "
+                "failure case of each shifted population, written on the case grid for the viewer (workspace.json "
+                "lists "
+                f"{len(cases)} held-out cases with their Dice and failure flag)."
+            ],
+            [table],
+            [
+                Figure(
+                    "latent_maps.png",
+                    "FLAIR with the reference (green) and predicted (red) tumour outline, "
+                    "then the strongest latents' maps",
+                    f"{LATENTS_DIR}/{architecture}/",
+                )
+            ],
+        ),
+        folder,
+    )
+    return {
+        "cases": [r["case_id"] for r in chosen],
+        "failure_case": chosen[0]["case_id"],
+        "workspace_cases": len(cases),
+    }
 
 
 def sae_name(architecture: str) -> str:
@@ -128,9 +188,21 @@ def sae_name(architecture: str) -> str:
 
 def model_entries(ctx: StageContext) -> list[ModelEntry]:
     """Every model with its SAE, the SAE's interpretation and its population diffing (workspace-relative)."""
-    return [ModelEntry(a, f"{MODELS_DIR}/{a}", (SaeEntry(
-        sae_name(a), f"{SAES_DIR}/{a}", interpretation=_relative(labels_file(ctx.work, a), ctx.work),
-        populations=f"{DIFFING_DIR}/populations-{a}/populations.json"),)) for a in ctx.config.architectures]
+    return [
+        ModelEntry(
+            a,
+            f"{MODELS_DIR}/{a}",
+            (
+                SaeEntry(
+                    sae_name(a),
+                    f"{SAES_DIR}/{a}",
+                    interpretation=_relative(labels_file(ctx.work, a), ctx.work),
+                    populations=f"{DIFFING_DIR}/populations-{a}/populations.json",
+                ),
+            ),
+        )
+        for a in ctx.config.architectures
+    ]
 
 
 def _relative(path: Path, work: Path) -> str:

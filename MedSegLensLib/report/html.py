@@ -45,7 +45,7 @@ class Section:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, obj: dict) -> "Section":
+    def from_json(cls, obj: dict) -> Section:
         return cls(
             key=obj["key"],
             title=obj["title"],

@@ -59,7 +59,7 @@ def region_alignment(codes: SparseCodes, labels: np.ndarray, n_latents: int) -> 
             result[region] = RegionAlignment(float("nan"), -1, 0, int(positive.sum()))
             continue
         best = int(np.nanargmax(aurocs))
-        result[region] = RegionAlignment(float(aurocs[best]), best, int(np.sum(aurocs > STRONG_AUROC)),
-                                         int(positive.sum()))
+        result[region] = RegionAlignment(
+            float(aurocs[best]), best, int(np.sum(aurocs > STRONG_AUROC)), int(positive.sum())
+        )
     return result
-

@@ -24,8 +24,8 @@ receptive field of the U-Net's layers).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -107,8 +107,14 @@ def resample_layer_volume(volume: np.ndarray, source: Grid, target: Grid, order:
     if tuple(volume.shape) != tuple(source.shape):
         raise ParameterError(f"volume of shape {tuple(volume.shape)} is not on the layer grid {tuple(source.shape)}")
     mapping = np.linalg.inv(source.affine) @ target.affine
-    out = ndimage.affine_transform(np.asarray(volume, dtype=np.float32), mapping[:3, :3], offset=mapping[:3, 3],
-                                   output_shape=tuple(target.shape), order=order, mode="nearest")
+    out = ndimage.affine_transform(
+        np.asarray(volume, dtype=np.float32),
+        mapping[:3, :3],
+        offset=mapping[:3, 3],
+        output_shape=tuple(target.shape),
+        order=order,
+        mode="nearest",
+    )
     return out.astype(np.float32, copy=False)
 
 
@@ -120,8 +126,10 @@ def find_layer(network: nn.Module, layer: str) -> nn.Module:
     from ..models.layers import block_names
 
     blocks = block_names(network) or [(name, "") for name in list(modules)[1:12]]
-    raise ParameterError(f"layer {layer!r} is not in this {type(network).__name__}; hookable layers include "
-                         f"{', '.join(name for name, _ in blocks)} (see `medseglens layers --model MODEL_DIR`)")
+    raise ParameterError(
+        f"layer {layer!r} is not in this {type(network).__name__}; hookable layers include "
+        f"{', '.join(name for name, _ in blocks)} (see `medseglens layers --model MODEL_DIR`)"
+    )
 
 
 def _prepared(model: SegmentationModel, case_or_prepared: Case | PreparedInput) -> PreparedInput:
@@ -159,6 +167,7 @@ def layer_feature_maps(
             if not isinstance(output, torch.Tensor) or output.ndim != 5:
                 raise ParameterError(f"layer {layer!r} does not output a (batch, C, X, Y, Z) map; pick a spatial layer")
             outputs[layer].append(output)
+
         return hook
 
     def predictor(windows: torch.Tensor, coords) -> torch.Tensor:
@@ -167,7 +176,9 @@ def layer_feature_maps(
         logits = network(windows)
         for layer, seen in outputs.items():
             if len(seen) != 1:
-                raise ParameterError(f"layer {layer!r} ran {len(seen)} times in one forward pass; hook a module used once")
+                raise ParameterError(
+                    f"layer {layer!r} ran {len(seen)} times in one forward pass; hook a module used once"
+                )
             for index, where in enumerate(coords):
                 stitchers[layer].add([where[axis].start for axis in range(2, 5)], seen[0][index])
         return logits
@@ -176,8 +187,14 @@ def layer_feature_maps(
     try:
         with autocast(prepared.tensor.device, precision):
             logits = sliding_window_inference(
-                prepared.tensor, roi_size=roi, sw_batch_size=int(window.get("batch_size", 1)), predictor=predictor,
-                overlap=float(window.get("overlap", 0.5)), mode=mode, with_coord=True)
+                prepared.tensor,
+                roi_size=roi,
+                sw_batch_size=int(window.get("batch_size", 1)),
+                predictor=predictor,
+                overlap=float(window.get("overlap", 0.5)),
+                mode=mode,
+                with_coord=True,
+            )
     finally:
         for handle in handles:
             handle.remove()
@@ -186,9 +203,16 @@ def layer_feature_maps(
     for layer, stitcher in stitchers.items():
         features = stitcher.result()
         maps[layer] = FeatureMap(
-            features=features, grid=layer_grid(prepared.grid, stitcher.stride, features.shape[1:]), layer=layer,
-            stride=stitcher.stride, model_grid=prepared.grid, case_grid=prepared.case_grid,
-            model_fingerprint=model.fingerprint, case_id=prepared.case_id, logits=logits)
+            features=features,
+            grid=layer_grid(prepared.grid, stitcher.stride, features.shape[1:]),
+            layer=layer,
+            stride=stitcher.stride,
+            model_grid=prepared.grid,
+            case_grid=prepared.case_grid,
+            model_fingerprint=model.fingerprint,
+            case_id=prepared.case_id,
+            logits=logits,
+        )
     return maps
 
 

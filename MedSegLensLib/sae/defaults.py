@@ -38,6 +38,8 @@ def default_for(model: SegmentationModel) -> LayerDefault:
     """The default layer and SAE size of the model's architecture."""
     architecture = model.config.architecture
     if architecture not in DEFAULTS:
-        raise ParameterError(f"no default SAE layer for architecture {architecture!r}; pass --layer "
-                             "(see `medseglens layers --model MODEL_DIR`)")
+        raise ParameterError(
+            f"no default SAE layer for architecture {architecture!r}; pass --layer "
+            "(see `medseglens layers --model MODEL_DIR`)"
+        )
     return DEFAULTS[architecture]

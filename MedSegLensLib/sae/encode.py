@@ -12,8 +12,8 @@ the network runs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -101,19 +101,32 @@ def encode_rows(sae: SparseAutoencoder, rows: torch.Tensor) -> SparseCodes:
     chunk = max(256, CHUNK_ENTRIES // sae.n_latents)
     parts = []
     for start in range(0, rows.shape[0], chunk):
-        codes = sae.encode_sparse(rows[start:start + chunk].float())
+        codes = sae.encode_sparse(rows[start : start + chunk].float())
         codes.rows = codes.rows + start
         parts.append(codes)
-    return concat(parts, rows.shape[0]) if parts else SparseCodes(
-        torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), torch.zeros(0), 0)
+    return (
+        concat(parts, rows.shape[0])
+        if parts
+        else SparseCodes(torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), torch.zeros(0), 0)
+    )
 
 
 def encode_features(sae: SparseAutoencoder, fmap: FeatureMap) -> CaseCodes:
     """Codes of a captured feature map (the SAE must belong to its model and layer)."""
     check_compatible(sae, fmap.model_fingerprint, fmap.layer, fmap.channels)
     codes = encode_rows(sae, fmap.rows())
-    return CaseCodes(codes.rows, codes.latents, codes.values.float(), fmap.shape, fmap.grid, fmap.case_grid,
-                     sae.n_latents, fmap.layer, fmap.model_fingerprint, fmap.case_id)
+    return CaseCodes(
+        codes.rows,
+        codes.latents,
+        codes.values.float(),
+        fmap.shape,
+        fmap.grid,
+        fmap.case_grid,
+        sae.n_latents,
+        fmap.layer,
+        fmap.model_fingerprint,
+        fmap.case_id,
+    )
 
 
 def encode_case(

@@ -11,8 +11,8 @@ from the mean Dice over the labelled cases.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -41,8 +41,12 @@ def region_dice(labels: np.ndarray, reference: np.ndarray) -> dict[str, float]:
 
 
 def spliced_dice(
-    model: SegmentationModel, prepared: PreparedInput, reference: np.ndarray, layer: str,
-    transforms: Mapping[str, Transform], precision: str = "fp32",
+    model: SegmentationModel,
+    prepared: PreparedInput,
+    reference: np.ndarray,
+    layer: str,
+    transforms: Mapping[str, Transform],
+    precision: str = "fp32",
 ) -> dict[str, dict[str, float]]:
     """Dice per region with the layer's output replaced by each named transform."""
     out = {}
@@ -79,10 +83,13 @@ class SAEEvaluation:
 
     def to_json(self) -> dict:
         return {
-            "layer": self.layer, "cases": self.cases, "labelled_cases": self.labelled_cases,
+            "layer": self.layer,
+            "cases": self.cases,
+            "labelled_cases": self.labelled_cases,
             "fidelity_stratified_rows": self.fidelity.to_dict(),
             "fidelity_brain_voxels": self.fidelity_brain_voxels.to_dict(),
-            "dice_mean": self.dice, "dice_recovered": self.dice_recovered,
+            "dice_mean": self.dice,
+            "dice_recovered": self.dice_recovered,
             "alignment": {region: a.to_dict() for region, a in self.alignment.items()},
             "per_case": self.per_case,
         }
@@ -99,7 +106,9 @@ def evaluate_sae(
     precision: str = "fp32",
 ) -> SAEEvaluation:
     """Held-out evaluation of `sae` at its layer of `model` (refused if they do not belong together)."""
-    return evaluate_saes(model, {"sae": (layer or sae.info.layer, sae)}, cases, quotas, seed, progress, precision)["sae"]
+    return evaluate_saes(model, {"sae": (layer or sae.info.layer, sae)}, cases, quotas, seed, progress, precision)[
+        "sae"
+    ]
 
 
 def evaluate_saes(
@@ -128,8 +137,11 @@ def evaluate_saes(
         case = files.load()
         prepared = model.prepare(case)
         maps = layer_feature_maps(model, prepared, layers, precision)
-        original = region_dice(model.to_prediction(next(iter(maps.values())).logits, prepared).labels, case.label) \
-            if case.label is not None else None
+        original = (
+            region_dice(model.to_prediction(next(iter(maps.values())).logits, prepared).labels, case.label)
+            if case.label is not None
+            else None
+        )
         for layer, fmap in maps.items():
             rows = sample_case_rows(fmap, case, quotas, seed)
             stratified[layer].append(rows.activations)
@@ -141,11 +153,19 @@ def evaluate_saes(
                 brain[name].add(inside)
             if original is None:
                 continue
-            transforms = {"zero_ablation": zero_ablation, **{name: sae_reconstruction(sae) for name, sae in named.items()}}
+            transforms = {
+                "zero_ablation": zero_ablation,
+                **{name: sae_reconstruction(sae) for name, sae in named.items()},
+            }
             dice = spliced_dice(model, prepared, case.label, layer, transforms, precision)
             for name in named:
-                per_case[name].append({"case_id": case.case_id, "population": case.population, "dice": {
-                    "original": original, "sae": dice[name], "zero_ablation": dice["zero_ablation"]}})
+                per_case[name].append(
+                    {
+                        "case_id": case.case_id,
+                        "population": case.population,
+                        "dice": {"original": original, "sae": dice[name], "zero_ablation": dice["zero_ablation"]},
+                    }
+                )
         if progress is not None:
             progress(index + 1, len(cases), files.case_id)
     results = {}
@@ -159,7 +179,7 @@ def evaluate_saes(
             fidelity=evaluate_fidelity(sae, rows_all.split(8192)),
             fidelity_brain_voxels=brain[name].report(),
             dice=means,
-            dice_recovered=dice_recovered(lambda mode: means[mode]) if per_case[name] else {},
+            dice_recovered=dice_recovered(means.__getitem__) if per_case[name] else {},
             alignment=region_alignment(encode_rows(sae, rows_all), np.concatenate(labels[layer]), sae.n_latents),
             per_case=per_case[name],
         )

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -41,14 +41,27 @@ def brain_mask(case: Case) -> np.ndarray:
 
 def sample_case_rows(fmap: FeatureMap, case: Case, quotas: Mapping[str, int] | None, seed: int) -> FeatureRows:
     """Stratified rows of a case's layer map, each with its case-grid voxel, label and tissue class."""
-    return sample_feature_map(fmap.features, case.grid.shape, case.label, case.tissue, brain_mask(case),
-                              quotas=quotas, seed=case_seed(seed, case.case_id), coords=fmap.case_voxels())
+    return sample_feature_map(
+        fmap.features,
+        case.grid.shape,
+        case.label,
+        case.tissue,
+        brain_mask(case),
+        quotas=quotas,
+        seed=case_seed(seed, case.case_id),
+        coords=fmap.case_voxels(),
+    )
 
 
 def store_info(model: SegmentationModel, layer: str, quotas: Mapping[str, int], seed: int) -> dict:
     """What a store holds; a resumed capture must match it exactly."""
-    return {"model_fingerprint": model.fingerprint, "architecture": model.config.architecture, "layer": layer,
-            "quotas": dict(quotas), "seed": int(seed)}
+    return {
+        "model_fingerprint": model.fingerprint,
+        "architecture": model.config.architecture,
+        "layer": layer,
+        "quotas": dict(quotas),
+        "seed": int(seed),
+    }
 
 
 def check_store_for(store: ActivationStore, model: SegmentationModel, layer: str) -> None:
@@ -57,10 +70,13 @@ def check_store_for(store: ActivationStore, model: SegmentationModel, layer: str
     if info.get("model_fingerprint") != model.fingerprint:
         raise CompatibilityError(
             f"{store.path}: activations come from model {str(info.get('model_fingerprint'))[:12]}, not "
-            f"{model.fingerprint[:12]}; capture a new store for this model")
+            f"{model.fingerprint[:12]}; capture a new store for this model"
+        )
     if info.get("layer") != layer:
-        raise CompatibilityError(f"{store.path}: activations come from layer {info.get('layer')!r}, not {layer!r}; "
-                                 "capture a new store or pass the store's layer")
+        raise CompatibilityError(
+            f"{store.path}: activations come from layer {info.get('layer')!r}, not {layer!r}; "
+            "capture a new store or pass the store's layer"
+        )
 
 
 def complete_store(path: str | os.PathLike) -> ActivationStore | None:
@@ -102,9 +118,17 @@ def extract_layers(
 ) -> dict[str, ActivationStore]:
     """Several layers at once (one store each, one sliding-window pass per case for all of them)."""
     quotas = dict(DEFAULT_QUOTAS if quotas is None else quotas)
-    writers = {layer: StoreWriter(path, layer_channels(model, layer), dtype=dtype,
-                                  info=store_info(model, layer, quotas, seed), resume=resume, overwrite=overwrite)
-               for layer, path in stores.items()}
+    writers = {
+        layer: StoreWriter(
+            path,
+            layer_channels(model, layer),
+            dtype=dtype,
+            info=store_info(model, layer, quotas, seed),
+            resume=resume,
+            overwrite=overwrite,
+        )
+        for layer, path in stores.items()
+    }
     for index, files in enumerate(cases):
         todo = [layer for layer, writer in writers.items() if files.case_id not in writer.done_case_ids]
         if todo:
@@ -112,8 +136,9 @@ def extract_layers(
             for layer, fmap in layer_feature_maps(model, case, todo, precision).items():
                 rows = sample_case_rows(fmap, case, quotas, seed)
                 writer = writers[layer]
-                writer.add_case(case.case_id, case.population, rows.activations, rows.coords, rows.label, rows.tissue,
-                                rows.stratum)
+                writer.add_case(
+                    case.case_id, case.population, rows.activations, rows.coords, rows.label, rows.tissue, rows.stratum
+                )
                 writer.flush()  # commit each finished case: a rerun continues with the next one
             pause_point(f"extract:case-{index + 1}")
         if progress is not None:

@@ -9,8 +9,8 @@ with per-stratum quotas and returned with their image coordinates, ready for
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 import torch

@@ -13,8 +13,8 @@ a callable that runs the network in each mode and returns Dice per region.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import torch

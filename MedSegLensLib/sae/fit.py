@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import OutputError
 from ..models.inference import SegmentationModel
@@ -33,9 +33,14 @@ def partial_dir(out: str | os.PathLike) -> Path:
 def data_summary(store: ActivationStore) -> dict:
     """The training data in the SAE's sidecar: store, rows, cases per population, sampling settings."""
     populations = Counter(case["population"] for case in store.cases)
-    return {"store": str(store.path), "rows": store.n_rows, "cases": len(store.cases),
-            "cases_per_population": dict(sorted(populations.items())),
-            "quotas": store.info.get("quotas"), "sampling_seed": store.info.get("seed")}
+    return {
+        "store": str(store.path),
+        "rows": store.n_rows,
+        "cases": len(store.cases),
+        "cases_per_population": dict(sorted(populations.items())),
+        "quotas": store.info.get("quotas"),
+        "sampling_seed": store.info.get("seed"),
+    }
 
 
 def fit_layer_sae(
@@ -65,18 +70,28 @@ def prepare_run(out: str | os.PathLike, resume: bool, overwrite: bool) -> Path:
     work = partial_dir(out)
     if (work / CHECKPOINT).exists() and not resume:
         if not overwrite:
-            raise OutputError(f"{work}: an unfinished training run is there; pass --resume to continue it "
-                              "or --overwrite to start over")
+            raise OutputError(
+                f"{work}: an unfinished training run is there; pass --resume to continue it "
+                "or --overwrite to start over"
+            )
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     return work
 
 
-def publish_sae(model: SegmentationModel, layer: str, store: ActivationStore, out: str | os.PathLike,
-                sae: SparseAutoencoder, summary: dict, overwrite: bool) -> None:
+def publish_sae(
+    model: SegmentationModel,
+    layer: str,
+    store: ActivationStore,
+    out: str | os.PathLike,
+    sae: SparseAutoencoder,
+    summary: dict,
+    overwrite: bool,
+) -> None:
     """Save the trained SAE with its sidecar (adds the training data to `summary`) and drop the run's checkpoints."""
     summary["data"] = data_summary(store)
-    info = SAEInfo(model.fingerprint, layer, {"input_scale_folded": summary["input_scale"]}, summary,
-                   model.config.architecture)
+    info = SAEInfo(
+        model.fingerprint, layer, {"input_scale_folded": summary["input_scale"]}, summary, model.config.architecture
+    )
     save_sae(sae, out, info, overwrite=overwrite)
     shutil.rmtree(partial_dir(out), ignore_errors=True)

@@ -80,7 +80,9 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
     folder = Path(folder)
     sidecar_path, weights_path = folder / SIDECAR, folder / WEIGHTS
     if not sidecar_path.exists() or not weights_path.exists():
-        raise InputError(f"{folder}: not an SAE folder (needs {SIDECAR} and {WEIGHTS}); pass the folder `sae train` wrote")
+        raise InputError(
+            f"{folder}: not an SAE folder (needs {SIDECAR} and {WEIGHTS}); pass the folder `sae train` wrote"
+        )
     try:
         sidecar = json.loads(sidecar_path.read_text())
     except (OSError, ValueError) as exc:
@@ -88,15 +90,23 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
     if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT or sidecar.get("version") != VERSION:
         raise InputError(f"{sidecar_path}: not a version-{VERSION} MedSegLens SAE sidecar")
     if sha256_file(weights_path) != sidecar.get("weights_sha256"):
-        raise IntegrityError(f"{weights_path}: sha256 does not match {SIDECAR}; the weights were modified, restore or retrain")
+        raise IntegrityError(
+            f"{weights_path}: sha256 does not match {SIDECAR}; the weights were modified, restore or retrain"
+        )
     try:
         config = SAEConfig(int(sidecar["d_in"]), int(sidecar["n_latents"]), int(sidecar["k"]), str(sidecar["kind"]))
-        info = SAEInfo(str(sidecar["model_fingerprint"]), str(sidecar["layer"]), dict(sidecar.get("scaling") or {}),
-                       dict(sidecar.get("training") or {}), str(sidecar.get("model_architecture") or ""))
+        info = SAEInfo(
+            str(sidecar["model_fingerprint"]),
+            str(sidecar["layer"]),
+            dict(sidecar.get("scaling") or {}),
+            dict(sidecar.get("training") or {}),
+            str(sidecar.get("model_architecture") or ""),
+        )
         tensors = load_file(str(weights_path))
     except (KeyError, TypeError, ValueError, MedSegLensError, SafetensorError) as exc:
-        raise IntegrityError(f"{sidecar_path}: entry missing or invalid ({' '.join(str(exc).split())[:120]}); "
-                             "restore or retrain the SAE") from None
+        raise IntegrityError(
+            f"{sidecar_path}: entry missing or invalid ({' '.join(str(exc).split())[:120]}); restore or retrain the SAE"
+        ) from None
     with torch.device("meta"):  # shapes only: a tampered sidecar must not make us allocate its sizes
         expected = {name: getattr(SparseAutoencoder(config), name).shape for name in TENSORS}
     for name, shape in expected.items():
@@ -120,17 +130,23 @@ def check_compatible(sae: SparseAutoencoder, model_fingerprint: str, layer: str,
     if info.model_fingerprint != model_fingerprint:
         raise CompatibilityError(
             f"SAE was trained on model {info.model_fingerprint[:12]} but this model is {model_fingerprint[:12]}; "
-            "train an SAE on this model or load the matching model")
+            "train an SAE on this model or load the matching model"
+        )
     if info.layer != layer:
         raise CompatibilityError(
-            f"SAE was trained on layer {info.layer!r}, not {layer!r}; pass --layer {info.layer} or train an SAE for {layer}")
+            f"SAE was trained on layer {info.layer!r}, not {layer!r}; pass --layer {info.layer} or train an SAE for "
+            f"{layer}"
+        )
     if sae.d_in != d_in:
         raise CompatibilityError(
-            f"SAE expects {sae.d_in} channels but layer {layer!r} gives {d_in}; the model or layer changed, retrain the SAE")
+            f"SAE expects {sae.d_in} channels but layer {layer!r} gives {d_in}; the model or layer changed, retrain "
+            "the SAE"
+        )
 
 
-def check_sae_for_model(sae: SparseAutoencoder, sae_dir: str | Path, model: SegmentationModel,
-                        layer: str | None = None) -> str:
+def check_sae_for_model(
+    sae: SparseAutoencoder, sae_dir: str | Path, model: SegmentationModel, layer: str | None = None
+) -> str:
     """The layer the SAE encodes on `model`; refuses an SAE of another model (checked first) or another layer.
 
     Commands that take a model and an SAE call this before any other check or work, so a mixed-up pair is
@@ -142,8 +158,11 @@ def check_sae_for_model(sae: SparseAutoencoder, sae_dir: str | Path, model: Segm
         raise CompatibilityError(
             f"{sae_dir}: this SAE was trained on another model ({info.model_name()}), not on {model_dir} "
             f"({model.config.architecture} {model.fingerprint[:12]}); pass the model it was trained on, "
-            "or an SAE trained on this one")
+            "or an SAE trained on this one"
+        )
     if layer is not None and layer != info.layer:
-        raise CompatibilityError(f"{sae_dir}: this SAE encodes layer {info.layer!r}, not {layer!r}; "
-                                 f"leave out --layer or train an SAE for {layer}")
+        raise CompatibilityError(
+            f"{sae_dir}: this SAE encodes layer {info.layer!r}, not {layer!r}; "
+            f"leave out --layer or train an SAE for {layer}"
+        )
     return info.layer

@@ -82,7 +82,8 @@ class SparseAutoencoder(nn.Module):
         if x.ndim != 2 or x.shape[1] != self.d_in:
             raise ParameterError(
                 f"activations have shape {tuple(x.shape)} but this SAE takes (rows, {self.d_in}); "
-                "use the SAE trained for this layer")
+                "use the SAE trained for this layer"
+            )
         return torch.addmm(self.b_enc, x * self.input_scale - self.b_dec, self.W_enc.t())
 
     def encode_sparse(self, x: torch.Tensor) -> sparse_ops.SparseCodes:

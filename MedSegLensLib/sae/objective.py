@@ -183,11 +183,16 @@ def loss_and_gradients(
     if reducer.world_size > 1:
         _sum_gradients(sae, reducer)
 
-    stats = reducer.sum(torch.cat([
-        torch.bincount(codes.latents, minlength=sae.n_latents).double(),
-        torch.tensor([float(fvu), float(auxk), float(codes.values.numel())], dtype=torch.float64)]))
-    fired = stats[:sae.n_latents] > 0
-    fvu, auxk, entries = stats[sae.n_latents:].tolist()
+    stats = reducer.sum(
+        torch.cat(
+            [
+                torch.bincount(codes.latents, minlength=sae.n_latents).double(),
+                torch.tensor([float(fvu), float(auxk), float(codes.values.numel())], dtype=torch.float64),
+            ]
+        )
+    )
+    fired = stats[: sae.n_latents] > 0
+    fvu, auxk, entries = stats[sae.n_latents :].tolist()
     return BatchResult(fvu, auxk, entries / n_rows, fired, batch_cut(codes, reducer), sel.candidates)
 
 
@@ -200,8 +205,15 @@ def batch_cut(codes: sparse_ops.SparseCodes, reducer: Reducer = LOCAL) -> float:
 
 def _batch_variance(x: torch.Tensor, reducer: Reducer) -> tuple[float, torch.Tensor]:
     """Rows and total variance |x - mean(x)|^2 of the whole batch, from one sum of float64 moments."""
-    moments = reducer.sum(torch.cat([x.sum(0, dtype=torch.float64), x.pow(2).sum(dtype=torch.float64).reshape(1),
-                                     torch.tensor([float(x.shape[0])], dtype=torch.float64)]))
+    moments = reducer.sum(
+        torch.cat(
+            [
+                x.sum(0, dtype=torch.float64),
+                x.pow(2).sum(dtype=torch.float64).reshape(1),
+                torch.tensor([float(x.shape[0])], dtype=torch.float64),
+            ]
+        )
+    )
     n_rows = float(moments[-1])
     mean = moments[:-2] / n_rows
     return n_rows, (moments[-2] - n_rows * mean.pow(2).sum()).float().clamp_min(1e-12)

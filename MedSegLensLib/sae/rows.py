@@ -15,8 +15,9 @@ than memory streams; the next window is read in a background thread.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import torch
 
@@ -102,7 +103,7 @@ class TensorRows:
 
     def scan(self, batch_size: int) -> Iterator[torch.Tensor]:
         for start in range(0, self.n_rows, batch_size):
-            yield self.rows[start:start + batch_size].float()
+            yield self.rows[start : start + batch_size].float()
 
     def sample(self, n: int, seed: int) -> torch.Tensor:
         n = min(n, self.n_rows)

@@ -89,9 +89,7 @@ def _filter(codes: SparseCodes, keep: torch.Tensor) -> SparseCodes:
 
 def decode(codes: SparseCodes, w_dec: torch.Tensor) -> torch.Tensor:
     """sum_i value_i * w_dec[latent_i] per row, without the bias."""
-    return F.embedding_bag(
-        codes.latents, w_dec, codes.offsets, mode="sum", per_sample_weights=codes.values
-    )
+    return F.embedding_bag(codes.latents, w_dec, codes.offsets, mode="sum", per_sample_weights=codes.values)
 
 
 def per_entry_dot(codes: SparseCodes, rows_matrix: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -114,6 +112,4 @@ class LatentGrouping:
 
     def sum(self, rows: torch.Tensor, weights: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
         """G[j] = sum over entries of latent j of weight * data[row]: sparse (latents x rows) @ data."""
-        return F.embedding_bag(
-            rows[self.order], data, self.offsets, mode="sum", per_sample_weights=weights[self.order]
-        )
+        return F.embedding_bag(rows[self.order], data, self.offsets, mode="sum", per_sample_weights=weights[self.order])

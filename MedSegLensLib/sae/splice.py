@@ -11,7 +11,7 @@ window, with the same blending as an ordinary `model.logits` call.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -41,7 +41,7 @@ def sae_reconstruction(sae: SparseAutoencoder) -> Transform:
         batch, channels = output.shape[:2]
         rows = output.movedim(1, -1).reshape(-1, channels).float()
         chunk = max(256, CHUNK_ENTRIES // sae.n_latents)
-        recon = torch.cat([sae(rows[start:start + chunk]) for start in range(0, rows.shape[0], chunk)])
+        recon = torch.cat([sae(rows[start : start + chunk]) for start in range(0, rows.shape[0], chunk)])
         return recon.reshape(batch, *output.shape[2:], channels).movedim(-1, 1).to(output.dtype).contiguous()
 
     return transform

@@ -14,7 +14,7 @@ lands where the network computed it. Integer offsets reduce to plain slicing.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from ..errors import ParameterError
 
 
-def _axis_interpolation(offset: float, n_local: int, n_global: int, at_start: bool, at_end: bool
-                        ) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _axis_interpolation(
+    offset: float, n_local: int, n_global: int, at_start: bool, at_end: bool
+) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Global range start and, per covered global voxel, the two local neighbours and the weight of the second.
 
     A window covers the global voxels between its first and last local voxel. A
@@ -59,7 +60,9 @@ class LatticeStitcher:
     window; roi: the window size; importance: the window's weight map (roi sized).
     """
 
-    def __init__(self, image_size: Sequence[int], pad_before: Sequence[int], roi: Sequence[int], importance: torch.Tensor):
+    def __init__(
+        self, image_size: Sequence[int], pad_before: Sequence[int], roi: Sequence[int], importance: torch.Tensor
+    ):
         self.image_size = tuple(int(s) for s in image_size)
         self.pad_before = tuple(int(p) for p in pad_before)
         self.roi = tuple(int(r) for r in roi)
@@ -83,14 +86,17 @@ class LatticeStitcher:
         if self.total is None:
             self._start(window)
         if tuple(window.shape[1:]) != tuple(self._window_weight.shape[1:]):
-            raise ValueError(f"window maps changed shape: {tuple(window.shape[1:])} vs {tuple(self._window_weight.shape[1:])}")
+            raise ValueError(
+                f"window maps changed shape: {tuple(window.shape[1:])} vs {tuple(self._window_weight.shape[1:])}"
+            )
         values, weight = window.float().cpu(), self._window_weight
         target = []
         for axis in range(3):  # resample the window's map (and its weights) onto the global lattice
             first = int(start[axis]) - self.pad_before[axis]  # model voxel of the window's first voxel
             at_start, at_end = first <= 0, first + self.roi[axis] >= self.image_size[axis]
-            lo, j0, j1, frac = _axis_interpolation(first / self.stride[axis], window.shape[axis + 1],
-                                                   self.total.shape[axis + 1], at_start, at_end)
+            lo, j0, j1, frac = _axis_interpolation(
+                first / self.stride[axis], window.shape[axis + 1], self.total.shape[axis + 1], at_start, at_end
+            )
             values = _shift(values, axis + 1, j0, j1, frac)
             weight = _shift(weight, axis + 1, j0, j1, frac)
             target.append(slice(lo, lo + j0.numel()))
@@ -102,6 +108,8 @@ class LatticeStitcher:
         if self.total is None:
             raise ValueError("no window was added")
         if bool((self.weight <= 0).any()):
-            raise ParameterError("the sliding windows leave layer voxels uncovered; use an overlap > 0 and a patch size "
-                                 "divisible by the layer's stride")
+            raise ParameterError(
+                "the sliding windows leave layer voxels uncovered; use an overlap > 0 and a patch size "
+                "divisible by the layer's stride"
+            )
         return self.total / self.weight.clamp_min(1e-12)

@@ -18,8 +18,9 @@ Reading streams windows of rows across shards (see `rows.py`), never the whole s
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,7 +53,9 @@ def _read_manifest(path: Path) -> dict:
     try:
         manifest = json.loads(file.read_text())
     except FileNotFoundError:
-        raise InputError(f"{path}: not an activation store (no {MANIFEST}); point to a folder written by capture") from None
+        raise InputError(
+            f"{path}: not an activation store (no {MANIFEST}); point to a folder written by capture"
+        ) from None
     except (OSError, ValueError) as exc:
         raise IntegrityError(f"{file}: unreadable manifest ({exc}); delete the store and capture again") from None
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
@@ -81,8 +84,16 @@ class StoreWriter:
         self._buffer: list[dict[str, torch.Tensor]] = []
         self._buffered_cases: list[dict] = []
         self._buffered_rows = 0
-        fresh = {"format": FORMAT, "version": VERSION, "d_in": int(d_in), "dtype": dtype,
-                 "info": info or {}, "state": "writing", "cases": [], "shards": []}
+        fresh = {
+            "format": FORMAT,
+            "version": VERSION,
+            "d_in": int(d_in),
+            "dtype": dtype,
+            "info": info or {},
+            "state": "writing",
+            "cases": [],
+            "shards": [],
+        }
         if (self.path / MANIFEST).exists():
             if overwrite:
                 self._clear()
@@ -105,7 +116,8 @@ class StoreWriter:
             if manifest[key] != fresh[key]:
                 raise CompatibilityError(
                     f"{self.path}: cannot resume, the store was started with {key}={manifest[key]!r} "
-                    f"but now {fresh[key]!r}; use the original settings or a new folder")
+                    f"but now {fresh[key]!r}; use the original settings or a new folder"
+                )
         if manifest["state"] == "complete":
             raise OutputError(f"{self.path}: store is already complete; use it, or pass --overwrite to recapture")
         listed = {s["file"] for s in manifest["shards"]}
@@ -152,7 +164,8 @@ class StoreWriter:
         if acts.ndim != 2 or acts.shape[1] != self.manifest["d_in"]:
             raise ParameterError(
                 f"case {case_id}: activations have shape {tuple(acts.shape)}, the store {self.path} "
-                f"expects (rows, {self.manifest['d_in']})")
+                f"expects (rows, {self.manifest['d_in']})"
+            )
         case_index = len(self.manifest["cases"]) + len(self._buffered_cases)
         columns = {
             "activations": acts.to(DTYPES[self.manifest["dtype"]]),
@@ -160,8 +173,11 @@ class StoreWriter:
             "coords": torch.as_tensor(coords).to(torch.int16).reshape(n, 3),
         }
         for name, values in (("label", label), ("tissue", tissue), ("stratum", stratum)):
-            columns[name] = (torch.full((n,), NO_CLASS, dtype=torch.uint8) if values is None
-                             else torch.as_tensor(values).to(torch.uint8).reshape(n))
+            columns[name] = (
+                torch.full((n,), NO_CLASS, dtype=torch.uint8)
+                if values is None
+                else torch.as_tensor(values).to(torch.uint8).reshape(n)
+            )
         self._buffer.append(columns)
         self._buffered_cases.append({"case_id": str(case_id), "population": str(population), "rows": int(n)})
         self._buffered_rows += n
@@ -184,15 +200,16 @@ class StoreWriter:
             with atomic_path(self.path / name) as tmp:
                 save_file(tensors, str(tmp))
             file = self.path / name
-            new_shards.append({"file": name, "rows": stop - start, "bytes": file.stat().st_size,
-                               "sha256": sha256_file(file)})
+            new_shards.append(
+                {"file": name, "rows": stop - start, "bytes": file.stat().st_size, "sha256": sha256_file(file)}
+            )
         pause_point("store:before-commit")
         self.manifest["shards"].extend(new_shards)
         self.manifest["cases"].extend(self._buffered_cases)
         self._buffer, self._buffered_cases, self._buffered_rows = [], [], 0
         self._commit()
 
-    def close(self) -> "ActivationStore":
+    def close(self) -> ActivationStore:
         self.flush()
         self.manifest["state"] = "complete"
         self._commit()
@@ -232,7 +249,9 @@ class ActivationStore:
         """Check every shard's sha256 against the manifest (slow: reads everything)."""
         for shard in self.shards:
             if sha256_file(self.path / shard["file"]) != shard["sha256"]:
-                raise IntegrityError(f"{self.path / shard['file']}: checksum mismatch; the shard was modified or damaged")
+                raise IntegrityError(
+                    f"{self.path / shard['file']}: checksum mismatch; the shard was modified or damaged"
+                )
 
     def _read(self, shard: int, start: int, stop: int, column: str = "activations") -> torch.Tensor:
         with safe_open(str(self.path / self.shards[shard]["file"]), framework="pt") as handle:
@@ -279,7 +298,10 @@ class ActivationStore:
             columns = self.read_shard(shard)
             acts = columns.pop("activations")
             for start in range(0, acts.shape[0], batch_size):
-                yield acts[start:start + batch_size].float(), {k: v[start:start + batch_size] for k, v in columns.items()}
+                yield (
+                    acts[start : start + batch_size].float(),
+                    {k: v[start : start + batch_size] for k, v in columns.items()},
+                )
 
     def sample(self, n: int, seed: int) -> torch.Tensor:
         """n rows without replacement, read shard by shard (rows spread over the whole store)."""

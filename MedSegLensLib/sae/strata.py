@@ -8,7 +8,7 @@ case, deterministically for a seed.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -18,7 +18,14 @@ STRATA: tuple[str, ...] = ("background", "brain", "CSF", "GM", "WM", "NCR", "ED"
 STRATUM_CODE = {name: code for code, name in enumerate(STRATA)}
 # Per case: every tumour voxel up to these counts, tissue classes evenly, little background.
 DEFAULT_QUOTAS: dict[str, int] = {
-    "background": 256, "brain": 1024, "CSF": 512, "GM": 1024, "WM": 1024, "NCR": 1024, "ED": 1024, "ET": 1024,
+    "background": 256,
+    "brain": 1024,
+    "CSF": 512,
+    "GM": 1024,
+    "WM": 1024,
+    "NCR": 1024,
+    "ED": 1024,
+    "ET": 1024,
 }
 _TUMOUR = {1: "NCR", 2: "ED", 3: "ET"}
 _TISSUE = {1: "CSF", 2: "GM", 3: "WM"}

@@ -5,8 +5,9 @@ Adam with linear warm-up and linear decay, decoder renormalisation, dead-latent
 bookkeeping (a latent is dead when it has not fired in the last `dead_after_rows`
 rows; dead latents feed the AuxK loss), and, for BatchTopK, a running average of
 the batch cut (the smallest selected pre-activation) that tracks the inference
-threshold; after the last step it is measured again at the final weights. The first batch index of a resumed run is the checkpoint's step, and
-every random draw depends only on the seed, so resuming reproduces the same weights.
+threshold; after the last step it is measured again at the final weights. The
+first batch index of a resumed run is the checkpoint's step, and every random draw
+depends only on the seed, so resuming reproduces the same weights.
 
 Data-parallel training (`MedSegLensLib.distributed`) gives each rank a source that
 yields its slice of every batch and a `Reducer` over the ranks: the objective, the
@@ -20,9 +21,9 @@ import copy
 import json
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -116,8 +117,9 @@ class TrainingState:
 class Trainer:
     """Trains one SAE on one row source; `run()` returns the exported (scale-folded) SAE."""
 
-    def __init__(self, source: RowSource, config: TrainConfig, checkpoint_dir: str | Path | None = None,
-                 reducer: Reducer = LOCAL):
+    def __init__(
+        self, source: RowSource, config: TrainConfig, checkpoint_dir: str | Path | None = None, reducer: Reducer = LOCAL
+    ):
         self.source, self.config, self.reducer = source, config, reducer
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.sae = SparseAutoencoder(
@@ -146,8 +148,14 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         result = objective.loss_and_gradients(
-            sae, batch * sae.input_scale, dead, self.cut, cfg.auxk_alpha, COMPUTE_DTYPES[cfg.compute_dtype],
-            self.reducer)
+            sae,
+            batch * sae.input_scale,
+            dead,
+            self.cut,
+            cfg.auxk_alpha,
+            COMPUTE_DTYPES[cfg.compute_dtype],
+            self.reducer,
+        )
         sae.project_decoder_gradient()
         self.optimizer.step()
         sae.normalise_decoder()
@@ -163,14 +171,29 @@ class Trainer:
         state.fvu_ema = 0.9 * state.fvu_ema + 0.1 * result.fvu if state.step else result.fvu
         state.l0_ema = 0.9 * state.l0_ema + 0.1 * result.l0 if state.step else result.l0
         state.step += 1
-        return Progress(state.step, cfg.steps, state.step * cfg.batch_size, result.fvu, result.l0,
-                        float(dead.float().mean()), result.auxk, lr)
+        return Progress(
+            state.step,
+            cfg.steps,
+            state.step * cfg.batch_size,
+            result.fvu,
+            result.l0,
+            float(dead.float().mean()),
+            result.auxk,
+            lr,
+        )
 
     # -- loop ------------------------------------------------------------------------------
     def run(self, progress: Callable[[Progress], None] | None = None, show_progress: bool = True) -> SparseAutoencoder:
         cfg, state = self.config, self.state
-        bar = tqdm(total=cfg.steps, initial=state.step, unit="step", file=sys.stderr,
-                   disable=not show_progress, desc="SAE", dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=state.step,
+            unit="step",
+            file=sys.stderr,
+            disable=not show_progress,
+            desc="SAE",
+            dynamic_ncols=True,
+        )
         batches = self.source.batches(cfg.batch_size, cfg.seed, start_batch=state.step)
         try:
             while state.step < cfg.steps:
@@ -178,13 +201,27 @@ class Trainer:
                 if progress is not None:
                     progress(info)
                 if state.step % 50 == 0 or state.step == cfg.steps:
-                    state.history.append({"step": info.step, "fvu": state.fvu_ema, "l0": state.l0_ema,
-                                          "dead_fraction": info.dead_fraction})
-                    bar.set_postfix(FVU=f"{state.fvu_ema:.3f}", L0=f"{state.l0_ema:.1f}",
-                                    dead=f"{info.dead_fraction:.1%}", refresh=False)
+                    state.history.append(
+                        {
+                            "step": info.step,
+                            "fvu": state.fvu_ema,
+                            "l0": state.l0_ema,
+                            "dead_fraction": info.dead_fraction,
+                        }
+                    )
+                    bar.set_postfix(
+                        FVU=f"{state.fvu_ema:.3f}",
+                        L0=f"{state.l0_ema:.1f}",
+                        dead=f"{info.dead_fraction:.1%}",
+                        refresh=False,
+                    )
                 bar.update(1)
-                if (cfg.checkpoint_every and self.checkpoint_dir and self.reducer.rank == 0
-                        and state.step % cfg.checkpoint_every == 0):
+                if (
+                    cfg.checkpoint_every
+                    and self.checkpoint_dir
+                    and self.reducer.rank == 0
+                    and state.step % cfg.checkpoint_every == 0
+                ):
                     self.save_checkpoint()
             if self.cut is not None:
                 self.calibrate_threshold(batches)
@@ -204,8 +241,9 @@ class Trainer:
         cuts = []
         for _ in range(n_batches):
             x = next(batches) * self.sae.input_scale
-            codes = objective.select(self.sae, x - self.sae.b_dec, None, objective.BatchTopKCut(),
-                                     reducer=self.reducer).codes
+            codes = objective.select(
+                self.sae, x - self.sae.b_dec, None, objective.BatchTopKCut(), reducer=self.reducer
+            ).codes
             cuts.append(objective.batch_cut(codes, self.reducer))
         self.sae.threshold.fill_(sum(cuts) / len(cuts))
 
@@ -261,11 +299,12 @@ class Trainer:
         if meta["config"] != asdict(self.config) or meta["d_in"] != self.source.d_in:
             raise CompatibilityError(
                 f"{folder}: checkpoint was written with other settings; use the same settings to resume, "
-                "or delete the checkpoint to start over")
+                "or delete the checkpoint to start over"
+            )
         self.sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")})
         for name, param in self.sae.named_parameters():
             prefix = f"adam.{name}."
-            slot = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            slot = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             if slot:
                 self.optimizer.state[param] = slot
         self.rows_since_fired = tensors["rows_since_fired"]

@@ -20,7 +20,12 @@ if not hasattr(_slicer, "vtkMRMLScene"):
     )
 
 from .brats_terminology import (  # noqa: E402
-    BRATS_REGIONS, COLOR_TABLE_NAME, TERMINOLOGY_CONTEXT, brats_color_table, region_of_segment, terminology_entry,
+    BRATS_REGIONS,
+    COLOR_TABLE_NAME,
+    TERMINOLOGY_CONTEXT,
+    brats_color_table,
+    region_of_segment,
+    terminology_entry,
     write_brats_color_table,
 )
 from .case_volumes import CaseNodes, add_case_volumes  # noqa: E402
@@ -32,19 +37,56 @@ from .provenance import Provenance, attach_provenance, read_provenance  # noqa: 
 from .render import SliceImage, render_orthogonal, render_slice, write_png  # noqa: E402
 from .scene_files import load_scene, save_scene  # noqa: E402
 from .segmentation import (  # noqa: E402
-    add_brats_segmentation, has_closed_surface, segment_ids_by_value, segmentation_to_labels,
+    add_brats_segmentation,
+    has_closed_surface,
+    segment_ids_by_value,
+    segmentation_to_labels,
     update_preview_segmentation,
 )
 from .views import show_in_slice_views  # noqa: E402
 from .volume_arrays import add_volume_node, node_array, node_grid, set_node_array  # noqa: E402
 
 __all__ = [
-    "BRATS_REGIONS", "COLOR_TABLE_NAME", "CaseNodes", "HeadlessSlicer", "Provenance", "SliceImage",
-    "TERMINOLOGY_CONTEXT", "add_brats_segmentation", "add_case_volumes", "add_latent_overlay", "add_volume_node",
-    "attach_provenance", "brats_color_table", "case_study_item", "create_headless_slicer", "has_closed_surface",
-    "load_scene", "load_segmentation", "node_array", "node_grid", "overlay_latent", "parent_item_of", "place_beside",
-    "place_under", "read_provenance", "region_of_segment", "remove_node", "render_orthogonal", "render_slice", "save_scene",
-    "save_segmentation", "save_volume", "segment_ids_by_value", "segmentation_to_labels", "set_node_array",
-    "set_overlay_threshold", "show_in_slice_views", "terminology_entry", "update_latent_overlay", "update_preview_segmentation",
-    "write_brats_color_table", "write_png",
+    "BRATS_REGIONS",
+    "COLOR_TABLE_NAME",
+    "CaseNodes",
+    "HeadlessSlicer",
+    "Provenance",
+    "SliceImage",
+    "TERMINOLOGY_CONTEXT",
+    "add_brats_segmentation",
+    "add_case_volumes",
+    "add_latent_overlay",
+    "add_volume_node",
+    "attach_provenance",
+    "brats_color_table",
+    "case_study_item",
+    "create_headless_slicer",
+    "has_closed_surface",
+    "load_scene",
+    "load_segmentation",
+    "node_array",
+    "node_grid",
+    "overlay_latent",
+    "parent_item_of",
+    "place_beside",
+    "place_under",
+    "read_provenance",
+    "region_of_segment",
+    "remove_node",
+    "render_orthogonal",
+    "render_slice",
+    "save_scene",
+    "save_segmentation",
+    "save_volume",
+    "segment_ids_by_value",
+    "segmentation_to_labels",
+    "set_node_array",
+    "set_overlay_threshold",
+    "show_in_slice_views",
+    "terminology_entry",
+    "update_latent_overlay",
+    "update_preview_segmentation",
+    "write_brats_color_table",
+    "write_png",
 ]

@@ -16,7 +16,13 @@ import slicer
 from ..errors import OutputError
 from ..fileio import atomic_path
 from ..segmentation_file import (  # noqa: F401 - the scene's names for the BraTS segments
-    BRATS_REGIONS, CATEGORY, TERMINOLOGY_CONTEXT, Code, TumourRegion, region_of_value, terminology_entry,
+    BRATS_REGIONS,
+    CATEGORY,
+    TERMINOLOGY_CONTEXT,
+    Code,
+    TumourRegion,
+    region_of_value,
+    terminology_entry,
 )
 
 COLOR_TABLE_NAME = "MedSegLens BraTS"
@@ -45,8 +51,15 @@ def _fill_color_table(table) -> None:
     table.SetColor(0, "Background", 0.0, 0.0, 0.0, 0.0)
     for region in BRATS_REGIONS:
         table.SetColor(region.value, region.name, *region.color_float, 1.0)
-        table.SetTerminology(region.value, CATEGORY.scheme, CATEGORY.value, CATEGORY.meaning,
-                             region.type.scheme, region.type.value, region.type.meaning)
+        table.SetTerminology(
+            region.value,
+            CATEGORY.scheme,
+            CATEGORY.value,
+            CATEGORY.meaning,
+            region.type.scheme,
+            region.type.value,
+            region.type.meaning,
+        )
 
 
 def brats_color_table(scene):

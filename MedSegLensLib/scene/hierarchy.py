@@ -75,7 +75,10 @@ def remove_node(scene, node) -> None:
     sh = _hierarchy(scene)
     item = sh.GetItemByDataNode(node)
     dependents = []
-    for count, nth in (("GetNumberOfDisplayNodes", "GetNthDisplayNode"), ("GetNumberOfStorageNodes", "GetNthStorageNode")):
+    for count, nth in (
+        ("GetNumberOfDisplayNodes", "GetNthDisplayNode"),
+        ("GetNumberOfStorageNodes", "GetNthStorageNode"),
+    ):
         if hasattr(node, count):
             dependents += [getattr(node, nth)(index) for index in range(getattr(node, count)())]
     if item:

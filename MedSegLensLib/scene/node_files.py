@@ -36,7 +36,9 @@ def _write(storage, node, path: Path, suffix: str) -> Path:
     with atomic_path(path, suffix=suffix) as tmp:
         storage.SetFileName(str(tmp))
         if not storage.WriteData(node):
-            raise OutputError(f"{path}: Slicer could not write '{node.GetName()}' ({_message_text(storage.GetUserMessages())})")
+            raise OutputError(
+                f"{path}: Slicer could not write '{node.GetName()}' ({_message_text(storage.GetUserMessages())})"
+            )
     return path
 
 
@@ -57,8 +59,9 @@ def reference_geometry(segmentation_node) -> Grid:
     text = segmentation.GetConversionParameter(slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
     image = slicer.vtkOrientedImageData()
     if not text or not slicer.vtkSegmentationConverter.DeserializeImageGeometry(text, image):
-        raise ParameterError(f"'{segmentation_node.GetName()}' has no reference geometry; export it with the "
-                             "input volume as reference")
+        raise ParameterError(
+            f"'{segmentation_node.GetName()}' has no reference geometry; export it with the input volume as reference"
+        )
     matrix = vtkMatrix4x4()
     image.GetImageToWorldMatrix(matrix)
     extent = image.GetExtent()
@@ -79,8 +82,13 @@ def save_segmentation(segmentation_node, path: str | os.PathLike, reference_node
     if is_segmentation_file(path):
         grid = node_grid(reference_node) if reference_node is not None else reference_geometry(segmentation_node)
         provenance = read_provenance(segmentation_node)
-        return write_segmentation_file(segmentation_to_labels(segmentation_node, grid), grid, path,
-                                       provenance.to_json() if provenance is not None else None, overwrite=True)
+        return write_segmentation_file(
+            segmentation_to_labels(segmentation_node, grid),
+            grid,
+            path,
+            provenance.to_json() if provenance is not None else None,
+            overwrite=True,
+        )
     if image_suffix(path) not in LABELMAP_SUFFIXES:
         raise ParameterError(f"{path}: segmentations are written as .seg.nrrd, .nii.gz, .nii or .nrrd")
     if reference_node is None:
@@ -89,7 +97,9 @@ def save_segmentation(segmentation_node, path: str | os.PathLike, reference_node
     grid = node_grid(reference_node)
     labels = segmentation_to_labels(segmentation_node, grid)
     with scratch_nodes(scene):
-        labelmap = add_volume_node(scene, labels, grid, f"{segmentation_node.GetName()} labels", "vtkMRMLLabelMapVolumeNode")
+        labelmap = add_volume_node(
+            scene, labels, grid, f"{segmentation_node.GetName()} labels", "vtkMRMLLabelMapVolumeNode"
+        )
         return save_volume(labelmap, path, overwrite=True)
 
 

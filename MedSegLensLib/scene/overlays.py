@@ -90,14 +90,24 @@ def set_overlay_threshold(node, threshold: float, peak: float | None = None) -> 
     node.SetAttribute(THRESHOLD_ATTRIBUTE, repr(float(threshold)))
 
 
-def add_latent_overlay(scene, activation: np.ndarray, grid: Grid, reference_node, name: str,
-                       style: str = "volume", threshold: float | None = None, latent: int | None = None,
-                       colormap_id: str = DEFAULT_COLORMAP):
+def add_latent_overlay(
+    scene,
+    activation: np.ndarray,
+    grid: Grid,
+    reference_node,
+    name: str,
+    style: str = "volume",
+    threshold: float | None = None,
+    latent: int | None = None,
+    colormap_id: str = DEFAULT_COLORMAP,
+):
     """A new overlay node for an activation map on `grid` (normally `case.grid`)."""
     if style not in STYLES:
         raise ParameterError(f"overlay style '{style}' is not one of {', '.join(STYLES)}")
     if style == "volume" and scene.GetNodeByID(colormap_id) is None:
-        raise ParameterError(f"colour map '{colormap_id}' is not in the scene; use a colour node ID such as {DEFAULT_COLORMAP}")
+        raise ParameterError(
+            f"colour map '{colormap_id}' is not in the scene; use a colour node ID such as {DEFAULT_COLORMAP}"
+        )
     activation = _check_map(activation, grid)
     threshold = default_threshold(activation) if threshold is None else float(threshold)
     target = node_grid(reference_node)
@@ -112,8 +122,14 @@ def add_latent_overlay(scene, activation: np.ndarray, grid: Grid, reference_node
     return node
 
 
-def update_latent_overlay(node, activation: np.ndarray, grid: Grid, threshold: float | None = None,
-                          latent: int | None = None, name: str | None = None) -> None:
+def update_latent_overlay(
+    node,
+    activation: np.ndarray,
+    grid: Grid,
+    threshold: float | None = None,
+    latent: int | None = None,
+    name: str | None = None,
+) -> None:
     """Show another map (or threshold) in an existing overlay node, keeping its geometry and display."""
     activation = _check_map(activation, grid)
     threshold = default_threshold(activation) if threshold is None else float(threshold)

@@ -59,10 +59,20 @@ def _segmentation_labelmap(scene, segmentation_node, background):
     return labelmap
 
 
-def render_slice(scene, background, foreground=None, segmentation=None, orientation: str = "axial",
-                 position=None, size: tuple[int, int] = (512, 512), foreground_opacity: float = 0.6,
-                 segmentation_opacity: float = 0.5, outline: bool = False,
-                 path: str | os.PathLike | None = None, overwrite: bool = False) -> SliceImage:
+def render_slice(
+    scene,
+    background,
+    foreground=None,
+    segmentation=None,
+    orientation: str = "axial",
+    position=None,
+    size: tuple[int, int] = (512, 512),
+    foreground_opacity: float = 0.6,
+    segmentation_opacity: float = 0.5,
+    outline: bool = False,
+    path: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> SliceImage:
     """Render one slice view: `background` volume, optional `foreground` overlay and `segmentation`.
 
     `position` is a RAS point (mm) the slice passes through; None keeps the
@@ -113,9 +123,17 @@ def _blend(logic) -> np.ndarray:
     return np.ascontiguousarray(pixels[::-1, :, :3])
 
 
-def render_orthogonal(scene, background, foreground=None, segmentation=None, position=None,
-                      size: int = 384, path: str | os.PathLike | None = None, overwrite: bool = False,
-                      **options) -> np.ndarray:
+def render_orthogonal(
+    scene,
+    background,
+    foreground=None,
+    segmentation=None,
+    position=None,
+    size: int = 384,
+    path: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    **options,
+) -> np.ndarray:
     """Axial, coronal and sagittal views side by side (the README screenshot); returns the RGB image."""
     if path is not None:
         check_can_write(path, overwrite)

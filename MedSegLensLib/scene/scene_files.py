@@ -40,7 +40,9 @@ def save_scene(scene, path: str | os.PathLike, overwrite: bool = False) -> Path:
     if path.suffix.lower() == BUNDLE_SUFFIX:
         return _save_bundle(scene, path, overwrite)
     if path.suffix.lower() == ".mrml":
-        raise OutputError(f"{path}: give a folder for the scene (it will hold {path.stem}.mrml and Data/) or a .mrb file")
+        raise OutputError(
+            f"{path}: give a folder for the scene (it will hold {path.stem}.mrml and Data/) or a .mrb file"
+        )
     with atomic_directory(path, overwrite=overwrite) as folder:
         messages = _messages()
         if not scene.SaveSceneToSlicerDataBundleDirectory(str(folder.resolve()), None, messages):
@@ -57,7 +59,9 @@ def _save_bundle(scene, path: Path, overwrite: bool) -> Path:
         staged = Path(work) / path.name
         messages = _messages()
         if not scene.WriteToMRB(str(staged.resolve()), None, messages) or not staged.is_file():
-            raise OutputError(f"{path}: Slicer could not write the scene bundle ({_errors(messages) or 'no reason given'})")
+            raise OutputError(
+                f"{path}: Slicer could not write the scene bundle ({_errors(messages) or 'no reason given'})"
+            )
         os.replace(staged, path)
     return path
 

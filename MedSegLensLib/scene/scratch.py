@@ -10,7 +10,7 @@ node, colour table), so a user's scene is left as it was.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 
 def _node_ids(scene) -> set[str]:

@@ -81,8 +81,9 @@ def _standardise_segments(segmentation_node) -> None:
         segmentation.SetSegmentIndex(by_value[region.value], position)
 
 
-def add_brats_segmentation(scene, labels: np.ndarray, grid: Grid, reference_node, name: str,
-                           role: str = "model", show_3d: bool = False):
+def add_brats_segmentation(
+    scene, labels: np.ndarray, grid: Grid, reference_node, name: str, role: str = "model", show_3d: bool = False
+):
     """A new segmentation node from BraTS labels on `grid` (normally `case.grid`).
 
     The node takes `reference_node`'s geometry (the input volume), sits beside
@@ -154,7 +155,9 @@ def segmentation_to_labels(segmentation_node, grid: Grid) -> np.ndarray:
                 segmentation_node, ids, labelmap, reference, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY
             )
             if not done:
-                raise RuntimeError(f"Slicer could not export '{region_of_value(value).name}' of '{segmentation_node.GetName()}'")
+                raise RuntimeError(
+                    f"Slicer could not export '{region_of_value(value).name}' of '{segmentation_node.GetName()}'"
+                )
             mask, _ = node_array(labelmap)
             labels[mask > 0] = value
     return labels

@@ -7,8 +7,9 @@ needs no Qt: desktop Slicer and trame-slicer redraw when the nodes change.
 from __future__ import annotations
 
 
-def show_in_slice_views(scene, background=None, foreground=None, label=None,
-                        foreground_opacity: float | None = None) -> int:
+def show_in_slice_views(
+    scene, background=None, foreground=None, label=None, foreground_opacity: float | None = None
+) -> int:
     """Set the layers of every slice view (None leaves a layer as it is); returns the number of views."""
     count = scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")
     for index in range(count):

@@ -107,6 +107,12 @@ def check_grid(array: np.ndarray, grid: Grid, what: str) -> None:
 
 
 __all__ = [
-    "add_volume_node", "affine_from_matrix", "check_grid", "matrix_from_affine", "node_array", "node_grid",
-    "onto_node_grid", "set_node_array",
+    "add_volume_node",
+    "affine_from_matrix",
+    "check_grid",
+    "matrix_from_affine",
+    "node_array",
+    "node_grid",
+    "onto_node_grid",
+    "set_node_array",
 ]

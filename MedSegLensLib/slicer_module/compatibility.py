@@ -19,5 +19,7 @@ def unsupported_slicer(major: int, minor: int) -> str | None:
     """The message to show in a Slicer older than the minimum (None when this Slicer is supported)."""
     if (int(major), int(minor)) >= MINIMUM_SLICER:
         return None
-    return (f"MedSegLens needs {MINIMUM_SLICER_TEXT} or newer; this is 3D Slicer {major}.{minor}. "
-            "Install the current Slicer release from download.slicer.org and open MedSegLens there.")
+    return (
+        f"MedSegLens needs {MINIMUM_SLICER_TEXT} or newer; this is 3D Slicer {major}.{minor}. "
+        "Install the current Slicer release from download.slicer.org and open MedSegLens there."
+    )

@@ -120,8 +120,13 @@ class ModuleLogic:
 
     # -- jobs ----------------------------------------------------------------------
 
-    def segment(self, volumes: Mapping[str, Any], model_dir: str | os.PathLike, callbacks: JobCallbacks | None = None,
-                name: str | None = None) -> str:
+    def segment(
+        self,
+        volumes: Mapping[str, Any],
+        model_dir: str | os.PathLike,
+        callbacks: JobCallbacks | None = None,
+        name: str | None = None,
+    ) -> str:
         """Start segmenting the four modality volumes with the model folder; the result becomes a new node."""
         model_dir = _existing_folder(model_dir, "model", "'medseglens train'")
         reference = _reference_volume(volumes)
@@ -133,9 +138,17 @@ class ModuleLogic:
 
         return self.start("segment", params, callbacks or JobCallbacks(), on_result)
 
-    def analyse(self, volumes: Mapping[str, Any], model_dir: str | os.PathLike, sae_dir: str | os.PathLike,
-                callbacks: JobCallbacks | None = None, reference: Any = None, name: str | None = None,
-                labels: str | None = None, populations: str | None = None) -> str:
+    def analyse(
+        self,
+        volumes: Mapping[str, Any],
+        model_dir: str | os.PathLike,
+        sae_dir: str | os.PathLike,
+        callbacks: JobCallbacks | None = None,
+        reference: Any = None,
+        name: str | None = None,
+        labels: str | None = None,
+        populations: str | None = None,
+    ) -> str:
         """Segment and encode the case in one pass: a new segmentation node plus the latent browser's rows.
 
         `reference`: a segmentation node to score steering previews against (Dice);
@@ -149,16 +162,21 @@ class ModuleLogic:
         extras = {key: value for key, value in (("labels", labels), ("populations", populations)) if value}
 
         def on_result(data: dict[str, Any]) -> Any:
-            node = self._add_model_segmentation(data, volumes, name, {"job": "encode", "model_dir": str(model_dir),
-                                                                      "sae_dir": str(sae_dir)})
+            node = self._add_model_segmentation(
+                data, volumes, name, {"job": "encode", "model_dir": str(model_dir), "sae_dir": str(sae_dir)}
+            )
             case_name = str(data.get("case_id") or reference_volume.GetName())
             self.analysis = CaseAnalysis(
-                params=params, volumes=dict(volumes), segmentation=node, reference_segmentation=reference,
+                params=params,
+                volumes=dict(volumes),
+                segmentation=node,
+                reference_segmentation=reference,
                 table=LatentTable.from_result(data, read_typical(Path(sae_dir) / TYPICAL_FILE)),
                 sae=dict(data.get("sae") or {}),
                 steering=dict(data.get("steering") or {}),
                 overlay=LatentOverlay(self.scene, self.scene_api, reference_volume, case_name),
-                preview=SteeringPreview(self.scene, self.scene_api, reference_volume, case_name))
+                preview=SteeringPreview(self.scene, self.scene_api, reference_volume, case_name),
+            )
             return node
 
         return self.start("encode", {**params, **extras}, callbacks or JobCallbacks(), on_result)
@@ -173,15 +191,20 @@ class ModuleLogic:
             volume = read_volume(data["map"])
             return analysis.overlay.show(volume.array, volume.grid, int(data["latent"]))
 
-        self.request("latent_map", "latent_map", {**analysis.params, "latent": int(latent)},
-                     callbacks or JobCallbacks(), on_result)
+        self.request(
+            "latent_map",
+            "latent_map",
+            {**analysis.params, "latent": int(latent)},
+            callbacks or JobCallbacks(),
+            on_result,
+        )
 
     def set_overlay_threshold(self, threshold: float) -> None:
         """Overlay from `threshold` (the latent's activation units, 0..peak) up; no worker involved."""
         self._require_analysis().overlay.set_threshold(threshold)
 
     def set_overlay_style(self, style: str) -> Any:
-        """"volume" (colour-mapped foreground) or "labelmap" (voxels above the threshold); returns the node."""
+        """ "volume" (colour-mapped foreground) or "labelmap" (voxels above the threshold); returns the node."""
         return self._require_analysis().overlay.set_style(style)
 
     def preview(self, steering: SteeringRequest, callbacks: JobCallbacks | None = None) -> None:
@@ -195,8 +218,16 @@ class ModuleLogic:
         def on_result(data: dict[str, Any]) -> Any:
             labels = read_volume(data["segmentation"], kind="label")
             extra = {"region_node": steering.region_node.GetName()} if steering.region_node is not None else {}
-            outcome = SteeringOutcome(labels.array, labels.grid, data["provenance"], data["spec"], data.get("dice"),
-                                      data.get("dice_unsteered"), int(data.get("changed_voxels", 0)), extra)
+            outcome = SteeringOutcome(
+                labels.array,
+                labels.grid,
+                data["provenance"],
+                data["spec"],
+                data.get("dice"),
+                data.get("dice_unsteered"),
+                int(data.get("changed_voxels", 0)),
+                extra,
+            )
             return analysis.preview.show(outcome, show_3d=self.scene_api.has_closed_surface(analysis.segmentation))
 
         self.request("steer", "steer", params, callbacks or JobCallbacks(), on_result)
@@ -211,7 +242,8 @@ class ModuleLogic:
             raise ParameterError("the preview is still being computed; accept once it has finished")
         inputs = {m: analysis.volumes[m].GetName() for m in MODALITIES}
         return self._import_atomically(
-            lambda _: analysis.preview.accept(analysis.segmentation, name, {"inputs": inputs}), {})
+            lambda _: analysis.preview.accept(analysis.segmentation, name, {"inputs": inputs}), {}
+        )
 
     def export_segmentation(self, node: Any, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write a segmentation as .seg.nrrd, or as a NIfTI/NRRD labelmap on the input volume's grid."""
@@ -231,13 +263,15 @@ class ModuleLogic:
             loaded = dict(nodes.volumes)
             if case.label is not None:
                 loaded["reference"] = self.scene_api.add_brats_segmentation(
-                    self.scene, case.label, case.grid, nodes.reference, f"{case.case_id} reference", role="reference")
+                    self.scene, case.label, case.grid, nodes.reference, f"{case.case_id} reference", role="reference"
+                )
             return loaded
 
         return self._import_atomically(lambda _: add_case(), {})
 
-    def start(self, job: str, params: dict[str, Any], callbacks: JobCallbacks,
-              on_result: Callable[[dict[str, Any]], Any]) -> str:
+    def start(
+        self, job: str, params: dict[str, Any], callbacks: JobCallbacks, on_result: Callable[[dict[str, Any]], Any]
+    ) -> str:
         """Submit any worker job now; `on_result(data)` turns its result into scene content (then returns the node)."""
         if self.running:
             busy = self._active.job if self._active else self._waiting[0].job
@@ -246,8 +280,14 @@ class ModuleLogic:
         self._active.request_id = self.worker.submit(job, params)
         return self._active.request_id
 
-    def request(self, slot: str, job: str, params: dict[str, Any], callbacks: JobCallbacks,
-                on_result: Callable[[dict[str, Any]], Any]) -> None:
+    def request(
+        self,
+        slot: str,
+        job: str,
+        params: dict[str, Any],
+        callbacks: JobCallbacks,
+        on_result: Callable[[dict[str, Any]], Any],
+    ) -> None:
         """Queue an interactive job; it replaces a waiting request of the same slot."""
         for waiting in [w for w in self._waiting if w.slot == slot]:
             self._waiting.remove(waiting)
@@ -269,8 +309,9 @@ class ModuleLogic:
         self._pump()
         self._submit_next()
 
-    def wait(self, timeout: float = 600.0, interval: float = 0.05,
-             process_events: Callable[[], None] = _ignore) -> None:
+    def wait(
+        self, timeout: float = 600.0, interval: float = 0.05, process_events: Callable[[], None] = _ignore
+    ) -> None:
         """Poll until every job has ended (scripts and tests; a GUI uses its timer instead)."""
         deadline = time.monotonic() + timeout
         while self.running:
@@ -364,18 +405,30 @@ class ModuleLogic:
         files = {m: str(self._export(volumes[m])) for m in MODALITIES}
         return {"model": str(model_dir), "case": files, "case_id": volumes[MODALITIES[0]].GetName()}
 
-    def _add_model_segmentation(self, data: dict[str, Any], volumes: Mapping[str, Any], name: str,
-                                extra: dict[str, Any]) -> Any:
+    def _add_model_segmentation(
+        self, data: dict[str, Any], volumes: Mapping[str, Any], name: str, extra: dict[str, Any]
+    ) -> Any:
         labels = read_volume(data["segmentation"], kind="label")
-        node = self.scene_api.add_brats_segmentation(self.scene, labels.array, labels.grid, volumes[MODALITIES[0]],
-                                                     name)
+        node = self.scene_api.add_brats_segmentation(
+            self.scene, labels.array, labels.grid, volumes[MODALITIES[0]], name
+        )
         model, sae = data.get("model") or {}, data.get("sae") or {}
-        self.scene_api.attach_provenance(node, self.scene_api.Provenance(
-            latents=[], strengths=[], mode="none", model_sha256=str(model.get("fingerprint", "")),
-            sae_sha256=sae.get("sha256"), layer=sae.get("layer"),
-            extra={**extra, "architecture": model.get("architecture"),
-                   "inputs": {m: volumes[m].GetName() for m in MODALITIES}},
-        ))
+        self.scene_api.attach_provenance(
+            node,
+            self.scene_api.Provenance(
+                latents=[],
+                strengths=[],
+                mode="none",
+                model_sha256=str(model.get("fingerprint", "")),
+                sae_sha256=sae.get("sha256"),
+                layer=sae.get("layer"),
+                extra={
+                    **extra,
+                    "architecture": model.get("architecture"),
+                    "inputs": {m: volumes[m].GetName() for m in MODALITIES},
+                },
+            ),
+        )
         return node
 
     def _export(self, node: Any, kind: str = "volume", to_array: Callable[[Any], tuple] | None = None) -> Path:
@@ -433,4 +486,3 @@ def _reference_volume(volumes: Mapping[str, Any]) -> Any:
 
 def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
-

@@ -71,12 +71,21 @@ class LatentOverlay:
         self.peak = float(self._map[0].max()) if self._map[0].size else 0.0
         self.focus = latent_focus(self._map[0])
         if self.node is not None and self.node.GetScene() is self.scene:
-            self.scene_api.update_latent_overlay(self.node, self._map[0], grid, threshold=self.threshold,
-                                                 latent=self.latent, name=self._name())
+            self.scene_api.update_latent_overlay(
+                self.node, self._map[0], grid, threshold=self.threshold, latent=self.latent, name=self._name()
+            )
         else:
-            self.node = self.scene_api.add_latent_overlay(self.scene, self._map[0], grid, self.reference_node,
-                                                          self._name(), style=self.style, threshold=self.threshold,
-                                                          latent=self.latent, colormap_id=HEAT_COLORMAP)
+            self.node = self.scene_api.add_latent_overlay(
+                self.scene,
+                self._map[0],
+                grid,
+                self.reference_node,
+                self._name(),
+                style=self.style,
+                threshold=self.threshold,
+                latent=self.latent,
+                colormap_id=HEAT_COLORMAP,
+            )
         self._colour_range()
         if moved:
             self.jump_to(self.focus.focus_ras(grid.affine))
@@ -106,8 +115,9 @@ class LatentOverlay:
             self.scene_api.set_overlay_threshold(self.node, self.threshold, self.peak)
             self._colour_range()
         else:
-            self.scene_api.update_latent_overlay(self.node, self._map[0], self._map[1], threshold=self.threshold,
-                                                 latent=self.latent)
+            self.scene_api.update_latent_overlay(
+                self.node, self._map[0], self._map[1], threshold=self.threshold, latent=self.latent
+            )
 
     def set_style(self, style: str) -> Any:
         """Switch between "volume" and "labelmap"; the current map is shown again in a node of that style."""

@@ -11,8 +11,9 @@ import sys
 
 def reload_library(package: str = "MedSegLensLib") -> list[str]:
     """Reload every loaded module of `package`, deepest first (the module's `onReload`)."""
-    names = sorted((n for n in sys.modules if n == package or n.startswith(package + ".")),
-                   key=lambda n: (-n.count("."), n))
+    names = sorted(
+        (n for n in sys.modules if n == package or n.startswith(package + ".")), key=lambda n: (-n.count("."), n)
+    )
     for name in names:
         importlib.reload(sys.modules[name])
     return names

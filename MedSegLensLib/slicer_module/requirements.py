@@ -38,8 +38,11 @@ def ensure_requirements(installer: Installer) -> bool:
     missing = _missing()
     if not missing:
         return True
-    question = ("MedSegLens needs these Python packages (about a minute to install):\n\n" + "\n".join(missing)
-                + "\n\nInstall them now?")
+    question = (
+        "MedSegLens needs these Python packages (about a minute to install):\n\n"
+        + "\n".join(missing)
+        + "\n\nInstall them now?"
+    )
     if not installer.confirm(question):
         return False
     for done, requirement in enumerate(missing):
@@ -62,11 +65,17 @@ def slicer_installer(progress: Callable[[int, int, str], None]) -> Installer:
         try:
             import PyTorchUtils
         except ImportError:
-            slicer.util.errorDisplay("MedSegLens needs the PyTorch Utils extension for torch: install it from the "
-                                     "Extensions Manager, restart Slicer and try again.", windowTitle="MedSegLens")
+            slicer.util.errorDisplay(
+                "MedSegLens needs the PyTorch Utils extension for torch: install it from the "
+                "Extensions Manager, restart Slicer and try again.",
+                windowTitle="MedSegLens",
+            )
             return False
         return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is not None
 
-    return Installer(install_torch=install_torch,
-                     confirm=lambda question: slicer.util.confirmOkCancelDisplay(question, windowTitle="MedSegLens"),
-                     pip_install=slicer.util.pip_install, progress=progress)
+    return Installer(
+        install_torch=install_torch,
+        confirm=lambda question: slicer.util.confirmOkCancelDisplay(question, windowTitle="MedSegLens"),
+        pip_install=slicer.util.pip_install,
+        progress=progress,
+    )

@@ -26,8 +26,11 @@ class SelfTestSteps:
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:  # noqa: N802
-        for step in (self.test_segment_creates_a_new_segmentation, self.test_cancel_leaves_the_scene_unchanged,
-                     self.test_latents_steering_accept_and_export):
+        for step in (
+            self.test_segment_creates_a_new_segmentation,
+            self.test_cancel_leaves_the_scene_unchanged,
+            self.test_latents_steering_accept_and_export,
+        ):
             self.setUp()
             step()
 
@@ -38,9 +41,14 @@ class SelfTestSteps:
         import slicer
 
         rng = np.random.default_rng(0)
-        return {m: slicer.util.addVolumeFromArray(rng.normal(size=(24, 24, 24)).astype("float32"),  # [k, j, i]
-                                                  ijkToRAS=np.diag([2.0, 2.0, 2.0, 1.0]), name=f"tiny-{m}")
-                for m in MODALITIES}
+        return {
+            m: slicer.util.addVolumeFromArray(
+                rng.normal(size=(24, 24, 24)).astype("float32"),  # [k, j, i]
+                ijkToRAS=np.diag([2.0, 2.0, 2.0, 1.0]),
+                name=f"tiny-{m}",
+            )
+            for m in MODALITIES
+        }
 
     def _tinyModel(self) -> Path:  # noqa: N802
         import slicer
@@ -89,9 +97,11 @@ class SelfTestSteps:
     def _recorder(self, events: list) -> Any:
         from .logic import JobCallbacks
 
-        return JobCallbacks(progress=lambda f, m: events.append(("progress", f)),
-                            finished=lambda node: events.append(("finished", node)),
-                            failed=lambda message: events.append(("failed", message)))
+        return JobCallbacks(
+            progress=lambda f, m: events.append(("progress", f)),
+            finished=lambda node: events.append(("finished", node)),
+            failed=lambda message: events.append(("failed", message)),
+        )
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -154,8 +164,9 @@ class SelfTestSteps:
         provenance = read_provenance(accepted)
         self.assertEqual((provenance.mode, provenance.latents, provenance.strengths), ("additive", [latent], [2.0]))
         self.assertEqual(provenance.source_segmentation, segmentation.GetName())
-        exported = core.export_segmentation(accepted, Path(slicer.util.tempDirectory()) / "tiny-corrected.seg.nrrd",
-                                            overwrite=True)
+        exported = core.export_segmentation(
+            accepted, Path(slicer.util.tempDirectory()) / "tiny-corrected.seg.nrrd", overwrite=True
+        )
         self.assertTrue(exported.is_file())
         logic.shutdown()
         self.delayDisplay("Test passed")

@@ -80,7 +80,8 @@ def segmentation_mask(segmentation_node: Any, grid: Any) -> np.ndarray:
         reference = add_volume_node(scene, np.zeros(tuple(grid.shape), np.uint8), grid, "MedSegLens mask grid")
         labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "MedSegLens mask")
         if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-                segmentation_node, ids, labelmap, reference, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY):
+            segmentation_node, ids, labelmap, reference, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY
+        ):
             raise RuntimeError(f"Slicer could not export the segments of '{segmentation_node.GetName()}'")
         mask, _ = node_array(labelmap)
     return (mask > 0).astype(np.uint8)
@@ -102,8 +103,14 @@ class SteeringPreview:
             self.scene_api.update_preview_segmentation(self.node, outcome.labels, outcome.grid, self.reference_node)
         else:
             self.node = self.scene_api.add_brats_segmentation(
-                self.scene, outcome.labels, outcome.grid, self.reference_node, f"{self.case_name} steering preview",
-                role="preview", show_3d=show_3d)
+                self.scene,
+                outcome.labels,
+                outcome.grid,
+                self.reference_node,
+                f"{self.case_name} steering preview",
+                role="preview",
+                show_3d=show_3d,
+            )
         self.outcome = outcome
         self.set_visible(self.visible)
         return self.node
@@ -119,13 +126,26 @@ class SteeringPreview:
         if self.outcome is None:
             raise ParameterError("nothing to accept yet: steer first and wait for the preview")
         api, outcome = self.scene_api, self.outcome
-        node = api.add_brats_segmentation(self.scene, outcome.labels, outcome.grid, self.reference_node,
-                                          name or f"{source_node.GetName()} corrected", role="correction",
-                                          show_3d=api.has_closed_surface(source_node))
+        node = api.add_brats_segmentation(
+            self.scene,
+            outcome.labels,
+            outcome.grid,
+            self.reference_node,
+            name or f"{source_node.GetName()} corrected",
+            role="correction",
+            show_3d=api.has_closed_surface(source_node),
+        )
         provenance = api.Provenance.from_json(outcome.provenance)
         provenance.source_segmentation = source_node.GetName()
-        provenance.extra.update({"dice": outcome.dice, "dice_unsteered": outcome.dice_unsteered,
-                                 "changed_voxels": outcome.changed_voxels, **outcome.extra, **(extra or {})})
+        provenance.extra.update(
+            {
+                "dice": outcome.dice,
+                "dice_unsteered": outcome.dice_unsteered,
+                "changed_voxels": outcome.changed_voxels,
+                **outcome.extra,
+                **(extra or {}),
+            }
+        )
         api.attach_provenance(node, provenance)
         return node
 
@@ -142,5 +162,8 @@ def dice_summary(outcome: SteeringOutcome | None) -> str:
     if outcome.dice is None:
         return "no reference segmentation"
     before = outcome.dice_unsteered or {}
-    return ", ".join(f"{name} {outcome.dice[name]:.3f} (model {before.get(name, float('nan')):.3f})"
-                     for name in ("WT", "TC", "ET", "ED") if name in outcome.dice)
+    return ", ".join(
+        f"{name} {outcome.dice[name]:.3f} (model {before.get(name, float('nan')):.3f})"
+        for name in ("WT", "TC", "ET", "ED")
+        if name in outcome.dice
+    )

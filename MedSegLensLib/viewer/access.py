@@ -36,7 +36,9 @@ def is_loopback(host: str) -> bool:
 
 def resolve_access(host: str, allow_remote: bool, token: str | None) -> str:
     """Check the bind policy and return the token every request must carry."""
-    if token is not None and (len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or any(c.isspace() for c in token)):
+    if token is not None and (
+        len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or any(c.isspace() for c in token)
+    ):
         raise ParameterError(
             f"--token must be at least {MIN_TOKEN_LENGTH} printable characters without spaces; "
             "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(24))'"
@@ -64,7 +66,12 @@ def token_middleware(token: str):
     async def guard(request: web.Request, handler):
         from_query = request.query.get(TOKEN_QUERY)
         if not (token_matches(from_query, token) or token_matches(request.cookies.get(TOKEN_COOKIE), token)):
-            return web.Response(status=403, text="MedSegLens viewer: open the address printed by `medseglens serve` (it carries the access token)\n")
+            return web.Response(
+                status=403,
+                text=(
+                    "MedSegLens viewer: open the address printed by `medseglens serve` (it carries the access token)\n"
+                ),
+            )
         origin = request.headers.get("Origin")
         if origin and urlsplit(origin).netloc != request.host:
             return web.Response(status=403, text="MedSegLens viewer: cross-origin request refused\n")

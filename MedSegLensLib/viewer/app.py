@@ -36,7 +36,12 @@ def number(value, what: str) -> float:
 
 def case_row(case: WorkspaceCase) -> dict:
     """One line of the case list: what a QA lead scans for."""
-    return {"case_id": case.case_id, "population": case.population, "dice": dice_text(case.dice), "failure": case.failure}
+    return {
+        "case_id": case.case_id,
+        "population": case.population,
+        "dice": dice_text(case.dice),
+        "failure": case.failure,
+    }
 
 
 class ViewerApp:
@@ -130,14 +135,18 @@ class ViewerApp:
 
     def _on_modality(self, modality, **_):
         if self.display.case is not None and modality != self.display.modality:
-            self._attempt("changing modality", lambda: (self.display.show_modality(str(modality)), self._publish_range()))
+            self._attempt(
+                "changing modality", lambda: (self.display.show_modality(str(modality)), self._publish_range())
+            )
 
     def _on_display_range(self, display_range, **_):
         if self.display.case is None or not isinstance(display_range, (list, tuple)) or len(display_range) != 2:
             return
         self._attempt(
             "setting window/level",
-            lambda: self.display.set_display_range(number(display_range[0], "window"), number(display_range[1], "window")),
+            lambda: self.display.set_display_range(
+                number(display_range[0], "window"), number(display_range[1], "window")
+            ),
         )
 
     def _on_segmentation(self, seg_source, **_):
@@ -168,8 +177,9 @@ class ViewerApp:
                 self.display.show_overlay(name)
                 self._publish_overlay()
 
-        self.jobs.submit("latent_map", {**self._analysis_params(case), "latent": latent}, f"latent {latent}",
-                         show, slot="map")
+        self.jobs.submit(
+            "latent_map", {**self._analysis_params(case), "latent": latent}, f"latent {latent}", show, slot="map"
+        )
 
     def _publish_overlay(self) -> None:
         """The shown latent's legend (colour range, threshold, in activation units) and the threshold slider."""
@@ -189,7 +199,8 @@ class ViewerApp:
         def style():
             self.display.set_overlay_style(
                 threshold=None if threshold is None else number(threshold, "overlay threshold"),
-                opacity=number(overlay_opacity, "overlay opacity"))
+                opacity=number(overlay_opacity, "overlay opacity"),
+            )
             if threshold is not None:
                 self.state.overlay_legend = self.display.legend()
 
@@ -216,8 +227,11 @@ class ViewerApp:
         sae = self.pair[1]
         folder = self.workspace.resolve(sae.folder, f"{sae.name} folder")
         typical = read_typical(folder / TYPICAL_FILE)
-        labels = self.workspace.resolve(sae.interpretation, f"{sae.name} interpretation") if sae.interpretation \
+        labels = (
+            self.workspace.resolve(sae.interpretation, f"{sae.name} interpretation")
+            if sae.interpretation
             else folder / "latents.json"
+        )
         root = self.workspace.root.resolve()
 
         def card(latent: int) -> Path | None:
@@ -231,13 +245,17 @@ class ViewerApp:
 
     def _steering_note(self) -> str:
         if self.pair is None:
-            return "Steering needs a model and its SAE (existing folders listed under \"models\" in workspace.json)."
+            return 'Steering needs a model and its SAE (existing folders listed under "models" in workspace.json).'
         return f"Analysing the case with {self.pair[0].name} and SAE {self.pair[1].name}..."
 
     def _analysis_params(self, case: WorkspaceCase) -> dict:
         model, sae = self.pair
-        params = {"model": str(self.workspace.resolve(model.folder)), "sae": str(self.workspace.resolve(sae.folder)),
-                  "case": str(self.workspace.resolve(case.folder)), "case_id": case.case_id}
+        params = {
+            "model": str(self.workspace.resolve(model.folder)),
+            "sae": str(self.workspace.resolve(sae.folder)),
+            "case": str(self.workspace.resolve(case.folder)),
+            "case_id": case.case_id,
+        }
         for key, path in (("labels", sae.interpretation), ("populations", sae.populations)):
             if path:
                 params[key] = str(self.workspace.resolve(path))
@@ -247,15 +265,26 @@ class ViewerApp:
         def analysed(result: dict) -> None:
             self.analysis = result
             model, sae = self.pair
-            origin = {"file": None, "job": "encode", "model": model.folder, "model_sha256": result["model"]["fingerprint"],
-                      "sae": sae.folder, "sae_sha256": result["sae"]["sha256"]}
+            origin = {
+                "file": None,
+                "job": "encode",
+                "model": model.folder,
+                "model_sha256": result["model"]["fingerprint"],
+                "sae": sae.folder,
+                "sae_sha256": result["sae"]["sha256"],
+            }
             self._show_segmentation("prediction", Path(result["segmentation"]), origin)
             self.latents.set_analysis(result)
             self.steering.set_analysis(result)
             self._say(f"{case.case_id}: {len(result['latents'])} active latents of {sae.name}")
 
-        self.jobs.submit("encode", self._analysis_params(case), f"analysing {case.case_id}", self._for_case(case, analysed),
-                         slot="analysis")
+        self.jobs.submit(
+            "encode",
+            self._analysis_params(case),
+            f"analysing {case.case_id}",
+            self._for_case(case, analysed),
+            slot="analysis",
+        )
 
     def _on_steer_mode(self, **_):
         if self.analysis is not None:
@@ -283,10 +312,20 @@ class ViewerApp:
                 return  # the controls moved on since this request
             record = json.loads(result["provenance"])
             model, sae = self.pair
-            origin = {"file": None, "job": "steer", "model": model.folder, "model_sha256": record["model_sha256"],
-                      "sae": sae.folder, "sae_sha256": record["sae_sha256"],
-                      "steering": {"spec": result["spec"], "record": record, "dice": result["dice"],
-                                   "dice_unsteered": result["dice_unsteered"]}}
+            origin = {
+                "file": None,
+                "job": "steer",
+                "model": model.folder,
+                "model_sha256": record["model_sha256"],
+                "sae": sae.folder,
+                "sae_sha256": record["sae_sha256"],
+                "steering": {
+                    "spec": result["spec"],
+                    "record": record,
+                    "dice": result["dice"],
+                    "dice_unsteered": result["dice_unsteered"],
+                },
+            }
             self._show_segmentation("steered", Path(result["segmentation"]), origin)
             self.steering.show_result(result)
 
@@ -299,6 +338,7 @@ class ViewerApp:
 
     def _for_case(self, case: WorkspaceCase, action):
         """A job's result handler that applies only while `case` is still shown."""
+
         def apply(result: dict) -> None:
             if self.display.case is not case:
                 raise ParameterError(f"{case.case_id} is no longer shown; the result was dropped")
@@ -332,8 +372,12 @@ class ViewerApp:
         self.jobs.submit("segment", params, f"segmenting {case.case_id}", self._for_case(case, self._show_model_result))
 
     def _show_model_result(self, result: dict) -> None:
-        origin = {"file": None, "model": self.workspace.default_model, "model_sha256": result["model"]["fingerprint"],
-                  "job": "segment"}
+        origin = {
+            "file": None,
+            "model": self.workspace.default_model,
+            "model_sha256": result["model"]["fingerprint"],
+            "job": "segment",
+        }
         self._show_segmentation("prediction", Path(result["segmentation"]), origin)
         self._say(f"{self.display.case.case_id}: segmentation by {result['model']['architecture']} shown")
 
@@ -368,8 +412,13 @@ class ViewerApp:
         if steering is not None:
             record = Provenance.from_json(json.dumps(steering["record"]))
         elif origin.get("model_sha256"):
-            record = Provenance(latents=[], strengths=[], mode="none", model_sha256=origin["model_sha256"],
-                                source_segmentation=self.display.segmentation_node().GetName())
+            record = Provenance(
+                latents=[],
+                strengths=[],
+                mode="none",
+                model_sha256=origin["model_sha256"],
+                source_segmentation=self.display.segmentation_node().GetName(),
+            )
         else:
             record = None
         if record is not None:

@@ -23,8 +23,14 @@ from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 )
 VIEWS = ("axial", "coronal", "sagittal")
 READY = re.compile(r"MedSegLens viewer: (http://\S+)")
@@ -48,12 +54,24 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def viewer_server(workspace: str | os.PathLike, env: dict | None = None, timeout: float = 120.0,
-                  extra_args: tuple[str, ...] = ()) -> Iterator[ServerProcess]:
+def viewer_server(
+    workspace: str | os.PathLike, env: dict | None = None, timeout: float = 120.0, extra_args: tuple[str, ...] = ()
+) -> Iterator[ServerProcess]:
     """Start `medseglens serve --port 0` on loopback; yield once it prints its address; stop it after."""
-    command = [sys.executable, "-m", "MedSegLensLib", "serve", "--workspace", str(workspace), "--port", "0", *extra_args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                               start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "MedSegLensLib",
+        "serve",
+        "--workspace",
+        str(workspace),
+        "--port",
+        "0",
+        *extra_args,
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    )
     lines: queue.Queue[str | None] = queue.Queue()
     log: list[str] = []
 
@@ -106,7 +124,10 @@ def chromium(playwright, viewport=(1400, 850)):
         raise RuntimeError("Debian chromium is not installed (apt-get install -y chromium)")
     with tempfile.TemporaryDirectory(prefix="medseglens-chromium-") as profile:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=executable, args=list(CHROMIUM_FLAGS), headless=True,
+            profile,
+            executable_path=executable,
+            args=list(CHROMIUM_FLAGS),
+            headless=True,
             viewport={"width": viewport[0], "height": viewport[1]},
         )
         try:
@@ -126,8 +147,10 @@ def wait_for_frames(page, views=VIEWS, timeout_ms: float = 60000) -> None:
     """Wait until every view shows a decoded frame (not the loading page)."""
     page.wait_for_function(
         f"""(names) => {{ {FIND_IMAGE}
-              return names.every((n) => {{ const i = findImage(n); return i && i.complete && i.naturalWidth > 0; }}); }}""",
-        arg=list(views), timeout=timeout_ms,
+              return names.every((n) => {{
+                const i = findImage(n); return i && i.complete && i.naturalWidth > 0; }}); }}""",
+        arg=list(views),
+        timeout=timeout_ms,
     )
 
 
@@ -183,8 +206,10 @@ def frame_latency_ms(page, name: str, selector: str, key: str | None = None, tim
                 const start = performance.now();
                 const check = () => {{
                   const img = findImage(name);
-                  if (img && img.src !== before && img.complete && img.naturalWidth > 0) {{ resolve(performance.now() - start); return; }}
-                  if (performance.now() - start > timeout) {{ reject(new Error('no new frame after ' + selector)); return; }}
+                  if (img && img.src !== before && img.complete && img.naturalWidth > 0) {{
+                    resolve(performance.now() - start); return; }}
+                  if (performance.now() - start > timeout) {{
+                    reject(new Error('no new frame after ' + selector)); return; }}
                   requestAnimationFrame(check);
                 }};
                 if (key) target.dispatchEvent(new KeyboardEvent('keydown', {{ key, bubbles: true }}));

@@ -102,8 +102,10 @@ class CaseDisplay:
         self._clear()
         self.case, self.data, self._nodes, self._segmentations = case, data, nodes, segmentations
         if case.prediction:
-            self.origins["prediction"] = {"file": str(self._workspace.resolve(case.prediction)),
-                                          "model": self._workspace.default_model}
+            self.origins["prediction"] = {
+                "file": str(self._workspace.resolve(case.prediction)),
+                "model": self._workspace.default_model,
+            }
         if data.label is not None:
             self.origins["reference"] = {"file": str(data.files["seg"])}
         self.overlay_name = None
@@ -150,7 +152,9 @@ class CaseDisplay:
 
     def show_segmentation(self, source: str | None) -> None:
         if source is not None and source not in self._segmentations:
-            raise ParameterError(f"no {source} segmentation for this case; available: {', '.join(self._segmentations) or 'none'}")
+            raise ParameterError(
+                f"no {source} segmentation for this case; available: {', '.join(self._segmentations) or 'none'}"
+            )
         self.segmentation_source = source
         for name, node in self._segmentations.items():
             node.GetDisplayNode().SetVisibility(name == source)
@@ -175,7 +179,9 @@ class CaseDisplay:
             if previous is not None:
                 remove_node(self.scene, previous)
             self._segmentations[source] = node
-            self._segmentations = {name: self._segmentations[name] for name in SEGMENTATION_SOURCES if name in self._segmentations}
+            self._segmentations = {
+                name: self._segmentations[name] for name in SEGMENTATION_SOURCES if name in self._segmentations
+            }
             self.origins[source] = dict(origin)
             self.show_segmentation(source)
 
@@ -222,10 +228,20 @@ class CaseDisplay:
             self.overlay_threshold = None
         threshold = self.threshold_of(focus)
         if self._overlay is None:
-            self._overlay = add_latent_overlay(self.scene, activation, self.data.grid, self._nodes.reference, name,
-                                               threshold=threshold, latent=latent, colormap_id=HEAT_COLORMAP)
+            self._overlay = add_latent_overlay(
+                self.scene,
+                activation,
+                self.data.grid,
+                self._nodes.reference,
+                name,
+                threshold=threshold,
+                latent=latent,
+                colormap_id=HEAT_COLORMAP,
+            )
         else:
-            update_latent_overlay(self._overlay, activation, self.data.grid, threshold=threshold, latent=latent, name=name)
+            update_latent_overlay(
+                self._overlay, activation, self.data.grid, threshold=threshold, latent=latent, name=name
+            )
         self._colour(focus, threshold)
         moved = name != self.overlay_name
         self.overlay_name, self.focus = name, focus

@@ -43,7 +43,9 @@ class WorkspaceWorker(WorkerProcess):
                 self._scratch_root.mkdir(parents=True, exist_ok=True)
                 self._session_dir = Path(tempfile.mkdtemp(prefix="session-", dir=self._scratch_root))
             except OSError as exc:
-                raise OutputError(f"{self._scratch_root}: cannot write the worker's scratch files ({exc.strerror})") from None
+                raise OutputError(
+                    f"{self._scratch_root}: cannot write the worker's scratch files ({exc.strerror})"
+                ) from None
         return self._session_dir
 
 
@@ -81,7 +83,9 @@ class WorkerJobs:
         """Whether a request of `slot` runs or waits."""
         return any(job.slot == slot for job in [*([self._active] if self._active else []), *self._waiting])
 
-    def submit(self, job: str, params: dict, label: str, on_result: Callable[[dict], None], slot: str | None = None) -> None:
+    def submit(
+        self, job: str, params: dict, label: str, on_result: Callable[[dict], None], slot: str | None = None
+    ) -> None:
         """Queue a job; it replaces a waiting request of the same slot (default: the job's name)."""
         slot = slot or job
         self._waiting = [waiting for waiting in self._waiting if waiting.slot != slot]

@@ -48,8 +48,16 @@ def _overlay_row(overlay: Overlay) -> dict:
 def _table_row(row: LatentRow, name: str) -> dict:
     """The shared table's cells (one line each), plus the full description for the row's tooltip."""
     _, category, short, activation, specificity, confidence = row.cells()
-    return {"name": name, "latent": row.latent, "category": category, "confidence": confidence, "short": short,
-            "description": row.description, "activation": activation, "specificity": specificity}
+    return {
+        "name": name,
+        "latent": row.latent,
+        "category": category,
+        "confidence": confidence,
+        "short": short,
+        "description": row.description,
+        "activation": activation,
+        "specificity": specificity,
+    }
 
 
 def inline_png(path: Path | None) -> str | None:
@@ -65,8 +73,14 @@ def inline_png(path: Path | None) -> str | None:
 class LatentBrowser:
     """The table behind the page's latent browser (`latents`, `latent_sort`, `latent_descending` state)."""
 
-    def __init__(self, state, sae_name: str | None, typical: list[float] | None = None,
-                 records: dict[int, dict] | None = None, card: Callable[[int], Path | None] | None = None):
+    def __init__(
+        self,
+        state,
+        sae_name: str | None,
+        typical: list[float] | None = None,
+        records: dict[int, dict] | None = None,
+        card: Callable[[int], Path | None] | None = None,
+    ):
         self.state = state
         self.sae_name = sae_name
         self.typical = typical  # per latent, from the SAE's latent_scales.json
@@ -102,8 +116,11 @@ class LatentBrowser:
         if row is None and not details["description"]:
             overlay = self.precomputed(latent)
             if overlay is not None:
-                details.update(description=overlay.description, category=overlay.category,
-                               name=short_name(overlay.description, overlay.category))
+                details.update(
+                    description=overlay.description,
+                    category=overlay.category,
+                    name=short_name(overlay.description, overlay.category),
+                )
         details["card"] = inline_png(self.card(int(latent)))
         self.state.latent_details = details
 
@@ -128,7 +145,12 @@ class LatentBrowser:
             if overlay.name == name:
                 return overlay.latent
         suffix = name.removeprefix(WORKER_PREFIX)
-        if self.table is not None and name.startswith(WORKER_PREFIX) and suffix.isdigit() and self.table.row(int(suffix)):
+        if (
+            self.table is not None
+            and name.startswith(WORKER_PREFIX)
+            and suffix.isdigit()
+            and self.table.row(int(suffix))
+        ):
             return int(suffix)
         return None
 

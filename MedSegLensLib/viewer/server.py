@@ -41,7 +41,9 @@ def build_viewer(server, workspace: Workspace):
     register_rca_factories(slicer_app.view_manager, server, slice_view_ui_f=slice_gutter)
     layout_manager = LayoutManager(slicer_app.scene, slicer_app.view_manager, server)
     axial, coronal, sagittal = (
-        ViewLayoutDefinition.axial_view(), ViewLayoutDefinition.coronal_view(), ViewLayoutDefinition.sagittal_view()
+        ViewLayoutDefinition.axial_view(),
+        ViewLayoutDefinition.coronal_view(),
+        ViewLayoutDefinition.sagittal_view(),
     )
     grid = Layout(LayoutDirection.Horizontal, [axial, Layout(LayoutDirection.Vertical, [coronal, sagittal])])
     layout_manager.register_layout("three slices", grid)

@@ -32,6 +32,7 @@ NOT_ANALYSED = "Steering needs the case analysed by the workspace's model and SA
 
 def dice_rows(before: dict | None, after: dict | None) -> list[dict]:
     """Side-by-side Dice per region ("—" where there is no reference)."""
+
     def text(scores, region):
         value = (scores or {}).get(region)
         return "—" if value is None else f"{value:.3f}"
@@ -140,7 +141,9 @@ class SteeringPanel:
         if sorted(latents) != sorted(s.steer_latents) or not set(latents) <= choices:
             raise ParameterError(f"latents {s.steer_latents!r} are not latents active in this case")
         neutral = self.neutral()
-        strengths = [_finite((s.steer_strengths or {}).get(str(j), neutral), f"strength of latent {j}") for j in latents]
+        strengths = [
+            _finite((s.steer_strengths or {}).get(str(j), neutral), f"strength of latent {j}") for j in latents
+        ]
         low, high = s.steer_range
         if any(not low <= v <= high for v in strengths):
             raise ParameterError(f"strengths {strengths} must lie in [{low:g}, {high:g}] for {s.steer_mode} steering")
@@ -155,10 +158,11 @@ class SteeringPanel:
     def show_result(self, result: dict) -> None:
         """The readout of a finished preview: Dice before/after per region and what changed."""
         self.state.dice_rows = dice_rows(result.get("dice_unsteered"), result.get("dice"))
-        self.state.steer_summary = (f"{result['changed_voxels']} voxels changed · {result['windows_recomputed']}/"
-                                    f"{result['windows_total']} windows · {result['seconds']:.2f} s")
+        self.state.steer_summary = (
+            f"{result['changed_voxels']} voxels changed · {result['windows_recomputed']}/"
+            f"{result['windows_total']} windows · {result['seconds']:.2f} s"
+        )
 
     def show_unsteered(self, dice: dict | None) -> None:
         self.state.dice_rows = dice_rows(dice, None)
         self.state.steer_summary = ""
-

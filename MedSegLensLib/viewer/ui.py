@@ -31,7 +31,13 @@ def build_ui(server, layout_manager) -> VAppLayout:
                 id="message",
                 classes=("message_error ? 'text-error text-body-2 mr-4' : 'text-medium-emphasis text-body-2 mr-4'",),
             )
-            v3.VProgressLinear(indeterminate=("!!trame__busy",), active=("!!trame__busy",), absolute=True, location="bottom", color="primary")
+            v3.VProgressLinear(
+                indeterminate=("!!trame__busy",),
+                active=("!!trame__busy",),
+                absolute=True,
+                location="bottom",
+                color="primary",
+            )
         with v3.VNavigationDrawer(permanent=True, location="left", width=LEFT_WIDTH):
             _case_list()
             v3.VDivider()
@@ -71,7 +77,14 @@ def _image_controls(server) -> None:
     _section("Image")
     with html.Div(classes="px-3"):
         with v3.VBtnToggle(v_model=("modality",), mandatory=True, density="compact", divided=True, variant="outlined"):
-            v3.VBtn("{{ m.title }}", v_for="m in modalities", key="m.value", value=("m.value",), id=("'modality-' + m.value",), size="small")
+            v3.VBtn(
+                "{{ m.title }}",
+                v_for="m in modalities",
+                key="m.value",
+                value=("m.value",),
+                id=("'modality-' + m.value",),
+                size="small",
+            )
         html.Div("Window / level", classes="text-caption mt-3")
         with html.Div(id="display-range"):
             v3.VRangeSlider(
@@ -84,10 +97,19 @@ def _image_controls(server) -> None:
                 strict=True,
             )
         html.Div("Segmentation", classes="text-caption mt-3")
-        with v3.VBtnToggle(v_model=("seg_source",), mandatory=True, density="compact", divided=True, variant="outlined"):
+        with v3.VBtnToggle(
+            v_model=("seg_source",), mandatory=True, density="compact", divided=True, variant="outlined"
+        ):
             v3.VBtn("{{ s }}", v_for="s in seg_sources", key="s", value=("s",), id=("'seg-' + s",), size="small")
             v3.VBtn("none", value=NO_SELECTION, id=f"seg-{NO_SELECTION}", size="small")
-        v3.VBtn("Reset views", click=server.controller.reset_views, size="small", variant="text", classes="mt-2", id="reset-views")
+        v3.VBtn(
+            "Reset views",
+            click=server.controller.reset_views,
+            size="small",
+            variant="text",
+            classes="mt-2",
+            id="reset-views",
+        )
 
 
 def _model_controls(server) -> None:
@@ -95,27 +117,50 @@ def _model_controls(server) -> None:
     with html.Div(classes="px-3 pb-3"):
         html.Div("{{ model_label }}", classes="text-caption text-medium-emphasis", id="model-label")
         with html.Div(classes="d-flex mt-1"):
-            v3.VBtn("Run model", id="run-model", click=server.controller.run_model, size="small", color="primary",
-                    disabled=("!case_id || !model_ready || job_running",), classes="mr-2")
-            v3.VBtn("Cancel", id="cancel-job", click=server.controller.cancel_job, size="small", variant="outlined",
-                    v_show="job_running")
+            v3.VBtn(
+                "Run model",
+                id="run-model",
+                click=server.controller.run_model,
+                size="small",
+                color="primary",
+                disabled=("!case_id || !model_ready || job_running",),
+                classes="mr-2",
+            )
+            v3.VBtn(
+                "Cancel",
+                id="cancel-job",
+                click=server.controller.cancel_job,
+                size="small",
+                variant="outlined",
+                v_show="job_running",
+            )
         # Progress of any worker job (model run, analysis, latent map, steering preview).
-        v3.VProgressLinear(model_value=("job_progress || 0",), v_show="job_running", height=6, classes="mt-2", id="job-progress")
+        v3.VProgressLinear(
+            model_value=("job_progress || 0",), v_show="job_running", height=6, classes="mt-2", id="job-progress"
+        )
         html.Div("{{ job_text }}", classes="text-caption", id="job-text")
 
 
 def _latent_browser(server) -> None:
     _section("Latent browser")
     with html.Div(classes="px-3"):
-        v3.VTextField(v_model=("latent_filter",), label="filter (words, or a latent number)", density="compact",
-                      hide_details=True, clearable=True, id="latent-filter")
+        v3.VTextField(
+            v_model=("latent_filter",),
+            label="filter (words, or a latent number)",
+            density="compact",
+            hide_details=True,
+            clearable=True,
+            id="latent-filter",
+        )
     with v3.VTable(density="compact", height=260, fixed_header=True, id="latent-table"):
         with html.Thead(), html.Tr():
             html.Th("")
             for column, title in LATENT_HEADERS:
                 html.Th(
                     f"{title} {{{{ latent_sort === {column} ? (latent_descending ? '▼' : '▲') : '' }}}}",
-                    click=(server.controller.sort_latents, f"[{column}]"), style="cursor: pointer;", id=f"sort-{column}",
+                    click=(server.controller.sort_latents, f"[{column}]"),
+                    style="cursor: pointer;",
+                    id=f"sort-{column}",
                 )
         with html.Tbody():
             with html.Tr(
@@ -129,11 +174,16 @@ def _latent_browser(server) -> None:
             ):
                 with html.Td(classes="px-1"):
                     v3.VBtn(
-                        "{{ steer_latents.includes(o.latent) ? '−' : 'steer' }}", size="x-small", variant="tonal",
+                        "{{ steer_latents.includes(o.latent) ? '−' : 'steer' }}",
+                        size="x-small",
+                        variant="tonal",
                         v_if="steer_available && steer_choices.some((c) => c.value === o.latent)",
                         id=("'steer-' + o.latent",),
-                        click=("steer_latents = steer_latents.includes(o.latent) ? steer_latents.filter((x) => x !== o.latent)"
-                               " : [...steer_latents, o.latent]; $event.stopPropagation()"),
+                        click=(
+                            "steer_latents = steer_latents.includes(o.latent) ? steer_latents.filter((x) => x !== "
+                            "o.latent)"
+                            " : [...steer_latents, o.latent]; $event.stopPropagation()"
+                        ),
                     )
                 html.Td("{{ o.latent }}", classes="px-1")
                 html.Td("{{ o.category }}", classes="text-caption px-1", style=f"max-width: 7em; {ONE_LINE}")
@@ -156,7 +206,8 @@ def _overlay_controls() -> None:
                 " p{{ overlay_legend.low_percentile }} to p{{ overlay_legend.high_percentile }} of its activations here"
                 " (fires in {{ (100 * overlay_legend.active_share).toFixed(1) }} % of the volume;"
                 " slices moved to {{ overlay_legend.focus_ras ? overlay_legend.focus_ras.join(', ') : '—' }} mm RAS)",
-                classes="text-caption")
+                classes="text-caption",
+            )
             html.Div(style=("'height: 10px; border-radius: 2px; background: ' + overlay_legend.colours",))
             with html.Div(classes="d-flex text-caption"):
                 html.Span("{{ overlay_legend.low }}", id="legend-low")
@@ -164,26 +215,53 @@ def _overlay_controls() -> None:
                 html.Span("activation (peak {{ overlay_legend.peak }})", classes="text-medium-emphasis")
                 v3.VSpacer()
                 html.Span("{{ overlay_legend.high }}", id="legend-high")
-        html.Div("Threshold {{ Number(overlay_threshold).toPrecision(3) }} (transparent below) / opacity",
-                 classes="text-caption mt-2", id="threshold-text")
-        v3.VSlider(id="overlay-threshold", v_model=("overlay_threshold",), min=0, max=("overlay_threshold_max",),
-                   step=("overlay_threshold_max / 100",), disabled=("!overlay_legend",), hide_details=True,
-                   density="compact")
-        v3.VSlider(id="overlay-opacity", v_model=("overlay_opacity",), min=0, max=1, step=0.05, hide_details=True,
-                   density="compact")
+        html.Div(
+            "Threshold {{ Number(overlay_threshold).toPrecision(3) }} (transparent below) / opacity",
+            classes="text-caption mt-2",
+            id="threshold-text",
+        )
+        v3.VSlider(
+            id="overlay-threshold",
+            v_model=("overlay_threshold",),
+            min=0,
+            max=("overlay_threshold_max",),
+            step=("overlay_threshold_max / 100",),
+            disabled=("!overlay_legend",),
+            hide_details=True,
+            density="compact",
+        )
+        v3.VSlider(
+            id="overlay-opacity",
+            v_model=("overlay_opacity",),
+            min=0,
+            max=1,
+            step=0.05,
+            hide_details=True,
+            density="compact",
+        )
 
 
 def _latent_details() -> None:
     """The selected latent: full description, notes, card, per-population firing, top cases."""
-    with html.Div(v_if="latent_details", id="latent-details", classes="px-3 pb-2 text-caption",
-                  style="max-height: 260px; overflow-y: auto;"):
-        html.Div("Latent {{ latent_details.latent }} · {{ latent_details.category || 'uncategorised' }}",
-                 classes="text-subtitle-2")
+    with html.Div(
+        v_if="latent_details",
+        id="latent-details",
+        classes="px-3 pb-2 text-caption",
+        style="max-height: 260px; overflow-y: auto;",
+    ):
+        html.Div(
+            "Latent {{ latent_details.latent }} · {{ latent_details.category || 'uncategorised' }}",
+            classes="text-subtitle-2",
+        )
         html.Div("{{ latent_details.description || 'no description' }}", id="latent-description")
         html.Div("{{ n }}", v_for="n in latent_details.notes", key="n", classes="text-medium-emphasis")
         html.Img(v_if="latent_details.card", src=("latent_details.card",), style="max-width: 100%;", id="latent-card")
-        with v3.VTable(v_if="latent_details.populations && latent_details.populations.length", density="compact",
-                       classes="text-caption", id="latent-populations"):
+        with v3.VTable(
+            v_if="latent_details.populations && latent_details.populations.length",
+            density="compact",
+            classes="text-caption",
+            id="latent-populations",
+        ):
             with html.Thead(), html.Tr():
                 for title in ("population", "fired (cases)", "mean volume", "mean peak"):
                     html.Th(title)
@@ -192,35 +270,78 @@ def _latent_details() -> None:
                     html.Td(f"{{{{ p.{field} }}}}")
         with html.Div(v_if="latent_details.top_cases && latent_details.top_cases.length", id="latent-top-cases"):
             html.Span("top cases: ")
-            html.Span("{{ c.case_id }} ({{ c.population }}, peak {{ c.peak }}) ", v_for="c in latent_details.top_cases",
-                      key="c.case_id")
+            html.Span(
+                "{{ c.case_id }} ({{ c.population }}, peak {{ c.peak }}) ",
+                v_for="c in latent_details.top_cases",
+                key="c.case_id",
+            )
 
 
 def _steering_panel(server) -> None:
     _section("Steering")
     with html.Div(classes="px-3 pb-3"):
-        v3.VAlert("{{ steer_note }}", v_if="!steer_available", type="info", density="compact", variant="tonal",
-                  classes="text-caption mb-2", id="steer-note")
+        v3.VAlert(
+            "{{ steer_note }}",
+            v_if="!steer_available",
+            type="info",
+            density="compact",
+            variant="tonal",
+            classes="text-caption mb-2",
+            id="steer-note",
+        )
         with html.Div(classes="d-flex"):
-            v3.VSelect(label="mode", v_model=("steer_mode",), items=("steer_modes",), disabled=("!steer_available",),
-                       density="compact", hide_details=True, classes="mr-2", id="steer-mode")
-            v3.VSelect(label="region", v_model=("steer_region",), items=("steer_regions",), disabled=("!steer_available",),
-                       density="compact", hide_details=True, id="steer-region")
+            v3.VSelect(
+                label="mode",
+                v_model=("steer_mode",),
+                items=("steer_modes",),
+                disabled=("!steer_available",),
+                density="compact",
+                hide_details=True,
+                classes="mr-2",
+                id="steer-mode",
+            )
+            v3.VSelect(
+                label="region",
+                v_model=("steer_region",),
+                items=("steer_regions",),
+                disabled=("!steer_available",),
+                density="compact",
+                hide_details=True,
+                id="steer-region",
+            )
         with html.Div(v_show="steer_region === 'tumour-margin'", id="steer-margin"):
-            v3.VSlider(v_model=("steer_margin",), min=0, max=("steer_max_margin",), step=1, label="margin mm",
-                       thumb_label=True, hide_details=True, density="compact")
-        html.Div("Pick latents with 'steer' in the table; one strength each.", v_if="steer_available && !steer_latents.length",
-                 classes="text-caption text-medium-emphasis mt-2")
+            v3.VSlider(
+                v_model=("steer_margin",),
+                min=0,
+                max=("steer_max_margin",),
+                step=1,
+                label="margin mm",
+                thumb_label=True,
+                hide_details=True,
+                density="compact",
+            )
+        html.Div(
+            "Pick latents with 'steer' in the table; one strength each.",
+            v_if="steer_available && !steer_latents.length",
+            classes="text-caption text-medium-emphasis mt-2",
+        )
         with html.Div(v_for="j in steer_latents", key="j", classes="d-flex align-center mt-1", id=("'strength-' + j",)):
             html.Span("{{ j }}", classes="text-caption mr-2", style="min-width: 2.5em;")
             v3.VSlider(
                 model_value=("steer_strengths[j] ?? steer_neutral",),
                 update_modelValue="steer_strengths = Object.assign({}, steer_strengths, {[j]: $event})",
-                min=("steer_range[0]",), max=("steer_range[1]",), step=("steer_step",),
-                hide_details=True, density="compact",
+                min=("steer_range[0]",),
+                max=("steer_range[1]",),
+                step=("steer_step",),
+                hide_details=True,
+                density="compact",
             )
-            html.Span("{{ steer_readout[j] || '' }}", classes="text-caption ml-2", style="min-width: 9em;",
-                      id=("'strength-value-' + j",))
+            html.Span(
+                "{{ steer_readout[j] || '' }}",
+                classes="text-caption ml-2",
+                style="min-width: 9em;",
+                id=("'strength-value-' + j",),
+            )
         with v3.VTable(density="compact", classes="mt-2 text-caption", id="dice-readout"):
             with html.Thead(), html.Tr():
                 for title in ("Dice", "before", "after"):
@@ -230,7 +351,14 @@ def _steering_panel(server) -> None:
                 html.Td("{{ d.before }}")
                 html.Td("{{ d.after }}", id=("'dice-after-' + d.region",))
         html.Div("{{ steer_summary }}", classes="text-caption text-medium-emphasis", id="steer-summary")
-        v3.VBtn("Accept", id="accept", click=server.controller.accept_segmentation, color="primary", block=True, classes="mt-3",
-                disabled=("!case_id",))
+        v3.VBtn(
+            "Accept",
+            id="accept",
+            click=server.controller.accept_segmentation,
+            color="primary",
+            block=True,
+            classes="mt-3",
+            disabled=("!case_id",),
+        )
         with html.Div(classes="text-caption mt-1", id="accepted-list"):
             html.Div("{{ a }}", v_for="a in accepted", key="a")

@@ -128,7 +128,9 @@ class Workspace:
         """The model and SAE the latent browser and steering use: the default SAE's, else the first listed."""
         pairs = [(model, sae) for model in self.models for sae in model.saes]
         for model, sae in pairs:
-            if _same_path(sae.folder, self.default_sae) and (not self.default_model or _same_path(model.folder, self.default_model)):
+            if _same_path(sae.folder, self.default_sae) and (
+                not self.default_model or _same_path(model.folder, self.default_model)
+            ):
                 return model, sae
         return pairs[0] if pairs else None
 
@@ -192,25 +194,35 @@ def read_workspace(root: str | os.PathLike) -> Workspace:
     except json.JSONDecodeError as exc:
         raise InputError(f"{index}: not valid JSON (line {exc.lineno}: {exc.msg}); fix or delete the file") from None
     if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
-        raise InputError(f"{index}: not a MedSegLens workspace index (\"format\" must be {INDEX_FORMAT!r})")
+        raise InputError(f'{index}: not a MedSegLens workspace index ("format" must be {INDEX_FORMAT!r})')
     if data.get("version") != INDEX_VERSION:
-        raise InputError(f"{index}: workspace index version {data.get('version')!r} is not supported (expected {INDEX_VERSION})")
+        raise InputError(
+            f"{index}: workspace index version {data.get('version')!r} is not supported (expected {INDEX_VERSION})"
+        )
     rows = data.get("cases")
     if not isinstance(rows, list):
-        raise InputError(f"{index}: \"cases\" must be a list")
+        raise InputError(f'{index}: "cases" must be a list')
     cases = [_parse_case(row, number, index) for number, row in enumerate(rows, start=1)]
     ids = [case.case_id for case in cases]
     duplicate = next((i for i in ids if ids.count(i) > 1), None)
     if duplicate:
         raise InputError(f"{index}: case id {duplicate!r} appears twice; case ids must be unique")
     models = _parse_models(data.get("models") or [], index)
-    workspace = Workspace(root=root, cases=cases, default_model=data.get("default_model"),
-                          default_sae=data.get("default_sae"), models=models)
+    workspace = Workspace(
+        root=root,
+        cases=cases,
+        default_model=data.get("default_model"),
+        default_sae=data.get("default_sae"),
+        models=models,
+    )
     for model in models:
         workspace.resolve(model.folder, f"model {model.name!r} folder")
         for sae in model.saes:
-            for what, path in (("folder", sae.folder), ("interpretation", sae.interpretation),
-                               ("populations", sae.populations)):
+            for what, path in (
+                ("folder", sae.folder),
+                ("interpretation", sae.interpretation),
+                ("populations", sae.populations),
+            ):
                 if path is not None:
                     workspace.resolve(path, f"model {model.name!r} SAE {sae.name!r} {what}")
     sae_names = {sae.name for model in models for sae in model.saes}
@@ -221,8 +233,10 @@ def read_workspace(root: str | os.PathLike) -> Workspace:
         for overlay in case.overlays:
             workspace.resolve(overlay.file, f"case {case.case_id} overlay {overlay.name!r}")
             if overlay.sae is not None and overlay.sae not in sae_names:
-                raise InputError(f"{index}: case {case.case_id}: overlay {overlay.name!r} names SAE {overlay.sae!r}, "
-                                 "which no model lists; add it to \"models\" or drop \"sae\"")
+                raise InputError(
+                    f"{index}: case {case.case_id}: overlay {overlay.name!r} names SAE {overlay.sae!r}, "
+                    'which no model lists; add it to "models" or drop "sae"'
+                )
     return workspace
 
 
@@ -309,26 +323,36 @@ def _optional_path(value: object, what: str, index: Path) -> str | None:
 def _parse_models(rows: object, index: Path) -> list[ModelEntry]:
     """The "models" list: each model's folder and SAEs (folder, interpretation, populations)."""
     if not isinstance(rows, list):
-        raise InputError(f"{index}: \"models\" must be a list of {{name, folder, saes}}")
+        raise InputError(f'{index}: "models" must be a list of {{name, folder, saes}}')
     models = []
     for number, row in enumerate(rows, start=1):
-        if not isinstance(row, dict) or not isinstance(row.get("folder"), str) or not isinstance(row.get("saes", []), list):
-            raise InputError(f"{index}: model {number} needs a \"folder\" and a list of \"saes\"")
+        if (
+            not isinstance(row, dict)
+            or not isinstance(row.get("folder"), str)
+            or not isinstance(row.get("saes", []), list)
+        ):
+            raise InputError(f'{index}: model {number} needs a "folder" and a list of "saes"')
         name = _entry_name(row.get("name"), f"model {number}", index)
         saes = []
         for sae_number, sae in enumerate(row.get("saes", []), start=1):
             what = f"model {name!r} SAE {sae_number}"
             if not isinstance(sae, dict) or not isinstance(sae.get("folder"), str):
-                raise InputError(f"{index}: {what} needs a \"folder\"")
-            saes.append(SaeEntry(
-                name=_entry_name(sae.get("name"), what, index), folder=sae["folder"],
-                interpretation=_optional_path(sae.get("interpretation"), f"{what} interpretation", index),
-                populations=_optional_path(sae.get("populations"), f"{what} populations", index)))
+                raise InputError(f'{index}: {what} needs a "folder"')
+            saes.append(
+                SaeEntry(
+                    name=_entry_name(sae.get("name"), what, index),
+                    folder=sae["folder"],
+                    interpretation=_optional_path(sae.get("interpretation"), f"{what} interpretation", index),
+                    populations=_optional_path(sae.get("populations"), f"{what} populations", index),
+                )
+            )
         models.append(ModelEntry(name=name, folder=row["folder"], saes=tuple(saes)))
     listed = [m.name for m in models] + [s.name for m in models for s in m.saes]
     duplicate = next((n for n in listed if listed.count(n) > 1), None)
     if duplicate:
-        raise InputError(f"{index}: the name {duplicate!r} is used twice in \"models\"; model and SAE names must be unique")
+        raise InputError(
+            f'{index}: the name {duplicate!r} is used twice in "models"; model and SAE names must be unique'
+        )
     return models
 
 
@@ -341,13 +365,18 @@ def _entry_name(name: object, what: str, index: Path) -> str:
 
 def _parse_dice(dice: object, case_id: str, index: Path) -> dict[str, float | None]:
     if not isinstance(dice, dict):
-        raise InputError(f"{index}: case {case_id}: \"dice\" must map regions to numbers")
+        raise InputError(f'{index}: case {case_id}: "dice" must map regions to numbers')
     parsed: dict[str, float | None] = {}
     for region, value in dice.items():
         if value is None:
             parsed[str(region)] = None
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or not 0 <= value <= 1
+        ):
             raise InputError(f"{index}: case {case_id}: Dice for {region} is {value!r}; expected a number in [0, 1]")
         parsed[str(region)] = float(value)
     return parsed
@@ -355,12 +384,16 @@ def _parse_dice(dice: object, case_id: str, index: Path) -> dict[str, float | No
 
 def _parse_overlay(item: object, case_id: str, index: Path) -> Overlay:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not isinstance(item.get("file"), str):
-        raise InputError(f"{index}: case {case_id}: each overlay needs a \"name\" and a \"file\"")
+        raise InputError(f'{index}: case {case_id}: each overlay needs a "name" and a "file"')
     latent = item.get("latent")
     if latent is not None and (isinstance(latent, bool) or not isinstance(latent, int) or latent < 0):
-        raise InputError(f"{index}: case {case_id}: overlay {item['name']!r} latent index {latent!r} must be a non-negative integer")
+        raise InputError(
+            f"{index}: case {case_id}: overlay {item['name']!r} latent index {latent!r} must be a non-negative integer"
+        )
     specificity = item.get("specificity")
-    if specificity is not None and (isinstance(specificity, bool) or not isinstance(specificity, (int, float)) or not math.isfinite(specificity)):
+    if specificity is not None and (
+        isinstance(specificity, bool) or not isinstance(specificity, (int, float)) or not math.isfinite(specificity)
+    ):
         raise InputError(f"{index}: case {case_id}: overlay {item['name']!r} specificity must be a number")
     return Overlay(
         name=item["name"],

@@ -11,6 +11,16 @@ from .protocol import Message, ProtocolError, Request
 from .registry import JOB_MODULES, JobContext, JobRegistry, WorkerCache, folder_fingerprint
 
 __all__ = [
-    "JOB_MODULES", "JobContext", "JobRegistry", "Message", "ProtocolError", "Request", "WorkerCache",
-    "WorkerError", "WorkerProcess", "default_python", "folder_fingerprint", "raise_for",
+    "JOB_MODULES",
+    "JobContext",
+    "JobRegistry",
+    "Message",
+    "ProtocolError",
+    "Request",
+    "WorkerCache",
+    "WorkerError",
+    "WorkerProcess",
+    "default_python",
+    "folder_fingerprint",
+    "raise_for",
 ]

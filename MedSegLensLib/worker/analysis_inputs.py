@@ -63,7 +63,6 @@ def analysis_inputs(params: dict[str, Any], ctx: JobContext, first: float = 0.0,
     check_sae_for_model(sae, sae_dir, model)
     ctx.progress(first + 2 * step, "reading the case")
     case_key = case_fingerprint(case_value)
-    case = ctx.cache.get_or_create("case", case_key,
-                                   lambda: load_case_param(case_value, params.get("case_id")))
+    case = ctx.cache.get_or_create("case", case_key, lambda: load_case_param(case_value, params.get("case_id")))
     ctx.progress(last, "inputs ready")
     return AnalysisInputs(model, model_dir, sae, sae_dir, sha, case, (model_key, sae_key, case_key))

@@ -13,8 +13,14 @@ from .registry import JobContext, JobRegistry
 def ping(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Liveness check; also tells the caller which Python the worker runs."""
     cache = ctx.cache
-    return {"pid": os.getpid(), "python": sys.executable, "platform": platform.platform(),
-            "cache": cache.kinds(), "cache_hits": dict(cache.hits), "cache_misses": dict(cache.misses)}
+    return {
+        "pid": os.getpid(),
+        "python": sys.executable,
+        "platform": platform.platform(),
+        "cache": cache.kinds(),
+        "cache_hits": dict(cache.hits),
+        "cache_misses": dict(cache.misses),
+    }
 
 
 def clear_cache(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:

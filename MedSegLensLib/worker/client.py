@@ -161,12 +161,20 @@ class WorkerProcess:
         try:
             proc = subprocess.Popen(
                 self.worker_command(),
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=self.worker_env(), text=True, encoding="utf-8", errors="replace", bufsize=1,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self.worker_env(),
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                bufsize=1,
                 **new_group_kwargs(),
             )
         except OSError as exc:
-            raise WorkerError(f"cannot start the worker with {self.worker_command()[0]}: {exc.strerror or exc}") from None
+            raise WorkerError(
+                f"cannot start the worker with {self.worker_command()[0]}: {exc.strerror or exc}"
+            ) from None
         self._proc = proc
         self._finalizer = weakref.finalize(self, kill_tree, proc, 2.0)
         generation = self._generation
@@ -264,8 +272,14 @@ class WorkerProcess:
                         return message.data
                     raise_for(message)
 
-    def run(self, job: str, params: dict[str, Any] | None = None, *, timeout: float | None = None,
-            callback: Callback | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        job: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        callback: Callback | None = None,
+    ) -> dict[str, Any]:
         """Submit and wait (for scripts, the CLI and tests)."""
         return self.wait(self.submit(job, params, callback), timeout)
 

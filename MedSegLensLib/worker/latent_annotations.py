@@ -14,9 +14,10 @@ ignored (with a log line) when it was only found in the SAE folder.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import CompatibilityError, InputError
 
@@ -52,22 +53,32 @@ def _locate(explicit: str | None, sae_dir: Path, default_name: str) -> tuple[Pat
 
 def _labels(data: Any, path: Path, n_latents: int, layer: str) -> dict[int, dict]:
     if not isinstance(data, dict) or not isinstance(data.get("latents"), list):
-        raise InputError(f"{path}: not a latents.json ('latents' list missing); pass the file `medseglens interpret` wrote")
+        raise InputError(
+            f"{path}: not a latents.json ('latents' list missing); pass the file `medseglens interpret` wrote"
+        )
     sae = data.get("sae") or {}
     if sae.get("n_latents", n_latents) != n_latents or sae.get("layer", layer) != layer:
-        raise CompatibilityError(f"{path}: describes an SAE with {sae.get('n_latents')} latents at {sae.get('layer')!r}, "
-                                 f"not this one ({n_latents} at {layer!r}); interpret this SAE or leave the labels out")
+        raise CompatibilityError(
+            f"{path}: describes an SAE with {sae.get('n_latents')} latents at {sae.get('layer')!r}, "
+            f"not this one ({n_latents} at {layer!r}); interpret this SAE or leave the labels out"
+        )
     return {int(rec.get("index", i)): rec for i, rec in enumerate(data["latents"]) if isinstance(rec, dict)}
 
 
 def _specificity(data: Any, path: Path, n_latents: int) -> tuple[list[str], dict[int, dict]]:
     if not isinstance(data, dict) or not isinstance(data.get("category"), list):
-        raise InputError(f"{path}: not a populations.json ('category' list missing); pass the file "
-                         "`medseglens diff populations` wrote")
+        raise InputError(
+            f"{path}: not a populations.json ('category' list missing); pass the file "
+            "`medseglens diff populations` wrote"
+        )
     if len(data["category"]) != n_latents:
-        raise CompatibilityError(f"{path}: covers {len(data['category'])} latents, this SAE has {n_latents}; "
-                                 "pass the population diff of this SAE")
-    specific = {int(rec["latent"]): rec for rec in data.get("specific", []) if isinstance(rec, dict) and "latent" in rec}
+        raise CompatibilityError(
+            f"{path}: covers {len(data['category'])} latents, this SAE has {n_latents}; "
+            "pass the population diff of this SAE"
+        )
+    specific = {
+        int(rec["latent"]): rec for rec in data.get("specific", []) if isinstance(rec, dict) and "latent" in rec
+    }
     return [str(c) for c in data["category"]], specific
 
 
@@ -96,9 +107,14 @@ def _optional(path: Path | None, explicit: bool, read: Callable[[Any, Path], Any
         return None
 
 
-def read_annotations(sae_dir: str | Path, n_latents: int, layer: str, labels: str | None = None,
-                     populations: str | None = None, warn: Callable[[str], None] = lambda message: None,
-                     ) -> dict[int, LatentAnnotation]:
+def read_annotations(
+    sae_dir: str | Path,
+    n_latents: int,
+    layer: str,
+    labels: str | None = None,
+    populations: str | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+) -> dict[int, LatentAnnotation]:
     """Annotations by latent index from the interpretation and the population diff (either may be absent)."""
     sae_dir = Path(sae_dir)
     found = _optional(*_locate(labels, sae_dir, LABELS_FILE), lambda d, p: _labels(d, p, n_latents, layer), warn) or {}

@@ -84,8 +84,12 @@ def latent_statistics(analysis: CaseAnalysis) -> dict[str, np.ndarray]:
     np.maximum.at(peak, latent, value)
     total = np.bincount(latent, weights=value, minlength=n)
     in_brain = np.bincount(latent[analysis.in_brain[voxel]], minlength=n)
-    return {"count": count, "brain_count": in_brain, "peak": peak,
-            "mean": np.divide(total, count, out=np.zeros(n), where=count > 0)}
+    return {
+        "count": count,
+        "brain_count": in_brain,
+        "peak": peak,
+        "mean": np.divide(total, count, out=np.zeros(n), where=count > 0),
+    }
 
 
 def label_voxels(labels: np.ndarray) -> dict[str, int]:
@@ -99,29 +103,45 @@ def encode(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     stats = latent_statistics(analysis)
     brain_voxels = int(analysis.in_brain.sum())
     sae, layer = inputs.sae, inputs.sae.info.layer
-    notes = read_annotations(inputs.sae_dir, sae.n_latents, layer, params.get("labels"), params.get("populations"),
-                             warn=lambda message: ctx.log(message, "warning"))
+    notes = read_annotations(
+        inputs.sae_dir,
+        sae.n_latents,
+        layer,
+        params.get("labels"),
+        params.get("populations"),
+        warn=lambda message: ctx.log(message, "warning"),
+    )
     rows = []
     for j in np.flatnonzero(stats["count"]):
         note = notes.get(int(j))
-        rows.append({
-            "latent": int(j), "max": float(stats["peak"][j]), "mean_active": float(stats["mean"][j]),
-            "active_fraction": float(stats["brain_count"][j]) / max(brain_voxels, 1),
-            "active_voxels": int(stats["count"][j]),
-            "category": note.category if note else "", "confidence": note.confidence if note else None,
-            "description": note.description if note else "", "specificity": note.specificity if note else "",
-            "specificity_score": note.specificity_score if note else None,
-        })
+        rows.append(
+            {
+                "latent": int(j),
+                "max": float(stats["peak"][j]),
+                "mean_active": float(stats["mean"][j]),
+                "active_fraction": float(stats["brain_count"][j]) / max(brain_voxels, 1),
+                "active_voxels": int(stats["count"][j]),
+                "category": note.category if note else "",
+                "confidence": note.confidence if note else None,
+                "description": note.description if note else "",
+                "specificity": note.specificity if note else "",
+                "specificity_score": note.specificity_score if note else None,
+            }
+        )
     rows.sort(key=lambda row: (-row["max"], row["latent"]))
     ctx.progress(0.9, "writing the segmentation")
     case = inputs.case
     path = case.write_like_input(analysis.labels, ctx.output_path("segmentation.nii.gz"), dtype=np.uint8)
     ctx.progress(1.0, f"{len(rows)} active latents")
     return {
-        "segmentation": str(path), "case_id": case.case_id, "label_voxels": label_voxels(analysis.labels),
+        "segmentation": str(path),
+        "case_id": case.case_id,
+        "label_voxels": label_voxels(analysis.labels),
         "model": {"fingerprint": inputs.model.fingerprint, "architecture": inputs.model.config.architecture},
         "sae": {"sha256": inputs.sae_sha256, "layer": layer, "n_latents": sae.n_latents, "kind": sae.config.kind},
-        "brain_voxels": brain_voxels, "latents": rows, "steering": steering_options(),
+        "brain_voxels": brain_voxels,
+        "latents": rows,
+        "steering": steering_options(),
     }
 
 
@@ -137,8 +157,12 @@ def latent_map(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     peak_ras = case.grid.affine @ np.array([*peak_voxel, 1.0])
     path = case.write_like_input(activation, ctx.output_path(f"latent-{latent}{MAP_FILE_SUFFIX}"), dtype=np.float32)
     ctx.progress(1.0, "done")
-    return {"map": str(path), "latent": latent, "peak": float(activation.max()),
-            "peak_ras": [float(v) for v in peak_ras[:3]]}
+    return {
+        "map": str(path),
+        "latent": latent,
+        "peak": float(activation.max()),
+        "peak_ras": [float(v) for v in peak_ras[:3]],
+    }
 
 
 def register(registry: JobRegistry) -> None:

@@ -92,7 +92,9 @@ def _load_object(line: str, what: str) -> dict[str, Any]:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise ProtocolError(f"{what} is not valid JSON ({exc.msg} at column {exc.colno}): {one_line(line, 120)!r}") from None
+        raise ProtocolError(
+            f"{what} is not valid JSON ({exc.msg} at column {exc.colno}): {one_line(line, 120)!r}"
+        ) from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"{what} must be a JSON object, got {type(obj).__name__}: {one_line(line, 120)!r}")
     return obj
@@ -112,7 +114,9 @@ def parse_request(line: str) -> Request:
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise _with_id(ProtocolError(f"request 'params' must be a JSON object, got {type(params).__name__}"), request_id)
+        raise _with_id(
+            ProtocolError(f"request 'params' must be a JSON object, got {type(params).__name__}"), request_id
+        )
     output_dir = obj.get("output_dir")
     if output_dir is not None and not isinstance(output_dir, str):
         raise _with_id(ProtocolError("request 'output_dir' must be a path string"), request_id)

@@ -78,13 +78,24 @@ class WorkerServer:
             return
         except ImportError as exc:
             name = getattr(exc, "name", None) or str(exc)
-            self.send(protocol.error(request.id, f"{request.job!r} needs the Python package {name!r}, which this "
-                                     "Python cannot import; install MedSegLens's requirements (Resources/requirements.txt)",
-                                     "MissingDependency"))
+            self.send(
+                protocol.error(
+                    request.id,
+                    f"{request.job!r} needs the Python package {name!r}, which this "
+                    "Python cannot import; install MedSegLens's requirements (Resources/requirements.txt)",
+                    "MissingDependency",
+                )
+            )
             return
         except MemoryError:
             self.cache.clear()
-            self.send(protocol.error(request.id, f"out of memory while running {request.job!r}; close other programs or use a smaller input", "MemoryError"))
+            self.send(
+                protocol.error(
+                    request.id,
+                    f"out of memory while running {request.job!r}; close other programs or use a smaller input",
+                    "MemoryError",
+                )
+            )
             return
         except Exception as exc:  # a bug in a job: report it, keep serving
             traceback.print_exc(file=sys.stderr)
@@ -128,11 +139,17 @@ def claim_stdout() -> TextIO:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m MedSegLensLib.worker", description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", action="append", default=[], metavar="MODULE",
-                        help="also load the jobs of this module (its register(registry)); repeatable")
+    parser.add_argument(
+        "--jobs",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="also load the jobs of this module (its register(registry)); repeatable",
+    )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--parent-pid", type=int, default=0,
-                        help="stop (with its children) when this process is gone; POSIX only")
+    parser.add_argument(
+        "--parent-pid", type=int, default=0, help="stop (with its children) when this process is gone; POSIX only"
+    )
     return parser
 
 
@@ -148,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         server.registry.load_modules(JOB_MODULES + args.jobs)
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
-        server.send(protocol.error(None, f"the worker cannot load its jobs: {type(exc).__name__}: {exc}", "StartupError"))
+        server.send(
+            protocol.error(None, f"the worker cannot load its jobs: {type(exc).__name__}: {exc}", "StartupError")
+        )
         return 1
     sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # bad bytes become a ProtocolError, not a crash
     return server.serve(sys.stdin)

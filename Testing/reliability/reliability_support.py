@@ -61,13 +61,20 @@ def _limits(address_space: int | None = None, file_size: int | None = None):
     return apply
 
 
-def run_cli(*args, env: dict | None = None, cwd=None, address_space: int | None = None,
-            file_size: int | None = None) -> CliRun:
+def run_cli(
+    *args, env: dict | None = None, cwd=None, address_space: int | None = None, file_size: int | None = None
+) -> CliRun:
     """`python -m MedSegLensLib ARGS` in a fresh process, as a user would run it."""
     argv = [str(a) for a in args]
-    done = subprocess.run([sys.executable, "-m", "MedSegLensLib", *argv], capture_output=True, text=True,
-                          env=env or subprocess_env(), cwd=cwd or ROOT, timeout=CLI_TIMEOUT,
-                          preexec_fn=_limits(address_space, file_size))
+    done = subprocess.run(
+        [sys.executable, "-m", "MedSegLensLib", *argv],
+        capture_output=True,
+        text=True,
+        env=env or subprocess_env(),
+        cwd=cwd or ROOT,
+        timeout=CLI_TIMEOUT,
+        preexec_fn=_limits(address_space, file_size),
+    )
     return CliRun(argv, done.returncode, done.stdout, done.stderr)
 
 
@@ -76,8 +83,15 @@ def run_cli_batch(commands: list[list], folder: Path) -> list[CliRun]:
     own stderr file descriptor, so torch and MONAI are imported once instead of once per bad input."""
     plan = folder / "cli-batch.json"
     plan.write_text(json.dumps([[str(a) for a in argv] for argv in commands]))
-    done = subprocess.run([sys.executable, str(BATCH_SCRIPT), str(plan)], capture_output=True, text=True,
-                          env=subprocess_env(), cwd=ROOT, timeout=CLI_TIMEOUT, preexec_fn=_limits())
+    done = subprocess.run(
+        [sys.executable, str(BATCH_SCRIPT), str(plan)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=ROOT,
+        timeout=CLI_TIMEOUT,
+        preexec_fn=_limits(),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(Path(str(plan) + ".out").read_text())
     return [CliRun(r["argv"], r["returncode"], r["stdout"], r["stderr"]) for r in results]
@@ -107,8 +121,7 @@ def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
     state = {}
     for path in sorted(Path(folder).rglob("*")):
         if path.is_file():
-            state[str(path.relative_to(folder))] = (hashlib.sha256(path.read_bytes()).hexdigest(),
-                                                    path.stat().st_mode)
+            state[str(path.relative_to(folder))] = (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mode)
     return state
 
 
@@ -140,7 +153,7 @@ def run_corpus(plans: dict, root: Path, extra_commands=(), read_only_folders=())
         for restore in restores:
             restore()
     results = {name: (*plan, run) for (name, plan), run in zip(plans.items(), runs)}
-    return results, runs[len(plans):]
+    return results, runs[len(plans) :]
 
 
 def check_refusal(results: dict, name: str) -> None:

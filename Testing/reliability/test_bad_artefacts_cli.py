@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from reliability_support import build_corpus, check_refusal, run_corpus, snapshot
 from steering_support import SEGFORMER_DECODER, UNET_DECODER, train_layer_sae, write_planted_case
 from worker_cases import save_tiny_model
 
 from MedSegLensLib.models import load_model
-from reliability_support import build_corpus, check_refusal, run_corpus, snapshot
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]  # ~30 CLI runs with inference: about a minute
 OTHER_LAYER = "model.1.submodule.0"
@@ -61,8 +61,18 @@ def _sae_variant(edit, *words):
 
 
 def _steer(base: dict, root: Path, *options, sae=None, model=None):
-    return ["steer", "--model", model or base["model"], "--sae", sae or base["sae"], "--case", base["case"],
-            "--out", root / "steered.nii.gz", *(options or ("--latent", "1", "--alpha", "1"))]
+    return [
+        "steer",
+        "--model",
+        model or base["model"],
+        "--sae",
+        sae or base["sae"],
+        "--case",
+        base["case"],
+        "--out",
+        root / "steered.nii.gz",
+        *(options or ("--latent", "1", "--alpha", "1")),
+    ]
 
 
 def _steer_options(*options):
@@ -125,23 +135,61 @@ def _declare_huge_sae(folder: Path):
 
 
 def _sae_for_another_model(base: dict, root: Path):
-    return _steer(base, root, model=base["other_model"]), [base["sae"], "trained on another model", "unet",
-                                                            base["other_model"]]
+    return _steer(base, root, model=base["other_model"]), [
+        base["sae"],
+        "trained on another model",
+        "unet",
+        base["other_model"],
+    ]
 
 
 def _segformer_sae_on_the_unet(command):
     """The SegFormer's SAE given with the U-Net: the message names both models, whatever the command."""
+
     def build(base: dict, root: Path):
         sae = base["segformer_sae"]
         argv = {
             "steer": _steer(base, root, sae=sae),
-            "sae eval": ["sae", "eval", "--model", base["model"], "--sae", sae, "--data", base["cohort"],
-                         "--out", root / "eval.json"],
+            "sae eval": [
+                "sae",
+                "eval",
+                "--model",
+                base["model"],
+                "--sae",
+                sae,
+                "--data",
+                base["cohort"],
+                "--out",
+                root / "eval.json",
+            ],
             "latents": ["latents", "--model", base["model"], "--sae", sae, "--case", base["case"]],
-            "interpret": ["interpret", "--model", base["model"], "--sae", sae, "--data", base["cohort"],
-                          "--out", root / "interp"],
-            "diff archs": ["diff", "archs", "--model-a", base["model"], "--sae-a", base["sae"],
-                           "--model-b", base["model"], "--sae-b", sae, "--data", base["cohort"], "--out", root / "d"],
+            "interpret": [
+                "interpret",
+                "--model",
+                base["model"],
+                "--sae",
+                sae,
+                "--data",
+                base["cohort"],
+                "--out",
+                root / "interp",
+            ],
+            "diff archs": [
+                "diff",
+                "archs",
+                "--model-a",
+                base["model"],
+                "--sae-a",
+                base["sae"],
+                "--model-b",
+                base["model"],
+                "--sae-b",
+                sae,
+                "--data",
+                base["cohort"],
+                "--out",
+                root / "d",
+            ],
         }[command]
         return argv, [sae, "trained on another model", "(segformer ", "(unet ", base["model"]]
 
@@ -150,9 +198,23 @@ def _segformer_sae_on_the_unet(command):
 
 def _sae_train(named: str, *options):
     """`sae train` with bad settings: refused before the activation store or OUT.partial/ is created."""
+
     def build(base: dict, root: Path):
-        return ["sae", "train", "--model", base["model"], "--data", base["cohort"], "--out", root / "sae-new",
-                "--rows", "4096", "--batch-size", "512", *options], [named]
+        return [
+            "sae",
+            "train",
+            "--model",
+            base["model"],
+            "--data",
+            base["cohort"],
+            "--out",
+            root / "sae-new",
+            "--rows",
+            "4096",
+            "--batch-size",
+            "512",
+            *options,
+        ], [named]
 
     return build
 
@@ -163,6 +225,7 @@ def _sae_for_another_layer(base: dict, root: Path):
 
 def _train(named: str, *options):
     """`train` with bad settings: refused before any case is read or the model folder is made."""
+
     def build(base: dict, root: Path):
         return ["train", "--arch", "unet", "--data", base["cohort"], "--out", root / "model-new", *options], [named]
 
@@ -194,10 +257,12 @@ CORPUS = {
     "model: model.json is a list": _model_variant(_text("model.json", "[1, 2]"), "not a MedSegLens model"),
     "model: weights file named ../": _model_variant(
         _json("model.json", lambda d: {**d, "weights": {**d["weights"], "file": "../../weights.safetensors"}}),
-        "plain file name"),
+        "plain file name",
+    ),
     "model: architecture is code": _model_variant(
         _json("model.json", lambda d: {**d, "config": {**d["config"], "architecture": "__import__('os').system"}}),
-        "architecture"),
+        "architecture",
+    ),
     "model: renamed tensors, hash updated": _model_variant(_weights_with_rehash, "another model"),
     "model: weights truncated": _model_variant(_truncate("weights.safetensors"), "sha256"),
     "SAE: sae.json missing": _sae_variant(_remove("sae.json"), "not an SAE folder"),
@@ -205,15 +270,19 @@ CORPUS = {
     "SAE: weights tampered": _sae_variant(_truncate("sae.safetensors"), "sha256"),
     "SAE: sae.json truncated": _sae_variant(_truncate("sae.json"), "unreadable"),
     "SAE: sae.json is a list": _sae_variant(_text("sae.json", "[]"), "sae.json"),
-    "SAE: sae.json lacks its shape": _sae_variant(_json("sae.json", lambda d: {k: v for k, v in d.items()
-                                                                                if k != "d_in"}), "sae.json"),
-    "SAE: sae.json with a negative latent count": _sae_variant(_json("sae.json", lambda d: {**d, "n_latents": -4}),
-                                                               "sae.json"),
+    "SAE: sae.json lacks its shape": _sae_variant(
+        _json("sae.json", lambda d: {k: v for k, v in d.items() if k != "d_in"}), "sae.json"
+    ),
+    "SAE: sae.json with a negative latent count": _sae_variant(
+        _json("sae.json", lambda d: {**d, "n_latents": -4}), "sae.json"
+    ),
     "SAE: sae.json declares 10^9 latents": _sae_variant(_declare_huge_sae, "sae.json implies"),
     "SAE: trained on another model": _sae_for_another_model,
     "SAE: trained on another layer": _sae_for_another_layer,
-    **{f"{command}: the SegFormer's SAE on the U-Net": _segformer_sae_on_the_unet(command)
-       for command in ("steer", "sae eval", "latents", "interpret", "diff archs")},
+    **{
+        f"{command}: the SegFormer's SAE on the U-Net": _segformer_sae_on_the_unet(command)
+        for command in ("steer", "sae eval", "latents", "interpret", "diff archs")
+    },
     "sae train: negative latent count": _sae_train("latents=-5", "--latents", "-5"),
     "sae train: zero latents": _sae_train("latents=0", "--latents", "0"),
     "sae train: k above the latent count": _sae_train("k=9", "--latents", "8", "--k", "9"),
@@ -222,20 +291,33 @@ CORPUS = {
     "train: zero epochs": _train("at least 1", "--epochs", "0"),
     "train: negative learning rate": _train("-0.001", "--learning-rate", "-0.001"),
     "interpret: negative card count": lambda base, root: (
-        ["interpret", "--model", base["model"], "--sae", base["sae"], "--data", base["cohort"], "--out",
-         root / "interp", "--cards", "-1"], ["cards per category (-1)"]),
+        [
+            "interpret",
+            "--model",
+            base["model"],
+            "--sae",
+            base["sae"],
+            "--data",
+            base["cohort"],
+            "--out",
+            root / "interp",
+            "--cards",
+            "-1",
+        ],
+        ["cards per category (-1)"],
+    ),
     "steer: negative latent": _steer_options("--latent", "-1", "--alpha", "1"),
     "steer: latent 10^30": _steer_options("--latent", "1" + "0" * 30, "--alpha", "1"),
     "steer: repeated latent": _steer_options("--latent", "1,1", "--alpha", "1,1"),
     "steer: alpha nan": _steer_options("--latent", "1", "--alpha", "nan"),
     "steer: alpha inf": _steer_options("--latent", "1", "--alpha", "inf"),
-    "steer: alpha 1e308 multiplicative": _steer_options("--latent", "1", "--alpha", "1e308", "--mode",
-                                                        "multiplicative"),
+    "steer: alpha 1e308 multiplicative": _steer_options(
+        "--latent", "1", "--alpha", "1e308", "--mode", "multiplicative"
+    ),
     "steer: clamp below zero": _steer_options("--latent", "1", "--alpha", "-0.5", "--mode", "clamp"),
     "steer: no latent": _steer_options("--latent", ",", "--alpha", "1"),
     "steer: huge margin": _steer_options("--latent", "1", "--alpha", "1", "--region", "tumour-margin:1e9"),
-    "steer: mask is a device file": _steer_options("--latent", "1", "--alpha", "1", "--region",
-                                                        "mask:/dev/null"),
+    "steer: mask is a device file": _steer_options("--latent", "1", "--alpha", "1", "--region", "mask:/dev/null"),
     "steer: existing provenance sidecar": _steer_over_existing_sidecar,
     "segment: read-only output folder": _segment_into_read_only,
     "segment: existing output without --overwrite": _segment_over_existing,
@@ -255,10 +337,23 @@ def artefacts(tmp_path_factory):
     save_model(build_network(tiny_config("segformer")), tiny_config("segformer"), base / "segformer")
     case = write_planted_case(base / "cases", "case-a", seed=0)
     train_layer_sae(load_model(model_dir, device="cpu"), [case], UNET_DECODER, n_latents=8, k=2, folder=base / "sae")
-    train_layer_sae(load_model(base / "segformer", device="cpu"), [case], SEGFORMER_DECODER, n_latents=8, k=2,
-                    folder=base / "segformer-sae")
-    return {"model": model_dir, "other_model": base / "other-model", "sae": base / "sae", "case": case,
-            "cohort": base / "cases", "segformer_sae": base / "segformer-sae", "base": base}
+    train_layer_sae(
+        load_model(base / "segformer", device="cpu"),
+        [case],
+        SEGFORMER_DECODER,
+        n_latents=8,
+        k=2,
+        folder=base / "segformer-sae",
+    )
+    return {
+        "model": model_dir,
+        "other_model": base / "other-model",
+        "sae": base / "sae",
+        "case": case,
+        "cohort": base / "cases",
+        "segformer_sae": base / "segformer-sae",
+        "base": base,
+    }
 
 
 @pytest.fixture(scope="module")

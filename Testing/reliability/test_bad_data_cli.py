@@ -18,9 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from datafiles import affine, smooth_image, tumour_labels, write_case, write_nifti
-
 from reliability_support import (
-    assert_refused, build_corpus, check_refusal, leftovers, run_cli, run_corpus, snapshot,
+    assert_refused,
+    build_corpus,
+    check_refusal,
+    leftovers,
+    run_cli,
+    run_corpus,
+    snapshot,
 )
 
 SHAPE = (16, 18, 14)
@@ -134,15 +139,25 @@ def _metrics_existing_out(root: Path):
     written = _case(root)
     out = root / "m.csv"
     out.write_text("the user's own table\n")
-    return ["metrics", "--pred", written["paths"]["seg"], "--ref", written["paths"]["seg"], "--out", out], \
-        [out, "already exists", "--overwrite"]
+    return ["metrics", "--pred", written["paths"]["seg"], "--ref", written["paths"]["seg"], "--out", out], [
+        out,
+        "already exists",
+        "--overwrite",
+    ]
 
 
 def _metrics_into_read_only(root: Path):
     written = _case(root)
     (root / "locked").mkdir()
-    return ["metrics", "--pred", written["paths"]["seg"], "--ref", written["paths"]["seg"],
-            "--out", root / "locked" / "m.csv"], [root / "locked" / "m.csv", "permission denied"]
+    return [
+        "metrics",
+        "--pred",
+        written["paths"]["seg"],
+        "--ref",
+        written["paths"]["seg"],
+        "--out",
+        root / "locked" / "m.csv",
+    ], [root / "locked" / "m.csv", "permission denied"]
 
 
 CORPUS = {
@@ -171,7 +186,9 @@ CORPUS = {
     "manifest path with ../": _manifest(_HEAD + "c," + _ROW.replace("c/c-t2w", "../../etc/c-t2w") + "\n", "outside"),
     "manifest absolute path": _manifest(_HEAD + "c," + _ROW.replace("c/c-t1n", "/etc/passwd") + "\n", "outside"),
     "manifest case id ../x": _manifest(_HEAD + "../x," + _ROW + "\n", "../x"),
-    "manifest duplicate case ids": _manifest(_HEAD + "c," + _ROW + "\nc," + _ROW + "\n", "more than once", names_manifest=False),
+    "manifest duplicate case ids": _manifest(
+        _HEAD + "c," + _ROW + "\nc," + _ROW + "\n", "more than once", names_manifest=False
+    ),
     "manifest in Latin-1": _manifest((_HEAD + "Élodie," + _ROW + "\n").encode("latin-1"), "UTF-8"),
     "manifest missing columns": _manifest("case_id,t1n\nc,c/c-t1n.nii.gz\n", "lacks"),
     "prediction label 9": _metrics_pred(_with(lambda w: w["labels"], (0, 0, 0), 9)),
@@ -216,8 +233,10 @@ def _huge_nifti(root: Path) -> Path:
 
 def _huge_nrrd(root: Path) -> Path:
     path = root / "huge.nrrd"
-    path.write_bytes(b"NRRD0004\ntype: float\ndimension: 3\nsizes: 100000 100000 100000\nencoding: raw\n"
-                     b"endian: little\nspace: left-posterior-superior\n\n" + b"\0" * 64)
+    path.write_bytes(
+        b"NRRD0004\ntype: float\ndimension: 3\nsizes: 100000 100000 100000\nencoding: raw\n"
+        b"endian: little\nspace: left-posterior-superior\n\n" + b"\0" * 64
+    )
     return path
 
 
@@ -245,12 +264,14 @@ def test_full_disk_leaves_no_partial_output(tmp_path):
     preds = tmp_path / "preds"
     refs = tmp_path / "refs"
     for number in range(60):
-        for folder, name in ((preds, f"case-{number:03d}.nii.gz"), (refs, f"case-{number:03d}/case-{number:03d}-seg.nii.gz")):
+        for folder, name in (
+            (preds, f"case-{number:03d}.nii.gz"),
+            (refs, f"case-{number:03d}/case-{number:03d}-seg.nii.gz"),
+        ):
             target = folder / name
             target.parent.mkdir(parents=True, exist_ok=True)
             os.link(written["paths"]["seg"], target)
     before = snapshot(out_dir)
-    run = run_cli("metrics", "--pred", preds, "--ref", refs, "--out", out_dir / "m.csv", "--no-hd95",
-                  file_size=4096)
+    run = run_cli("metrics", "--pred", preds, "--ref", refs, "--out", out_dir / "m.csv", "--no-hd95", file_size=4096)
     assert_refused(run, out_dir / "m.csv", "cannot write")
     assert leftovers(out_dir, before) == []

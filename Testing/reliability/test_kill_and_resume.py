@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_models_support import write_cohort
+from conftest import ROOT, subprocess_env
+from models_support import write_cohort
 from worker_cases import save_tiny_model, write_case
 
-from conftest import ROOT, subprocess_env
 from MedSegLensLib.models import load_model, tiny_config
 from MedSegLensLib.models.checkpoint import has_checkpoint
 from MedSegLensLib.sae import ActivationStore
@@ -36,8 +36,14 @@ def start(args, pause_at: str | None = None) -> subprocess.Popen:
     env["MEDSEGLENS_TEST_THREADS"] = "1"
     if pause_at:
         env["MEDSEGLENS_PAUSE_AT"] = pause_at
-    return subprocess.Popen([sys.executable, "-m", "MedSegLensLib", *map(str, args)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "MedSegLensLib", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def kill_when_paused(process: subprocess.Popen, point: str, timeout: float = 300) -> None:
@@ -68,8 +74,23 @@ def cohort(tmp_path_factory):
 def test_training_killed_after_a_checkpoint_resumes_to_the_uninterrupted_weights(tmp_path, cohort):
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(tiny_config("unet").to_json()))
-    common = ["train", "--config", config, "--data", cohort, "--epochs", "3", "--seed", "1", "--batch-size", "2",
-              "--val-fraction", "0", "--device", "cpu"]
+    common = [
+        "train",
+        "--config",
+        config,
+        "--data",
+        cohort,
+        "--epochs",
+        "3",
+        "--seed",
+        "1",
+        "--batch-size",
+        "2",
+        "--val-fraction",
+        "0",
+        "--device",
+        "cpu",
+    ]
     reference = start([*common, "--out", tmp_path / "reference"])
     killed = start([*common, "--out", tmp_path / "run"], pause_at="train:epoch-1")
     kill_when_paused(killed, "train:epoch-1")
@@ -92,8 +113,24 @@ def _stores_equal(a: Path, b: Path) -> None:
 
 def test_extraction_killed_twice_resumes_to_the_uninterrupted_store(tmp_path, cohort):
     model = save_tiny_model(tmp_path / "model")
-    common = ["sae", "extract", "--model", model, "--layer", LAYER, "--data", cohort, "--seed", "2",
-              "--quota", "brain=40", "--quota", "ED=20", "--device", "cpu"]
+    common = [
+        "sae",
+        "extract",
+        "--model",
+        model,
+        "--layer",
+        LAYER,
+        "--data",
+        cohort,
+        "--seed",
+        "2",
+        "--quota",
+        "brain=40",
+        "--quota",
+        "ED=20",
+        "--device",
+        "cpu",
+    ]
     reference = start([*common, "--out", tmp_path / "reference"])
     store = tmp_path / "store"
     kill_when_paused(start([*common, "--out", store], pause_at="store:before-commit"), "store:before-commit")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_models_support import one_thread, write_cohort  # noqa: F401 (fixture)
+from models_support import one_thread, write_cohort  # noqa: F401 (fixture)
 from worker_cases import save_tiny_model, write_case
 
 from MedSegLensLib.data import read_case

@@ -26,10 +26,11 @@ from MedSegLensLib.models import build_network, load_model, save_model, tiny_con
 from MedSegLensLib.models.storage import read_weights
 from MedSegLensLib.sae import SAEConfig, SAEInfo, SparseAutoencoder, load_sae, save_sae
 
-BUDGET = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                        HealthCheck.function_scoped_fixture])
+BUDGET = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | st.text(max_size=12),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True) | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12,
 )
@@ -67,8 +68,12 @@ EDITS = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size
 
 
 @BUDGET
-@given(role=st.sampled_from(["t1n", "t1c", "t2w", "t2f", "seg"]), edits=EDITS, cut=st.integers(0, 3000),
-       raw=st.none() | st.binary(max_size=600))
+@given(
+    role=st.sampled_from(["t1n", "t1c", "t2w", "t2f", "seg"]),
+    edits=EDITS,
+    cut=st.integers(0, 3000),
+    raw=st.none() | st.binary(max_size=600),
+)
 def test_case_folder_with_damaged_files(seeds, role, edits, cut, raw):
     with tempfile.TemporaryDirectory() as folder:
         case = Path(shutil.copytree(seeds["case"], Path(folder) / "c"))
@@ -79,10 +84,34 @@ def test_case_folder_with_damaged_files(seeds, role, edits, cut, raw):
 
 MANIFEST_TEXT = st.one_of(
     st.text(max_size=300),
-    st.lists(st.lists(st.sampled_from(["case_id", "t1n", "t1c", "t2w", "t2f", "seg", "population", "c", "../c",
-                                       "/etc/x", "c/c-t1n.nii.gz", "", "\"", "\x00", "Élodie", "a,b"]),
-                      min_size=1, max_size=7), min_size=1, max_size=4).map(
-        lambda rows: "\n".join(",".join(row) for row in rows)),
+    st.lists(
+        st.lists(
+            st.sampled_from(
+                [
+                    "case_id",
+                    "t1n",
+                    "t1c",
+                    "t2w",
+                    "t2f",
+                    "seg",
+                    "population",
+                    "c",
+                    "../c",
+                    "/etc/x",
+                    "c/c-t1n.nii.gz",
+                    "",
+                    '"',
+                    "\x00",
+                    "Élodie",
+                    "a,b",
+                ]
+            ),
+            min_size=1,
+            max_size=7,
+        ),
+        min_size=1,
+        max_size=4,
+    ).map(lambda rows: "\n".join(",".join(row) for row in rows)),
 )
 
 
@@ -91,8 +120,9 @@ MANIFEST_TEXT = st.one_of(
 def test_manifests_of_any_content(seeds, text, as_json, tree):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / ("manifest.json" if as_json else "manifest.csv")
-        path.write_text(json.dumps(tree) if as_json else text, encoding="utf-8", errors="surrogatepass") \
-            if not any(0xD800 <= ord(c) <= 0xDFFF for c in text) else path.write_bytes(b"\xff\xfe")
+        path.write_text(json.dumps(tree) if as_json else text, encoding="utf-8", errors="surrogatepass") if not any(
+            0xD800 <= ord(c) <= 0xDFFF for c in text
+        ) else path.write_bytes(b"\xff\xfe")
         only_expected_errors(lambda: read_cohort_manifest(path))
 
 
@@ -108,10 +138,24 @@ def _json_edits(document: dict, edits: list[tuple[list[str], object]]) -> dict:
     return out
 
 
-MODEL_KEYS = st.sampled_from([["format"], ["format_version"], ["config"], ["config", "architecture"],
-                              ["config", "patch_size"], ["config", "hyper_parameters"], ["config", "labels"],
-                              ["config", "modalities"], ["config", "spacing"], ["config", "normalisation"],
-                              ["config", "sliding_window"], ["weights"], ["weights", "file"], ["provenance"]])
+MODEL_KEYS = st.sampled_from(
+    [
+        ["format"],
+        ["format_version"],
+        ["config"],
+        ["config", "architecture"],
+        ["config", "patch_size"],
+        ["config", "hyper_parameters"],
+        ["config", "labels"],
+        ["config", "modalities"],
+        ["config", "spacing"],
+        ["config", "normalisation"],
+        ["config", "sliding_window"],
+        ["weights"],
+        ["weights", "file"],
+        ["provenance"],
+    ]
+)
 
 
 @BUDGET
@@ -131,21 +175,41 @@ def test_safetensors_bytes_never_escape_as_other_errors(seeds, edits, cut, heade
     data = (seeds["model"] / "weights.safetensors").read_bytes()
     if header is not None:
         encoded = json.dumps(header).encode()
-        data = len(encoded).to_bytes(8, "little") + encoded + data[8 + int.from_bytes(data[:8], "little"):]
+        data = len(encoded).to_bytes(8, "little") + encoded + data[8 + int.from_bytes(data[:8], "little") :]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "w.safetensors"
         path.write_bytes(_mutated(data, edits, cut))
         only_expected_errors(lambda: read_weights(path))
 
 
-SAE_KEYS = st.sampled_from(["format", "version", "d_in", "n_latents", "k", "kind", "model_fingerprint", "layer",
-                            "threshold", "scaling", "training", "weights_sha256"])
+SAE_KEYS = st.sampled_from(
+    [
+        "format",
+        "version",
+        "d_in",
+        "n_latents",
+        "k",
+        "kind",
+        "model_fingerprint",
+        "layer",
+        "threshold",
+        "scaling",
+        "training",
+        "weights_sha256",
+    ]
+)
 
 
 @BUDGET
-@given(edits=st.lists(st.tuples(SAE_KEYS.map(lambda k: [k]), JSON), max_size=3),
-       tensors=st.none() | st.dictionaries(st.sampled_from(["W_enc", "b_enc", "W_dec", "b_dec", "threshold", "x"]),
-                                           st.lists(st.integers(0, 9), max_size=3), max_size=5))
+@given(
+    edits=st.lists(st.tuples(SAE_KEYS.map(lambda k: [k]), JSON), max_size=3),
+    tensors=st.none()
+    | st.dictionaries(
+        st.sampled_from(["W_enc", "b_enc", "W_dec", "b_dec", "threshold", "x"]),
+        st.lists(st.integers(0, 9), max_size=3),
+        max_size=5,
+    ),
+)
 def test_sae_sidecar_and_weights_of_any_content(seeds, edits, tensors):
     """Arbitrary sidecar values; when `tensors` is given, other weights whose hash the sidecar records."""
     from MedSegLensLib.fileio import sha256_file

@@ -14,19 +14,37 @@ import ast
 import nibabel as nib
 import numpy as np
 import pytest
-from worker_cases import SHAPE, save_tiny_model, write_case
-
 from conftest import ROOT, subprocess_env
 from reliability_support import run_cli
+from worker_cases import SHAPE, save_tiny_model, write_case
 
 LIBRARY = ROOT / "MedSegLensLib"
 # The one sanctioned unpickler: reads torch archives with an allow-list and never imports anything else.
 INERT_UNPICKLER = LIBRARY / "models" / "external" / "inert_pickle.py"
 FORBIDDEN_CALLS = {
-    "pickle.load", "pickle.loads", "cPickle.load", "dill.load", "dill.loads", "joblib.load", "cloudpickle.load",
-    "cloudpickle.loads", "marshal.load", "marshal.loads", "shelve.open", "torch.jit.load", "jit.load",
-    "yaml.load", "yaml.unsafe_load", "yaml.full_load", "os.system", "os.popen", "eval", "exec", "compile",
-    "pandas.read_pickle", "pd.read_pickle",
+    "pickle.load",
+    "pickle.loads",
+    "cPickle.load",
+    "dill.load",
+    "dill.loads",
+    "joblib.load",
+    "cloudpickle.load",
+    "cloudpickle.loads",
+    "marshal.load",
+    "marshal.loads",
+    "shelve.open",
+    "torch.jit.load",
+    "jit.load",
+    "yaml.load",
+    "yaml.unsafe_load",
+    "yaml.full_load",
+    "os.system",
+    "os.popen",
+    "eval",
+    "exec",
+    "compile",
+    "pandas.read_pickle",
+    "pd.read_pickle",
 }
 
 
@@ -82,15 +100,19 @@ def test_the_library_never_runs_code_from_files():
     assert len(files) > 50
     found = []
     for path in files:
-        found += unsafe_calls(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)),
-                              unpickler_allowed=path == INERT_UNPICKLER)
+        found += unsafe_calls(
+            path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)), unpickler_allowed=path == INERT_UNPICKLER
+        )
     assert found == []
 
 
 def test_the_one_unpickler_resolves_names_from_an_allow_list():
     tree = ast.parse(INERT_UNPICKLER.read_text())
-    unpicklers = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)
-                  and any(dotted(b).endswith("Unpickler") for b in n.bases)]
+    unpicklers = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ClassDef) and any(dotted(b).endswith("Unpickler") for b in n.bases)
+    ]
     assert len(unpicklers) == 1
     methods = {m.name for m in unpicklers[0].body if isinstance(m, ast.FunctionDef)}
     assert "find_class" in methods, "an Unpickler without find_class imports whatever the pickle names"
@@ -138,8 +160,13 @@ def test_segmenting_a_case_makes_no_network_connection(tmp_path, offline_env):
     import subprocess
     import sys
 
-    probe = subprocess.run([sys.executable, "-c", "import socket; socket.create_connection(('192.0.2.1', 443), 2)"],
-                           env=offline_env, capture_output=True, text=True, timeout=60)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import socket; socket.create_connection(('192.0.2.1', 443), 2)"],
+        env=offline_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert probe.returncode != 0 and "network blocked by the test" in probe.stderr, "the blocker is not active"
     (tmp_path / "net.log").unlink()
 

@@ -88,7 +88,9 @@ def component(spec: Any, namespaces: dict[str, Any], where: str, source: str) ->
     if spec.get("_disabled_") in (True, "true", "True"):
         return None
     if spec.get("_mode_", "default") != "default":
-        raise CompatibilityError(f"{source}: entry '{where}' uses _mode_ '{spec['_mode_']}'; only plain instances are read")
+        raise CompatibilityError(
+            f"{source}: entry '{where}' uses _mode_ '{spec['_mode_']}'; only plain instances are read"
+        )
     target = str(spec["_target_"])
     name = target.rsplit(".", 1)[-1]
     prefix = target.rsplit(".", 1)[0] if "." in target else None

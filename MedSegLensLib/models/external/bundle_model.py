@@ -23,7 +23,7 @@ from torch import nn
 
 from ...data import Case, Grid
 from ...errors import CompatibilityError
-from ..inference import PreparedInput, Prediction
+from ..inference import Prediction, PreparedInput
 from .bundle_config import component
 from .imported_model import ImportedModel
 from .orientation import onto_case_grid
@@ -34,27 +34,61 @@ def _classes(module, names) -> dict[str, Any]:
     return {name: getattr(module, name) for name in names if hasattr(module, name)}
 
 
-NETWORKS = {name: obj for name, obj in vars(monai_nets).items()
-            if isinstance(obj, type) and issubclass(obj, nn.Module)}
+NETWORKS = {name: obj for name, obj in vars(monai_nets).items() if isinstance(obj, type) and issubclass(obj, nn.Module)}
 # Deterministic array transforms applied to the case (dictionary and array forms).
-APPLIED_TRANSFORMS = _classes(monai_transforms, [f"{base}{d}" for base in (
-    "Orientation", "Spacing", "NormalizeIntensity", "ScaleIntensity", "ScaleIntensityRange",
-    "ScaleIntensityRangePercentiles", "CropForeground", "SpatialPad", "DivisiblePad", "CastToType", "ClipIntensityPercentiles",
-) for d in ("", "d")])
+APPLIED_TRANSFORMS = _classes(
+    monai_transforms,
+    [
+        f"{base}{d}"
+        for base in (
+            "Orientation",
+            "Spacing",
+            "NormalizeIntensity",
+            "ScaleIntensity",
+            "ScaleIntensityRange",
+            "ScaleIntensityRangePercentiles",
+            "CropForeground",
+            "SpatialPad",
+            "DivisiblePad",
+            "CastToType",
+            "ClipIntensityPercentiles",
+        )
+        for d in ("", "d")
+    ],
+)
 # Reading, channel-first, typing and device moves: the case already is a channel-first tensor.
-SKIPPED_TRANSFORMS = _classes(monai_transforms, [f"{base}{d}" for base in (
-    "LoadImage", "EnsureChannelFirst", "EnsureType", "ToTensor", "ToDevice", "Identity", "SaveImage",
-) for d in ("", "d")])
+SKIPPED_TRANSFORMS = _classes(
+    monai_transforms,
+    [
+        f"{base}{d}"
+        for base in (
+            "LoadImage",
+            "EnsureChannelFirst",
+            "EnsureType",
+            "ToTensor",
+            "ToDevice",
+            "Identity",
+            "SaveImage",
+        )
+        for d in ("", "d")
+    ],
+)
 INFERERS = _classes(monai_inferers, ["SlidingWindowInferer", "SimpleInferer"])
 
 
 def build_network(description: dict[str, Any], config, source: str) -> nn.Module:
-    name, args = component({"_target_": description["network"]["target"], **description["network"]["args"]},
-                           NETWORKS, "network_def", source)
+    name, args = component(
+        {"_target_": description["network"]["target"], **description["network"]["args"]},
+        NETWORKS,
+        "network_def",
+        source,
+    )
     try:
         return NETWORKS[name](**args)
     except (TypeError, ValueError, AssertionError) as exc:
-        raise CompatibilityError(f"{source}: MONAI {name} rejects the bundle's arguments ({' '.join(str(exc).split())[:120]})") from None
+        raise CompatibilityError(
+            f"{source}: MONAI {name} rejects the bundle's arguments ({' '.join(str(exc).split())[:120]})"
+        ) from None
 
 
 def build_transform(spec: dict[str, Any], image_key: str, source: str):
@@ -70,9 +104,15 @@ class BundleModel(ImportedModel):
     @cached_property
     def _pipeline(self) -> dict[str, Any]:
         source = str(self.model_dir)
-        transforms = [build_transform(spec, self.description["image_key"], source) for spec in self.description["preprocessing"]]
-        name, args = component({"_target_": self.description["inferer"]["target"], **self.description["inferer"]["args"]},
-                               INFERERS, "inferer", source)
+        transforms = [
+            build_transform(spec, self.description["image_key"], source) for spec in self.description["preprocessing"]
+        ]
+        name, args = component(
+            {"_target_": self.description["inferer"]["target"], **self.description["inferer"]["args"]},
+            INFERERS,
+            "inferer",
+            source,
+        )
         return {"transforms": transforms, "inferer": INFERERS[name](**args)}
 
     def prepare(self, case: Case) -> PreparedInput:

@@ -21,9 +21,9 @@ from ...fileio import sha256_file
 from ..config import ModelConfig
 from ..storage import load_state_strict
 from .bundle_config import BundleConfig, component, find_inference_config
-from .data_files import read_data_file
 from .bundle_model import APPLIED_TRANSFORMS, INFERERS, NETWORKS, SKIPPED_TRANSFORMS, build_network
 from .checkpoints import read_weight_file
+from .data_files import read_data_file
 from .folder import write_imported_model
 from .orientation import check_axis_codes
 from .semantics import channel_modalities, class_outputs, parse_channels, region_outputs
@@ -58,14 +58,16 @@ def read_preprocessing(config: BundleConfig) -> tuple[list[dict], str, str | Non
             continue
         if name.startswith("Orientation"):
             axcodes = str(args.get("axcodes", "RAS"))
-        applied.append({"target": name, "args": {k: v for k, v in args.items() if k not in ("keys", "allow_missing_keys")}})
+        applied.append(
+            {"target": name, "args": {k: v for k, v in args.items() if k not in ("keys", "allow_missing_keys")}}
+        )
     return applied, image_key or "image", axcodes
 
 
 def read_postprocessing(config: BundleConfig) -> dict[str, Any]:
     """The output activation (sigmoid or softmax) and, for sigmoid outputs, the threshold."""
     post: dict[str, Any] = {"activation": "softmax", "threshold": 0.5, "ignored": []}
-    for index, spec in enumerate(_transform_list(config, "postprocessing")):
+    for spec in _transform_list(config, "postprocessing"):
         target = str(spec.get("_target_", "")).rsplit(".", 1)[-1] if isinstance(spec, dict) else ""
         if target in ("Activationsd", "Activations"):
             post["activation"] = "sigmoid" if spec.get("sigmoid") in (True, "true") else "softmax"
@@ -103,9 +105,14 @@ def find_weights(bundle: Path) -> Path:
     raise InputError(f"{bundle}: no models/{' or models/'.join(WEIGHT_FILES)}")
 
 
-def import_bundle(src: str | os.PathLike, out: str | os.PathLike, channels: str | None = None,
-                  input_orientation: str | None = None, output_names: list[str] | None = None,
-                  overwrite: bool = False) -> str:
+def import_bundle(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    channels: str | None = None,
+    input_orientation: str | None = None,
+    output_names: list[str] | None = None,
+    overwrite: bool = False,
+) -> str:
     """Convert a MONAI bundle folder into a MedSegLens model folder; return its fingerprint."""
     bundle = Path(src)
     if not bundle.is_dir():
@@ -126,31 +133,56 @@ def import_bundle(src: str | os.PathLike, out: str | os.PathLike, channels: str 
     if channels:
         modalities = parse_channels(channels, in_channels, str(bundle))
     elif names_in is None:
-        raise CompatibilityError(f"{metadata_path}: no channel_def for the {in_channels} input channel(s); "
-                                 "say which modality each is with --channels")
+        raise CompatibilityError(
+            f"{metadata_path}: no channel_def for the {in_channels} input channel(s); "
+            "say which modality each is with --channels"
+        )
     else:
         modalities = channel_modalities(names_in, str(metadata_path))
-    names_out = channel_names(data_format(metadata, "outputs", None), out_channels) or [f"output {i}" for i in range(out_channels)]
+    names_out = channel_names(data_format(metadata, "outputs", None), out_channels) or [
+        f"output {i}" for i in range(out_channels)
+    ]
     if post["activation"] == "sigmoid":
         meaning = region_outputs(names_out, None, output_names)
     else:
         meaning = class_outputs(list(enumerate(names_out)), output_names)
     spacing = next((s["args"].get("pixdim") for s in preprocessing if s["target"].startswith("Spacing")), None)
     model_config = ModelConfig(
-        architecture=f"monai-bundle:{net_name}", hyper_parameters=net_args,
+        architecture=f"monai-bundle:{net_name}",
+        hyper_parameters=net_args,
         spacing=[float(v) for v in spacing] if isinstance(spacing, list) and len(spacing) == 3 else None,
-        patch_size=patch, normalisation="source", modalities=modalities, labels=meaning.labels,
+        patch_size=patch,
+        normalisation="source",
+        modalities=modalities,
+        labels=meaning.labels,
         sliding_window={k: inferer["args"][k] for k in ("overlap", "mode", "sw_batch_size") if k in inferer["args"]},
     )
-    description = {"network": {"target": net_name, "args": net_args}, "preprocessing": preprocessing,
-                   "image_key": image_key, "inferer": inferer, "postprocessing": post}
+    description = {
+        "network": {"target": net_name, "args": net_args},
+        "preprocessing": preprocessing,
+        "image_key": image_key,
+        "inferer": inferer,
+        "postprocessing": post,
+    }
     files = [config_path, weights] + ([metadata_path] if metadata_path.is_file() else [])
-    source = {"format": "monai-bundle", "path": str(bundle.resolve()), "name": metadata.get("name", bundle.name),
-              "version": metadata.get("version"), "files": {str(f.relative_to(bundle)): sha256_file(f) for f in files}}
+    source = {
+        "format": "monai-bundle",
+        "path": str(bundle.resolve()),
+        "name": metadata.get("name", bundle.name),
+        "version": metadata.get("version"),
+        "files": {str(f.relative_to(bundle)): sha256_file(f) for f in files},
+    }
     orientation = check_axis_codes(input_orientation or axcodes or "LPS")
-    return write_imported_model(out, config=model_config, source=source, description=description,
-                                input_orientation=orientation, outputs=meaning, tensors=network.state_dict(),
-                                overwrite=overwrite)
+    return write_imported_model(
+        out,
+        config=model_config,
+        source=source,
+        description=description,
+        input_orientation=orientation,
+        outputs=meaning,
+        tensors=network.state_dict(),
+        overwrite=overwrite,
+    )
 
 
 def _channel_counts(network: torch.nn.Module, args: dict, patch: tuple[int, int, int]) -> tuple[int, int]:
@@ -159,7 +191,9 @@ def _channel_counts(network: torch.nn.Module, args: dict, patch: tuple[int, int,
         return args["in_channels"], args["out_channels"]
     first = next((m for m in network.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)), None)
     if first is None:
-        raise CompatibilityError("the bundle's network has no convolution; MedSegLens expects a 3D segmentation network")
+        raise CompatibilityError(
+            "the bundle's network has no convolution; MedSegLens expects a 3D segmentation network"
+        )
     with torch.no_grad():
         out = network.eval()(torch.zeros(1, int(first.in_channels), *patch))
     return int(first.in_channels), int(out.shape[1])

@@ -25,10 +25,23 @@ from ...errors import InputError, IntegrityError
 from .inert_pickle import is_torchscript_archive, read_inert, tensors_in
 
 # numpy scalars (e.g. np.float32(0.73) in nnU-Net's log) are rebuilt from a dtype and raw bytes: no code runs.
-_NUMPY_SCALAR = getattr(getattr(np, "_core", np.core), "multiarray").scalar
+_NUMPY_SCALAR = getattr(np, "_core", np.core).multiarray.scalar
 ALLOWED_GLOBALS: list[Any] = [_NUMPY_SCALAR, np.dtype] + [
-    type(np.dtype(name)) for name in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
-                                      "uint64", "float16", "float32", "float64")
+    type(np.dtype(name))
+    for name in (
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+    )
 ]
 # Where trainers keep the network's tensors inside a checkpoint dict, most specific first.
 STATE_DICT_KEYS = ("network_weights", "state_dict", "model_state_dict", "model", "net", "network", "weights")
@@ -38,10 +51,15 @@ SAFETENSORS_SUFFIX = ".safetensors"
 def convert_hint(path: Path) -> str:
     """How to get safe weights out of a refused file: convert a zip archive; a bare pickle cannot be read inertly."""
     if not zipfile.is_zipfile(path):
-        return ("It is a bare pickle or torch's pre-1.6 format, which cannot be read without running it: "
-                "re-save its state dict with a current torch.save only where its origin is trusted")
+        return (
+            "It is a bare pickle or torch's pre-1.6 format, which cannot be read without running it: "
+            "re-save its state dict with a current torch.save only where its origin is trusted"
+        )
     out = path.with_suffix(SAFETENSORS_SUFFIX)
-    return f"`medseglens convert-checkpoint {path} --out {out}` extracts its tensors without running anything; use that file"
+    return (
+        f"`medseglens convert-checkpoint {path} --out {out}` extracts its tensors without running anything; "
+        "use that file"
+    )
 
 
 def load_checkpoint(path: str | Path) -> Any:
@@ -61,7 +79,9 @@ def load_checkpoint(path: str | Path) -> Any:
             f"loading it fully could run code, and nothing in it was run. {convert_hint(path)}"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError) as exc:
-        raise IntegrityError(f"{path}: not a readable PyTorch checkpoint ({' '.join(str(exc).split())[:120]})") from None
+        raise IntegrityError(
+            f"{path}: not a readable PyTorch checkpoint ({' '.join(str(exc).split())[:120]})"
+        ) from None
 
 
 def _refused_names(path: Path, exc: Exception) -> str:
@@ -120,7 +140,7 @@ def strip_wrapper_prefix(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Te
     """Drop the 'module.' (DataParallel) or '_orig_mod.' (torch.compile) prefix that every name carries."""
     for prefix in ("module.", "_orig_mod."):
         if tensors and all(name.startswith(prefix) for name in tensors):
-            tensors = {name[len(prefix):]: t for name, t in tensors.items()}
+            tensors = {name[len(prefix) :]: t for name, t in tensors.items()}
     return tensors
 
 
@@ -133,7 +153,9 @@ def read_weight_file(path: str | Path, key: str | None = None) -> dict[str, torc
         try:
             return strip_wrapper_prefix(load_file(str(path), device="cpu"))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise IntegrityError(f"{path}: not a readable safetensors file ({' '.join(str(exc).split())[:120]})") from None
+            raise IntegrityError(
+                f"{path}: not a readable safetensors file ({' '.join(str(exc).split())[:120]})"
+            ) from None
     if is_torchscript_archive(path):
         tree, _foreign = read_inert(path)
         return strip_wrapper_prefix(tensors_in(tree))

@@ -46,8 +46,9 @@ def checkpoint_tensors(path: Path, key: str | None = None) -> tuple[dict[str, to
     return find_state_dict(tree, str(path), key), foreign
 
 
-def convert_checkpoint(source: str | Path, out: str | Path, key: str | None = None,
-                       overwrite: bool = False) -> ConversionResult:
+def convert_checkpoint(
+    source: str | Path, out: str | Path, key: str | None = None, overwrite: bool = False
+) -> ConversionResult:
     """Write `out` (.safetensors) and `out`.json (source hash, entry used, objects not run, output hash)."""
     source, out = Path(source), Path(out)
     if not source.is_file():
@@ -59,12 +60,15 @@ def convert_checkpoint(source: str | Path, out: str | Path, key: str | None = No
     tensors, not_run = checkpoint_tensors(source, key)
     tensors = {name: t.contiguous().clone() for name, t in tensors.items()}
     digest = write_weights(tensors, out, {"format": SIDECAR_FORMAT, "source_sha256": sha256_file(source)})
-    write_json_atomic(sidecar, {
-        "format": SIDECAR_FORMAT,
-        "source": {"path": str(source.resolve()), "sha256": sha256_file(source)},
-        "key": key,
-        "tensors": len(tensors),
-        "not_run": not_run,
-        "weights": {"file": out.name, "sha256": digest},
-    })
+    write_json_atomic(
+        sidecar,
+        {
+            "format": SIDECAR_FORMAT,
+            "source": {"path": str(source.resolve()), "sha256": sha256_file(source)},
+            "key": key,
+            "tensors": len(tensors),
+            "not_run": not_run,
+            "weights": {"file": out.name, "sha256": digest},
+        },
+    )
     return ConversionResult(out, sidecar, len(tensors), not_run, digest)

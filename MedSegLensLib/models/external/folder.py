@@ -40,31 +40,44 @@ def is_imported_model(model_dir: str | os.PathLike) -> bool:
         return False
 
 
-def write_imported_model(out: str | os.PathLike, *, config: ModelConfig, source: dict[str, Any],
-                         description: dict[str, Any], input_orientation: str, outputs: OutputMeaning,
-                         tensors: dict[str, torch.Tensor], overwrite: bool = False) -> str:
+def write_imported_model(
+    out: str | os.PathLike,
+    *,
+    config: ModelConfig,
+    source: dict[str, Any],
+    description: dict[str, Any],
+    input_orientation: str,
+    outputs: OutputMeaning,
+    tensors: dict[str, torch.Tensor],
+    overwrite: bool = False,
+) -> str:
     """Publish the folder atomically; return the weights' sha256 (the model's fingerprint)."""
     with atomic_directory(out, overwrite=overwrite) as tmp:
         tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
-        digest = write_weights(tensors, tmp / WEIGHTS_FILE, {"format": IMPORTED_FORMAT,
-                                                             "architecture": config.architecture})
-        write_json_atomic(tmp / MODEL_JSON, {
-            "format": IMPORTED_FORMAT,
-            "format_version": FORMAT_VERSION,
-            "config": config.to_json(),
-            "source": source,
-            "description": description,
-            "input_orientation": input_orientation,
-            "outputs": outputs.to_json(),
-            "weights": {"file": WEIGHTS_FILE, "sha256": digest},
-        })
+        digest = write_weights(
+            tensors, tmp / WEIGHTS_FILE, {"format": IMPORTED_FORMAT, "architecture": config.architecture}
+        )
+        write_json_atomic(
+            tmp / MODEL_JSON,
+            {
+                "format": IMPORTED_FORMAT,
+                "format_version": FORMAT_VERSION,
+                "config": config.to_json(),
+                "source": source,
+                "description": description,
+                "input_orientation": input_orientation,
+                "outputs": outputs.to_json(),
+                "weights": {"file": WEIGHTS_FILE, "sha256": digest},
+            },
+        )
     return digest
 
 
 def _format_module(name: str, path: Path):
     if name not in FORMAT_MODULES:
-        raise CompatibilityError(f"{path}: imported format '{name}' is unknown to this MedSegLens "
-                                 f"(known: {', '.join(FORMAT_MODULES)})")
+        raise CompatibilityError(
+            f"{path}: imported format '{name}' is unknown to this MedSegLens (known: {', '.join(FORMAT_MODULES)})"
+        )
     return importlib.import_module(FORMAT_MODULES[name], __package__)
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ...data import MODALITIES, Case, Grid
-from ..inference import PreparedInput, Prediction, SegmentationModel, autocast
+from ..inference import Prediction, PreparedInput, SegmentationModel, autocast
 from ..layers import block_names
 from .orientation import reorient, resolve_codes
 from .semantics import OutputMeaning
@@ -25,10 +25,17 @@ from .semantics import OutputMeaning
 class ImportedModel(SegmentationModel):
     """Base of the imported formats: source description, input orientation and output meaning from model.json."""
 
-    def __init__(self, network: nn.Module, config, fingerprint: str, manifest: dict[str, Any], device=None,
-                 model_dir=None):
-        super().__init__(network, config, fingerprint, device=device, provenance=manifest.get("provenance") or {},
-                         model_dir=model_dir)
+    def __init__(
+        self, network: nn.Module, config, fingerprint: str, manifest: dict[str, Any], device=None, model_dir=None
+    ):
+        super().__init__(
+            network,
+            config,
+            fingerprint,
+            device=device,
+            provenance=manifest.get("provenance") or {},
+            model_dir=model_dir,
+        )
         self.source: dict[str, Any] = manifest["source"]
         self.description: dict[str, Any] = manifest["description"]
         self.input_orientation: str = manifest["input_orientation"]
@@ -47,7 +54,9 @@ class ImportedModel(SegmentationModel):
         """Full-volume logits (classes, ...) of `prepared` by the source's own sliding windows."""
         raise NotImplementedError
 
-    def logits(self, prepared: PreparedInput, network: nn.Module | None = None, precision: str = "fp32") -> torch.Tensor:
+    def logits(
+        self, prepared: PreparedInput, network: nn.Module | None = None, precision: str = "fp32"
+    ) -> torch.Tensor:
         """Full-volume logits (1, classes, ...) on `prepared.grid`; hooks on `network` see every window."""
         with torch.no_grad(), autocast(self.device, precision):
             out = self.run_windows(network if network is not None else self.network, prepared)
@@ -57,5 +66,9 @@ class ImportedModel(SegmentationModel):
         return block_names(self.network)
 
     def prediction(self, labels: np.ndarray, prepared: PreparedInput, probabilities: np.ndarray | None) -> Prediction:
-        return Prediction(labels.astype(np.uint8), prepared.case_grid,
-                          None if probabilities is None else probabilities.astype(np.float32), self.fingerprint)
+        return Prediction(
+            labels.astype(np.uint8),
+            prepared.case_grid,
+            None if probabilities is None else probabilities.astype(np.float32),
+            self.fingerprint,
+        )

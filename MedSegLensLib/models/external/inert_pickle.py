@@ -51,7 +51,7 @@ class Opaque:
     def __setstate__(self, state: Any) -> None:
         self.state = state
 
-    def __call__(self, *args: Any, **kwargs: Any) -> "Opaque":  # an opaque object used as a function
+    def __call__(self, *args: Any, **kwargs: Any) -> Opaque:  # an opaque object used as a function
         return _opaque_class(f"{self.qualified_name}()")(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -126,7 +126,9 @@ def read_inert(path: str | Path) -> tuple[Any, list[str]]:
             "only zip archives (torch >= 1.6) can be read without running them"
         ) from None
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
-        raise InputError(f"{path}: damaged or unsupported PyTorch archive ({' '.join(str(exc).split())[:120]})") from None
+        raise InputError(
+            f"{path}: damaged or unsupported PyTorch archive ({' '.join(str(exc).split())[:120]})"
+        ) from None
     return tree, sorted(unpickler.foreign)
 
 

@@ -29,9 +29,11 @@ CHECKPOINTS = ("checkpoint_final.safetensors", "checkpoint_final.pth")
 
 def pick_fold(src: Path, fold: str | None) -> Path:
     """fold_<F> (F a number or 'all'); by default fold 0, or the only fold there is."""
-    folds = sorted(p.name[len("fold_"):] for p in src.glob("fold_*") if p.is_dir())
+    folds = sorted(p.name[len("fold_") :] for p in src.glob("fold_*") if p.is_dir())
     if not folds:
-        raise InputError(f"{src}: no fold_* folder; point at the folder nnUNetv2_train wrote (…/Trainer__Plans__Config)")
+        raise InputError(
+            f"{src}: no fold_* folder; point at the folder nnUNetv2_train wrote (…/Trainer__Plans__Config)"
+        )
     chosen = str(fold) if fold is not None else ("0" if "0" in folds or len(folds) > 1 else folds[0])
     if chosen not in folds:
         raise ParameterError(f"--fold {chosen}: {src} has fold(s) {', '.join(folds)}")
@@ -53,8 +55,11 @@ def read_fold_checkpoint(path: Path) -> tuple[dict, dict[str, Any]]:
     checkpoint = load_checkpoint(path)
     tensors = find_state_dict(checkpoint, str(path), "network_weights" if "network_weights" in checkpoint else None)
     init_args = checkpoint.get("init_args") if isinstance(checkpoint.get("init_args"), dict) else {}
-    return tensors, {"trainer": checkpoint.get("trainer_name"), "configuration": init_args.get("configuration"),
-                     "mirroring_axes": checkpoint.get("inference_allowed_mirroring_axes")}
+    return tensors, {
+        "trainer": checkpoint.get("trainer_name"),
+        "configuration": init_args.get("configuration"),
+        "mirroring_axes": checkpoint.get("inference_allowed_mirroring_axes"),
+    }
 
 
 def output_meaning(dataset_json: dict, label_manager, output_names: list[str] | None) -> OutputMeaning:
@@ -66,10 +71,18 @@ def output_meaning(dataset_json: dict, label_manager, output_names: list[str] | 
     return class_outputs(ordered, output_names)
 
 
-def import_nnunet(src: str | os.PathLike, out: str | os.PathLike, fold: str | None = None,
-                  channels: str | None = None, input_orientation: str | None = None,
-                  output_names: list[str] | None = None, checkpoint: str | None = None,
-                  configuration: str | None = None, mirroring: bool = False, overwrite: bool = False) -> str:
+def import_nnunet(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    fold: str | None = None,
+    channels: str | None = None,
+    input_orientation: str | None = None,
+    output_names: list[str] | None = None,
+    checkpoint: str | None = None,
+    configuration: str | None = None,
+    mirroring: bool = False,
+    overwrite: bool = False,
+) -> str:
     """Convert one fold of an nnU-Net v2 model into a MedSegLens model folder; return its fingerprint."""
     src = Path(src)
     if not src.is_dir():
@@ -93,29 +106,57 @@ def import_nnunet(src: str | os.PathLike, out: str | os.PathLike, fold: str | No
     patch = [int(p) for p in config_manager.patch_size]
     if len(patch) != 3:
         raise CompatibilityError(f"{src}: configuration '{configuration}' is 2D; MedSegLens imports 3D configurations")
-    channel_names = [str(n) for _, n in sorted(dataset_json.get("channel_names", dataset_json.get("modality", {})).items(),
-                                                key=lambda item: int(item[0]))]
-    modalities = (parse_channels(channels, len(channel_names), str(src)) if channels
-                  else channel_modalities(channel_names, str(src / "dataset.json")))
+    channel_names = [
+        str(n)
+        for _, n in sorted(
+            dataset_json.get("channel_names", dataset_json.get("modality", {})).items(), key=lambda item: int(item[0])
+        )
+    ]
+    modalities = (
+        parse_channels(channels, len(channel_names), str(src))
+        if channels
+        else channel_modalities(channel_names, str(src / "dataset.json"))
+    )
     meaning = output_meaning(dataset_json, label_manager, output_names)
     reader = str(plans.get("image_reader_writer", "SimpleITKIO"))
     orientation = check_axis_codes(input_orientation or ("RAS" if "Reorient" in reader else "LPS"))
     config = ModelConfig(
         architecture="nnunetv2:" + arch["network_class_name"].rsplit(".", 1)[1],
-        hyper_parameters=arch["arch_kwargs"], spacing=[float(s) for s in config_manager.spacing],
-        patch_size=patch, normalisation="source", modalities=modalities, labels=meaning.labels,
+        hyper_parameters=arch["arch_kwargs"],
+        spacing=[float(s) for s in config_manager.spacing],
+        patch_size=patch,
+        normalisation="source",
+        modalities=modalities,
+        labels=meaning.labels,
         sliding_window={"overlap": 0.5, "mode": "gaussian", "batch_size": 1, "mirroring": bool(mirroring)},
     )
-    description = {"plans": plans, "dataset_json": dataset_json, "configuration": configuration,
-                   "trainer": stored.get("trainer") or src.name.split("__")[0],
-                   "mirroring_axes": stored.get("mirroring_axes"),
-                   "num_outputs": int(label_manager.num_segmentation_heads), "fold": fold_dir.name[len("fold_"):]}
+    description = {
+        "plans": plans,
+        "dataset_json": dataset_json,
+        "configuration": configuration,
+        "trainer": stored.get("trainer") or src.name.split("__")[0],
+        "mirroring_axes": stored.get("mirroring_axes"),
+        "num_outputs": int(label_manager.num_segmentation_heads),
+        "fold": fold_dir.name[len("fold_") :],
+    }
     network = build_network(description, config, str(src))
     load_state_strict(network, tensors, ckpt, f"the network nnU-Net's plans describe ({configuration})")
     files = [src / "dataset.json", src / "plans.json", ckpt]
-    source = {"format": "nnunetv2", "path": str(src.resolve()), "fold": description["fold"],
-              "configuration": configuration, "reader": reader,
-              "files": {str(f.relative_to(src)): sha256_file(f) for f in files}}
-    return write_imported_model(out, config=config, source=source, description=description,
-                                input_orientation=orientation, outputs=meaning, tensors=network.state_dict(),
-                                overwrite=overwrite)
+    source = {
+        "format": "nnunetv2",
+        "path": str(src.resolve()),
+        "fold": description["fold"],
+        "configuration": configuration,
+        "reader": reader,
+        "files": {str(f.relative_to(src)): sha256_file(f) for f in files},
+    }
+    return write_imported_model(
+        out,
+        config=config,
+        source=source,
+        description=description,
+        input_orientation=orientation,
+        outputs=meaning,
+        tensors=network.state_dict(),
+        overwrite=overwrite,
+    )

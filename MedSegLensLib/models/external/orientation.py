@@ -40,8 +40,9 @@ def resolve_codes(codes: str, source_grid: Grid) -> str:
 
 def reorient(volume: np.ndarray, grid: Grid, codes: str) -> tuple[np.ndarray, Grid]:
     """A volume (..., X, Y, Z) on `grid` put in the voxel order `codes`, with its exact new grid."""
-    ornt = orientations.ornt_transform(orientations.axcodes2ornt(tuple(grid.orientation)),
-                                       orientations.axcodes2ornt(tuple(codes)))
+    ornt = orientations.ornt_transform(
+        orientations.axcodes2ornt(tuple(grid.orientation)), orientations.axcodes2ornt(tuple(codes))
+    )
     lead = volume.ndim - 3
     if lead:
         moved = np.stack([orientations.apply_orientation(v, ornt) for v in volume.reshape(-1, *volume.shape[-3:])])

@@ -25,9 +25,27 @@ _MODALITY_WORDS = {
     "t2f": ("t2f", "flair", "t2 flair", "t2flair"),
 }
 _LABEL_WORDS = {
-    1: ("ncr", "net", "ncr net", "necrosis", "necrotic", "necrotic core", "non enhancing tumor", "non enhancing",
-        "necrotic tumor core", "necrotic and non enhancing tumor core", "nonenhancing tumor"),
-    2: ("ed", "edema", "snfh", "peritumoral edema", "surrounding non enhancing flair hyperintensity", "whole tumor edema"),
+    1: (
+        "ncr",
+        "net",
+        "ncr net",
+        "necrosis",
+        "necrotic",
+        "necrotic core",
+        "non enhancing tumor",
+        "non enhancing",
+        "necrotic tumor core",
+        "necrotic and non enhancing tumor core",
+        "nonenhancing tumor",
+    ),
+    2: (
+        "ed",
+        "edema",
+        "snfh",
+        "peritumoral edema",
+        "surrounding non enhancing flair hyperintensity",
+        "whole tumor edema",
+    ),
     3: ("et", "enhancing", "enhancing tumor", "enhancing tumor core", "gd enhancing tumor"),
 }
 _REGION_WORDS = {
@@ -95,9 +113,14 @@ class OutputMeaning:
     brats: bool
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "names": self.names, "values": self.values, "brats": self.brats,
-                "labels": [{"value": v, "name": n} for v, n in self.labels],
-                "lookup": {str(k): v for k, v in self.lookup.items()}}
+        return {
+            "kind": self.kind,
+            "names": self.names,
+            "values": self.values,
+            "brats": self.brats,
+            "labels": [{"value": v, "name": n} for v, n in self.labels],
+            "lookup": {str(k): v for k, v in self.lookup.items()},
+        }
 
     def table(self) -> np.ndarray:
         """Lookup array: model label value (or paint value) -> label value produced."""
@@ -107,10 +130,15 @@ class OutputMeaning:
         return table
 
     @classmethod
-    def from_json(cls, data: dict) -> "OutputMeaning":
-        return cls(data["kind"], list(data["names"]), [int(v) for v in data["values"]],
-                   tuple((int(i["value"]), str(i["name"])) for i in data["labels"]),
-                   {int(k): int(v) for k, v in data["lookup"].items()}, bool(data["brats"]))
+    def from_json(cls, data: dict) -> OutputMeaning:
+        return cls(
+            data["kind"],
+            list(data["names"]),
+            [int(v) for v in data["values"]],
+            tuple((int(i["value"]), str(i["name"])) for i in data["labels"]),
+            {int(k): int(v) for k, v in data["lookup"].items()},
+            bool(data["brats"]),
+        )
 
 
 def class_outputs(values_and_names: list[tuple[int, str]], renamed: list[str] | None = None) -> OutputMeaning:
@@ -127,8 +155,9 @@ def class_outputs(values_and_names: list[tuple[int, str]], renamed: list[str] | 
     return OutputMeaning("classes", names, values, own, {v: v for v in values}, False)
 
 
-def region_outputs(region_names: list[str], paint_values: list[int] | None = None,
-                   renamed: list[str] | None = None) -> OutputMeaning:
+def region_outputs(
+    region_names: list[str], paint_values: list[int] | None = None, renamed: list[str] | None = None
+) -> OutputMeaning:
     """Sigmoid region outputs in channel order; `paint_values` are the values the source paints them with."""
     names = _renamed(region_names, renamed) if renamed is not None else list(region_names)
     regions = [_match(n, _REGION_WORDS) for n in names]
@@ -143,8 +172,10 @@ def region_outputs(region_names: list[str], paint_values: list[int] | None = Non
 
 def _renamed(names: list[str], renamed: list[str]) -> list[str]:
     if len(renamed) != len(names):
-        raise ParameterError(f"--output-names: the model has {len(names)} foreground output(s) ({', '.join(names)}); "
-                             f"give one name for each, in that order")
+        raise ParameterError(
+            f"--output-names: the model has {len(names)} foreground output(s) ({', '.join(names)}); "
+            f"give one name for each, in that order"
+        )
     return list(renamed)
 
 

@@ -30,9 +30,15 @@ def read_network_json(path: Path) -> ModelConfig:
     return ModelConfig.from_json(data, source=str(path))
 
 
-def import_state_dict(weights: str | os.PathLike, network_json: str | os.PathLike, out: str | os.PathLike,
-                      channels: str | None = None, key: str | None = None, torchscript: bool = False,
-                      overwrite: bool = False) -> str:
+def import_state_dict(
+    weights: str | os.PathLike,
+    network_json: str | os.PathLike,
+    out: str | os.PathLike,
+    channels: str | None = None,
+    key: str | None = None,
+    torchscript: bool = False,
+    overwrite: bool = False,
+) -> str:
     """Convert weights (.safetensors, weights-only .pt/.pth, or TorchScript) into a MedSegLens model folder."""
     weights, network_json = Path(weights), Path(network_json)
     if not weights.is_file():
@@ -42,12 +48,22 @@ def import_state_dict(weights: str | os.PathLike, network_json: str | os.PathLik
         raise InputError(f"{weights}: {kind}; use --format {'torchscript' if not torchscript else 'state-dict'}")
     config = read_network_json(network_json)
     if channels:
-        config = ModelConfig.from_json({**config.to_json(), "modalities": list(parse_channels(
-            channels, config.in_channels, str(network_json)))}, source=str(network_json))
+        config = ModelConfig.from_json(
+            {**config.to_json(), "modalities": list(parse_channels(channels, config.in_channels, str(network_json)))},
+            source=str(network_json),
+        )
     network = build_network(config)
     check_patch_size(network, config)
-    load_state_strict(network, read_weight_file(weights, key), weights, f"the {config.architecture} network in {network_json}")
-    provenance = {"imported_from": {"format": "torchscript" if torchscript else "state-dict",
-                                    "weights": str(weights.resolve()), "weights_sha256": sha256_file(weights),
-                                    "network_json": str(network_json.resolve()), "key": key}}
+    load_state_strict(
+        network, read_weight_file(weights, key), weights, f"the {config.architecture} network in {network_json}"
+    )
+    provenance = {
+        "imported_from": {
+            "format": "torchscript" if torchscript else "state-dict",
+            "weights": str(weights.resolve()),
+            "weights_sha256": sha256_file(weights),
+            "network_json": str(network_json.resolve()),
+            "key": key,
+        }
+    }
     return save_model(network, config, out, provenance=provenance, overwrite=overwrite)

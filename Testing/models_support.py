@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from datafiles import write_nifti
+
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -22,12 +22,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """A folder shared by the tests of one module (cohorts, trained tiny models)."""
-    return tmp_path_factory.mktemp("models")
 
 
 MODALITY_CONTRAST = {  # background brain, NCR, ED, ET
@@ -68,8 +62,15 @@ def write_case(root: Path, case_id: str, images: dict, labels: np.ndarray, affin
     return folder
 
 
-def write_cohort(root: Path, count: int, seed: int = 0, spacing: float = 2.0, prefix: str = "case",
-                 population: str = "adult", healthy: int = 0) -> Path:
+def write_cohort(
+    root: Path,
+    count: int,
+    seed: int = 0,
+    spacing: float = 2.0,
+    prefix: str = "case",
+    population: str = "adult",
+    healthy: int = 0,
+) -> Path:
     """A cohort folder of `count` tumour cases (and `healthy` tumour-free ones) with a manifest."""
     rng = np.random.default_rng(seed)
     affine = np.diag([spacing, spacing, spacing, 1.0])
