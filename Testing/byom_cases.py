@@ -67,8 +67,8 @@ def train_sae_on_layer(model, layer: str, cases, out_dir: Path):
     for this model; returns (the reloaded SAE, its fidelity on those rows, the rows)."""
     from MedSegLensLib.sae import (
         SAEInfo,
+        SAETrainingSettings,
         TensorRows,
-        TrainConfig,
         check_compatible,
         evaluate_fidelity,
         load_sae,
@@ -79,7 +79,7 @@ def train_sae_on_layer(model, layer: str, cases, out_dir: Path):
     maps = [t for case in cases for t in capture(model, layer, case)]
     rows = torch.cat([m.movedim(1, -1).reshape(-1, m.shape[1]) for m in maps]).float()
     channels = rows.shape[1]
-    config = TrainConfig(
+    config = SAETrainingSettings(
         n_latents=4 * channels, k=2, total_rows=60 * 256, batch_size=256, init_rows=2048, dead_after_rows=4096, seed=0
     )
     sae, summary = train_sae(TensorRows(rows), config, show_progress=False)

@@ -32,7 +32,7 @@ from safetensors.torch import save_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from MedSegLensLib.distributed import joined, train_sae_distributed  # noqa: E402
-from MedSegLensLib.sae import TensorRows, TrainConfig  # noqa: E402
+from MedSegLensLib.sae import SAETrainingSettings, TensorRows  # noqa: E402
 from MedSegLensLib.sae.synthetic import planted_rows  # noqa: E402
 
 
@@ -40,9 +40,9 @@ def planted_training_rows() -> torch.Tensor:
     return planted_rows(12_000, 16, 40, 3, spread=0.5)[0]
 
 
-def training_config(kind: str, checkpoint_every: int = 0) -> TrainConfig:
+def training_config(kind: str, checkpoint_every: int = 0) -> SAETrainingSettings:
     # dead_after_rows is small so latents die and AuxK (over dead latents of all ranks) takes part.
-    return TrainConfig(
+    return SAETrainingSettings(
         n_latents=96,
         k=3,
         kind=kind,

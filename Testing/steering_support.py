@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from models_support import MODALITY_CONTRAST, tiny_case_arrays, write_case
 
 from MedSegLensLib.data import read_case
-from MedSegLensLib.sae import SAEInfo, TensorRows, TrainConfig, save_sae, train_sae
+from MedSegLensLib.sae import SAEInfo, SAETrainingSettings, TensorRows, save_sae, train_sae
 from MedSegLensLib.steering import SteeringSession, compute_latent_scales, sae_sha256, save_latent_scales
 from MedSegLensLib.steering.windows import padded
-from models_support import MODALITY_CONTRAST, tiny_case_arrays, write_case
 
 UNET_DECODER = "model.1.submodule.2"
 SEGFORMER_DECODER = "decoder.fuse_act"
@@ -36,8 +36,15 @@ def session_rows(session: SteeringSession) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(rows), torch.cat(labels)
 
 
-def train_layer_sae(model, case_folders: list[Path], layer: str, n_latents: int = 16, k: int = 2, seed: int = 0,
-                    folder: Path | None = None):
+def train_layer_sae(
+    model,
+    case_folders: list[Path],
+    layer: str,
+    n_latents: int = 16,
+    k: int = 2,
+    seed: int = 0,
+    folder: Path | None = None,
+):
     """An SAE on the layer's window activations of `case_folders` (saved with latent scales when `folder` is given)."""
     rows, labels = [], []
     for case_folder in case_folders:
@@ -47,9 +54,13 @@ def train_layer_sae(model, case_folders: list[Path], layer: str, n_latents: int 
         labels.append(lab)
     rows_t, labels_t = torch.cat(rows), torch.cat(labels)
     total = max(4096, 40 * 512)
-    sae, summary = train_sae(TensorRows(rows_t), TrainConfig(n_latents=n_latents, k=k, kind="topk", total_rows=total,
-                                                             batch_size=512, init_rows=2048, seed=seed),
-                             show_progress=False)
+    sae, summary = train_sae(
+        TensorRows(rows_t),
+        SAETrainingSettings(
+            n_latents=n_latents, k=k, kind="topk", total_rows=total, batch_size=512, init_rows=2048, seed=seed
+        ),
+        show_progress=False,
+    )
     info = SAEInfo(model.fingerprint, layer, training=summary, architecture=model.config.architecture)
     sae.info = info
     if folder is not None:

@@ -16,7 +16,7 @@ from MedSegLensLib.distributed import extract_activations_distributed, joined
 from MedSegLensLib.distributed.extraction import part_folder
 from MedSegLensLib.errors import CompatibilityError, OutputError
 from MedSegLensLib.models import load_model
-from MedSegLensLib.sae import ActivationStore, TrainConfig, load_sae
+from MedSegLensLib.sae import ActivationStore, SAETrainingSettings, load_sae
 from MedSegLensLib.sae.extract import extract_activations
 from MedSegLensLib.sae.fit import fit_layer_sae
 
@@ -100,7 +100,7 @@ def test_torchrun_sae_train_on_two_ranks_extracts_and_trains_like_one_process(in
     assert_same_store(ActivationStore(tmp_path / "store"), single)
     assert sorted(os.listdir(tmp_path)) == ["sae", "store"]  # written once, checkpoints removed
 
-    config = TrainConfig(
+    config = SAETrainingSettings(
         n_latents=32, k=4, kind="batchtopk", total_rows=3840, batch_size=64, seed=settings["seed"], checkpoint_every=50
     )
     model = load_model(model_dir, device="cpu")

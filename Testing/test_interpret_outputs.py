@@ -194,7 +194,7 @@ def test_compare_runs_side_by_side(run, tmp_path):
 def tiny_model_and_sae(cohorts, tmp_path_factory):
     """A tiny U-Net (untrained, fixed seed) and an SAE trained on its first block over one cohort case."""
     from MedSegLensLib.models import build_network, load_model, save_model, tiny_config
-    from MedSegLensLib.sae import SAEInfo, TensorRows, TrainConfig, layer_features, save_sae, train_sae
+    from MedSegLensLib.sae import SAEInfo, SAETrainingSettings, TensorRows, layer_features, save_sae, train_sae
 
     root = tmp_path_factory.mktemp("tiny")
     torch.manual_seed(0)
@@ -205,7 +205,7 @@ def tiny_model_and_sae(cohorts, tmp_path_factory):
     fmap = layer_features(model, case, "model.0")
     sae, summary = train_sae(
         TensorRows(fmap.rows()),
-        TrainConfig(n_latents=24, k=3, total_rows=40 * 512, batch_size=512, seed=0),
+        SAETrainingSettings(n_latents=24, k=3, total_rows=40 * 512, batch_size=512, seed=0),
         show_progress=False,
     )
     save_sae(sae, root / "sae", SAEInfo(model.fingerprint, "model.0", training=summary))

@@ -14,7 +14,7 @@ from worker_cases import write_case
 from MedSegLensLib.data import read_case
 from MedSegLensLib.errors import CompatibilityError, ParameterError
 from MedSegLensLib.models import SegmentationModel, build_network, tiny_config
-from MedSegLensLib.sae import SAEInfo, TensorRows, TrainConfig, evaluate_fidelity, load_sae, save_sae, train_sae
+from MedSegLensLib.sae import SAEInfo, SAETrainingSettings, TensorRows, evaluate_fidelity, load_sae, save_sae, train_sae
 from MedSegLensLib.sae.capture import layer_features
 from MedSegLensLib.sae.encode import encode_case, encode_features
 
@@ -35,7 +35,7 @@ def setup(tmp_path_factory):
     for kind in ("topk", "batchtopk"):
         trained, summary = train_sae(
             TensorRows(fmap.rows()),
-            TrainConfig(n_latents=32, k=2, kind=kind, total_rows=96 * 512, batch_size=512, seed=1),
+            SAETrainingSettings(n_latents=32, k=2, kind=kind, total_rows=96 * 512, batch_size=512, seed=1),
             show_progress=False,
         )
         saes[kind] = load_sae(save_sae(trained, root / kind, SAEInfo(model.fingerprint, LAYER, training=summary)))

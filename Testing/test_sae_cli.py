@@ -15,7 +15,15 @@ from worker_cases import save_tiny_model
 from MedSegLensLib.cli.main import main
 from MedSegLensLib.data import discover_cohort
 from MedSegLensLib.models import load_model
-from MedSegLensLib.sae import STRATA, ActivationStore, SAEConfig, SAEInfo, SparseAutoencoder, TrainConfig, load_sae
+from MedSegLensLib.sae import (
+    STRATA,
+    ActivationStore,
+    SAEConfig,
+    SAEInfo,
+    SAETrainingSettings,
+    SparseAutoencoder,
+    load_sae,
+)
 from MedSegLensLib.sae.evaluation import evaluate_sae
 from MedSegLensLib.sae.extract import extract_activations
 from MedSegLensLib.sae.fit import fit_layer_sae, partial_dir
@@ -220,7 +228,7 @@ def test_interrupted_fit_resumes_to_the_same_sae(trained, workdir):
     model = load_model(trained, device="cpu")
     cases = discover_cohort(write_cohort(workdir / "fit", 2, seed=40, prefix="fit"))
     store = extract_activations(model, LAYER, cases, workdir / "fit-store", seed=0)
-    config = TrainConfig(
+    config = SAETrainingSettings(
         n_latents=16, k=3, kind="batchtopk", total_rows=40 * 256, batch_size=256, seed=4, checkpoint_every=10
     )
     plain, _ = fit_layer_sae(model, LAYER, store, workdir / "fit-plain", config, show_progress=False)

@@ -10,8 +10,8 @@ import torch
 from MedSegLensLib.errors import CompatibilityError, IntegrityError, OutputError
 from MedSegLensLib.sae import (
     SAEInfo,
+    SAETrainingSettings,
     TensorRows,
-    TrainConfig,
     Trainer,
     check_compatible,
     dice_recovered,
@@ -27,7 +27,7 @@ torch.set_num_threads(2)
 @pytest.fixture(scope="module")
 def trained():
     rows, _ = planted_rows(6000, 12, 24, 3, scale=5.0)
-    trainer = Trainer(TensorRows(rows), TrainConfig(n_latents=48, k=3, total_rows=40_000, batch_size=500))
+    trainer = Trainer(TensorRows(rows), SAETrainingSettings(n_latents=48, k=3, total_rows=40_000, batch_size=500))
     sae = trainer.run(show_progress=False)
     return sae, trainer.summary(), rows
 
@@ -74,7 +74,7 @@ def test_incompatible_model_layer_or_width_is_refused_with_one_line(tmp_path, tr
 
 def test_training_resumes_bit_for_bit_from_a_checkpoint(tmp_path):
     rows, _ = planted_rows(5000, 8, 16, 2)
-    config = TrainConfig(
+    config = SAETrainingSettings(
         n_latents=32, k=2, total_rows=24_000, batch_size=400, checkpoint_every=20, dead_after_rows=2000, seed=5
     )
     straight = Trainer(TensorRows(rows), config).run(show_progress=False)
@@ -97,7 +97,7 @@ def test_training_resumes_bit_for_bit_from_a_checkpoint(tmp_path):
     with pytest.raises(CompatibilityError, match="other settings"):
         Trainer(
             TensorRows(rows),
-            TrainConfig(n_latents=32, k=3, total_rows=24_000, batch_size=400),
+            SAETrainingSettings(n_latents=32, k=3, total_rows=24_000, batch_size=400),
             checkpoint_dir=tmp_path / "run",
         )
 
@@ -105,7 +105,7 @@ def test_training_resumes_bit_for_bit_from_a_checkpoint(tmp_path):
 def test_progress_reports_falling_fvu(trained):
     rows = trained[2]
     seen = []
-    Trainer(TensorRows(rows), TrainConfig(n_latents=48, k=3, total_rows=30_000, batch_size=500)).run(
+    Trainer(TensorRows(rows), SAETrainingSettings(n_latents=48, k=3, total_rows=30_000, batch_size=500)).run(
         progress=seen.append, show_progress=False
     )
     assert [p.step for p in seen] == list(range(1, 61))

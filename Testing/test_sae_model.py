@@ -9,9 +9,9 @@ from scipy.optimize import linear_sum_assignment
 from MedSegLensLib.errors import ParameterError
 from MedSegLensLib.sae import (
     SAEConfig,
+    SAETrainingSettings,
     SparseAutoencoder,
     TensorRows,
-    TrainConfig,
     Trainer,
     evaluate_fidelity,
     objective,
@@ -74,7 +74,7 @@ def test_batchtopk_cut_is_exact_with_a_stale_floor():
 
 def test_planted_dictionary_is_recovered():
     rows, atoms = planted_rows(40_000, 24, 48, 3, noise=0.01)
-    config = TrainConfig(n_latents=96, k=3, kind="topk", total_rows=300_000, batch_size=1024, seed=0)
+    config = SAETrainingSettings(n_latents=96, k=3, kind="topk", total_rows=300_000, batch_size=1024, seed=0)
     sae = Trainer(TensorRows(rows), config).run(show_progress=False)
     cosine = (sae.W_dec @ atoms.T).numpy()
     latent, atom = linear_sum_assignment(-cosine)
@@ -84,7 +84,7 @@ def test_planted_dictionary_is_recovered():
 
 def dead_latent_run(auxk_alpha: float) -> float:
     rows, _ = planted_rows(20_000, 16, 48, 3, noise=0.01)
-    config = TrainConfig(
+    config = SAETrainingSettings(
         n_latents=64,
         k=3,
         kind="topk",
@@ -110,7 +110,7 @@ def test_auxk_revives_dead_latents():
 def test_threshold_export_reproduces_batch_codes_on_held_out_rows():
     rows, _ = planted_rows(30_000, 16, 48, 4)
     held, _ = planted_rows(8192, 16, 48, 4, row_seed=7)
-    config = TrainConfig(n_latents=96, k=4, kind="batchtopk", total_rows=200_000, batch_size=1024, seed=0)
+    config = SAETrainingSettings(n_latents=96, k=4, kind="batchtopk", total_rows=200_000, batch_size=1024, seed=0)
     sae = Trainer(TensorRows(rows), config).run(show_progress=False)
     batch_codes = objective.select(sae, held - sae.b_dec, None, objective.BatchTopKCut()).codes
     batch = set(zip(batch_codes.rows.tolist(), batch_codes.latents.tolist()))
@@ -126,7 +126,9 @@ def test_threshold_export_reproduces_batch_codes_on_held_out_rows():
 
 def test_folding_the_input_scale_keeps_codes_and_reconstruction():
     rows, _ = planted_rows(5000, 8, 16, 2, scale=40.0)
-    trainer = Trainer(TensorRows(rows), TrainConfig(n_latents=32, k=2, kind="topk", total_rows=20_000, batch_size=500))
+    trainer = Trainer(
+        TensorRows(rows), SAETrainingSettings(n_latents=32, k=2, kind="topk", total_rows=20_000, batch_size=500)
+    )
     trainer.run(show_progress=False)
     scaled = trainer.sae
     assert abs(float(scaled.input_scale) - (8 / rows.pow(2).sum(1).mean()).sqrt()) < 0.05 * float(scaled.input_scale)
@@ -164,7 +166,7 @@ def test_bfloat16_selection_keeps_fidelity():
     held = planted_rows(4096, 32, 64, 4, row_seed=5)[0]
     fvus = {}
     for dtype in ("float32", "bfloat16"):
-        config = TrainConfig(n_latents=128, k=4, total_rows=100_000, batch_size=1024, compute_dtype=dtype)
+        config = SAETrainingSettings(n_latents=128, k=4, total_rows=100_000, batch_size=1024, compute_dtype=dtype)
         sae = Trainer(TensorRows(rows), config).run(show_progress=False)
         fvus[dtype] = evaluate_fidelity(sae, [held]).fvu
     assert fvus["bfloat16"] < fvus["float32"] * 1.1 + 0.01, fvus

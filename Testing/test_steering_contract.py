@@ -11,15 +11,24 @@ import pytest
 from MedSegLensLib.errors import ParameterError
 from MedSegLensLib.slicer_module.steering import SteeringRequest
 from MedSegLensLib.steering_contract import (
-    DEFAULT_MARGIN_MM, MAX_MARGIN_MM, MIN_MARGIN_MM, MODES, REGION_KINDS, STRENGTH_RANGES, RegionSpec, SteeringSpec,
+    DEFAULT_MARGIN_MM,
+    MAX_MARGIN_MM,
+    MIN_MARGIN_MM,
+    MODES,
+    REGION_KINDS,
+    STRENGTH_RANGES,
+    RegionSpec,
+    SteeringSpec,
     steering_options,
 )
 from MedSegLensLib.viewer.steering_panel import SteeringPanel
 
 
 def test_the_contract_imports_without_torch():
-    code = ("import sys; import MedSegLensLib.steering_contract, MedSegLensLib.viewer.steering_panel, "
-            "MedSegLensLib.slicer_module.steering; print('torch' in sys.modules)")
+    code = (
+        "import sys; import MedSegLensLib.steering_contract, MedSegLensLib.viewer.steering_panel, "
+        "MedSegLensLib.slicer_module.steering; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False", out.stderr
 
@@ -43,13 +52,18 @@ def _panel(margin: float) -> SteeringPanel:
 def test_every_client_accepts_the_largest_margin_and_refuses_beyond_it(client):
     """The viewer once stopped at 50 mm while the spec and the .ui allowed 100: each client now asks the contract."""
     build = {
-        "cli": lambda margin: SteeringSpec((3,), (1.0,), "additive", RegionSpec.parse(f"tumour-margin:{margin:g}")
-                                           ).to_json(),
+        "cli": lambda margin: SteeringSpec(
+            (3,), (1.0,), "additive", RegionSpec.parse(f"tumour-margin:{margin:g}")
+        ).to_json(),
         "viewer": lambda margin: _panel(margin).spec(),
         "slicer": lambda margin: SteeringRequest((3,), (1.0,), "additive", "tumour-margin", margin).spec(),
     }[client]
-    expected = {"latents": [3], "strengths": [1.0], "mode": "additive",
-                "region": {"kind": "tumour-margin", "margin_mm": MAX_MARGIN_MM}}
+    expected = {
+        "latents": [3],
+        "strengths": [1.0],
+        "mode": "additive",
+        "region": {"kind": "tumour-margin", "margin_mm": MAX_MARGIN_MM},
+    }
     assert build(MAX_MARGIN_MM) == expected
     with pytest.raises(ParameterError, match="margin"):
         build(MAX_MARGIN_MM + 1)
@@ -70,4 +84,6 @@ def test_the_slicer_request_refuses_what_the_contract_refuses():
     with pytest.raises(ParameterError, match="Region mask"):
         SteeringRequest((3,), (1.0,), region="mask")
     assert SteeringRequest((3,), (1.0,), region="mask", region_node=object()).spec("m.nii.gz")["region"] == {
-        "kind": "mask", "path": "m.nii.gz"}
+        "kind": "mask",
+        "path": "m.nii.gz",
+    }

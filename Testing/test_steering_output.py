@@ -1,4 +1,5 @@
-"""Steered segmentations on disk: input geometry, provenance in the sidecar and in the file, the CLI and its refusals."""
+"""Steered segmentations on disk: input geometry, provenance in the sidecar and in the file, the CLI and its "
+"refusals."""
 
 from __future__ import annotations
 
@@ -10,19 +11,25 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-
 from conftest import subprocess_env
+from models_support import one_thread, tiny_case_arrays, tiny_training_cohort, trained_tiny_model, write_case  # noqa: F401
+from steering_support import UNET_DECODER, train_layer_sae
+
 from MedSegLensLib.cli.main import main
 from MedSegLensLib.data import read_case, read_volume
 from MedSegLensLib.errors import IntegrityError, ParameterError
 from MedSegLensLib.models import load_model
 from MedSegLensLib.provenance import Provenance
 from MedSegLensLib.steering import (
-    RegionSpec, SteeringSpec, open_session, read_segmentation_provenance, read_sidecar_provenance, sidecar_path,
-    steering_provenance, write_steered_segmentation,
+    RegionSpec,
+    SteeringSpec,
+    open_session,
+    read_segmentation_provenance,
+    read_sidecar_provenance,
+    sidecar_path,
+    steering_provenance,
+    write_steered_segmentation,
 )
-from steering_support import UNET_DECODER, train_layer_sae
-from models_support import one_thread, tiny_case_arrays, tiny_training_cohort, trained_tiny_model, write_case  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +52,19 @@ def test_spec_json_round_trip_and_refusals():
     assert SteeringSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
     assert RegionSpec.parse("tumour-margin:7.5") == RegionSpec("tumour-margin", 7.5)
     assert RegionSpec.parse("mask:a.nii.gz").path == "a.nii.gz"
-    for bad in [lambda: SteeringSpec((1, 2), (1.0,), "additive"), lambda: SteeringSpec((1, 1), (1.0, 2.0), "additive"),
-                lambda: SteeringSpec((1,), (11.0,), "additive"), lambda: SteeringSpec((1,), (-0.5,), "multiplicative"),
-                lambda: SteeringSpec((1,), (float("nan"),), "clamp"), lambda: SteeringSpec((), (), "additive"),
-                lambda: SteeringSpec((1,), (1.0,), "rotate"), lambda: RegionSpec.parse("tumour-margin:x"),
-                lambda: RegionSpec.parse("box:3"), lambda: RegionSpec("tumour-margin", -1),
-                lambda: SteeringSpec.from_json({"latents": [1]})]:
+    for bad in [
+        lambda: SteeringSpec((1, 2), (1.0,), "additive"),
+        lambda: SteeringSpec((1, 1), (1.0, 2.0), "additive"),
+        lambda: SteeringSpec((1,), (11.0,), "additive"),
+        lambda: SteeringSpec((1,), (-0.5,), "multiplicative"),
+        lambda: SteeringSpec((1,), (float("nan"),), "clamp"),
+        lambda: SteeringSpec((), (), "additive"),
+        lambda: SteeringSpec((1,), (1.0,), "rotate"),
+        lambda: RegionSpec.parse("tumour-margin:x"),
+        lambda: RegionSpec.parse("box:3"),
+        lambda: RegionSpec("tumour-margin", -1),
+        lambda: SteeringSpec.from_json({"latents": [1]}),
+    ]:
         with pytest.raises(ParameterError) as info:
             bad()
         assert "\n" not in str(info.value)
@@ -97,16 +111,41 @@ def test_a_segmentation_without_provenance_says_so(artefacts, tmp_path):
 
 
 def _steer(args, cwd):
-    return subprocess.run([sys.executable, "-m", "MedSegLensLib", "steer", *map(str, args)], cwd=cwd,
-                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "MedSegLensLib", "steer", *map(str, args)],
+        cwd=cwd,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
 def test_steer_command_writes_the_input_geometry_with_provenance_and_never_overwrites(artefacts, tmp_path):
     model_dir, model, sae_dir, flipped = artefacts
     out = tmp_path / "cli.nii.gz"
-    done = _steer(["--model", model_dir, "--sae", sae_dir, "--case", flipped, "--latent", "3,7", "--alpha", "2,-1",
-                   "--mode", "additive", "--region", "tumour-margin:4", "--out", out], tmp_path)
+    done = _steer(
+        [
+            "--model",
+            model_dir,
+            "--sae",
+            sae_dir,
+            "--case",
+            flipped,
+            "--latent",
+            "3,7",
+            "--alpha",
+            "2,-1",
+            "--mode",
+            "additive",
+            "--region",
+            "tumour-margin:4",
+            "--out",
+            out,
+        ],
+        tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     image = nib.load(str(out))
     reference = nib.load(str(flipped / "flipped-t1n.nii.gz"))
@@ -118,8 +157,10 @@ def test_steer_command_writes_the_input_geometry_with_provenance_and_never_overw
     session = open_session(model, sae_dir, case)
     expected = session.steer(SteeringSpec((3, 7), (2.0, -1.0), "additive", RegionSpec("tumour-margin", 4)))
     assert np.array_equal(np.asarray(image.dataobj), case.to_source(expected.prediction.labels))
-    done = _steer(["--model", model_dir, "--sae", sae_dir, "--case", flipped, "--latent", "1", "--alpha", "1",
-                   "--out", out], tmp_path)
+    done = _steer(
+        ["--model", model_dir, "--sae", sae_dir, "--case", flipped, "--latent", "1", "--alpha", "1", "--out", out],
+        tmp_path,
+    )
     assert done.returncode != 0 and "already exists" in done.stderr
 
 
@@ -135,8 +176,20 @@ def test_bad_steering_requests_are_refused_with_one_line_before_any_work(artefac
         ("--latent", "1", "--alpha", "1", "--region", "mask:" + str(tmp_path / "none.nii.gz")): "file not found",
     }
     for options, message in refusals.items():
-        code = main(["steer", "--model", str(model_dir), "--sae", str(sae_dir), "--case", str(flipped),
-                     "--out", str(tmp_path / "x.nii.gz"), *options])
+        code = main(
+            [
+                "steer",
+                "--model",
+                str(model_dir),
+                "--sae",
+                str(sae_dir),
+                "--case",
+                str(flipped),
+                "--out",
+                str(tmp_path / "x.nii.gz"),
+                *options,
+            ]
+        )
         err = capsys.readouterr().err
         assert code != 0 and message in err, (options, err)
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from models_support import one_thread, tiny_training_cohort, trained_tiny_model  # noqa: F401
+from steering_support import UNET_DECODER, train_layer_sae, write_planted_case
 
 from MedSegLensLib.data import read_case
 from MedSegLensLib.models import load_model
 from MedSegLensLib.steering import RegionSpec, SteeringSpec, open_session
-from steering_support import UNET_DECODER, train_layer_sae, write_planted_case
-from models_support import one_thread, tiny_training_cohort, trained_tiny_model  # noqa: F401
 
 EDEMA = 2
 

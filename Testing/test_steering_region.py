@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from steering_support import SEGFORMER_DECODER, UNET_DECODER, train_layer_sae
 from models_support import (  # noqa: F401 (fixtures)
     one_thread,
     tiny_case_arrays,
@@ -15,6 +14,7 @@ from models_support import (  # noqa: F401 (fixtures)
     write_case,
     write_nifti,
 )
+from steering_support import SEGFORMER_DECODER, UNET_DECODER, train_layer_sae
 from test_steering_session import reference_logits
 
 from MedSegLensLib.data import read_case
@@ -105,10 +105,12 @@ def test_the_exact_region_limited_update_equals_a_full_re_run_voxel_for_voxel(se
     assert session._runner.reach is not None and whole._runner.reach is None
     latent = int(session.scales.frequency.argmax())
     box, margin = RegionSpec("mask", path=str(mask)), RegionSpec("tumour-margin", 2)
-    spec = {"additive-box": SteeringSpec((latent,), (3.0,), "additive", box),
-            "additive-margin": SteeringSpec((latent, 1), (2.0, -1.0), "additive", margin),
-            "multiplicative-everywhere": SteeringSpec((latent,), (4.0,), "multiplicative"),
-            "clamp-box": SteeringSpec((latent,), (2.0,), "clamp", box)}[mode]
+    spec = {
+        "additive-box": SteeringSpec((latent,), (3.0,), "additive", box),
+        "additive-margin": SteeringSpec((latent, 1), (2.0, -1.0), "additive", margin),
+        "multiplicative-everywhere": SteeringSpec((latent,), (4.0,), "multiplicative"),
+        "clamp-box": SteeringSpec((latent,), (2.0,), "clamp", box),
+    }[mode]
     result, full = session.steer(spec), whole.steer(spec)
     reference = reference_logits(session, spec)  # the steered network run plainly, window by window
     assert not torch.allclose(reference, session.logits, atol=1e-3), "the spec does not change the network"
@@ -128,8 +130,9 @@ def test_a_steer_in_one_corner_re_runs_only_the_windows_and_crops_it_reaches(set
     case, mask = _long_case(workdir, "corner", (slice(1, 5), slice(1, 5), slice(1, 5)))
     session = open_session(model, sae_dir, case)
     layer_window = tuple(session.batches[0].h.shape[2:])
-    spec = SteeringSpec((int(session.scales.frequency.argmax()),), (3.0,), "additive",
-                        RegionSpec("mask", path=str(mask)))
+    spec = SteeringSpec(
+        (int(session.scales.frequency.argmax()),), (3.0,), "additive", RegionSpec("mask", path=str(mask))
+    )
     counter = SuffixCalls(session._split.suffix)
     session._split.suffix = counter
     result = session.steer(spec)
@@ -149,8 +152,9 @@ def test_a_unet_corner_steer_re_runs_only_near_windows_and_its_preview_is_labell
     case, mask = _long_case(workdir, "unet-corner", (slice(1, 5), slice(1, 5), slice(1, 5)))
     session = open_session(model, sae_dir, case)
     assert session.uses_entry_shortcut and session._runner.frozen.norm_names  # instance norm after the hook
-    spec = SteeringSpec((int(session.scales.frequency.argmax()),), (3.0,), "additive",
-                        RegionSpec("mask", path=str(mask)))
+    spec = SteeringSpec(
+        (int(session.scales.frequency.argmax()),), (3.0,), "additive", RegionSpec("mask", path=str(mask))
+    )
     rest_calls = SuffixCalls(session._runner.entry.rest)
     session._runner.entry.rest = rest_calls
     exact = session.steer(spec)

@@ -5,6 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from models_support import (  # noqa: F401 (fixtures)
+    one_thread,
+    tiny_case_arrays,
+    tiny_training_cohort,
+    trained_tiny_model,
+    write_case,
+    write_nifti,
+)
+from steering_support import SEGFORMER_DECODER, UNET_DECODER, train_layer_sae
 
 from MedSegLensLib.data import read_case
 from MedSegLensLib.models import load_model
@@ -12,10 +21,6 @@ from MedSegLensLib.steering import RegionSpec, SteeringSession, SteeringSpec, op
 from MedSegLensLib.steering import session as session_module
 from MedSegLensLib.steering.region import region_mask
 from MedSegLensLib.steering.windows import layer_gate, padded, run_windows, spatial_slices
-from steering_support import SEGFORMER_DECODER, UNET_DECODER, train_layer_sae
-from models_support import (  # noqa: F401 (fixtures)
-    one_thread, tiny_case_arrays, tiny_training_cohort, trained_tiny_model, write_case, write_nifti,
-)
 
 LAYERS = {"unet": UNET_DECODER, "segformer": SEGFORMER_DECODER}
 
@@ -84,9 +89,11 @@ def test_the_unsteered_session_is_model_predict_bit_for_bit(setups, arch):
 def test_neutral_steering_reproduces_the_network_exactly(setups, arch):
     model, sae_dir, cases = setups[arch]
     session = open_session(model, sae_dir, read_case(cases[1]))
-    for spec in (SteeringSpec((1, 5), (1.0, 1.0), "multiplicative"),
-                 SteeringSpec((1, 5), (1.0, 1.0), "multiplicative", RegionSpec("tumour-margin", 4)),
-                 SteeringSpec((3,), (0.0,), "additive")):
+    for spec in (
+        SteeringSpec((1, 5), (1.0, 1.0), "multiplicative"),
+        SteeringSpec((1, 5), (1.0, 1.0), "multiplicative", RegionSpec("tumour-margin", 4)),
+        SteeringSpec((3,), (0.0,), "additive"),
+    ):
         result = session.steer(spec)
         assert torch.equal(result.logits, session.logits), spec
         assert np.array_equal(result.prediction.labels, session.unsteered().labels)
@@ -101,9 +108,13 @@ def test_cached_steering_equals_the_steered_network_run_in_full(setups, arch):
     session = open_session(model, sae_dir, read_case(cases[2]))
     latents = tuple(int(i) for i in torch.argsort(session.scales.frequency, descending=True)[:2])
     margin = RegionSpec("tumour-margin", 4)
-    specs = [SteeringSpec(latents, (2.0, -1.0), "additive"), SteeringSpec(latents, (3.0, 0.5), "additive", margin),
-             SteeringSpec(latents, (2.5, 0.0), "multiplicative"), SteeringSpec(latents, (4.0, 0.0), "multiplicative", margin),
-             SteeringSpec(latents, (2.0, 0.0), "clamp", margin)]
+    specs = [
+        SteeringSpec(latents, (2.0, -1.0), "additive"),
+        SteeringSpec(latents, (3.0, 0.5), "additive", margin),
+        SteeringSpec(latents, (2.5, 0.0), "multiplicative"),
+        SteeringSpec(latents, (4.0, 0.0), "multiplicative", margin),
+        SteeringSpec(latents, (2.0, 0.0), "clamp", margin),
+    ]
     for spec in specs:
         result = session.steer(spec)
         reference = reference_logits(session, spec)
@@ -128,7 +139,9 @@ def test_a_region_leaves_windows_it_cannot_reach_untouched(setups, workdir):
     model, sae_dir, _ = setups["unet"]
     case, mask = _long_case_with_box(workdir, "long", (slice(2, 8), slice(8, 16), slice(8, 16)))
     session = open_session(model, sae_dir, case)
-    spec = SteeringSpec((int(session.scales.frequency.argmax()),), (3.0,), "additive", RegionSpec("mask", path=str(mask)))
+    spec = SteeringSpec(
+        (int(session.scales.frequency.argmax()),), (3.0,), "additive", RegionSpec("mask", path=str(mask))
+    )
     result = session.steer(spec)
     assert 0 < result.windows_recomputed < result.windows_total
     assert torch.allclose(result.logits, reference_logits(session, spec), atol=2e-5, rtol=1e-5)
@@ -191,8 +204,8 @@ def test_region_limited_recomputation_equals_the_frozen_statistics_network_on_wh
         entry_out, rest_boundary, stats = batch.cache
         for w in range(c.shape[0]):
             for norm, (mean, var) in zip(runner.frozen.norms, stats):
-                norm.stats = (mean[w:w + 1], var[w:w + 1])
-            whole = runner.frozen.frozen(entry_out[w:w + 1] + runner.push(c[w:w + 1], directions), *rest_boundary)
+                norm.stats = (mean[w : w + 1], var[w : w + 1])
+            whole = runner.frozen.frozen(entry_out[w : w + 1] + runner.push(c[w : w + 1], directions), *rest_boundary)
             assert torch.allclose(local[w], whole[0], atol=1e-5), (index, w)
     changed = fast.prediction.labels != exact.prediction.labels
     assert changed.sum() <= (exact.prediction.labels != session.unsteered().labels).sum()

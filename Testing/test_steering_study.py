@@ -8,17 +8,17 @@ import json
 import numpy as np
 import pytest
 import torch
+from models_support import one_thread, tiny_training_cohort, trained_tiny_model, write_cohort  # noqa: F401
+from steering_support import UNET_DECODER, write_shifted_cohort
 
 from MedSegLensLib.data import discover_cohorts
 from MedSegLensLib.models import load_model
 from MedSegLensLib.report import load_section
-from MedSegLensLib.sae import TrainConfig
+from MedSegLensLib.sae import SAETrainingSettings
 from MedSegLensLib.sae.extract import extract_layers
 from MedSegLensLib.sae.fit import fit_layer_sae
 from MedSegLensLib.steering.study import StudySettings, run_recovery_study, wilson
 from MedSegLensLib.steering.study.selection import calibrated_key, choose, volume_target
-from steering_support import UNET_DECODER, write_shifted_cohort
-from models_support import one_thread, tiny_training_cohort, trained_tiny_model, write_cohort  # noqa: F401
 
 
 def test_wilson_interval_matches_known_values():
@@ -31,8 +31,12 @@ def test_wilson_interval_matches_known_values():
 def _record(before, candidates, reference=10.0):
     def out(d, volume, entropy):
         return {"dice": {"WT": d, "TC": d, "ET": d, "ED": d}, "volume_ml": {"WT": volume}, "entropy": entropy}
-    return {"before": out(*before), "reference_ml": {"WT": reference},
-            "candidates": [{"method": "m", "key": k, "outcome": out(*v)} for k, v in candidates.items()]}
+
+    return {
+        "before": out(*before),
+        "reference_ml": {"WT": reference},
+        "candidates": [{"method": "m", "key": k, "outcome": out(*v)} for k, v in candidates.items()],
+    }
 
 
 def test_selections_pick_what_their_rule_says():
@@ -60,15 +64,31 @@ def test_the_study_runs_end_to_end_with_equal_budgets(workdir, tmp_path):
     store = tmp_path / "store"
     extract_layers(model, {UNET_DECODER: store}, discover_cohorts([adult, calib]), seed=0)
     from MedSegLensLib.sae import ActivationStore
-    fit_layer_sae(model, UNET_DECODER, ActivationStore(store), tmp_path / "sae",
-                  TrainConfig(n_latents=16, k=2, kind="topk", total_rows=8192, batch_size=512, init_rows=2048),
-                  show_progress=False)
-    settings = StudySettings(latents_per_population=2, alphas=(1.0, 2.0), logit_biases=(1.0,), margin_mm=4.0,
-                             dose_cases=2, dose_latents=1, dose_alphas=(-1.0, 1.0), calibration_cases=3, min_firing=0.0,
-                             failure_regions={"ssa": "ED"})
+
+    fit_layer_sae(
+        model,
+        UNET_DECODER,
+        ActivationStore(store),
+        tmp_path / "sae",
+        SAETrainingSettings(n_latents=16, k=2, kind="topk", total_rows=8192, batch_size=512, init_rows=2048),
+        show_progress=False,
+    )
+    settings = StudySettings(
+        latents_per_population=2,
+        alphas=(1.0, 2.0),
+        logit_biases=(1.0,),
+        margin_mm=4.0,
+        dose_cases=2,
+        dose_latents=1,
+        dose_alphas=(-1.0, 1.0),
+        calibration_cases=3,
+        min_firing=0.0,
+        failure_regions={"ssa": "ED"},
+    )
     out = tmp_path / "study"
-    section_path = run_recovery_study(model_dir, [tmp_path / "sae"], [test, healthy, adult_test], out, settings,
-                                      calibration=[calib])
+    section_path = run_recovery_study(
+        model_dir, [tmp_path / "sae"], [test, healthy, adult_test], out, settings, calibration=[calib]
+    )
     section = load_section(section_path.parent)
     assert {f.path for f in section.figures} >= {"delta_dice.png", "recovered.png"}
     assert all((out / f.path).stat().st_size > 1000 for f in section.figures)
@@ -88,11 +108,18 @@ def test_the_study_runs_end_to_end_with_equal_budgets(workdir, tmp_path):
     assert len(oracle) == len(records) * len(methods)
     for row in oracle:
         record = records[row["case_id"]]
-        best = max([record["before"]["dice"]["ED"]] + [c["outcome"]["dice"]["ED"] for c in record["candidates"]
-                                                      if c["method"] == row["method"]])
+        best = max(
+            [record["before"]["dice"]["ED"]]
+            + [c["outcome"]["dice"]["ED"] for c in record["candidates"] if c["method"] == row["method"]]
+        )
         assert float(row["after_ED"]) == pytest.approx(best)
-        chosen = record["before"] if row["key"] == "none" else next(
-            c["outcome"] for c in record["candidates"] if c["method"] == row["method"] and c["key"] == row["key"])
+        chosen = (
+            record["before"]
+            if row["key"] == "none"
+            else next(
+                c["outcome"] for c in record["candidates"] if c["method"] == row["method"] and c["key"] == row["key"]
+            )
+        )
         assert chosen["dice"]["ED"] == pytest.approx(best)
     summary = json.loads((out / "tables" / "summary.json").read_text())
     assert {o["applied_to"] for o in summary["offtarget"]} <= {"adult", "healthy"}

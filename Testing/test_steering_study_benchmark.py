@@ -31,8 +31,9 @@ PROTOCOL = Path(__file__).resolve().parents[1] / "bench" / "steering_protocol.js
 
 
 def _git(folder: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=folder, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=folder, check=True, capture_output=True
+    )
 
 
 def test_an_uncommitted_or_untracked_protocol_is_refused(tmp_path):
@@ -71,8 +72,9 @@ def test_protocol_grid_is_equal_for_every_method_and_seeds_are_fresh():
     if not (root / ".git").exists():
         pytest.skip("not a git checkout")
     for seed in seeds:
-        found = subprocess.run(["git", "grep", "-l", "-w", str(seed)], cwd=root, capture_output=True, check=False,
-                               text=True).stdout
+        found = subprocess.run(
+            ["git", "grep", "-l", "-w", str(seed)], cwd=root, capture_output=True, check=False, text=True
+        ).stdout
         assert set(found.split()) <= {"bench/steering_protocol.json", "docs/steering.md", "README.md"}, (seed, found)
 
 
@@ -100,15 +102,24 @@ def test_paired_statistics_match_hand_computed_values():
 
 
 def _out(dice: float, wt: float, tc: float, et: float) -> dict:
-    return {"dice": {"WT": dice, "TC": dice, "ET": dice, "ED": dice},
-            "volume_ml": {"WT": wt, "TC": tc, "ET": et, "ED": wt - tc}, "entropy": 0.0}
+    return {
+        "dice": {"WT": dice, "TC": dice, "ET": dice, "ED": dice},
+        "volume_ml": {"WT": wt, "TC": tc, "ET": et, "ED": wt - tc},
+        "entropy": 0.0,
+    }
 
 
 def _record(before, candidates, reference=(20.0, 8.0, 4.0), fvu=0.1):
-    return {"case_id": "x", "population": "p", "before": _out(*before), "fvu": fvu,
-            "reference_ml": {"WT": reference[0], "TC": reference[1], "ET": reference[2], "ED": 0.0},
-            "candidates": [{"method": "m", "key": key, "magnitude": 1.0, "outcome": _out(*v)}
-                           for key, v in candidates.items()]}
+    return {
+        "case_id": "x",
+        "population": "p",
+        "before": _out(*before),
+        "fvu": fvu,
+        "reference_ml": {"WT": reference[0], "TC": reference[1], "ET": reference[2], "ED": 0.0},
+        "candidates": [
+            {"method": "m", "key": key, "magnitude": 1.0, "outcome": _out(*v)} for key, v in candidates.items()
+        ],
+    }
 
 
 class _Rules:
@@ -116,8 +127,10 @@ class _Rules:
 
 
 def test_selection_rules_pick_what_the_protocol_says():
-    calib = [_record((0.3, 10, 4, 2), {"a": (0.6, 20, 8, 4), "b": (0.2, 40, 8, 4)}),
-             _record((0.7, 10, 4, 2), {"a": (0.8, 21, 8, 4), "b": (0.1, 50, 5, 2)}, fvu=0.3)]
+    calib = [
+        _record((0.3, 10, 4, 2), {"a": (0.6, 20, 8, 4), "b": (0.2, 40, 8, 4)}),
+        _record((0.7, 10, 4, 2), {"a": (0.8, 21, 8, 4), "b": (0.1, 50, 5, 2)}, fvu=0.3),
+    ]
     fitted = fit_population(calib, _Rules)
     assert fitted["calibrated"]["m"] == "a"  # mean 0.7 beats none (0.5) and b (0.15)
     assert fitted["tto"]["tc_fraction"] == pytest.approx(0.4) and fitted["tto"]["et_fraction"] == pytest.approx(0.2)
@@ -195,10 +208,12 @@ def test_label_free_choices_never_depend_on_the_test_reference(small_run):
             scrambled = _scramble(record, seed)
             for method in METHODS:
                 for selection in LABEL_FREE:
-                    assert choose(record, method, selection, fitted)[0] == choose(scrambled, method, selection,
-                                                                                   fitted)[0]
-                oracle_changed += choose(record, method, "oracle", fitted)[0] != choose(scrambled, method, "oracle",
-                                                                                        fitted)[0]
+                    assert (
+                        choose(record, method, selection, fitted)[0] == choose(scrambled, method, selection, fitted)[0]
+                    )
+                oracle_changed += (
+                    choose(record, method, "oracle", fitted)[0] != choose(scrambled, method, "oracle", fitted)[0]
+                )
     assert oracle_changed > 0  # the scramble did reach what the oracle reads
 
 
@@ -213,11 +228,14 @@ def test_the_oracle_choice_reproduces_when_rerun_from_scratch(small_run):
     case = files.load()
     session = bench.session(case)
     from MedSegLensLib.steering.region import region_mask
+
     mask = region_mask(bench.region, session.prepared.grid, session.predicted_tumour())
     for method in ("sae", "mean-diff", "logit-bias"):
         key, chosen = choose(record, method, "oracle", fitted)
-        best = max([score(record["before"], protocol)] + [score(c["outcome"], protocol) for c in record["candidates"]
-                                                          if c["method"] == method])
+        best = max(
+            [score(record["before"], protocol)]
+            + [score(c["outcome"], protocol) for c in record["candidates"] if c["method"] == method]
+        )
         assert score(chosen, protocol) == pytest.approx(best)
         if key == "none":
             continue

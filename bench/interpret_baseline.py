@@ -35,8 +35,8 @@ from MedSegLensLib.interpret.compare import compare_runs, read_latents_document 
 from MedSegLensLib.models import load_model  # noqa: E402
 from MedSegLensLib.sae import (  # noqa: E402
     SAEInfo,
+    SAETrainingSettings,
     TensorRows,
-    TrainConfig,
     layer_features,
     sample_feature_map,
     save_sae,
@@ -84,7 +84,7 @@ def train_layer_sae(model, layer: str, cohorts: list[Path], folder: Path, args) 
     data = torch.cat(rows)
     captured = time.time() - started
     total = int(args.epochs * data.shape[0])
-    config = TrainConfig(
+    config = SAETrainingSettings(
         n_latents=args.latents, k=args.k, total_rows=total, batch_size=min(4096, data.shape[0]), seed=0
     )
     sae, summary = train_sae(TensorRows(data), config)

@@ -82,8 +82,12 @@ def write_case(root: Path, shape=REAL_SHAPE, seed: int = 0, case_id: str = "BraT
     seg[(radius <= 30 * scale) & brain] = 2  # edema
     seg[radius <= 17 * scale] = 3  # enhancing rim
     seg[radius <= 11 * scale] = 1  # necrotic core
-    contrast = {"t1n": (1.0, 0.6, 0.9, 0.9), "t1c": (1.0, 0.6, 0.9, 1.7), "t2w": (1.0, 1.7, 1.4, 1.3),
-                "t2f": (1.0, 1.1, 1.7, 1.3)}
+    contrast = {
+        "t1n": (1.0, 0.6, 0.9, 0.9),
+        "t1c": (1.0, 0.6, 0.9, 1.7),
+        "t2w": (1.0, 1.7, 1.4, 1.3),
+        "t2f": (1.0, 1.1, 1.7, 1.3),
+    }
     affine = np.diag([-1.0, -1.0, 1.0, 1.0])
     for name in MODALITIES:
         image = np.where(brain, 100.0 * np.take(np.array(contrast[name]), seg), 0.0).astype(np.float32)
@@ -100,35 +104,64 @@ def nnunet_plans(sizes: dict) -> dict:
     """plans.json of nnU-Net v2 (nnUNetPlans, 3d_fullres only) with the given network sizes."""
     stages = sizes["n_stages"]
     resample = {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None}
-    intensity = {"max": 400.0, "mean": 150.0, "median": 150.0, "min": 0.0, "percentile_00_5": 10.0,
-                 "percentile_99_5": 300.0, "std": 40.0}
+    intensity = {
+        "max": 400.0,
+        "mean": 150.0,
+        "median": 150.0,
+        "min": 0.0,
+        "percentile_00_5": 10.0,
+        "percentile_99_5": 300.0,
+        "std": 40.0,
+    }
     return {
-        "dataset_name": "Dataset137_BraTS2021", "plans_name": "nnUNetPlans",
+        "dataset_name": "Dataset137_BraTS2021",
+        "plans_name": "nnUNetPlans",
         "original_median_spacing_after_transp": [1.0, 1.0, 1.0],
-        "original_median_shape_after_transp": [140, 171, 137], "image_reader_writer": "SimpleITKIO",
-        "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-        "configurations": {"3d_fullres": {
-            "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-            "patch_size": sizes["patch_size"], "median_image_size_in_voxels": [140.0, 171.0, 137.0],
-            "spacing": [1.0, 1.0, 1.0], "normalization_schemes": ["ZScoreNormalization"] * 4,
-            "use_mask_for_norm": [True] * 4,
-            "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-            "resampling_fn_data_kwargs": resample, "resampling_fn_seg_kwargs": {**resample, "is_seg": True, "order": 1},
-            "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-            "resampling_fn_probabilities_kwargs": {**resample, "order": 1},
-            "architecture": {
-                "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                "arch_kwargs": {
-                    "n_stages": stages, "features_per_stage": sizes["features_per_stage"],
-                    "conv_op": "torch.nn.modules.conv.Conv3d", "kernel_sizes": [[3, 3, 3]] * stages,
-                    "strides": [[1, 1, 1]] + [[2, 2, 2]] * (stages - 1), "n_conv_per_stage": [2] * stages,
-                    "n_conv_per_stage_decoder": [2] * (stages - 1), "conv_bias": True,
-                    "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-                    "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None, "dropout_op_kwargs": None,
-                    "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}},
-                "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
-            "batch_dice": False}},
-        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
+        "original_median_shape_after_transp": [140, 171, 137],
+        "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [0, 1, 2],
+        "transpose_backward": [0, 1, 2],
+        "configurations": {
+            "3d_fullres": {
+                "data_identifier": "nnUNetPlans_3d_fullres",
+                "preprocessor_name": "DefaultPreprocessor",
+                "batch_size": 2,
+                "patch_size": sizes["patch_size"],
+                "median_image_size_in_voxels": [140.0, 171.0, 137.0],
+                "spacing": [1.0, 1.0, 1.0],
+                "normalization_schemes": ["ZScoreNormalization"] * 4,
+                "use_mask_for_norm": [True] * 4,
+                "resampling_fn_data": "resample_data_or_seg_to_shape",
+                "resampling_fn_seg": "resample_data_or_seg_to_shape",
+                "resampling_fn_data_kwargs": resample,
+                "resampling_fn_seg_kwargs": {**resample, "is_seg": True, "order": 1},
+                "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+                "resampling_fn_probabilities_kwargs": {**resample, "order": 1},
+                "architecture": {
+                    "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+                    "arch_kwargs": {
+                        "n_stages": stages,
+                        "features_per_stage": sizes["features_per_stage"],
+                        "conv_op": "torch.nn.modules.conv.Conv3d",
+                        "kernel_sizes": [[3, 3, 3]] * stages,
+                        "strides": [[1, 1, 1]] + [[2, 2, 2]] * (stages - 1),
+                        "n_conv_per_stage": [2] * stages,
+                        "n_conv_per_stage_decoder": [2] * (stages - 1),
+                        "conv_bias": True,
+                        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+                        "norm_op_kwargs": {"eps": 1e-05, "affine": True},
+                        "dropout_op": None,
+                        "dropout_op_kwargs": None,
+                        "nonlin": "torch.nn.LeakyReLU",
+                        "nonlin_kwargs": {"inplace": True},
+                    },
+                    "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+                },
+                "batch_dice": False,
+            }
+        },
+        "experiment_planner_used": "ExperimentPlanner",
+        "label_manager": "LabelManager",
         "foreground_intensity_properties_per_channel": {str(c): intensity for c in range(4)},
     }
 
@@ -141,18 +174,32 @@ def write_nnunet_results(root: Path, small: bool, seed: int = 0) -> Path:
     folder = root / "Dataset137_BraTS2021" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
     (folder / "fold_0").mkdir(parents=True, exist_ok=True)
     plans = nnunet_plans(NNUNET_SMALL if small else NNUNET_REAL)
-    dataset = {"channel_names": {"0": "T1", "1": "T1ce", "2": "T2", "3": "Flair"},
-               "labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]},
-               "regions_class_order": [1, 2, 3], "numTraining": 1251, "file_ending": ".nii.gz"}
+    dataset = {
+        "channel_names": {"0": "T1", "1": "T1ce", "2": "T2", "3": "Flair"},
+        "labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]},
+        "regions_class_order": [1, 2, 3],
+        "numTraining": 1251,
+        "file_ending": ".nii.gz",
+    }
     (folder / "plans.json").write_text(json.dumps(plans, indent=1))
     (folder / "dataset.json").write_text(json.dumps(dataset, indent=1))
     arch = plans["configurations"]["3d_fullres"]["architecture"]
     torch.manual_seed(seed)
-    network = get_network_from_plans(arch["network_class_name"], arch["arch_kwargs"], arch["_kw_requires_import"],
-                                     4, 3, allow_init=True, deep_supervision=False)
-    checkpoint = {"network_weights": network.state_dict(), "trainer_name": "nnUNetTrainer",
-                  "init_args": {"configuration": "3d_fullres", "fold": 0},
-                  "inference_allowed_mirroring_axes": [0, 1, 2]}
+    network = get_network_from_plans(
+        arch["network_class_name"],
+        arch["arch_kwargs"],
+        arch["_kw_requires_import"],
+        4,
+        3,
+        allow_init=True,
+        deep_supervision=False,
+    )
+    checkpoint = {
+        "network_weights": network.state_dict(),
+        "trainer_name": "nnUNetTrainer",
+        "init_args": {"configuration": "3d_fullres", "fold": 0},
+        "inference_allowed_mirroring_axes": [0, 1, 2],
+    }
     torch.save(checkpoint, folder / "fold_0" / "checkpoint_final.pth")
     return folder
 
@@ -207,8 +254,9 @@ def write_sae(model, network_name: str, out: Path, small: bool) -> tuple[Path, s
         handle.remove()
     channels = int(captured["channels"])
     n_latents = min(n_latents or 8 * channels, 64) if small else (n_latents or 8 * channels)
-    sae = SparseAutoencoder(SAEConfig(channels, n_latents, min(k, n_latents), "topk"),
-                            generator=torch.Generator().manual_seed(0))
+    sae = SparseAutoencoder(
+        SAEConfig(channels, n_latents, min(k, n_latents), "topk"), generator=torch.Generator().manual_seed(0)
+    )
     save_sae(sae, out, SAEInfo(model.fingerprint, layer, architecture=model.config.architecture), overwrite=True)
     return out, layer
 
@@ -231,7 +279,7 @@ def save_scales_from_codes(codes, sae_dir: Path) -> int:
 
 # -- one network, in its own process ---------------------------------------------------------------------------------
 def peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # Linux: kilobytes
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: kilobytes
 
 
 def run_network(network_name: str, case_dir: Path, mask: Path, work: Path, small: bool) -> dict:
@@ -274,43 +322,74 @@ def run_network(network_name: str, case_dir: Path, mask: Path, work: Path, small
         timed("labels to case grid", lambda: model.to_prediction(exact.logits, session.prepared))
     unsteered = session.unsteered().labels
     return {
-        "network": network_name, "layer": layer, "sae_latents": sae.n_latents, "model_spacing": model.config.spacing,
-        "patch_size": list(model.config.patch_size), "case_shape": list(case.shape),
+        "network": network_name,
+        "layer": layer,
+        "sae_latents": sae.n_latents,
+        "model_spacing": model.config.spacing,
+        "patch_size": list(model.config.patch_size),
+        "case_shape": list(case.shape),
         "parameters": int(sum(p.numel() for p in model.network.parameters())),
-        "seconds": seconds, "ratios": {k: v / seconds["segment"] for k, v in seconds.items()},
-        "cpu_seconds": cpu, "cpu_ratios": {k: v / max(cpu["segment"], 1e-9) for k, v in cpu.items()},
-        "windows": [exact.windows_recomputed, exact.windows_total], "windows_cropped": exact.windows_cropped,
+        "seconds": seconds,
+        "ratios": {k: v / seconds["segment"] for k, v in seconds.items()},
+        "cpu_seconds": cpu,
+        "cpu_ratios": {k: v / max(cpu["segment"], 1e-9) for k, v in cpu.items()},
+        "windows": [exact.windows_recomputed, exact.windows_total],
+        "windows_cropped": exact.windows_cropped,
         "preview_windows_cropped": preview.windows_cropped,
         "preview": bool(preview.preview),
         "preview_deviation_voxels": int(np.count_nonzero(preview.prediction.labels != exact.prediction.labels)),
         "steer_changed_voxels": int(np.count_nonzero(exact.prediction.labels != unsteered)),
         "segment_labels_equal_session": bool(np.array_equal(prediction.labels, unsteered)),
-        "peak_gb": peak_gb(), "threads": torch.get_num_threads(),
+        "peak_gb": peak_gb(),
+        "threads": torch.get_num_threads(),
     }
 
 
 # -- the table ------------------------------------------------------------------------------------------------------
-STEPS = ("read + validate", "segment", "encode", "latent map", "steer session", "steer", "steer preview",
-         "labels to case grid")
+STEPS = (
+    "read + validate",
+    "segment",
+    "encode",
+    "latent map",
+    "steer session",
+    "steer",
+    "steer preview",
+    "labels to case grid",
+)
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| network | " + " | ".join(STEPS) + " | peak memory | windows (steer) | preview deviation |",
-             "|---" * (len(STEPS) + 4) + "|"]
+    lines = [
+        "| network | " + " | ".join(STEPS) + " | peak memory | windows (steer) | preview deviation |",
+        "|---" * (len(STEPS) + 4) + "|",
+    ]
     for row in rows:
         if "error" in row:
-            done = [f"{row['seconds'][s]:.2f} s; {row['cpu_seconds'][s]:.2f} CPU-s" if s in row.get("seconds", {})
-                    else "—" for s in STEPS]
+            done = [
+                f"{row['seconds'][s]:.2f} s; {row['cpu_seconds'][s]:.2f} CPU-s" if s in row.get("seconds", {}) else "—"
+                for s in STEPS
+            ]
             peak = f"{row['peak_gb']:.2f} GB so far" if "peak_gb" in row else "—"
             lines.append(f"| {row['network']} | " + " | ".join(done) + f" | {peak} | failed: {row['error']} | |")
             continue
-        cells = [f"{row['seconds'][s]:.2f} s ({row['ratios'][s]:.2f}×); {row['cpu_seconds'][s]:.2f} CPU-s "
-                 f"({row['cpu_ratios'][s]:.2f}×)" if s in row["seconds"] else "—" for s in STEPS]
+        cells = [
+            f"{row['seconds'][s]:.2f} s ({row['ratios'][s]:.2f}×); {row['cpu_seconds'][s]:.2f} CPU-s "
+            f"({row['cpu_ratios'][s]:.2f}×)"
+            if s in row["seconds"]
+            else "—"
+            for s in STEPS
+        ]
         windows = f"{row['windows'][0]}/{row['windows'][1]} ({row['windows_cropped']} cropped)"
-        deviation = (f"{row['preview_deviation_voxels']} of {row['steer_changed_voxels']} steered voxels"
-                     if row["preview"] else "— (no preview: exact)")
-        lines.append(f"| {row['network']} @ `{row['layer']}` | " + " | ".join(cells)
-                     + f" | {row['peak_gb']:.2f} GB | {windows} | {deviation} |")
+        deviation = (
+            f"{row['preview_deviation_voxels']} of {row['steer_changed_voxels']} steered voxels"
+            if row["preview"]
+            else "— (no preview: exact)"
+        )
+        lines.append(
+            f"| {row['network']} @ `{row['layer']}` | "
+            + " | ".join(cells)
+            + f" | {row['peak_gb']:.2f} GB | {windows} | {deviation} |"
+        )
     return "\n".join(lines)
 
 
@@ -320,12 +399,14 @@ def verdicts(rows: list[dict]) -> list[str]:
         if "error" in row:
             continue
         r = row["cpu_ratios"]
-        out.append(f"{row['network']} (CPU-s ratios): encode {r['encode']:.2f}× (goal ≤ {GOALS['encode']}×) "
-                   f"{'met' if r['encode'] <= GOALS['encode'] else 'NOT met'}; steer {r['steer']:.2f}× exact, "
-                   f"{r['steer preview']:.2f}× preview (goal ≤ {GOALS['steer']}×) "
-                   f"{'met' if min(r['steer'], r['steer preview']) <= GOALS['steer'] else 'NOT met'}; "
-                   f"peak {row['peak_gb']:.2f} GB (goal ≤ {MEMORY_GOAL_GB:g} GB) "
-                   f"{'met' if row['peak_gb'] <= MEMORY_GOAL_GB else 'NOT met'}")
+        out.append(
+            f"{row['network']} (CPU-s ratios): encode {r['encode']:.2f}× (goal ≤ {GOALS['encode']}×) "
+            f"{'met' if r['encode'] <= GOALS['encode'] else 'NOT met'}; steer {r['steer']:.2f}× exact, "
+            f"{r['steer preview']:.2f}× preview (goal ≤ {GOALS['steer']}×) "
+            f"{'met' if min(r['steer'], r['steer preview']) <= GOALS['steer'] else 'NOT met'}; "
+            f"peak {row['peak_gb']:.2f} GB (goal ≤ {MEMORY_GOAL_GB:g} GB) "
+            f"{'met' if row['peak_gb'] <= MEMORY_GOAL_GB else 'NOT met'}"
+        )
     return out
 
 
@@ -338,10 +419,22 @@ def run(out: Path, networks=NETWORKS, small: bool = False, timeout: float | None
         result = out / f"{name}.json"
         result.unlink(missing_ok=True)
         (out / f"{name}.partial.json").unlink(missing_ok=True)
-        command = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--case", str(case_dir),
-                   "--mask", str(mask), "--out", str(out)] + (["--small"] if small else [])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
-                                                           os.environ.get("PYTHONPATH", "")])}
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            name,
+            "--case",
+            str(case_dir),
+            "--mask",
+            str(mask),
+            "--out",
+            str(out),
+        ] + (["--small"] if small else [])
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+        }
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
             error = None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["exit"])[-1]
@@ -351,8 +444,9 @@ def run(out: Path, networks=NETWORKS, small: bool = False, timeout: float | None
         if error is None:
             rows.append(json.loads(result.read_text()))
         else:  # the steps that finished before the failure or the timeout
-            rows.append({"network": name, "error": error,
-                         **(json.loads(partial.read_text()) if partial.is_file() else {})})
+            rows.append(
+                {"network": name, "error": error, **(json.loads(partial.read_text()) if partial.is_file() else {})}
+            )
     return rows
 
 
@@ -378,8 +472,10 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     rows = run(args.out, networks, args.small, args.timeout)
     shape = SMALL_SHAPE if args.small else REAL_SHAPE
-    print(f"case {shape[0]}x{shape[1]}x{shape[2]} at 1 mm (BraTS 2023 layout); "
-          "wall seconds and process CPU seconds (ratio to segment, same process)")
+    print(
+        f"case {shape[0]}x{shape[1]}x{shape[2]} at 1 mm (BraTS 2023 layout); "
+        "wall seconds and process CPU seconds (ratio to segment, same process)"
+    )
     print(table(rows))
     for line in verdicts(rows):
         print(line)

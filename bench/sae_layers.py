@@ -33,7 +33,7 @@ import torch
 from MedSegLensLib.data import discover_cohort
 from MedSegLensLib.fileio import write_json_atomic, write_text_atomic
 from MedSegLensLib.models import hookable_layers, load_model
-from MedSegLensLib.sae import TrainConfig, load_sae
+from MedSegLensLib.sae import SAETrainingSettings, load_sae
 from MedSegLensLib.sae.evaluation import evaluate_saes
 from MedSegLensLib.sae.extract import complete_store, extract_layers
 from MedSegLensLib.sae.fit import fit_layer_sae
@@ -83,7 +83,7 @@ def saes_for(model, layers, stores, work: Path, args) -> tuple[dict, dict]:
         for kind in args.kinds:
             folder = work / "saes" / f"{info.name}-{kind}"
             if not folder.exists():
-                config = TrainConfig(
+                config = SAETrainingSettings(
                     n_latents=args.latents,
                     k=args.k,
                     kind=kind,

@@ -28,7 +28,7 @@ os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")  # CPU: the Triton decoder
 
 import torch  # noqa: E402
 
-from MedSegLensLib.sae import ActivationStore, StoreWriter, TensorRows, TrainConfig, Trainer  # noqa: E402
+from MedSegLensLib.sae import ActivationStore, SAETrainingSettings, StoreWriter, TensorRows, Trainer  # noqa: E402
 from MedSegLensLib.sae.synthetic import planted_rows  # noqa: E402
 
 
@@ -77,7 +77,7 @@ def store_read_speed(store: ActivationStore, batch: int, n_batches: int = 200) -
 def run_medseglens(
     rows, held, args, kind: str, compute_dtype: str, fraction: float = 1.0, source=None
 ) -> tuple[float, float, float]:
-    config = TrainConfig(
+    config = SAETrainingSettings(
         n_latents=args.latents,
         k=args.k,
         kind=kind,
@@ -124,10 +124,10 @@ def run_sparsify(rows, held, args, lr: float | None = None) -> tuple[float, floa
 
 
 def recipe(rows: torch.Tensor, held: torch.Tensor, args) -> None:
-    """The evidence behind TrainConfig's defaults: held-out FVU and per-row L0 percentiles."""
-    default_lr = TrainConfig(n_latents=args.latents, k=args.k).learning_rate()
+    """The evidence behind SAETrainingSettings's defaults: held-out FVU and per-row L0 percentiles."""
+    default_lr = SAETrainingSettings(n_latents=args.latents, k=args.k).learning_rate()
     for kind, lr in [("batchtopk", 1e-3), ("batchtopk", 3e-3), ("batchtopk", default_lr), ("topk", default_lr)]:
-        config = TrainConfig(
+        config = SAETrainingSettings(
             n_latents=args.latents, k=args.k, kind=kind, total_rows=args.rows, batch_size=args.batch, lr=lr
         )
         sae = Trainer(TensorRows(rows), config).run(show_progress=False)
@@ -188,7 +188,7 @@ def main() -> None:
     }
     if not args.no_peer:
         runs["sparsify topk (peer)"] = lambda: run_sparsify(rows, held, args)
-        our_lr = TrainConfig(n_latents=args.latents, k=args.k).learning_rate()
+        our_lr = SAETrainingSettings(n_latents=args.latents, k=args.k).learning_rate()
         runs["sparsify topk, our lr"] = lambda: run_sparsify(rows, held, args, our_lr)
     best: dict[str, tuple[float, float, float]] = {}
     for repeat in range(args.repeats):

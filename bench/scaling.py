@@ -92,7 +92,7 @@ def rank_job(args: argparse.Namespace) -> None:
     from MedSegLensLib.distributed import joined, train_sae_distributed
     from MedSegLensLib.distributed.extraction import extract_activations_distributed
     from MedSegLensLib.models import load_model
-    from MedSegLensLib.sae import ActivationStore, TrainConfig
+    from MedSegLensLib.sae import ActivationStore, SAETrainingSettings
     from MedSegLensLib.sae.defaults import default_for
 
     torch.set_num_threads(args.threads)
@@ -114,7 +114,7 @@ def rank_job(args: argparse.Namespace) -> None:
                 model, default_for(model).layer, cases, work / f"store-{args.tag}", group, overwrite=True
             )
         )
-        config = TrainConfig(n_latents=LATENTS, k=K, total_rows=args.rows, batch_size=BATCH, seed=0)
+        config = SAETrainingSettings(n_latents=LATENTS, k=K, total_rows=args.rows, batch_size=BATCH, seed=0)
         train_store = ActivationStore(work / "train-store")
         (_, summary), train_s, train_cpu = timed(
             lambda: train_sae_distributed(train_store, config, group, show_progress=False)

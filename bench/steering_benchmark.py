@@ -50,8 +50,9 @@ def main(argv=None) -> int:
         print(write_tables(Benchmark(protocol, out, commit)))
         return 0
     limit = None if args.limit_minutes is None else 60 * args.limit_minutes
-    tables = run_benchmark(protocol, out, (index, count), limit, log=lambda line: print(line, file=sys.stderr,
-                                                                                         flush=True))
+    tables = run_benchmark(
+        protocol, out, (index, count), limit, log=lambda line: print(line, file=sys.stderr, flush=True)
+    )
     print(tables)
     return 0
 

@@ -30,12 +30,15 @@ import torch
 
 from MedSegLensLib.data import discover_cohort, read_case, write_volume
 from MedSegLensLib.models import load_model
-from MedSegLensLib.sae import SAEInfo, TensorRows, TrainConfig, load_sae, train_sae
+from MedSegLensLib.sae import SAEInfo, SAETrainingSettings, TensorRows, load_sae, train_sae
 from MedSegLensLib.steering import RegionSpec, SteeringSession, SteeringSpec, compute_latent_scales
 from MedSegLensLib.steering.scales import latent_scales_for, sae_sha256
 
 DEFAULT_CASE_COHORT = "/work/runs/baseline/cohorts/adult_test"
-LAYERS = {"unet": ["model.1.submodule.2", "model.1.submodule.1.submodule.2"], "segformer": ["decoder.fuse_act", "stages.3"]}
+LAYERS = {
+    "unet": ["model.1.submodule.2", "model.1.submodule.1.submodule.2"],
+    "segformer": ["decoder.fuse_act", "stages.3"],
+}
 
 
 def throwaway_sae(model, case, layer: str, seed: int = 0):
@@ -43,12 +46,19 @@ def throwaway_sae(model, case, layer: str, seed: int = 0):
     session = SteeringSession(model, None, case, layer)
     rows = torch.cat([b.h.movedim(1, -1).reshape(-1, b.h.shape[1]) for b in session.batches])
     channels = rows.shape[1]
-    config = TrainConfig(n_latents=8 * channels, k=min(16, channels), total_rows=min(400_000, 40 * 4096),
-                         batch_size=4096, init_rows=8192, seed=seed)
+    config = SAETrainingSettings(
+        n_latents=8 * channels,
+        k=min(16, channels),
+        total_rows=min(400_000, 40 * 4096),
+        batch_size=4096,
+        init_rows=8192,
+        seed=seed,
+    )
     sae, summary = train_sae(TensorRows(rows), config, show_progress=False)
     sae.info = SAEInfo(model.fingerprint, layer, training=summary)
-    scales = compute_latent_scales(sae, [rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))[:200_000]]],
-                                   "throwaway")
+    scales = compute_latent_scales(
+        sae, [rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))[:200_000]]], "throwaway"
+    )
     return sae, scales
 
 
@@ -61,7 +71,7 @@ def timed(function) -> tuple[float, float, object]:
 def active_latents(scales, count: int, offset: int = 0) -> tuple[int, ...]:
     order = torch.argsort(scales.frequency, descending=True)
     alive = [int(i) for i in order if scales.typical[i] > 0]
-    return tuple(alive[offset:offset + count])
+    return tuple(alive[offset : offset + count])
 
 
 def sphere_mask(session: SteeringSession, radius_mm: float, folder: Path) -> Path:
@@ -108,20 +118,34 @@ def bench_layer(model, case, layer: str, sae_dir: str | None, repeats: int, work
         fulls["cpu"].append(cpu)
         for name, make in kinds.items():
             exact = "frozen" not in name
-            wall, cpu, result = timed(lambda: session.steer(make(i + 1), exact=exact))
+            wall, cpu, result = timed(lambda make=make, i=i, exact=exact: session.steer(make(i + 1), exact=exact))
             rows[name]["wall"].append(wall)
             rows[name]["cpu"].append(cpu)
-            rows[name]["windows"] = (f"{result.windows_recomputed}/{result.windows_total}"
-                                     f"{f' ({result.windows_cropped} cropped)' if result.windows_cropped else ''}"
-                                     f"{' preview' if result.preview else ''}")
+            rows[name]["windows"] = (
+                f"{result.windows_recomputed}/{result.windows_total}"
+                f"{f' ({result.windows_cropped} cropped)' if result.windows_cropped else ''}"
+                f"{' preview' if result.preview else ''}"
+            )
     full_wall, full_cpu = statistics.median(fulls["wall"]), statistics.median(fulls["cpu"])
-    out = {"layer": layer, "sae": sae_dir or "throwaway", "entry_shortcut": session.uses_entry_shortcut,
-           "full_forward_s": full_wall, "full_forward_cpu_s": full_cpu, "session_build_s": build_wall,
-           "session_build_ratio": build_wall / full_wall, "updates": {}}
+    out = {
+        "layer": layer,
+        "sae": sae_dir or "throwaway",
+        "entry_shortcut": session.uses_entry_shortcut,
+        "full_forward_s": full_wall,
+        "full_forward_cpu_s": full_cpu,
+        "session_build_s": build_wall,
+        "session_build_ratio": build_wall / full_wall,
+        "updates": {},
+    }
     for name, row in rows.items():
         wall, cpu = statistics.median(row["wall"]), statistics.median(row["cpu"])
-        out["updates"][name] = {"s": wall, "ratio": wall / full_wall, "cpu_s": cpu, "cpu_ratio": cpu / full_cpu,
-                                "windows": row["windows"]}
+        out["updates"][name] = {
+            "s": wall,
+            "ratio": wall / full_wall,
+            "cpu_s": cpu,
+            "cpu_ratio": cpu / full_cpu,
+            "windows": row["windows"],
+        }
     out["frozen_deviation"] = frozen_deviation(session, a, margin)
     return out
 
@@ -134,8 +158,14 @@ def frozen_deviation(session: SteeringSession, latents, region: RegionSpec) -> l
         exact, frozen = session.steer(spec), session.steer(spec, exact=False)
         changed = exact.prediction.labels != session.unsteered().labels
         differ = exact.prediction.labels != frozen.prediction.labels
-        deviations.append({"alpha": alpha, "max_logit_diff": float((exact.logits - frozen.logits).abs().max()),
-                           "voxels_changed_by_steering": int(changed.sum()), "voxels_frozen_differs": int(differ.sum())})
+        deviations.append(
+            {
+                "alpha": alpha,
+                "max_logit_diff": float((exact.logits - frozen.logits).abs().max()),
+                "voxels_changed_by_steering": int(changed.sum()),
+                "voxels_frozen_differs": int(differ.sum()),
+            }
+        )
     return deviations
 
 
@@ -143,8 +173,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--unet", help="U-Net model folder")
     parser.add_argument("--segformer", help="SegFormer model folder")
-    parser.add_argument("--sae", nargs="*", default=[], metavar="SAE_DIR",
-                        help="SAE folders, used for the model and layer they belong to (others get a throwaway SAE)")
+    parser.add_argument(
+        "--sae",
+        nargs="*",
+        default=[],
+        metavar="SAE_DIR",
+        help="SAE folders, used for the model and layer they belong to (others get a throwaway SAE)",
+    )
     parser.add_argument("--case", help=f"case folder (default: the first case of {DEFAULT_CASE_COHORT})")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
@@ -153,8 +188,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     case = read_case(args.case) if args.case else discover_cohort(DEFAULT_CASE_COHORT)[0].load()
-    print(f"case {case.case_id} {case.shape} at {case.grid.spacing} mm, {args.threads} thread(s), "
-          f"{args.repeats} repeats; medians")
+    print(
+        f"case {case.case_id} {case.shape} at {case.grid.spacing} mm, {args.threads} thread(s), "
+        f"{args.repeats} repeats; medians"
+    )
     results = {}
     workdir = Path(tempfile.mkdtemp(prefix="steering-latency-"))
     saes = {}
@@ -170,16 +207,23 @@ def main() -> None:
                 continue
             result = bench_layer(model, case, layer, saes.get((model.fingerprint, layer)), args.repeats, workdir)
             results[f"{arch} {layer}"] = result
-            print(f"\n{arch} @ {layer} (SAE {result['sae']}; entry shortcut: {result['entry_shortcut']}): full forward "
-                  f"{result['full_forward_s']:.3f} s ({result['full_forward_cpu_s']:.3f} CPU-s); session build "
-                  f"{result['session_build_s']:.3f} s ({result['session_build_ratio']:.2f}x)")
+            print(
+                f"\n{arch} @ {layer} (SAE {result['sae']}; entry shortcut: {result['entry_shortcut']}): full forward "
+                f"{result['full_forward_s']:.3f} s ({result['full_forward_cpu_s']:.3f} CPU-s); session build "
+                f"{result['session_build_s']:.3f} s ({result['session_build_ratio']:.2f}x)"
+            )
             print(f"  {'update':38s} {'s':>7s} {'x full':>7s} {'CPU-s':>7s} {'x full':>7s} windows")
             for name, row in result["updates"].items():
-                print(f"  {name:38s} {row['s']:7.3f} {row['ratio']:7.2f} {row['cpu_s']:7.3f} {row['cpu_ratio']:7.2f} "
-                      f"{row['windows']}")
+                print(
+                    f"  {name:38s} {row['s']:7.3f} {row['ratio']:7.2f} {row['cpu_s']:7.3f} {row['cpu_ratio']:7.2f} "
+                    f"{row['windows']}"
+                )
             for dev in result["frozen_deviation"]:
-                print(f"  frozen vs exact, alpha {dev['alpha']}: max |logit diff| {dev['max_logit_diff']:.3f}, "
-                      f"{dev['voxels_frozen_differs']} voxels differ (steering changed {dev['voxels_changed_by_steering']})")
+                print(
+                    f"  frozen vs exact, alpha {dev['alpha']}: max |logit diff| {dev['max_logit_diff']:.3f}, "
+                    f"{dev['voxels_frozen_differs']} voxels differ (steering changed "
+                    f"{dev['voxels_changed_by_steering']})"
+                )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -152,14 +152,14 @@ def _store_for_training(model, layer: str, args: argparse.Namespace):
 
 def run_train(args: argparse.Namespace) -> int:
     from ..distributed import fit_layer_sae_distributed, job_group
-    from ..sae import TrainConfig
+    from ..sae import SAETrainingSettings
     from ..sae.defaults import default_for
     from ..sae.fit import fit_layer_sae
 
     model, layer = _model_and_layer(args)
     check_can_write(args.out, args.overwrite)
     defaults = default_for(model) if None in (args.latents, args.k, args.kind) else None
-    config = TrainConfig(  # checks every setting before anything is written
+    config = SAETrainingSettings(  # checks every setting before anything is written
         n_latents=defaults.n_latents if args.latents is None else args.latents,
         k=defaults.k if args.k is None else args.k,
         kind=args.kind or defaults.kind,

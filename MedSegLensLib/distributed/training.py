@@ -20,7 +20,7 @@ import torch
 from ..errors import CompatibilityError, ParameterError
 from ..sae.model import SparseAutoencoder
 from ..sae.rows import RowSource
-from ..sae.training import Progress, TrainConfig, Trainer
+from ..sae.training import Progress, SAETrainingSettings, Trainer
 from .group import RankGroup, agree
 
 if TYPE_CHECKING:  # the backbone stack (MONAI) loads only when a layer's SAE is fitted
@@ -60,7 +60,7 @@ class RankSlice:
 
 def train_sae_distributed(
     source: RowSource,
-    config: TrainConfig,
+    config: SAETrainingSettings,
     group: RankGroup,
     checkpoint_dir: str | Path | None = None,
     progress: Callable[[Progress], None] | None = None,
@@ -87,7 +87,7 @@ def fit_layer_sae_distributed(
     layer: str,
     store: ActivationStore,
     out: str | Path,
-    config: TrainConfig,
+    config: SAETrainingSettings,
     group: RankGroup,
     resume: bool = False,
     overwrite: bool = False,

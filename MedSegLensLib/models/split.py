@@ -61,8 +61,10 @@ def _hooked_node(graph: fx.Graph, layer: str) -> fx.Node:
     calls = [node for node in graph.nodes if node.op == "call_module" and node.target == layer]
     if len(calls) != 1:
         raise CompatibilityError(
-            f"layer {layer!r} is called {len(calls)} times in the network's forward pass; steering needs a layer that runs "
-            "exactly once (list them with `medseglens layers`)")
+            f"layer {layer!r} is called {len(calls)} times in the network's forward pass; steering needs a layer "
+            "that runs "
+            "exactly once (list them with `medseglens layers`)"
+        )
     return calls[0]
 
 
@@ -80,13 +82,17 @@ def split_network(network: nn.Module, layer: str) -> SplitNetwork:
     try:
         graph = tracer.trace(network)
     except Exception as exc:  # fx raises many types for untraceable code
-        raise CompatibilityError(f"the network cannot be traced by torch.fx ({type(exc).__name__}: {exc}); "
-                                 "steering needs a traceable network") from None
+        raise CompatibilityError(
+            f"the network cannot be traced by torch.fx ({type(exc).__name__}: {exc}); "
+            "steering needs a traceable network"
+        ) from None
     hooked = _hooked_node(graph, layer)
     after = _reachable([hooked], lambda n: n.users)
     output = next(node for node in graph.nodes if node.op == "output")
     if output not in after:
-        raise CompatibilityError(f"layer {layer!r} does not feed the network's output; choose a layer on the path to the logits")
+        raise CompatibilityError(
+            f"layer {layer!r} does not feed the network's output; choose a layer on the path to the logits"
+        )
     # Values computed before the split that the suffix reads: passed across, except constants.
     boundary: list[fx.Node] = []
     for node in graph.nodes:
@@ -160,8 +166,11 @@ def find_linear_entry(split: SplitNetwork, layer_channels: int) -> LinearEntry |
     if user is not None and user.op == "call_function" and user.target is torch.cat:
         parts = list(user.args[0])
         dim = user.args[1] if len(user.args) > 1 else user.kwargs.get("dim", 0)
-        if dim != 1 or parts.count(placeholder) != 1 or any(
-                not isinstance(p, fx.Node) or (p is not placeholder and p.op != "placeholder") for p in parts):
+        if (
+            dim != 1
+            or parts.count(placeholder) != 1
+            or any(not isinstance(p, fx.Node) or (p is not placeholder and p.op != "placeholder") for p in parts)
+        ):
             return None
         index = parts.index(placeholder)
         if 0 < index < len(parts) - 1:

@@ -13,7 +13,7 @@ from ..data import discover_cohorts
 from ..models import load_model
 from ..progress import case_bar
 from ..report import Section, Table, write_section
-from ..sae import DEFAULT_QUOTAS, ActivationStore, TrainConfig, load_sae
+from ..sae import DEFAULT_QUOTAS, ActivationStore, SAETrainingSettings, load_sae
 from ..sae.defaults import default_for
 from ..sae.extract import extract_activations
 from ..sae.fit import fit_layer_sae, partial_dir
@@ -113,7 +113,7 @@ def train_sae_stage(architecture: str):
         layer, latents, k, kind = layer_for(ctx, architecture, model)
         if not (ctx.resume and complete_sae(out)):
             store = ActivationStore(store_dir(ctx.work, architecture))
-            train = TrainConfig(
+            train = SAETrainingSettings(
                 n_latents=latents,
                 k=k,
                 kind=kind,

@@ -1,7 +1,7 @@
 """Sparse autoencoders on per-voxel activations: model, training, store, fidelity.
 
-from MedSegLensLib.sae import TrainConfig, train_sae, TensorRows, save_sae, SAEInfo
-sae, summary = train_sae(TensorRows(rows), TrainConfig(n_latents=1024, k=16))
+from MedSegLensLib.sae import SAETrainingSettings, train_sae, TensorRows, save_sae, SAEInfo
+sae, summary = train_sae(TensorRows(rows), SAETrainingSettings(n_latents=1024, k=16))
 save_sae(sae, "out/sae", SAEInfo(model.fingerprint, layer, training=summary))
 
 fmap = layer_features(model, case, layer)          # the layer's map over a whole case, with its grid
@@ -18,7 +18,7 @@ from .model import SAEConfig, SparseAutoencoder
 from .rows import RowSource, TensorRows
 from .store import ActivationStore, StoreWriter
 from .strata import DEFAULT_QUOTAS, STRATA, sample_by_stratum, voxel_strata
-from .training import Progress, TrainConfig, Trainer, train_sae
+from .training import Progress, SAETrainingSettings, Trainer, train_sae
 
 __all__ = [
     "ActivationStore",
@@ -35,7 +35,7 @@ __all__ = [
     "SparseAutoencoder",
     "StoreWriter",
     "TensorRows",
-    "TrainConfig",
+    "SAETrainingSettings",
     "Trainer",
     "check_compatible",
     "check_sae_for_model",

@@ -21,7 +21,7 @@ from .extract import check_store_for
 from .io import SAEInfo, save_sae
 from .model import SparseAutoencoder
 from .store import ActivationStore
-from .training import CHECKPOINT, Progress, TrainConfig, train_sae
+from .training import CHECKPOINT, Progress, SAETrainingSettings, train_sae
 
 
 def partial_dir(out: str | os.PathLike) -> Path:
@@ -48,7 +48,7 @@ def fit_layer_sae(
     layer: str,
     store: ActivationStore,
     out: str | os.PathLike,
-    config: TrainConfig,
+    config: SAETrainingSettings,
     resume: bool = False,
     overwrite: bool = False,
     progress: Callable[[Progress], None] | None = None,

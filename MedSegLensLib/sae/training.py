@@ -42,7 +42,7 @@ COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass
-class TrainConfig:
+class SAETrainingSettings:
     n_latents: int
     k: int
     kind: str = "batchtopk"
@@ -118,7 +118,11 @@ class Trainer:
     """Trains one SAE on one row source; `run()` returns the exported (scale-folded) SAE."""
 
     def __init__(
-        self, source: RowSource, config: TrainConfig, checkpoint_dir: str | Path | None = None, reducer: Reducer = LOCAL
+        self,
+        source: RowSource,
+        config: SAETrainingSettings,
+        checkpoint_dir: str | Path | None = None,
+        reducer: Reducer = LOCAL,
     ):
         self.source, self.config, self.reducer = source, config, reducer
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
@@ -317,7 +321,7 @@ class Trainer:
 
 def train_sae(
     source: RowSource,
-    config: TrainConfig,
+    config: SAETrainingSettings,
     checkpoint_dir: str | Path | None = None,
     progress: Callable[[Progress], None] | None = None,
     show_progress: bool = True,

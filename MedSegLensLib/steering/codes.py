@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -31,7 +31,7 @@ def latent_codes(sae: SparseAutoencoder, h: torch.Tensor, latents: Sequence[int]
         raise ParameterError("this BatchTopK SAE has no learned threshold yet; train it before steering with it")
     parts = []
     for start in range(0, rows.shape[0], CHUNK_ROWS):
-        chunk = rows[start:start + CHUNK_ROWS]
+        chunk = rows[start : start + CHUNK_ROWS]
         if sae.config.kind == "topk":
             parts.append(sae.encode(chunk)[:, chosen])
         else:

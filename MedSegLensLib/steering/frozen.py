@@ -13,16 +13,39 @@ move when steering a large region); the session keeps the exact path as default.
 from __future__ import annotations
 
 import operator
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-_POINTWISE_MODULES = (nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Dropout,
-                      nn.Identity)
-_POINTWISE_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul,
-                        torch.cat, torch.relu, F.relu, F.gelu, F.leaky_relu, F.prelu}
+_POINTWISE_MODULES = (
+    nn.ReLU,
+    nn.PReLU,
+    nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.ELU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Dropout,
+    nn.Identity,
+)
+_POINTWISE_FUNCTIONS = {
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    torch.add,
+    torch.sub,
+    torch.mul,
+    torch.cat,
+    torch.relu,
+    F.relu,
+    F.gelu,
+    F.leaky_relu,
+    F.prelu,
+}
 _POINTWISE_METHODS = {"add", "sub", "mul", "relu", "contiguous", "clone"}
 
 
@@ -39,7 +62,9 @@ class FrozenNorm(nn.Module):
         shape = mean.shape + (1,) * (x.ndim - 2)
         y = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.norm.eps)
         if self.norm.affine:
-            y = y * self.norm.weight.view((1, -1) + (1,) * (x.ndim - 2)) + self.norm.bias.view((1, -1) + (1,) * (x.ndim - 2))
+            y = y * self.norm.weight.view((1, -1) + (1,) * (x.ndim - 2)) + self.norm.bias.view(
+                (1, -1) + (1,) * (x.ndim - 2)
+            )
         return y
 
 
@@ -76,8 +101,11 @@ def _same_conv_radius(conv: nn.Module) -> tuple[int, ...] | None:
 
 def instance_norm_nodes(module: fx.GraphModule) -> list[str]:
     modules = dict(module.named_modules())
-    return [str(n.target) for n in module.graph.nodes
-            if n.op == "call_module" and isinstance(modules[str(n.target)], nn.modules.instancenorm._InstanceNorm)]
+    return [
+        str(n.target)
+        for n in module.graph.nodes
+        if n.op == "call_module" and isinstance(modules[str(n.target)], nn.modules.instancenorm._InstanceNorm)
+    ]
 
 
 def _set_submodule(root: nn.Module, target: str, new: nn.Module) -> None:
@@ -116,8 +144,14 @@ class FrozenRest:
                 handle.remove()
         return logits, stats
 
-    def patch(self, window_logits: torch.Tensor, steered_in: torch.Tensor, change: torch.Tensor, stats: list,
-              rest_boundary: tuple) -> tuple[torch.Tensor, int]:
+    def patch(
+        self,
+        window_logits: torch.Tensor,
+        steered_in: torch.Tensor,
+        change: torch.Tensor,
+        stats: list,
+        rest_boundary: tuple,
+    ) -> tuple[torch.Tensor, int]:
         """Window logits (B, K, ...) updated where a nonzero `change` of the entry output can reach, and how many
         windows were recomputed on a crop smaller than the window."""
         out = window_logits.clone()
@@ -128,12 +162,14 @@ class FrozenRest:
                 continue
             low, high = nonzero.amin(0).tolist(), (nonzero.amax(0) + 1).tolist()
             paste = [slice(max(0, lo - r), min(n, hi + r)) for lo, hi, r, n in zip(low, high, self.radius, spatial)]
-            crop = [slice(max(0, lo - 2 * r), min(n, hi + 2 * r)) for lo, hi, r, n in zip(low, high, self.radius, spatial)]
+            crop = [
+                slice(max(0, lo - 2 * r), min(n, hi + 2 * r)) for lo, hi, r, n in zip(low, high, self.radius, spatial)
+            ]
             cropped += any(c.stop - c.start < n for c, n in zip(crop, spatial))
             for norm, (mean, var) in zip(self.norms, stats):
-                norm.stats = (mean[b:b + 1], var[b:b + 1])
+                norm.stats = (mean[b : b + 1], var[b : b + 1])
             boundary = tuple(_crop_like(t, b, crop, spatial) for t in rest_boundary)
-            result = self.frozen(steered_in[b:b + 1][(..., *crop)].contiguous(), *boundary)
+            result = self.frozen(steered_in[b : b + 1][(..., *crop)].contiguous(), *boundary)
             inner = tuple(slice(p.start - c.start, p.stop - c.start) for p, c in zip(paste, crop))
             out[b][(slice(None), *paste)] = result[0][(slice(None), *inner)]
         return out, cropped
@@ -141,7 +177,7 @@ class FrozenRest:
 
 def _crop_like(value, b: int, crop: list[slice], spatial) -> object:
     if isinstance(value, torch.Tensor) and tuple(value.shape[2:]) == tuple(spatial):
-        return value[b:b + 1][(..., *crop)].contiguous()
+        return value[b : b + 1][(..., *crop)].contiguous()
     return value
 
 

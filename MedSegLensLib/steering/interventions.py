@@ -13,9 +13,15 @@ from __future__ import annotations
 import torch
 
 
-def coefficient_maps(mode: str, strengths: torch.Tensor, spatial: tuple[int, ...], batch: int,
-                     typical: torch.Tensor | None = None, codes: torch.Tensor | None = None,
-                     gate: torch.Tensor | None = None) -> torch.Tensor:
+def coefficient_maps(
+    mode: str,
+    strengths: torch.Tensor,
+    spatial: tuple[int, ...],
+    batch: int,
+    typical: torch.Tensor | None = None,
+    codes: torch.Tensor | None = None,
+    gate: torch.Tensor | None = None,
+) -> torch.Tensor:
     """(B, J, *spatial) coefficients for `mode` ('additive', 'multiplicative', 'clamp')."""
     view = (1, -1) + (1,) * len(spatial)
     if mode == "additive":

@@ -8,13 +8,19 @@ from ..data import Case
 from ..errors import ParameterError
 from ..models.inference import SegmentationModel, load_model
 from ..sae import check_sae_for_model, load_sae
+from ..steering_contract import SteeringSpec
 from .scales import SCALES_FILE, latent_scales_for, sae_sha256
 from .session import SteeringSession
-from ..steering_contract import SteeringSpec
 
 
-def open_session(model: SegmentationModel | str | Path, sae_dir: str | Path, case: Case, layer: str | None = None,
-                 device=None, spec: SteeringSpec | None = None) -> SteeringSession:
+def open_session(
+    model: SegmentationModel | str | Path,
+    sae_dir: str | Path,
+    case: Case,
+    layer: str | None = None,
+    device=None,
+    spec: SteeringSpec | None = None,
+) -> SteeringSession:
     """A session on the SAE's layer (or `layer`) with the latents' typical activations (stored or measured).
 
     The SAE is checked against the model first; with `spec`, its latents are checked against the SAE,
@@ -30,7 +36,9 @@ def open_session(model: SegmentationModel | str | Path, sae_dir: str | Path, cas
         spec.check_latents(sae.n_latents)
         if spec.mode in ("additive", "clamp"):
             if scales is None:
-                raise ParameterError(f"{spec.mode} steering needs {Path(sae_dir) / SCALES_FILE}: measure it with "
-                                     "`medseglens steer-scales --sae SAE_DIR --store STORE_DIR`")
+                raise ParameterError(
+                    f"{spec.mode} steering needs {Path(sae_dir) / SCALES_FILE}: measure it with "
+                    "`medseglens steer-scales --sae SAE_DIR --store STORE_DIR`"
+                )
             scales.of(spec.latents)
     return SteeringSession(model, sae, case, layer, scales=scales, sae_sha256=sha)

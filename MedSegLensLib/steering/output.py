@@ -1,10 +1,10 @@
 """Steered segmentations on disk, each carrying its provenance twice: a JSON sidecar and the file's own metadata.
 
-    SEG.nii.gz                    labels in the input's exact geometry; a NIfTI comment extension (or,
-                                  for .nrrd, a key/value field) "MedSegLens.Provenance" = the record as JSON
-    SEG.seg.nrrd                  a Slicer segmentation (named, coloured, coded segments) with the same
-                                  field, written by `MedSegLensLib.segmentation_file`
-    SEG.provenance.json           the same record, readable without an image library
+SEG.nii.gz                    labels in the input's exact geometry; a NIfTI comment extension (or,
+                              for .nrrd, a key/value field) "MedSegLens.Provenance" = the record as JSON
+SEG.seg.nrrd                  a Slicer segmentation (named, coloured, coded segments) with the same
+                              field, written by `MedSegLensLib.segmentation_file`
+SEG.provenance.json           the same record, readable without an image library
 """
 
 from __future__ import annotations
@@ -35,9 +35,16 @@ def steering_provenance(session: SteeringSession, spec: SteeringSpec, exact: boo
     if spec.mode in ("additive", "clamp") and session.scales is not None:
         extra["typical_activations"] = [float(v) for v in session.scales.of(spec.latents)]
         extra["typical_quantile"] = session.scales.quantile
-    return Provenance(latents=list(spec.latents), strengths=list(spec.strengths), mode=spec.mode,
-                      model_sha256=session.model.fingerprint, sae_sha256=session.sae_sha256, layer=session.layer,
-                      region=region, extra=extra)
+    return Provenance(
+        latents=list(spec.latents),
+        strengths=list(spec.strengths),
+        mode=spec.mode,
+        model_sha256=session.model.fingerprint,
+        sae_sha256=session.sae_sha256,
+        layer=session.layer,
+        region=region,
+        extra=extra,
+    )
 
 
 def sidecar_path(segmentation: str | Path) -> Path:
@@ -45,8 +52,9 @@ def sidecar_path(segmentation: str | Path) -> Path:
     return segmentation.with_name(strip_image_suffix(segmentation) + SIDECAR_SUFFIX)
 
 
-def write_steered_segmentation(case: Case, labels: np.ndarray, path: str | Path, provenance: Provenance,
-                               overwrite: bool = False) -> tuple[Path, Path]:
+def write_steered_segmentation(
+    case: Case, labels: np.ndarray, path: str | Path, provenance: Provenance, overwrite: bool = False
+) -> tuple[Path, Path]:
     """Write labels (on case.grid) in the input's geometry with the provenance inside and beside the file."""
     path = check_can_write(path, overwrite)
     sidecar = check_can_write(sidecar_path(path), overwrite)

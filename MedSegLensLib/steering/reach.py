@@ -31,12 +31,31 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-_GLOBAL_MODULES = (nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.MultiheadAttention,
-                   nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-                   nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
-_GLOBAL_FUNCTIONS = {F.instance_norm, F.group_norm, F.adaptive_avg_pool3d, F.adaptive_max_pool3d,
-                     F.scaled_dot_product_attention, torch.mean, torch.sum, torch.softmax, F.softmax,
-                     torch.matmul, torch.bmm, operator.matmul}
+_GLOBAL_MODULES = (
+    nn.modules.instancenorm._InstanceNorm,
+    nn.GroupNorm,
+    nn.MultiheadAttention,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+)
+_GLOBAL_FUNCTIONS = {
+    F.instance_norm,
+    F.group_norm,
+    F.adaptive_avg_pool3d,
+    F.adaptive_max_pool3d,
+    F.scaled_dot_product_attention,
+    torch.mean,
+    torch.sum,
+    torch.softmax,
+    F.softmax,
+    torch.matmul,
+    torch.bmm,
+    operator.matmul,
+}
 _GLOBAL_METHODS = {"mean", "sum", "softmax", "var", "std", "max", "min", "matmul", "bmm"}
 
 
@@ -144,17 +163,25 @@ def crop_boundary(boundary: tuple, reach: Reach, crop: Sequence[slice], b: int) 
     out = []
     for value, scale in zip(boundary, reach.boundary_scales):
         if scale is None:
-            out.append(value[b:b + 1] if isinstance(value, torch.Tensor) and value.ndim else value)
+            out.append(value[b : b + 1] if isinstance(value, torch.Tensor) and value.ndim else value)
         else:
             cut = tuple(slice(c.start * s, c.stop * s) for c, s in zip(crop, scale))
-            out.append(value[b:b + 1][(slice(None), slice(None), *cut)].contiguous())
+            out.append(value[b : b + 1][(slice(None), slice(None), *cut)].contiguous())
     return tuple(out)
 
 
-def paste_into(out: torch.Tensor, b: int, suffix: fx.GraphModule, reach: Reach, h: torch.Tensor, boundary: tuple,
-               crop: Sequence[slice], paste: Sequence[slice]) -> None:
+def paste_into(
+    out: torch.Tensor,
+    b: int,
+    suffix: fx.GraphModule,
+    reach: Reach,
+    h: torch.Tensor,
+    boundary: tuple,
+    crop: Sequence[slice],
+    paste: Sequence[slice],
+) -> None:
     """Run the suffix on window b's (steered) layer output cut to `crop` and paste its `paste` part into out[b]."""
-    cut = h[b:b + 1][(slice(None), slice(None), *crop)].contiguous()
+    cut = h[b : b + 1][(slice(None), slice(None), *crop)].contiguous()
     result = suffix(cut, *crop_boundary(boundary, reach, crop, b))
     target = tuple(slice(p.start * s, p.stop * s) for p, s in zip(paste, reach.scale))
     inner = tuple(slice((p.start - c.start) * s, (p.stop - c.start) * s) for p, c, s in zip(paste, crop, reach.scale))

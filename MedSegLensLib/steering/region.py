@@ -25,8 +25,10 @@ def mask_file_on_grid(path: str, grid: Grid) -> np.ndarray:
     """A mask file (any geometry overlapping the case) as a boolean array on `grid` (nearest neighbour)."""
     volume = read_volume(path, kind="label")
     if overlap_fraction(volume.grid, grid) < MIN_MASK_OVERLAP:
-        raise InputError(f"{path}: the mask does not cover the case (less than half of its field of view overlaps); "
-                         "pass a mask drawn on this case")
+        raise InputError(
+            f"{path}: the mask does not cover the case (less than half of its field of view overlaps); "
+            "pass a mask drawn on this case"
+        )
     mask = resample_to_grid((np.asarray(volume.array) != 0).astype(np.uint8), volume.grid, grid, order=0) > 0
     if not mask.any():
         raise InputError(f"{path}: the mask is empty on this case; pass a mask with at least one non-zero voxel")

@@ -58,14 +58,23 @@ class SuffixRunner:
             self.reach = measure_reach(self.split.suffix, h[:1], tuple(_select(boundary, first, h.shape[0])))
         return boundary, logits
 
-    def steered(self, h: torch.Tensor, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor,
-                windows: torch.Tensor) -> torch.Tensor:
+    def steered(
+        self, h: torch.Tensor, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor, windows: torch.Tensor
+    ) -> torch.Tensor:
         """Logits of `windows` (indices into the batch) after the change; only those windows run."""
         boundary = _select(cache, windows, h.shape[0])
         return self.split.suffix(add_terms(_take(h, windows), _take(coefficients, windows), directions), *boundary)
 
-    def steered_locally(self, h: torch.Tensor, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor,
-                        window_logits: torch.Tensor, windows: torch.Tensor, allow_preview: bool) -> LocalUpdate | None:
+    def steered_locally(
+        self,
+        h: torch.Tensor,
+        cache: Any,
+        coefficients: torch.Tensor,
+        directions: torch.Tensor,
+        window_logits: torch.Tensor,
+        windows: torch.Tensor,
+        allow_preview: bool,
+    ) -> LocalUpdate | None:
         """Exact update of only the crop each window's change can reach; None when the suffix is not local."""
         if self.reach is None:
             return None
@@ -81,7 +90,7 @@ class SuffixRunner:
             boxes = self.reach.boxes(nonzero.amin(0).tolist(), (nonzero.amax(0) + 1).tolist(), spatial)
             if boxes is None:
                 one = torch.tensor([b])
-                out[b] = self.split.suffix(steered[b:b + 1], *_select(boundary, one, len(windows)))[0]
+                out[b] = self.split.suffix(steered[b : b + 1], *_select(boundary, one, len(windows)))[0]
             else:
                 paste_into(out, b, self.split.suffix, self.reach, steered, boundary, *boxes)
                 cropped += 1
@@ -106,8 +115,9 @@ class EntryRunner:
             logits, stats = self.entry.rest(entry_out, *rest_boundary), None
         return (entry_out, rest_boundary, stats), logits
 
-    def steered(self, h: torch.Tensor, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor,
-                windows: torch.Tensor) -> torch.Tensor:
+    def steered(
+        self, h: torch.Tensor, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor, windows: torch.Tensor
+    ) -> torch.Tensor:
         """Logits of `windows` (indices into the batch) after the change; only those windows run."""
         entry_out, rest_boundary, _ = _select(cache, windows, h.shape[0])
         steered_in = self.push(_take(coefficients, windows), directions)
@@ -119,8 +129,16 @@ class EntryRunner:
         """True when the rest after the entry convolution has no instance norm: cropping it is exact."""
         return self.frozen is not None and not self.frozen.norm_names
 
-    def steered_locally(self, h: torch.Tensor, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor,
-                        window_logits: torch.Tensor, windows: torch.Tensor, allow_preview: bool) -> LocalUpdate | None:
+    def steered_locally(
+        self,
+        h: torch.Tensor,
+        cache: Any,
+        coefficients: torch.Tensor,
+        directions: torch.Tensor,
+        window_logits: torch.Tensor,
+        windows: torch.Tensor,
+        allow_preview: bool,
+    ) -> LocalUpdate | None:
         """Update of only the voxels the change can reach, with instance-norm statistics frozen at their unsteered
         values (a preview; exact when the rest has no instance norm); None when the rest is not local or a
         preview is not allowed."""
@@ -128,19 +146,23 @@ class EntryRunner:
         if stats is None or not (allow_preview or self.local_is_exact):
             return None
         change = self.push(_take(coefficients, windows), directions)
-        logits, cropped = self.frozen.patch(window_logits[windows], entry_out + change, change, stats,
-                                            rest_boundary)
+        logits, cropped = self.frozen.patch(window_logits[windows], entry_out + change, change, stats, rest_boundary)
         return LocalUpdate(logits, not self.local_is_exact, cropped)
 
     def push(self, coefficients: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         """The leading convolution's response to the terms alone (no bias)."""
         conv, e = self.entry.conv, self.entry
-        weight = conv.weight[:, e.offset:e.offset + e.channels] if not _transposed(conv) else \
-            conv.weight[e.offset:e.offset + e.channels]
+        weight = (
+            conv.weight[:, e.offset : e.offset + e.channels]
+            if not _transposed(conv)
+            else conv.weight[e.offset : e.offset + e.channels]
+        )
         if _transposed(conv):
             kernel = torch.einsum("co...,jc->jo...", weight, directions.to(weight.dtype))
             functional = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[coefficients.ndim - 2]
-            return functional(coefficients, kernel, None, conv.stride, conv.padding, conv.output_padding, 1, conv.dilation)
+            return functional(
+                coefficients, kernel, None, conv.stride, conv.padding, conv.output_padding, 1, conv.dilation
+            )
         kernel = torch.einsum("oc...,jc->oj...", weight, directions.to(weight.dtype))
         functional = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[coefficients.ndim - 2]
         return functional(coefficients, kernel, None, conv.stride, conv.padding, conv.dilation, 1)

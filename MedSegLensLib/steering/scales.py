@@ -39,14 +39,21 @@ class LatentScales:
         values = self.typical[list(latents)]
         dead = [int(latent) for latent, value in zip(latents, values) if float(value) <= 0]
         if dead:
-            raise ParameterError(f"latent {dead[0]} never fired on the SAE's training rows, so it has no typical "
-                                 "activation to scale by; choose a latent that fires (see its firing frequency)")
+            raise ParameterError(
+                f"latent {dead[0]} never fired on the SAE's training rows, so it has no typical "
+                "activation to scale by; choose a latent that fires (see its firing frequency)"
+            )
         return values
 
     def to_json(self) -> dict:
-        return {"format": "medseglens-latent-scales", "quantile": self.quantile, "rows": self.rows,
-                "sae_sha256": self.sae_sha256, "typical": [float(v) for v in self.typical],
-                "frequency": [float(v) for v in self.frequency]}
+        return {
+            "format": "medseglens-latent-scales",
+            "quantile": self.quantile,
+            "rows": self.rows,
+            "sae_sha256": self.sae_sha256,
+            "typical": [float(v) for v in self.typical],
+            "frequency": [float(v) for v in self.frequency],
+        }
 
 
 def sae_sha256(sae_dir: str | Path) -> str:
@@ -59,8 +66,9 @@ def sae_sha256(sae_dir: str | Path) -> str:
 
 
 @torch.no_grad()
-def compute_latent_scales(sae: SparseAutoencoder, batches, sha256: str, quantile: float = DEFAULT_QUANTILE,
-                          max_rows: int = DEFAULT_MAX_ROWS) -> LatentScales:
+def compute_latent_scales(
+    sae: SparseAutoencoder, batches, sha256: str, quantile: float = DEFAULT_QUANTILE, max_rows: int = DEFAULT_MAX_ROWS
+) -> LatentScales:
     """Per-latent quantile of the positive codes over up to `max_rows` rows of `batches` (tensors rows x d_in)."""
     values, latents, seen = [], [], 0
     for batch in batches:
@@ -93,13 +101,19 @@ def load_latent_scales(sae_dir: str | Path, sha256: str | None = None) -> Latent
     """Read `latent_scales.json` of an SAE folder and check it belongs to these weights."""
     path = Path(sae_dir) / SCALES_FILE
     if not path.is_file():
-        raise InputError(f"{path}: missing; measure the latents' typical activations with "
-                         "`medseglens steer-scales --sae SAE_DIR --store STORE_DIR`")
+        raise InputError(
+            f"{path}: missing; measure the latents' typical activations with "
+            "`medseglens steer-scales --sae SAE_DIR --store STORE_DIR`"
+        )
     try:
         data = json.loads(path.read_text())
-        scales = LatentScales(torch.tensor(data["typical"], dtype=torch.float32),
-                              torch.tensor(data["frequency"], dtype=torch.float32), float(data["quantile"]),
-                              int(data["rows"]), str(data["sae_sha256"]))
+        scales = LatentScales(
+            torch.tensor(data["typical"], dtype=torch.float32),
+            torch.tensor(data["frequency"], dtype=torch.float32),
+            float(data["quantile"]),
+            int(data["rows"]),
+            str(data["sae_sha256"]),
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IntegrityError(f"{path}: unreadable ({exc}); measure it again with `medseglens steer-scales`") from None
     expected = sha256 or sae_sha256(sae_dir)

@@ -17,8 +17,8 @@ bit for bit those of `model.logits`.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -28,12 +28,12 @@ from ..errors import ParameterError
 from ..models.inference import Prediction, SegmentationModel
 from ..models.split import find_linear_entry, split_network
 from ..sae import SparseAutoencoder, check_compatible
+from ..steering_contract import RegionSpec, SteeringSpec
 from .codes import decoder_directions, latent_codes
 from .interventions import coefficient_maps
 from .region import region_mask
 from .runners import EntryRunner, SuffixRunner
 from .scales import LatentScales
-from ..steering_contract import RegionSpec, SteeringSpec
 from .windows import Blender, WindowBatch, layer_gate, monai_padding, padded, run_windows, spatial_slices
 
 
@@ -53,8 +53,16 @@ class SteeringResult:
 class SteeringSession:
     """One case, one model, one SAE at one layer: cached prefix, steerable suffix."""
 
-    def __init__(self, model: SegmentationModel, sae: SparseAutoencoder | None, case: Case, layer: str,
-                 scales: LatentScales | None = None, sae_sha256: str | None = None, fast: bool = True):
+    def __init__(
+        self,
+        model: SegmentationModel,
+        sae: SparseAutoencoder | None,
+        case: Case,
+        layer: str,
+        scales: LatentScales | None = None,
+        sae_sha256: str | None = None,
+        fast: bool = True,
+    ):
         self.model, self.sae, self.case, self.layer = model, sae, case, layer
         self.scales, self.sae_sha256 = scales, sae_sha256
         split = split_network(model.network, layer)
@@ -79,8 +87,9 @@ class SteeringSession:
         h, *boundary = self._split.prefix(windows)
         if self._runner is None:
             entry = find_linear_entry(self._split, int(h.shape[1])) if self._fast else None
-            self._runner = EntryRunner(self._split, entry) if entry is not None else \
-                SuffixRunner(self._split, local=self._fast)
+            self._runner = (
+                EntryRunner(self._split, entry) if entry is not None else SuffixRunner(self._split, local=self._fast)
+            )
         cache, logits = self._runner.record(h, tuple(boundary))
         self.batches.append(WindowBatch(spatial_slices(coords), h, cache, logits))
         return logits.clone()  # MONAI weights the returned windows in place
@@ -124,19 +133,24 @@ class SteeringSession:
         typical = None
         if spec.mode in ("additive", "clamp"):
             if self.scales is None:
-                raise ParameterError(f"{spec.mode} steering needs the latents' typical activations: measure them with "
-                                     "`medseglens steer-scales --sae SAE_DIR --store STORE_DIR`")
+                raise ParameterError(
+                    f"{spec.mode} steering needs the latents' typical activations: measure them with "
+                    "`medseglens steer-scales --sae SAE_DIR --store STORE_DIR`"
+                )
             typical = self.scales.of(latents)
         needs_codes = spec.mode in ("multiplicative", "clamp")
 
         def coefficients(index: int, batch: WindowBatch, gate):
             codes = self.codes(index, latents) if needs_codes else None
-            return coefficient_maps(spec.mode, strengths, tuple(batch.h.shape[2:]), batch.h.shape[0], typical, codes, gate)
+            return coefficient_maps(
+                spec.mode, strengths, tuple(batch.h.shape[2:]), batch.h.shape[0], typical, codes, gate
+            )
 
         return self._apply(coefficients, decoder_directions(self.sae, latents), spec.region, exact)
 
-    def steer_directions(self, directions: torch.Tensor, amounts: Sequence[float],
-                         region: RegionSpec = RegionSpec(), exact: bool = True) -> SteeringResult:
+    def steer_directions(
+        self, directions: torch.Tensor, amounts: Sequence[float], region: RegionSpec | None = None, exact: bool = True
+    ) -> SteeringResult:
         """Add amounts[j] * directions[j] (layer units) at every voxel of the region: baselines without an SAE."""
         directions = torch.as_tensor(directions, dtype=torch.float32).reshape(-1, self.channels)
         amounts_t = torch.tensor(list(amounts), dtype=torch.float32)
@@ -145,7 +159,7 @@ class SteeringSession:
         def coefficients(_index: int, batch: WindowBatch, gate):
             return coefficient_maps("additive", amounts_t, tuple(batch.h.shape[2:]), batch.h.shape[0], ones, None, gate)
 
-        return self._apply(coefficients, directions, region, exact)
+        return self._apply(coefficients, directions, region or RegionSpec(), exact)
 
     def codes(self, index: int, latents: Sequence[int]) -> torch.Tensor:
         """Codes of `latents` in window batch `index` (cached per latent set)."""
@@ -180,8 +194,13 @@ class SteeringSession:
                 changed = c.flatten(1).any(1).nonzero().squeeze(1)
                 if not len(changed):
                     continue
-                update = None if not local else self._runner.steered_locally(
-                    batch.h, batch.cache, c, directions, batch.logits, changed, allow_preview)
+                update = (
+                    None
+                    if not local
+                    else self._runner.steered_locally(
+                        batch.h, batch.cache, c, directions, batch.logits, changed, allow_preview
+                    )
+                )
                 if update is not None:
                     new, preview, cropped = update.logits, preview or update.preview, cropped + update.cropped
                 else:
@@ -190,5 +209,6 @@ class SteeringSession:
                 recomputed += len(changed)
         logits = self._blender.blend(changes, self.batches) if changes else self.logits
         prediction = self.model.to_prediction(logits, self.prepared)
-        return SteeringResult(prediction, logits, recomputed, self.windows_total, time.perf_counter() - start,
-                              preview, cropped)
+        return SteeringResult(
+            prediction, logits, recomputed, self.windows_total, time.perf_counter() - start, preview, cropped
+        )

@@ -9,8 +9,9 @@ cached) window logits in the same order, and MONAI blends them again.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,8 +88,9 @@ class Blender:
     def __init__(self, logits: torch.Tensor, batches: list[WindowBatch], config, pads: list[tuple[int, int]]):
         window = config.sliding_window
         roi = tuple(int(s) for s in config.patch_size)
-        self.importance = compute_importance_map(roi, mode=str(window.get("mode", "gaussian")), sigma_scale=0.125,
-                                                 device=logits.device, dtype=logits.dtype)
+        self.importance = compute_importance_map(
+            roi, mode=str(window.get("mode", "gaussian")), sigma_scale=0.125, device=logits.device, dtype=logits.dtype
+        )
         self.pads = pads
         self.inner = tuple(slice(before, before + size) for (before, _), size in zip(pads, logits.shape[2:]))
         padded_shape = tuple(size + a + b for size, (a, b) in zip(logits.shape[2:], pads))
@@ -100,7 +102,9 @@ class Blender:
         self.base = torch.zeros((logits.shape[1], *padded_shape), dtype=logits.dtype, device=logits.device)
         self.base[(slice(None), *self.inner)] = logits[0]
 
-    def blend(self, changes: list[tuple[int, int, torch.Tensor, torch.Tensor]], batches: list[WindowBatch]) -> torch.Tensor:
+    def blend(
+        self, changes: list[tuple[int, int, torch.Tensor, torch.Tensor]], batches: list[WindowBatch]
+    ) -> torch.Tensor:
         """Logits (1, K, ...) after replacing window (batch, index)'s output `old` by `new`."""
         out = self.base.clone()
         for b, w, old, new in changes:

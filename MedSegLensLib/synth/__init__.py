@@ -12,6 +12,17 @@ from .populations import DEFAULT_SEVERITY, POPULATIONS, PopulationShift, populat
 from .templates import Templates, load_templates
 
 __all__ = [
-    "ATLAS_LABELS", "CohortSummary", "DEFAULT_SEVERITY", "POPULATIONS", "PopulationShift", "SyntheticCase",
-    "Templates", "case_id", "case_seed", "generate_cohort", "load_templates", "population_shift", "synthesize_case",
+    "ATLAS_LABELS",
+    "CohortSummary",
+    "DEFAULT_SEVERITY",
+    "POPULATIONS",
+    "PopulationShift",
+    "SyntheticCase",
+    "Templates",
+    "case_id",
+    "case_seed",
+    "generate_cohort",
+    "load_templates",
+    "population_shift",
+    "synthesize_case",
 ]

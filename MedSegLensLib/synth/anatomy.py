@@ -79,8 +79,9 @@ def smooth_displacement(rng: np.random.Generator, templates: Templates, amplitud
     return np.stack([smooth_field(rng, shape, spacing, DEFORMATION_LENGTH_MM) * amplitude_mm for _ in range(3)])
 
 
-def warp_anatomy(templates: Templates, pose: Pose, displacement_mm: np.ndarray,
-                 mass: MassEffect | None = None) -> Anatomy:
+def warp_anatomy(
+    templates: Templates, pose: Pose, displacement_mm: np.ndarray, mass: MassEffect | None = None
+) -> Anatomy:
     """Interpolate every template map at the case's pulled-back positions."""
     grid = templates.grid
     index = np.indices(grid.shape, dtype=np.float32).reshape(3, -1)
@@ -100,7 +101,11 @@ def warp_anatomy(templates: Templates, pose: Pose, displacement_mm: np.ndarray,
         return values.reshape(grid.shape)
 
     return Anatomy(
-        t1=sample(templates.t1, 1), t2=sample(templates.t2, 1), brain=sample(templates.brain, 1),
-        csf=sample(templates.csf, 1), gm=sample(templates.gm, 1), wm=sample(templates.wm, 1),
+        t1=sample(templates.t1, 1),
+        t2=sample(templates.t2, 1),
+        brain=sample(templates.brain, 1),
+        csf=sample(templates.csf, 1),
+        gm=sample(templates.gm, 1),
+        wm=sample(templates.wm, 1),
         atlas=sample(templates.atlas, 0),
     )

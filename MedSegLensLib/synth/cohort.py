@@ -49,8 +49,16 @@ def case_id(population: str, seed: int, index: int) -> str:
     return f"SYN-{CASE_CODES[population]}-{seed}-{index:05d}"
 
 
-def generate_cohort(population: str, cases: int, seed: int, out: str | os.PathLike, spacing: float = 2.0,
-                    severity: float = DEFAULT_SEVERITY, overwrite: bool = False, progress: bool = True) -> CohortSummary:
+def generate_cohort(
+    population: str,
+    cases: int,
+    seed: int,
+    out: str | os.PathLike,
+    spacing: float = 2.0,
+    severity: float = DEFAULT_SEVERITY,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> CohortSummary:
     """Generate `cases` cases of `population` into the new folder `out` (BraTS 2023 naming)."""
     shift = population_shift(population, severity)
     spacing = check_spacing(spacing)
@@ -72,14 +80,20 @@ def generate_cohort(population: str, cases: int, seed: int, out: str | os.PathLi
                 shown.append(case)
         elapsed = (time.perf_counter() - start) / int(cases)
         write_manifest(folder, manifest)
-        write_json_atomic(folder / RECORD, {
-            "generator_version": GENERATOR_VERSION,
-            "population": population, "severity": float(severity), "seed": int(seed),
-            "cases": int(cases), "spacing_mm": spacing,
-            "templates": [f"{s.package}=={s.version}" for s in SOURCES],
-            "parameters": dataclasses.asdict(shift),
-            "case_records": records,
-        })
+        write_json_atomic(
+            folder / RECORD,
+            {
+                "generator_version": GENERATOR_VERSION,
+                "population": population,
+                "severity": float(severity),
+                "seed": int(seed),
+                "cases": int(cases),
+                "spacing_mm": spacing,
+                "templates": [f"{s.package}=={s.version}" for s in SOURCES],
+                "parameters": dataclasses.asdict(shift),
+                "case_records": records,
+            },
+        )
         write_text_atomic(folder / ATLAS_TABLE, "label,name\n" + "".join(f"{k},{v}\n" for k, v in ATLAS_LABELS.items()))
         shutil.copyfile(ensure_template_files() / "COPYING", folder / LICENCE)
         write_montage(shown, folder / MONTAGE)
@@ -89,10 +103,13 @@ def generate_cohort(population: str, cases: int, seed: int, out: str | os.PathLi
 def _write_case(case: SyntheticCase, folder: Path, population: str) -> CaseFiles:
     paths = {}
     for name in MODALITIES:
-        paths[name] = write_volume(np.rint(case.images[name]), case.grid, folder / f"{case.case_id}-{name}.nii.gz",
-                                   dtype=np.int16)
-    maps = {role: write_volume(getattr(case, role), case.grid, folder / f"{case.case_id}-{suffix}.nii.gz", dtype=np.uint8)
-            for role, suffix in (("label", "seg"), ("tissue", "tissue"), ("atlas", "atlas"))}
+        paths[name] = write_volume(
+            np.rint(case.images[name]), case.grid, folder / f"{case.case_id}-{name}.nii.gz", dtype=np.int16
+        )
+    maps = {
+        role: write_volume(getattr(case, role), case.grid, folder / f"{case.case_id}-{suffix}.nii.gz", dtype=np.uint8)
+        for role, suffix in (("label", "seg"), ("tissue", "tissue"), ("atlas", "atlas"))
+    }
     return CaseFiles(
         case_id=case.case_id,
         modalities={k: str(v) for k, v in paths.items()},

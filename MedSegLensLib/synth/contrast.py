@@ -29,7 +29,9 @@ EDEMA = {"t1n": 0.80, "t1c": 0.80, "t2w": 2.15, "t2f": 2.05}
 TEXTURE = 0.08  # relative amplitude of the tumour's internal heterogeneity
 
 
-def healthy_images(rng: np.random.Generator, anatomy: Anatomy, myelination: float, spacing: float) -> dict[str, np.ndarray]:
+def healthy_images(
+    rng: np.random.Generator, anatomy: Anatomy, myelination: float, spacing: float
+) -> dict[str, np.ndarray]:
     """The four modalities of a tumour-free brain (head included; skull stripping comes last)."""
     immature = (1.0 - myelination) * anatomy.wm
     t1 = anatomy.t1 - immature * (1.0 - GREY_T1)
@@ -43,8 +45,14 @@ def healthy_images(rng: np.random.Generator, anatomy: Anatomy, myelination: floa
     return {"t1n": t1, "t1c": t1c, "t2w": t2, "t2f": flair}
 
 
-def add_tumour(rng: np.random.Generator, images: dict[str, np.ndarray], tumour: Tumour, enhancement: float,
-               edema_contrast: float, spacing: float) -> None:
+def add_tumour(
+    rng: np.random.Generator,
+    images: dict[str, np.ndarray],
+    tumour: Tumour,
+    enhancement: float,
+    edema_contrast: float,
+    spacing: float,
+) -> None:
     """Blend edema and tumour compartments into `images` in place."""
     weight = np.clip(edema_contrast * tumour.edema, 0.0, 1.0)
     core = tumour.necrosis + tumour.solid + tumour.enhancing
@@ -55,5 +63,7 @@ def add_tumour(rng: np.random.Generator, images: dict[str, np.ndarray], tumour: 
         image += weight * (EDEMA[name] - image)
         necrosis = necrosis_flair if name == "t2f" else NECROSIS[name]
         enhancing = enhancement if name == "t1c" else ENHANCING[name]
-        tumour_signal = (tumour.necrosis * necrosis + tumour.solid * SOLID[name] + tumour.enhancing * enhancing) * texture
+        tumour_signal = (
+            tumour.necrosis * necrosis + tumour.solid * SOLID[name] + tumour.enhancing * enhancing
+        ) * texture
         images[name] = image * (1.0 - core) + tumour_signal

@@ -43,8 +43,9 @@ def case_seed(seed: int, population: str, index: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(seed), zlib.crc32(population.encode("utf-8")), int(index)])
 
 
-def synthesize_case(case_id: str, shift: PopulationShift, templates: Templates,
-                    seed: np.random.SeedSequence) -> SyntheticCase:
+def synthesize_case(
+    case_id: str, shift: PopulationShift, templates: Templates, seed: np.random.SeedSequence
+) -> SyntheticCase:
     rng = np.random.default_rng(seed)
     grid, spacing = templates.grid, templates.spacing
     pose = sample_pose(rng, shift, templates)
@@ -106,8 +107,10 @@ def _describe(shift, pose, protocol, plan, centre, label, atlas, grid: Grid) -> 
         "population": shift.name,
         "head_scale": float(np.cbrt(abs(np.linalg.det(pose.matrix)))),
         "scanner": protocol.as_dict(),
-        "volume_cc": {name: float(np.count_nonzero(label == value) * voxel_cc)
-                      for name, value in (("NCR", NCR), ("ED", ED), ("ET", ET))},
+        "volume_cc": {
+            name: float(np.count_nonzero(label == value) * voxel_cc)
+            for name, value in (("NCR", NCR), ("ED", ED), ("ET", ET))
+        },
     }
     info["volume_cc"]["WT"] = float(np.count_nonzero(label) * voxel_cc)
     if plan is not None:

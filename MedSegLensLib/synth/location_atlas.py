@@ -19,12 +19,18 @@ from scipy import ndimage
 from ..errors import InputError
 
 HEMISPHERE_REGIONS: tuple[str, ...] = (
-    "frontal cortex", "frontal white matter",
-    "parietal cortex", "parietal white matter",
-    "temporal cortex", "temporal white matter",
-    "occipital cortex", "occipital white matter",
-    "limbic and insular", "periventricular white matter",
-    "deep grey nuclei", "cerebellum",
+    "frontal cortex",
+    "frontal white matter",
+    "parietal cortex",
+    "parietal white matter",
+    "temporal cortex",
+    "temporal white matter",
+    "occipital cortex",
+    "occipital white matter",
+    "limbic and insular",
+    "periventricular white matter",
+    "deep grey nuclei",
+    "cerebellum",
 )
 MIDLINE_REGIONS: tuple[str, ...] = ("brainstem", "ventricles")
 
@@ -45,18 +51,49 @@ _CODE = {name: code for code, name in ATLAS_LABELS.items()}
 # CerebrA structure -> coarse group ("lobe" groups get a cortex / white-matter split).
 _LOBES = ("frontal", "parietal", "temporal", "occipital")
 _GROUP_OF_STRUCTURE = {
-    "frontal": ("Caudal Middle Frontal", "Lateral Orbitofrontal", "Medial Orbitofrontal", "Paracentral",
-                "Pars Opercularis", "Pars Orbitalis", "Pars Triangularis", "Precentral", "Rostral Middle Frontal",
-                "Superior Frontal"),
+    "frontal": (
+        "Caudal Middle Frontal",
+        "Lateral Orbitofrontal",
+        "Medial Orbitofrontal",
+        "Paracentral",
+        "Pars Opercularis",
+        "Pars Orbitalis",
+        "Pars Triangularis",
+        "Precentral",
+        "Rostral Middle Frontal",
+        "Superior Frontal",
+    ),
     "parietal": ("Inferior Parietal", "Postcentral", "Precuneus", "Superior Parietal", "Supramarginal"),
     "temporal": ("Fusiform", "Inferior temporal", "Middle Temporal", "Superior Temporal", "Transverse Temporal"),
     "occipital": ("Cuneus", "Lateral Occipital", "Lingual", "Pericalcarine"),
-    "limbic": ("Caudal Anterior Cingulate", "Isthmus Cingulate", "Posterior Cingulate", "Rostral Anterior Cingulate",
-               "Insula", "Entorhinal", "Parahippocampal", "Hippocampus", "Amygdala"),
-    "deep": ("Thalamus", "Caudate", "Putamen", "Pallidum", "Accumbens Area", "Ventral Diencephalon",
-             "Basal Forebrain", "Optic Chiasm"),
-    "cerebellum": ("Cerebellum Gray Matter", "Cerebellum White Matter", "Vermal lobules I-V",
-                   "Vermal lobules VI-VII", "Vermal lobules VIII-X"),
+    "limbic": (
+        "Caudal Anterior Cingulate",
+        "Isthmus Cingulate",
+        "Posterior Cingulate",
+        "Rostral Anterior Cingulate",
+        "Insula",
+        "Entorhinal",
+        "Parahippocampal",
+        "Hippocampus",
+        "Amygdala",
+    ),
+    "deep": (
+        "Thalamus",
+        "Caudate",
+        "Putamen",
+        "Pallidum",
+        "Accumbens Area",
+        "Ventral Diencephalon",
+        "Basal Forebrain",
+        "Optic Chiasm",
+    ),
+    "cerebellum": (
+        "Cerebellum Gray Matter",
+        "Cerebellum White Matter",
+        "Vermal lobules I-V",
+        "Vermal lobules VI-VII",
+        "Vermal lobules VIII-X",
+    ),
     "brainstem": ("Brainstem",),
     "ventricles": ("Third Ventricle", "Fourth Ventricle", "Lateral Ventricle", "Inferior Lateral Ventricle"),
 }
@@ -67,7 +104,10 @@ PLACEMENT_GROUPS: dict[str, tuple[int, ...]] = {
     lobe: tuple(_CODE[f"{side} {lobe} {depth}"] for side in ("left", "right") for depth in ("cortex", "white matter"))
     for lobe in _LOBES
 }
-PLACEMENT_GROUPS["periventricular"] = (_CODE["left periventricular white matter"], _CODE["right periventricular white matter"])
+PLACEMENT_GROUPS["periventricular"] = (
+    _CODE["left periventricular white matter"],
+    _CODE["right periventricular white matter"],
+)
 PLACEMENT_GROUPS["deep_grey"] = (_CODE["left deep grey nuclei"], _CODE["right deep grey nuclei"])
 PLACEMENT_GROUPS["limbic"] = (_CODE["left limbic and insular"], _CODE["right limbic and insular"])
 PLACEMENT_GROUPS["cerebellum"] = (_CODE["left cerebellum"], _CODE["right cerebellum"])
@@ -82,14 +122,17 @@ def read_cerebra_groups(csv_path: Path) -> dict[int, tuple[str, str]]:
         for row in csv.DictReader(handle):
             name = row["Label Name"].strip().lower()
             if name not in wanted:
-                raise InputError(f"{csv_path}: unknown CerebrA structure '{row['Label Name']}'; the template cache is stale")
+                raise InputError(
+                    f"{csv_path}: unknown CerebrA structure '{row['Label Name']}'; the template cache is stale"
+                )
             table[int(row["RH Label"])] = ("right", wanted[name])
             table[int(row["LH Labels"])] = ("left", wanted[name])
     return table
 
 
-def build_location_atlas(cerebra: np.ndarray, brain: np.ndarray, white_matter: np.ndarray,
-                         groups: dict[int, tuple[str, str]]) -> np.ndarray:
+def build_location_atlas(
+    cerebra: np.ndarray, brain: np.ndarray, white_matter: np.ndarray, groups: dict[int, tuple[str, str]]
+) -> np.ndarray:
     """The coarse atlas (uint8, `ATLAS_LABELS`) on the CerebrA grid.
 
     brain: boolean brain mask; white_matter: white-matter probability.
@@ -114,8 +157,11 @@ def build_location_atlas(cerebra: np.ndarray, brain: np.ndarray, white_matter: n
             in_lobe = on_side & (group == _GROUPS.index(lobe))
             atlas[in_lobe & (own | ~is_wm)] = _CODE[f"{side_name} {lobe} cortex"]
             atlas[in_lobe & ~own & is_wm] = _CODE[f"{side_name} {lobe} white matter"]
-        for group_name, region in (("limbic", "limbic and insular"), ("deep", "deep grey nuclei"),
-                                   ("cerebellum", "cerebellum")):
+        for group_name, region in (
+            ("limbic", "limbic and insular"),
+            ("deep", "deep grey nuclei"),
+            ("cerebellum", "cerebellum"),
+        ):
             atlas[on_side & (group == _GROUPS.index(group_name))] = _CODE[f"{side_name} {region}"]
         ventricle = on_side & (group == _GROUPS.index("ventricles"))
         atlas[ventricle & ~own & is_wm] = _CODE[f"{side_name} periventricular white matter"]

@@ -62,7 +62,7 @@ def _centre(case: SyntheticCase) -> tuple[int, int, int]:
 
 def _window(image: np.ndarray) -> np.ndarray:
     inside = image[image > 0]
-    low, high = (np.percentile(inside, (0.5, 99.5)) if inside.size else (0.0, 1.0))
+    low, high = np.percentile(inside, (0.5, 99.5)) if inside.size else (0.0, 1.0)
     return np.clip((image - low) / max(high - low, 1e-6), 0, 1) * (image > 0)
 
 

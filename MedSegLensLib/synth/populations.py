@@ -23,7 +23,15 @@ POPULATIONS: tuple[str, ...] = ("adult", "pediatric", "ssa", "met", "healthy")
 SEVERITY_RANGE: Range = (0.0, 2.0)
 DEFAULT_SEVERITY = 1.0
 LOCATION_GROUPS: tuple[str, ...] = (
-    "frontal", "temporal", "parietal", "occipital", "limbic", "periventricular", "deep_grey", "cerebellum", "brainstem",
+    "frontal",
+    "temporal",
+    "parietal",
+    "occipital",
+    "limbic",
+    "periventricular",
+    "deep_grey",
+    "cerebellum",
+    "brainstem",
 )
 
 
@@ -31,8 +39,15 @@ def _param(default, doc: str, bounds: Range, unit: str = ""):
     return field(default=default, metadata={"doc": doc, "bounds": bounds, "unit": unit})
 
 
-ADULT_LOCATIONS = {"frontal": 0.36, "temporal": 0.30, "parietal": 0.22, "occipital": 0.05, "limbic": 0.03,
-                   "periventricular": 0.02, "deep_grey": 0.02}
+ADULT_LOCATIONS = {
+    "frontal": 0.36,
+    "temporal": 0.30,
+    "parietal": 0.22,
+    "occipital": 0.05,
+    "limbic": 0.03,
+    "periventricular": 0.02,
+    "deep_grey": 0.02,
+}
 
 
 @dataclass(frozen=True)
@@ -84,8 +99,16 @@ PRESETS: dict[str, PopulationShift] = {
         name="pediatric",
         head_scale=(0.83, 0.93),
         myelination=(0.64, 0.88),
-        location_weights={"frontal": 0.11, "temporal": 0.06, "parietal": 0.04, "occipital": 0.01, "limbic": 0.05,
-                          "deep_grey": 0.16, "cerebellum": 0.28, "brainstem": 0.29},
+        location_weights={
+            "frontal": 0.11,
+            "temporal": 0.06,
+            "parietal": 0.04,
+            "occipital": 0.01,
+            "limbic": 0.05,
+            "deep_grey": 0.16,
+            "cerebellum": 0.28,
+            "brainstem": 0.29,
+        },
         midline_max_mm=34.0,
         core_radius_mm=(10.0, 18.0),
         necrosis_fraction=(0.05, 0.45),
@@ -112,8 +135,16 @@ PRESETS: dict[str, PopulationShift] = {
     # before any model saw them; not tuned against a network.
     "met": PopulationShift(
         name="met",
-        location_weights={"frontal": 0.30, "temporal": 0.12, "parietal": 0.20, "occipital": 0.12, "limbic": 0.03,
-                          "deep_grey": 0.03, "cerebellum": 0.15, "brainstem": 0.05},
+        location_weights={
+            "frontal": 0.30,
+            "temporal": 0.12,
+            "parietal": 0.20,
+            "occipital": 0.12,
+            "limbic": 0.03,
+            "deep_grey": 0.03,
+            "cerebellum": 0.15,
+            "brainstem": 0.05,
+        },
         lesion_count=(1.0, 4.0),
         core_radius_mm=(4.0, 9.0),
         lobulation=(0.05, 0.2),

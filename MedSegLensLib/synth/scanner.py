@@ -53,8 +53,9 @@ def coil_bias(rng: np.random.Generator, shape: tuple[int, ...], protocol: Protoc
     return np.exp(protocol.bias_amplitude * smooth_field(rng, shape, spacing, BIAS_LENGTH_MM)).astype(np.float32)
 
 
-def acquire(rng: np.random.Generator, image: np.ndarray, brain: np.ndarray, bias: np.ndarray, protocol: Protocol,
-            spacing: float) -> np.ndarray:
+def acquire(
+    rng: np.random.Generator, image: np.ndarray, brain: np.ndarray, bias: np.ndarray, protocol: Protocol, spacing: float
+) -> np.ndarray:
     """Scanner image (float32, positive inside `brain`, 0 outside) of an ideal image in white-matter units."""
     signal = np.clip(image, 0.0, None).astype(np.float32) * bias
     if protocol.inplane_blur_mm > 0:

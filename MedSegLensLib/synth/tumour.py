@@ -71,8 +71,9 @@ def plan_tumour(rng: np.random.Generator, shift: PopulationShift, templates: Tem
     )
 
 
-def _choose_centre(rng: np.random.Generator, templates: Templates, group: str, radius_mm: float,
-                   midline_max_mm: float) -> np.ndarray:
+def _choose_centre(
+    rng: np.random.Generator, templates: Templates, group: str, radius_mm: float, midline_max_mm: float
+) -> np.ndarray:
     """A template point in `group`: in white matter for the lobes, away from CSF and the brain's edge."""
     grid = templates.grid
     allowed = np.isin(templates.atlas, PLACEMENT_GROUPS[group]) & (templates.csf < 0.3)
@@ -92,8 +93,9 @@ def _choose_centre(rng: np.random.Generator, templates: Templates, group: str, r
     return grid.affine[:3, :3] @ index + grid.affine[:3, 3]
 
 
-def grow_tumour(rng: np.random.Generator, plan: TumourPlan, centre_mm: np.ndarray, anatomy: Anatomy,
-                grid: Grid) -> Tumour:
+def grow_tumour(
+    rng: np.random.Generator, plan: TumourPlan, centre_mm: np.ndarray, anatomy: Anatomy, grid: Grid
+) -> Tumour:
     """Draw the tumour around `centre_mm` (case space) into the warped `anatomy`."""
     spacing = grid.spacing[0]
     radius = plan.core_radius_mm
@@ -102,7 +104,9 @@ def grow_tumour(rng: np.random.Generator, plan: TumourPlan, centre_mm: np.ndarra
     local = tuple(np.asarray(a)[box] for a in (anatomy.brain, anatomy.wm, anatomy.gm))
     brain, wm, gm = local[0] > 0.5, local[1], local[2]
     shape = brain.shape
-    index = np.indices(shape, dtype=np.float32).reshape(3, -1) + np.array([s.start for s in box], dtype=np.float32)[:, None]
+    index = (
+        np.indices(shape, dtype=np.float32).reshape(3, -1) + np.array([s.start for s in box], dtype=np.float32)[:, None]
+    )
     offset = (grid.affine[:3, :3] @ index + grid.affine[:3, 3:4] - centre_mm[:, None]).astype(np.float32)
 
     shape_fn = _lobes(rng, offset, radius).reshape(shape)
@@ -145,9 +149,13 @@ _LABEL_RANK = np.array([0, 2, 1, 3], dtype=np.uint8)  # background < edema < NCR
 def merge_tumours(first: Tumour, second: Tumour) -> Tumour:
     """Two lesions in one brain: tumour labels win over edema, ET over NCR; soft maps take the maximum."""
     label = np.where(_LABEL_RANK[second.label] > _LABEL_RANK[first.label], second.label, first.label).astype(np.uint8)
-    return Tumour(label=label, necrosis=np.maximum(first.necrosis, second.necrosis),
-                  solid=np.maximum(first.solid, second.solid), enhancing=np.maximum(first.enhancing, second.enhancing),
-                  edema=np.maximum(first.edema, second.edema))
+    return Tumour(
+        label=label,
+        necrosis=np.maximum(first.necrosis, second.necrosis),
+        solid=np.maximum(first.solid, second.solid),
+        enhancing=np.maximum(first.enhancing, second.enhancing),
+        edema=np.maximum(first.edema, second.edema),
+    )
 
 
 def _box(grid: Grid, centre_mm: np.ndarray, reach_mm: float) -> tuple[slice, ...]:
@@ -181,8 +189,9 @@ def _orthonormal(rng: np.random.Generator) -> np.ndarray:
     return (q * np.sign(np.diag(r))).astype(np.float32)
 
 
-def _travel_time(source: np.ndarray, brain: np.ndarray, wm: np.ndarray, gm: np.ndarray, spacing: float,
-                 limit_mm: float) -> np.ndarray:
+def _travel_time(
+    source: np.ndarray, brain: np.ndarray, wm: np.ndarray, gm: np.ndarray, spacing: float, limit_mm: float
+) -> np.ndarray:
     """Travel time (mm of white-matter-equivalent path) from `source` through the brain."""
     speed = np.where(brain, np.maximum(wm + 0.3 * gm, 0.03), 1e-6).astype(np.float32)
     step = spacing / speed

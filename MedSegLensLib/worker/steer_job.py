@@ -35,8 +35,7 @@ def reference_labels(path: str, case: Any) -> np.ndarray:
     from ..data import LABEL_VALUES, read_label_volume
     from ..data.geometry import overlap_fraction, resample_to_grid, to_canonical
 
-    volume = read_label_volume(path, LABEL_VALUES, kind="label",
-                               hint="pass a BraTS segmentation (1 NCR, 2 ED, 3 ET)")
+    volume = read_label_volume(path, LABEL_VALUES, kind="label", hint="pass a BraTS segmentation (1 NCR, 2 ED, 3 ET)")
     array, grid = to_canonical(volume.array, volume.grid)
     if grid.same_as(case.grid):
         return array
@@ -62,8 +61,9 @@ def steer(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     inputs = analysis_inputs(params, ctx, 0.0, 0.2)
     spec.check_latents(inputs.sae.n_latents)
     ctx.progress(0.25, "preparing the steering session")
-    session = ctx.cache.get_or_create("steering", inputs.key,
-                                      lambda: open_session(inputs.model, inputs.sae_dir, inputs.case))
+    session = ctx.cache.get_or_create(
+        "steering", inputs.key, lambda: open_session(inputs.model, inputs.sae_dir, inputs.case)
+    )
     ctx.progress(0.5, "steering")
     result = session.steer(spec, exact=exact)
     labels = np.asarray(result.prediction.labels, dtype=np.uint8)
@@ -77,12 +77,17 @@ def steer(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     path = inputs.case.write_like_input(labels, ctx.output_path("steered.nii.gz"), dtype=np.uint8)
     ctx.progress(1.0, "done")
     return {
-        "segmentation": str(path), "label_voxels": label_voxels(labels),
+        "segmentation": str(path),
+        "label_voxels": label_voxels(labels),
         "changed_voxels": int(np.count_nonzero(labels != unsteered)),
-        "dice": dice, "dice_unsteered": dice_unsteered,
-        "provenance": steering_provenance(session, spec, not result.preview).to_json(), "spec": spec.to_json(),
-        "windows_recomputed": result.windows_recomputed, "windows_total": result.windows_total,
-        "seconds": round(result.seconds, 4), "preview": bool(result.preview),
+        "dice": dice,
+        "dice_unsteered": dice_unsteered,
+        "provenance": steering_provenance(session, spec, not result.preview).to_json(),
+        "spec": spec.to_json(),
+        "windows_recomputed": result.windows_recomputed,
+        "windows_total": result.windows_total,
+        "seconds": round(result.seconds, 4),
+        "preview": bool(result.preview),
     }
 
 

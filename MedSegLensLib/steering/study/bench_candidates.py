@@ -40,8 +40,14 @@ class BenchCandidate:
     info: dict = field(default_factory=dict)
 
     def describe(self) -> dict:
-        return {"method": self.method, "key": self.key, "direction": self.direction_index, "sign": self.sign,
-                "magnitude": self.magnitude, **self.info}
+        return {
+            "method": self.method,
+            "key": self.key,
+            "direction": self.direction_index,
+            "sign": self.sign,
+            "magnitude": self.magnitude,
+            **self.info,
+        }
 
 
 def population_latents(contrasts: dict, population: str, typical: torch.Tensor, count: int) -> list[tuple[int, int]]:
@@ -57,8 +63,9 @@ def population_latents(contrasts: dict, population: str, typical: torch.Tensor, 
     return chosen
 
 
-def build_candidates(protocol: Protocol, contrasts: dict, typical: torch.Tensor, logit_units: list[float],
-                     population: str) -> list[BenchCandidate]:
+def build_candidates(
+    protocol: Protocol, contrasts: dict, typical: torch.Tensor, logit_units: list[float], population: str
+) -> list[BenchCandidate]:
     n, signs, magnitudes = protocol.directions, protocol.signs, protocol.magnitudes
     region = RegionSpec("tumour-margin", protocol.margin_mm)
     latents = population_latents(contrasts, population, typical, n)
@@ -67,44 +74,96 @@ def build_candidates(protocol: Protocol, contrasts: dict, typical: torch.Tensor,
         for s in signs:
             for m in magnitudes:
                 alpha = s * towards * m
-                out.append(BenchCandidate("sae", f"sae latent {latent} {alpha:+g}", d, s, m,
-                                          spec=SteeringSpec((latent,), (alpha,), "additive", region),
-                                          info={"latent": latent, "alpha": alpha}))
+                out.append(
+                    BenchCandidate(
+                        "sae",
+                        f"sae latent {latent} {alpha:+g}",
+                        d,
+                        s,
+                        m,
+                        spec=SteeringSpec((latent,), (alpha,), "additive", region),
+                        info={"latent": latent, "alpha": alpha},
+                    )
+                )
     for d, (latent, towards) in enumerate(latents):
         for s in signs:
             for m in magnitudes:
                 beta = 1 + m if s * towards > 0 else 1 / (1 + m)
-                out.append(BenchCandidate("sae-gated", f"sae-gated latent {latent} x{beta:.3g}", d, s, m,
-                                          spec=SteeringSpec((latent,), (beta,), "multiplicative", region),
-                                          info={"latent": latent, "beta": beta}))
+                out.append(
+                    BenchCandidate(
+                        "sae-gated",
+                        f"sae-gated latent {latent} x{beta:.3g}",
+                        d,
+                        s,
+                        m,
+                        spec=SteeringSpec((latent,), (beta,), "multiplicative", region),
+                        info={"latent": latent, "beta": beta},
+                    )
+                )
     for k in range(2, n + 1):
         chosen = latents[:k]
         for s in signs:
             for m in magnitudes:
                 strengths = tuple(s * towards * m for _, towards in chosen)
                 key = f"sae-multi top{k} {'+' if s > 0 else '-'}{m:g}"
-                out.append(BenchCandidate("sae-multi", key, k - 2, s, m,
-                                          spec=SteeringSpec(tuple(j for j, _ in chosen), strengths, "additive", region),
-                                          info={"latents": [j for j, _ in chosen], "alphas": list(strengths)}))
+                out.append(
+                    BenchCandidate(
+                        "sae-multi",
+                        key,
+                        k - 2,
+                        s,
+                        m,
+                        spec=SteeringSpec(tuple(j for j, _ in chosen), strengths, "additive", region),
+                        info={"latents": [j for j, _ in chosen], "alphas": list(strengths)},
+                    )
+                )
     for d, entry in enumerate(contrasts["mean_diff"][population][:n]):
         for s in signs:
             for m in magnitudes:
-                out.append(BenchCandidate("mean-diff", f"mean-diff {entry['group']} {s * m:+g}", d, s, m,
-                                          direction=entry["direction"], amount=s * m * entry["unit"],
-                                          info={"group": entry["group"], "unit": entry["unit"]}))
+                out.append(
+                    BenchCandidate(
+                        "mean-diff",
+                        f"mean-diff {entry['group']} {s * m:+g}",
+                        d,
+                        s,
+                        m,
+                        direction=entry["direction"],
+                        amount=s * m * entry["unit"],
+                        info={"group": entry["group"], "unit": entry["unit"]},
+                    )
+                )
     for d in range(n):
         direction, unit = contrasts["random"][d], contrasts["random_units"][d]
         for s in signs:
             for m in magnitudes:
-                out.append(BenchCandidate("random", f"random {d} {s * m:+g}", d, s, m, direction=direction,
-                                          amount=s * m * unit, info={"unit": unit}))
+                out.append(
+                    BenchCandidate(
+                        "random",
+                        f"random {d} {s * m:+g}",
+                        d,
+                        s,
+                        m,
+                        direction=direction,
+                        amount=s * m * unit,
+                        info={"unit": unit},
+                    )
+                )
     for d, target in enumerate(LOGIT_CLASSES[:n]):
         for s in signs:
             for m in magnitudes:
                 bias = [0.0] * len(LOGIT_CLASSES)
                 bias[d] = s * m * logit_units[d]
-                out.append(BenchCandidate("logit-bias", f"logit-bias {target} {s * m:+g}", d, s, m, bias=tuple(bias),
-                                          info={"unit": logit_units[d]}))
+                out.append(
+                    BenchCandidate(
+                        "logit-bias",
+                        f"logit-bias {target} {s * m:+g}",
+                        d,
+                        s,
+                        m,
+                        bias=tuple(bias),
+                        info={"unit": logit_units[d]},
+                    )
+                )
     return out
 
 
@@ -123,7 +182,8 @@ def logit_units(logits: list[torch.Tensor], regions: list[np.ndarray | None], qu
     for z, region in zip(logits, regions):
         z = z[0].flatten(1) if region is None else z[0][:, torch.from_numpy(region)]
         centred = (z - z.mean(0, keepdim=True)).abs()
-        per_case.append([float(torch.quantile(c[: 2 ** 24].float(), quantile)) if c.numel() else math.nan
-                         for c in centred])
+        per_case.append(
+            [float(torch.quantile(c[: 2**24].float(), quantile)) if c.numel() else math.nan for c in centred]
+        )
     units = np.nanmedian(np.asarray(per_case, dtype=float), axis=0)
     return [float(u) if np.isfinite(u) and u > 0 else 1.0 for u in units]

@@ -34,7 +34,7 @@ from ...models import (
     train_model,
 )
 from ...models.storage import MODEL_JSON
-from ...sae import DEFAULT_QUOTAS, ActivationStore, TrainConfig, load_sae
+from ...sae import DEFAULT_QUOTAS, ActivationStore, SAETrainingSettings, load_sae
 from ...sae.defaults import default_for
 from ...sae.extract import complete_store, extract_activations
 from ...sae.fit import fit_layer_sae
@@ -127,9 +127,13 @@ def build_inputs(protocol: Protocol, out: Path, log=print) -> BenchInputs:
             network = (tiny_config if small else default_config)("unet")
             train_folders = [folders[c.name] for c in protocol.cohorts("train")]
             with torch.enable_grad():
-                train_model(network, labelled_cases(train_folders), model_dir,
-                            TrainingSettings(epochs=epochs, seed=int(spec["seed"]), val_every=int(spec["val_every"])),
-                            resume=True)
+                train_model(
+                    network,
+                    labelled_cases(train_folders),
+                    model_dir,
+                    TrainingSettings(epochs=epochs, seed=int(spec["seed"]), val_every=int(spec["val_every"])),
+                    resume=True,
+                )
     model = load_model(model_dir, device="cpu")
     sae_dir, store_dir = out / "sae", out / "store"
     with exclusive(sae_dir, lambda: (sae_dir / "sae.json").is_file()) as build:
@@ -162,8 +166,16 @@ def _cohorts(protocol: Protocol, cohorts, folders: dict, log, poll_seconds: floa
             with exclusive(folder, lambda folder=folder: (folder / "manifest.csv").is_file()) as build:
                 if build:
                     log(f"cohort {cohort.name}: {cohort.cases} {cohort.population} cases, seed {cohort.seed}")
-                    generate_cohort(cohort.population, cohort.cases, cohort.seed, folder, spacing=protocol.spacing,
-                                    severity=float(protocol.data["severity"]), overwrite=True, progress=False)
+                    generate_cohort(
+                        cohort.population,
+                        cohort.cases,
+                        cohort.seed,
+                        folder,
+                        spacing=protocol.spacing,
+                        severity=float(protocol.data["severity"]),
+                        overwrite=True,
+                        progress=False,
+                    )
                     built = True
         if not built:
             time.sleep(poll_seconds)
@@ -184,15 +196,22 @@ def _train_sae(protocol: Protocol, model, folders: dict, sae_dir: Path, store_di
     store = complete_store(store_dir) if store_dir.exists() else None
     if store is None:
         store = extract_activations(model, layer, cases, store_dir, dict(DEFAULT_QUOTAS), seed, resume=True)
-    config = TrainConfig(n_latents=latents, k=k, kind=default.kind, total_rows=rows, batch_size=batch,
-                         init_rows=min(16384, store.n_rows), seed=seed, checkpoint_every=50)
+    config = SAETrainingSettings(
+        n_latents=latents,
+        k=k,
+        kind=default.kind,
+        total_rows=rows,
+        batch_size=batch,
+        init_rows=min(16384, store.n_rows),
+        seed=seed,
+        checkpoint_every=50,
+    )
     with torch.enable_grad():
         fit_layer_sae(model, layer, store, sae_dir, config, resume=True, overwrite=True, show_progress=False)
 
 
 @torch.no_grad()
-def measure_contrasts(sae, store: ActivationStore, random_seed: int, directions: int,
-                      batch_size: int = 16384) -> dict:
+def measure_contrasts(sae, store: ActivationStore, random_seed: int, directions: int, batch_size: int = 16384) -> dict:
     """Per population over tumour rows: latent firing frequency and mean activation per label group;
     random unit directions; and each direction's unit (QUANTILE of |<h, u>| over all tumour rows)."""
     populations = [case["population"] for case in store.cases]
@@ -202,8 +221,9 @@ def measure_contrasts(sae, store: ActivationStore, random_seed: int, directions:
     sums = {g: torch.zeros(len(names), sae.d_in, dtype=torch.float64) for g in TUMOUR_LABELS}
     counts = {g: torch.zeros(len(names), dtype=torch.float64) for g in TUMOUR_LABELS}
     kept = []
-    for rows, meta in tqdm(store.scan_with_metadata(batch_size), desc="contrasts", unit="batch", file=sys.stderr,
-                           disable=True):
+    for rows, meta in tqdm(
+        store.scan_with_metadata(batch_size), desc="contrasts", unit="batch", file=sys.stderr, disable=True
+    ):
         label = meta["label"].long()
         tumour = torch.isin(label, torch.tensor(TUMOUR_LABELS["tumour"]))
         if not bool(tumour.any()):
@@ -212,8 +232,9 @@ def measure_contrasts(sae, store: ActivationStore, random_seed: int, directions:
         population = index_of[meta["case_index"].long()[tumour]]
         kept.append(rows)
         codes = sae.encode_sparse(rows)
-        fired.index_put_((population[codes.rows], codes.latents), torch.ones(len(codes.rows), dtype=torch.float64),
-                         accumulate=True)
+        fired.index_put_(
+            (population[codes.rows], codes.latents), torch.ones(len(codes.rows), dtype=torch.float64), accumulate=True
+        )
         for group, values in TUMOUR_LABELS.items():
             inside = torch.isin(label, torch.tensor(values))
             sums[group].index_add_(0, population[inside], rows[inside].double())
@@ -222,12 +243,18 @@ def measure_contrasts(sae, store: ActivationStore, random_seed: int, directions:
     generator = torch.Generator().manual_seed(int(random_seed))
     random = torch.randn(directions, sae.d_in, generator=generator)
     random = random / random.norm(dim=1, keepdim=True)
-    out = {"populations": names, "rows": {n: int(counts["tumour"][i]) for i, n in enumerate(names)},
-           "frequency": {n: (fired[i] / counts["tumour"][i].clamp_min(1)).tolist() for i, n in enumerate(names)},
-           "mean": {g: {n: (sums[g][i] / counts[g][i].clamp_min(1)).tolist() for i, n in enumerate(names)}
-                    for g in TUMOUR_LABELS},
-           "label_rows": {g: {n: int(counts[g][i]) for i, n in enumerate(names)} for g in TUMOUR_LABELS},
-           "random": random.tolist(), "random_units": [direction_unit(tumour_rows, d) for d in random]}
+    out = {
+        "populations": names,
+        "rows": {n: int(counts["tumour"][i]) for i, n in enumerate(names)},
+        "frequency": {n: (fired[i] / counts["tumour"][i].clamp_min(1)).tolist() for i, n in enumerate(names)},
+        "mean": {
+            g: {n: (sums[g][i] / counts[g][i].clamp_min(1)).tolist() for i, n in enumerate(names)}
+            for g in TUMOUR_LABELS
+        },
+        "label_rows": {g: {n: int(counts[g][i]) for i, n in enumerate(names)} for g in TUMOUR_LABELS},
+        "random": random.tolist(),
+        "random_units": [direction_unit(tumour_rows, d) for d in random],
+    }
     out["mean_diff"] = {}
     for population in names:
         if population == REFERENCE:
@@ -238,9 +265,14 @@ def measure_contrasts(sae, store: ActivationStore, random_seed: int, directions:
             means = sums[group] / counts[group].clamp_min(1)[:, None]
             difference = means[a] - means[p]
             direction = (difference / difference.norm().clamp_min(1e-12)).float()
-            entries.append({"group": group, "direction": direction.tolist(),
-                            "unit": direction_unit(tumour_rows, direction),
-                            "rows": [int(counts[group][a]), int(counts[group][p])]})
+            entries.append(
+                {
+                    "group": group,
+                    "direction": direction.tolist(),
+                    "unit": direction_unit(tumour_rows, direction),
+                    "rows": [int(counts[group][a]), int(counts[group][p])],
+                }
+            )
         out["mean_diff"][population] = entries
     return out
 
@@ -252,4 +284,3 @@ def direction_unit(rows: torch.Tensor, direction: torch.Tensor) -> float:
     projection = (rows.double() @ direction.double()).abs()
     sample = projection if len(projection) <= 1_000_000 else projection[:: len(projection) // 1_000_000 + 1]
     return float(np.quantile(sample.numpy(), QUANTILE))
-

@@ -71,8 +71,9 @@ class Benchmark:
         return [c for name, cases in self.cases.items() if self.roles[name] == role for c in cases]
 
     def check_disjoint(self) -> None:
-        check_disjoint_ids({role: [c.case_id for c in self.split_cases(role)] for role in ("train", "calibration",
-                                                                                             "test", "harm")})
+        check_disjoint_ids(
+            {role: [c.case_id for c in self.split_cases(role)] for role in ("train", "calibration", "test", "harm")}
+        )
 
     def ordered(self) -> list[tuple[str, object]]:
         """Calibration first, then test and harm cases interleaved by index across cohorts."""
@@ -102,26 +103,28 @@ class Benchmark:
             logits.append(z)
             regions.append(region_mask(self.region, prepared.grid, predicted))
         units = logit_units(logits, regions)
-        write_json_atomic(path, {"units": units, "classes": ["background", "NCR", "ED", "ET"],
-                                 "cases": len(logits)})
+        write_json_atomic(path, {"units": units, "classes": ["background", "NCR", "ED", "ET"], "cases": len(logits)})
         return units
 
     def candidates(self, population: str) -> list:
         if population not in self._candidates:
-            found = build_candidates(self.protocol, self.inputs.contrasts, self.scales.typical, self.logit_units(),
-                                     population)
+            found = build_candidates(
+                self.protocol, self.inputs.contrasts, self.scales.typical, self.logit_units(), population
+            )
             check_budgets(found, self.protocol)
             self._candidates[population] = found
         return self._candidates[population]
 
     def write_candidates(self) -> None:
-        write_json_atomic(self.out / "candidates.json",
-                          {p: [c.describe() for c in self.candidates(p)] for p in self.populations})
+        write_json_atomic(
+            self.out / "candidates.json", {p: [c.describe() for c in self.candidates(p)] for p in self.populations}
+        )
 
     # -- evaluation ------------------------------------------------------------------------------
     def session(self, case) -> SteeringSession:
-        return SteeringSession(self.model, self.sae, case, self.sae.info.layer, scales=self.scales,
-                               sae_sha256=self.sae_sha)
+        return SteeringSession(
+            self.model, self.sae, case, self.sae.info.layer, scales=self.scales, sae_sha256=self.sae_sha
+        )
 
     def run_candidate(self, session: SteeringSession, mask, candidate) -> dict:
         if candidate.spec is not None:
@@ -144,27 +147,43 @@ class Benchmark:
         session = self.session(case)
         mask = region_mask(self.region, session.prepared.grid, session.predicted_tumour())
         before = outcome(session.unsteered().labels, session.logits, case, mask).to_json()
-        record = {"case_id": case.case_id, "population": files.population, "split": split, "before": before,
-                  "reference_ml": reference_ml(case), "fvu": region_fvu(session, self.region)}
+        record = {
+            "case_id": case.case_id,
+            "population": files.population,
+            "split": split,
+            "before": before,
+            "reference_ml": reference_ml(case),
+            "fvu": region_fvu(session, self.region),
+        }
         if split in ("calibration", "test"):
-            record["candidates"] = [{**c.describe(), "outcome": self.run_candidate(session, mask, c)}
-                                    for c in self.candidates(files.population)]
+            record["candidates"] = [
+                {**c.describe(), "outcome": self.run_candidate(session, mask, c)}
+                for c in self.candidates(files.population)
+            ]
         else:
             applied = []
             for population in self.populations:
                 by_key = {c.key: c for c in self.candidates(population)}
                 for method, key in fitted[population]["calibrated"].items():
                     if key != "none":
-                        applied.append({"for_population": population, "method": method, "key": key,
-                                        "outcome": self.run_candidate(session, mask, by_key[key])})
+                        applied.append(
+                            {
+                                "for_population": population,
+                                "method": method,
+                                "key": key,
+                                "outcome": self.run_candidate(session, mask, by_key[key]),
+                            }
+                        )
             record["applied"] = applied
         record["seconds"] = time.perf_counter() - start
         return record
 
     def fitted(self) -> dict:
         calibration = self.split_cases("calibration")
-        return {p: fit_population([self.load("calibration", c) for c in calibration if c.population == p],
-                                  self.protocol) for p in self.populations}
+        return {
+            p: fit_population([self.load("calibration", c) for c in calibration if c.population == p], self.protocol)
+            for p in self.populations
+        }
 
     def run(self, shard=(0, 1), limit_seconds: float | None = None, wait: bool = True) -> int:
         """Evaluate this shard's missing cases in order; returns how many were done in this call."""
@@ -189,21 +208,26 @@ class Benchmark:
             record = self.evaluate_case(split, files, fitted)
             write_json_atomic(self.record_path(split, files), record)
             done += 1
-            self.log(f"{split} {files.case_id}: score {score(record['before'], self.protocol):.3f}, "
-                     f"{record['seconds']:.1f} s")
+            self.log(
+                f"{split} {files.case_id}: score {score(record['before'], self.protocol):.3f}, "
+                f"{record['seconds']:.1f} s"
+            )
         return done
 
 
 def check_disjoint_ids(ids_by_role: dict[str, list[str]]) -> None:
     """Refuses case ids that appear in two roles (calibration and test, above all)."""
     from ...errors import InputError
+
     roles = list(ids_by_role)
     for i, first in enumerate(roles):
-        for second in roles[i + 1:]:
+        for second in roles[i + 1 :]:
             shared = sorted(set(ids_by_role[first]) & set(ids_by_role[second]))
             if shared:
-                raise InputError(f"case ids in both {first} and {second}: {', '.join(shared[:5])}"
-                                 f"{' ...' if len(shared) > 5 else ''}; calibration and test cases must be disjoint")
+                raise InputError(
+                    f"case ids in both {first} and {second}: {', '.join(shared[:5])}"
+                    f"{' ...' if len(shared) > 5 else ''}; calibration and test cases must be disjoint"
+                )
 
 
 def score(out: dict, protocol: Protocol) -> float:
@@ -241,23 +265,41 @@ def code_version() -> str:
     """The commit of the code that runs (git HEAD of this checkout, or $MEDSEGLENS_CODE_COMMIT for a snapshot)."""
     import os
     import subprocess
+
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return os.environ.get("MEDSEGLENS_CODE_COMMIT", "unknown")
 
 
-def run_benchmark(protocol: Protocol, out: str | Path, shard=(0, 1), limit_seconds: float | None = None,
-                  commit: str | None = None, log=print, wait: bool = True) -> Path:
+def run_benchmark(
+    protocol: Protocol,
+    out: str | Path,
+    shard=(0, 1),
+    limit_seconds: float | None = None,
+    commit: str | None = None,
+    log=print,
+    wait: bool = True,
+) -> Path:
     """Check the protocol is committed, bind the folder to it, evaluate, and write the tables."""
     from .bench_report import write_tables
+
     commit = commit if commit is not None else check_committed(protocol)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    entry = {"start": _now(), "argv": sys.argv, "protocol": protocol.name, "sha256": protocol.sha256,
-             "commit": commit, "code": code_version(), "shard": list(shard), "host": platform.node(),
-             "threads": torch.get_num_threads()}
+    entry = {
+        "start": _now(),
+        "argv": sys.argv,
+        "protocol": protocol.name,
+        "sha256": protocol.sha256,
+        "commit": commit,
+        "code": code_version(),
+        "shard": list(shard),
+        "host": platform.node(),
+        "threads": torch.get_num_threads(),
+    }
     log_run(out, {**entry, "event": "start"})
     with torch.no_grad():  # not set globally: callers (tests) may train afterwards
         bench = Benchmark(protocol, out, commit, log)

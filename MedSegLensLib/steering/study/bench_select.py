@@ -73,18 +73,23 @@ def fit_population(records: list[dict], protocol) -> dict:
             if before["WT"] > 0:
                 log_ratio.append(math.log(reference["WT"] / before["WT"]))
     fvus = [r["fvu"] for r in records if r.get("fvu") is not None]
-    median = (lambda v: float(np.median(v)) if v else None)
-    return {"calibrated": calibrated, "cases": len(records),
-            "tto": {"log_wt_ratio": median(log_ratio), "tc_fraction": median(tc), "et_fraction": median(et)},
-            "fvu_threshold": float(np.quantile(fvus, FVU_QUANTILE)) if fvus else None}
+    return {
+        "calibrated": calibrated,
+        "cases": len(records),
+        "tto": {"log_wt_ratio": _median(log_ratio), "tc_fraction": _median(tc), "et_fraction": _median(et)},
+        "fvu_threshold": float(np.quantile(fvus, FVU_QUANTILE)) if fvus else None,
+    }
 
 
 def tto_distance(out: dict, before: dict, target: dict) -> float:
     now, then = _composition(out), _composition(before)
     if now is None or then is None or target["log_wt_ratio"] is None:
         return math.inf
-    return (abs(math.log(now[0] / then[0]) - target["log_wt_ratio"]) + abs(now[1] - target["tc_fraction"])
-            + abs(now[2] - target["et_fraction"]))
+    return (
+        abs(math.log(now[0] / then[0]) - target["log_wt_ratio"])
+        + abs(now[1] - target["tc_fraction"])
+        + abs(now[2] - target["et_fraction"])
+    )
 
 
 def choose(record: dict, method: str, selection: str, fitted: dict, regions=("WT", "TC", "ET")) -> tuple[str, dict]:
@@ -104,3 +109,7 @@ def choose(record: dict, method: str, selection: str, fitted: dict, regions=("WT
         key, out, _ = min(found, key=lambda o: (tto_distance(o[1], before, fitted["tto"]), o[2]))
         return key, out
     raise ValueError(f"unknown selection {selection!r}")
+
+
+def _median(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None

@@ -57,14 +57,17 @@ def latent_usage(sae: SparseAutoencoder, store: ActivationStore, batch_size: int
             continue
         rows, population = rows[tumour].float(), index_of[meta["case_index"].long()[tumour]]
         codes = sae.encode_sparse(rows)
-        fired.index_put_((population[codes.rows], codes.latents), torch.ones(len(codes.rows), dtype=torch.float64),
-                         accumulate=True)
+        fired.index_put_(
+            (population[codes.rows], codes.latents), torch.ones(len(codes.rows), dtype=torch.float64), accumulate=True
+        )
         sums.index_add_(0, population, rows.double())
         counts += torch.bincount(population, minlength=len(names)).double()
     safe = counts.clamp_min(1)
-    return LatentUsage({n: (fired[i] / safe[i]).float() for i, n in enumerate(names)},
-                       {n: (sums[i] / safe[i]).float() for i, n in enumerate(names)},
-                       {n: int(counts[i]) for i, n in enumerate(names)})
+    return LatentUsage(
+        {n: (fired[i] / safe[i]).float() for i, n in enumerate(names)},
+        {n: (sums[i] / safe[i]).float() for i, n in enumerate(names)},
+        {n: int(counts[i]) for i, n in enumerate(names)},
+    )
 
 
 @dataclass
@@ -91,8 +94,9 @@ class Candidate:
         return data
 
 
-def population_specific(usage: LatentUsage, population: str, typical: torch.Tensor, count: int,
-                        min_firing: float) -> list[tuple[int, int]]:
+def population_specific(
+    usage: LatentUsage, population: str, typical: torch.Tensor, count: int, min_firing: float
+) -> list[tuple[int, int]]:
     """(latent, sign) of the `count` latents whose firing differs most from adult; sign +1 = adult uses it more."""
     ratio = usage.log_ratio(population)
     busy = torch.maximum(usage.frequency[REFERENCE_POPULATION], usage.frequency[population]) >= min_firing
@@ -116,27 +120,41 @@ def random_latents(typical: torch.Tensor, exclude: set[int], count: int, seed: i
     return [int(i) for i in rng.choice(alive, size=min(count, len(alive)), replace=False)]
 
 
-def sae_candidates(name: str, sae_index: int, chosen: list[tuple[int, int]], alphas, region: RegionSpec) -> list[Candidate]:
-    return [Candidate(name, f"latent {latent} {'+' if sign > 0 else '-'}{alpha:g}",
-                      spec=SteeringSpec((latent,), (sign * alpha,), "additive", region), sae_index=sae_index,
-                      info={"latent": latent, "alpha": sign * alpha})
-            for latent, sign in chosen for alpha in alphas]
+def sae_candidates(
+    name: str, sae_index: int, chosen: list[tuple[int, int]], alphas, region: RegionSpec
+) -> list[Candidate]:
+    return [
+        Candidate(
+            name,
+            f"latent {latent} {'+' if sign > 0 else '-'}{alpha:g}",
+            spec=SteeringSpec((latent,), (sign * alpha,), "additive", region),
+            sae_index=sae_index,
+            info={"latent": latent, "alpha": sign * alpha},
+        )
+        for latent, sign in chosen
+        for alpha in alphas
+    ]
 
 
-def direction_candidates(usage: LatentUsage, population: str, unit: float, settings: StudySettings,
-                         seed: int) -> list[Candidate]:
+def direction_candidates(
+    usage: LatentUsage, population: str, unit: float, settings: StudySettings, seed: int
+) -> list[Candidate]:
     """Mean-difference (one direction, `budget` amounts) and random directions (same amounts as the SAE latents)."""
     difference = usage.mean_difference(population)
     direction = difference / difference.norm().clamp_min(1e-12)
     amounts = np.geomspace(min(settings.alphas) / 2, max(settings.alphas) * 1.5, settings.budget)
-    out = [Candidate("mean-diff", f"x{a:.2f}", direction=direction, amount=float(unit * a), info={"alpha": float(a)})
-           for a in amounts]
+    out = [
+        Candidate("mean-diff", f"x{a:.2f}", direction=direction, amount=float(unit * a), info={"alpha": float(a)})
+        for a in amounts
+    ]
     generator = torch.Generator().manual_seed(seed)
     for d in range(settings.latents_per_population):
         random = torch.randn(direction.shape[0], generator=generator)
         random /= random.norm()
-        out += [Candidate("random", f"dir {d} x{a:g}", direction=random, amount=float(unit * a), info={"alpha": a})
-                for a in settings.alphas]
+        out += [
+            Candidate("random", f"dir {d} x{a:g}", direction=random, amount=float(unit * a), info={"alpha": a})
+            for a in settings.alphas
+        ]
     return out
 
 

@@ -29,17 +29,25 @@ def _save(fig, folder: Path, name: str, caption: str, source: str) -> Figure:
     return Figure(name, caption, source)
 
 
-def delta_figure(folder: Path, rows: list[dict], methods: list[str], populations: list[str],
-                 settings: StudySettings) -> Figure:
+def delta_figure(
+    folder: Path, rows: list[dict], methods: list[str], populations: list[str], settings: StudySettings
+) -> Figure:
     plt = _pyplot()
-    fig, axes = plt.subplots(len(populations), 1, squeeze=False,
-                             figsize=(max(8, 1.1 * len(methods) * len(SELECTIONS)), 3.6 * len(populations)))
+    fig, axes = plt.subplots(
+        len(populations),
+        1,
+        squeeze=False,
+        figsize=(max(8, 1.1 * len(methods) * len(SELECTIONS)), 3.6 * len(populations)),
+    )
     for ax, population in zip(axes[:, 0], populations):
         labels, data = [], []
         for selection in SELECTIONS:
             for method in methods:
-                group = [r for r in rows if r["population"] == population and r["method"] == method
-                         and r["selection"] == selection]
+                group = [
+                    r
+                    for r in rows
+                    if r["population"] == population and r["method"] == method and r["selection"] == selection
+                ]
                 if group:
                     region = group[0]["region"]
                     data.append([r[f"after_{region}"] - r[f"before_{region}"] for r in group])
@@ -51,8 +59,13 @@ def delta_figure(folder: Path, rows: list[dict], methods: list[str], populations
         ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=6, rotation=90)
         ax.set_ylabel(f"Δ Dice ({settings.failure_region(population)})")
         ax.set_title(f"{population}: per-case change of the failure-region Dice, all test cases")
-    return _save(fig, folder, "delta_dice.png", "Per-case change of the failure-region Dice by method and selection "
-                 "(boxes: quartiles; dots: cases)", "tables/per_case.csv")
+    return _save(
+        fig,
+        folder,
+        "delta_dice.png",
+        "Per-case change of the failure-region Dice by method and selection (boxes: quartiles; dots: cases)",
+        "tables/per_case.csv",
+    )
 
 
 def recovery_figure(folder: Path, summary: list[dict], populations: list[str]) -> Figure:
@@ -62,16 +75,29 @@ def recovery_figure(folder: Path, summary: list[dict], populations: list[str]) -
         group = [s for s in summary if s["population"] == population]
         rate = np.array([s["recovered_rate"] for s in group])
         # Wilson bounds can sit a rounding error beyond the rate (e.g. 0 recovered): matplotlib refuses negative errors.
-        err = np.clip(np.array([[r - s["recovered_ci_low"], s["recovered_ci_high"] - r] for r, s in zip(rate, group)]).T,
-                      0.0, None)
-        ax.bar(range(len(group)), rate, yerr=err, capsize=2,
-               color=["C0" if s["selection"] == "oracle" else "C1" for s in group])
+        err = np.clip(
+            np.array([[r - s["recovered_ci_low"], s["recovered_ci_high"] - r] for r, s in zip(rate, group)]).T,
+            0.0,
+            None,
+        )
+        ax.bar(
+            range(len(group)),
+            rate,
+            yerr=err,
+            capsize=2,
+            color=["C0" if s["selection"] == "oracle" else "C1" for s in group],
+        )
         ax.set_xticks(range(len(group)), [f"{s['method']}\n{s['selection']}" for s in group], fontsize=6, rotation=90)
         ax.set_ylim(0, 1)
         ax.set_ylabel("failures recovered (95 % Wilson)")
         ax.set_title(f"{population} ({group[0]['failures']} failures, {group[0]['region']})" if group else population)
-    return _save(fig, folder, "recovered.png", "Fraction of failures whose failure-region Dice rose above the "
-                 "threshold (blue: oracle, orange: label-free)", "tables/summary.csv")
+    return _save(
+        fig,
+        folder,
+        "recovered.png",
+        "Fraction of failures whose failure-region Dice rose above the threshold (blue: oracle, orange: label-free)",
+        "tables/summary.csv",
+    )
 
 
 def dose_figure(folder: Path, test: list[dict], populations: list[str], settings: StudySettings) -> Figure | None:
@@ -81,9 +107,13 @@ def dose_figure(folder: Path, test: list[dict], populations: list[str], settings
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(populations), figsize=(5.5 * len(populations), 4), squeeze=False)
     for ax, population in zip(axes[0], populations):
-        baseline = [r["before"]["dice"][r["failure_region"]] for r in test if r["population"] == population and r.get("dose")]
+        baseline = [
+            r["before"]["dice"][r["failure_region"]] for r in test if r["population"] == population and r.get("dose")
+        ]
         for group_name, colour in DOSE_GROUPS:
-            points = [(d["alpha"], d["dice"][region]) for p, region, d in dose if p == population and d["group"] == group_name]
+            points = [
+                (d["alpha"], d["dice"][region]) for p, region, d in dose if p == population and d["group"] == group_name
+            ]
             if not points:
                 continue
             alphas = sorted({a for a, _ in points} | {0.0})
@@ -96,13 +126,27 @@ def dose_figure(folder: Path, test: list[dict], populations: list[str], settings
         ax.set_ylabel(f"Dice ({settings.failure_region(population)})")
         ax.set_title(f"{population}: dose-response on failure cases")
         ax.legend(fontsize=7)
-    return _save(fig, folder, "dose_response.png", "Failure-region Dice against strength for single latents: "
-                 "population-specific, shared and random (mean ± s.e.m. over cases and latents)",
-                 "cases/test/*/*.json (dose)")
+    return _save(
+        fig,
+        folder,
+        "dose_response.png",
+        "Failure-region Dice against strength for single latents: "
+        "population-specific, shared and random (mean ± s.e.m. over cases and latents)",
+        "cases/test/*/*.json (dose)",
+    )
 
 
-def study_figures(folder: Path, rows: list[dict], summary: list[dict], test: list[dict], populations: list[str],
-                  settings: StudySettings) -> list[Figure]:
-    figures = [delta_figure(folder, rows, methods_of(test), populations, settings),
-               recovery_figure(folder, summary, populations), dose_figure(folder, test, populations, settings)]
+def study_figures(
+    folder: Path,
+    rows: list[dict],
+    summary: list[dict],
+    test: list[dict],
+    populations: list[str],
+    settings: StudySettings,
+) -> list[Figure]:
+    figures = [
+        delta_figure(folder, rows, methods_of(test), populations, settings),
+        recovery_figure(folder, summary, populations),
+        dose_figure(folder, test, populations, settings),
+    ]
     return [f for f in figures if f is not None]

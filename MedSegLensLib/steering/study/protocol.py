@@ -115,8 +115,13 @@ class Protocol:
             if cohort.role not in ROLES:
                 raise InputError(f"{self.path}: cohort {cohort.name} has role {cohort.role!r}, not one of {ROLES}")
             if self.small:
-                cohort = Cohort(cohort.name, cohort.population, int(self.data["small"]["cases"][cohort.role]),
-                                cohort.seed, cohort.role)
+                cohort = Cohort(
+                    cohort.name,
+                    cohort.population,
+                    int(self.data["small"]["cases"][cohort.role]),
+                    cohort.seed,
+                    cohort.role,
+                )
             out.append(cohort)
         seeds = [c.seed for c in out]
         if len(set(seeds)) != len(seeds):
@@ -131,10 +136,12 @@ def git_state(path: Path) -> tuple[str, bool]:
     """(commit that last changed `path`, whether the file is exactly as committed); ('', False) outside git."""
     folder = path.resolve().parent
     try:
-        status = subprocess.run(["git", "status", "--porcelain", "--", path.name], cwd=folder, capture_output=True,
-                                text=True, check=True).stdout
-        commit = subprocess.run(["git", "log", "-1", "--format=%H", "--", path.name], cwd=folder, capture_output=True,
-                                text=True, check=True).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", path.name], cwd=folder, capture_output=True, text=True, check=True
+        ).stdout
+        commit = subprocess.run(
+            ["git", "log", "-1", "--format=%H", "--", path.name], cwd=folder, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "", False
     return commit, bool(commit) and not status.strip()
@@ -144,23 +151,32 @@ def check_committed(protocol: Protocol) -> str:
     """The commit holding the protocol as it is on disk; refuses uncommitted or untracked protocols."""
     commit, clean = git_state(protocol.path)
     if not clean:
-        raise ParameterError(f"{protocol.path}: the protocol has uncommitted changes (or is not in git); commit it "
-                             "before running the benchmark it describes")
+        raise ParameterError(
+            f"{protocol.path}: the protocol has uncommitted changes (or is not in git); commit it "
+            "before running the benchmark it describes"
+        )
     return commit
 
 
 def bind_results(protocol: Protocol, out: Path, commit: str) -> dict:
     """Record (or check) which protocol a results folder belongs to; refuses a different protocol."""
-    record = {"name": protocol.name, "sha256": protocol.sha256, "commit": commit, "small": protocol.small,
-              "path": str(protocol.path)}
+    record = {
+        "name": protocol.name,
+        "sha256": protocol.sha256,
+        "commit": commit,
+        "small": protocol.small,
+        "path": str(protocol.path),
+    }
     path = Path(out) / BINDING
     if path.exists():
         previous = json.loads(path.read_text())
         if previous.get("sha256") != protocol.sha256 or previous.get("small") != protocol.small:
-            raise OutputError(f"{out}: results were written for protocol sha256 {previous.get('sha256', '?')[:12]} "
-                              f"(commit {previous.get('commit', '?')[:12]}); this protocol is "
-                              f"{protocol.sha256[:12]}: a protocol cannot change after results were written; "
-                              "use another --out")
+            raise OutputError(
+                f"{out}: results were written for protocol sha256 {previous.get('sha256', '?')[:12]} "
+                f"(commit {previous.get('commit', '?')[:12]}); this protocol is "
+                f"{protocol.sha256[:12]}: a protocol cannot change after results were written; "
+                "use another --out"
+            )
         return previous
     Path(out).mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, record)

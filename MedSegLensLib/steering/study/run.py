@@ -65,21 +65,26 @@ def _load_saes(folders, model) -> list[StudySAE]:
         folder = Path(folder)
         sae = load_sae(folder)
         if sae.info.model_fingerprint != model.fingerprint:
-            raise CompatibilityError(f"{folder}: SAE belongs to model {sae.info.model_fingerprint[:12]}, not "
-                                     f"{model.fingerprint[:12]}; pass SAEs trained on this model")
+            raise CompatibilityError(
+                f"{folder}: SAE belongs to model {sae.info.model_fingerprint[:12]}, not "
+                f"{model.fingerprint[:12]}; pass SAEs trained on this model"
+            )
         sha = sae_sha256(folder)
         scales = latent_scales_for(folder, sae, sha)
         store_path = ((sae.info.training or {}).get("data") or {}).get("store")
         store = complete_store(store_path) if store_path else None
         if scales is None or store is None:
-            raise InputError(f"{folder}: the study needs the SAE's activation store (recorded in sae.json) for "
-                             "typical activations and population contrasts; train it with `medseglens sae train`")
+            raise InputError(
+                f"{folder}: the study needs the SAE's activation store (recorded in sae.json) for "
+                "typical activations and population contrasts; train it with `medseglens sae train`"
+            )
         out.append(StudySAE(folder, sae, sha, scales, latent_usage(sae, store), folder.name))
     return out
 
 
 def _split(data: list[CaseFiles], calibration: list[CaseFiles] | None, settings: StudySettings):
     """(calibration cases, test cases) per shifted population, and the adult/healthy off-target cases."""
+
     def shifted(cases):
         return [c for c in cases if c.population not in (REFERENCE_POPULATION, HEALTHY_POPULATION)]
 
@@ -127,8 +132,10 @@ class RecoveryStudy:
         for study_sae in self.saes:
             absent = [p for p in [REFERENCE_POPULATION, *populations] if p not in study_sae.usage.frequency]
             if absent:
-                raise InputError(f"{study_sae.folder}: its activation store has no {', '.join(absent)} cases, so "
-                                 "population contrasts cannot be measured; train the SAE on pooled populations")
+                raise InputError(
+                    f"{study_sae.folder}: its activation store has no {', '.join(absent)} cases, so "
+                    "population contrasts cannot be measured; train the SAE on pooled populations"
+                )
         self.populations = populations
         self.region = RegionSpec("tumour-margin", settings.margin_mm)
         self.candidates = {p: self._candidates(p) for p in populations}
@@ -136,15 +143,21 @@ class RecoveryStudy:
 
     # -- setup -----------------------------------------------------------------------------------
     def _prepare_folder(self, model_dir, sae_dirs, overwrite: bool) -> None:
-        record = {"settings": self.settings.to_json(), "model": str(model_dir), "model_sha256": self.model.fingerprint,
-                  "saes": [{"folder": str(s.folder), "sha256": s.sha256, "layer": s.sae.info.layer} for s in self.saes]}
+        record = {
+            "settings": self.settings.to_json(),
+            "model": str(model_dir),
+            "model_sha256": self.model.fingerprint,
+            "saes": [{"folder": str(s.folder), "sha256": s.sha256, "layer": s.sae.info.layer} for s in self.saes],
+        }
         record = json.loads(json.dumps(record))  # as it reads back (tuples become lists)
         path = self.out / "study.json"
         if path.exists() and not overwrite:
             previous = json.loads(path.read_text())
             if {k: previous.get(k) for k in record} != record:
-                raise OutputError(f"{path}: a study with other settings, model or SAEs is here; pass --overwrite or "
-                                  "choose another --out")
+                raise OutputError(
+                    f"{path}: a study with other settings, model or SAEs is here; pass --overwrite or "
+                    "choose another --out"
+                )
         elif path.exists() and overwrite:
             for old in (self.out / "cases").rglob("*.json"):
                 old.unlink()
@@ -157,11 +170,14 @@ class RecoveryStudy:
         out: list[Candidate] = []
         units = []
         for index, study_sae in enumerate(self.saes):
-            chosen = population_specific(study_sae.usage, population, study_sae.scales.typical,
-                                         s.latents_per_population, s.min_firing)
+            chosen = population_specific(
+                study_sae.usage, population, study_sae.scales.typical, s.latents_per_population, s.min_firing
+            )
             if len(chosen) < s.latents_per_population:
-                raise ParameterError(f"{study_sae.folder}: only {len(chosen)} latents fire on tumour rows of adult or "
-                                     f"{population} cases; lower latents_per_population or min_firing")
+                raise ParameterError(
+                    f"{study_sae.folder}: only {len(chosen)} latents fire on tumour rows of adult or "
+                    f"{population} cases; lower latents_per_population or min_firing"
+                )
             out += sae_candidates(f"sae:{study_sae.name}", index, chosen, s.alphas, self.region)
             units.append(float(torch.median(study_sae.scales.typical[[latent for latent, _ in chosen]])))
         first = self.saes[0]
@@ -183,8 +199,10 @@ class RecoveryStudy:
         return self.out / "cases" / split / case.population / f"{case.case_id}.json"
 
     def _sessions(self, case) -> list[SteeringSession]:
-        return [SteeringSession(self.model, s.sae, case, s.sae.info.layer, scales=s.scales, sae_sha256=s.sha256)
-                for s in self.saes]
+        return [
+            SteeringSession(self.model, s.sae, case, s.sae.info.layer, scales=s.scales, sae_sha256=s.sha256)
+            for s in self.saes
+        ]
 
     def _mine(self, items, shard):
         index, count = shard
@@ -193,8 +211,10 @@ class RecoveryStudy:
     def evaluate_tables(self, shard=(0, 1)) -> None:
         """Phase 1: every candidate on every calibration and test case of this shard."""
         work = [("calibration", c) for c in self.calibration] + [("test", c) for c in self.test]
-        dose_pool = {p: {c.case_id for c in [t for t in self.test if t.population == p][:2 * self.settings.dose_cases]}
-                     for p in self.populations}
+        dose_pool = {
+            p: {c.case_id for c in [t for t in self.test if t.population == p][: 2 * self.settings.dose_cases]}
+            for p in self.populations
+        }
         todo = [(split, c) for split, c in self._mine(work, shard) if not self.record_path(split, c).exists()]
         for split, files in tqdm(todo, desc="steering study", unit="case", file=sys.stderr, dynamic_ncols=True):
             case = files.load()
@@ -202,10 +222,17 @@ class RecoveryStudy:
             evaluator = CaseEvaluator(self._sessions(case), self.region)
             region = self.settings.failure_region(case.population)
             before = evaluator.unsteered()
-            record = {"case_id": case.case_id, "population": case.population, "split": split,
-                      "failure_region": region, "before": before.to_json(), "reference_ml": _reference_ml(case),
-                      "candidates": [{**c.to_json(), "outcome": evaluator.run(c).to_json()}
-                                     for c in self.candidates[case.population]]}
+            record = {
+                "case_id": case.case_id,
+                "population": case.population,
+                "split": split,
+                "failure_region": region,
+                "before": before.to_json(),
+                "reference_ml": _reference_ml(case),
+                "candidates": [
+                    {**c.to_json(), "outcome": evaluator.run(c).to_json()} for c in self.candidates[case.population]
+                ],
+            }
             failed = min(before.dice[r] for r in ("WT", "TC", "ET")) < self.settings.failure_dice
             if split == "test" and failed and case.case_id in dose_pool[case.population]:
                 groups = {g: [tuple(x) for x in v] for g, v in self._dose_groups(case.population).items()}
@@ -220,8 +247,11 @@ class RecoveryStudy:
             records = [self.load("calibration", c) for c in self.calibration if c.population == population]
             region = self.settings.failure_region(population)
             methods = sorted({c.method for c in self.candidates[population]}, key=_method_order)
-            out[population] = {"calibrated": {m: calibrated_key(records, m, region) for m in methods},
-                               "volume_target": volume_target(records, region), "calibration_cases": len(records)}
+            out[population] = {
+                "calibrated": {m: calibrated_key(records, m, region) for m in methods},
+                "volume_target": volume_target(records, region),
+                "calibration_cases": len(records),
+            }
         return out
 
     def evaluate_offtarget(self, fitted: dict, shard=(0, 1)) -> None:
@@ -236,10 +266,22 @@ class RecoveryStudy:
                 for method, key in fit["calibrated"].items():
                     if key == "none":
                         continue
-                    applied.append({"for_population": population, "method": method, "key": key,
-                                    "outcome": evaluator.run(by_key[(method, key)]).to_json()})
-            record = {"case_id": case.case_id, "population": case.population, "split": "offtarget",
-                      "before": evaluator.unsteered().to_json(), "reference_ml": _reference_ml(case), "applied": applied}
+                    applied.append(
+                        {
+                            "for_population": population,
+                            "method": method,
+                            "key": key,
+                            "outcome": evaluator.run(by_key[(method, key)]).to_json(),
+                        }
+                    )
+            record = {
+                "case_id": case.case_id,
+                "population": case.population,
+                "split": "offtarget",
+                "before": evaluator.unsteered().to_json(),
+                "reference_ml": _reference_ml(case),
+                "applied": applied,
+            }
             write_json_atomic(self.record_path("offtarget", files), record)
 
     def load(self, split: str, case: CaseFiles) -> dict:
@@ -265,11 +307,19 @@ def _method_order(method: str) -> tuple[int, str]:
     return (0 if method.startswith("sae:") else {"mean-diff": 1, "random": 2, "logit-bias": 3}.get(method, 4), method)
 
 
-def run_recovery_study(model_dir, sae_dirs, data, out, settings: StudySettings | None = None, calibration=None,
-                       overwrite: bool = False, shard=(0, 1)) -> Path | None:
+@torch.no_grad()  # a context, not a global switch: a caller (a test, a notebook) may train afterwards
+def run_recovery_study(
+    model_dir,
+    sae_dirs,
+    data,
+    out,
+    settings: StudySettings | None = None,
+    calibration=None,
+    overwrite: bool = False,
+    shard=(0, 1),
+) -> Path | None:
     """Run (or continue) the study; returns the report section path once every case is done, else None."""
     settings = settings or StudySettings()
-    torch.set_grad_enabled(False)
     study = RecoveryStudy(model_dir, sae_dirs, data, out, settings, calibration, overwrite)
     study.evaluate_tables(shard)
     study.wait_for("calibration", study.calibration)
@@ -279,6 +329,8 @@ def run_recovery_study(model_dir, sae_dirs, data, out, settings: StudySettings |
         return None
     study.wait_for("test", study.test)
     study.wait_for("offtarget", study.offtarget)
-    records = {split: [study.load(split, c) for c in cases] for split, cases in
-               (("calibration", study.calibration), ("test", study.test), ("offtarget", study.offtarget))}
+    records = {
+        split: [study.load(split, c) for c in cases]
+        for split, cases in (("calibration", study.calibration), ("test", study.test), ("offtarget", study.offtarget))
+    }
     return write_report(study.out, records, fitted, settings, json.loads((study.out / "study.json").read_text()))

@@ -22,7 +22,9 @@ NONE = "none"
 
 def options(record: dict, method: str) -> list[tuple[str, dict]]:
     """(key, outcome) of the unsteered segmentation and of every candidate of `method` on one case."""
-    return [(NONE, record["before"])] + [(c["key"], c["outcome"]) for c in record["candidates"] if c["method"] == method]
+    return [(NONE, record["before"])] + [
+        (c["key"], c["outcome"]) for c in record["candidates"] if c["method"] == method
+    ]
 
 
 def methods_of(records: list[dict]) -> list[str]:
@@ -46,8 +48,11 @@ def calibrated_key(records: list[dict], method: str, region: str) -> str:
 
 def volume_target(records: list[dict], region: str) -> float | None:
     """Median log ratio of reference to unsteered predicted volume over calibration records (None if undefined)."""
-    ratios = [math.log(r["reference_ml"][region] / r["before"]["volume_ml"][region]) for r in records
-              if r["before"]["volume_ml"][region] > 0 and r["reference_ml"][region] > 0]
+    ratios = [
+        math.log(r["reference_ml"][region] / r["before"]["volume_ml"][region])
+        for r in records
+        if r["before"]["volume_ml"][region] > 0 and r["reference_ml"][region] > 0
+    ]
     return float(np.median(ratios)) if ratios else None
 
 

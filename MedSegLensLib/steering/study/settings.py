@@ -56,8 +56,10 @@ class StudySettings:
         if self.latents_per_population < 1 or not self.alphas:
             raise ParameterError("the study needs at least one latent per population and one strength")
         if len(self.logit_biases) * 4 != self.budget:
-            raise ParameterError(f"logit biases: 4 classes x {len(self.logit_biases)} values must equal the budget "
-                                 f"{self.budget} (latents_per_population x alphas)")
+            raise ParameterError(
+                f"logit biases: 4 classes x {len(self.logit_biases)} values must equal the budget "
+                f"{self.budget} (latents_per_population x alphas)"
+            )
         if not 0 < self.calibration_fraction < 1:
             raise ParameterError("calibration_fraction must be between 0 and 1")
 

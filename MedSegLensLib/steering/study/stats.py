@@ -25,9 +25,15 @@ def describe(values) -> dict[str, float]:
     values = np.asarray(list(values), dtype=float)
     if not len(values):
         return {"n": 0}
-    return {"n": len(values), "mean": float(values.mean()), "median": float(np.median(values)),
-            "p05": float(np.percentile(values, 5)), "p95": float(np.percentile(values, 95)),
-            "improved": float((values > 0.01).mean()), "worsened": float((values < -0.01).mean())}
+    return {
+        "n": len(values),
+        "mean": float(values.mean()),
+        "median": float(np.median(values)),
+        "p05": float(np.percentile(values, 5)),
+        "p95": float(np.percentile(values, 95)),
+        "improved": float((values > 0.01).mean()),
+        "worsened": float((values < -0.01).mean()),
+    }
 
 
 def paired_bootstrap(differences, replicates: int = 10000, seed: int = 0) -> tuple[float, float, float]:
@@ -48,7 +54,7 @@ def sign_test(differences, tolerance: float = 0.0) -> tuple[int, int, float]:
     if n == 0:
         return 0, 0, 1.0
     low = min(positive, negative)
-    tail = sum(math.comb(n, i) for i in range(low + 1)) / 2 ** n
+    tail = sum(math.comb(n, i) for i in range(low + 1)) / 2**n
     return positive, negative, min(1.0, 2 * tail)
 
 
