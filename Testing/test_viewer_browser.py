@@ -222,7 +222,7 @@ def test_cancelling_a_model_run_leaves_the_views_as_they_were(playwright_session
     workspace = write_fixture_workspace(tmp_path, with_model=True)
     env = dict(subprocess_env(), MEDSEGLENS_PAUSE_AT="job:segment")
     with browser.viewer_server(workspace.root, env=env) as server, _opened(playwright_session, server) as page:
-        before = _settle(page, "axial")
+        before = {view: browser.steady_pixels(page, view, WAIT_S) for view in browser.VIEWS}
         page.click("#run-model")
         page.wait_for_function(
             "document.getElementById('job-text').innerText.includes('running the model')", timeout=180000
@@ -231,7 +231,11 @@ def test_cancelling_a_model_run_leaves_the_views_as_they_were(playwright_session
         page.click("#cancel-job")
         assert "cancel" in _wait_for_message(page, "cancel").lower()
         page.wait_for_selector("#cancel-job", state="hidden")
-        assert not _changed(before, _settle(page, "axial")).any(), "a cancelled run must not change the views"
+        for view in browser.VIEWS:
+            after = browser.steady_pixels(page, view, WAIT_S)
+            assert not _changed(before[view], after, level=browser.SAME_PICTURE_LEVEL).any(), (
+                f"a cancelled run changed the {view} view"
+            )
         deadline = time.monotonic() + WAIT_S
         while _paused_processes() != {server.process.pid} and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -195,6 +195,28 @@ def settled_pixels(page, name: str, quiet_ms: int = 400, timeout_s: float = 60.0
     return last
 
 
+# trame sends each picture twice, as JPEG of quality 50 and then 90; the two differ by up to ~54 (summed over
+# RGB) on edges. A comparison meant to find "no change" uses this level; real changes (an overlay, outline
+# colours against grey MRI) move pixels by far more.
+SAME_PICTURE_LEVEL = 90.0
+
+
+def steady_pixels(page, name: str, timeout_s: float = 180.0):
+    """The view's frame once two settled frames are identical (the higher-quality re-send has arrived, or
+    none is coming)."""
+    import time
+
+    import numpy as np
+
+    last, deadline = settled_pixels(page, name), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        now = settled_pixels(page, name, quiet_ms=1000)
+        if np.array_equal(now, last):
+            return now
+        last = now
+    raise TimeoutError(f"the {name} view kept changing for {timeout_s:.0f} s")
+
+
 def frame_latency_ms(page, name: str, selector: str, key: str | None = None, timeout_ms: float = 30000) -> float:
     """Click `selector` (or send it `key`, e.g. to a slider thumb) and time, inside the page, until view
     `name` shows its next frame."""
