@@ -15,8 +15,9 @@ from models_support import MODALITY_CONTRAST, tiny_case_arrays, write_case
 
 from MedSegLensLib.data import read_case
 from MedSegLensLib.sae import SAEInfo, SAETrainingSettings, TensorRows, save_sae, train_sae
-from MedSegLensLib.steering import SteeringSession, compute_latent_scales, sae_sha256, save_latent_scales
-from MedSegLensLib.steering.windows import padded
+from MedSegLensLib.steering import SteeringSession, SteeringSpec, compute_latent_scales, sae_sha256, save_latent_scales
+from MedSegLensLib.steering.region import region_mask
+from MedSegLensLib.steering.windows import layer_gate, padded, run_windows, spatial_slices
 
 UNET_DECODER = "model.1.submodule.2"
 SEGFORMER_DECODER = "decoder.fuse_act"
@@ -92,3 +93,72 @@ def write_shifted_cohort(root: Path, population: str, count: int, seed: int) -> 
         rows.append(f"{case_id},{population},{files}")
     (root / "manifest.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+LAYERS = {"unet": UNET_DECODER, "segformer": SEGFORMER_DECODER}
+
+
+def tiny_steering_setups(workdir: Path, tag: str) -> dict[str, tuple]:
+    """Per architecture: the tiny trained model, an SAE at its decoder layer (folder `tag`-ARCH, trained once)
+    and the cohort's case folders."""
+    from models_support import tiny_training_cohort, trained_tiny_model
+
+    from MedSegLensLib.models import load_model
+
+    torch.set_num_threads(1)
+    out = {}
+    for arch in ("unet", "segformer"):
+        model = load_model(trained_tiny_model(arch, workdir), device="cpu")
+        cases = sorted(p for p in tiny_training_cohort(arch, workdir).iterdir() if p.is_dir())
+        folder = workdir / f"{tag}-{arch}"
+        if not folder.exists():
+            train_layer_sae(model, cases, LAYERS[arch], n_latents=16, k=2, folder=folder)
+        out[arch] = (model, folder, cases)
+    return out
+
+
+def long_case(workdir: Path, name: str, length: int, seed: int, box: tuple[slice, slice, slice]):
+    """A `length`x24x24 case at 2 mm (longer than one window) and a mask file of one box in it."""
+    from models_support import write_nifti
+
+    images, labels = tiny_case_arrays(np.random.default_rng(seed), shape=(length, 24, 24))
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    case = read_case(write_case(workdir / name, name, images, labels, affine))
+    mask = np.zeros((length, 24, 24), np.uint8)
+    mask[box] = 1
+    return case, write_nifti(workdir / f"{name}-mask.nii.gz", mask, affine)
+
+
+def reference_logits(session: SteeringSession, spec: SteeringSpec) -> torch.Tensor:
+    """The steered network written out plainly: a forward hook edits the layer output in every window."""
+    model, sae = session.model, session.sae
+    directions = sae.W_dec[list(spec.latents)]
+    strengths = torch.tensor(spec.strengths)
+    typical = session.scales.typical[list(spec.latents)]
+    mask = region_mask(spec.region, session.prepared.grid, session.predicted_tumour())
+    full = None if mask is None else torch.from_numpy(padded(mask.astype(np.float32), session.pads))
+    state = {}
+
+    def hook(_module, _inputs, out):
+        rows = out.movedim(1, -1).reshape(-1, out.shape[1])
+        z = sae.encode(rows)[:, list(spec.latents)].reshape(*out.shape[:1], *out.shape[2:], -1).movedim(-1, 1)
+        gate = torch.ones_like(z[:, :1]) if full is None else layer_gate(full, state["slices"], session.stride)
+        if spec.mode == "additive":
+            target = (strengths * typical).view(1, -1, 1, 1, 1) * torch.ones_like(z)
+            change = target
+        elif spec.mode == "multiplicative":
+            change = (strengths.view(1, -1, 1, 1, 1) - 1) * z
+        else:
+            change = (strengths * typical).view(1, -1, 1, 1, 1) - z
+        return out + torch.einsum("bjxyz,jc->bcxyz", change * gate, directions)
+
+    def predictor(windows, coords):
+        state["slices"] = spatial_slices(coords)
+        return model.network(windows)
+
+    layer = dict(model.network.named_modules())[session.layer]
+    handle = layer.register_forward_hook(hook)
+    try:
+        return run_windows(session.prepared.tensor, model.config, predictor)
+    finally:
+        handle.remove()

@@ -14,39 +14,16 @@ from models_support import (  # noqa: F401 (fixtures)
     write_case,
     write_nifti,
 )
-from steering_support import SEGFORMER_DECODER, UNET_DECODER, train_layer_sae
-from test_steering_session import reference_logits
+from steering_support import long_case, reference_logits, tiny_steering_setups
 
 from MedSegLensLib.data import read_case
-from MedSegLensLib.models import load_model
 from MedSegLensLib.steering import RegionSpec, SteeringSession, SteeringSpec, open_session
 from MedSegLensLib.steering.reach import has_global_operation, measure_reach
-
-LAYERS = {"unet": UNET_DECODER, "segformer": SEGFORMER_DECODER}
 
 
 @pytest.fixture(scope="module")
 def setups(workdir):
-    torch.set_num_threads(1)
-    out = {}
-    for arch in ("unet", "segformer"):
-        model = load_model(trained_tiny_model(arch, workdir), device="cpu")
-        cases = sorted(p for p in tiny_training_cohort(arch, workdir).iterdir() if p.is_dir())
-        folder = workdir / f"sae-region-{arch}"
-        if not folder.exists():
-            train_layer_sae(model, cases, LAYERS[arch], n_latents=16, k=2, folder=folder)
-        out[arch] = (model, folder, cases)
-    return out
-
-
-def _long_case(workdir, name: str, box: tuple[slice, slice, slice]):
-    """A 64x24x24 case (several windows along x) and a mask file of one box in it."""
-    images, labels = tiny_case_arrays(np.random.default_rng(11), shape=(64, 24, 24))
-    affine = np.diag([2.0, 2.0, 2.0, 1.0])
-    case = read_case(write_case(workdir / name, name, images, labels, affine))
-    mask = np.zeros((64, 24, 24), np.uint8)
-    mask[box] = 1
-    return case, write_nifti(workdir / f"{name}-mask.nii.gz", mask, affine)
+    return tiny_steering_setups(workdir, "sae-region")
 
 
 def _labels(session: SteeringSession, logits: torch.Tensor) -> np.ndarray:
@@ -99,7 +76,7 @@ def _without_norm_check(suffix):
 @pytest.mark.parametrize("mode", ["additive-box", "additive-margin", "multiplicative-everywhere", "clamp-box"])
 def test_the_exact_region_limited_update_equals_a_full_re_run_voxel_for_voxel(setups, workdir, mode):
     model, sae_dir, _ = setups["segformer"]
-    case, mask = _long_case(workdir, f"exact-{mode}", (slice(20, 26), slice(8, 14), slice(9, 15)))
+    case, mask = long_case(workdir, f"exact-{mode}", 64, 11, (slice(20, 26), slice(8, 14), slice(9, 15)))
     session = open_session(model, sae_dir, case)
     whole = SteeringSession(model, session.sae, case, session.layer, scales=session.scales, fast=False)
     assert session._runner.reach is not None and whole._runner.reach is None
@@ -127,7 +104,7 @@ def test_the_exact_region_limited_update_equals_a_full_re_run_voxel_for_voxel(se
 
 def test_a_steer_in_one_corner_re_runs_only_the_windows_and_crops_it_reaches(setups, workdir):
     model, sae_dir, _ = setups["segformer"]
-    case, mask = _long_case(workdir, "corner", (slice(1, 5), slice(1, 5), slice(1, 5)))
+    case, mask = long_case(workdir, "corner", 64, 11, (slice(1, 5), slice(1, 5), slice(1, 5)))
     session = open_session(model, sae_dir, case)
     layer_window = tuple(session.batches[0].h.shape[2:])
     spec = SteeringSpec(
@@ -149,7 +126,7 @@ def test_a_steer_in_one_corner_re_runs_only_the_windows_and_crops_it_reaches(set
 
 def test_a_unet_corner_steer_re_runs_only_near_windows_and_its_preview_is_labelled(setups, workdir):
     model, sae_dir, _ = setups["unet"]
-    case, mask = _long_case(workdir, "unet-corner", (slice(1, 5), slice(1, 5), slice(1, 5)))
+    case, mask = long_case(workdir, "unet-corner", 64, 11, (slice(1, 5), slice(1, 5), slice(1, 5)))
     session = open_session(model, sae_dir, case)
     assert session.uses_entry_shortcut and session._runner.frozen.norm_names  # instance norm after the hook
     spec = SteeringSpec(
@@ -181,7 +158,7 @@ def test_the_worker_steer_job_passes_the_preview_flag_on(setups, workdir, tmp_pa
     from MedSegLensLib.worker.steer_job import steer
 
     model, sae_dir, _ = setups["unet"]
-    case, mask = _long_case(workdir, "worker-corner", (slice(1, 5), slice(1, 5), slice(1, 5)))
+    case, mask = long_case(workdir, "worker-corner", 64, 11, (slice(1, 5), slice(1, 5), slice(1, 5)))
     ctx = JobContext("r1", lambda _message: None, WorkerCache(), tmp_path)
     latent = int(open_session(model, sae_dir, case).scales.frequency.argmax())
     spec = SteeringSpec((latent,), (3.0,), "additive", RegionSpec("mask", path=str(mask))).to_json()

@@ -13,66 +13,17 @@ from models_support import (  # noqa: F401 (fixtures)
     write_case,
     write_nifti,
 )
-from steering_support import SEGFORMER_DECODER, UNET_DECODER, train_layer_sae
+from steering_support import long_case, reference_logits, tiny_steering_setups
 
 from MedSegLensLib.data import read_case
-from MedSegLensLib.models import load_model
 from MedSegLensLib.steering import RegionSpec, SteeringSession, SteeringSpec, open_session
 from MedSegLensLib.steering import session as session_module
-from MedSegLensLib.steering.region import region_mask
-from MedSegLensLib.steering.windows import layer_gate, padded, run_windows, spatial_slices
-
-LAYERS = {"unet": UNET_DECODER, "segformer": SEGFORMER_DECODER}
 
 
 @pytest.fixture(scope="module")
 def setups(workdir):
     """Per architecture: model, SAE folder (with typical activations), and the cohort's case folders."""
-    torch.set_num_threads(1)
-    out = {}
-    for arch in ("unet", "segformer"):
-        model = load_model(trained_tiny_model(arch, workdir), device="cpu")
-        cases = sorted(p for p in tiny_training_cohort(arch, workdir).iterdir() if p.is_dir())
-        folder = workdir / f"sae-{arch}"
-        if not folder.exists():
-            train_layer_sae(model, cases, LAYERS[arch], n_latents=16, k=2, folder=folder)
-        out[arch] = (model, folder, cases)
-    return out
-
-
-def reference_logits(session: SteeringSession, spec: SteeringSpec) -> torch.Tensor:
-    """The steered network written out plainly: a forward hook edits the layer output in every window."""
-    model, sae = session.model, session.sae
-    directions = sae.W_dec[list(spec.latents)]
-    strengths = torch.tensor(spec.strengths)
-    typical = session.scales.typical[list(spec.latents)]
-    mask = region_mask(spec.region, session.prepared.grid, session.predicted_tumour())
-    full = None if mask is None else torch.from_numpy(padded(mask.astype(np.float32), session.pads))
-    state = {}
-
-    def hook(_module, _inputs, out):
-        rows = out.movedim(1, -1).reshape(-1, out.shape[1])
-        z = sae.encode(rows)[:, list(spec.latents)].reshape(*out.shape[:1], *out.shape[2:], -1).movedim(-1, 1)
-        gate = torch.ones_like(z[:, :1]) if full is None else layer_gate(full, state["slices"], session.stride)
-        if spec.mode == "additive":
-            target = (strengths * typical).view(1, -1, 1, 1, 1) * torch.ones_like(z)
-            change = target
-        elif spec.mode == "multiplicative":
-            change = (strengths.view(1, -1, 1, 1, 1) - 1) * z
-        else:
-            change = (strengths * typical).view(1, -1, 1, 1, 1) - z
-        return out + torch.einsum("bjxyz,jc->bcxyz", change * gate, directions)
-
-    def predictor(windows, coords):
-        state["slices"] = spatial_slices(coords)
-        return model.network(windows)
-
-    layer = dict(model.network.named_modules())[session.layer]
-    handle = layer.register_forward_hook(hook)
-    try:
-        return run_windows(session.prepared.tensor, model.config, predictor)
-    finally:
-        handle.remove()
+    return tiny_steering_setups(workdir, "sae")
 
 
 @pytest.mark.parametrize("arch", ["unet", "segformer"])
@@ -125,19 +76,9 @@ def test_cached_steering_equals_the_steered_network_run_in_full(setups, arch):
         assert torch.allclose(slow.steer(spec).logits, session.steer(spec).logits, atol=2e-5, rtol=1e-5)
 
 
-def _long_case_with_box(workdir, name: str, box: tuple[slice, slice, slice]):
-    """A 48x24x24 case (longer than one window) and a mask file of one box in it."""
-    images, labels = tiny_case_arrays(np.random.default_rng(5), shape=(48, 24, 24))
-    affine = np.diag([2.0, 2.0, 2.0, 1.0])
-    case = read_case(write_case(workdir / name, name, images, labels, affine))
-    mask = np.zeros((48, 24, 24), np.uint8)
-    mask[box] = 1
-    return case, write_nifti(workdir / f"{name}-mask.nii.gz", mask, affine)
-
-
 def test_a_region_leaves_windows_it_cannot_reach_untouched(setups, workdir):
     model, sae_dir, _ = setups["unet"]
-    case, mask = _long_case_with_box(workdir, "long", (slice(2, 8), slice(8, 16), slice(8, 16)))
+    case, mask = long_case(workdir, "long", 48, 5, (slice(2, 8), slice(8, 16), slice(8, 16)))
     session = open_session(model, sae_dir, case)
     spec = SteeringSpec(
         (int(session.scales.frequency.argmax()),), (3.0,), "additive", RegionSpec("mask", path=str(mask))
@@ -182,7 +123,7 @@ def test_region_limited_recomputation_equals_the_frozen_statistics_network_on_wh
     """The documented tolerance: cropping around the change reproduces, to float rounding, the network whose
     instance norms use the unsteered statistics run on whole windows; windows the region cannot reach stay exact."""
     model, sae_dir, _ = setups["unet"]
-    case, mask = _long_case_with_box(workdir, "long2", (slice(10, 14), slice(9, 13), slice(9, 13)))
+    case, mask = long_case(workdir, "long2", 48, 5, (slice(10, 14), slice(9, 13), slice(9, 13)))
     spec = SteeringSpec((2,), (3.0,), "additive", RegionSpec("mask", path=str(mask)))
     session = open_session(model, sae_dir, case)
     runner = session._runner
