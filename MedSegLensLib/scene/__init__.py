@@ -32,9 +32,15 @@ from .case_volumes import CaseNodes, add_case_volumes  # noqa: E402
 from .headless import HeadlessSlicer, create_headless_slicer  # noqa: E402
 from .hierarchy import case_study_item, parent_item_of, place_beside, place_under, remove_node  # noqa: E402
 from .node_files import load_segmentation, save_segmentation, save_volume  # noqa: E402
-from .overlays import add_latent_overlay, overlay_latent, set_overlay_threshold, update_latent_overlay  # noqa: E402
+from .overlays import (  # noqa: E402
+    add_latent_overlay,
+    overlay_latent,
+    set_overlay_threshold,
+    set_overlay_window,
+    update_latent_overlay,
+)
 from .provenance import Provenance, attach_provenance, read_provenance  # noqa: E402
-from .render import SliceImage, render_orthogonal, render_slice, write_png  # noqa: E402
+from .render import SliceImage, legend_strip, render_orthogonal, render_slice, write_png  # noqa: E402
 from .scene_files import load_scene, save_scene  # noqa: E402
 from .segmentation import (  # noqa: E402
     add_brats_segmentation,
@@ -64,6 +70,7 @@ __all__ = [
     "create_headless_slicer",
     "has_closed_surface",
     "load_scene",
+    "legend_strip",
     "load_segmentation",
     "node_array",
     "node_grid",
@@ -83,6 +90,7 @@ __all__ = [
     "segmentation_to_labels",
     "set_node_array",
     "set_overlay_threshold",
+    "set_overlay_window",
     "show_in_slice_views",
     "terminology_entry",
     "update_latent_overlay",

@@ -90,6 +90,19 @@ def set_overlay_threshold(node, threshold: float, peak: float | None = None) -> 
     node.SetAttribute(THRESHOLD_ATTRIBUTE, repr(float(threshold)))
 
 
+def set_overlay_window(node, low: float, high: float) -> None:
+    """Span a volume-style overlay's colour map over `low`..`high` (activation units); the threshold stays.
+
+    The viewer, the Slicer module and `medseglens render` colour a latent over its own range in the case
+    (`latent_focus`: percentiles of its positive activations), which need not start at the threshold.
+    """
+    if _style_of(node) != "volume":
+        raise ParameterError(f"overlay '{node.GetName()}' is a labelmap; it has no colour range")
+    low = float(low)
+    node.GetDisplayNode().AutoWindowLevelOff()
+    node.GetDisplayNode().SetWindowLevelMinMax(low, max(float(high), low * (1 + 1e-6), low + 1e-12))
+
+
 def add_latent_overlay(
     scene,
     activation: np.ndarray,

@@ -18,8 +18,6 @@ from pathlib import Path
 import numpy as np
 import slicer
 from vtkmodules.util import numpy_support
-from vtkmodules.vtkCommonDataModel import vtkImageData
-from vtkmodules.vtkIOImage import vtkPNGWriter
 
 from ..errors import ParameterError
 from ..fileio import atomic_path, check_can_write
@@ -148,17 +146,42 @@ def render_orthogonal(
     return strip
 
 
-def write_png(rgb: np.ndarray, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write an RGB array (rows top to bottom) as PNG with VTK's writer."""
+def legend_strip(scene, colormap_id: str, text: str, width: int, height: int = 28) -> np.ndarray:
+    """A legend row to put under rendered views: the overlay's colour bar (from the scene's own colour table,
+    lowest colour left) and `text` (the range in activation units) on black, `height` pixels high."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    table = scene.GetNodeByID(colormap_id)
+    if table is None:
+        raise ParameterError(f"colour map '{colormap_id}' is not in the scene")
+    bar_width = min(max(width // 5, 32), width)
+    lookup = table.GetLookupTable()
+    low, high = lookup.GetRange()
+    colours = np.zeros((bar_width, 3))
+    for i, colour in enumerate(colours):
+        lookup.GetColor(low + (high - low) * i / max(bar_width - 1, 1), colour)
+    strip = np.zeros((height, width, 3), np.uint8)
+    margin = max(height // 5, 2)
+    strip[margin : height - margin, :bar_width] = np.round(colours * 255).astype(np.uint8)
+    image = Image.fromarray(strip)
+    font = ImageFont.load_default(size=max(height - 2 * margin - 2, 8))
+    ImageDraw.Draw(image).text(
+        (bar_width + 2 * margin, height // 2), text, fill=(255, 255, 255), font=font, anchor="lm"
+    )
+    return np.asarray(image)
+
+
+def write_png(
+    rgb: np.ndarray, path: str | os.PathLike, overwrite: bool = False, text: dict[str, str] | None = None
+) -> Path:
+    """Write an RGB array (rows top to bottom) as PNG; `text`: UTF-8 text chunks (key: value), e.g. a legend."""
+    from PIL import Image, PngImagePlugin
+
     path = check_can_write(path, overwrite)
-    rgb = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[::-1])
-    data = vtkImageData()
-    data.SetDimensions(rgb.shape[1], rgb.shape[0], 1)
-    scalars = numpy_support.numpy_to_vtk(rgb.reshape(-1, 3), deep=True)
-    data.GetPointData().SetScalars(scalars)
-    writer = vtkPNGWriter()
-    writer.SetInputData(data)
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_itxt(key, value)
+    image = Image.fromarray(np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)), "RGB")
     with atomic_path(path, suffix=".png") as tmp:
-        writer.SetFileName(str(tmp))
-        writer.Write()
+        image.save(tmp, format="PNG", pnginfo=info)
     return path
