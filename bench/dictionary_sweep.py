@@ -101,7 +101,7 @@ def train(model, layer, store, out: Path, n_latents: int, k: int, rows: int, see
             k=k,
             kind="batchtopk",
             total_rows=rows,
-            batch_size=4096,
+            batch_size=min(4096, rows),
             init_rows=min(16384, store.n_rows),
             seed=seed,
         )
@@ -194,7 +194,7 @@ def markdown(rows: list[dict], command: str, cases: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, required=True, help="a demo workspace (read only)")
     parser.add_argument("--architectures", nargs="+", default=["unet", "segformer"])
@@ -206,24 +206,29 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "workspace" / "dictionary_sweep")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parser.parse_args(argv)
     args.workspace = args.workspace.expanduser().resolve()
+    args.command = "python bench/dictionary_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """Every size of every model: the rows of the table (also written to --out as JSON and Markdown)."""
+    torch.set_num_threads(args.threads)
     start = time.process_time()
     rows = [row for architecture in args.architectures for row in sweep_model(args, architecture)]
-    command = "python bench/dictionary_sweep.py " + " ".join(sys.argv[1:])
-    cases = (
+    note = (
         f"Held-out: the first {args.cases_per_population or 'all'} cases per population of the test cohorts; "
         f"SAEs trained on {args.rows} store rows each; {time.process_time() - start:.0f} CPU-s in all, "
         f"{args.threads} thread(s), {platform.node()}."
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "dictionary_sweep.json", {"command": command, "note": cases, "rows": rows})
-    table = markdown(rows, command, cases)
+    write_json_atomic(args.out / "dictionary_sweep.json", {"command": args.command, "note": note, "rows": rows})
+    table = markdown(rows, args.command, note)
     write_text_atomic(args.out / "dictionary_sweep.md", table)
     print(table)
-    return 0
+    return rows
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run(parse())

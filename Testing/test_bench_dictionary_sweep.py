@@ -1,0 +1,57 @@
+"""bench/dictionary_sweep.py runs end to end on a tiny demo workspace (the same code as the demo-size run).
+
+The workspace is built by the demo job itself up to the U-Net's activation store; no number is asserted
+beyond what must hold for any run (shares in [0, 1], counts that add up, the workspace left untouched).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from conftest import ROOT
+
+from MedSegLensLib.pipeline import DemoSettings, default_cohorts
+from MedSegLensLib.pipeline.demo import run_demo
+
+pytestmark = pytest.mark.timeout(300)
+
+TINY = DemoSettings.quick().replace(
+    spacing=8.0,
+    architectures=("unet",),
+    cohorts=default_cohorts(train=3, test=2, adult_test=2, healthy=1, calibration=0),
+    epochs=(("unet", 1),),
+    sae_adult_cases=3,
+)
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("dictionary_sweep", ROOT / "bench" / "dictionary_sweep.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_sweep_trains_each_size_and_reports_labels_and_artefacts_without_touching_the_workspace(tmp_path):
+    workspace = tmp_path / "demo"
+    torch.set_num_threads(1)
+    run_demo(TINY, workspace, until="sae_extract_unet")
+    before = sorted((p.relative_to(workspace), p.stat().st_mtime_ns) for p in workspace.rglob("*"))
+    bench = _bench()
+    args = bench.parse(
+        ["--workspace", str(workspace), "--architectures", "unet", "--sizes", "16", "32", "--rows", "2048"]
+        + ["--cases-per-population", "1", "--out", str(tmp_path / "sweep")]
+    )
+    rows = bench.run(args)
+    assert [(r["latents"], r["k"]) for r in rows] == [(16, 1), (32, 2)]
+    for row in rows:
+        assert row["layer"] == TINY.layer_of("unet")
+        assert 0 <= row["fvu"] and row["l0"] > 0
+        assert 0 <= row["dead_rows"] <= 1 and 0 <= row["dead_voxels"] <= 1
+        assert row["active"] == round(row["latents"] * (1 - row["dead_voxels"]))
+        assert row["validated"] + sum(row["artefacts"].values()) <= row["active"]
+        assert row["validated_share"] == round(row["validated"] / row["active"], 4)
+    table = (tmp_path / "sweep" / "dictionary_sweep.md").read_text()
+    assert "| unet |" in table and "--sizes 16 32" in table
+    assert sorted((p.relative_to(workspace), p.stat().st_mtime_ns) for p in workspace.rglob("*")) == before
