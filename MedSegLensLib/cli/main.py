@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "MedSegLensLib.cli.viewer_commands",
     "MedSegLensLib.cli.interpret_commands",
     "MedSegLensLib.cli.diff_commands",
+    "MedSegLensLib.cli.triage_commands",
     "MedSegLensLib.cli.demo_commands",
 ]
 
