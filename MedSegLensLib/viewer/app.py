@@ -21,6 +21,7 @@ from .accepted import accept_segmentation, timestamped_stem
 from .display import MODALITY_LABELS, CaseDisplay
 from .jobs import WorkerJobs
 from .latent_panel import LatentBrowser
+from .steer_updates import SteerUpdates
 from .steering_panel import SteeringPanel
 from .workspace import ModelEntry, SaeEntry, Workspace, WorkspaceCase, dice_text
 
@@ -57,7 +58,7 @@ class ViewerApp:
         self.latents = LatentBrowser(self.state, self.pair[1].name if self.pair else None, *self._interpretation())
         self.steering = SteeringPanel(self.state, self.latents.typical)
         self.analysis: dict | None = None
-        self._steer_request: dict | None = None
+        self.steer_updates = SteerUpdates(self.jobs, self._show_steered)
         self._initial_state()
         self.state.change("case_id")(self._on_case)
         self.state.change("modality")(self._on_modality)
@@ -119,6 +120,7 @@ class ViewerApp:
         s.accepted = []
         self._publish_range()
         self.analysis = None
+        self.steer_updates.forget()
         self.latents.set_case(case)
         self.steering.reset(self._steering_note())
         self.steering.show_unsteered(case.dice)
@@ -296,40 +298,41 @@ class ViewerApp:
             self._attempt("steering", self._steer)
 
     def _steer(self) -> None:
+        spec = self.steering.spec()
+        if spec == self.steer_updates.latest:
+            return  # the same controls (e.g. only a readout changed): nothing new to compute or show
         case = self.display.case
-        spec = self._steer_request = self.steering.spec()
-        if spec is None:  # back to neutral: the model's output again (a preview still on its way is dropped)
+        if spec is None:  # back to neutral: the model's output again (a result still on its way is dropped)
+            self.steer_updates.forget()
             if self.display.segmentation_source == "steered":
                 self.state.seg_source = "prediction"
             self.steering.show_unsteered(case.dice)
             return
-        params = {**self._analysis_params(case), "spec": spec}
+        params = self._analysis_params(case)
         if self.display.data.files.get("seg"):
             params["reference"] = str(self.display.data.files["seg"])
+        self.steer_updates.request(spec, params)
 
-        def steered(result: dict) -> None:
-            if spec is not self._steer_request:
-                return  # the controls moved on since this request
-            record = json.loads(result["provenance"])
-            model, sae = self.pair
-            origin = {
-                "file": None,
-                "job": "steer",
-                "model": model.folder,
-                "model_sha256": record["model_sha256"],
-                "sae": sae.folder,
-                "sae_sha256": record["sae_sha256"],
-                "steering": {
-                    "spec": result["spec"],
-                    "record": record,
-                    "dice": result["dice"],
-                    "dice_unsteered": result["dice_unsteered"],
-                },
-            }
-            self._show_segmentation("steered", Path(result["segmentation"]), origin)
-            self.steering.show_result(result)
-
-        self.jobs.submit("steer", params, "steering", self._for_case(case, steered), slot="steer")
+    def _show_steered(self, result: dict) -> None:
+        """A steering result (preview or exact) as the "steered" segmentation, with its provenance and readout."""
+        record = json.loads(result["provenance"])
+        model, sae = self.pair
+        origin = {
+            "file": None,
+            "job": "steer",
+            "model": model.folder,
+            "model_sha256": record["model_sha256"],
+            "sae": sae.folder,
+            "sae_sha256": record["sae_sha256"],
+            "steering": {
+                "spec": result["spec"],
+                "record": record,
+                "dice": result["dice"],
+                "dice_unsteered": result["dice_unsteered"],
+            },
+        }
+        self._show_segmentation("steered", Path(result["segmentation"]), origin)
+        self.steering.show_result(result)
 
     def _show_segmentation(self, source: str, path: Path, origin: dict) -> None:
         self.display.set_segmentation(source, path, origin)
@@ -395,7 +398,9 @@ class ViewerApp:
             raise ParameterError("no case is loaded; pick a case first")
         source = self.display.segmentation_source or NO_SELECTION
         if source == "steered" and self.jobs.busy("steer"):
-            raise ParameterError("the steering preview is still being computed; accept once it is shown")
+            raise ParameterError(
+                "the steered segmentation is still being computed; accept once the exact result is shown"
+            )
         source_file = self.display.segmentation_file()
         origin = self.display.origins.get(source, {})
         steering = origin.get("steering")

@@ -19,7 +19,7 @@ import numpy as np
 from ..data import MODALITIES, Case, read_volume
 from ..data.geometry import to_canonical
 from ..errors import InputError, ParameterError
-from ..latent_focus import HEAT_COLORMAP, LatentFocus, latent_focus
+from ..latent_focus import HEAT_COLORMAP, LatentFocus, latent_focus, legend_text
 from .workspace import Workspace, WorkspaceCase
 
 MODALITY_LABELS = {"t1n": "T1", "t1c": "T1c", "t2w": "T2", "t2f": "FLAIR"}
@@ -271,13 +271,15 @@ class CaseDisplay:
             view.get_view_node().JumpSliceByOffsetting(*(float(v) for v in ras))
 
     def legend(self) -> dict | None:
-        """The shown latent's colour range and threshold in activation units (None without an overlay)."""
+        """The shown latent's colour range and threshold in activation units (None without an overlay), with the
+        legend's line (`text`) written by the rule the Slicer module's legend uses (`latent_focus.legend_text`)."""
         if self.overlay_name is None or self.focus is None:
             return None
         legend = self.focus.legend(self.threshold_of(self.focus))
         focus = self.focus.focus_ras(self.data.grid.affine)
         legend["focus_ras"] = None if focus is None else [round(v, 1) for v in focus]
         legend["latent"] = self._map_latents.get(self.overlay_name)
+        legend["text"] = legend_text(legend)
         return legend
 
     def add_map(self, name: str, path: Path, latent: int | None) -> None:

@@ -19,6 +19,7 @@ default region is the predicted tumour plus `DEFAULT_MARGIN_MM`.
 
 from __future__ import annotations
 
+import json
 import math
 
 from ..errors import ParameterError
@@ -27,6 +28,7 @@ from ..steering_contract import DEFAULT_MARGIN_MM, MAX_MARGIN_MM, RegionSpec, St
 DICE_ROWS = ("WT", "TC", "ET", "ED", "NCR")
 STEP_FRACTION = 0.1  # slider step: a tenth of the latent's typical activation (additive, clamp) or of its code
 SHOWN_REGIONS = ("none", "tumour-margin")  # a mask region needs a drawn mask: Slicer only
+PREVIEW_LABEL = "preview (instance-norm statistics frozen; exact result follows)"
 NOT_ANALYSED = "Steering needs the case analysed by the workspace's model and SAE."
 
 
@@ -84,6 +86,7 @@ class SteeringPanel:
         s.steer_latents = []
         s.steer_strengths = {}
         s.steer_summary = ""
+        s.steer_shown = {"strengths": "", "kind": "", "seconds": None}
         s.dice_rows = dice_rows(None, None)
 
     def set_analysis(self, result: dict) -> None:
@@ -156,13 +159,24 @@ class SteeringPanel:
         return SteeringSpec(tuple(latents), tuple(strengths), s.steer_mode, region).to_json()
 
     def show_result(self, result: dict) -> None:
-        """The readout of a finished preview: Dice before/after per region and what changed."""
+        """The readout of a shown steering result: Dice before/after per region, what changed, and whether it is
+        the labelled preview (instance-norm statistics frozen; the exact result follows) or the exact result.
+
+        `steer_shown` says which strengths the views show and how (the page's summary carries it as data
+        attributes, which the latency benchmark reads)."""
+        preview = bool(result.get("preview"))
         self.state.dice_rows = dice_rows(result.get("dice_unsteered"), result.get("dice"))
         self.state.steer_summary = (
-            f"{result['changed_voxels']} voxels changed · {result['windows_recomputed']}/"
-            f"{result['windows_total']} windows · {result['seconds']:.2f} s"
+            f"{PREVIEW_LABEL if preview else 'exact'} · {result['changed_voxels']} voxels changed · "
+            f"{result['windows_recomputed']}/{result['windows_total']} windows · {result['seconds']:.2f} s"
         )
+        self.state.steer_shown = {
+            "strengths": json.dumps(result["spec"]["strengths"]),
+            "kind": "preview" if preview else "exact",
+            "seconds": result["seconds"],
+        }
 
     def show_unsteered(self, dice: dict | None) -> None:
         self.state.dice_rows = dice_rows(dice, None)
         self.state.steer_summary = ""
+        self.state.steer_shown = {"strengths": "", "kind": "", "seconds": None}

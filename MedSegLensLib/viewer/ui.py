@@ -201,18 +201,15 @@ def _overlay_controls() -> None:
     """Threshold (activation units) and opacity, with the legend of the shown latent's heat colour map."""
     with html.Div(classes="px-3"):
         with html.Div(v_if="overlay_legend", id="overlay-legend", classes="mt-2"):
-            html.Div(
-                "latent {{ overlay_legend.latent ?? '' }}: colour from"
-                " p{{ overlay_legend.low_percentile }} to p{{ overlay_legend.high_percentile }} of its activations here"
-                " (fires in {{ (100 * overlay_legend.active_share).toFixed(1) }} % of the volume;"
-                " slices moved to {{ overlay_legend.focus_ras ? overlay_legend.focus_ras.join(', ') : '—' }} mm RAS)",
-                classes="text-caption",
-            )
+            html.Div("{{ overlay_legend.text }}", classes="text-caption", id="legend-text")
             html.Div(style=("'height: 10px; border-radius: 2px; background: ' + overlay_legend.colours",))
             with html.Div(classes="d-flex text-caption"):
                 html.Span("{{ overlay_legend.low }}", id="legend-low")
                 v3.VSpacer()
-                html.Span("activation (peak {{ overlay_legend.peak }})", classes="text-medium-emphasis")
+                html.Span(
+                    "activation, p{{ overlay_legend.low_percentile }}–p{{ overlay_legend.high_percentile }} here",
+                    classes="text-medium-emphasis",
+                )
                 v3.VSpacer()
                 html.Span("{{ overlay_legend.high }}", id="legend-high")
         html.Div(
@@ -350,7 +347,16 @@ def _steering_panel(server) -> None:
                 html.Td("{{ d.region }}")
                 html.Td("{{ d.before }}")
                 html.Td("{{ d.after }}", id=("'dice-after-' + d.region",))
-        html.Div("{{ steer_summary }}", classes="text-caption text-medium-emphasis", id="steer-summary")
+        html.Div(
+            "{{ steer_summary }}",
+            classes="text-caption text-medium-emphasis",
+            id="steer-summary",
+            raw_attrs=[
+                ':data-strengths="steer_shown.strengths"',
+                ':data-kind="steer_shown.kind"',
+                ':data-seconds="steer_shown.seconds"',
+            ],
+        )
         v3.VBtn(
             "Accept",
             id="accept",

@@ -11,7 +11,9 @@ result: segmentation (labels file in the input's geometry), label_voxels, change
 
 The steering session (everything before the hooked layer, per sliding window)
 stays cached for the model, SAE and case, so moving a strength slider re-runs
-only the rest of the network; the latents' codes are cached per latent set too.
+only the rest of the network; the latents' codes are cached per latent set too,
+and so are the reference (read and reoriented once) and the unsteered output's
+Dice against it, so an update scores only the steered labels.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ import numpy as np
 from ..errors import InputError
 from .analysis_inputs import analysis_inputs
 from .latent_jobs import label_voxels
-from .registry import JobContext, JobRegistry
+from .registry import JobContext, JobRegistry, folder_fingerprint
 from .segment_job import require
 
 MIN_REFERENCE_OVERLAP = 0.5
+STEERED_FILE = "steered.nii"  # uncompressed: written and read in milliseconds, deleted once shown
 
 
 def reference_labels(path: str, case: Any) -> np.ndarray:
@@ -51,6 +54,12 @@ def region_dice(labels: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     return {name.removeprefix("dice_"): round(value, 6) for name, value in scores.items()}
 
 
+def _reference_and_dice(path: str, case: Any, unsteered: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    """The reference on the case grid and the unsteered output's Dice against it: the same for every steer."""
+    reference = reference_labels(path, case)
+    return reference, region_dice(unsteered, reference)
+
+
 def steer(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     from ..steering import SteeringSpec, open_session, steering_provenance
 
@@ -71,10 +80,15 @@ def steer(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     dice = dice_unsteered = None
     if params.get("reference"):
         ctx.progress(0.8, "scoring against the reference")
-        reference = reference_labels(str(params["reference"]), inputs.case)
-        dice, dice_unsteered = region_dice(labels, reference), region_dice(unsteered, reference)
+        reference_path = str(params["reference"])
+        reference, dice_unsteered = ctx.cache.get_or_create(
+            "reference",
+            (inputs.key, folder_fingerprint(reference_path)),
+            lambda: _reference_and_dice(reference_path, inputs.case, unsteered),
+        )
+        dice = region_dice(labels, reference)
     ctx.progress(0.9, "writing the steered segmentation")
-    path = inputs.case.write_like_input(labels, ctx.output_path("steered.nii.gz"), dtype=np.uint8)
+    path = inputs.case.write_like_input(labels, ctx.output_path(STEERED_FILE), dtype=np.uint8)
     ctx.progress(1.0, "done")
     return {
         "segmentation": str(path),

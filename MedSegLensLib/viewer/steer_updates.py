@@ -1,0 +1,71 @@
+"""Steering updates for the page, latest wins: a labelled preview first where the network needs one, then the
+exact result.
+
+Every change of the steering controls calls `SteerUpdates.request` with the new spec. The request goes to the
+worker's `steer` job with `exact: false`: for a network with instance norm after the hooked layer (the U-Net)
+the worker freezes the norm statistics and recomputes only what the region reaches, and labels the result a
+preview; once the preview is shown the exact job for the same spec follows. Other networks get the exact
+result at once (`preview: false`) and nothing follows.
+
+A preview pays only where it is cheaper than the exact job: when the region reaches (nearly) every window, the
+frozen-norm crops cover whole windows and run one by one, slower than the exact job's batched windows (trained
+demo U-Net, tumour + 10 mm: 0.89 s preview vs 0.50 s exact, docs/steering.md). So for each case and region the
+last preview/exact pair's own timings (the job's `seconds`) decide: once a preview took at least as long as
+the exact job that followed it, later requests for that region go straight to the exact job.
+
+All these jobs share one slot of `WorkerJobs` ("steer"): while one runs, a newer request replaces the waiting
+one and the running one's result is dropped, and a result for a spec that is no longer the latest is never
+shown and never followed up. A drag of any number of slider events therefore runs at most the job in flight
+plus the last position's preview and exact jobs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from .jobs import WorkerJobs
+
+SLOT = "steer"
+
+
+class SteerUpdates:
+    """Sends steering specs to the worker and shows each result that is still wanted."""
+
+    def __init__(self, jobs: WorkerJobs, show: Callable[[dict], None]):
+        self._jobs = jobs
+        self._show = show
+        self._latest: tuple[dict, dict] | None = None
+        self._preview_pays: dict[tuple, bool] = {}  # per (case, region): whether the last preview beat its exact job
+
+    @property
+    def latest(self) -> dict | None:
+        """The spec of the latest request (None after `forget`)."""
+        return None if self._latest is None else self._latest[0]
+
+    def request(self, spec: dict, params: dict) -> None:
+        """Steer with `spec` (the `steer` job's other parameters, e.g. the case, in `params`); replaces any
+        earlier request."""
+        self._latest = (spec, params)
+        self._submit(spec, params, exact=not self._preview_pays.get(_region_key(spec, params), True))
+
+    def forget(self) -> None:
+        """Show nothing more from requests made so far (the sliders went back to neutral, or the case changed)."""
+        self._latest = None
+
+    def _submit(self, spec: dict, params: dict, exact: bool, preview_seconds: float | None = None) -> None:
+        def done(result: dict) -> None:
+            if preview_seconds is not None:
+                self._preview_pays[_region_key(spec, params)] = preview_seconds < result["seconds"]
+            if (spec, params) != self._latest:
+                return  # the controls (or the case) moved on since this request
+            self._show(result)
+            if result.get("preview"):
+                self._submit(spec, params, exact=True, preview_seconds=result["seconds"])
+
+        label = "steering" if exact else "steering preview"
+        self._jobs.submit("steer", {**params, "spec": spec, "exact": exact}, label, done, slot=SLOT)
+
+
+def _region_key(spec: dict, params: dict) -> tuple:
+    return params.get("case"), json.dumps(spec.get("region"), sort_keys=True)

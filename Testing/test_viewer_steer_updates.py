@@ -1,0 +1,144 @@
+"""Slider events while a steer runs queue no work: the viewer's job queue and steering updates, with a stand-in
+worker that runs nothing until the test finishes a job (no browser, no processes, no sleeps).
+
+A drag sends one request per slider event; the worker runs one job at a time. What must hold: a burst of 20
+events runs the job already in flight plus the last position only (its preview, then its exact job), the page
+shows results of the last position only, a preview is followed by the exact job and an exact result by nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from MedSegLensLib.viewer.jobs import WorkerJobs
+from MedSegLensLib.viewer.steer_updates import SteerUpdates
+from MedSegLensLib.worker import Message
+
+PARAMS = {"model": "m", "sae": "s", "case": "c"}
+
+
+class StandInWorker:
+    """What `WorkerJobs` needs of `WorkerProcess`; jobs finish only when the test says so."""
+
+    def __init__(self):
+        self.submitted: list[tuple[str, dict]] = []
+        self._callbacks: dict[str, object] = {}
+
+    def submit(self, job: str, params: dict, callback) -> str:
+        request = str(len(self.submitted))
+        self.submitted.append((job, params))
+        self._callbacks[request] = callback
+        return request
+
+    def finish(self, preview: bool, seconds: float | None = None) -> None:
+        """The job in flight (the last one submitted) returns a steering result for its spec: a preview when the
+        network has one (`preview`) and the job asked for it; by default a preview takes 0.2 s, exact 0.5 s."""
+        request = str(len(self.submitted) - 1)
+        _, params = self.submitted[-1]
+        is_preview = preview and not params["exact"]
+        data = {"spec": params["spec"], "preview": is_preview, "seconds": seconds or (0.2 if is_preview else 0.5)}
+        self._callbacks.pop(request)(Message("result", request, {"data": data}))
+
+    def poll(self) -> None:
+        pass
+
+    def release(self, request: str) -> None:
+        pass
+
+    def cancel(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def spec(strength: float) -> dict:
+    return {"latents": [3], "strengths": [strength], "mode": "additive", "region": {"kind": "tumour-margin"}}
+
+
+class State(SimpleNamespace):
+    """Stands in for trame's state: attributes, `update` and the `with state:` block the job pump uses."""
+
+    def update(self, values: dict) -> None:
+        self.__dict__.update(values)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        return False
+
+
+def steering(worker: StandInWorker) -> tuple[SteerUpdates, list[dict]]:
+    server = SimpleNamespace(state=State(), controller=SimpleNamespace(on_server_exited=set()))
+    shown: list[dict] = []
+    jobs = WorkerJobs(server, workspace_root=None, say=lambda *_: None, worker=worker)
+    return SteerUpdates(jobs, shown.append), shown
+
+
+def ran(worker: StandInWorker) -> list[tuple[float, bool]]:
+    """(strength, exact) of each job the worker was given."""
+    return [(params["spec"]["strengths"][0], params["exact"]) for _, params in worker.submitted]
+
+
+def test_a_burst_of_slider_events_runs_the_job_in_flight_and_the_last_position_only():
+    async def drag():
+        worker = StandInWorker()
+        updates, shown = steering(worker)
+        for step in range(20):  # one drag: 20 slider events while the first one's preview runs
+            updates.request(spec(0.1 * (step + 1)), PARAMS)
+        assert ran(worker) == [(0.1, False)], "later events wait (one place, latest wins) instead of queueing jobs"
+        worker.finish(preview=True)  # the first position's preview: stale, neither shown nor followed up
+        assert shown == [] and ran(worker) == [(0.1, False), (2.0, False)]
+        worker.finish(preview=True)  # the last position's preview: shown, its exact job follows
+        assert [r["spec"]["strengths"] for r in shown] == [[2.0]] and ran(worker)[-1] == (2.0, True)
+        worker.finish(preview=True)  # the exact result (the worker returns preview false): shown, nothing follows
+        assert [r["preview"] for r in shown] == [True, False]
+        steer_jobs = ran(worker)
+        assert len(steer_jobs) == 3 and len({strength for strength, _ in steer_jobs}) == 2, (
+            "20 events ran the job in flight plus the last position (preview and exact)"
+        )
+
+    asyncio.run(drag())
+
+
+def test_an_exact_job_in_flight_is_superseded_and_a_network_without_a_preview_gets_one_job_per_position():
+    async def drag():
+        worker = StandInWorker()
+        updates, shown = steering(worker)
+        updates.request(spec(1.0), PARAMS)
+        worker.finish(preview=True)  # preview of 1.0 shown, its exact job runs
+        updates.request(spec(2.0), PARAMS)  # the slider moves while the exact job of 1.0 runs
+        updates.request(spec(3.0), PARAMS)
+        worker.finish(preview=True)  # 1.0's exact result arrives after the controls moved on: not shown
+        assert [r["spec"]["strengths"] for r in shown] == [[1.0]]
+        assert ran(worker) == [(1.0, False), (1.0, True), (3.0, False)], "2.0 never ran"
+        worker.finish(preview=False)  # e.g. the SegFormer: the first result is already exact
+        assert [(r["spec"]["strengths"], r["preview"]) for r in shown] == [([1.0], True), ([3.0], False)]
+        assert len(worker.submitted) == 3, "an exact result is not followed up"
+        updates.forget()  # back to neutral: nothing in flight may be shown any more
+        updates.request(spec(4.0), PARAMS)
+        updates.forget()
+        worker.finish(preview=True)
+        assert len(shown) == 2 and len(worker.submitted) == 4
+
+    asyncio.run(drag())
+
+
+def test_a_preview_slower_than_its_exact_job_is_skipped_for_that_region():
+    async def drag():
+        worker = StandInWorker()
+        updates, shown = steering(worker)
+        updates.request(spec(1.0), PARAMS)
+        worker.finish(preview=True, seconds=0.9)  # a region reaching every window: the crops cost more
+        worker.finish(preview=True, seconds=0.5)  # than the exact job
+        updates.request(spec(2.0), PARAMS)
+        assert ran(worker)[-1] == (2.0, True), "the same region again: straight to the exact job"
+        worker.finish(preview=True)
+        other = {**spec(3.0), "region": {"kind": "tumour-margin", "margin_mm": 2.0}}
+        updates.request(other, PARAMS)
+        assert ran(worker)[-1] == (3.0, False), "another region tries the preview again"
+        assert [r["preview"] for r in shown] == [True, False, False]
+
+    asyncio.run(drag())
