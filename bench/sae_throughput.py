@@ -13,8 +13,17 @@ renormalisation every step). Its AuxK is off, as in sparsify's defaults; ours is
 (and its cost is in our time). Each run is repeated `--repeats` times, alternating
 between implementations, and the fastest repeat counts: this machine is shared.
 
+Against the physical limit: at each thread count the script times dense
+(batch x d_in) @ (d_in x latents) products in float32 and bfloat16 (best of several,
+between the training runs) and reports each training run's achieved FLOP/s as a
+share of that measured peak. FLOPs per step are counted the same way for every
+implementation (`step_flops`): the dense encoder product, 2·B·d·M, plus the four
+sparse products over the B·k selected entries (decode, code gradients, encoder and
+decoder weight gradients), 4 · 2·B·k·d. Work an implementation does beyond these
+(a dense ReLU, a top-k, our BatchTopK cut, initialisation) counts as time only.
+
     pip install -e .[bench]
-    python bench/sae_throughput.py [--d-in 128 --latents 1024 --k 16 --rows 600000]
+    python bench/sae_throughput.py [--d-in 256 --latents 4096 --k 32 --rows 200000 --threads 1,2]
 """
 
 from __future__ import annotations
@@ -41,6 +50,25 @@ class Clock:
 
     def rates(self, rows: int) -> tuple[float, float]:
         return rows / (time.perf_counter() - self.wall), rows / (time.process_time() - self.cpu)
+
+
+def step_flops(batch: int, d_in: int, latents: int, k: int) -> float:
+    """Useful FLOPs of one training step: encoder product plus four sparse products over B·k entries."""
+    return 2.0 * batch * d_in * latents + 4 * 2.0 * batch * k * d_in
+
+
+def matmul_peak(rows: int, d_in: int, latents: int, dtype: torch.dtype, repeats: int = 6) -> float:
+    """Best FLOP/s of (rows x d_in) @ (d_in x latents) at the current thread count, as training's encoder does it."""
+    x = torch.randn(rows, d_in).to(dtype)
+    w = torch.randn(latents, d_in).to(dtype)
+    bias = torch.zeros(latents, dtype=dtype)
+    torch.addmm(bias, x, w.t())  # warm-up: oneDNN picks its kernel on the first call
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.addmm(bias, x, w.t())
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * rows * d_in * latents / best
 
 
 def pooled_fvu(reconstruct, rows: torch.Tensor, batch: int = 8192) -> float:
@@ -155,7 +183,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=600_000, help="training rows (same for every run)")
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", default="1,2", help="thread counts to compare at, e.g. 1,2")
     parser.add_argument("--no-peer", action="store_true", help="skip sparsify (not installed)")
     parser.add_argument(
         "--recipe",
@@ -163,7 +191,8 @@ def main() -> None:
         help="instead: MedSegLens only, learning-rate sweep and BatchTopK vs TopK (FVU, L0 spread)",
     )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    thread_counts = [int(t) for t in str(args.threads).split(",")]
+    torch.set_num_threads(thread_counts[0])
 
     data, _ = planted_rows(min(args.rows, 400_000) + 50_000, args.d_in, args.atoms, args.active, spread=args.spread)
     data /= data.pow(2).sum(1).mean().div(args.d_in).sqrt()  # about unit variance per channel
@@ -171,8 +200,9 @@ def main() -> None:
     print(
         f"rows: {rows.shape[0]} x {args.d_in} (planted {args.atoms} atoms, {args.active} +- "
         f"{args.spread:.0%} per row); "
-        f"SAE {args.latents} latents, k={args.k}, batch {args.batch}, {args.rows} training rows, "
-        f"{args.threads} threads"
+        f"SAE {args.latents} latents, k={args.k}, batch {args.batch}, {args.rows} training rows "
+        f"({args.rows // args.batch} steps), threads {args.threads}; machine load {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} CPUs"
     )
 
     if args.recipe:
@@ -190,8 +220,29 @@ def main() -> None:
         runs["sparsify topk (peer)"] = lambda: run_sparsify(rows, held, args)
         our_lr = SAETrainingSettings(n_latents=args.latents, k=args.k).learning_rate()
         runs["sparsify topk, our lr"] = lambda: run_sparsify(rows, held, args, our_lr)
+    flops = step_flops(args.batch, args.d_in, args.latents, args.k) * (args.rows // args.batch) / args.batch
+    speeds = {}
+    for threads in thread_counts:
+        speeds[threads] = compare_at(threads, runs, flops, args)
+
+    read = store_read_speed(store, args.batch)
+    print(
+        f"\nstore stream alone (float16 shards, windows of {store.window_rows} rows): {read:.0f} rows/s, "
+        f"{read / speeds[thread_counts[-1]]['medseglens batchtopk fp32'][0]:.1f}x the training speed"
+    )
+    if not args.no_peer:
+        time_to_peer_quality(rows, held, args, speeds[thread_counts[-1]])
+
+
+def compare_at(threads: int, runs: dict, flops_per_row: float, args) -> dict[str, tuple[float, float, float]]:
+    """Best-of-repeats table at one thread count, with FLOP/s against the matmul peak measured between runs."""
+    torch.set_num_threads(threads)
+    peak = {"float32": 0.0, "bfloat16": 0.0}
     best: dict[str, tuple[float, float, float]] = {}
+    print(f"\n== {threads} thread(s) ==")
     for repeat in range(args.repeats):
+        for dtype in peak:
+            peak[dtype] = max(peak[dtype], matmul_peak(args.batch, args.d_in, args.latents, getattr(torch, dtype)))
         for name, run in runs.items():
             speed, cpu_speed, fvu = run()
             print(
@@ -201,40 +252,41 @@ def main() -> None:
             )
             if name not in best or speed > best[name][0]:
                 best[name] = (speed, max(cpu_speed, best.get(name, (0, 0, 0))[1]), fvu)
-
-    read = store_read_speed(store, args.batch)
     print(
-        f"\nstore stream alone (float16 shards, windows of {store.window_rows} rows): {read:.0f} rows/s, "
-        f"{read / best['medseglens batchtopk fp32'][0]:.1f}x the training speed"
+        f"matmul peak ({args.batch} x {args.d_in}) @ ({args.d_in} x {args.latents}), best over the run: "
+        f"float32 {peak['float32'] / 1e9:.1f} GFLOP/s, bfloat16 {peak['bfloat16'] / 1e9:.1f} GFLOP/s"
     )
     reference = "sparsify topk (peer)" if "sparsify topk (peer)" in best else "medseglens topk fp32"
     ref_speed, ref_cpu, ref_fvu = best[reference]
-    print(f"\nbest of {args.repeats}; ratios against {reference}:")
+    print(f"best of {args.repeats} at {threads} thread(s); ratios against {reference}:")
     print(
-        f"{'implementation':28s} {'rows/s':>9s} {'rows/CPU-s':>10s} {'FVU':>7s} {'speed x':>8s} {'CPU x':>6s} "
-        f"{'FVU ratio':>9s}"
+        f"{'implementation':28s} {'rows/s':>9s} {'rows/CPU-s':>10s} {'GFLOP/s':>8s} {'% peak':>6s} {'FVU':>7s} "
+        f"{'speed x':>8s} {'CPU x':>6s} {'FVU ratio':>9s}"
     )
     for name, (speed, cpu_speed, fvu) in best.items():
+        achieved = speed * flops_per_row
+        share = achieved / peak["bfloat16" if "bf16" in name else "float32"]
         print(
-            f"{name:28s} {speed:9.0f} {cpu_speed:10.0f} {fvu:7.4f} {speed / ref_speed:8.2f} "
-            f"{cpu_speed / ref_cpu:6.2f} {fvu / ref_fvu:9.2f}"
+            f"{name:28s} {speed:9.0f} {cpu_speed:10.0f} {achieved / 1e9:8.1f} {share:6.0%} {fvu:7.4f} "
+            f"{speed / ref_speed:8.2f} {cpu_speed / ref_cpu:6.2f} {fvu / ref_fvu:9.2f}"
         )
+    return best
 
-    # Time to the peer's quality: fewest rows with which our default reaches the best peer FVU.
-    if not args.no_peer:
-        peer_fvu = min(fvu for name, (_, _, fvu) in best.items() if name.startswith("sparsify"))
-        ours_speed = best["medseglens batchtopk fp32"][0]
-        for fraction in (0.125, 0.25, 0.5, 1.0):
-            fvu = run_medseglens(rows, held, args, "batchtopk", "float32", fraction)[2]
-            print(f"medseglens batchtopk on {fraction:.3f} of the rows: FVU {fvu:.4f}")
-            if fvu <= peer_fvu:
-                print(
-                    f"reaches the best peer FVU ({peer_fvu:.4f}) with {fraction:.3f} of its rows: "
-                    f"{ours_speed / ref_speed / fraction:.1f}x the peer's speed to equal FVU"
-                )
-                break
-        else:
-            print(f"medseglens batchtopk does not reach the best peer FVU ({peer_fvu:.4f}) in the same rows")
+
+def time_to_peer_quality(rows, held, args, best: dict[str, tuple[float, float, float]]) -> None:
+    """Fewest rows with which our default reaches the best peer FVU (speeds of the last thread count)."""
+    peer_fvu = min(fvu for name, (_, _, fvu) in best.items() if name.startswith("sparsify"))
+    ratio = best["medseglens batchtopk fp32"][0] / best["sparsify topk (peer)"][0]
+    for fraction in (0.125, 0.25, 0.5, 1.0):
+        fvu = run_medseglens(rows, held, args, "batchtopk", "float32", fraction)[2]
+        print(f"medseglens batchtopk on {fraction:.3f} of the rows: FVU {fvu:.4f}")
+        if fvu <= peer_fvu:
+            print(
+                f"reaches the best peer FVU ({peer_fvu:.4f}) with {fraction:.3f} of its rows: "
+                f"{ratio / fraction:.1f}x the peer's speed to equal FVU"
+            )
+            return
+    print(f"medseglens batchtopk does not reach the best peer FVU ({peer_fvu:.4f}) in the same rows")
 
 
 if __name__ == "__main__":

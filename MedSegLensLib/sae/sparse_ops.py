@@ -48,12 +48,28 @@ def topk_per_row(pre: torch.Tensor, k: int, row_offset: int = 0) -> SparseCodes:
     return _positive(SparseCodes(rows, latents.reshape(-1), values.reshape(-1).float(), pre.shape[0]))
 
 
+BLOCK = 32  # pre-activations per block in `above`'s pre-filter
+
+
 def above(pre: torch.Tensor, threshold: float, row_offset: int = 0) -> SparseCodes:
-    """All pre-activations strictly above `threshold` (>= 0): JumpReLU-style codes."""
-    flat = pre.reshape(-1)
-    where = (flat > max(float(threshold), 0.0)).nonzero().squeeze(1)
+    """All pre-activations strictly above `threshold` (>= 0): JumpReLU-style codes.
+
+    Codes are sparse (about 1 % of the entries), and `nonzero` over every entry costs
+    as much as the encoder product on the CPU. So blocks of `BLOCK` latents whose
+    maximum clears the threshold are found first, and only those blocks are searched;
+    the result (entries in row-major order) is the same as a plain search."""
+    threshold = max(float(threshold), 0.0)
     n_latents = pre.shape[1]
-    return SparseCodes(where // n_latents + row_offset, where % n_latents, flat[where].float(), pre.shape[0])
+    flat = pre.reshape(-1)
+    if n_latents % BLOCK:
+        where = (flat > threshold).nonzero().squeeze(1)
+    else:
+        blocks = flat.view(-1, BLOCK)
+        hit = (blocks.amax(1) > threshold).nonzero().squeeze(1)
+        inside = (blocks.index_select(0, hit) > threshold).nonzero()
+        where = hit.index_select(0, inside[:, 0]) * BLOCK + inside[:, 1]
+    values = flat.index_select(0, where).float()
+    return SparseCodes(where // n_latents + row_offset, where % n_latents, values, pre.shape[0])
 
 
 def concat(parts: list[SparseCodes], n_rows: int) -> SparseCodes:
@@ -84,7 +100,9 @@ def _positive(codes: SparseCodes) -> SparseCodes:
 
 
 def _filter(codes: SparseCodes, keep: torch.Tensor) -> SparseCodes:
-    return SparseCodes(codes.rows[keep], codes.latents[keep], codes.values[keep], codes.n_rows)
+    where = keep.nonzero().squeeze(1)  # once, not once per field as boolean indexing would
+    rows, latents, values = (t.index_select(0, where) for t in (codes.rows, codes.latents, codes.values))
+    return SparseCodes(rows, latents, values, codes.n_rows)
 
 
 def decode(codes: SparseCodes, w_dec: torch.Tensor) -> torch.Tensor:
@@ -112,4 +130,10 @@ class LatentGrouping:
 
     def sum(self, rows: torch.Tensor, weights: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
         """G[j] = sum over entries of latent j of weight * data[row]: sparse (latents x rows) @ data."""
-        return F.embedding_bag(rows[self.order], data, self.offsets, mode="sum", per_sample_weights=weights[self.order])
+        return F.embedding_bag(
+            rows.index_select(0, self.order),
+            data,
+            self.offsets,
+            mode="sum",
+            per_sample_weights=weights.index_select(0, self.order),
+        )

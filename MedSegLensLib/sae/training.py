@@ -130,7 +130,7 @@ class Trainer:
             SAEConfig(source.d_in, config.n_latents, config.k, config.kind),  # type: ignore[arg-type]
             generator=seeded_generator(config.seed, -2),
         )
-        self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=config.learning_rate(), foreach=True)
+        self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=config.learning_rate(), fused=True)
         self.rows_since_fired = torch.zeros(config.n_latents, dtype=torch.int64)
         self.state = TrainingState()
         self.cut = objective.BatchTopKCut() if config.kind == "batchtopk" else None
