@@ -53,6 +53,13 @@ class StandInWorker:
         pass
 
 
+async def finish(worker: StandInWorker, preview: bool, seconds: float | None = None) -> None:
+    """Finish the job in flight, then let the event loop turn once (a follow-up job is submitted on the next turn,
+    after the views' render tasks that showing a result woke)."""
+    worker.finish(preview, seconds)
+    await asyncio.sleep(0)
+
+
 def spec(strength: float) -> dict:
     return {"latents": [3], "strengths": [strength], "mode": "additive", "region": {"kind": "tumour-margin"}}
 
@@ -89,11 +96,15 @@ def test_a_burst_of_slider_events_runs_the_job_in_flight_and_the_last_position_o
         for step in range(20):  # one drag: 20 slider events while the first one's preview runs
             updates.request(spec(0.1 * (step + 1)), PARAMS)
         assert ran(worker) == [(0.1, False)], "later events wait (one place, latest wins) instead of queueing jobs"
-        worker.finish(preview=True)  # the first position's preview: stale, neither shown nor followed up
+        await finish(worker, preview=True)  # the first position's preview: stale, neither shown nor followed up
         assert shown == [] and ran(worker) == [(0.1, False), (2.0, False)]
-        worker.finish(preview=True)  # the last position's preview: shown, its exact job follows
+        worker.finish(preview=True)  # the last position's preview: shown; its exact job follows on the next turn
+        assert len(worker.submitted) == 2, "the exact job waits until the views drew the preview"
+        await asyncio.sleep(0)
         assert [r["spec"]["strengths"] for r in shown] == [[2.0]] and ran(worker)[-1] == (2.0, True)
-        worker.finish(preview=True)  # the exact result (the worker returns preview false): shown, nothing follows
+        await finish(
+            worker, preview=True
+        )  # the exact result (the worker returns preview false): shown, nothing follows
         assert [r["preview"] for r in shown] == [True, False]
         steer_jobs = ran(worker)
         assert len(steer_jobs) == 3 and len({strength for strength, _ in steer_jobs}) == 2, (
@@ -108,19 +119,19 @@ def test_an_exact_job_in_flight_is_superseded_and_a_network_without_a_preview_ge
         worker = StandInWorker()
         updates, shown = steering(worker)
         updates.request(spec(1.0), PARAMS)
-        worker.finish(preview=True)  # preview of 1.0 shown, its exact job runs
+        await finish(worker, preview=True)  # preview of 1.0 shown, its exact job runs
         updates.request(spec(2.0), PARAMS)  # the slider moves while the exact job of 1.0 runs
         updates.request(spec(3.0), PARAMS)
-        worker.finish(preview=True)  # 1.0's exact result arrives after the controls moved on: not shown
+        await finish(worker, preview=True)  # 1.0's exact result arrives after the controls moved on: not shown
         assert [r["spec"]["strengths"] for r in shown] == [[1.0]]
         assert ran(worker) == [(1.0, False), (1.0, True), (3.0, False)], "2.0 never ran"
-        worker.finish(preview=False)  # e.g. the SegFormer: the first result is already exact
+        await finish(worker, preview=False)  # e.g. the SegFormer: the first result is already exact
         assert [(r["spec"]["strengths"], r["preview"]) for r in shown] == [([1.0], True), ([3.0], False)]
         assert len(worker.submitted) == 3, "an exact result is not followed up"
         updates.forget()  # back to neutral: nothing in flight may be shown any more
         updates.request(spec(4.0), PARAMS)
         updates.forget()
-        worker.finish(preview=True)
+        await finish(worker, preview=True)
         assert len(shown) == 2 and len(worker.submitted) == 4
 
     asyncio.run(drag())
@@ -131,11 +142,11 @@ def test_a_preview_slower_than_its_exact_job_is_skipped_for_that_region():
         worker = StandInWorker()
         updates, shown = steering(worker)
         updates.request(spec(1.0), PARAMS)
-        worker.finish(preview=True, seconds=0.9)  # a region reaching every window: the crops cost more
-        worker.finish(preview=True, seconds=0.5)  # than the exact job
+        await finish(worker, preview=True, seconds=0.9)  # a region reaching every window: the crops cost more
+        await finish(worker, preview=True, seconds=0.5)  # than the exact job
         updates.request(spec(2.0), PARAMS)
         assert ran(worker)[-1] == (2.0, True), "the same region again: straight to the exact job"
-        worker.finish(preview=True)
+        await finish(worker, preview=True)
         other = {**spec(3.0), "region": {"kind": "tumour-margin", "margin_mm": 2.0}}
         updates.request(other, PARAMS)
         assert ran(worker)[-1] == (3.0, False), "another region tries the preview again"

@@ -73,6 +73,8 @@ def steer(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     session = ctx.cache.get_or_create(
         "steering", inputs.key, lambda: open_session(inputs.model, inputs.sae_dir, inputs.case)
     )
+    ctx.progress(0.45, "preparing the region")
+    session.gates(spec.region)  # the region's mask, made once per region: not part of the update's own `seconds`
     ctx.progress(0.5, "steering")
     result = session.steer(spec, exact=exact)
     labels = np.asarray(result.prediction.labels, dtype=np.uint8)
