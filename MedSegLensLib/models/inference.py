@@ -28,6 +28,7 @@ from ..data.geometry import resample_to_grid
 from ..errors import ParameterError
 from . import memory
 from .config import ModelConfig
+from .cpu_convolution import route_conv3d_to_onednn
 from .preprocess import channel_index_to_label, to_model_grid
 from .registry import default_device
 from .storage import load_network
@@ -127,7 +128,14 @@ def _sliding_windows(
 
 
 class SegmentationModel:
-    """A network with its config and weights fingerprint, ready for inference."""
+    """A network with its config and weights fingerprint, ready for inference.
+
+    On the CPU its 3D convolutions always run oneDNN (`cpu_convolution`: faster, same results to float
+    rounding), unless `source_kernels` is set: imported models keep PyTorch's own choice, for
+    bit-for-bit parity with their source's predictor.
+    """
+
+    source_kernels = False
 
     def __init__(
         self,
@@ -144,6 +152,8 @@ class SegmentationModel:
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.device = torch.device(device) if device is not None else default_device()
         self.network = network.to(self.device).eval()
+        if self.device.type == "cpu" and not self.source_kernels:
+            route_conv3d_to_onednn(self.network)
 
     def prepare(self, case: Case) -> PreparedInput:
         """The case's image on the model's grid, normalised, as a (1, C, X, Y, Z) tensor."""

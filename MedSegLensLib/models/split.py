@@ -21,17 +21,23 @@ import torch
 from torch import fx, nn
 
 from ..errors import CompatibilityError, ParameterError
+from .cpu_convolution import OneDNNConv3d
 
 
 class _LayerAsLeafTracer(fx.Tracer):
-    """The default tracer, except that the hooked layer stays one call (its output is one graph node)."""
+    """The default tracer, except that the hooked layer stays one call (its output is one graph node) and
+    so do our CPU convolutions (`OneDNNConv3d`, a torch.nn layer by behaviour, not by module path)."""
 
     def __init__(self, layer: str):
         super().__init__()
         self.layer = layer
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return qualified_name == self.layer or super().is_leaf_module(module, qualified_name)
+        return (
+            qualified_name == self.layer
+            or isinstance(module, OneDNNConv3d)
+            or super().is_leaf_module(module, qualified_name)
+        )
 
 
 @dataclass

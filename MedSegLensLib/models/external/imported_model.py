@@ -25,6 +25,8 @@ from .semantics import OutputMeaning
 class ImportedModel(SegmentationModel):
     """Base of the imported formats: source description, input orientation and output meaning from model.json."""
 
+    source_kernels = True  # results equal to the source's own predictor, bit for bit
+
     def __init__(
         self, network: nn.Module, config, fingerprint: str, manifest: dict[str, Any], device=None, model_dir=None
     ):
