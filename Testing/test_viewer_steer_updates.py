@@ -3,7 +3,8 @@ worker that runs nothing until the test finishes a job (no browser, no processes
 
 A drag sends one request per slider event; the worker runs one job at a time. What must hold: a burst of 20
 events runs the job already in flight plus the last position only (its preview, then its exact job), the page
-shows results of the last position only, a preview is followed by the exact job and an exact result by nothing.
+shows results of the last position only, a preview is followed by the exact job (once the views drew it) and an
+exact result by nothing, and previews that cost more in total than their exact jobs are skipped for that region.
 """
 
 from __future__ import annotations
@@ -137,19 +138,24 @@ def test_an_exact_job_in_flight_is_superseded_and_a_network_without_a_preview_ge
     asyncio.run(drag())
 
 
-def test_a_preview_slower_than_its_exact_job_is_skipped_for_that_region():
+def test_previews_slower_in_total_than_their_exact_jobs_are_skipped_for_that_region():
     async def drag():
         worker = StandInWorker()
         updates, shown = steering(worker)
-        updates.request(spec(1.0), PARAMS)
+        for strength, preview_s in ((1.0, 0.2), (2.0, 0.6)):  # one slow preview (a busy moment) after a fast one
+            updates.request(spec(strength), PARAMS)
+            await finish(worker, preview=True, seconds=preview_s)
+            await finish(worker, preview=True, seconds=0.5)
+        updates.request(spec(3.0), PARAMS)
+        assert ran(worker)[-1] == (3.0, False), "previews so far 0.8 s in total against 1.0 s exact: still worth it"
         await finish(worker, preview=True, seconds=0.9)  # a region reaching every window: the crops cost more
-        await finish(worker, preview=True, seconds=0.5)  # than the exact job
-        updates.request(spec(2.0), PARAMS)
-        assert ran(worker)[-1] == (2.0, True), "the same region again: straight to the exact job"
+        await finish(worker, preview=True, seconds=0.5)
+        updates.request(spec(4.0), PARAMS)
+        assert ran(worker)[-1] == (4.0, True), "1.7 s of previews against 1.5 s exact: straight to the exact job"
         await finish(worker, preview=True)
-        other = {**spec(3.0), "region": {"kind": "tumour-margin", "margin_mm": 2.0}}
+        other = {**spec(5.0), "region": {"kind": "tumour-margin", "margin_mm": 2.0}}
         updates.request(other, PARAMS)
-        assert ran(worker)[-1] == (3.0, False), "another region tries the preview again"
-        assert [r["preview"] for r in shown] == [True, False, False]
+        assert ran(worker)[-1] == (5.0, False), "another region tries the preview again"
+        assert [r["preview"] for r in shown] == [True, False] * 3 + [False]
 
     asyncio.run(drag())

@@ -8,10 +8,11 @@ preview; once the preview is shown the exact job for the same spec follows. Othe
 result at once (`preview: false`) and nothing follows.
 
 A preview pays only where it is cheaper than the exact job: when the region reaches (nearly) every window, the
-frozen-norm crops cover whole windows and run one by one, slower than the exact job's batched windows (trained
-demo U-Net, tumour + 10 mm: 0.89 s preview vs 0.50 s exact, docs/steering.md). So for each case and region the
-last preview/exact pair's own timings (the job's `seconds`) decide: once a preview took at least as long as
-the exact job that followed it, later requests for that region go straight to the exact job.
+frozen-norm crops cover whole windows and run one by one, and can be slower than the exact job's batched
+windows (docs/steering.md measured 0.89 s preview vs 0.50 s exact for one trained U-Net, tumour + 10 mm). So
+for each case and region the jobs' own timings (their `seconds`) decide: once the previews so far took, in
+total, at least as long as the exact jobs that followed them, later requests for that region go straight to
+the exact job (totals, so that one slow preview on a busy machine does not switch previews off).
 
 All these jobs share one slot of `WorkerJobs` ("steer"): while one runs, a newer request replaces the waiting
 one and the running one's result is dropped, and a result for a spec that is no longer the latest is never
@@ -37,7 +38,7 @@ class SteerUpdates:
         self._jobs = jobs
         self._show = show
         self._latest: tuple[dict, dict] | None = None
-        self._preview_pays: dict[tuple, bool] = {}  # per (case, region): whether the last preview beat its exact job
+        self._pair_seconds: dict[tuple, list[float]] = {}  # per (case, region): summed [preview, exact] job seconds
 
     @property
     def latest(self) -> dict | None:
@@ -48,7 +49,12 @@ class SteerUpdates:
         """Steer with `spec` (the `steer` job's other parameters, e.g. the case, in `params`); replaces any
         earlier request."""
         self._latest = (spec, params)
-        self._submit(spec, params, exact=not self._preview_pays.get(_region_key(spec, params), True))
+        self._submit(spec, params, exact=not self._preview_pays(_region_key(spec, params)))
+
+    def _preview_pays(self, key: tuple) -> bool:
+        """Whether the previews of this case and region were, in total, faster than the exact jobs after them."""
+        preview, exact = self._pair_seconds.get(key, (0.0, 1.0))
+        return preview < exact
 
     def forget(self) -> None:
         """Show nothing more from requests made so far (the sliders went back to neutral, or the case changed)."""
@@ -57,7 +63,9 @@ class SteerUpdates:
     def _submit(self, spec: dict, params: dict, exact: bool, preview_seconds: float | None = None) -> None:
         def done(result: dict) -> None:
             if preview_seconds is not None:
-                self._preview_pays[_region_key(spec, params)] = preview_seconds < result["seconds"]
+                pair = self._pair_seconds.setdefault(_region_key(spec, params), [0.0, 0.0])
+                pair[0] += preview_seconds
+                pair[1] += result["seconds"]
             if (spec, params) != self._latest:
                 return  # the controls (or the case) moved on since this request
             self._show(result)
