@@ -88,3 +88,35 @@ def assets_fixture(name: str):
         return slicer_assets(root)
 
     return assets
+
+
+def write_test_worklist(out: Path, cases: list[dict], sae_sha256: str = "") -> Path:
+    """A triage output folder written by the triage package's own writer, with the case rows given.
+
+    Each row needs case_id and risk (top_latents, failure and population are optional); ranks follow the risk.
+    The reference record is a minimal one: readers of the worklist never open it.
+    """
+    from MedSegLensLib.triage.reference import BASELINES, Reference, ReferenceSettings
+    from MedSegLensLib.triage.worklist import write_worklist
+
+    rows = [
+        {
+            "case_id": case["case_id"],
+            "population": case.get("population", "adult"),
+            "risk": case["risk"],
+            "top_latents": case.get("top_latents", []),
+            "baselines": {name: 0.0 for name in BASELINES},
+            "failure": case.get("failure"),
+            "seconds": {"sae_risk": 0.1},
+        }
+        for case in cases
+    ]
+    rows.sort(key=lambda row: (-row["risk"], row["case_id"]))
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    reference = Reference(ReferenceSettings(), [], [], 0.0, [], (0.0, 1.0), {}, [], [], [], 0.0, sae_sha256=sae_sha256)
+    header = {
+        "model": {"fingerprint": "f" * 64, "architecture": "unet"},
+        "sae": {"layer": "model.1", "sha256": sae_sha256, "n_latents": 16},
+    }
+    return write_worklist(out, rows, header, reference)
