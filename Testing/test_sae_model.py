@@ -15,6 +15,7 @@ from MedSegLensLib.sae import (
     Trainer,
     evaluate_fidelity,
     objective,
+    sparse_ops,
 )
 from MedSegLensLib.sae.init import geometric_median
 from MedSegLensLib.sae.synthetic import planted_rows
@@ -70,6 +71,18 @@ def test_batchtopk_cut_is_exact_with_a_stale_floor():
     pre = sae.pre_activations(x).flatten()
     expected = pre.topk(300).values.clamp_min(0)
     assert torch.allclose(codes.values.sort().values, expected[expected > 0].sort().values)
+
+
+@pytest.mark.parametrize("n_latents", [64, 40])  # blocks of 32 latents, and the plain search when they do not fit
+def test_block_prefiltered_search_finds_the_same_entries_in_the_same_order(n_latents):
+    gen = torch.Generator().manual_seed(3)
+    pre = torch.randn(50, n_latents, generator=gen)
+    pre[7, 5] = pre[9, 33 % n_latents] = 1.5  # entries exactly at the threshold are not above it
+    for threshold in (1.5, 2.5, 0.0):
+        codes = sparse_ops.above(pre, threshold, row_offset=100)
+        where = (pre > threshold).nonzero()
+        assert torch.equal(codes.rows, where[:, 0] + 100) and torch.equal(codes.latents, where[:, 1])
+        assert torch.equal(codes.values, pre[where[:, 0], where[:, 1]])
 
 
 def test_planted_dictionary_is_recovered():

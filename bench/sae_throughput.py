@@ -220,7 +220,7 @@ def main() -> None:
         runs["sparsify topk (peer)"] = lambda: run_sparsify(rows, held, args)
         our_lr = SAETrainingSettings(n_latents=args.latents, k=args.k).learning_rate()
         runs["sparsify topk, our lr"] = lambda: run_sparsify(rows, held, args, our_lr)
-    flops = step_flops(args.batch, args.d_in, args.latents, args.k) * (args.rows // args.batch) / args.batch
+    flops = step_flops(args.batch, args.d_in, args.latents, args.k) / args.batch  # per training row
     speeds = {}
     for threads in thread_counts:
         speeds[threads] = compare_at(threads, runs, flops, args)
@@ -267,7 +267,7 @@ def compare_at(threads: int, runs: dict, flops_per_row: float, args) -> dict[str
         achieved = speed * flops_per_row
         share = achieved / peak["bfloat16" if "bf16" in name else "float32"]
         print(
-            f"{name:28s} {speed:9.0f} {cpu_speed:10.0f} {achieved / 1e9:8.1f} {share:6.0%} {fvu:7.4f} "
+            f"{name:28s} {speed:9.0f} {cpu_speed:10.0f} {achieved / 1e9:8.1f} {share:6.1%} {fvu:7.4f} "
             f"{speed / ref_speed:8.2f} {cpu_speed / ref_cpu:6.2f} {fvu / ref_fvu:9.2f}"
         )
     return best

@@ -240,15 +240,18 @@ class Trainer:
 
         The running average lags while weights still move; a few more batches
         (the stream's next ones, so this is deterministic) measure the cut exactly
-        at the weights that are exported.
+        at the weights that are exported. The search starts from the training's
+        candidate floor (a fresh floor of 0 would rank every pre-activation: as
+        slow as training itself on short runs); the cut is exact either way.
         """
         cuts = []
+        cut = copy.copy(self.cut)
         for _ in range(n_batches):
             x = next(batches) * self.sae.input_scale
-            codes = objective.select(
-                self.sae, x - self.sae.b_dec, None, objective.BatchTopKCut(), reducer=self.reducer
-            ).codes
+            selection = objective.select(self.sae, x - self.sae.b_dec, None, cut, reducer=self.reducer)
+            codes = selection.codes
             cuts.append(objective.batch_cut(codes, self.reducer))
+            cut.update(cuts[-1], selection.candidates, self.config.batch_size * self.config.k)
         self.sae.threshold.fill_(sum(cuts) / len(cuts))
 
     def export(self) -> SparseAutoencoder:
