@@ -29,8 +29,9 @@ SCRATCH_DIR = ".scratch"
 POLL_SECONDS = 0.02
 WORKER_THREADS = 2
 # Idle OpenMP threads sleep instead of spinning: on a machine whose cores are busy (the viewer rendering, the
-# browser decoding, other users), spinning threads made a steering update of the demo U-Net 3-4x slower with
-# 2 threads than with 1; passive, 2 threads cost no more than 1 there and still help on an idle machine.
+# browser decoding, other users), spinning threads made an exact steering update of a demo-size U-Net 4x slower
+# with 2 threads than with 1 (1.6 s vs 0.38 s at load ~8); passive, 2 threads took 0.45 s there, and both cores
+# stay usable on an idle machine (docs/viewer.md, "Steering update latency").
 WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
