@@ -112,6 +112,14 @@ def test_a_burst_of_slider_events_runs_the_job_in_flight_and_the_last_position_o
             "20 events ran the job in flight plus the last position (preview and exact)"
         )
 
+        worker = StandInWorker()  # a network whose first result is already exact (no preview): two jobs in all
+        updates, shown = steering(worker)
+        for step in range(20):
+            updates.request(spec(0.1 * (step + 1)), PARAMS)
+        await finish(worker, preview=False)
+        await finish(worker, preview=False)
+        assert ran(worker) == [(0.1, False), (2.0, False)] and [r["spec"]["strengths"] for r in shown] == [[2.0]]
+
     asyncio.run(drag())
 
 
