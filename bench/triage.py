@@ -3,6 +3,7 @@
     python bench/triage.py                      # the whole protocol; resumable (one record per case)
     python bench/triage.py --shard 0/2 & python bench/triage.py --shard 1/2    # measure cohorts in parallel
     python bench/triage.py --report             # only recompute the table from the records
+    python bench/triage.py --report --partial   # the table from the test cases measured so far (says so)
 
 Everything follows `bench/triage_protocol.json` (cohorts with fresh seeds and their roles, resolution, model
 and SAE, score settings, the primary comparison, bootstrap count and seed). The command refuses a protocol
@@ -134,7 +135,23 @@ def _per_case_csv(records: list[dict], reference: Reference) -> str:
     return buffer.getvalue()
 
 
-def run(protocol: TriageProtocol, out: Path, report_only: bool, log, shard: tuple[int, int] = (0, 1)) -> str:
+def _interleaved(cases: list) -> list:
+    """Test cases taking the populations in turn, so that a run stopped early has every population alike."""
+    by_population: dict[str, list] = {}
+    for case in cases:
+        by_population.setdefault(case.population, []).append(case)
+    rounds = max((len(v) for v in by_population.values()), default=0)
+    return [group[n] for n in range(rounds) for group in by_population.values() if n < len(group)]
+
+
+def run(
+    protocol: TriageProtocol,
+    out: Path,
+    report_only: bool,
+    log,
+    shard: tuple[int, int] = (0, 1),
+    partial: bool = False,
+) -> str:
     commit = check_committed(protocol)
     binding = bind_results(protocol, out, commit)
     model = load_model(Path(protocol.data["model"]["dir"]).expanduser(), device="cpu")
@@ -143,17 +160,20 @@ def run(protocol: TriageProtocol, out: Path, report_only: bool, log, shard: tupl
     check_sae_for_model(sae, sae_dir, model)
     score_settings = protocol.data["scores"]
     measure = MeasureSettings(margin_mm=float(score_settings["margin_mm"]), tta=True)
-    if shard != (0, 1):  # records do not depend on the reference: a shard measures its cohorts and stops
-        cases = _cohort_cases(protocol, out, protocol.cohorts(shard=shard), log)
-        _records(model, sae, cases, out, measure, log)
-        return f"shard {shard[0]}/{shard[1]}: {len(cases)} records in {out / 'records'}; then run --report"
     calibration = _cohort_cases(protocol, out, protocol.cohorts("calibration"), log)
-    test = _cohort_cases(protocol, out, protocol.cohorts("test"), log)
+    test = _interleaved(_cohort_cases(protocol, out, protocol.cohorts("test"), log))
     check_disjoint([c.case_id for c in calibration], [c.case_id for c in test])
-    if report_only:
+    if shard != (0, 1):  # records do not depend on the reference: a shard measures its share of cases and stops
+        mine = (calibration + test)[shard[0] :: shard[1]]
+        _records(model, sae, mine, out, measure, log)
+        return f"shard {shard[0]}/{shard[1]}: {len(mine)} records in {out / 'records'}; then run --report"
+    measured = [c for c in test if (out / "records" / f"{c.case_id}.json").is_file()]
+    if report_only and not partial:
         missing = [c.case_id for c in calibration + test if not (out / "records" / f"{c.case_id}.json").is_file()]
         if missing:
             raise InputError(f"{len(missing)} case(s) have no record yet (e.g. {missing[0]}); run without --report")
+    if partial:
+        test = measured
     calibration_records = _records(model, sae, calibration, out, measure, log)
     reference = fit_reference(calibration_records, ReferenceSettings(**score_settings["reference"]))
     write_json_atomic(out / "reference.json", reference.to_json())
@@ -168,8 +188,10 @@ def run(protocol: TriageProtocol, out: Path, report_only: bool, log, shard: tupl
         "calibration_failures": f"{sum(r['failure'] for r in calibration_records)}/{len(calibration_records)}",
     }
     summary["torch_threads"] = torch.get_num_threads()
+    complete = len(test) == sum(c["cases"] for c in protocol.cohorts("test"))
     table = (
-        f"Triage benchmark {protocol.name} (protocol sha256 {binding['sha256'][:12]}, commit {commit[:12]}); "
+        ("" if complete else f"PARTIAL RUN: {len(test)} of the protocol's test cases have records.\n")
+        + f"Triage benchmark {protocol.name} (protocol sha256 {binding['sha256'][:12]}, commit {commit[:12]}); "
         f"{len(test_records)} held-out cases, {len(calibration_records)} calibration cases "
         f"({summary['reference']['calibration_failures']} failed); s/case: median over the test cases, "
         f"{torch.get_num_threads()} torch thread(s), shared machine\n\n" + markdown_table(summary)
@@ -187,13 +209,17 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="results folder (default: the cache's triage-benchmark/NAME)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--report", action="store_true", help="only recompute the tables from existing records")
-    parser.add_argument("--shard", default="0/1", help="I/N: measure every N-th cohort from the I-th, then stop")
+    parser.add_argument("--shard", default="0/1", help="I/N: measure every N-th case from the I-th, then stop")
+    parser.add_argument(
+        "--partial", action="store_true", help="with --report: the table from the test cases measured so far"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     protocol = TriageProtocol.load(args.protocol)
     out = args.out or cache_dir() / "triage-benchmark" / protocol.name
     shard = tuple(int(x) for x in args.shard.split("/"))
-    print(run(protocol, out, args.report, lambda line: print(line, file=sys.stderr, flush=True), shard))
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    print(run(protocol, out, args.report, log, shard, args.partial))
     return 0
 
 
