@@ -39,6 +39,7 @@ from MedSegLensLib.slicer_module.compatibility import MINIMUM_SLICER_TEXT, unsup
 from MedSegLensLib.slicer_module.overlay import STYLES as OVERLAY_STYLES  # noqa: E402 - after the path is set
 from MedSegLensLib.slicer_module.self_test import SelfTestSteps  # noqa: E402
 from MedSegLensLib.slicer_module.steering import DEFAULT_REGION  # noqa: E402
+from MedSegLensLib.slicer_module.triage_view import TriageLookup, TriageSummary, loaded_case_id  # noqa: E402
 from MedSegLensLib.steering_contract import (  # noqa: E402
     DEFAULT_MARGIN_MM,
     MAX_MARGIN_MM,
@@ -84,6 +85,7 @@ class MedSegLensParameterNode:
     steeringMarginMm: Annotated[float, WithinRange(MIN_MARGIN_MM, MAX_MARGIN_MM)] = DEFAULT_MARGIN_MM
     steeringRegionSegmentation: slicer.vtkMRMLSegmentationNode
     previewEnabled: bool = True
+    triageFolder: Path
 
 
 class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -103,6 +105,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.outputNode = None  # the segmentation Export writes: the latest accepted, else the model's
         self._applied = {}  # overlay and steering settings last passed to the logic
         self._updatingThreshold = False  # the threshold slider is being set from the overlay, not by the user
+        self.triage = TriageLookup()
 
     @property
     def core(self):
@@ -142,6 +145,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.previewButton.connect("clicked(bool)", lambda checked=False: self.requestPreview(force=True))
         self.ui.acceptButton.connect("clicked(bool)", self.onAcceptButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+        self.ui.triageLatentTable.connect("cellClicked(int,int)", self.onTriageLatentClicked)
         self.ui.progressBar.setRange(0, 100)
         self.ui.progressBar.setValue(0)
         self.initializeParameterNode()
@@ -206,6 +210,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(
                 self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified
             )
+        self.updateTriage()
 
     # -- running ---------------------------------------------------------------------
 
@@ -238,7 +243,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.startTimer()
 
-    def makeCallbacks(self, finished=None):
+    def makeCallbacks(self, finished=None, failed=None):
         """Callbacks of a job: the progress bar and the log, then `finished(node)` (the Apply result by default)."""
         from MedSegLensLib.slicer_module.logic import JobCallbacks
 
@@ -246,7 +251,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             progress=self.onProgress,
             log=self.appendLog,
             finished=finished or self.onFinished,
-            failed=self.onFailed if finished is None else self.onInteractiveFailed,
+            failed=failed or (self.onFailed if finished is None else self.onInteractiveFailed),
             cancelled=self.onCancelled,
         )
 
@@ -354,11 +359,16 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onLatentClicked(self, row, column):
         """Overlay the clicked latent's map (computed on demand in the worker)."""
-        self.selectedLatent = int(self.ui.latentTable.item(row, 0).text())
+        self.showLatent(int(self.ui.latentTable.item(row, 0).text()))
+
+    def showLatent(self, latent, failed=None):
+        """Select `latent` and overlay its map; a problem goes to `failed(message)` (the log and steering line)."""
+        failed = failed or self.onInteractiveFailed
+        self.selectedLatent = latent
         try:
-            self.core.show_latent(self.selectedLatent, self.makeCallbacks(finished=self.onOverlayShown))
+            self.core.show_latent(latent, self.makeCallbacks(finished=self.onOverlayShown, failed=failed))
         except Exception as exc:
-            self.onInteractiveFailed(str(exc))
+            failed(str(exc))
             return
         self.startTimer()
 
@@ -403,6 +413,8 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onParameterNodeModified(self, caller=None, event=None):
         """Apply overlay and steering settings that changed (the parameter node holds what the GUI shows)."""
         analysis, state = self.analysis, self._parameterNode
+        if state is not None:
+            self.updateTriage()
         if analysis is None or state is None:
             return
         try:
@@ -429,6 +441,38 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._applied["steering"] = steering
             analysis.preview.set_visible(state.previewEnabled)
             self.requestPreview()
+
+    # -- triage ------------------------------------------------------------------------
+
+    def updateTriage(self):
+        """The loaded case's line in the chosen worklist (risk, rank, top latents), or one line saying why not."""
+        state = self._parameterNode
+        if self.core is None or state is None:  # reading a worklist needs the first-use installs, like Load
+            summary = TriageSummary("Load or Apply a case to see its line in a worklist.")
+        else:
+            volumes = [getattr(state, modality) for modality in MODALITY_SELECTORS]
+            summary = self.triage.summary(state.triageFolder, loaded_case_id(volumes))
+        self.ui.triageStatusLabel.setText(summary.status)
+        self.ui.triageRiskValueLabel.setText(summary.risk)
+        self.ui.triageRankValueLabel.setText(summary.rank)
+        self.ui.triageFailureValueLabel.setText(summary.failure)
+        table = self.ui.triageLatentTable
+        table.setRowCount(len(summary.latents))
+        for index, row in enumerate(summary.latents):
+            for column, text in enumerate(row):
+                table.setItem(index, column, qt.QTableWidgetItem(text))
+
+    def onTriageLatentClicked(self, row, column):
+        """Overlay the clicked top latent's map, through the same path as a click in the latent table."""
+        analysis = self.analysis
+        problem = self.triage.latent_problem(
+            self._parameterNode.triageFolder, analysis.sae if analysis is not None else None
+        )
+        if problem:
+            self.ui.triageStatusLabel.setText(problem)
+            return
+        self.ui.triageStatusLabel.setText("")
+        self.showLatent(int(self.ui.triageLatentTable.item(row, 0).text()), failed=self.ui.triageStatusLabel.setText)
 
     # -- steering ----------------------------------------------------------------------
 

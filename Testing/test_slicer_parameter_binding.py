@@ -247,6 +247,7 @@ def test_the_old_parameter_class_is_refused_by_the_real_ui():
         "steeringRegion": str,
         "steeringMarginMm": float,
         "previewEnabled": bool,
+        "triageFolder": pathlib.Path,  # added with the Triage section; binds as in the current class
     }
     defaults = {
         "latentThreshold": 0.5,
