@@ -72,7 +72,7 @@ class SteerUpdates:
             if result.get("preview"):
                 self._follow_up(spec, params, result["seconds"])
 
-        label = "steering" if exact else "steering preview"
+        label = "steering: exact result" if preview_seconds is not None else "steering"
         self._jobs.submit("steer", {**params, "spec": spec, "exact": exact}, label, done, slot=SLOT)
 
     def _follow_up(self, spec: dict, params: dict, preview_seconds: float) -> None:
