@@ -7,7 +7,8 @@ layer-to-image resampling, and 12 mm blocks blur every class):
 2 CSF outside the tumour, 3 random (20 % of voxels, log-normal values), 4 whole tumour
 but only in pediatric cases, 5 never active, 6 outside the brain, 7 left hemisphere white
 matter, 8 a lattice: the brain on every second layer voxel along the first axis (a
-checkerboard-like artefact).
+checkerboard-like artefact), 9 edema drawn with that lattice (a feature carrying the
+layer's texture).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from MedSegLensLib.interpret import LayerCodes
 from MedSegLensLib.synth import generate_cohort
 
 SPACING = 6.0
-N_LATENTS = 9
+N_LATENTS = 10
 COHORTS = (("adult", 4, 11), ("pediatric", 3, 12), ("healthy", 2, 13))
-EDEMA, RIM, CSF, RANDOM, PEDIATRIC, DEAD, OUTSIDE, LEFT_WM, LATTICE = range(N_LATENTS)
+EDEMA, RIM, CSF, RANDOM, PEDIATRIC, DEAD, OUTSIDE, LEFT_WM, LATTICE, EDEMA_LATTICE = range(N_LATENTS)
 
 
 def make_cohorts(root: Path) -> list[Path]:
@@ -56,7 +57,9 @@ def planted_layer_maps(case, seed: int, stride: int = 1) -> np.ndarray:
     x = np.arange(shape[0])[:, None, None] * stride
     left = x < case.grid.shape[0] // 2  # canonical RAS order: low i is the patient's left
     codes[LEFT_WM] = ((tissue == 3) & (label == 0) & left) * 1.0 * noise
-    codes[LATTICE] = ((tissue > 0) & (np.arange(shape[0]) % 2 == 0)[:, None, None]) * 0.8 * noise
+    every_second = (np.arange(shape[0]) % 2 == 0)[:, None, None]
+    codes[LATTICE] = ((tissue > 0) & every_second) * 0.8 * noise
+    codes[EDEMA_LATTICE] = ((label > 0) & every_second) * 1.2 * noise
     return codes
 
 

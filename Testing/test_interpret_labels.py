@@ -11,6 +11,7 @@ from interpret_cases import (
     CSF,
     DEAD,
     EDEMA,
+    EDEMA_LATTICE,
     LATTICE,
     LEFT_WM,
     N_LATENTS,
@@ -33,9 +34,11 @@ from MedSegLensLib.interpret import (
     latent_records,
     load_case_maps,
 )
-from MedSegLensLib.interpret.artefacts import EDGE, GRID, SEAM
+from MedSegLensLib.interpret.artefacts import EDGE, GRID, SEAM, ArtefactSettings
 from MedSegLensLib.interpret.artefacts import OUTSIDE as OUTSIDE_HEAD
+from MedSegLensLib.interpret.categories import LOCATED_LIFT_MIN
 from MedSegLensLib.interpret.describe import PHRASES
+from MedSegLensLib.interpret.scoring import ScoringSettings
 from MedSegLensLib.synth import ATLAS_LABELS
 
 
@@ -168,11 +171,12 @@ def test_every_sentence_is_true_to_the_score_table(labelled):
         ((auroc, dice),) = SCORE.findall(sentence)
         assert float(auroc) == pytest.approx(table.held_out_metrics["auroc"][latent, t], abs=0.0051)
         assert float(dice) == pytest.approx(table.held_out_metrics["dice"][latent, t], abs=0.0051)
-        if record["artefact"]["kind"]:
+        if record["artefact"]["kind"] and record["category"] == record["artefact"]["kind"]:
             assert sentence.startswith(ARTEFACT_OPENINGS[record["artefact"]["kind"]])
-            assert record["category"] == record["artefact"]["kind"]
         elif labels[latent].validated:
             assert sentence.startswith(PHRASES[target].format(shell_mm=table.settings.shell_mm))
+            if record["artefact"]["kind"]:  # a named feature drawn with a lattice says so
+                assert record["artefact"]["kind"] in (GRID, SEAM) and ", drawn as a lattice" in sentence
         else:
             assert sentence.startswith("no label holds on held-out cases") and record["category"] == UNLABELLED
         claimed = {name: (int(k), int(n)) for k, n, name in FIRES.findall(sentence)}
@@ -225,7 +229,7 @@ def test_a_lattice_is_named_an_artefact_although_it_would_pass_as_grey_matter(la
     assert labels[LATTICE].matched and labels[LATTICE].validated and labels[LATTICE].target == "GM"
     assert labels[LATTICE].category == GRID and records[LATTICE]["artefact"]["grid_peak_ratio"] >= 3.0
     assert records[LATTICE]["description"].startswith("a lattice (spectral peak")
-    smooth = [EDEMA, RIM, CSF, LEFT_WM, PEDIATRIC]
+    smooth = [EDEMA, RIM, CSF, LEFT_WM, PEDIATRIC]  # (EDEMA_LATTICE: next test)
     assert all(
         records[latent]["artefact"]["kind"] is None and records[latent]["artefact"]["grid_peak_ratio"] < 1.0
         for latent in smooth
@@ -281,3 +285,23 @@ def test_the_held_out_split_is_by_case_id_balanced_per_population_and_order_free
     assert sum(1 for c, p in pairs if c in split and p == "adult") == 3
     assert sum(1 for c, p in pairs if c in split and p == "healthy") == 1
     assert held_out_cases([("only-case", "ssa")]) == frozenset()
+
+
+def test_a_feature_drawn_with_the_lattice_keeps_its_name_and_its_texture_is_recorded(labelled):
+    """The whole tumour on every second layer voxel: periodic like the brain-wide lattice, but concentrated on the
+    tumour (held-out lift far above LOCATED_LIFT_MIN; the lattice reaches about 5 for grey matter). At 6 mm the
+    planted tumour spans only a few layer voxels, so its spectral peak (about 2.6x) stays under the default 3x:
+    the test lowers the bar to 2x, as a real decoder layer's tumour latents clear 3x (docs/interpret.md)."""
+    _, _, _, cases, encoded = labelled
+    settings = ScoringSettings(artefacts=ArtefactSettings(peak_ratio_min=2.0))
+    scorer = LatentScorer(N_LATENTS, settings, held_out=split_of(cases))
+    for files in cases:
+        scorer.add_case(load_case_maps(files)[1], encoded[files.case_id][0])
+    table = scorer.finish()
+    labels = label_all(table)
+    records = latent_records(table, labels)
+    record = records[EDEMA_LATTICE]
+    assert record["artefact"]["kind"] == GRID and labels[EDEMA_LATTICE].validated
+    assert record["category"] == "edema" and record["held_out"]["lift"] >= LOCATED_LIFT_MIN
+    assert ", drawn as a lattice (spectral peak" in record["description"]
+    assert records[LATTICE]["category"] == GRID and records[LATTICE]["held_out"]["lift"] < LOCATED_LIFT_MIN

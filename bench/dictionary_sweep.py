@@ -2,7 +2,8 @@
 """How big must the dictionary be to be a lens? SAEs of several sizes on a demo workspace's activation stores.
 
 For each model of the workspace (`models/<arch>`) and the layer of its activation
-store (`stores/<arch>`, the demo's SAE layer), trains one BatchTopK SAE per
+store (`stores/<arch>`, the demo's SAE layer; captured the same way into --out when the
+workspace has none yet), trains one BatchTopK SAE per
 dictionary size (k in proportion: k = latents / --k-ratio) on the store's rows
 (the workspace's own SAE is not touched), then measures on the workspace's
 held-out test cohorts (first --cases-per-population cases of each population,
@@ -59,8 +60,9 @@ from MedSegLensLib.sae import (  # noqa: E402
     layer_features,
     load_sae,
 )
+from MedSegLensLib.sae.defaults import default_for  # noqa: E402
 from MedSegLensLib.sae.evaluation import evaluate_saes  # noqa: E402
-from MedSegLensLib.sae.extract import sample_case_rows  # noqa: E402
+from MedSegLensLib.sae.extract import complete_store, extract_activations, sample_case_rows  # noqa: E402
 from MedSegLensLib.sae.fit import fit_layer_sae  # noqa: E402
 
 SHORT = {
@@ -93,6 +95,20 @@ def capture(model, layer: str, cases: list[CaseFiles], seed: int) -> tuple[dict,
     return maps, torch.cat(rows)
 
 
+def workspace_store(model, architecture: str, workspace: Path, out: Path, seed: int) -> ActivationStore:
+    """The workspace's store of this model; while the demo has not captured it yet, one captured into --out as its
+    `sae_extract` stage does (the default layer, the first `sae_adult_cases` training cases and the calibration
+    cohorts, default quotas)."""
+    store = complete_store(store_dir(workspace, architecture))
+    if store is not None:
+        return store
+    config = DemoSettings()
+    adult = discover_cohorts(cohort_folders(workspace, config.role("train")))[: config.sae_adult_cases]
+    cases = adult + discover_cohorts(cohort_folders(workspace, config.role("calibration")))
+    print(f"{architecture}: no store in the workspace yet; capturing {len(cases)} cases into {out}", flush=True)
+    return extract_activations(model, default_for(model).layer, cases, out, DEFAULT_QUOTAS, seed, resume=True)
+
+
 def train(model, layer, store, out: Path, n_latents: int, k: int, rows: int, seed: int) -> tuple[object, float]:
     """The SAE of one size (reused when --out already holds it); returns it and its training CPU seconds."""
     if not (out / "sae.json").is_file():
@@ -122,13 +138,15 @@ def labels_of(sae, maps: dict, cases: list[CaseFiles], model) -> dict:
     table = score_cases(cases, encode, sae.n_latents, settings, progress=False)
     records = latent_records(table, label_all(table))
     counts = category_counts(records)
-    return {**validation_summary(records), "artefacts": {SHORT[kind]: counts[kind] for kind in ARTEFACT_CATEGORIES}}
+    textured = sum(1 for r in records if r["active"] and r["artefact"]["kind"] not in (None, r["category"]))
+    artefacts = {SHORT[kind]: counts[kind] for kind in ARTEFACT_CATEGORIES}
+    return {**validation_summary(records), "artefacts": artefacts, "named_with_texture": textured}
 
 
 def sweep_model(args, architecture: str) -> list[dict]:
     workspace, out = args.workspace, args.out / architecture
     model = load_model(model_dir(workspace, architecture), device="cpu")
-    store = ActivationStore(store_dir(workspace, architecture))
+    store = workspace_store(model, architecture, workspace, out / "store", args.seed)
     layer = store.info["layer"]
     cases = held_out_cases(workspace, args.cases_per_population)
     start = time.process_time()
@@ -167,7 +185,6 @@ def sweep_model(args, architecture: str) -> list[dict]:
             "l0": round(fidelity.l0_mean, 2),
             "dead_rows": round(fidelity.dead_fraction, 4),
             "dead_voxels": round(1 - labels["active"] / n_latents, 4),
-            "dead_training": round(float((sae.info.training or {}).get("dead_fraction", float("nan"))), 4),
             **labels,
         }
         print(json.dumps(row), flush=True)
@@ -182,12 +199,13 @@ def sweep_model(args, architecture: str) -> list[dict]:
 def markdown(rows: list[dict], command: str, cases: str) -> str:
     dice = any("dice_recovered" in r for r in rows)
     header = ["model", "layer", "latents", "k", "FVU", "L0", "dead (rows)", "dead (voxels)", "active", "validated"]
-    header += ["share", "grid", "seam", "edge", "outside"] + (["Dice recovered WT/TC/ET"] if dice else [])
+    header += ["share", "of which on a grid", "grid", "seam", "edge", "outside"]
+    header += ["Dice recovered WT/TC/ET"] if dice else []
     lines = [f"`{command}`", "", cases, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [r["architecture"], f"`{r['layer']}`", r["latents"], r["k"], f"{r['fvu']:.3f}", f"{r['l0']:.1f}"]
         cells += [f"{r['dead_rows']:.1%}", f"{r['dead_voxels']:.1%}", r["active"], r["validated"]]
-        cells += [f"{r['validated_share']:.1%}", *(r["artefacts"][s] for s in SHORT.values())]
+        cells += [f"{r['validated_share']:.1%}", r["named_with_texture"], *(r["artefacts"][s] for s in SHORT.values())]
         if dice:
             cells.append("/".join(f"{r['dice_recovered'].get(x, float('nan')):.2f}" for x in ("WT", "TC", "ET")))
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")

@@ -8,15 +8,21 @@ cases. A target "passes" on a set of cases by one of two paths:
 
 - coverage: kappa_w >= KAPPA_MIN and AUROC_w >= AUROC_MIN (the latent covers a
   sizeable share of w and separates it from the rest);
-- selectivity: precision_w >= PRECISION_MIN and precision_w / prevalence_w >= LIFT_MIN
-  (most of what the latent marks is w, at least LIFT_MIN times more often than a
-  random voxel), and, on the held-out cases, it fires in at least
-  HELD_OUT_CASES_MIN of them (so one lucky blob does not make a label).
+- selectivity: precision_w >= PRECISION_MIN x attainable_w and precision_w / prevalence_w
+  >= LIFT_MIN (most of what the latent marks is w, as far as the layer's grid can
+  tell, and at least LIFT_MIN times more often than a random voxel), and, on the
+  held-out cases, it fires in at least HELD_OUT_CASES_MIN of them (so one lucky
+  blob does not make a label). attainable_w is the precision of the best map the
+  layer's grid can draw for w (`ScoreTable.attainable_precision`): 1 for a class
+  made of whole layer voxels, far less for a thin rim on a coarse layer.
 
 A latent whose target passes on the fit cases is `matched`; if it passes on the
 held-out cases too it is `validated` and named (CATEGORY_OF_TARGET), otherwise it
 is "unlabelled". Artefact latents (artefacts.py: lattices, seams, the volume's
-edge, outside the head) are named as artefacts whatever they match. A latent
+edge, outside the head) are named as artefacts whatever they match, except a
+periodic one (lattice, seam) whose validated label is concentrated on its class
+(held-out lift >= LOCATED_LIFT_MIN): that is a feature drawn with the layer's
+checkerboard texture, named by its class (its record keeps the artefact kind). A latent
 that never fires is "inactive". The gates are justified in docs/interpret.md.
 
 confidence = clip(min(2 (AUROC_w - 0.5), kappa_w - max(kappa_r, 0)), 0, 1) on the
@@ -31,14 +37,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .artefacts import ARTEFACT_CATEGORIES
+from .artefacts import ARTEFACT_CATEGORIES, GRID, SEAM
 from .scoring import ScoreTable
 
 KAPPA_MIN = 0.2  # "fair" agreement beyond chance (Landis and Koch)
 AUROC_MIN = 0.6
-PRECISION_MIN = 0.5  # most of the marked voxels are the class
+PRECISION_MIN = 0.5  # most of the marked voxels are the class (of what the layer's grid can mark: x attainable)
 LIFT_MIN = 2.0  # ... at least twice as often as for a random voxel
 HELD_OUT_CASES_MIN = 2  # a selective label must fire in at least this many held-out cases
+LOCATED_LIFT_MIN = 10.0  # a periodic latent this concentrated on its validated class keeps the class's name
 CATEGORY_OF_TARGET: dict[str, str] = {
     "ED": "edema",
     "ET": "enhancing tumour",
@@ -60,6 +67,7 @@ ANATOMY_CATEGORIES: tuple[str, ...] = (
     "background/other",
 )
 UNLABELLED = "unlabelled"
+PERIODIC: tuple[str, ...] = (GRID, SEAM)  # artefacts of texture (a named class may carry them), not of place
 CATEGORIES: tuple[str, ...] = ANATOMY_CATEGORIES + ARTEFACT_CATEGORIES + (UNLABELLED,)
 INACTIVE = "inactive"
 
@@ -92,11 +100,16 @@ def ranked_targets(table: ScoreTable, latent: int) -> list[str]:
     return _ranked(table.metrics["kappa"][latent], table.targets.names)
 
 
-def passes(metrics: dict[str, np.ndarray], latent: int, target: int, prevalence: float) -> tuple[bool, bool]:
-    """(coverage, selectivity) gates of one latent and target in a metrics dict (see the module docstring)."""
+def passes(
+    metrics: dict[str, np.ndarray], latent: int, target: int, prevalence: float, attainable: float = 1.0
+) -> tuple[bool, bool]:
+    """(coverage, selectivity) gates of one latent and target in a metrics dict (see the module docstring);
+    attainable: the target's attainable precision on the layer's grid."""
     kappa, auroc, precision = (float(metrics[m][latent, target]) for m in ("kappa", "auroc", "precision"))
     coverage = kappa >= KAPPA_MIN and auroc >= AUROC_MIN
-    selective = precision >= PRECISION_MIN and prevalence > 0 and precision / prevalence >= LIFT_MIN
+    selective = (
+        precision >= PRECISION_MIN * min(attainable, 1.0) and prevalence > 0 and precision / prevalence >= LIFT_MIN
+    )
     return coverage, selective
 
 
@@ -109,8 +122,10 @@ def label_latent(table: ScoreTable, latent: int, held_out_firing: np.ndarray | N
     best = ranked[0]
     runner_up = ranked[1] if len(ranked) > 1 else None
     w = names.index(best)
-    matched = any(passes(table.fit_metrics, latent, w, table.prevalence(best, held_out=False)))
-    coverage, selective = passes(table.held_out_metrics, latent, w, table.prevalence(best, held_out=True))
+    fit = (table.prevalence(best, held_out=False), table.attainable_precision(best, held_out=False))
+    matched = any(passes(table.fit_metrics, latent, w, *fit))
+    held = (table.prevalence(best, held_out=True), table.attainable_precision(best, held_out=True))
+    coverage, selective = passes(table.held_out_metrics, latent, w, *held)
     support = held_out_firing is not None and held_out_firing[latent] >= HELD_OUT_CASES_MIN
     validated = matched and (coverage or (selective and support))
     held_out = table.held_out_metrics
@@ -118,7 +133,11 @@ def label_latent(table: ScoreTable, latent: int, held_out_firing: np.ndarray | N
     rival = float(held_out["kappa"][latent, names.index(runner_up)]) if runner_up else np.nan
     margin = kappa - max(rival, 0.0) if np.isfinite(rival) else kappa
     confidence = float(np.nan_to_num(np.clip(min(2 * (auroc - 0.5), margin), 0.0, 1.0)))
-    category = table.artefacts.kind(latent) or (CATEGORY_OF_TARGET[best] if validated else UNLABELLED)
+    kind = table.artefacts.kind(latent)
+    prevalence = held[0]
+    lift = float(held_out["precision"][latent, w]) / prevalence if prevalence > 0 else 0.0
+    textured = kind in PERIODIC and validated and lift >= LOCATED_LIFT_MIN
+    category = kind if kind and not textured else CATEGORY_OF_TARGET[best] if validated else UNLABELLED
     return LatentLabel(category, best, runner_up, round(confidence, 4), matched, validated)
 
 

@@ -4,7 +4,8 @@
 threshold (records.py), so faint activity elsewhere does not move the sentence.
 The scores quoted are the held-out ones (the label's target at the threshold
 chosen on the fit cases); an artefact latent is described by what flagged it. The
-sentence does not repeat the category (readers show both side by side).
+sentence does not repeat the category (readers show both side by side); a named
+latent whose map carries a lattice or seams says so after its scores.
 
 Every number in the sentence is read from the record (`records.latent_record`),
 rounded for print: AUROC and Dice to two decimals, shares to whole percent.
@@ -95,10 +96,13 @@ def describe(record: dict, shell_mm: float) -> str:
         return f"never active on these {total} cases."
     held_out = record["held_out"]
     numbers = f"held-out AUROC {_number(held_out['auroc'])}, Dice {_number(held_out['dice'])}"
-    if record["artefact"]["kind"]:
+    kind = record["artefact"]["kind"]
+    if kind and record["category"] == kind:
         head = f"{_artefact(record['artefact'])}; best match {TARGET_NAMES[held_out['target']]} ({numbers})"
     elif record["validated"]:
         head = PHRASES[held_out["target"]].format(shell_mm=shell_mm) + f" ({numbers})"
+        if kind:  # a feature drawn with the layer's lattice or seams (categories.LOCATED_LIFT_MIN)
+            head += f", drawn as {_artefact(record['artefact'])}"
     else:
         head = f"no label holds on held-out cases (best: {TARGET_NAMES[held_out['target']]}, {numbers})"
     return f"{head}; {_populations(record['populations'])}{_location(record['location'])}."

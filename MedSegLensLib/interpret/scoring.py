@@ -75,6 +75,8 @@ class ScoreTable:
     held_out: (cases,) whether a case is held out; fit_metrics: `metrics` on the fit cases only (each
     threshold is chosen there); held_out_metrics: on the held-out cases at the fit cases' thresholds
     (AUROC needs no threshold); held_out_positives / held_out_voxels: their target and voxel counts.
+    touched_voxels: (2, targets) case voxels of the layer voxels that hold any voxel of the target, on the fit
+    and on the held-out cases (`attainable_precision`).
     artefacts: per-latent lattice, seam, edge and outside-head measures (artefacts.py).
     """
 
@@ -97,6 +99,7 @@ class ScoreTable:
     held_out_positives: np.ndarray
     held_out_voxels: int
     artefacts: ArtefactScores
+    touched_voxels: np.ndarray
     info: dict = field(default_factory=dict)
 
     @property
@@ -133,6 +136,14 @@ class ScoreTable:
             positives, voxels = int(self.positives[self.targets.index(target)]) - positives, self.voxels - voxels
         return positives / voxels if voxels else float("nan")
 
+    def attainable_precision(self, target: str, held_out: bool) -> float:
+        """The precision of the best map this layer's grid can draw for `target`: its voxels over all case voxels
+        of the layer voxels that hold any of them (a thin class on a coarse layer: far below 1; NaN without any)."""
+        t = self.targets.index(target)
+        positives = int(self.held_out_positives[t]) if held_out else int(self.positives[t] - self.held_out_positives[t])
+        touched = int(self.touched_voxels[int(held_out), t])
+        return positives / touched if touched else float("nan")
+
 
 class LatentScorer:
     """Accumulates cases one at a time (memory: histograms plus a few floats per case and latent).
@@ -166,6 +177,7 @@ class LatentScorer:
             self.n_latents, 2 * columns, self.settings.bins_per_octave, self.settings.n_bins
         )
         self.positives = np.zeros((2, len(self.targets.names)), dtype=np.int64)
+        self.touched = np.zeros((2, len(self.targets.names)), dtype=np.int64)
         self.split_voxels = np.zeros(2, dtype=np.int64)
 
     def add_case(self, maps: CaseMaps, codes: LayerCodes) -> None:
@@ -193,6 +205,7 @@ class LatentScorer:
         ).astype(np.int32)
         split = int(maps.case_id in self.held_out_ids)
         self.positives[split] += masks.reshape(len(masks), -1).sum(axis=1)
+        self.touched[split] += [composition[composition[:, t] > 0, -1].sum() for t in range(len(masks))]
         self.split_voxels[split] += index.size
         self.voxels += index.size
         self.artefacts.add_case(codes, maps.grid, index, maps.brain)
@@ -261,6 +274,7 @@ class LatentScorer:
             held_out_positives=self.positives[1].copy(),
             held_out_voxels=int(self.split_voxels[1]),
             artefacts=self.artefacts.finish(),
+            touched_voxels=self.touched.copy(),
             info=dict(info or {}),
         )
 

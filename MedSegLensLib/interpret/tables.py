@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_path, write_json_atomic
-from .artefacts import ARTEFACT_CATEGORIES
+from .artefacts import ARTEFACT_CATEGORIES, rounded
 from .categories import AUROC_MIN, HELD_OUT_CASES_MIN, KAPPA_MIN, LIFT_MIN, PRECISION_MIN, validation_summary
 from .distribution import category_counts
 from .scoring import METRICS, ScoreTable
@@ -53,10 +53,16 @@ def latents_document(table: ScoreTable, records: list[dict]) -> dict:
             "precision_min": PRECISION_MIN,
             "lift_min": LIFT_MIN,
             "held_out_cases_min": HELD_OUT_CASES_MIN,
+            "attainable_precision": {  # held-out cases; the selectivity gate is precision_min x this
+                t: rounded(table.attainable_precision(t, held_out=True)) for t in table.targets.names
+            },
             **validation_summary(records),
         },
         "artefacts": {
             "counts": {kind: counts[kind] for kind in ARTEFACT_CATEGORIES},
+            "named_with_texture": sum(  # periodic latents named by their class (categories.LOCATED_LIFT_MIN)
+                1 for r in records if r["active"] and r["artefact"]["kind"] not in (None, r["category"])
+            ),
             "grid_period_voxels": artefacts.grid_period,
             "window_step_voxels": list(artefacts.window_step) if artefacts.window_step else None,
             "peak_ratio_min": artefacts.peak_ratio_min,
