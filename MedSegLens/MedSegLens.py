@@ -37,9 +37,13 @@ _make_library_importable()
 
 from MedSegLensLib.slicer_module.compatibility import MINIMUM_SLICER_TEXT, unsupported_slicer  # noqa: E402
 from MedSegLensLib.slicer_module.overlay import STYLES as OVERLAY_STYLES  # noqa: E402 - after the path is set
+from MedSegLensLib.slicer_module.section_jobs import JobsSection  # noqa: E402
+from MedSegLensLib.slicer_module.section_latents import LatentsSection  # noqa: E402
+from MedSegLensLib.slicer_module.section_steering import SteeringSection  # noqa: E402
+from MedSegLensLib.slicer_module.section_triage import TriageSection  # noqa: E402
 from MedSegLensLib.slicer_module.self_test import SelfTestSteps  # noqa: E402
 from MedSegLensLib.slicer_module.steering import DEFAULT_REGION  # noqa: E402
-from MedSegLensLib.slicer_module.triage_view import TriageLookup, TriageSummary, loaded_case_id  # noqa: E402
+from MedSegLensLib.slicer_module.triage_view import TriageLookup  # noqa: E402
 from MedSegLensLib.steering_contract import (  # noqa: E402
     DEFAULT_MARGIN_MM,
     MAX_MARGIN_MM,
@@ -48,7 +52,7 @@ from MedSegLensLib.steering_contract import (  # noqa: E402
     REGION_KINDS,
 )
 
-MODALITY_SELECTORS = {"t1n": "t1nSelector", "t1c": "t1cSelector", "t2w": "t2wSelector", "t2f": "t2fSelector"}
+MODALITY_PARAMETERS = ("t1n", "t1c", "t2w", "t2f")  # the parameter node's volume fields, in the model's order
 
 
 class MedSegLens(ScriptedLoadableModule):
@@ -88,8 +92,14 @@ class MedSegLensParameterNode:
     triageFolder: Path
 
 
-class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Qt glue only: every action goes to `self.core` (`MedSegLensLib.slicer_module.logic.ModuleLogic`)."""
+class MedSegLensWidget(
+    JobsSection, LatentsSection, TriageSection, SteeringSection, ScriptedLoadableModuleWidget, VTKObservationMixin
+):
+    """Qt glue only: every action goes to `self.core` (`MedSegLensLib.slicer_module.logic.ModuleLogic`).
+
+    Set-up, the parameter node, Apply and Load are here; each panel section's glue is a mixin in
+    `MedSegLensLib/slicer_module/section_*.py` (Run: jobs, Latent features, Triage, Steering).
+    """
 
     TIMER_INTERVAL_MS = 100
 
@@ -224,7 +234,7 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self.logic.ensureCore(self.onInstallProgress):
             return
         state = self._parameterNode
-        volumes = {modality: getattr(state, modality) for modality in MODALITY_SELECTORS}
+        volumes = self.chosenVolumes()
         self.ui.logTextEdit.clear()
         self.ui.progressBar.setValue(0)
         try:
@@ -243,42 +253,6 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.startTimer()
 
-    def makeCallbacks(self, finished=None, failed=None):
-        """Callbacks of a job: the progress bar and the log, then `finished(node)` (the Apply result by default)."""
-        from MedSegLensLib.slicer_module.logic import JobCallbacks
-
-        return JobCallbacks(
-            progress=self.onProgress,
-            log=self.appendLog,
-            finished=finished or self.onFinished,
-            failed=failed or (self.onFailed if finished is None else self.onInteractiveFailed),
-            cancelled=self.onCancelled,
-        )
-
-    def startTimer(self):
-        if not self.timer.isActive():
-            self.timer.start()
-        self.updateGUIFromState()
-
-    def onTimer(self):
-        self.core.poll()
-        if not self.core.running:
-            self.timer.stop()
-        self.updateGUIFromState()
-
-    def onProgress(self, fraction, message):
-        self.ui.progressBar.setValue(int(round(100 * fraction)))
-        self.ui.progressBar.setFormat(f"{message} (%p%)" if message else "%p%")
-
-    def onInstallProgress(self, done, total, requirement):
-        """Installing a package blocks Slicer for a while: say which, and move the bar, before each one."""
-        self.ui.progressBar.setValue(int(round(100 * done / max(total, 1))))
-        self.appendLog(f"Installing {requirement} ({done + 1} of {total})..." if requirement else "Installed.")
-        slicer.app.processEvents()
-
-    def appendLog(self, text):
-        self.ui.logTextEdit.appendPlainText(text)
-
     def onFinished(self, node):
         self.showBackground()
         self.appendLog(f"Created {node.GetName()}")
@@ -290,19 +264,6 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.fillLatentTable()
         self.updateOverlayControls()
         self.onParameterNodeModified()
-
-    def onFailed(self, message):
-        self.appendLog(f"Error: {message}")
-        slicer.util.errorDisplay(message, windowTitle="MedSegLens")
-
-    def onInteractiveFailed(self, message):
-        """A latent map or preview failed: say so without a modal dialog (the user may be dragging a slider)."""
-        self.appendLog(f"Error: {message}")
-        self.ui.steeringDiceValueLabel.setText(f"Error: {message}")
-
-    def onCancelled(self):
-        self.appendLog("Cancelled; the scene is unchanged.")
-        self.ui.progressBar.setValue(0)
 
     def updateGUIFromState(self):
         core, analysis = self.core, self.analysis
@@ -331,241 +292,25 @@ class MedSegLensWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             setattr(self._parameterNode, "referenceSegmentation" if role == "reference" else role, node)
         self.showBackground()
 
+    def chosenVolumes(self):
+        """The four modality volumes chosen in the parameter node (None where none is chosen)."""
+        return {modality: getattr(self._parameterNode, modality) for modality in MODALITY_PARAMETERS}
+
     def showBackground(self):
         """The T1c (else the first chosen) volume behind everything, views fitted: overlays need a background."""
         state = self._parameterNode
-        background = state.t1c or next((getattr(state, m) for m in MODALITY_SELECTORS if getattr(state, m)), None)
+        background = state.t1c or next((v for v in self.chosenVolumes().values() if v is not None), None)
         if background is not None:
             slicer.util.setSliceViewerLayers(background=background, fit=True)
-
-    def fillLatentTable(self):
-        """Show the logic's latent rows (its sort order and filter) in the table."""
-        rows = self.analysis.table.view() if self.analysis is not None else []
-        table = self.ui.latentTable
-        table.setRowCount(len(rows))
-        for index, row in enumerate(rows):
-            for column, text in enumerate(row.cells()):
-                table.setItem(index, column, qt.QTableWidgetItem(text))
-
-    def onLatentFilterChanged(self, text):
-        if self.analysis is not None:
-            self.analysis.table.filter_text = text
-            self.fillLatentTable()
-
-    def onLatentHeaderClicked(self, column):
-        if self.analysis is not None:
-            self.analysis.table.sort_by(column)
-            self.fillLatentTable()
-
-    def onLatentClicked(self, row, column):
-        """Overlay the clicked latent's map (computed on demand in the worker)."""
-        self.showLatent(int(self.ui.latentTable.item(row, 0).text()))
-
-    def showLatent(self, latent, failed=None):
-        """Select `latent` and overlay its map; a problem goes to `failed(message)` (the log and steering line)."""
-        failed = failed or self.onInteractiveFailed
-        self.selectedLatent = latent
-        try:
-            self.core.show_latent(latent, self.makeCallbacks(finished=self.onOverlayShown, failed=failed))
-        except Exception as exc:
-            failed(str(exc))
-            return
-        self.startTimer()
-
-    def onOverlayShown(self, node):
-        from MedSegLensLib.scene import show_in_slice_views
-
-        if node.IsA("vtkMRMLLabelMapVolumeNode"):
-            show_in_slice_views(slicer.mrmlScene, label=node)
-        else:
-            show_in_slice_views(slicer.mrmlScene, foreground=node, foreground_opacity=0.6)
-        self.updateOverlayControls()
-
-    def updateOverlayControls(self):
-        """Threshold slider in the latent's activation units (0 to its peak, at the current threshold) and legend."""
-        overlay = self.analysis.overlay if self.analysis is not None else None
-        slider = self.ui.latentThresholdSlider
-        if overlay is None or overlay.focus is None:
-            self.ui.latentLegendLabel.setText("")
-            return
-        peak = max(overlay.peak, 1e-6)
-        self._updatingThreshold = True
-        try:
-            slider.minimum, slider.maximum = 0.0, peak
-            slider.singleStep = peak / 100.0
-            slider.decimals = 3
-            slider.value = overlay.threshold
-        finally:
-            self._updatingThreshold = False
-        self.ui.latentLegendLabel.setText(overlay.legend())
-
-    def onLatentThresholdChanged(self, value):
-        """The user moved the threshold (activation units): the overlay is transparent below it."""
-        if self._updatingThreshold or self.analysis is None or self.analysis.overlay.focus is None:
-            return
-        try:
-            self.core.set_overlay_threshold(float(value))
-        except Exception as exc:
-            self.onInteractiveFailed(str(exc))
-            return
-        self.ui.latentLegendLabel.setText(self.analysis.overlay.legend())
 
     def onParameterNodeModified(self, caller=None, event=None):
         """Apply overlay and steering settings that changed (the parameter node holds what the GUI shows)."""
         analysis, state = self.analysis, self._parameterNode
         if state is not None:
             self.updateTriage()
-        if analysis is None or state is None:
-            return
-        try:
-            if state.overlayStyle != self._applied.get("style", "volume"):
-                node = self.core.set_overlay_style(state.overlayStyle)
-                if node is not None:
-                    self.onOverlayShown(node)
-            self._applied["style"] = state.overlayStyle
-        except Exception as exc:
-            self.onInteractiveFailed(str(exc))
-        region = state.steeringRegionSegmentation
-        steering = (
-            state.steeringMode,
-            state.steeringRegion,
-            state.steeringMarginMm,
-            region.GetID() if region is not None else None,
-            state.previewEnabled,
-        )
-        if steering != self._applied.get("steering"):
-            if state.steeringMode != self._applied.get("mode"):
-                for slider in self.steeringSliders.values():
-                    self.configureStrengthSlider(slider)
-                self._applied["mode"] = state.steeringMode
-            self._applied["steering"] = steering
-            analysis.preview.set_visible(state.previewEnabled)
-            self.requestPreview()
-
-    # -- triage ------------------------------------------------------------------------
-
-    def updateTriage(self):
-        """The loaded case's line in the chosen worklist (risk, rank, top latents), or one line saying why not."""
-        state = self._parameterNode
-        if self.core is None or state is None:  # reading a worklist needs the first-use installs, like Load
-            summary = TriageSummary("Load or Apply a case to see its line in a worklist.")
-        else:
-            volumes = [getattr(state, modality) for modality in MODALITY_SELECTORS]
-            summary = self.triage.summary(state.triageFolder, loaded_case_id(volumes))
-        self.ui.triageStatusLabel.setText(summary.status)
-        self.ui.triageRiskValueLabel.setText(summary.risk)
-        self.ui.triageRankValueLabel.setText(summary.rank)
-        self.ui.triageFailureValueLabel.setText(summary.failure)
-        table = self.ui.triageLatentTable
-        table.setRowCount(len(summary.latents))
-        for index, row in enumerate(summary.latents):
-            for column, text in enumerate(row):
-                table.setItem(index, column, qt.QTableWidgetItem(text))
-
-    def onTriageLatentClicked(self, row, column):
-        """Overlay the clicked top latent's map, through the same path as a click in the latent table."""
-        analysis = self.analysis
-        problem = self.triage.latent_problem(
-            self._parameterNode.triageFolder, analysis.sae if analysis is not None else None
-        )
-        if problem:
-            self.ui.triageStatusLabel.setText(problem)
-            return
-        self.ui.triageStatusLabel.setText("")
-        self.showLatent(int(self.ui.triageLatentTable.item(row, 0).text()), failed=self.ui.triageStatusLabel.setText)
-
-    # -- steering ----------------------------------------------------------------------
-
-    def configureStrengthSlider(self, slider):
-        """Range and neutral value of the current mode, from the steering contract the worker reported.
-
-        The strength is in the latent's own units, shown as a number in the slider's box: additive and clamp
-        strengths count typical activations of the latent (a step is a tenth of one), multiplicative ones
-        scale its code.
-        """
-        options, mode = self.analysis.steering, self._parameterNode.steeringMode
-        slider.minimum, slider.maximum = options["strength_ranges"][mode]
-        slider.singleStep = 0.1
-        slider.decimals = 1
-        slider.suffix = " × code" if mode == "multiplicative" else " × typical"
-        slider.value = options["neutral"].get(mode, 1.0)
-
-    def onAddSteeringLatent(self):
-        import ctk
-
-        latent = self.selectedLatent
-        if latent is None or latent in self.steeringSliders:
-            return
-        table = self.ui.steeringLatentTable
-        row = table.rowCount
-        table.setRowCount(row + 1)
-        table.setItem(row, 0, qt.QTableWidgetItem(str(latent)))
-        slider = ctk.ctkSliderWidget()
-        self.configureStrengthSlider(slider)
-        slider.connect("valueChanged(double)", lambda value: self.requestPreview())
-        table.setCellWidget(row, 1, slider)
-        self.steeringSliders[latent] = slider
-        self.requestPreview()
-
-    def onRemoveSteeringLatent(self):
-        table = self.ui.steeringLatentTable
-        row = table.currentRow()
-        if row < 0 or table.item(row, 0) is None:
-            return
-        self.steeringSliders.pop(int(table.item(row, 0).text()), None)
-        table.removeRow(row)
-        self.requestPreview()
-
-    def clearSteeringLatents(self):
-        self.steeringSliders = {}
-        self.ui.steeringLatentTable.setRowCount(0)
-        self.ui.steeringDiceValueLabel.setText("-")
-
-    def requestPreview(self, force=False):
-        """Ask the worker for a preview of the current steering (a newer request supersedes a waiting one)."""
-        from MedSegLensLib.slicer_module.steering import SteeringRequest
-
-        state = self._parameterNode
-        if self.analysis is None or not self.steeringSliders or not (force or state.previewEnabled):
-            return
-        try:
-            request = SteeringRequest(
-                tuple(self.steeringSliders),
-                tuple(float(s.value) for s in self.steeringSliders.values()),
-                state.steeringMode,
-                state.steeringRegion,
-                state.steeringMarginMm,
-                state.steeringRegionSegmentation,
-            )
-            self.core.preview(request, self.makeCallbacks(finished=self.onPreviewShown))
-        except Exception as exc:
-            self.onInteractiveFailed(str(exc))
-            return
-        self.startTimer()
-
-    def onPreviewShown(self, node):
-        from MedSegLensLib.slicer_module.steering import dice_summary
-
-        self.ui.steeringDiceValueLabel.setText(dice_summary(self.analysis.preview.outcome))
-
-    def onAcceptButton(self):
-        try:
-            node = self.core.accept()
-        except Exception as exc:
-            slicer.util.errorDisplay(str(exc))
-            return
-        self.outputNode = node
-        self.ui.outputSegmentationLabel.setText(node.GetName())
-        self.appendLog(f"Accepted {node.GetName()} (a new segmentation with its provenance)")
-        self.updateGUIFromState()
-
-    def onExportButton(self):
-        try:
-            written = self.core.export_segmentation(self.outputNode, self.ui.exportPathLineEdit.currentPath)
-        except Exception as exc:
-            slicer.util.errorDisplay(str(exc))
-            return
-        self.appendLog(f"Exported {self.outputNode.GetName()} to {written}")
+        if analysis is not None and state is not None:
+            self.applyOverlayStyle(state)
+            self.applySteeringSettings(state)
 
 
 class MedSegLensLogic(ScriptedLoadableModuleLogic):
