@@ -171,3 +171,15 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(setup, workdir, problem, c
     assert sorted(p.name for p in out.parent.iterdir()) == before
     if problem == "non-empty out":
         assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_cli_explain_draws_the_three_maps_of_one_case(setup, workdir, capsys):
+    _, model_dir, _, sae_dir, _, _ = setup
+    out = workdir / "why"
+    args = ["--model", str(model_dir), "--sae", str(sae_dir), "--data", str(workdir / "planted"), "--out", str(out)]
+    code, err = _cli(capsys, *args, "--explain", "nowhere")
+    assert code != 0 and "not in" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+    code, err = _cli(capsys, *args, "--explain", "planted", "--latent", "3")
+    assert code == 0, err
+    assert [p.name for p in out.iterdir()] == ["why.png"]
+    assert (out / "why.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from MedSegLensLib.triage.stats import auprc, auroc, bootstrap, paired_auroc_difference, stratified_resamples
 
@@ -16,6 +17,13 @@ def test_perfect_and_reversed_separation():
     assert auroc([-v for v in RISING], FAILED) == 0.0
     assert auprc(RISING, FAILED) == 1.0
     assert auroc([0.5] * 5, FAILED) == 0.5  # ties count half
+
+
+def test_auroc_is_sklearns_with_ties():
+    rng = np.random.default_rng(5)
+    failed = rng.random(60) < 0.3
+    scores = rng.integers(0, 6, 60).astype(float)  # many ties
+    assert auroc(scores, failed) == pytest.approx(roc_auc_score(failed, scores), abs=1e-12)
 
 
 def test_one_class_has_no_auroc():
@@ -41,7 +49,7 @@ def test_bootstrap_interval_and_paired_difference():
     rng = np.random.default_rng(0)
     good = np.r_[rng.normal(0, 1, 20), rng.normal(3, 1, 20)]
     useless = rng.normal(0, 1, 40)
-    resamples = stratified_resamples([str(f) for f in failed], 500, seed=1)
+    resamples = stratified_resamples([str(f) for f in failed], 200, seed=1)
     value, low, high = bootstrap(auroc, good, failed, resamples)
     assert low <= value <= high and low > 0.8
     difference, d_low, d_high = paired_auroc_difference(good, useless, failed, resamples)

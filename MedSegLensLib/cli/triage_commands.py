@@ -21,11 +21,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, metavar="MODEL_DIR")
     parser.add_argument("--sae", required=True, metavar="SAE_DIR", help="an SAE trained on this model")
     parser.add_argument("--data", required=True, nargs="+", metavar="COHORT", help="cohort folders to rank")
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--calibration", nargs="+", metavar="COHORT", help="labelled cohorts to fit the risk on")
     source.add_argument("--reference", metavar="FILE", help="reference.json of an earlier triage (same SAE)")
     parser.add_argument("--labels", metavar="FILE", help="latents.json with latent descriptions (default: SAE's)")
     parser.add_argument("--no-tta", action="store_true", help="skip the flip TTA baseline (4x fewer passes)")
+    parser.add_argument(
+        "--explain",
+        metavar="CASE_ID",
+        help="instead of ranking: draw why.png for this case (a latent's map beside MONAI GradCAM and occlusion)",
+    )
+    parser.add_argument(
+        "--latent",
+        type=int,
+        help="with --explain: the latent to show (default: the one firing most inside the predicted tumour)",
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="new (or empty) output folder")
     parser.add_argument("--device", help="cpu, cuda (default: a GPU when present)")
     parser.set_defaults(handler=run_triage)
@@ -67,6 +77,10 @@ def run_triage(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     replace_empty = _check_out(out)
+    if args.explain:
+        return _explain(args, out, replace_empty)
+    if not (args.calibration or args.reference):
+        raise InputError("give --calibration COHORT (labelled cases to fit the risk on) or --reference FILE")
     cases = discover_cohorts(args.data)
     calibration = discover_cohorts(args.calibration) if args.calibration else None
     model = load_model(args.model, device=args.device)
@@ -88,4 +102,28 @@ def run_triage(args: argparse.Namespace) -> int:
     result.reference.sae_sha256 = sha
     write_worklist(out, rows, header, result.reference)
     print(f"{out / 'index.html'}: {len(rows)} cases ranked; most at risk: {rows[0]['case_id'] if rows else '-'}")
+    return 0
+
+
+def _explain(args: argparse.Namespace, out: Path, replace_empty: bool) -> int:
+    from ..data import discover_cohorts
+    from ..fileio import atomic_directory
+    from ..models import load_model
+    from ..sae import check_sae_for_model, load_sae
+    from ..triage.explain import explain_case, save_explanation
+    from ..triage.measure import check_modalities
+
+    cases = {c.case_id: c for c in discover_cohorts(args.data)}
+    if args.explain not in cases:
+        raise InputError(f"case {args.explain!r} is not in {' '.join(args.data)}; pass the cohort that holds it")
+    model = load_model(args.model, device=args.device)
+    sae = load_sae(args.sae)
+    check_sae_for_model(sae, args.sae, model)
+    check_modalities(model, [cases[args.explain]])
+    explanation = explain_case(model, sae, cases[args.explain].load(with_labels=False), args.latent)
+    if replace_empty:
+        out.rmdir()
+    with atomic_directory(out) as tmp:
+        save_explanation(explanation, tmp / "why.png", f"{args.explain}: why it is on the worklist")
+    print(f"{out / 'why.png'}: latent {explanation.latent}, MONAI GradCAM and occlusion on the same slices")
     return 0

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
+from scipy.stats import rankdata
+from sklearn.metrics import average_precision_score
 
 
 def has_both_classes(failed: Sequence[bool]) -> bool:
@@ -20,10 +21,18 @@ def has_both_classes(failed: Sequence[bool]) -> bool:
 
 
 def auroc(scores: Sequence[float], failed: Sequence[bool]) -> float | None:
-    """Probability that a failing case scores above a succeeding one (ties count half); None without both."""
-    return (
-        float(roc_auc_score(np.asarray(failed, bool), np.asarray(scores, float))) if has_both_classes(failed) else None
-    )
+    """Probability that a failing case scores above a succeeding one (ties count half); None without both.
+
+    The Mann-Whitney form (mid-ranks), equal to sklearn's `roc_auc_score` and much faster, which the
+    thousands of bootstrap replicates need.
+    """
+    failed = np.asarray(failed, bool)
+    if not has_both_classes(failed):
+        return None
+    ranks = rankdata(np.asarray(scores, float))
+    positives = int(failed.sum())
+    negatives = len(failed) - positives
+    return float((ranks[failed].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def auprc(scores: Sequence[float], failed: Sequence[bool]) -> float | None:
