@@ -35,6 +35,7 @@ from MedSegLensLib.fileio import write_json_atomic, write_text_atomic
 from MedSegLensLib.models import load_model
 from MedSegLensLib.paths import cache_dir
 from MedSegLensLib.sae import check_sae_for_model, load_sae
+from MedSegLensLib.steering.scales import sae_sha256
 from MedSegLensLib.steering.study.protocol import bind_results, check_committed
 from MedSegLensLib.synth import generate_cohort
 from MedSegLensLib.triage import (
@@ -176,6 +177,7 @@ def run(
         test = measured
     calibration_records = _records(model, sae, calibration, out, measure, log)
     reference = fit_reference(calibration_records, ReferenceSettings(**score_settings["reference"]))
+    reference.sae_sha256 = sae_sha256(sae_dir)  # so `medseglens triage --reference` accepts it for this SAE
     write_json_atomic(out / "reference.json", reference.to_json())
     test_records = _records(model, sae, test, out, measure, log)
     statistics = protocol.data["statistics"]

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--latent",
         type=int,
-        help="with --explain: the latent to show (default: the one firing most inside the predicted tumour)",
+        help="with --explain: the latent to show (default: the one whose activation lies most in the predicted tumour)",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="new (or empty) output folder")
     parser.add_argument("--device", help="cpu, cuda (default: a GPU when present)")

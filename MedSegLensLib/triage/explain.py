@@ -5,8 +5,8 @@
 All three maps explain the same quantity, the network's mean tumour probability
 inside its own predicted tumour, on one crop of the network's patch size centred
 on the predicted tumour (the brain's centre when none is predicted):
-- the SAE latent's activation (the latent that fires most inside the predicted
-  tumour unless one is named), from the sliding-window pass, on the model grid;
+- the SAE latent's activation (unless one is named, the latent whose activation
+  lies most inside the predicted tumour), from the sliding-window pass, on the model grid;
 - MONAI `GradCAM` at the SAE's layer;
 - MONAI `OcclusionSensitivity` (how much the score drops when a cube is blanked).
 The explanations are MONAI's own implementations; this module only chooses the
@@ -60,6 +60,17 @@ def _crop(centre: np.ndarray, patch: tuple[int, ...], shape: tuple[int, ...]) ->
     return tuple(slice(a, a + min(p, s)) for a, p, s in zip(starts, patch, shape))
 
 
+def _most_enriched_latent(codes, inside: np.ndarray, n_latents: int) -> int:
+    """The latent with the largest share of its activation inside the predicted tumour, among those carrying
+    at least 1 % of the activation there (all voxels count as inside when nothing is predicted)."""
+    voxel, which, value = codes.voxel.numpy(), codes.latent.numpy(), codes.value.numpy()
+    where = inside[voxel] if inside.any() else np.ones(len(voxel), bool)
+    there = np.bincount(which[where], weights=value[where], minlength=n_latents)
+    total = np.bincount(which, weights=value, minlength=n_latents)
+    share = np.where(there >= 0.01 * there.sum(), there / np.maximum(total, 1e-12), -1.0)
+    return int(np.argmax(share))
+
+
 def explain_case(
     model: SegmentationModel, sae: SparseAutoencoder, case: Case, latent: int | None = None, mask_size: int = 16
 ) -> Explanation:
@@ -72,9 +83,7 @@ def explain_case(
     brain = (prepared.tensor[0].abs().sum(0) > 0).cpu().numpy()
     inside = fmap.values_at_layer(model.to_prediction(fmap.logits, prepared).labels != 0).reshape(-1)
     if latent is None:
-        voxel, which, value = codes.voxel.numpy(), codes.latent.numpy(), codes.value.numpy()
-        where = inside[voxel] if inside.any() else np.ones(len(voxel), bool)
-        latent = int(np.argmax(np.bincount(which[where], weights=value[where], minlength=sae.n_latents)))
+        latent = _most_enriched_latent(codes, inside, sae.n_latents)
     elif not 0 <= latent < sae.n_latents:
         raise ParameterError(f"latent {latent} out of range: this SAE has latents 0..{sae.n_latents - 1}")
     latent_map = resample_layer_volume(codes.dense([latent])[0], fmap.grid, fmap.model_grid)
