@@ -1,9 +1,11 @@
 """MedSegLens: a 3D Slicer module that opens up a brain-tumour segmentation network.
 
-The widget is thin: the work happens in `MedSegLensLib` (importable without Qt)
-and, for anything heavy, in a background worker process started with
-PythonSlicer. The widget reads the worker's messages with a QTimer, shows a
-determinate progress bar and a log, and its Apply button turns into Cancel.
+The module file is thin: Slicer's Module, Widget, Logic and Test classes. Each
+panel section's Qt glue is a mixin in `MedSegLensLib/slicer_module/section_*.py`,
+the work happens in `MedSegLensLib` (importable without Qt) and, for anything
+heavy, in a background worker process started with PythonSlicer. The widget
+reads the worker's messages with a QTimer, shows a determinate progress bar and
+a log, and its Apply button turns into Cancel.
 """
 
 import shutil
@@ -37,10 +39,7 @@ _make_library_importable()
 
 from MedSegLensLib.slicer_module.compatibility import MINIMUM_SLICER_TEXT, unsupported_slicer  # noqa: E402
 from MedSegLensLib.slicer_module.overlay import STYLES as OVERLAY_STYLES  # noqa: E402 - after the path is set
-from MedSegLensLib.slicer_module.section_jobs import JobsSection  # noqa: E402
-from MedSegLensLib.slicer_module.section_latents import LatentsSection  # noqa: E402
-from MedSegLensLib.slicer_module.section_steering import SteeringSection  # noqa: E402
-from MedSegLensLib.slicer_module.section_triage import TriageSection  # noqa: E402
+from MedSegLensLib.slicer_module.sections import PanelSections  # noqa: E402
 from MedSegLensLib.slicer_module.self_test import SelfTestSteps  # noqa: E402
 from MedSegLensLib.slicer_module.steering import DEFAULT_REGION  # noqa: E402
 from MedSegLensLib.slicer_module.triage_view import TriageLookup  # noqa: E402
@@ -51,8 +50,6 @@ from MedSegLensLib.steering_contract import (  # noqa: E402
     MODES,
     REGION_KINDS,
 )
-
-MODALITY_PARAMETERS = ("t1n", "t1c", "t2w", "t2f")  # the parameter node's volume fields, in the model's order
 
 
 class MedSegLens(ScriptedLoadableModule):
@@ -92,13 +89,11 @@ class MedSegLensParameterNode:
     triageFolder: Path
 
 
-class MedSegLensWidget(
-    JobsSection, LatentsSection, TriageSection, SteeringSection, ScriptedLoadableModuleWidget, VTKObservationMixin
-):
+class MedSegLensWidget(PanelSections, ScriptedLoadableModuleWidget, VTKObservationMixin):
     """Qt glue only: every action goes to `self.core` (`MedSegLensLib.slicer_module.logic.ModuleLogic`).
 
-    Set-up, the parameter node, Apply and Load are here; each panel section's glue is a mixin in
-    `MedSegLensLib/slicer_module/section_*.py` (Run: jobs, Latent features, Triage, Steering).
+    Set-up, the parameter node and Apply are here; each panel section's glue is a mixin in
+    `MedSegLensLib/slicer_module/section_*.py` (Case, Run, Latent features, Triage, Steering).
     """
 
     TIMER_INTERVAL_MS = 100
@@ -150,12 +145,12 @@ class MedSegLensWidget(
         self.ui.latentTable.connect("cellClicked(int,int)", self.onLatentClicked)
         self.ui.latentTable.horizontalHeader().connect("sectionClicked(int)", self.onLatentHeaderClicked)
         self.ui.latentThresholdSlider.connect("valueChanged(double)", self.onLatentThresholdChanged)
+        self.ui.triageLatentTable.connect("cellClicked(int,int)", self.onTriageLatentClicked)
         self.ui.addSteeringLatentButton.connect("clicked(bool)", self.onAddSteeringLatent)
         self.ui.removeSteeringLatentButton.connect("clicked(bool)", self.onRemoveSteeringLatent)
         self.ui.previewButton.connect("clicked(bool)", lambda checked=False: self.requestPreview(force=True))
         self.ui.acceptButton.connect("clicked(bool)", self.onAcceptButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
-        self.ui.triageLatentTable.connect("cellClicked(int,int)", self.onTriageLatentClicked)
         self.ui.progressBar.setRange(0, 100)
         self.ui.progressBar.setValue(0)
         self.initializeParameterNode()
@@ -222,7 +217,7 @@ class MedSegLensWidget(
             )
         self.updateTriage()
 
-    # -- running ---------------------------------------------------------------------
+    # -- Apply, and settings from the parameter node --------------------------------------
 
     def onApplyButton(self):
         """Apply segments the case (and, with an SAE, lists its latents); while it runs the same button cancels."""
@@ -239,69 +234,14 @@ class MedSegLensWidget(
         self.ui.progressBar.setValue(0)
         try:
             if state.saeFolder and str(state.saeFolder) not in ("", "."):
-                self.core.analyse(
-                    volumes,
-                    state.modelFolder,
-                    state.saeFolder,
-                    self.makeCallbacks(),
-                    reference=state.referenceSegmentation,
-                )
+                callbacks, reference = self.makeCallbacks(), state.referenceSegmentation
+                self.core.analyse(volumes, state.modelFolder, state.saeFolder, callbacks, reference=reference)
             else:
                 self.core.segment(volumes, state.modelFolder, self.makeCallbacks())
         except Exception as exc:
             slicer.util.errorDisplay(str(exc))
             return
         self.startTimer()
-
-    def onFinished(self, node):
-        self.showBackground()
-        self.appendLog(f"Created {node.GetName()}")
-        self.ui.progressBar.setValue(100)
-        self.ui.outputSegmentationLabel.setText(node.GetName())
-        self.outputNode = node
-        self.clearSteeringLatents()
-        self._applied = {}
-        self.fillLatentTable()
-        self.updateOverlayControls()
-        self.onParameterNodeModified()
-
-    def updateGUIFromState(self):
-        core, analysis = self.core, self.analysis
-        applying = core is not None and core.pending(None)
-        self.ui.applyButton.text = "Cancel" if applying else "Apply"
-        self.ui.applyButton.toolTip = "Stop the background job" if applying else "Segment the case with the model"
-        self.ui.inputsCollapsibleButton.enabled = not applying
-        self.ui.modelCollapsibleButton.enabled = not applying
-        self.ui.steeringCollapsibleButton.enabled = analysis is not None and not applying
-        self.ui.addSteeringLatentButton.enabled = analysis is not None and self.selectedLatent is not None
-        previewed = analysis is not None and analysis.preview.outcome is not None
-        self.ui.acceptButton.enabled = previewed and not core.pending("steer")
-        self.ui.exportButton.enabled = self.outputNode is not None
-
-    # -- inputs and latents ------------------------------------------------------------
-
-    def onLoadCaseFolder(self):
-        if not self.logic.ensureCore(self.onInstallProgress):
-            return
-        try:
-            volumes = self.core.load_case_folder(self.ui.caseFolderButton.directory)
-        except Exception as exc:
-            slicer.util.errorDisplay(str(exc))
-            return
-        for role, node in volumes.items():
-            setattr(self._parameterNode, "referenceSegmentation" if role == "reference" else role, node)
-        self.showBackground()
-
-    def chosenVolumes(self):
-        """The four modality volumes chosen in the parameter node (None where none is chosen)."""
-        return {modality: getattr(self._parameterNode, modality) for modality in MODALITY_PARAMETERS}
-
-    def showBackground(self):
-        """The T1c (else the first chosen) volume behind everything, views fitted: overlays need a background."""
-        state = self._parameterNode
-        background = state.t1c or next((v for v in self.chosenVolumes().values() if v is not None), None)
-        if background is not None:
-            slicer.util.setSliceViewerLayers(background=background, fit=True)
 
     def onParameterNodeModified(self, caller=None, event=None):
         """Apply overlay and steering settings that changed (the parameter node holds what the GUI shows)."""

@@ -62,7 +62,7 @@ class LatentsSection:
         self.startTimer()
 
     def onOverlayShown(self, node):
-        from MedSegLensLib.scene import show_in_slice_views
+        from ..scene import show_in_slice_views
 
         if node.IsA("vtkMRMLLabelMapVolumeNode"):
             show_in_slice_views(slicer.mrmlScene, label=node)

@@ -78,7 +78,7 @@ class SteeringSection:
 
     def requestPreview(self, force=False):
         """Ask the worker for a preview of the current steering (a newer request supersedes a waiting one)."""
-        from MedSegLensLib.slicer_module.steering import SteeringRequest
+        from .steering import SteeringRequest
 
         state = self._parameterNode
         if self.analysis is None or not self.steeringSliders or not (force or state.previewEnabled):
@@ -99,7 +99,7 @@ class SteeringSection:
         self.startTimer()
 
     def onPreviewShown(self, node):
-        from MedSegLensLib.slicer_module.steering import dice_summary
+        from .steering import dice_summary
 
         self.ui.steeringDiceValueLabel.setText(dice_summary(self.analysis.preview.outcome))
 

@@ -6,12 +6,25 @@ A mixin of the module's widget (`MedSegLens/MedSegLens.py`): its methods use the
 import slicer
 
 
-class JobsSection:
-    """Progress, log and errors of the worker's jobs; the timer runs while a job runs."""
+class RunSection:
+    """The result of Apply; progress, log and errors of every job; the panel while one runs (Apply becomes Cancel)."""
+
+    def updateGUIFromState(self):
+        core, analysis = self.core, self.analysis
+        applying = core is not None and core.pending(None)
+        self.ui.applyButton.text = "Cancel" if applying else "Apply"
+        self.ui.applyButton.toolTip = "Stop the background job" if applying else "Segment the case with the model"
+        self.ui.inputsCollapsibleButton.enabled = not applying
+        self.ui.modelCollapsibleButton.enabled = not applying
+        self.ui.steeringCollapsibleButton.enabled = analysis is not None and not applying
+        self.ui.addSteeringLatentButton.enabled = analysis is not None and self.selectedLatent is not None
+        previewed = analysis is not None and analysis.preview.outcome is not None
+        self.ui.acceptButton.enabled = previewed and not core.pending("steer")
+        self.ui.exportButton.enabled = self.outputNode is not None
 
     def makeCallbacks(self, finished=None, failed=None):
         """Callbacks of a job: the progress bar and the log, then `finished(node)` (the Apply result by default)."""
-        from MedSegLensLib.slicer_module.logic import JobCallbacks
+        from .logic import JobCallbacks
 
         return JobCallbacks(
             progress=self.onProgress,
@@ -44,6 +57,18 @@ class JobsSection:
 
     def appendLog(self, text):
         self.ui.logTextEdit.appendPlainText(text)
+
+    def onFinished(self, node):
+        self.showBackground()
+        self.appendLog(f"Created {node.GetName()}")
+        self.ui.progressBar.setValue(100)
+        self.ui.outputSegmentationLabel.setText(node.GetName())
+        self.outputNode = node
+        self.clearSteeringLatents()
+        self._applied = {}
+        self.fillLatentTable()
+        self.updateOverlayControls()
+        self.onParameterNodeModified()
 
     def onFailed(self, message):
         self.appendLog(f"Error: {message}")
