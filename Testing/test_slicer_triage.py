@@ -6,12 +6,16 @@ edema latent among its top latents.
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from slicer_support import assets_fixture, write_test_worklist
 
 scene_api = pytest.importorskip("MedSegLensLib.scene")  # needs slicer-core
 
 from fake_slicer_gui import open_widget, run_timer_until_idle  # noqa: E402
+
+from MedSegLensLib.slicer_module.triage_view import TriageLookup  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow, pytest.mark.scene]
 assets = assets_fixture("slicer-gui")  # read only: shared with test_slicer_widget and test_slicer_first_use
@@ -121,3 +125,14 @@ def test_clicking_a_top_latent_shows_its_overlay(widget, assets, tmp_path):
     ui.triageFolderPathLineEdit.user_sets(other)
     ui.triageLatentTable.emit("cellClicked(int,int)", 0, 0)
     assert shown(widget)["status"].startswith("This worklist was made with another SAE (000000000000")
+
+
+def test_a_worklist_reader_that_cannot_be_imported_is_one_status_line(monkeypatch, tmp_path):
+    """In a Slicer whose Python lacks a package the reader's import needs, the section says so and nothing raises
+    (the same parameter-node callback applies the overlay and steering settings after it); no path, no import."""
+    monkeypatch.setitem(sys.modules, "MedSegLensLib.triage.read", None)  # any import of it raises ImportError
+    lookup = TriageLookup()
+    assert lookup.summary("", "planted").status.startswith("Choose a triage output folder")
+    status = lookup.summary(tmp_path, "planted").status
+    assert status.startswith("Worklist not read: ") and "\n" not in status
+    assert lookup.latent_problem(tmp_path, {"sha256": "abc"}).startswith("Worklist not read: ")

@@ -64,11 +64,11 @@ class TriageLookup:
 
     def worklist(self, path: str | os.PathLike | None) -> Worklist | None:
         """The worklist at `path` (None when no path is chosen); raises its one-line error when it cannot be read."""
-        from ..triage.read import read_worklist, worklist_file
-
         if not chosen(path):
             self._key, self._read = None, None
             return None
+        from ..triage.read import read_worklist, worklist_file
+
         file = worklist_file(path)
         try:
             stamp = file.stat().st_mtime_ns
@@ -89,7 +89,7 @@ class TriageLookup:
         """The case's risk, rank, reference failure and top latents, or one line saying why there are none."""
         try:
             worklist = self.worklist(path)
-        except MedSegLensError as exc:
+        except (MedSegLensError, ImportError) as exc:  # ImportError: a package the reader needs is missing here
             return TriageSummary(f"Worklist not read: {exc}")
         if worklist is None:
             return TriageSummary("Choose a triage output folder (made by 'medseglens triage').")
@@ -120,7 +120,7 @@ class TriageLookup:
             return "Apply with an SAE folder first: a top latent's map comes from the case's codes."
         try:
             worklist = self.worklist(path)
-        except MedSegLensError as exc:
+        except (MedSegLensError, ImportError) as exc:
             return f"Worklist not read: {exc}"
         if worklist is None:
             return "Choose a triage output folder first."
