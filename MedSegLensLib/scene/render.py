@@ -164,7 +164,9 @@ def legend_strip(scene, colormap_id: str, text: str, width: int, height: int = 2
     margin = max(height // 5, 2)
     strip[margin : height - margin, :bar_width] = np.round(colours * 255).astype(np.uint8)
     image = Image.fromarray(strip)
-    font = ImageFont.load_default(size=max(height - 2 * margin - 2, 8))
+    from matplotlib import font_manager  # DejaVu Sans ships with matplotlib and has the legend's "–" and "·"
+
+    font = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size=max(height - 2 * margin - 4, 8))
     ImageDraw.Draw(image).text(
         (bar_width + 2 * margin, height // 2), text, fill=(255, 255, 255), font=font, anchor="lm"
     )
