@@ -6,7 +6,9 @@
    browser: the three views jump to where it fires, heat overlay with its legend,
    the latent's details below.
 2. `demo-render.png`: `medseglens render --map` of the same latent map, all three views
-   with the legend row.
+   with the legend row, from the latent's firing threshold (the one its label was
+   validated at) instead of the viewer's default p50, which on this layer also
+   shows the latent's low-level lattice over the whole field of view.
 3. `demo-gallery.png`: the top of the U-Net interpretation gallery (`interpret/unet/gallery.html`).
 
 The latent shown is the default case's overlay whose interpretation category is a
@@ -42,14 +44,12 @@ def default_case(cases: list[WorkspaceCase]) -> WorkspaceCase:
     return next((case for case in with_maps if case.failure), with_maps[0])
 
 
-def tumour_latent(workspace, case: WorkspaceCase) -> Overlay:
+def tumour_latent(case: WorkspaceCase, records: list[dict]) -> Overlay:
     """The case's overlay named by a tumour class whose label holds best on held-out cases (held-out AUROC in the
     SAE's latents.json); without one, the overlay with most of its activation inside the tumour."""
     named = [o for o in case.overlays if o.category in TUMOUR_CATEGORIES]
     if not named:
         return max(case.overlays, key=lambda o: o.specificity or 0.0)
-    _, sae = workspace.analysis()
-    records = json.loads(workspace.resolve(sae.interpretation, "interpretation").read_text())["latents"]
     return max(named, key=lambda o: (records[o.latent]["held_out"] or {}).get("auroc") or 0.0)
 
 
@@ -108,7 +108,10 @@ def main() -> int:
     args = parser.parse_args()
     workspace = read_workspace(args.workspace.expanduser())
     case = default_case(workspace.cases)
-    overlay = tumour_latent(workspace, case)
+    _, sae = workspace.analysis()
+    records = json.loads(workspace.resolve(sae.interpretation, "interpretation").read_text())["latents"]
+    overlay = tumour_latent(case, records)
+    threshold = records[overlay.latent]["firing_threshold"]
     print(f"case {case.case_id} ({case.population}), {overlay.name}: {overlay.category} — {overlay.description}")
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,7 +120,8 @@ def main() -> int:
         map_file = workspace.resolve(overlay.file, "latent map")
         subprocess.run(
             [sys.executable, "-m", "MedSegLensLib", "render", "--case", str(workspace.resolve(case.folder))]
-            + ["--map", str(map_file), "--latent", str(overlay.latent), "--view", "all", "--size", "320"]
+            + ["--map", str(map_file), "--latent", str(overlay.latent), "--threshold", str(threshold)]
+            + ["--view", "all", "--size", "320"]
             + ["--out", str(raw / "render.png")],
             check=True,
         )
