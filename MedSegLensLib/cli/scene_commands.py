@@ -70,7 +70,7 @@ def _default_position(case, focus: LatentFocus | None) -> np.ndarray:
 def _legend(focus: LatentFocus, threshold: float, latent: int | None, position: np.ndarray) -> str:
     legend = focus.legend(threshold)
     legend.update(latent=latent, focus_ras=[float(v) for v in position])
-    text = legend_text(legend)
+    text = legend_text(legend) + f" · transparent below {threshold:.3g}"
     return text if focus.focus_voxel is not None else text + " · never positive here"
 
 
@@ -121,5 +121,5 @@ def run(args: argparse.Namespace) -> int:
     write_png(rgb, args.out, overwrite=args.overwrite, text=text)
     print(f"{args.out}: {args.view} view(s) of {case.case_id} through RAS {', '.join(f'{v:.1f}' for v in position)} mm")
     if focus is not None:
-        print(f"legend: {text['Legend']}; transparent below {threshold:.4g}")
+        print(f"legend: {text['Legend']}")
     return 0
