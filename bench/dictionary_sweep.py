@@ -99,7 +99,7 @@ def workspace_store(model, architecture: str, workspace: Path, out: Path, seed: 
     """The workspace's store of this model; while the demo has not captured it yet, one captured into --out as its
     `sae_extract` stage does (the default layer, the first `sae_adult_cases` training cases and the calibration
     cohorts, default quotas)."""
-    store = complete_store(store_dir(workspace, architecture))
+    store = complete_store(store_dir(workspace, architecture)) or complete_store(out)
     if store is not None:
         return store
     config = DemoSettings()
