@@ -11,11 +11,13 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..data import MODALITIES
 from ..errors import MedSegLensError, ParameterError
 from ..fileio import sha256_file
 from ..latent_browser import TYPICAL_FILE, card_file, read_interpretation, read_typical
+from ..latent_focus import legend_text
 from ..scene import Provenance, attach_provenance
 from .accepted import accept_segmentation, timestamped_stem
 from .display import MODALITY_LABELS, CaseDisplay
@@ -23,9 +25,14 @@ from .jobs import WorkerJobs
 from .latent_panel import LatentBrowser
 from .steer_updates import SteerUpdates
 from .steering_panel import SteeringPanel
+from .triage_panel import TriagePanel, triage_order
 from .workspace import ModelEntry, SaeEntry, Workspace, WorkspaceCase, dice_text
 
+if TYPE_CHECKING:
+    from ..triage.read import Worklist
+
 NO_SELECTION = "none"
+UNCERTAINTY = "softmax-entropy"  # the overlay name of the uncertainty map (the worker's `uncertainty_map`)
 
 
 def number(value, what: str) -> float:
@@ -48,7 +55,7 @@ def case_row(case: WorkspaceCase) -> dict:
 class ViewerApp:
     """Binds the trame state to the case display, the accepted-segmentation store and the panels."""
 
-    def __init__(self, server, slicer_app, workspace: Workspace):
+    def __init__(self, server, slicer_app, workspace: Workspace, worklist: Worklist | None = None):
         self.server = server
         self.state = server.state
         self.workspace = workspace
@@ -59,6 +66,8 @@ class ViewerApp:
         self.steering = SteeringPanel(self.state, self.latents.typical)
         self.analysis: dict | None = None
         self.steer_updates = SteerUpdates(self.jobs, self._show_steered)
+        self.triage = TriagePanel(self.state, worklist)
+        self.entropy_ceiling: float | None = None  # ln(classes) of the shown case's model, once its map is known
         self._initial_state()
         self.state.change("case_id")(self._on_case)
         self.state.change("modality")(self._on_modality)
@@ -77,7 +86,8 @@ class ViewerApp:
     def _initial_state(self) -> None:
         s = self.state
         s.trame__title = "MedSegLens viewer"
-        s.cases = [case_row(case) for case in self.workspace.cases]
+        cases = triage_order(self.workspace.cases, self.triage.worklist)
+        s.cases = [{**case_row(case), **self.triage.case_cells(case)} for case in cases]
         s.case_id = None
         s.case_title = "no case loaded"
         s.modalities = [{"value": m, "title": MODALITY_LABELS[m]} for m in MODALITIES]
@@ -91,6 +101,7 @@ class ViewerApp:
         s.overlay_threshold_max = 1.0
         s.overlay_opacity = self.display.overlay_opacity
         s.overlay_legend = None
+        s.analysis_ready = False
         s.message = ""
         s.message_error = False
         s.accepted = []
@@ -120,8 +131,11 @@ class ViewerApp:
         s.accepted = []
         self._publish_range()
         self.analysis = None
+        s.analysis_ready = False
+        self.entropy_ceiling = None
         self.steer_updates.forget()
         self.latents.set_case(case)
+        self.triage.show(case, self.latents.map_name)
         self.steering.reset(self._steering_note())
         self.steering.show_unsteered(case.dice)
         self._say(f"{case.case_id} loaded")
@@ -162,12 +176,16 @@ class ViewerApp:
             self._attempt("showing overlay", lambda: self._show_overlay(name))
 
     def _show_overlay(self, name: str | None) -> None:
-        """A precomputed or already computed map at once; any other latent's map from the worker."""
+        """A precomputed or already computed map at once; any other latent's map (or the uncertainty map, which
+        keeps the slices where they are) from the worker."""
         case = self.display.case
         self.latents.select(self.latents.latent_of(name) if name else None)
         if name is None or self.display.has_map(name) or any(o.name == name for o in case.overlays):
-            self.display.show_overlay(name)
+            self.display.show_overlay(name, jump=name != UNCERTAINTY)
             self._publish_overlay()
+            return
+        if name == UNCERTAINTY:
+            self._show_uncertainty(case)
             return
         latent = self.latents.latent_of(name)
         if latent is None or self.analysis is None:
@@ -183,13 +201,39 @@ class ViewerApp:
             "latent_map", {**self._analysis_params(case), "latent": latent}, f"latent {latent}", show, slot="map"
         )
 
+    def _show_uncertainty(self, case: WorkspaceCase) -> None:
+        """The voxel-wise softmax entropy of the analysed case's segmentation, from the worker's cached logits."""
+        if self.analysis is None:
+            raise ParameterError(f"{case.case_id} is still being analysed; the uncertainty map follows its logits")
+
+        def show(result: dict) -> None:
+            if self.display.case is case and self.state.overlay_name == UNCERTAINTY:
+                self.entropy_ceiling = result["max_entropy"]
+                self.display.add_map(UNCERTAINTY, Path(result["map"]), None)
+                self.display.show_overlay(UNCERTAINTY, jump=False)
+                self._publish_overlay()
+
+        self.jobs.submit("uncertainty_map", self._analysis_params(case), "uncertainty map", show, slot="map")
+
     def _publish_overlay(self) -> None:
-        """The shown latent's legend (colour range, threshold, in activation units) and the threshold slider."""
-        legend = self.display.legend()
+        """The shown map's legend (colour range and threshold in its units: a latent's activation, or nats for the
+        uncertainty map) and the threshold slider."""
+        legend = self._legend()
         self.state.overlay_legend = legend
         if legend is not None:
             self.state.overlay_threshold_max = legend["peak"]
             self.state.overlay_threshold = legend["threshold"]
+
+    def _legend(self) -> dict | None:
+        """The display's legend with its units; the uncertainty map's line names the entropy and its ceiling."""
+        legend = self.display.legend()
+        if legend is None:
+            return None
+        if self.display.overlay_name != UNCERTAINTY:
+            return {**legend, "units": "activation"}
+        ceiling = f", at most {self.entropy_ceiling:.3g}" if self.entropy_ceiling else ""
+        line = legend_text({**legend, "focus_ras": None})
+        return {**legend, "units": "entropy (nats)", "text": f"softmax entropy (nats{ceiling}) · {line}"}
 
     def _on_overlay_style(self, overlay_threshold, overlay_opacity, **_):
         if self.display.case is None:
@@ -204,7 +248,7 @@ class ViewerApp:
                 opacity=number(overlay_opacity, "overlay opacity"),
             )
             if threshold is not None:
-                self.state.overlay_legend = self.display.legend()
+                self.state.overlay_legend = self._legend()
 
         self._attempt("styling overlay", style)
 
@@ -276,8 +320,10 @@ class ViewerApp:
                 "sae_sha256": result["sae"]["sha256"],
             }
             self._show_segmentation("prediction", Path(result["segmentation"]), origin)
+            self.state.analysis_ready = True
             self.latents.set_analysis(result)
             self.steering.set_analysis(result)
+            self.triage.check_sae(result["sae"]["sha256"])
             self._say(f"{case.case_id}: {len(result['latents'])} active latents of {sae.name}")
 
         self.jobs.submit(

@@ -139,6 +139,11 @@ class LatentBrowser:
                 return overlay
         return None
 
+    def map_name(self, latent: int) -> str:
+        """The row (and map) name of `latent`: its precomputed overlay's, else the worker's `latent-<j>`."""
+        overlay = self.precomputed(latent)
+        return overlay.name if overlay else worker_map_name(latent)
+
     def latent_of(self, name: str) -> int | None:
         """The latent a row name stands for (a precomputed overlay's, or the worker's `latent-<j>`)."""
         for overlay in self.case.overlays if self.case else []:
@@ -160,8 +165,7 @@ class LatentBrowser:
         if self.table is not None:
             self.table.filter_text = text
             for row in self.table.view():
-                overlay = self.precomputed(row.latent)
-                rows.append(_table_row(row, overlay.name if overlay else worker_map_name(row.latent)))
+                rows.append(_table_row(row, self.map_name(row.latent)))
                 listed.add(rows[-1]["name"])
             self.state.latent_sort, self.state.latent_descending = self.table.sort_column, self.table.descending
         words = text.lower().split()

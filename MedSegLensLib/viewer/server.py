@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .access import TOKEN_QUERY, resolve_access, token_middleware
+from .triage_panel import default_case, load_worklist
 from .workspace import Workspace, read_workspace
+
+if TYPE_CHECKING:
+    from ..triage.read import Worklist
 
 
 def viewer_url(host: str, port: int, token: str) -> str:
@@ -25,7 +30,7 @@ def configure_offscreen() -> None:
     os.environ["TRAME_ARGS"] = ""
 
 
-def build_viewer(server, workspace: Workspace):
+def build_viewer(server, workspace: Workspace, worklist: Worklist | None = None):
     """Create the Slicer scene, the three slice views, the app logic and the page on `server`."""
     from trame_slicer import module as trame_slicer_module
     from trame_slicer.core import LayoutManager, SlicerApp
@@ -48,7 +53,7 @@ def build_viewer(server, workspace: Workspace):
     grid = Layout(LayoutDirection.Horizontal, [axial, Layout(LayoutDirection.Vertical, [coronal, sagittal])])
     layout_manager.register_layout("three slices", grid)
     layout_manager.set_layout("three slices")
-    app = ViewerApp(server, slicer_app, workspace)
+    app = ViewerApp(server, slicer_app, workspace, worklist)
     for view in slicer_app.view_manager.get_slice_views():
         _fit_on_resize(view)
     build_ui(server, layout_manager)
@@ -76,16 +81,15 @@ def serve(
     workspace = read_workspace(workspace_dir)  # fail fast, before the heavy imports
     if case_id is not None:
         workspace.case(case_id)
+    worklist = load_worklist(workspace)  # a bad worklist is one line, before anything starts
     configure_offscreen()
     from trame.app import get_server
 
     server = get_server(name="medseglens-viewer", client_type="vue3")
-    app = build_viewer(server, workspace)
-    if case_id:
-        app.open_case(case_id)
-    elif app.workspace.cases:
-        first_failure = next((c for c in app.workspace.cases if c.failure), app.workspace.cases[0])
-        app.open_case(first_failure.case_id)
+    app = build_viewer(server, workspace, worklist)
+    opened = workspace.case(case_id) if case_id else default_case(workspace, worklist)
+    if opened is not None:
+        app.open_case(opened.case_id)
     server.cli.set_defaults(authKey=token)  # wslink refuses a WebSocket hello without it
     server.controller.on_server_bind.add(lambda web_server: web_server.app.middlewares.append(token_middleware(token)))
     server.controller.on_server_ready.add(lambda **_: announce(viewer_url(host, server.port, token)))

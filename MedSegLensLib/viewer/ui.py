@@ -1,8 +1,9 @@
-"""The page: case list and image controls on the left, three slice views, latents and steering on the right.
+"""The page: case list, "Why" panel and image controls on the left, three slice views, latents and steering on
+the right.
 
-Element ids (`case-<id>`, `modality-<m>`, `overlay-<name>`, `seg-<source>`, `steer-<latent>`,
-`strength-<latent>`, `accept`) and each view's `#view-<name>` label are what the browser
-tests click and read.
+Element ids (`case-<id>`, `risk-<id>`, `why-latent-<latent>`, `uncertainty-toggle`, `modality-<m>`,
+`overlay-<name>`, `seg-<source>`, `steer-<latent>`, `strength-<latent>`, `accept`) and each view's
+`#view-<name>` label are what the browser tests click and read.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from trame.ui.vuetify3 import VAppLayout
 from trame.widgets import html
 from trame.widgets import vuetify3 as v3
 
-from .app import NO_SELECTION
+from .app import NO_SELECTION, UNCERTAINTY
 
 LEFT_WIDTH = 320
 RIGHT_WIDTH = 500
@@ -41,6 +42,7 @@ def build_ui(server, layout_manager) -> VAppLayout:
         with v3.VNavigationDrawer(permanent=True, location="left", width=LEFT_WIDTH):
             _case_list()
             v3.VDivider()
+            _why_panel()
             _image_controls(server)
             v3.VDivider()
             _model_controls(server)
@@ -70,7 +72,71 @@ def _case_list() -> None:
             v3.VListItemTitle("{{ c.case_id }}")
             v3.VListItemSubtitle("{{ c.population }} · {{ c.dice }}")
             with v3.Template(v_slot_append=True):
+                v3.VChip(
+                    "#{{ c.rank }} · {{ c.risk }}",
+                    v_if="c.rank",
+                    id=("'risk-' + c.case_id",),
+                    title="rank in the triage worklist · SAE failure risk",
+                    color="warning",
+                    size="x-small",
+                    label=True,
+                    classes="mr-1",
+                )
                 v3.VChip("failure", v_if="c.failure", color="error", size="x-small", label=True)
+
+
+def _why_panel() -> None:
+    """The shown case's line in the triage worklist: rank, risk, top latents (a click shows one), the baselines,
+    and the uncertainty map toggle. Only with a worklist (`triage` in workspace.json)."""
+    with html.Div(v_if="triage_on", id="why-panel"):
+        _section("Why (triage)")
+        with html.Div(classes="px-3 pb-2 text-caption"):
+            html.Div("{{ why_note }}", v_if="why_note", classes="text-warning", id="why-note")
+            with html.Div(v_if="why"):
+                html.Div(
+                    "rank {{ why.rank }} of {{ why.of }} · SAE risk {{ why.risk }} · reference: {{ why.failure }}",
+                    classes="text-body-2",
+                    id="why-summary",
+                )
+                html.Div("top latents (activation share above usual)", classes="text-medium-emphasis mt-1")
+                with v3.VTable(density="compact", classes="text-caption", id="why-latents"):
+                    with html.Tbody():
+                        with html.Tr(
+                            v_for="t in why.latents",
+                            key="t.latent",
+                            id=("'why-latent-' + t.latent",),
+                            click="why_clickable && (overlay_name = t.name)",
+                            title=("t.description",),
+                            style=("why_clickable ? 'cursor: pointer;' : ''",),
+                            classes=("t.name === overlay_name ? 'bg-primary' : ''",),
+                        ):
+                            html.Td("{{ t.latent }}", classes="px-1")
+                            html.Td("+{{ t.excess }}", classes="px-1", style="white-space: nowrap;")
+                            html.Td(
+                                "{{ t.description }}",
+                                classes="px-1 why-description",
+                                style=f"max-width: 13em; {ONE_LINE}",
+                            )
+                        with html.Tr(v_if="!why.latents.length"):
+                            html.Td("no top latents listed", colspan=3, classes="text-medium-emphasis")
+                with html.Div(classes="mt-1", id="why-baselines"):
+                    html.Span(
+                        "{{ b.label }} {{ b.value }}{{ i < why.baselines.length - 1 ? ' · ' : '' }}",
+                        v_for="(b, i) in why.baselines",
+                        key="b.key",
+                        title=("b.meaning",),
+                    )
+            with html.Div(id="uncertainty-toggle"):  # the tests click its input
+                v3.VSwitch(
+                    label="uncertainty map (softmax entropy)",
+                    model_value=(f"overlay_name === '{UNCERTAINTY}'",),
+                    update_modelValue=f"overlay_name = $event ? '{UNCERTAINTY}' : '{NO_SELECTION}'",
+                    disabled=("!analysis_ready",),
+                    color="primary",
+                    density="compact",
+                    hide_details=True,
+                )
+        v3.VDivider()
 
 
 def _image_controls(server) -> None:
@@ -207,7 +273,8 @@ def _overlay_controls() -> None:
                 html.Span("{{ overlay_legend.low }}", id="legend-low")
                 v3.VSpacer()
                 html.Span(
-                    "activation, p{{ overlay_legend.low_percentile }}–p{{ overlay_legend.high_percentile }} here",
+                    "{{ overlay_legend.units }}, p{{ overlay_legend.low_percentile }}–"
+                    "p{{ overlay_legend.high_percentile }} here",
                     classes="text-medium-emphasis",
                 )
                 v3.VSpacer()

@@ -8,6 +8,7 @@ Layout (paths in `workspace.json` are relative to the workspace folder):
     latents/<sae>/<case>/*.nii.gz         latent activation maps on the case grid (optional)
     models/<arch>/                        model folders (safetensors + JSON)
     saes/<name>/                          SAE folders (with latents.json from `medseglens interpret`)
+    triage/worklist.json                  a triage worklist (`medseglens triage`), named by "triage" (optional)
     accepted/<case>/<name>.seg.nrrd       accepted segmentations, never overwritten,
     accepted/<case>/<name>.provenance.json  each with its provenance
 
@@ -123,6 +124,7 @@ class Workspace:
     default_model: str | None = None  # a model folder (relative path)
     default_sae: str | None = None  # an SAE folder (relative path)
     models: list[ModelEntry] = field(default_factory=list)
+    triage: str | None = None  # a triage output folder or its worklist.json (relative path): cases by risk
 
     def analysis(self) -> tuple[ModelEntry, SaeEntry] | None:
         """The model and SAE the latent browser and steering use: the default SAE's, else the first listed."""
@@ -214,7 +216,10 @@ def read_workspace(root: str | os.PathLike) -> Workspace:
         default_model=data.get("default_model"),
         default_sae=data.get("default_sae"),
         models=models,
+        triage=_optional_path(data.get("triage"), '"triage"', index),
     )
+    if workspace.triage is not None:
+        workspace.resolve(workspace.triage, "triage worklist")
     for model in models:
         workspace.resolve(model.folder, f"model {model.name!r} folder")
         for sae in model.saes:
@@ -249,6 +254,7 @@ def write_workspace_index(workspace: Workspace) -> Path:
         "version": INDEX_VERSION,
         "default_model": workspace.default_model,
         "default_sae": workspace.default_sae,
+        "triage": workspace.triage,
         "models": [
             {"name": model.name, "folder": model.folder, "saes": [sae.__dict__ for sae in model.saes]}
             for model in workspace.models
