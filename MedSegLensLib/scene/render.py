@@ -149,7 +149,9 @@ def render_orthogonal(
 def legend_strip(scene, colormap_id: str, text: str, width: int, height: int = 28) -> np.ndarray:
     """A legend row to put under rendered views: the overlay's colour bar (from the scene's own colour table,
     lowest colour left) and `text` (the range in activation units) on black, `height` pixels high."""
-    from PIL import Image, ImageDraw, ImageFont
+    import PIL.Image  # imported as modules: Testing/slicer_api_names.py reads CamelCase names from them as PIL's
+    import PIL.ImageDraw
+    import PIL.ImageFont
 
     table = scene.GetNodeByID(colormap_id)
     if table is None:
@@ -163,11 +165,11 @@ def legend_strip(scene, colormap_id: str, text: str, width: int, height: int = 2
     strip = np.zeros((height, width, 3), np.uint8)
     margin = max(height // 5, 2)
     strip[margin : height - margin, :bar_width] = np.round(colours * 255).astype(np.uint8)
-    image = Image.fromarray(strip)
+    image = PIL.Image.fromarray(strip)
     from matplotlib import font_manager  # DejaVu Sans ships with matplotlib and has the legend's "–" and "·"
 
-    font = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size=max(height - 2 * margin - 4, 8))
-    ImageDraw.Draw(image).text(
+    font = PIL.ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size=max(height - 2 * margin - 4, 8))
+    PIL.ImageDraw.Draw(image).text(
         (bar_width + 2 * margin, height // 2), text, fill=(255, 255, 255), font=font, anchor="lm"
     )
     return np.asarray(image)
@@ -177,13 +179,14 @@ def write_png(
     rgb: np.ndarray, path: str | os.PathLike, overwrite: bool = False, text: dict[str, str] | None = None
 ) -> Path:
     """Write an RGB array (rows top to bottom) as PNG; `text`: UTF-8 text chunks (key: value), e.g. a legend."""
-    from PIL import Image, PngImagePlugin
+    import PIL.Image
+    import PIL.PngImagePlugin
 
     path = check_can_write(path, overwrite)
-    info = PngImagePlugin.PngInfo()
+    info = PIL.PngImagePlugin.PngInfo()
     for key, value in (text or {}).items():
         info.add_itxt(key, value)
-    image = Image.fromarray(np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)), "RGB")
+    image = PIL.Image.fromarray(np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)), "RGB")
     with atomic_path(path, suffix=".png") as tmp:
         image.save(tmp, format="PNG", pnginfo=info)
     return path
