@@ -73,6 +73,9 @@ def test_the_why_panel_lists_rank_risk_baselines_and_top_latents(tmp_path):
         (7, "map-7", "0.25", "a blob"),
         (3, "map-3", "0.1", "no description"),
     ]
+    # a latent the worklist does not describe takes the workspace interpretation's description
+    panel.show(workspace.case(SSA), lambda latent: f"map-{latent}", {3: "edema rim"}.get)
+    assert [t["description"] for t in state.why["latents"]] == ["a blob", "edema rim"]
     assert [b["label"] for b in why["baselines"]][:4] == [
         "softmax entropy",
         "1 − max probability",

@@ -135,7 +135,7 @@ class ViewerApp:
         self.entropy_ceiling = None
         self.steer_updates.forget()
         self.latents.set_case(case)
-        self.triage.show(case, self.latents.map_name)
+        self.triage.show(case, self.latents.map_name, self.latents.description)
         self.steering.reset(self._steering_note())
         self.steering.show_unsteered(case.dice)
         self._say(f"{case.case_id} loaded")

@@ -139,6 +139,10 @@ class LatentBrowser:
                 return overlay
         return None
 
+    def description(self, latent: int) -> str:
+        """What the interpretation file says about `latent` ("" when it says nothing)."""
+        return str((self.records.get(int(latent)) or {}).get("description") or "")
+
     def map_name(self, latent: int) -> str:
         """The row (and map) name of `latent`: its precomputed overlay's, else the worker's `latent-<j>`."""
         overlay = self.precomputed(latent)

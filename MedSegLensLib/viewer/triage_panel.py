@@ -5,9 +5,9 @@ A workspace whose `workspace.json` names a worklist (`"triage"`: a `medseglens t
 the risk beside each case; cases the worklist does not rank follow in the index's order) and on the top-ranked
 case. The "Why" panel (`why` state) gives the shown case's rank and risk, what the reference says when the
 worklist knows it, the baseline scores measured in the same triage pass and the top contributing latents with
-their descriptions; the page shows a top latent's map through the latent browser's own path. Top latents of a
-worklist made with another SAE than the one the viewer analyses with are listed but not clickable: their
-numbers are another dictionary's.
+their descriptions (the workspace's interpretation's where the worklist has none); the page shows a top
+latent's map through the latent browser's own path. Top latents of a worklist made with another SAE than the
+one the viewer analyses with are listed but not clickable: their numbers are another dictionary's.
 """
 
 from __future__ import annotations
@@ -78,8 +78,11 @@ class TriagePanel:
         entry = self.worklist.entry(case.case_id) if self.worklist is not None else None
         return {"rank": entry["rank"] if entry else None, "risk": f"{entry['risk']:.3f}" if entry else None}
 
-    def show(self, case: WorkspaceCase, map_name: Callable[[int], str]) -> None:
-        """Fill the panel for `case`; `map_name(latent)` is the latent browser's row name for that latent."""
+    def show(
+        self, case: WorkspaceCase, map_name: Callable[[int], str], describe: Callable[[int], str] = lambda j: ""
+    ) -> None:
+        """Fill the panel for `case`; `map_name(latent)` is the latent browser's row name for that latent and
+        `describe(latent)` the interpretation's description, for latents the worklist gives none."""
         if self.worklist is None:
             return
         entry = self.worklist.entry(case.case_id)
@@ -106,7 +109,7 @@ class TriagePanel:
                     "latent": int(top["latent"]),
                     "name": map_name(int(top["latent"])),
                     "excess": _number(top.get("excess")),
-                    "description": str(top.get("description") or "no description"),
+                    "description": str(top.get("description") or describe(int(top["latent"])) or "no description"),
                 }
                 for top in entry["top_latents"]
             ],
