@@ -2,7 +2,7 @@
 
 cohorts -> train_<arch> -> evaluate (failure map)
         -> sae_extract_<arch> -> sae_train_<arch> -> interpret_<arch> -> diffing
-        -> steering (recovery study) -> latent_maps (+ workspace.json) -> report
+        -> steering (recovery study), triage (held-out worklist) -> latent_maps (+ workspace.json) -> report
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from .report_stage import REPORT_DIR, report_stage
 from .sae_stages import STORES_DIR, extract_stage, sae_outputs, train_sae_stage
 from .settings import DemoSettings
 from .stages import Stage, StageResult, run_stages
+from .triage_stage import TRIAGE_DIR, run_triage
 from .workspace_stage import LATENTS_DIR, PREDICTIONS_DIR, run_latent_maps
 
 EVALUATE = "evaluate"
@@ -109,10 +110,20 @@ def build_stages(config: DemoSettings) -> list[Stage]:
     )
     stages.append(
         Stage(
+            "triage",
+            f"held-out cases ranked by SAE failure risk ({steer})",
+            run_triage,
+            (f"sae_train_{steer}",),
+            ("steering_architecture", "sae_adult_cases", "diff_bootstrap", "seed"),
+            (TRIAGE_DIR, _section("triage")),
+        )
+    )
+    stages.append(
+        Stage(
             "latent_maps",
             "latent maps of failure cases and workspace.json",
             run_latent_maps,
-            (EVALUATE, "diffing"),
+            (EVALUATE, "diffing", "triage"),
             ("steering_architecture", "map_cases", "map_latents", "failure_dice", "study"),
             (LATENTS_DIR, PREDICTIONS_DIR, "workspace.json", _section("latent_maps")),
         )
@@ -137,7 +148,12 @@ def report_sections(config: DemoSettings, work: Path = Path()) -> list[Path]:
     folders = [section_dir(work, "cohorts"), *[section_dir(work, f"train_{a}") for a in archs], work / EVALUATION_DIR]
     for a in archs:
         folders += [section_dir(work, f"sae_extract_{a}"), section_dir(work, f"sae_train_{a}"), interpret_dir(work, a)]
-    return folders + [*diffing_folders(work, archs), work / STEERING_DIR, section_dir(work, "latent_maps")]
+    return folders + [
+        *diffing_folders(work, archs),
+        work / STEERING_DIR,
+        section_dir(work, "triage"),
+        section_dir(work, "latent_maps"),
+    ]
 
 
 def run_demo(config: DemoSettings, work: str | os.PathLike, until: str | None = None) -> dict[str, StageResult]:

@@ -28,6 +28,7 @@ from .backbone_stages import MODELS_DIR, model_dir, read_scores
 from .cohorts import cohort_folders, section_dir
 from .sae_stages import SAES_DIR, sae_dir
 from .stages import StageContext
+from .triage_stage import TRIAGE_DIR, worklist_folder
 
 LATENTS_DIR = "latents"
 PREDICTIONS_DIR = "predictions"
@@ -132,6 +133,7 @@ def run_latent_maps(ctx: StageContext) -> dict:
             default_model=f"{MODELS_DIR}/{architecture}",
             default_sae=f"{SAES_DIR}/{architecture}",
             models=model_entries(ctx),
+            triage=TRIAGE_DIR if (worklist_folder(work) / "worklist.json").is_file() else None,
         )
     )
     folder = section_dir(work, "latent_maps")

@@ -1,0 +1,50 @@
+"""The demo's `triage` stage on the tiny demo settings: every held-out case ranked, the worklist named in
+workspace.json (the viewer opens on rank 1), and the report's AUROC table and top worklist rows.
+
+The tiny settings' one-epoch U-Net draws tumour everywhere, so every case fails by the project's definition and
+the risk cannot be fit; the stage then writes a section saying so (the path `test_pipeline_demo` runs). Here the
+failure label of the triage pass alternates between cases instead, so calibration and test sets hold both
+classes: this checks the stage's wiring with the real triage run, not what the labels mean.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from test_pipeline_demo import TINY
+
+from MedSegLensLib.pipeline import run_demo
+from MedSegLensLib.report import load_section
+from MedSegLensLib.steering.scales import sae_sha256
+from MedSegLensLib.triage.read import read_worklist
+from MedSegLensLib.viewer.triage_panel import default_case, load_worklist
+from MedSegLensLib.viewer.workspace import read_workspace
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+def test_the_triage_stage_ranks_the_held_out_cases_into_the_workspace_and_the_report(tmp_path, monkeypatch):
+    import torch
+
+    torch.set_num_threads(1)
+    calls = itertools.count()
+    monkeypatch.setattr("MedSegLensLib.triage.measure.failing_regions", lambda row: ["WT"] if next(calls) % 2 else [])
+    work = tmp_path / "work"
+    results = run_demo(TINY, work)
+    assert results["triage"].status == "ran" and results["latent_maps"].status == "ran"
+
+    worklist = read_worklist(work / "triage")
+    test_cases = sum(spec.cases for spec in TINY.role("test"))
+    assert [case["rank"] for case in worklist.cases] == list(range(1, test_cases + 1))
+    assert worklist.sae_sha256 == sae_sha256(work / "saes" / TINY.steering_architecture)
+    workspace = read_workspace(work)
+    assert workspace.triage == "triage"
+    assert default_case(workspace, load_worklist(workspace)).case_id == worklist.cases[0]["case_id"]
+
+    section = load_section(work / "sections" / "triage")
+    auroc, top = section.tables
+    assert {row[0] for row in auroc.rows} >= {"pooled", "adult"}
+    assert any(row[2] == "sae_risk" and row[3] != "n/a" for row in auroc.rows if row[0] == "pooled")
+    assert [row[1] for row in top.rows] == [case["case_id"] for case in worklist.cases[:10]]
+    assert "Stage triage:" in (work / "report" / "report.html").read_text()
