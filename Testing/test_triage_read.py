@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
+from conftest import subprocess_env
 from slicer_support import write_test_worklist
 
 from MedSegLensLib.errors import InputError
@@ -54,3 +58,15 @@ def test_a_bad_worklist_is_one_input_error_line(tmp_path, text, message):
     with pytest.raises(InputError) as caught:
         read_worklist(tmp_path)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_reader_imports_without_torch_monai_or_scikit_learn():
+    """Slicer reads worklists before (or without) its first-use installs; the viewer reads them in its server."""
+    probe = (
+        "import sys, MedSegLensLib.triage.read; "
+        "print(sorted(m for m in ('torch', 'monai', 'sklearn', 'numpy') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=subprocess_env(), capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -9,25 +9,32 @@ reference.py: calibration statistics and the risk's weights; stats.py: AUROC/AUP
 intervals; evaluation.py: the held-out table; worklist.py: CSV, JSON and HTML; run.py: the whole flow.
 """
 
-from .evaluation import evaluate_scores, markdown_table
-from .measure import MeasureSettings, measure_case
-from .reference import SCORES, Reference, ReferenceSettings, check_disjoint, fit_reference
-from .run import TriageResult, measure_cases, triage
-from .worklist import worklist_rows, write_worklist
+from __future__ import annotations
 
-__all__ = [
-    "MeasureSettings",
-    "Reference",
-    "ReferenceSettings",
-    "SCORES",
-    "TriageResult",
-    "check_disjoint",
-    "evaluate_scores",
-    "fit_reference",
-    "markdown_table",
-    "measure_case",
-    "measure_cases",
-    "triage",
-    "worklist_rows",
-    "write_worklist",
-]
+import importlib
+
+# Loaded on first use (PEP 562): `triage.read`, the worklist reader of the viewer and the Slicer module,
+# must import without torch, monai or scikit-learn.
+_EXPORTS = {
+    "evaluate_scores": "evaluation",
+    "markdown_table": "evaluation",
+    "MeasureSettings": "measure",
+    "measure_case": "measure",
+    "SCORES": "reference",
+    "Reference": "reference",
+    "ReferenceSettings": "reference",
+    "check_disjoint": "reference",
+    "fit_reference": "reference",
+    "TriageResult": "run",
+    "measure_cases": "run",
+    "triage": "run",
+    "worklist_rows": "worklist",
+    "write_worklist": "worklist",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -22,10 +22,9 @@ from pathlib import Path
 
 from ..fileio import atomic_directory, json_default
 from .evaluation import seconds_per_score
+from .read import FORMAT, SUPPORTED_VERSIONS
 from .reference import BASELINES, Reference
 
-FORMAT = "medseglens-triage-worklist"
-VERSION = 1
 SCORE_MEANINGS = {
     "sae_risk": "SAE failure risk: reconstruction error, rare-latent mass, latent vs predicted tumour volume",
     "entropy": "mean softmax entropy over the predicted tumour",
@@ -125,7 +124,7 @@ def html_page(rows: list[dict], header: dict) -> str:
 
 def write_worklist(out: str | Path, rows: list[dict], header: dict, reference: Reference) -> Path:
     """Publish worklist.csv, worklist.json, index.html and reference.json in a new folder, all at once."""
-    document = {"format": FORMAT, "version": VERSION, **header, "scores": SCORE_MEANINGS, "cases": rows}
+    document = {"format": FORMAT, "version": SUPPORTED_VERSIONS[-1], **header, "scores": SCORE_MEANINGS, "cases": rows}
     with atomic_directory(out) as tmp:
         (tmp / "worklist.csv").write_text(csv_text(rows))
         (tmp / "worklist.json").write_text(json.dumps(document, indent=2, default=json_default) + "\n")
