@@ -6,11 +6,12 @@ bottleneck (zeroing it costs 0.001 Dice: the skip connections carry the output),
 so latents there can describe the tumour but not change the segmentation;
 zeroing decoder 1 costs 0.61 Dice, its SAEs recover the Dice fully, and the
 steering study recovers failures there with 128 latents, k = 8 (docs/sae.md
-"Which layer?", docs/steering.md). SegFormer: encoder stage 4; its rows hold
-little structure (7 principal components carry 99 % of the variance), so 81-96 %
-of the latents stay dead on held-out rows at every size (32-1024) and learning
-rate tried (docs/sae.md "On the demo's SegFormer rows"); no better default is
-measured yet. Other
+"Which layer?", docs/steering.md). SegFormer: encoder stage 4, kept for now
+although its rows hold little structure (7 principal components carry 99 % of the
+variance: 81-96 % of the latents dead on held-out rows at every size 32-1024 and
+learning rate tried) and zeroing it costs ≤ 0.001 Dice; the decoder's fused
+features look better (docs/sae.md "On the demo's SegFormer rows") but are not
+measured enough to switch. Other
 architectures have no default: name the layer (`medseglens layers --model
 MODEL_DIR` lists them).
 """
