@@ -7,6 +7,7 @@ beyond what must hold for any run (shares in [0, 1], counts that add up, the wor
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
 import torch
@@ -41,10 +42,20 @@ def test_the_sweep_trains_each_size_and_reports_labels_and_artefacts_without_tou
     bench = _bench()
     args = bench.parse(
         ["--workspace", str(workspace), "--architectures", "unet", "--sizes", "16", "32", "--rows", "2048"]
-        + ["--cases-per-population", "1", "--out", str(tmp_path / "sweep")]
+        + ["--cases-per-population", "1", "--lr-factors", "1", "0.25", "--out", str(tmp_path / "sweep")]
     )
     rows = bench.run(args)
-    assert [(r["latents"], r["k"]) for r in rows] == [(16, 1), (32, 2)]
+    assert [(r["latents"], r["k"], r["lr_factor"]) for r in rows] == [
+        (16, 1, 1),
+        (16, 1, 0.25),
+        (32, 2, 1),
+        (32, 2, 0.25),
+    ]
+    learning_rates = [
+        json.loads((path / "sae.json").read_text())["training"]["config"]["lr"]
+        for path in sorted((tmp_path / "sweep" / "unet").glob("16-*"))
+    ]
+    assert len(learning_rates) == 2 and min(learning_rates) == pytest.approx(max(learning_rates) / 4)
     for row in rows:
         assert row["layer"] == TINY.layer_of("unet")
         assert 0 <= row["fvu"] and row["l0"] > 0

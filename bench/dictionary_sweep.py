@@ -95,22 +95,28 @@ def capture(model, layer: str, cases: list[CaseFiles], seed: int) -> tuple[dict,
     return maps, torch.cat(rows)
 
 
-def workspace_store(model, architecture: str, workspace: Path, out: Path, seed: int) -> ActivationStore:
-    """The workspace's store of this model; while the demo has not captured it yet, one captured into --out as its
-    `sae_extract` stage does (the default layer, the first `sae_adult_cases` training cases and the calibration
-    cohorts, default quotas)."""
-    store = complete_store(store_dir(workspace, architecture)) or complete_store(out)
-    if store is not None:
-        return store
+def workspace_store(
+    model, architecture: str, workspace: Path, out: Path, seed: int, layer: str | None = None
+) -> ActivationStore:
+    """The workspace's store of this model (at `layer` when given); while the demo has not captured it yet, or for
+    another layer than its SAE's, one captured into --out as its `sae_extract` stage does (the first
+    `sae_adult_cases` training cases and the calibration cohorts, default quotas)."""
+    for store in (complete_store(store_dir(workspace, architecture)), complete_store(out)):
+        if store is not None and layer in (None, store.info["layer"]):
+            return store
     config = DemoSettings()
     adult = discover_cohorts(cohort_folders(workspace, config.role("train")))[: config.sae_adult_cases]
     cases = adult + discover_cohorts(cohort_folders(workspace, config.role("calibration")))
     print(f"{architecture}: no store in the workspace yet; capturing {len(cases)} cases into {out}", flush=True)
-    return extract_activations(model, default_for(model).layer, cases, out, DEFAULT_QUOTAS, seed, resume=True)
+    layer = layer or default_for(model).layer
+    return extract_activations(model, layer, cases, out, DEFAULT_QUOTAS, seed, resume=True)
 
 
-def train(model, layer, store, out: Path, n_latents: int, k: int, rows: int, seed: int) -> tuple[object, float]:
-    """The SAE of one size (reused when --out already holds it); returns it and its training CPU seconds."""
+def train(
+    model, layer, store, out: Path, n_latents: int, k: int, rows: int, seed: int, lr_factor: float = 1.0
+) -> tuple[object, float]:
+    """The SAE of one size at `lr_factor` x its default learning rate (reused when --out already holds it);
+    returns it and its training CPU seconds."""
     if not (out / "sae.json").is_file():
         settings = SAETrainingSettings(
             n_latents=n_latents,
@@ -120,6 +126,7 @@ def train(model, layer, store, out: Path, n_latents: int, k: int, rows: int, see
             batch_size=min(4096, rows),
             init_rows=min(16384, store.n_rows),
             seed=seed,
+            lr=SAETrainingSettings(n_latents=n_latents, k=k).learning_rate() * lr_factor,
         )
         start = time.process_time()
         fit_layer_sae(model, layer, store, out, settings, overwrite=True, show_progress=False)
@@ -146,7 +153,8 @@ def labels_of(sae, maps: dict, cases: list[CaseFiles], model) -> dict:
 def sweep_model(args, architecture: str) -> list[dict]:
     workspace, out = args.workspace, args.out / architecture
     model = load_model(model_dir(workspace, architecture), device="cpu")
-    store = workspace_store(model, architecture, workspace, out / "store", args.seed)
+    store_out = out / ("store" if args.layer is None else f"store-{args.layer}")
+    store = workspace_store(model, architecture, workspace, store_out, args.seed, args.layer)
     layer = store.info["layer"]
     cases = held_out_cases(workspace, args.cases_per_population)
     start = time.process_time()
@@ -157,19 +165,12 @@ def sweep_model(args, architecture: str) -> list[dict]:
         flush=True,
     )
     results, saes = [], {}
-    for n_latents in args.sizes:
+    for n_latents, lr_factor in [(n, f) for n in args.sizes for f in args.lr_factors]:
         k = max(1, n_latents // args.k_ratio)
-        sae, train_seconds = train(
-            model,
-            layer,
-            store,
-            out / f"{n_latents}-k{k}-rows{args.rows}-seed{args.seed}",
-            n_latents,
-            k,
-            args.rows,
-            args.seed,
-        )
-        saes[str(n_latents)] = (layer, sae)
+        name = f"{n_latents}-k{k}-rows{args.rows}-seed{args.seed}" + (f"-lrx{lr_factor:g}" if lr_factor != 1 else "")
+        name = name if args.layer is None else f"{args.layer}-{name}"
+        sae, train_seconds = train(model, layer, store, out / name, n_latents, k, args.rows, args.seed, lr_factor)
+        saes[name] = (layer, sae)
         start = time.process_time()
         fidelity = evaluate_fidelity(sae, rows.split(8192))
         labels = labels_of(sae, maps, cases, model)
@@ -178,6 +179,7 @@ def sweep_model(args, architecture: str) -> list[dict]:
             "layer": layer,
             "latents": n_latents,
             "k": k,
+            "lr_factor": lr_factor,
             "train_rows": args.rows,
             "train_cpu_s": round(train_seconds, 1),
             "eval_cpu_s": round(time.process_time() - start, 1),
@@ -191,19 +193,32 @@ def sweep_model(args, architecture: str) -> list[dict]:
         results.append(row)
     if args.dice:
         evaluations = evaluate_saes(model, saes, cases)
-        for row in results:
-            row["dice_recovered"] = {r: round(v, 3) for r, v in evaluations[str(row["latents"])].dice_recovered.items()}
+        for row, name in zip(results, saes):
+            row["dice_recovered"] = {r: round(v, 3) for r, v in evaluations[name].dice_recovered.items()}
     return results
 
 
 def markdown(rows: list[dict], command: str, cases: str) -> str:
     dice = any("dice_recovered" in r for r in rows)
-    header = ["model", "layer", "latents", "k", "FVU", "L0", "dead (rows)", "dead (voxels)", "active", "validated"]
+    header = [
+        "model",
+        "layer",
+        "latents",
+        "k",
+        "lr ×",
+        "FVU",
+        "L0",
+        "dead (rows)",
+        "dead (voxels)",
+        "active",
+        "validated",
+    ]
     header += ["share", "of which on a grid", "grid", "seam", "edge", "outside"]
     header += ["Dice recovered WT/TC/ET"] if dice else []
     lines = [f"`{command}`", "", cases, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [r["architecture"], f"`{r['layer']}`", r["latents"], r["k"], f"{r['fvu']:.3f}", f"{r['l0']:.1f}"]
+        cells = [r["architecture"], f"`{r['layer']}`", r["latents"], r["k"], f"{r.get('lr_factor', 1):g}"]
+        cells += [f"{r['fvu']:.3f}", f"{r['l0']:.1f}"]
         cells += [f"{r['dead_rows']:.1%}", f"{r['dead_voxels']:.1%}", r["active"], r["validated"]]
         cells += [f"{r['validated_share']:.1%}", r["named_with_texture"], *(r["artefacts"][s] for s in SHORT.values())]
         if dice:
@@ -218,6 +233,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--architectures", nargs="+", default=["unet", "segformer"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 512, 2048])
     parser.add_argument("--k-ratio", type=int, default=16, help="k = latents / K_RATIO (default 16: 128 -> 8)")
+    parser.add_argument("--layer", help="layer to sweep (default: the workspace SAE's; another is captured into --out)")
+    parser.add_argument(
+        "--lr-factors", type=float, nargs="+", default=[1.0], help="learning rates as factors of the default (1)"
+    )
     parser.add_argument("--rows", type=int, default=262144, help="training rows per SAE (default 262144)")
     parser.add_argument("--cases-per-population", type=int, default=3, help="held-out cases per population (0: all)")
     parser.add_argument("--dice", action="store_true", help="also Dice recovered (3 more passes per case and size)")
