@@ -15,6 +15,7 @@ from conftest import ROOT
 
 from MedSegLensLib.pipeline import DemoSettings, default_cohorts
 from MedSegLensLib.pipeline.demo import run_demo
+from MedSegLensLib.sae import SAETrainingSettings
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -52,7 +53,7 @@ def test_the_sweep_trains_each_size_and_reports_labels_and_artefacts_without_tou
         (32, 2, 0.25),
     ]
     learning_rates = [
-        json.loads((path / "sae.json").read_text())["training"]["config"]["lr"]
+        SAETrainingSettings(**json.loads((path / "sae.json").read_text())["training"]["config"]).learning_rate()
         for path in sorted((tmp_path / "sweep" / "unet").glob("16-*"))
     ]
     assert len(learning_rates) == 2 and min(learning_rates) == pytest.approx(max(learning_rates) / 4)

@@ -26,6 +26,7 @@ The workspace is read only; SAEs and `dictionary_sweep.json` / `.md` land in --o
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -126,8 +127,9 @@ def train(
             batch_size=min(4096, rows),
             init_rows=min(16384, store.n_rows),
             seed=seed,
-            lr=SAETrainingSettings(n_latents=n_latents, k=k).learning_rate() * lr_factor,
         )
+        if lr_factor != 1:
+            settings = dataclasses.replace(settings, lr=settings.learning_rate() * lr_factor)
         start = time.process_time()
         fit_layer_sae(model, layer, store, out, settings, overwrite=True, show_progress=False)
         (out / "train_cpu_seconds").write_text(f"{time.process_time() - start:.1f}\n")
