@@ -3,8 +3,9 @@
 PyTorch sends a float32 CPU convolution with a kernel of at most 3 to its native im2col kernel when
 batch x channels x depth x height <= 20480 (`use_mkldnn` in aten/src/ATen/native/Convolution.cpp, a
 rule tuned for 2D images). The windows of our 3D networks fall under it at batch 1 and in the deep
-layers, where the native kernel is 4-45x slower than oneDNN (`bench/conv3d_backends.py`). Routing
-those calls to oneDNN changes results only by float rounding. Pointwise (1x1x1) convolutions keep
+layers, where the native kernel is much slower than oneDNN: routed, the U-Net segments 3.5-6.4x faster
+at one window per batch (`bench/conv3d_backends.py --batch 1`). Routing those calls to oneDNN changes
+results only by float rounding. Pointwise (1x1x1) convolutions keep
 PyTorch's choice (its native kernel is the faster one on one thread), and so does everything but
 inference: with gradients on, or off the CPU, or in another dtype, the convolution runs as PyTorch chooses.
 """
