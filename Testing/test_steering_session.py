@@ -119,34 +119,78 @@ def test_a_strength_change_does_not_re_encode_but_a_new_latent_set_does(setups, 
     assert len(calls) == 2 * first
 
 
-def test_region_limited_recomputation_equals_the_frozen_statistics_network_on_whole_windows(setups, workdir):
-    """The documented tolerance: cropping around the change reproduces, to float rounding, the network whose
-    instance norms use the unsteered statistics run on whole windows; windows the region cannot reach stay exact."""
+def test_the_preview_is_the_pooled_statistics_rest_run_once_over_the_whole_case(setups, workdir):
+    """The documented approximation: the unsteered logits plus rest(E + D) - rest(E), where E and D are the windows'
+    entry outputs and their changes blended as MONAI blends logits, and the rest's instance norms use the windows'
+    statistics pooled. The session computes it only over the box the change reaches; here it is run over the whole
+    case, independently (MONAI's own blending, whole-window pushes)."""
     model, sae_dir, _ = setups["unet"]
     case, mask = long_case(workdir, "long2", 48, 5, (slice(10, 14), slice(9, 13), slice(9, 13)))
     spec = SteeringSpec((2,), (3.0,), "additive", RegionSpec("mask", path=str(mask)))
     session = open_session(model, sae_dir, case)
     runner = session._runner
     assert runner.frozen is not None and runner.frozen.radius == (1, 1, 1)  # one 3x3x3 convolution after the norm
+    assert session.previews and session.pads == [(0, 0)] * 3
     fast, exact = session.steer(spec, exact=False), session.steer(spec)
     assert fast.windows_recomputed == exact.windows_recomputed < fast.windows_total
     assert fast.preview and not exact.preview
     gates = session.gates(spec.region)
     typical = session.scales.of(spec.latents)
     directions = session.sae.W_dec[[2]]
-    for index, (batch, gate) in enumerate(zip(session.batches, gates)):
-        if not bool(gate.any()):
-            continue
-        c = (3.0 * typical).view(1, -1, 1, 1, 1) * gate
-        windows = torch.arange(c.shape[0])
-        update = runner.steered_locally(batch.h, batch.cache, c, directions, batch.logits, windows, True)
-        assert update.preview
-        local = update.logits
-        entry_out, rest_boundary, stats = batch.cache
-        for w in range(c.shape[0]):
-            for norm, (mean, var) in zip(runner.frozen.norms, stats):
-                norm.stats = (mean[w : w + 1], var[w : w + 1])
-            whole = runner.frozen.frozen(entry_out[w : w + 1] + runner.push(c[w : w + 1], directions), *rest_boundary)
-            assert torch.allclose(local[w], whole[0], atol=1e-5), (index, w)
+    pushed = [
+        runner.push((3.0 * typical).view(1, -1, 1, 1, 1) * gate, directions) if gate.any() else 0.0 * batch.cache[0]
+        for batch, gate in zip(session.batches, gates)
+    ]
+    entry = _blended(session, [batch.cache[0] for batch in session.batches])
+    change = _blended(session, pushed)
+    assert change.abs().amax() > 0
+    means = [torch.cat([batch.cache[2][k][0] for batch in session.batches]) for k in range(len(runner.frozen.norms))]
+    variances = [torch.cat([batch.cache[2][k][1] for batch in session.batches]) for k in range(len(means))]
+    pooled = [
+        (m.mean(0, keepdim=True), (v + m**2).mean(0, keepdim=True) - m.mean(0, keepdim=True) ** 2)
+        for m, v in zip(means, variances)
+    ]
+    with torch.no_grad():
+        expected = session.logits + runner.frozen.run(entry + change, (), pooled) - runner.frozen.run(entry, (), pooled)
+    assert torch.allclose(fast.logits, expected, atol=1e-5)
+    assert fast.logits.shape == exact.logits.shape and not torch.equal(fast.logits, session.logits)
     changed = fast.prediction.labels != exact.prediction.labels
     assert changed.sum() <= (exact.prediction.labels != session.unsteered().labels).sum()
+    # no change: the unsteered logits exactly
+    neutral = session.steer(SteeringSpec((2,), (0.0,), "additive", spec.region), exact=False)
+    assert torch.equal(neutral.logits, session.logits) and not neutral.preview
+
+
+def _blended(session: SteeringSession, per_batch: list[torch.Tensor]) -> torch.Tensor:
+    """Per-window values (full resolution), one tensor per window batch, blended over the case by MONAI."""
+    from MedSegLensLib.steering.windows import run_windows
+
+    batches = iter(per_batch)
+    return run_windows(session.prepared.tensor, session.model.config, lambda _windows, _coords: next(batches).clone())
+
+
+@pytest.mark.parametrize("kind", ["transposed", "same", "strided"])
+def test_the_entry_response_on_the_changes_box_equals_the_whole_windows(kind):
+    from MedSegLensLib.models.split import LinearEntry
+    from MedSegLensLib.steering.runners import EntryRunner
+
+    torch.manual_seed(0)
+    conv = {
+        "transposed": torch.nn.ConvTranspose3d(7, 5, 3, stride=2, padding=1, output_padding=1),
+        "same": torch.nn.Conv3d(7, 5, 3, padding=2, dilation=2),
+        "strided": torch.nn.Conv3d(7, 5, 3, stride=2, padding=1),
+    }[kind]
+    runner = EntryRunner.__new__(EntryRunner)  # only the entry convolution matters here
+    runner.entry = LinearEntry(None, None, conv, 2, 3)
+    coefficients = torch.zeros(1, 2, 12, 10, 11)
+    coefficients[:, :, 0:3, 4:7, 8:11] = torch.randn(1, 2, 3, 3, 3)  # touching the window's edges
+    directions = torch.randn(2, 3)
+    with torch.no_grad():
+        whole = runner.push(coefficients, directions)
+        where, box = runner.push_box(coefficients, directions)
+    assert torch.allclose(whole[(slice(None), slice(None), *where)], box, atol=1e-6)
+    outside = whole.clone()
+    outside[(slice(None), slice(None), *where)] = 0
+    assert outside.abs().max() == 0  # nothing the box leaves out
+    if kind != "strided":
+        assert box[0, 0].numel() < whole[0, 0].numel()

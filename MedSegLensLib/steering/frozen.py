@@ -8,16 +8,26 @@ operations): a change confined to a box changes the output only within the box
 grown by the receptive radius r, and computing it needs the input grown by 2r.
 That is what `FrozenRest` recomputes. It is an approximation (the statistics do
 move when steering a large region); the session keeps the exact path as default.
+
+`CasePreview` is the viewer's preview: the windows of a case overlap (each voxel of
+a demo case lies in ~4 of its 12 windows) and a tumour region reaches every one, so
+recomputing a crop per window repeats most of the work. The preview instead blends
+the windows' entry outputs and their changes onto the case grid (as MONAI blends
+logits), runs the frozen rest once over the box the change reaches, with each
+norm's statistics pooled over the windows, and adds rest(entry + change) -
+rest(entry) to the unsteered logits.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+
+from .windows import Box
 
 _POINTWISE_MODULES = (
     nn.ReLU,
@@ -144,6 +154,12 @@ class FrozenRest:
                 handle.remove()
         return logits, stats
 
+    def run(self, entry_out: torch.Tensor, rest_boundary: tuple, stats: list) -> torch.Tensor:
+        """The rest with its instance norms using `stats` ([(mean, var)] per norm, each (1, C))."""
+        for norm, stat in zip(self.norms, stats):
+            norm.stats = stat
+        return self.frozen(entry_out, *rest_boundary)
+
     def patch(
         self,
         window_logits: torch.Tensor,
@@ -166,10 +182,9 @@ class FrozenRest:
                 slice(max(0, lo - 2 * r), min(n, hi + 2 * r)) for lo, hi, r, n in zip(low, high, self.radius, spatial)
             ]
             cropped += any(c.stop - c.start < n for c, n in zip(crop, spatial))
-            for norm, (mean, var) in zip(self.norms, stats):
-                norm.stats = (mean[b : b + 1], var[b : b + 1])
+            window_stats = [(mean[b : b + 1], var[b : b + 1]) for mean, var in stats]
             boundary = tuple(_crop_like(t, b, crop, spatial) for t in rest_boundary)
-            result = self.frozen(steered_in[b : b + 1][(..., *crop)].contiguous(), *boundary)
+            result = self.run(steered_in[b : b + 1][(..., *crop)].contiguous(), boundary, window_stats)
             inner = tuple(slice(p.start - c.start, p.stop - c.start) for p, c in zip(paste, crop))
             out[b][(slice(None), *paste)] = result[0][(slice(None), *inner)]
         return out, cropped
@@ -184,3 +199,62 @@ def _crop_like(value, b: int, crop: list[slice], spatial) -> object:
 def croppable(rest: fx.GraphModule, rest_boundary: tuple, spatial) -> bool:
     """True when every tensor the rest reads besides the entry output has the entry output's spatial size."""
     return all(not isinstance(t, torch.Tensor) or tuple(t.shape[2:]) == tuple(spatial) for t in rest_boundary)
+
+
+def pooled_statistics(per_batch: Sequence[list]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each norm's statistics over all windows together, windows weighted equally: [(mean, var)] per norm, (1, C).
+
+    `per_batch` holds, per window batch, the [(mean, var)] per norm that `FrozenRest.record` captured.
+    """
+    pooled = []
+    for per_norm in zip(*per_batch):
+        means = torch.cat([mean for mean, _ in per_norm])
+        second = torch.cat([var + mean * mean for mean, var in per_norm]).mean(0, keepdim=True)
+        mean = means.mean(0, keepdim=True)
+        pooled.append((mean, (second - mean * mean).clamp_min(0)))
+    return pooled
+
+
+EntryOver = Callable[[Box], tuple[torch.Tensor, tuple]]
+
+
+class CasePreview:
+    """The frozen-statistics preview over the case grid: one run of the rest over the box a change reaches.
+
+    The unsteered entry output over a box (blended from the windows) and the rest's output for it are kept for
+    the last box: while a slider is dragged the region, hence the box, stays the same, so each update runs the
+    rest once. The preview is an approximation of the exact (per-window, true-statistics) result; zero change
+    gives the unsteered logits exactly.
+    """
+
+    def __init__(self, frozen: FrozenRest, stats: Sequence[list], shape: Sequence[int]):
+        self.frozen = frozen
+        self.stats = pooled_statistics(stats)
+        self.shape = tuple(shape)
+        self._before: tuple[Box, torch.Tensor, tuple, torch.Tensor] | None = None
+
+    def delta(self, box: Box, change: torch.Tensor, entry_over: EntryOver) -> tuple[Box, torch.Tensor]:
+        """(box the change reaches, logits change there) for an entry-output change (1, C, *box) on the case grid.
+
+        `entry_over(box)` gives the unsteered entry output (1, C, *box) and the rest's other inputs cut to a box.
+        """
+        reach = _grown(box, self.frozen.radius, self.shape)
+        outer = _grown(box, tuple(2 * r for r in self.frozen.radius), self.shape)
+        if self._before is None or self._before[0] != outer:
+            entry, boundary = entry_over(outer)
+            self._before = (outer, entry, boundary, self.frozen.run(entry, boundary, self.stats))
+        _, entry, boundary, before = self._before
+        steered = entry.clone()
+        steered[(slice(None), slice(None), *_within(box, outer))] += change
+        after = self.frozen.run(steered, boundary, self.stats)
+        inner = (slice(None), slice(None), *_within(reach, outer))
+        return reach, after[inner] - before[inner]
+
+
+def _grown(box: Box, radius: Sequence[int], shape: Sequence[int]) -> Box:
+    return tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box, radius, shape))
+
+
+def _within(box: Box, outer: Box) -> Box:
+    """`box` in the coordinates of `outer` (which contains it)."""
+    return tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, outer))

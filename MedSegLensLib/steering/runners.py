@@ -29,10 +29,9 @@ from .reach import Reach, measure_reach, paste_into
 
 @dataclass
 class LocalUpdate:
-    """Window logits recomputed only where a change reaches; `preview` when instance-norm statistics were frozen."""
+    """Window logits recomputed exactly, only where a change reaches."""
 
     logits: torch.Tensor
-    preview: bool
     cropped: int  # windows recomputed on a crop smaller than the window
 
 
@@ -73,7 +72,6 @@ class SuffixRunner:
         directions: torch.Tensor,
         window_logits: torch.Tensor,
         windows: torch.Tensor,
-        allow_preview: bool,
     ) -> LocalUpdate | None:
         """Exact update of only the crop each window's change can reach; None when the suffix is not local."""
         if self.reach is None:
@@ -94,7 +92,7 @@ class SuffixRunner:
             else:
                 paste_into(out, b, self.split.suffix, self.reach, steered, boundary, *boxes)
                 cropped += 1
-        return LocalUpdate(out, False, cropped)
+        return LocalUpdate(out, cropped)
 
 
 class EntryRunner:
@@ -129,6 +127,12 @@ class EntryRunner:
         """True when the rest after the entry convolution has no instance norm: cropping it is exact."""
         return self.frozen is not None and not self.frozen.norm_names
 
+    @property
+    def previews(self) -> bool:
+        """True when instance norm follows the entry convolution and the rest is local once its statistics are
+        frozen: a region's update can be previewed on the case grid (`frozen.CasePreview`)."""
+        return self.frozen is not None and bool(self.frozen.norm_names)
+
     def steered_locally(
         self,
         h: torch.Tensor,
@@ -137,20 +141,18 @@ class EntryRunner:
         directions: torch.Tensor,
         window_logits: torch.Tensor,
         windows: torch.Tensor,
-        allow_preview: bool,
     ) -> LocalUpdate | None:
-        """Update of only the voxels the change can reach, with instance-norm statistics frozen at their unsteered
-        values (a preview; exact when the rest has no instance norm); None when the rest is not local or a
-        preview is not allowed."""
+        """Exact update of only the voxels the change can reach, where the rest has no instance norm; else None."""
         entry_out, rest_boundary, stats = _select(cache, windows, coefficients.shape[0])
-        if stats is None or not (allow_preview or self.local_is_exact):
+        if stats is None or not self.local_is_exact:
             return None
         change = self.push(_take(coefficients, windows), directions)
         logits, cropped = self.frozen.patch(window_logits[windows], entry_out + change, change, stats, rest_boundary)
-        return LocalUpdate(logits, not self.local_is_exact, cropped)
+        return LocalUpdate(logits, cropped)
 
-    def push(self, coefficients: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        """The leading convolution's response to the terms alone (no bias)."""
+    def push(self, coefficients: torch.Tensor, directions: torch.Tensor, unpadded: bool = False) -> torch.Tensor:
+        """The leading convolution's response to the terms alone (no bias); `unpadded`: a transposed convolution's
+        whole response, without cutting its padding off (`push_box`)."""
         conv, e = self.entry.conv, self.entry
         weight = (
             conv.weight[:, e.offset : e.offset + e.channels]
@@ -160,12 +162,38 @@ class EntryRunner:
         if _transposed(conv):
             kernel = torch.einsum("co...,jc->jo...", weight, directions.to(weight.dtype))
             functional = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[coefficients.ndim - 2]
-            return functional(
-                coefficients, kernel, None, conv.stride, conv.padding, conv.output_padding, 1, conv.dilation
-            )
+            padding, extra = (0, 0) if unpadded else (conv.padding, conv.output_padding)
+            return functional(coefficients, kernel, None, conv.stride, padding, extra, 1, conv.dilation)
         kernel = torch.einsum("oc...,jc->oj...", weight, directions.to(weight.dtype))
         functional = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[coefficients.ndim - 2]
         return functional(coefficients, kernel, None, conv.stride, conv.padding, conv.dilation, 1)
+
+    def push_box(self, coefficients: torch.Tensor, directions: torch.Tensor) -> tuple[tuple[slice, ...], torch.Tensor]:
+        """`push` for one window (1, J, ...) computed only around the terms' nonzero box: (where in the window's
+        entry output, the response there). Equal to `push` there (a linear map of zeros is zero elsewhere)."""
+        conv, spatial = self.entry.conv, coefficients.shape[2:]
+        nonzero = coefficients[0].abs().amax(0).nonzero()
+        low, high = nonzero.amin(0).tolist(), (nonzero.amax(0) + 1).tolist()
+        kernel = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size)]
+        if _transposed(conv):  # output o = i * stride - padding + t * dilation: inputs outside [low, high) are zero
+            out_size = [
+                (n - 1) * s - 2 * p + k + q + 1
+                for n, s, p, k, q in zip(spatial, conv.stride, conv.padding, kernel, conv.output_padding)
+            ]
+            start = [lo * s - p for lo, s, p in zip(low, conv.stride, conv.padding)]
+        elif all(s == 1 for s in conv.stride) and not isinstance(conv.padding, str):  # output o reads from o - padding
+            low = [max(0, lo - k) for lo, k in zip(low, kernel)]
+            high = [min(n, hi + k) for hi, k, n in zip(high, kernel, spatial)]
+            out_size = [n + 2 * p - k for n, p, k in zip(spatial, conv.padding, kernel)]
+            start = low
+        else:  # a strided convolution: the whole window
+            response = self.push(coefficients, directions)
+            return tuple(slice(0, n) for n in response.shape[2:]), response
+        crop = coefficients[(slice(None), slice(None), *(slice(lo, hi) for lo, hi in zip(low, high)))]
+        response = self.push(crop, directions, unpadded=_transposed(conv))
+        keep = tuple(slice(max(0, -a), min(r, n - a)) for a, r, n in zip(start, response.shape[2:], out_size))
+        where = tuple(slice(a + k.start, a + k.stop) for a, k in zip(start, keep))
+        return where, response[(slice(None), slice(None), *keep)]
 
 
 def _transposed(conv: nn.Module) -> bool:

@@ -9,7 +9,8 @@ windows of `model.logits` and keeps, per window, the layer output h and what
 the rest of the network reads from before it (skip connections). A steering
 change then re-runs only the suffix, per window, and MONAI blends the windows
 as inference does. Windows where the change is zero (outside the region) keep
-their cached logits. Codes of the chosen latents are cached per latent set, so
+their cached logits. A preview (`exact=False`, U-Net decoders) runs the rest
+once over the case grid instead (`frozen.CasePreview`). Codes of the chosen latents are cached per latent set, so
 a change of strength does not re-encode. Unsteered, the session's logits are
 bit for bit those of `model.logits`.
 """
@@ -30,11 +31,22 @@ from ..models.split import find_linear_entry, split_network
 from ..sae import SparseAutoencoder, check_compatible
 from ..steering_contract import RegionSpec, SteeringSpec
 from .codes import decoder_directions, latent_codes
+from .frozen import CasePreview
 from .interventions import coefficient_maps
 from .region import region_mask
 from .runners import EntryRunner, SuffixRunner
 from .scales import LatentScales
-from .windows import Blender, WindowBatch, layer_gate, monai_padding, padded, run_windows, spatial_slices
+from .windows import (
+    Blender,
+    Box,
+    WindowBatch,
+    layer_gate,
+    monai_padding,
+    padded,
+    run_windows,
+    spatial_slices,
+    union_box,
+)
 
 
 @dataclass
@@ -81,6 +93,7 @@ class SteeringSession:
         self.pads = monai_padding(self.prepared.tensor.shape[2:], self.roi)
         self._blender = Blender(self.logits, self.batches, model.config, self.pads)
         self._unsteered: Prediction | None = None
+        self._case_preview: CasePreview | None = None
 
     # -- first pass ----------------------------------------------------------------------------
     def _record(self, windows: torch.Tensor, coords: list) -> torch.Tensor:
@@ -98,6 +111,17 @@ class SteeringSession:
     def uses_entry_shortcut(self) -> bool:
         """True when steering terms are pushed through the suffix's first convolution alone (U-Net decoders)."""
         return isinstance(self._runner, EntryRunner)
+
+    @property
+    def previews(self) -> bool:
+        """True when `steer(spec, exact=False)` with a region gives a labelled preview (instance norm after the
+        U-Net decoder's entry convolution, frozen); otherwise every update is exact."""
+        return (
+            self._fast
+            and isinstance(self._runner, EntryRunner)
+            and self._runner.previews
+            and all(batch.cache[2] is not None for batch in self.batches)
+        )
 
     @property
     def windows_total(self) -> int:
@@ -120,10 +144,10 @@ class SteeringSession:
 
         Windows the change does not reach are never re-run. Where the suffix is local (no instance
         norm after the layer, e.g. the SegFormer's decoder fuse layer) only the crop the change can
-        reach is re-run, exactly. `exact=False` with a region: instance-norm statistics stay at their
-        unsteered values and only the voxels the region can reach are recomputed (faster; the result
-        is labelled `preview=True`; see docs/steering.md for the deviation). Without a region, or
-        for networks whose suffix is not local, it is exact (`preview=False`).
+        reach is re-run, exactly. `exact=False` with a region, where the session `previews`: instance-norm
+        statistics are frozen (pooled over the windows) and the rest runs once over the box the change
+        reaches on the case grid (fast; the result is labelled `preview=True`; see docs/steering.md for
+        the deviation). Without a region, or for other networks, it is exact (`preview=False`).
         """
         if self.sae is None:
             raise ParameterError("this session has no SAE; steer along explicit directions with steer_directions")
@@ -183,32 +207,77 @@ class SteeringSession:
     def _apply(self, coefficients, directions: torch.Tensor, region: RegionSpec, exact: bool) -> SteeringResult:
         start = time.perf_counter()
         gates = self.gates(region)
-        changes, recomputed, cropped, preview = [], 0, 0, False
-        allow_preview = not exact and region.kind != "none"
-        local = self._fast
         with torch.no_grad():
-            for index, (batch, gate) in enumerate(zip(self.batches, gates)):
-                if gate is not None and not bool(gate.any()):
-                    continue
-                c = coefficients(index, batch, gate)
-                changed = c.flatten(1).any(1).nonzero().squeeze(1)
-                if not len(changed):
-                    continue
-                update = (
-                    None
-                    if not local
-                    else self._runner.steered_locally(
-                        batch.h, batch.cache, c, directions, batch.logits, changed, allow_preview
-                    )
-                )
-                if update is not None:
-                    new, preview, cropped = update.logits, preview or update.preview, cropped + update.cropped
-                else:
-                    new = self._runner.steered(batch.h, batch.cache, c, directions, changed)
-                changes += [(index, int(w), batch.logits[w], out) for w, out in zip(changed, new)]
-                recomputed += len(changed)
-        logits = self._blender.blend(changes, self.batches) if changes else self.logits
+            if not exact and region.kind != "none" and self.previews:
+                logits, recomputed = self._preview(coefficients, directions, gates)
+                preview, cropped = recomputed > 0, recomputed
+            else:
+                logits, recomputed, cropped = self._exact(coefficients, directions, gates)
+                preview = False
         prediction = self.model.to_prediction(logits, self.prepared)
         return SteeringResult(
             prediction, logits, recomputed, self.windows_total, time.perf_counter() - start, preview, cropped
         )
+
+    def _exact(self, coefficients, directions: torch.Tensor, gates) -> tuple[torch.Tensor, int, int]:
+        """(logits, windows recomputed, of them on a crop): every window the change reaches, re-run exactly."""
+        changes, recomputed, cropped = [], 0, 0
+        for index, (batch, gate) in enumerate(zip(self.batches, gates)):
+            if gate is not None and not bool(gate.any()):
+                continue
+            c = coefficients(index, batch, gate)
+            changed = c.flatten(1).any(1).nonzero().squeeze(1)
+            if not len(changed):
+                continue
+            update = (
+                self._runner.steered_locally(batch.h, batch.cache, c, directions, batch.logits, changed)
+                if self._fast
+                else None
+            )
+            if update is not None:
+                new, cropped = update.logits, cropped + update.cropped
+            else:
+                new = self._runner.steered(batch.h, batch.cache, c, directions, changed)
+            changes += [(index, int(w), batch.logits[w], out) for w, out in zip(changed, new)]
+            recomputed += len(changed)
+        logits = self._blender.blend(changes, self.batches) if changes else self.logits
+        return logits, recomputed, cropped
+
+    def _preview(self, coefficients, directions: torch.Tensor, gates) -> tuple[torch.Tensor, int]:
+        """(logits, windows whose change went in): the windows' entry-output changes, blended on the case grid,
+        through the frozen rest once (`frozen.CasePreview`)."""
+        parts = []
+        for index, (batch, gate) in enumerate(zip(self.batches, gates)):
+            if gate is not None and not bool(gate.any()):
+                continue
+            c = coefficients(index, batch, gate)
+            for w in c.flatten(1).any(1).nonzero().squeeze(1).tolist():
+                parts.append((index, w, *self._runner.push_box(c[w : w + 1], directions)))
+        if not parts:
+            return self.logits, 0
+        box = union_box(parts, self.batches)
+        change = self._blender.blend_box(parts, self.batches, box)
+        if self._case_preview is None:
+            stats = [batch.cache[2] for batch in self.batches]
+            self._case_preview = CasePreview(self._runner.frozen, stats, self._blender.shape)
+        reach, delta = self._case_preview.delta(box, change, self._entry_over)
+        return self._blender.with_change(reach, delta), len(parts)
+
+    def _entry_over(self, box: Box) -> tuple[torch.Tensor, tuple]:
+        """The unsteered entry output and the rest's other inputs over a box of the padded case grid, blended
+        from the windows as their logits are."""
+        overlapping = self._blender.parts_over(box, self.batches)
+
+        def blended(pick) -> torch.Tensor:
+            parts = [
+                (b, w, local, pick(self.batches[b].cache)[w : w + 1][(slice(None), slice(None), *local)])
+                for b, w, local in overlapping
+            ]
+            return self._blender.blend_box(parts, self.batches, box)
+
+        entry = blended(lambda cache: cache[0])
+        boundary = tuple(
+            blended(lambda cache, i=i: cache[1][i]) if isinstance(value, torch.Tensor) else value
+            for i, value in enumerate(self.batches[0].cache[1])
+        )
+        return entry, boundary

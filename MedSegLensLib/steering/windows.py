@@ -20,6 +20,9 @@ from monai.data.utils import compute_importance_map
 
 from ..models.inference import window_logits
 
+Box = tuple[slice, ...]  # a box of a grid (one slice per axis)
+WindowPart = tuple[int, int, Box, torch.Tensor]  # (batch, window, box in the window, values (1, C, *box))
+
 
 @dataclass
 class WindowBatch:
@@ -113,3 +116,49 @@ class Blender:
             change *= self.weight_over_count[b][w]
             out[(slice(None), *window)] += change
         return out[(slice(None), *self.inner)][None]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The padded case grid the windows tile."""
+        return tuple(self.base.shape[1:])
+
+    def blend_box(self, parts: list[WindowPart], batches: list[WindowBatch], box: Box) -> torch.Tensor:
+        """(1, C, *box): window values blended over `box` of the padded case grid with the logits' weights.
+
+        Each part is (batch, window, slices in the window, values (1, C, *those slices)); voxels of the box no part
+        covers are zero.
+        """
+        channels = parts[0][3].shape[1]
+        out = torch.zeros((1, channels, *(b.stop - b.start for b in box)), dtype=parts[0][3].dtype)
+        for b, w, local, values in parts:
+            window = batches[b].slices[w]
+            at = tuple(
+                slice(s.start + c.start - x.start, s.start + c.stop - x.start) for s, c, x in zip(window, local, box)
+            )
+            out[(slice(None), slice(None), *at)] += values * self.weight_over_count[b][w][local]
+        return out
+
+    def parts_over(self, box: Box, batches: list[WindowBatch]) -> list[tuple[int, int, Box]]:
+        """(batch, window, slices in the window) of every window that overlaps `box` of the padded case grid."""
+        parts = []
+        for b, batch in enumerate(batches):
+            for w, window in enumerate(batch.slices):
+                local = tuple(
+                    slice(max(x.start, s.start) - s.start, min(x.stop, s.stop) - s.start) for s, x in zip(window, box)
+                )
+                if all(c.stop > c.start for c in local):
+                    parts.append((b, w, local))
+        return parts
+
+    def with_change(self, box: Box, change: torch.Tensor) -> torch.Tensor:
+        """Logits (1, K, ...) of the case: the unsteered ones plus `change` (1, K, *box) over `box` (padded grid)."""
+        out = self.base.clone()
+        out[(slice(None), *box)] += change[0]
+        return out[(slice(None), *self.inner)][None]
+
+
+def union_box(parts: list[WindowPart], batches: list[WindowBatch]) -> Box:
+    """The smallest box of the padded case grid that holds every part."""
+    starts = [[s.start + c.start for s, c in zip(batches[b].slices[w], local)] for b, w, local, _ in parts]
+    stops = [[s.start + c.stop for s, c in zip(batches[b].slices[w], local)] for b, w, local, _ in parts]
+    return tuple(slice(min(a), max(z)) for a, z in zip(zip(*starts), zip(*stops)))
