@@ -67,3 +67,15 @@ def test_the_sweep_trains_each_size_and_reports_labels_and_artefacts_without_tou
     table = (tmp_path / "sweep" / "dictionary_sweep.md").read_text()
     assert "| unet |" in table and "--sizes 16 32" in table
     assert sorted((p.relative_to(workspace), p.stat().st_mtime_ns) for p in workspace.rglob("*")) == before
+
+
+def test_fixed_k_separates_the_size_from_k_and_a_k_not_below_every_size_is_refused(tmp_path, capsys):
+    bench = _bench()
+    common = ["--workspace", str(tmp_path), "--sizes", "256", "1024"]
+    assert bench.settings_of(bench.parse(common)) == [(256, 16, 1), (1024, 64, 1)]
+    fixed = bench.parse([*common, "--k", "16", "32", "--lr-factors", "1", "0.5"])
+    assert bench.settings_of(fixed) == [(n, k, f) for n in (256, 1024) for k in (16, 32) for f in (1, 0.5)]
+    for bad in (["--k", "256"], ["--k", "0"]):
+        with pytest.raises(SystemExit):
+            bench.parse([*common, *bad])
+        assert "each k must be at least 1 and below every size" in capsys.readouterr().err

@@ -4,7 +4,8 @@
 For each model of the workspace (`models/<arch>`) and the layer of its activation
 store (`stores/<arch>`, the demo's SAE layer; captured the same way into --out when the
 workspace has none yet), trains one BatchTopK SAE per
-dictionary size (k in proportion: k = latents / --k-ratio) on the store's rows
+dictionary size (k in proportion: k = latents / --k-ratio, or each fixed k of --k,
+which separates the size from k) on the store's rows
 (the workspace's own SAE is not touched), then measures on the workspace's
 held-out test cohorts (first --cases-per-population cases of each population,
 captured once and shared by every size):
@@ -152,6 +153,16 @@ def labels_of(sae, maps: dict, cases: list[CaseFiles], model) -> dict:
     return {**validation_summary(records), "artefacts": artefacts, "named_with_texture": textured}
 
 
+def settings_of(args: argparse.Namespace) -> list[tuple[int, int, float]]:
+    """(latents, k, learning-rate factor) of each SAE: k fixed by --k, else latents / --k-ratio."""
+    return [
+        (n_latents, k, lr_factor)
+        for n_latents in args.sizes
+        for k in args.k or [max(1, n_latents // args.k_ratio)]
+        for lr_factor in args.lr_factors
+    ]
+
+
 def sweep_model(args, architecture: str) -> list[dict]:
     workspace, out = args.workspace, args.out / architecture
     model = load_model(model_dir(workspace, architecture), device="cpu")
@@ -167,8 +178,7 @@ def sweep_model(args, architecture: str) -> list[dict]:
         flush=True,
     )
     results, saes = [], {}
-    for n_latents, lr_factor in [(n, f) for n in args.sizes for f in args.lr_factors]:
-        k = max(1, n_latents // args.k_ratio)
+    for n_latents, k, lr_factor in settings_of(args):
         name = f"{n_latents}-k{k}-rows{args.rows}-seed{args.seed}" + (f"-lrx{lr_factor:g}" if lr_factor != 1 else "")
         name = name if args.layer is None else f"{args.layer}-{name}"
         sae, train_seconds = train(model, layer, store, out / name, n_latents, k, args.rows, args.seed, lr_factor)
@@ -235,6 +245,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--architectures", nargs="+", default=["unet", "segformer"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 512, 2048])
     parser.add_argument("--k-ratio", type=int, default=16, help="k = latents / K_RATIO (default 16: 128 -> 8)")
+    parser.add_argument(
+        "--k", type=int, nargs="+", help="fixed k values, each tried at every size (overrides --k-ratio)"
+    )
     parser.add_argument("--layer", help="layer to sweep (default: the workspace SAE's; another is captured into --out)")
     parser.add_argument(
         "--lr-factors", type=float, nargs="+", default=[1.0], help="learning rates as factors of the default (1)"
@@ -246,6 +259,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "workspace" / "dictionary_sweep")
     args = parser.parse_args(argv)
+    if args.k and not 0 < min(args.k) <= max(args.k) < min(args.sizes):
+        parser.error(f"--k {' '.join(map(str, args.k))}: each k must be at least 1 and below every size")
     args.workspace = args.workspace.expanduser().resolve()
     args.command = "python bench/dictionary_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv)
     return args
