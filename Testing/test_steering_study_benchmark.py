@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from MedSegLensLib.errors import InputError, OutputError, ParameterError
+from MedSegLensLib.preregistration import bind_results, check_committed
 from MedSegLensLib.steering.study.bench_candidates import BASELINES, METHODS
 from MedSegLensLib.steering.study.bench_run import (
     Benchmark,
@@ -20,11 +21,7 @@ from MedSegLensLib.steering.study.bench_run import (
     score,
 )
 from MedSegLensLib.steering.study.bench_select import LABEL_FREE, choose, fit_population
-from MedSegLensLib.steering.study.protocol import (
-    Protocol,
-    bind_results,
-    check_committed,
-)
+from MedSegLensLib.steering.study.protocol import Protocol
 from MedSegLensLib.steering.study.stats import holm, paired_bootstrap, sign_test
 
 PROTOCOL = Path(__file__).resolve().parents[1] / "bench" / "steering_protocol.json"

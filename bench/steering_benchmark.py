@@ -24,9 +24,10 @@ import torch
 
 from MedSegLensLib.errors import MedSegLensError
 from MedSegLensLib.paths import cache_dir
+from MedSegLensLib.preregistration import check_committed
 from MedSegLensLib.steering.study.bench_report import write_tables
 from MedSegLensLib.steering.study.bench_run import Benchmark, run_benchmark
-from MedSegLensLib.steering.study.protocol import Protocol, check_committed
+from MedSegLensLib.steering.study.protocol import Protocol
 
 DEFAULT_PROTOCOL = Path(__file__).resolve().parent / "steering_protocol.json"
 

@@ -8,7 +8,7 @@
 Everything follows `bench/triage_protocol.json` (cohorts with fresh seeds and their roles, resolution, model
 and SAE, score settings, the primary comparison, bootstrap count and seed). The command refuses a protocol
 with uncommitted changes and a results folder written for another protocol (`OUT/protocol.json` holds its
-sha256 and commit; the helpers are the steering benchmark's). Calibration cases are measured first and the
+sha256 and commit: MedSegLensLib.preregistration). Calibration cases are measured first and the
 reference (rare and tumour latents, the risk's weights) is fit on them alone; test cases are then measured
 and scored once. Every score is timed on every case in the same run. Outputs: `OUT/records/<case>.json`,
 `OUT/reference.json`, `OUT/results/table.md`, `summary.json`, `per_case.csv`.
@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,9 +32,9 @@ from MedSegLensLib.errors import InputError, MedSegLensError
 from MedSegLensLib.fileio import write_json_atomic, write_text_atomic
 from MedSegLensLib.models import load_model
 from MedSegLensLib.paths import cache_dir
+from MedSegLensLib.preregistration import FrozenProtocol, bind_results, check_committed
 from MedSegLensLib.sae import check_sae_for_model, load_sae
 from MedSegLensLib.steering.scales import sae_sha256
-from MedSegLensLib.steering.study.protocol import bind_results, check_committed
 from MedSegLensLib.synth import generate_cohort
 from MedSegLensLib.triage import (
     SCORES,
@@ -51,38 +49,17 @@ from MedSegLensLib.triage import (
 )
 
 DEFAULT_PROTOCOL = Path(__file__).resolve().parent / "triage_protocol.json"
-ROLES = ("calibration", "test")
 
 
-@dataclass(frozen=True)
-class TriageProtocol:
-    """The parsed protocol (path, sha256, name and small are what the steering benchmark's binding reads)."""
+class TriageProtocol(FrozenProtocol):
+    """The parsed triage protocol (loading, git check and results binding: `MedSegLensLib.preregistration`)."""
 
-    path: Path
-    sha256: str
-    data: dict
-    small: bool = False
+    REQUIRED = ("name", "cohorts", "resolution_mm", "model", "sae", "scores", "primary", "statistics")
+    ROLES = ("calibration", "test")
 
-    @classmethod
-    def load(cls, path: Path) -> TriageProtocol:
-        raw = path.read_bytes()
-        data = json.loads(raw)
-        for key in ("name", "cohorts", "resolution_mm", "model", "sae", "scores", "primary", "statistics"):
-            if key not in data:
-                raise InputError(f"{path}: the protocol has no '{key}'")
-        seeds = [c["seed"] for c in data["cohorts"]]
-        if len(set(seeds)) != len(seeds) or any(c["role"] not in ROLES for c in data["cohorts"]):
-            raise InputError(f"{path}: cohorts need distinct seeds and a role in {ROLES}")
-        return cls(path, hashlib.sha256(raw).hexdigest(), data)
-
-    @property
-    def name(self) -> str:
-        return self.data["name"]
-
-    def cohorts(self, role: str | None = None, shard: tuple[int, int] = (0, 1)) -> list[dict]:
-        """Cohorts of a role (all without), in protocol order; with a shard (I, N), every N-th from the I-th."""
-        chosen = [c for n, c in enumerate(self.data["cohorts"]) if n % shard[1] == shard[0]]
-        return [c for c in chosen if role is None or c["role"] == role]
+    def cohorts(self, role: str | None = None) -> list[dict]:
+        """Cohorts of a role (all without), in protocol order."""
+        return [c for c in self.data["cohorts"] if role is None or c["role"] == role]
 
 
 def _cohort_cases(protocol: TriageProtocol, out: Path, cohorts: list[dict], log) -> list:

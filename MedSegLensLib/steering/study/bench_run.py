@@ -25,6 +25,7 @@ from ...data import discover_cohorts
 from ...fileio import write_json_atomic
 from ...metrics.scores import STRUCTURES
 from ...models.inference import load_model
+from ...preregistration import bind_results, check_committed
 from ...sae import load_sae
 from ...steering_contract import RegionSpec
 from ..region import region_mask
@@ -34,7 +35,7 @@ from .bench_candidates import build_candidates, check_budgets, logit_units
 from .bench_inputs import build_inputs
 from .bench_select import fit_population
 from .evaluate import SCORED, outcome
-from .protocol import Protocol, bind_results, check_committed
+from .protocol import Protocol
 
 LOGIT_UNITS = "logit_units.json"
 RUN_LOG = "runs.jsonl"
