@@ -154,6 +154,7 @@ def test_the_preview_is_the_pooled_statistics_rest_run_once_over_the_whole_case(
         expected = session.logits + runner.frozen.run(entry + change, (), pooled) - runner.frozen.run(entry, (), pooled)
     assert torch.allclose(fast.logits, expected, atol=1e-5)
     assert fast.logits.shape == exact.logits.shape and not torch.equal(fast.logits, session.logits)
+    assert np.array_equal(fast.prediction.labels, session.model.to_prediction(fast.logits, session.prepared).labels)
     changed = fast.prediction.labels != exact.prediction.labels
     assert changed.sum() <= (exact.prediction.labels != session.unsteered().labels).sum()
     # no change: the unsteered logits exactly

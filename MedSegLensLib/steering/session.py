@@ -27,6 +27,7 @@ import torch
 from ..data import Case
 from ..errors import ParameterError
 from ..models.inference import Prediction, SegmentationModel
+from ..models.preprocess import channel_index_to_label
 from ..models.split import find_linear_entry, split_network
 from ..sae import SparseAutoencoder, check_compatible
 from ..steering_contract import RegionSpec, SteeringSpec
@@ -209,12 +210,12 @@ class SteeringSession:
         gates = self.gates(region)
         with torch.no_grad():
             if not exact and region.kind != "none" and self.previews:
-                logits, recomputed = self._preview(coefficients, directions, gates)
+                logits, recomputed, box = self._preview(coefficients, directions, gates)
                 preview, cropped = recomputed > 0, recomputed
+                prediction = self._prediction_within(logits, box)
             else:
                 logits, recomputed, cropped = self._exact(coefficients, directions, gates)
-                preview = False
-        prediction = self.model.to_prediction(logits, self.prepared)
+                preview, prediction = False, self.model.to_prediction(logits, self.prepared)
         return SteeringResult(
             prediction, logits, recomputed, self.windows_total, time.perf_counter() - start, preview, cropped
         )
@@ -243,9 +244,9 @@ class SteeringSession:
         logits = self._blender.blend(changes, self.batches) if changes else self.logits
         return logits, recomputed, cropped
 
-    def _preview(self, coefficients, directions: torch.Tensor, gates) -> tuple[torch.Tensor, int]:
-        """(logits, windows whose change went in): the windows' entry-output changes, blended on the case grid,
-        through the frozen rest once (`frozen.CasePreview`)."""
+    def _preview(self, coefficients, directions: torch.Tensor, gates) -> tuple[torch.Tensor, int, Box | None]:
+        """(logits, windows whose change went in, the box of the padded grid where logits changed): the windows'
+        entry-output changes, blended on the case grid, through the frozen rest once (`frozen.CasePreview`)."""
         parts = []
         for index, (batch, gate) in enumerate(zip(self.batches, gates)):
             if gate is not None and not bool(gate.any()):
@@ -254,14 +255,31 @@ class SteeringSession:
             for w in c.flatten(1).any(1).nonzero().squeeze(1).tolist():
                 parts.append((index, w, *self._runner.push_box(c[w : w + 1], directions)))
         if not parts:
-            return self.logits, 0
+            return self.logits, 0, None
         box = union_box(parts, self.batches)
         change = self._blender.blend_box(parts, self.batches, box)
         if self._case_preview is None:
             stats = [batch.cache[2] for batch in self.batches]
             self._case_preview = CasePreview(self._runner.frozen, stats, self._blender.shape)
         reach, delta = self._case_preview.delta(box, change, self._entry_over)
-        return self._blender.with_change(reach, delta), len(parts)
+        return self._blender.with_change(reach, delta), len(parts), reach
+
+    def _prediction_within(self, logits: torch.Tensor, box: Box | None) -> Prediction:
+        """`model.to_prediction(logits)` where the logits differ from the unsteered ones only inside `box` (padded
+        grid): the unsteered labels with the box's argmax, when labels are the logits' argmax on the case grid
+        (the base class's to_prediction, no resampling; a subclass or a resampled case takes the whole way)."""
+        whole = type(self.model).to_prediction is not SegmentationModel.to_prediction or self.prepared.resampled
+        if box is None or whole:
+            return self.model.to_prediction(logits, self.prepared)
+        unsteered = self.unsteered()
+        inner = tuple(
+            slice(max(0, b.start - before), min(n, b.stop - before))
+            for b, (before, _), n in zip(box, self.pads, logits.shape[2:])
+        )
+        labels = unsteered.labels.copy()
+        index = logits[0][(slice(None), *inner)].movedim(0, -1).contiguous().argmax(-1).cpu().numpy()
+        labels[inner] = channel_index_to_label(index, self.model.config)
+        return Prediction(labels, unsteered.grid, None, unsteered.model_fingerprint)
 
     def _entry_over(self, box: Box) -> tuple[torch.Tensor, tuple]:
         """The unsteered entry output and the rest's other inputs over a box of the padded case grid, blended
