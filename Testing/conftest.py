@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -20,6 +22,14 @@ torch_threads = int(os.environ.get("MEDSEGLENS_TEST_THREADS", "2"))
 # The deadline for a condition a test waits on (a worker's reply, a process's end, a file's arrival):
 # sized for a 2-core machine with other suites beside it. A wait ends as soon as its condition holds.
 WAIT_S = 180.0
+
+
+def load_bench(name: str) -> ModuleType:
+    """A script of bench/ imported as a module (bench/ is not a package), so its tiny-size path can be tested."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def subprocess_env() -> dict[str, str]:

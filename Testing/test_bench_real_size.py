@@ -5,21 +5,17 @@ No timing is asserted here: speed belongs to the benchmark's own output.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import nibabel as nib
 import pytest
-from conftest import ROOT
+from conftest import load_bench
 
 pytestmark = pytest.mark.timeout(300)
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("real_size_bench", ROOT / "bench" / "real_size.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("real_size")
 
 
 def test_the_real_size_bench_times_every_step_for_the_three_networks(tmp_path):

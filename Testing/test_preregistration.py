@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, load_bench
 
 from MedSegLensLib.errors import InputError
 from MedSegLensLib.preregistration import bind_results
@@ -14,10 +13,7 @@ from MedSegLensLib.steering.study.protocol import Protocol
 
 
 def _triage_protocol_class():
-    spec = importlib.util.spec_from_file_location("triage_bench", ROOT / "bench" / "triage.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.TriageProtocol
+    return load_bench("triage").TriageProtocol
 
 
 def test_the_committed_protocols_load_and_bind_their_results_apart(tmp_path):
