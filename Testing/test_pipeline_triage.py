@@ -14,6 +14,7 @@ import itertools
 import pytest
 from test_pipeline_demo import TINY
 
+from MedSegLensLib.diffing.labels import label_text, read_labels
 from MedSegLensLib.pipeline import run_demo
 from MedSegLensLib.report import load_section
 from MedSegLensLib.steering.scales import sae_sha256
@@ -38,6 +39,11 @@ def test_the_triage_stage_ranks_the_held_out_cases_into_the_workspace_and_the_re
     test_cases = sum(spec.cases for spec in TINY.role("test"))
     assert [case["rank"] for case in worklist.cases] == list(range(1, test_cases + 1))
     assert worklist.sae_sha256 == sae_sha256(work / "saes" / TINY.steering_architecture)
+    labels = read_labels(work / "interpret" / TINY.steering_architecture / "latents.json")
+    tops = [top for case in worklist.cases for top in case["top_latents"]]
+    assert tops and all(top["description"] == label_text(labels, top["latent"]) != "" for top in tops), (
+        "the worklist's top latents carry the interpret stage's labels"
+    )
     workspace = read_workspace(work)
     assert workspace.triage == "triage"
     assert default_case(workspace, load_worklist(workspace)).case_id == worklist.cases[0]["case_id"]

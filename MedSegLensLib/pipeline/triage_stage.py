@@ -5,6 +5,8 @@ The risk's weights are fit on labelled cases the demo never evaluates on: the ad
 is ranked (`triage.triage`, the library call behind `medseglens triage`). The worklist goes to `triage/`, which
 the `latent_maps` stage names in `workspace.json`, so the viewer opens on rank 1 with its Why panel. The section
 gives the AUROC/AUPRC table (pooled and per population, bootstrap intervals) and the worklist's top rows.
+The worklist's top latents carry the descriptions of the `interpret_<arch>` stage's latents.json (the demo's SAE
+folder holds none).
 A calibration set the risk cannot be fit on (e.g. no success among tiny-setting cases) gives a section that
 says so and no worklist, not a failed demo.
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..report import Section, Table, write_section
+from .analysis import labels_file
 from .backbone_stages import model_dir
 from .cohorts import cohort_folders, section_dir
 from .sae_stages import sae_dir
@@ -79,7 +82,7 @@ def worklist_table(rows: list[dict]) -> Table:
 
 def run_triage(ctx: StageContext) -> dict:
     from ..data import discover_cohorts
-    from ..diffing.labels import label_text, labels_for
+    from ..diffing.labels import label_text, read_labels
     from ..models import load_model
     from ..sae import check_sae_for_model, load_sae
     from ..steering.scales import sae_sha256
@@ -99,8 +102,8 @@ def run_triage(ctx: StageContext) -> dict:
         + " ".join(str(p) for p in cohort_folders(work, config.role("test")))
         + " --calibration "
         + " ".join(str(p) for p in cohort_folders(work, config.role("calibration")))
-        + f" --out {worklist_folder(work)}  (the stage adds the first {config.sae_adult_cases} adult training cases "
-        "to the calibration cases)"
+        + f" --labels {labels_file(work, architecture)} --out {worklist_folder(work)}"
+        f"  (the stage adds the first {config.sae_adult_cases} adult training cases to the calibration cases)"
     )
     title = f"Stage triage: which cases to look at first ({architecture}, SAE failure risk)"
     try:
@@ -109,7 +112,7 @@ def run_triage(ctx: StageContext) -> dict:
         paragraph = f"No worklist: the SAE risk could not be fit on the {len(calibration)} calibration cases ({exc})."
         write_section(Section("triage", title, [paragraph], command=command), section_dir(work, "triage"))
         return {"ranked": 0, "note": str(exc)}
-    labels = labels_for(folder)
+    labels = read_labels(labels_file(work, architecture))
     rows = worklist_rows(result.records, result.reference, {j: label_text(labels, j) for j in labels})
     result.reference.sae_sha256 = sae_sha256(folder)
     header = {
