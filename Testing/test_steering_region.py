@@ -143,6 +143,7 @@ def test_a_unet_corner_steer_re_runs_only_near_windows_and_its_preview_is_labell
     assert torch.allclose(exact.logits, reference_logits(session, spec), atol=2e-5, rtol=1e-5)
     preview = session.steer(spec, exact=False)
     assert preview.preview and preview.windows_cropped == preview.windows_recomputed == exact.windows_recomputed
+    assert np.array_equal(preview.prediction.labels, _labels(session, preview.logits))  # labels of the changed box
     differ = int((preview.prediction.labels != exact.prediction.labels).sum())
     steered = int((exact.prediction.labels != session.unsteered().labels).sum())
     assert differ <= steered  # the preview's deviation is measured against the exact result (bench reports it)

@@ -100,6 +100,9 @@ def test_an_image_smaller_than_a_window_is_padded_as_inference_pads_it(setups, w
     assert torch.equal(session.logits, model.logits(model.prepare(case)))
     spec = SteeringSpec((2, 7), (2.0, 1.0), "additive", RegionSpec("tumour-margin", 2))
     assert torch.allclose(session.steer(spec).logits, reference_logits(session, spec), atol=2e-5, rtol=1e-5)
+    preview = session.steer(spec, exact=False)  # on the padded grid, its labels cut back to the case
+    assert preview.preview and preview.logits.shape == session.logits.shape
+    assert np.array_equal(preview.prediction.labels, model.to_prediction(preview.logits, session.prepared).labels)
 
 
 def test_a_strength_change_does_not_re_encode_but_a_new_latent_set_does(setups, monkeypatch):
