@@ -25,7 +25,7 @@ from MedSegLensLib.viewer.workspace import read_workspace
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-def test_the_triage_stage_ranks_the_held_out_cases_into_the_workspace_and_the_report(tmp_path, monkeypatch):
+def test_the_triage_stage_ranks_the_held_out_cases_into_the_workspace_and_the_report(tmp_path, monkeypatch, capfd):
     import torch
 
     torch.set_num_threads(1)
@@ -34,6 +34,8 @@ def test_the_triage_stage_ranks_the_held_out_cases_into_the_workspace_and_the_re
     work = tmp_path / "work"
     results = run_demo(TINY, work)
     assert results["triage"].status == "ran" and results["latent_maps"].status == "ran"
+    log = capfd.readouterr().err
+    assert "calibrate: 100%" in log and "triage: 100%" in log, "the stage shows a bar per pass over the cases"
 
     worklist = read_worklist(work / "triage")
     test_cases = sum(spec.cases for spec in TINY.role("test"))

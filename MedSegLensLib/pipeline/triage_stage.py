@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
+from ..progress import StageBars
 from ..report import Section, Table, write_section
 from .analysis import labels_file
 from .backbone_stages import model_dir
@@ -107,7 +108,8 @@ def run_triage(ctx: StageContext) -> dict:
     )
     title = f"Stage triage: which cases to look at first ({architecture}, SAE failure risk)"
     try:
-        result = triage(model, sae, cases, calibration)
+        with StageBars() as bars:  # one bar for the calibration cases, one for the ranked cases
+            result = triage(model, sae, cases, calibration, progress=bars)
     except InputError as exc:
         paragraph = f"No worklist: the SAE risk could not be fit on the {len(calibration)} calibration cases ({exc})."
         write_section(Section("triage", title, [paragraph], command=command), section_dir(work, "triage"))
