@@ -10,7 +10,9 @@ interleaved with the full forward (best and median of `--repeats`); ratios are
 update / full forward in the same run, best vs best and median vs median. Wall-clock and process CPU seconds are both
 printed, because the shared machine's load swings wall-clock times.
 It also measures how far region-limited recomputation with frozen
-instance-norm statistics (`exact=False`) is from the exact update.
+instance-norm statistics (`exact=False`, the viewer's preview) is from the exact
+update, for the SAE's most frequent latent or `--latent J`, at strengths up to the
+viewer's slider ends (±10 typical activations).
 
 Layers without a matching `--sae` get a throwaway SAE trained on the case's own
 windows: latency does not depend on what the latents mean.
@@ -86,7 +88,9 @@ def sphere_mask(session: SteeringSession, radius_mm: float, folder: Path) -> Pat
     return path
 
 
-def bench_layer(model, case, layer: str, sae_dir: str | None, repeats: int, workdir: Path) -> dict:
+def bench_layer(
+    model, case, layer: str, sae_dir: str | None, repeats: int, workdir: Path, latent: int | None = None
+) -> dict:
     if sae_dir:
         sae = load_sae(sae_dir)
         scales = latent_scales_for(sae_dir, sae, sae_sha256(sae_dir))
@@ -149,20 +153,21 @@ def bench_layer(model, case, layer: str, sae_dir: str | None, repeats: int, work
             "cpu_ratio": cpu / full_cpu,
             "windows": row["windows"],
         }
-    out["frozen_deviation"] = frozen_deviation(session, a, margin)
+    out["frozen_deviation"] = frozen_deviation(session, a[0] if latent is None else latent, margin)
     return out
 
 
-def frozen_deviation(session: SteeringSession, latents, region: RegionSpec) -> list[dict]:
-    """Frozen-statistics update vs exact update: logit difference and label agreement inside the region's reach."""
+def frozen_deviation(session: SteeringSession, latent: int, region: RegionSpec) -> list[dict]:
+    """Frozen-statistics update (the preview) vs exact update of one latent: logit difference and labels."""
     deviations = []
-    for alpha in (0.5, 1.0, 2.0, 4.0, 10.0):  # 10: the viewer's slider end
-        spec = SteeringSpec(latents, (alpha, 0.0), "additive", region)
+    for alpha in (-10.0, -4.0, -1.0, 0.5, 1.0, 2.0, 4.0, 10.0):  # +-10: the viewer's slider ends
+        spec = SteeringSpec((latent,), (alpha,), "additive", region)
         exact, frozen = session.steer(spec), session.steer(spec, exact=False)
         changed = exact.prediction.labels != session.unsteered().labels
         differ = exact.prediction.labels != frozen.prediction.labels
         deviations.append(
             {
+                "latent": latent,
                 "alpha": alpha,
                 "max_logit_diff": float((exact.logits - frozen.logits).abs().max()),
                 "voxels_changed_by_steering": int(changed.sum()),
@@ -188,6 +193,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--layers", help="comma-separated layers to time (default: both of each architecture)")
+    parser.add_argument(
+        "--latent", type=int, help="latent whose preview deviation is measured (default: most frequent)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     case = read_case(args.case) if args.case else discover_cohort(DEFAULT_CASE_COHORT)[0].load()
@@ -208,7 +216,8 @@ def main() -> None:
         for layer in LAYERS[arch]:
             if args.layers and layer not in args.layers.split(","):
                 continue
-            result = bench_layer(model, case, layer, saes.get((model.fingerprint, layer)), args.repeats, workdir)
+            sae_dir = saes.get((model.fingerprint, layer))
+            result = bench_layer(model, case, layer, sae_dir, args.repeats, workdir, args.latent)
             results[f"{arch} {layer}"] = result
             print(
                 f"\n{arch} @ {layer} (SAE {result['sae']}; entry shortcut: {result['entry_shortcut']}): full forward "
@@ -227,9 +236,9 @@ def main() -> None:
                 )
             for dev in result["frozen_deviation"]:
                 print(
-                    f"  frozen vs exact, alpha {dev['alpha']}: max |logit diff| {dev['max_logit_diff']:.3f}, "
-                    f"{dev['voxels_frozen_differs']} voxels differ (steering changed "
-                    f"{dev['voxels_changed_by_steering']})"
+                    f"  preview (frozen) vs exact, latent {dev['latent']}, alpha {dev['alpha']}: "
+                    f"max |logit diff| {dev['max_logit_diff']:.3f}, {dev['voxels_frozen_differs']} voxels differ "
+                    f"(steering changed {dev['voxels_changed_by_steering']})"
                 )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
