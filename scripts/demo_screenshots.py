@@ -1,15 +1,20 @@
 """README pictures taken on the real demo workspace (`python3 dev.py demo`), which is only read.
 
-1. `demo-viewer.png`: `medseglens serve --workspace W` in headless Debian Chromium
-   (`MedSegLensLib.viewer.browser`), the viewer's default case (the first failure
-   case) on T1c without segmentation, one tumour latent selected in the latent
-   browser: the three views jump to where it fires, heat overlay with its legend,
-   the latent's details below.
+1. `demo-viewer.png`: `medseglens serve --workspace W --case C` in headless Debian
+   Chromium (`MedSegLensLib.viewer.browser`), C the first failure case with precomputed
+   latent maps, once the viewer's worker has analysed it (its message names the case's
+   active latents and no job runs: the analysis ends by showing the prediction, so
+   clicks made before it are overridden, and a picture taken then shows its progress
+   bar), on T1c without segmentation, one tumour latent selected in the latent browser:
+   the three views jump to where it fires, heat overlay with its legend, the latent's
+   details below.
 2. `demo-render.png`: `medseglens render --map` of the same latent map, all three views
    with the legend row, from the latent's firing threshold (the one its label was
    validated at) instead of the viewer's default p50, which on this layer also
    shows the latent's low-level lattice over the whole field of view.
 3. `demo-gallery.png`: the top of the U-Net interpretation gallery (`interpret/unet/gallery.html`).
+4. `demo-slicer.png`: the same latent map as the Slicer module draws it (`LatentOverlay`, through
+   `scripts/readme_screenshot.py`'s `render_module_views`) with the model's prediction as outlines.
 
 The latent shown is the default case's overlay whose interpretation category is a
 tumour class (edema, enhancing tumour, necrotic core, tumour boundary) with the
@@ -33,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from MedSegLensLib.viewer import browser  # noqa: E402
 from MedSegLensLib.viewer.workspace import Overlay, WorkspaceCase, read_workspace  # noqa: E402
+from scripts.readme_screenshot import render_module_views  # noqa: E402
 
 TUMOUR_CATEGORIES = ("edema", "enhancing tumour", "necrotic core", "tumour boundary")
 WAIT_MS = 180_000
@@ -68,6 +74,22 @@ def small_png(source: Path, target: Path, max_kb: int) -> int:
         width = int(width * 0.9)
 
 
+def wait_for_analysis(page, case_id: str) -> None:
+    """Until the worker's analysis of the opened case is shown (or the viewer reports an error) and no job runs."""
+    page.wait_for_function(
+        """(id) => { const m = document.getElementById('message');
+              return m.classList.contains('text-error')
+                  || (m.innerText.includes(id + ': ') && m.innerText.includes('active latents')); }""",
+        arg=case_id,
+        timeout=WAIT_MS,
+    )
+    message = " ".join(page.inner_text("#message").split())
+    if "active latents" not in message:
+        raise SystemExit(f"the viewer did not analyse {case_id}: {message}")
+    page.wait_for_selector("#cancel-job", state="hidden", timeout=WAIT_MS)
+    print("viewer:", message)
+
+
 def viewer_picture(workspace: Path, case: WorkspaceCase, overlay: Overlay, raw: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -79,6 +101,7 @@ def viewer_picture(workspace: Path, case: WorkspaceCase, overlay: Overlay, raw: 
     ):
         page.goto(server.url)
         browser.wait_for_frames(page, timeout_ms=WAIT_MS)
+        wait_for_analysis(page, case.case_id)
         page.wait_for_selector(row, timeout=WAIT_MS)
         page.click("#modality-t1c")  # the enhancing rim is visible on T1c
         page.click("#seg-none")  # MRI and the latent only: a filled segmentation would hide the overlay
@@ -87,6 +110,7 @@ def viewer_picture(workspace: Path, case: WorkspaceCase, overlay: Overlay, raw: 
         page.wait_for_selector("#overlay-legend", timeout=WAIT_MS)
         for name in browser.VIEWS:
             browser.steady_pixels(page, name, WAIT_MS / 1000)
+        page.wait_for_selector("#job-progress", state="hidden", timeout=WAIT_MS)
         print("viewer legend:", " ".join(page.inner_text("#overlay-legend").split()))
         browser.save_screenshot(page, raw)
 
@@ -126,7 +150,14 @@ def main() -> int:
             check=True,
         )
         gallery_picture(workspace.root / "interpret" / "unet" / "gallery.html", raw / "gallery.png")
-        for name in ("viewer", "render", "gallery"):
+        render_module_views(
+            workspace.resolve(case.folder),
+            workspace.resolve(case.prediction, "prediction"),
+            map_file,
+            overlay.latent,
+            str(raw / "slicer.png"),
+        )
+        for name in ("viewer", "render", "gallery", "slicer"):
             size = small_png(raw / f"{name}.png", args.out / f"demo-{name}.png", args.max_kb)
             print(f"{args.out / f'demo-{name}.png'}: {size // 1024} KB")
     return 0
