@@ -4,13 +4,16 @@ worker that runs nothing until the test finishes a job (no browser, no processes
 A drag sends one request per slider event; the worker runs one job at a time. What must hold: a burst of 20
 events runs the job already in flight plus the last position only (its preview, then its exact job), the page
 shows results of the last position only, a preview is followed by the exact job (once the views drew it) and an
-exact result by nothing, and previews that cost more in total than their exact jobs are skipped for that region.
+exact result by nothing, previews that cost more in total than their exact jobs are skipped for that region, and
+an exact job waits until a shown preview has stood for its hold with the controls at rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
+
+from conftest import WAIT_S
 
 from MedSegLensLib.viewer.jobs import WorkerJobs
 from MedSegLensLib.viewer.steer_updates import SteerUpdates
@@ -78,11 +81,11 @@ class State(SimpleNamespace):
         return False
 
 
-def steering(worker: StandInWorker) -> tuple[SteerUpdates, list[dict]]:
+def steering(worker: StandInWorker, exact_hold_s: float = 0.0) -> tuple[SteerUpdates, list[dict]]:
     server = SimpleNamespace(state=State(), controller=SimpleNamespace(on_server_exited=set()))
     shown: list[dict] = []
     jobs = WorkerJobs(server, workspace_root=None, say=lambda *_: None, worker=worker)
-    return SteerUpdates(jobs, shown.append), shown
+    return SteerUpdates(jobs, shown.append, exact_hold_s=exact_hold_s), shown
 
 
 def ran(worker: StandInWorker) -> list[tuple[float, bool]]:
@@ -165,5 +168,26 @@ def test_previews_slower_in_total_than_their_exact_jobs_are_skipped_for_that_reg
         updates.request(other, PARAMS)
         assert ran(worker)[-1] == (5.0, False), "another region tries the preview again"
         assert [r["preview"] for r in shown] == [True, False] * 3 + [False]
+
+    asyncio.run(drag())
+
+
+def test_a_preview_s_exact_job_waits_until_the_controls_rest():
+    async def drag():
+        loop = asyncio.get_running_loop()
+        worker = StandInWorker()
+        updates, shown = steering(worker, exact_hold_s=0.05)
+        updates.request(spec(1.0), PARAMS)
+        worker.finish(preview=True)  # 1.0's preview shown: its exact job is held
+        await asyncio.sleep(0)
+        assert ran(worker) == [(1.0, False)], "no exact job on the next turn: the preview's frames come first"
+        updates.request(spec(2.0), PARAMS)  # the slider moves on within the hold
+        worker.finish(preview=True)
+        deadline = loop.time() + WAIT_S
+        while len(worker.submitted) < 3:  # 2.0's exact job, once its own hold has passed
+            assert loop.time() < deadline, "the exact job never followed the preview"
+            await asyncio.sleep(0.01)
+        assert ran(worker) == [(1.0, False), (2.0, False), (2.0, True)], "1.0's exact job never ran"
+        assert [r["spec"]["strengths"] for r in shown] == [[1.0], [2.0]]
 
     asyncio.run(drag())

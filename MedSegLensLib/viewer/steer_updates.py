@@ -17,7 +17,8 @@ the exact job (totals, so that one slow preview on a busy machine does not switc
 All these jobs share one slot of `WorkerJobs` ("steer"): while one runs, a newer request replaces the waiting
 one and the running one's result is dropped, and a result for a spec that is no longer the latest is never
 shown and never followed up. A drag of any number of slider events therefore runs at most the job in flight
-plus the last position's preview and exact jobs.
+plus the last position's preview and exact jobs. The exact job starts only once the preview has been shown
+for `EXACT_HOLD_S` with the controls at rest (`_follow_up`), so a drag runs previews only.
 """
 
 from __future__ import annotations
@@ -29,14 +30,16 @@ from collections.abc import Callable
 from .jobs import WorkerJobs
 
 SLOT = "steer"
+EXACT_HOLD_S = 0.4  # a shown preview stays this long, controls at rest, before its exact job starts
 
 
 class SteerUpdates:
     """Sends steering specs to the worker and shows each result that is still wanted."""
 
-    def __init__(self, jobs: WorkerJobs, show: Callable[[dict], None]):
+    def __init__(self, jobs: WorkerJobs, show: Callable[[dict], None], exact_hold_s: float = EXACT_HOLD_S):
         self._jobs = jobs
         self._show = show
+        self._exact_hold_s = exact_hold_s
         self._latest: tuple[dict, dict] | None = None
         self._pair_seconds: dict[tuple, list[float]] = {}  # per (case, region): summed [preview, exact] job seconds
 
@@ -76,15 +79,22 @@ class SteerUpdates:
         self._jobs.submit("steer", {**params, "spec": spec, "exact": exact}, label, done, slot=SLOT)
 
     def _follow_up(self, spec: dict, params: dict, preview_seconds: float) -> None:
-        """The exact job after a shown preview, submitted on the event loop's next turn: showing the preview woke
-        the views' render tasks, which then draw the preview's frames first (started at once, the job took the
-        CPU from them on a 2-core machine: the preview's frame came ~0.2 s later)."""
+        """The exact job after a shown preview, once the preview has been shown for `exact_hold_s` and the controls
+        have not moved. Showing the preview woke the views' render tasks: trame draws each view, encodes it in a
+        thread and re-encodes it at a higher quality five frame periods later. An exact job started on the event
+        loop's next turn took the CPU from that on a 2-core machine (docs/viewer.md: first steered frame 0.65 s
+        median, 0.49 s with the 0.4 s hold, the exact frame no later); held, a drag starts no exact job at all
+        until the slider rests."""
 
         def submit() -> None:
             if (spec, params) == self._latest:
                 self._submit(spec, params, exact=True, preview_seconds=preview_seconds)
 
-        asyncio.get_running_loop().call_soon(submit)
+        loop = asyncio.get_running_loop()
+        if self._exact_hold_s > 0:
+            loop.call_later(self._exact_hold_s, submit)
+        else:  # on the next turn, after the render tasks that showing the preview woke
+            loop.call_soon(submit)
 
 
 def _region_key(spec: dict, params: dict) -> tuple:
