@@ -18,7 +18,9 @@ repeats, inside the page:
   the first result was already exact).
 
 A frame that arrives before the page's state says what it shows is not counted; the next one is (trame
-re-sends each picture at a higher quality ~0.17 s later), so the steering figures err on the slow side.
+re-sends each picture at a higher quality ~0.17 s later), so the steering figures err on the slow side. Each
+measurement starts once the axial view's picture has not changed for 1 s (under load a re-sent picture could
+arrive more than 0.4 s after the one before and pass for a 10-36 ms redraw).
 Prints best and median of each, their ratios to the slice redraw (best vs best, median vs median), how often
 the first frame was a preview, and the worker's own update seconds (the summary's) for the first and the exact
 job. The viewer skips previews for a region where one took as long as its exact job (viewer/steer_updates.py).
@@ -43,6 +45,7 @@ GOAL_SECONDS = 1.0
 GOAL_RATIO = 2.0
 ANALYSIS_TIMEOUT_MS = 600000
 STEER_BUTTONS = "#latent-table [id^='steer-']"
+QUIET_MS = 1000  # trame re-sends a picture at a higher quality 5 frame periods later, encoded after a render
 
 # Times, inside the page, a key press on `selector` until the axial view's first frame after the steering
 # summary shows strengths other than the ones shown before the press: once for any result (preview or exact),
@@ -77,6 +80,24 @@ STEER_FRAMES = (
           requestAnimationFrame(check);
         };
         target.dispatchEvent(new KeyboardEvent('keydown', { key, bubbles: true }));
+        requestAnimationFrame(check);
+      }); }"""
+)
+
+# Resolves once the axial view's <img> source has not changed for `ms` (trame re-sends a picture at a higher
+# quality after a while, sometimes with the same pixels: a frame in flight must not be taken for the next one).
+QUIET_FRAMES = (
+    "async ([ms]) => { "
+    + browser.FIND_IMAGE
+    + """
+      let src = findImage('axial').src; let since = performance.now();
+      return await new Promise((resolve) => {
+        const check = () => {
+          const now = findImage('axial').src;
+          if (now !== src) { src = now; since = performance.now(); }
+          if (performance.now() - since > ms) { resolve(); return; }
+          requestAnimationFrame(check);
+        };
         requestAnimationFrame(check);
       }); }"""
 )
@@ -128,9 +149,10 @@ def measure(server_url: str, case_id: str, mapped: list[int], latent: int | None
         slice_thumb = "#slider-axial .v-slider-thumb"
         for index in range(repeats):
             page.wait_for_selector("#cancel-job", state="hidden")
+            page.evaluate(QUIET_FRAMES, [QUIET_MS])
             key = ("ArrowRight", "ArrowLeft")[index % 2]
             results["redraw"].append(browser.frame_latency_ms(page, "axial", slice_thumb, key=key))
-            browser.settled_pixels(page, "axial", quiet_ms=300)
+            page.evaluate(QUIET_FRAMES, [QUIET_MS])
             got = page.evaluate(STEER_FRAMES, [thumb, ("Home", "End")[index % 2], 120000])
             for name in ("preview", "exact", "preview_s", "exact_s"):
                 results[name].append(got[name])
