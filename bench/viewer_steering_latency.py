@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from MedSegLensLib.viewer import browser  # noqa: E402
 from MedSegLensLib.viewer.jobs import WORKER_THREADS  # noqa: E402
+from MedSegLensLib.viewer.latent_panel import worker_map_name  # noqa: E402
 from MedSegLensLib.viewer.workspace import read_workspace  # noqa: E402
 
 GOAL_SECONDS = 1.0
@@ -103,8 +104,9 @@ QUIET_FRAMES = (
 )
 
 
-def pick_case(workspace: Path, case_id: str | None) -> tuple[str, list[int]]:
-    """The case to time (given, else the one the viewer opens: first failure case, else first) and its map latents."""
+def pick_case(workspace: Path, case_id: str | None) -> tuple[str, dict[int, str]]:
+    """The case to time (given, else the one the viewer opens: first failure case, else first) and its map
+    latents with their overlay names."""
     cases = read_workspace(workspace).cases
     if not cases:
         raise SystemExit(f"{workspace}: the workspace lists no cases")
@@ -114,7 +116,7 @@ def pick_case(workspace: Path, case_id: str | None) -> tuple[str, list[int]]:
             raise SystemExit(f"{workspace}: no case {case_id!r}")
     else:
         chosen = next((c for c in cases if c.failure), cases[0])
-    return chosen.case_id, [o.latent for o in chosen.overlays if o.latent is not None]
+    return chosen.case_id, {o.latent: o.name for o in chosen.overlays if o.latent is not None}
 
 
 def steerable_latents(page) -> list[int]:
@@ -123,7 +125,7 @@ def steerable_latents(page) -> list[int]:
     return [int(i.removeprefix("steer-")) for i in ids if i.removeprefix("steer-").isdigit()]
 
 
-def measure(server_url: str, case_id: str, mapped: list[int], latent: int | None, repeats: int, shot: Path | None):
+def measure(server_url: str, case_id: str, mapped: dict[int, str], latent: int | None, repeats: int, shot: Path | None):
     from playwright.sync_api import sync_playwright
 
     results: dict[str, list] = {"redraw": [], "preview": [], "exact": [], "preview_s": [], "exact_s": [], "first": []}
@@ -161,7 +163,8 @@ def measure(server_url: str, case_id: str, mapped: list[int], latent: int | None
         if shot is not None:  # the steered segmentation, then with the steered latent's map over it
             browser.settled_pixels(page, "axial", quiet_ms=800)
             browser.save_screenshot(page, shot)
-            page.click(f"#overlay-latent-{latent}")
+            row = mapped.get(latent) or worker_map_name(latent)  # the latent table's row: overlay-<its name>
+            page.click(f'[id="overlay-{row}"]')
             page.wait_for_selector("#overlay-legend", timeout=120000)
             browser.settled_pixels(page, "axial", quiet_ms=800)
             browser.save_screenshot(page, shot.with_name(shot.stem + "-map" + shot.suffix))
