@@ -73,6 +73,22 @@ def test_batchtopk_cut_is_exact_with_a_stale_floor():
     assert torch.allclose(codes.values.sort().values, expected[expected > 0].sort().values)
 
 
+def test_batchtopk_first_batch_cut_is_exact_when_its_first_chunk_misleads(monkeypatch):
+    """The first batch's floor comes from its first row chunk; rows there far above the rest set it too high,
+    and the batch must be redone rather than keep fewer than rows * k codes."""
+    monkeypatch.setattr(objective, "CHUNK_ELEMENTS", 64)  # chunks of 64 rows
+    gen = torch.Generator().manual_seed(4)
+    sae = SparseAutoencoder(SAEConfig(8, 32, 3, "batchtopk"), generator=gen)
+    x = torch.randn(300, 8, generator=gen)
+    x[:64] *= 10
+    cut = objective.BatchTopKCut()
+    codes = objective.select(sae, x, None, cut).codes
+    pre = sae.pre_activations(x).flatten()
+    expected = pre.topk(900).values.clamp_min(0)
+    assert torch.allclose(codes.values.sort().values, expected[expected > 0].sort().values)
+    assert 0 < cut.floor <= float(codes.values.min())
+
+
 @pytest.mark.parametrize("n_latents", [64, 40])  # blocks of 32 latents, and the plain search when they do not fit
 def test_block_prefiltered_search_finds_the_same_entries_in_the_same_order(n_latents):
     gen = torch.Generator().manual_seed(3)
