@@ -147,8 +147,8 @@ def test_the_preview_is_the_pooled_statistics_rest_run_once_over_the_whole_case(
     entry = _blended(session, [batch.cache[0] for batch in session.batches])
     change = _blended(session, pushed)
     assert change.abs().amax() > 0
-    means = [torch.cat([batch.cache[2][k][0] for batch in session.batches]) for k in range(len(runner.frozen.norms))]
-    variances = [torch.cat([batch.cache[2][k][1] for batch in session.batches]) for k in range(len(means))]
+    means = [torch.cat([batch.stats[k][0] for batch in session.batches]) for k in range(len(runner.frozen.norms))]
+    variances = [torch.cat([batch.stats[k][1] for batch in session.batches]) for k in range(len(means))]
     pooled = [
         (m.mean(0, keepdim=True), (v + m**2).mean(0, keepdim=True) - m.mean(0, keepdim=True) ** 2)
         for m, v in zip(means, variances)

@@ -48,14 +48,18 @@ class SuffixRunner:
         self._measure = local
         self.reach: Reach | None = None  # measured on the first recorded window (see steering/reach.py)
 
-    def record(self, h: torch.Tensor, boundary: tuple) -> tuple[Any, torch.Tensor]:
-        """(cache, logits) of the unsteered windows, from the prefix's outputs."""
+    def record(self, h: torch.Tensor, boundary: tuple) -> tuple[Any, None, torch.Tensor]:
+        """(cache, statistics: none, logits) of the unsteered windows, from the prefix's outputs."""
         logits = self.split.suffix(h, *boundary)
         if self._measure:
             self._measure = False
             first = torch.zeros(1, dtype=torch.long)
             self.reach = measure_reach(self.split.suffix, h[:1], tuple(_select(boundary, first, h.shape[0])))
-        return boundary, logits
+        return boundary, None, logits
+
+    def cache_of(self, h: torch.Tensor, boundary: tuple) -> Any:
+        """What `record` caches, without running the suffix (a dropped window's cache, rebuilt)."""
+        return boundary
 
     def steered(
         self, h: torch.Tensor, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor, windows: torch.Tensor
@@ -68,6 +72,7 @@ class SuffixRunner:
         self,
         h: torch.Tensor,
         cache: Any,
+        stats: None,
         coefficients: torch.Tensor,
         directions: torch.Tensor,
         window_logits: torch.Tensor,
@@ -104,20 +109,26 @@ class EntryRunner:
         radius = receptive_radius(entry.rest)
         self.frozen = FrozenRest(entry.rest, radius) if radius is not None else None
 
-    def record(self, h: torch.Tensor, boundary: tuple) -> tuple[Any, torch.Tensor]:
-        entry_out, *rest_boundary = self.entry.entry(h, *boundary)
-        rest_boundary = tuple(rest_boundary)
+    def record(self, h: torch.Tensor, boundary: tuple) -> tuple[Any, list | None, torch.Tensor]:
+        """(cache: the entry output and the rest's other inputs, the rest's instance-norm statistics or None,
+        logits) of the unsteered windows."""
+        entry_out, rest_boundary = self.cache_of(h, boundary)
         if self.frozen is not None and croppable(self.entry.rest, rest_boundary, entry_out.shape[2:]):
             logits, stats = self.frozen.record(entry_out, rest_boundary)
         else:
             logits, stats = self.entry.rest(entry_out, *rest_boundary), None
-        return (entry_out, rest_boundary, stats), logits
+        return (entry_out, rest_boundary), stats, logits
+
+    def cache_of(self, h: torch.Tensor, boundary: tuple) -> tuple[torch.Tensor, tuple]:
+        """What `record` caches, without running the rest (a dropped window's cache, rebuilt)."""
+        entry_out, *rest_boundary = self.entry.entry(h, *boundary)
+        return entry_out, tuple(rest_boundary)
 
     def steered(
         self, h: torch.Tensor, cache: Any, coefficients: torch.Tensor, directions: torch.Tensor, windows: torch.Tensor
     ) -> torch.Tensor:
         """Logits of `windows` (indices into the batch) after the change; only those windows run."""
-        entry_out, rest_boundary, _ = _select(cache, windows, h.shape[0])
+        entry_out, rest_boundary = _select(cache, windows, h.shape[0])
         steered_in = self.push(_take(coefficients, windows), directions)
         steered_in += entry_out  # in place: one full-resolution allocation fewer
         return self.entry.rest(steered_in, *rest_boundary)
@@ -137,15 +148,17 @@ class EntryRunner:
         self,
         h: torch.Tensor,
         cache: Any,
+        stats: list | None,
         coefficients: torch.Tensor,
         directions: torch.Tensor,
         window_logits: torch.Tensor,
         windows: torch.Tensor,
     ) -> LocalUpdate | None:
         """Exact update of only the voxels the change can reach, where the rest has no instance norm; else None."""
-        entry_out, rest_boundary, stats = _select(cache, windows, coefficients.shape[0])
         if stats is None or not self.local_is_exact:
             return None
+        entry_out, rest_boundary = _select(cache, windows, coefficients.shape[0])
+        stats = _select(stats, windows, coefficients.shape[0])
         change = self.push(_take(coefficients, windows), directions)
         logits, cropped = self.frozen.patch(window_logits[windows], entry_out + change, change, stats, rest_boundary)
         return LocalUpdate(logits, cropped)

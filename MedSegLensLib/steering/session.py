@@ -12,7 +12,9 @@ as inference does. Windows where the change is zero (outside the region) keep
 their cached logits. A preview (`exact=False`, U-Net decoders) runs the rest
 once over the case grid instead (`frozen.CasePreview`). Codes of the chosen latents are cached per latent set, so
 a change of strength does not re-encode. Unsteered, the session's logits are
-bit for bit those of `model.logits`.
+bit for bit those of `model.logits`. The per-window tensors are held within a byte
+budget (`cache_budget_gb`, `window_cache.WindowCache`); a dropped window's are rebuilt
+from its input windows when a steer reaches it (exact; costs that window's prefix).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..data import Case
 from ..errors import ParameterError
@@ -37,10 +40,12 @@ from .interventions import coefficient_maps
 from .region import region_mask
 from .runners import EntryRunner, SuffixRunner
 from .scales import LatentScales
+from .window_cache import WindowCache, tensor_bytes
 from .windows import (
     Blender,
     Box,
     WindowBatch,
+    box_zeros,
     layer_gate,
     monai_padding,
     padded,
@@ -63,8 +68,17 @@ class SteeringResult:
     windows_cropped: int = 0  # of windows_recomputed, those recomputed only on the crop the change reaches
 
 
+# Bytes of per-window tensors a session holds by default: an nnU-Net v2 3d_fullres network at BraTS size
+# (0.6 GB per 128^3 window, 18 windows) then peaks under 8 GB; the demo networks' cases fit whole.
+DEFAULT_CACHE_BUDGET_GB = 3.0
+_BLENDED = object()  # stands for a tensor of the rest's inputs in `_entry_over`
+
+
 class SteeringSession:
-    """One case, one model, one SAE at one layer: cached prefix, steerable suffix."""
+    """One case, one model, one SAE at one layer: cached prefix, steerable suffix.
+
+    `cache_budget_gb` bounds the per-window tensors held (None: hold all); see `window_cache`.
+    """
 
     def __init__(
         self,
@@ -75,6 +89,7 @@ class SteeringSession:
         scales: LatentScales | None = None,
         sae_sha256: str | None = None,
         fast: bool = True,
+        cache_budget_gb: float | None = DEFAULT_CACHE_BUDGET_GB,
     ):
         self.model, self.sae, self.case, self.layer = model, sae, case, layer
         self.scales, self.sae_sha256 = scales, sae_sha256
@@ -84,14 +99,16 @@ class SteeringSession:
         self._runner = None
         self._split, self._fast = split, fast
         self.batches: list[WindowBatch] = []
+        self._coords: list[list] = []  # MONAI's slices of each batch's windows: to rebuild a dropped batch
+        budget = None if cache_budget_gb is None else int(cache_budget_gb * 1024**3)
+        self.window_cache = WindowCache(budget, self._rebuild)
         self._gates: dict[RegionSpec, list[torch.Tensor | None]] = {}
-        self.logits = run_windows(self.prepared.tensor, model.config, self._record)
-        layer_shape = tuple(self.batches[0].h.shape[2:])
-        self.channels = int(self.batches[0].h.shape[1])
-        self.stride = tuple(r // s for r, s in zip(self.roi, layer_shape))
+        self.pads = monai_padding(self.prepared.tensor.shape[2:], self.roi)
+        with self.window_cache.update():  # keeps the first batches that fit
+            self.logits = run_windows(self.prepared.tensor, model.config, self._record)
+        self.stride = tuple(r // s for r, s in zip(self.roi, self.layer_shape))
         if sae is not None:
             check_compatible(sae, model.fingerprint, layer, self.channels)
-        self.pads = monai_padding(self.prepared.tensor.shape[2:], self.roi)
         self._blender = Blender(self.logits, self.batches, model.config, self.pads)
         self._unsteered: Prediction | None = None
         self._case_preview: CasePreview | None = None
@@ -104,9 +121,43 @@ class SteeringSession:
             self._runner = (
                 EntryRunner(self._split, entry) if entry is not None else SuffixRunner(self._split, local=self._fast)
             )
-        cache, logits = self._runner.record(h, tuple(boundary))
-        self.batches.append(WindowBatch(spatial_slices(coords), h, cache, logits))
+            self.channels, self.layer_shape = int(h.shape[1]), tuple(h.shape[2:])
+        cache, stats, logits = self._runner.record(h, tuple(boundary))
+        if not self.batches:
+            self._window_bytes = tensor_bytes((h, cache)) // h.shape[0]
+        index = len(self.batches)
+        self.batches.append(WindowBatch(spatial_slices(coords), logits, stats, lambda: self.window_cache.get(index)))
+        self._coords.append([tuple(window) for window in coords])
+        self.window_cache.put(index, (h, cache))
         return logits.clone()  # MONAI weights the returned windows in place
+
+    def _rebuild(self, index: int) -> tuple[torch.Tensor, object]:
+        """Batch `index`'s h and cache, recomputed from its input windows exactly as the first pass made them
+        (without autograd, as there: with it, PyTorch may pick other convolution kernels)."""
+        with torch.no_grad():
+            h, *boundary = self._split.prefix(self._window_inputs(index))
+            return h, self._runner.cache_of(h, tuple(boundary))
+
+    def _window_inputs(self, index: int) -> torch.Tensor:
+        """The input windows MONAI handed to the first pass for batch `index`: the image padded as MONAI pads it
+        (constant zeros, last axis first), cut the same way (a view for batches of one, else concatenated)."""
+        tensor, pad = self.prepared.tensor, [n for before_after in reversed(self.pads) for n in before_after]
+        if any(pad):
+            tensor = F.pad(tensor, pad, mode="constant", value=0.0)
+        coords = self._coords[index]
+        if int(self.model.config.sliding_window.get("batch_size", 1)) > 1:
+            return torch.cat([tensor[window] for window in coords])
+        return tensor[coords[0]]
+
+    def cache_bytes(self) -> dict[str, int]:
+        """Bytes the session holds: `windows` (per-window tensors now held, within the budget), `per_window` (what
+        one window's tensors take, from the first batch's shapes: × `windows_total` is what holding them all
+        would take) and `logits` (the windows' logits, always held)."""
+        return {
+            "windows": self.window_cache.nbytes,
+            "per_window": self._window_bytes,
+            "logits": sum(batch.logits.nbytes for batch in self.batches),
+        }
 
     @property
     def uses_entry_shortcut(self) -> bool:
@@ -121,7 +172,7 @@ class SteeringSession:
             self._fast
             and isinstance(self._runner, EntryRunner)
             and self._runner.previews
-            and all(batch.cache[2] is not None for batch in self.batches)
+            and all(batch.stats is not None for batch in self.batches)
         )
 
     @property
@@ -167,9 +218,7 @@ class SteeringSession:
 
         def coefficients(index: int, batch: WindowBatch, gate):
             codes = self.codes(index, latents) if needs_codes else None
-            return coefficient_maps(
-                spec.mode, strengths, tuple(batch.h.shape[2:]), batch.h.shape[0], typical, codes, gate
-            )
+            return coefficient_maps(spec.mode, strengths, self.layer_shape, len(batch.slices), typical, codes, gate)
 
         return self._apply(coefficients, decoder_directions(self.sae, latents), spec.region, exact)
 
@@ -182,7 +231,7 @@ class SteeringSession:
         ones = torch.ones(len(amounts_t))
 
         def coefficients(_index: int, batch: WindowBatch, gate):
-            return coefficient_maps("additive", amounts_t, tuple(batch.h.shape[2:]), batch.h.shape[0], ones, None, gate)
+            return coefficient_maps("additive", amounts_t, self.layer_shape, len(batch.slices), ones, None, gate)
 
         return self._apply(coefficients, directions, region or RegionSpec(), exact)
 
@@ -208,7 +257,7 @@ class SteeringSession:
     def _apply(self, coefficients, directions: torch.Tensor, region: RegionSpec, exact: bool) -> SteeringResult:
         start = time.perf_counter()
         gates = self.gates(region)
-        with torch.no_grad():
+        with torch.no_grad(), self.window_cache.update():
             if not exact and region.kind != "none" and self.previews:
                 logits, recomputed, box = self._preview(coefficients, directions, gates)
                 preview, cropped = recomputed > 0, recomputed
@@ -230,19 +279,24 @@ class SteeringSession:
             changed = c.flatten(1).any(1).nonzero().squeeze(1)
             if not len(changed):
                 continue
-            update = (
-                self._runner.steered_locally(batch.h, batch.cache, c, directions, batch.logits, changed)
-                if self._fast
-                else None
-            )
-            if update is not None:
-                new, cropped = update.logits, cropped + update.cropped
-            else:
-                new = self._runner.steered(batch.h, batch.cache, c, directions, changed)
+            new, batch_cropped = self._steered_batch(batch, c, directions, changed)
             changes += [(index, int(w), batch.logits[w], out) for w, out in zip(changed, new)]
-            recomputed += len(changed)
+            recomputed, cropped = recomputed + len(changed), cropped + batch_cropped
         logits = self._blender.blend(changes, self.batches) if changes else self.logits
         return logits, recomputed, cropped
+
+    def _steered_batch(self, batch: WindowBatch, c: torch.Tensor, directions: torch.Tensor, changed: torch.Tensor):
+        """(steered logits of the `changed` windows of one batch, how many of them ran on a crop only); the batch's
+        tensors are released on return (a rebuilt batch that did not fit the budget is freed for the next)."""
+        h, cache = batch.tensors()
+        update = (
+            self._runner.steered_locally(h, cache, batch.stats, c, directions, batch.logits, changed)
+            if self._fast
+            else None
+        )
+        if update is not None:
+            return update.logits, update.cropped
+        return self._runner.steered(h, cache, c, directions, changed), 0
 
     def _preview(self, coefficients, directions: torch.Tensor, gates) -> tuple[torch.Tensor, int, Box | None]:
         """(logits, windows whose change went in, the box of the padded grid where logits changed): the windows'
@@ -259,7 +313,7 @@ class SteeringSession:
         box = union_box(parts, self.batches)
         change = self._blender.blend_box(parts, self.batches, box)
         if self._case_preview is None:
-            stats = [batch.cache[2] for batch in self.batches]
+            stats = [batch.stats for batch in self.batches]
             self._case_preview = CasePreview(self._runner.frozen, stats, self._blender.shape)
         reach, delta = self._case_preview.delta(box, change, self._entry_over)
         return self._blender.with_change(reach, delta), len(parts), reach
@@ -283,19 +337,28 @@ class SteeringSession:
 
     def _entry_over(self, box: Box) -> tuple[torch.Tensor, tuple]:
         """The unsteered entry output and the rest's other inputs over a box of the padded case grid, blended
-        from the windows as their logits are."""
-        overlapping = self._blender.parts_over(box, self.batches)
+        from the windows as their logits are (one batch's tensors at a time: they may not all fit the budget)."""
+        by_batch: dict[int, list[tuple[int, Box]]] = {}
+        for b, w, local in self._blender.parts_over(box, self.batches):
+            by_batch.setdefault(b, []).append((w, local))
+        outs: list[torch.Tensor] = []
+        structure: tuple = ()
+        for b, parts in by_batch.items():
+            structure = self._blend_batch_into(outs, box, b, parts)
+        blended = iter(outs[1:])
+        boundary = tuple(next(blended) if value is _BLENDED else value for value in structure)
+        return outs[0], boundary
 
-        def blended(pick) -> torch.Tensor:
-            parts = [
-                (b, w, local, pick(self.batches[b].cache)[w : w + 1][(slice(None), slice(None), *local)])
-                for b, w, local in overlapping
-            ]
-            return self._blender.blend_box(parts, self.batches, box)
-
-        entry = blended(lambda cache: cache[0])
-        boundary = tuple(
-            blended(lambda cache, i=i: cache[1][i]) if isinstance(value, torch.Tensor) else value
-            for i, value in enumerate(self.batches[0].cache[1])
-        )
-        return entry, boundary
+    def _blend_batch_into(self, outs: list[torch.Tensor], box: Box, b: int, parts: list[tuple[int, Box]]) -> tuple:
+        """Adds batch b's entry output and the rest's other tensors over `box` to `outs` (made at the first batch);
+        returns the rest's other inputs with _BLENDED for each tensor (the batch's tensors are released on return)."""
+        entry_out, rest_boundary = self.batches[b].tensors()[1]
+        tensors = [entry_out, *(t for t in rest_boundary if isinstance(t, torch.Tensor))]
+        if not outs:
+            outs.extend(box_zeros(t, box) for t in tensors)
+        for out, t in zip(outs, tensors):
+            for w, local in parts:
+                self._blender.add_part(
+                    out, (b, w, local, t[w : w + 1][(slice(None), slice(None), *local)]), self.batches, box
+                )
+        return tuple(_BLENDED if isinstance(value, torch.Tensor) else value for value in rest_boundary)

@@ -26,13 +26,23 @@ WindowPart = tuple[int, int, Box, torch.Tensor]  # (batch, window, box in the wi
 
 @dataclass
 class WindowBatch:
-    """One batch of windows as MONAI handed it over: spatial slices (padded image), the layer output h and caches."""
+    """One batch of windows as MONAI handed it over: spatial slices (padded image), its logits, the instance-norm
+    statistics of the rest (or None), and `tensors()`: the layer output h and what the suffix reads, held by the
+    session's `WindowCache` (rebuilt when dropped)."""
 
     slices: list[tuple[slice, slice, slice]]
-    h: torch.Tensor
-    cache: Any
     logits: torch.Tensor
+    stats: Any
+    tensors: Callable[[], tuple[torch.Tensor, Any]]
     codes: dict[tuple[int, ...], torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def h(self) -> torch.Tensor:
+        return self.tensors()[0]
+
+    @property
+    def cache(self) -> Any:
+        return self.tensors()[1]
 
 
 def spatial_slices(coords: Sequence[Sequence[slice]]) -> list[tuple[slice, slice, slice]]:
@@ -128,15 +138,19 @@ class Blender:
         Each part is (batch, window, slices in the window, values (1, C, *those slices)); voxels of the box no part
         covers are zero.
         """
-        channels = parts[0][3].shape[1]
-        out = torch.zeros((1, channels, *(b.stop - b.start for b in box)), dtype=parts[0][3].dtype)
-        for b, w, local, values in parts:
-            window = batches[b].slices[w]
-            at = tuple(
-                slice(s.start + c.start - x.start, s.start + c.stop - x.start) for s, c, x in zip(window, local, box)
-            )
-            out[(slice(None), slice(None), *at)] += values * self.weight_over_count[b][w][local]
+        out = box_zeros(parts[0][3], box)
+        for part in parts:
+            self.add_part(out, part, batches, box)
         return out
+
+    def add_part(self, out: torch.Tensor, part: WindowPart, batches: list[WindowBatch], box: Box) -> None:
+        """out (1, C, *box) += one window's values with the logits' weights (`blend_box`, one part at a time)."""
+        b, w, local, values = part
+        window = batches[b].slices[w]
+        at = tuple(
+            slice(s.start + c.start - x.start, s.start + c.stop - x.start) for s, c, x in zip(window, local, box)
+        )
+        out[(slice(None), slice(None), *at)] += values * self.weight_over_count[b][w][local]
 
     def parts_over(self, box: Box, batches: list[WindowBatch]) -> list[tuple[int, int, Box]]:
         """(batch, window, slices in the window) of every window that overlaps `box` of the padded case grid."""
@@ -155,6 +169,11 @@ class Blender:
         out = self.base.clone()
         out[(slice(None), *box)] += change[0]
         return out[(slice(None), *self.inner)][None]
+
+
+def box_zeros(like: torch.Tensor, box: Box) -> torch.Tensor:
+    """Zeros (1, C, *box) with the channels and dtype of `like` (1, C, ...)."""
+    return torch.zeros((1, like.shape[1], *(b.stop - b.start for b in box)), dtype=like.dtype)
 
 
 def union_box(parts: list[WindowPart], batches: list[WindowBatch]) -> Box:
