@@ -144,5 +144,5 @@ def test_rerun_skips_everything_and_a_deleted_marker_reruns_only_its_dependents(
     third = run_demo_command(work, config_file)
     assert third.returncode == 0, third.stderr[-3000:]
     expected = dependents(build_stages(TINY), "interpret_unet")
-    assert expected == {"interpret_unet", "diffing", "latent_maps", "report"}  # not steering: it needs no labels
+    assert expected == {"interpret_unet", "diffing", "triage", "latent_maps", "report"}  # not steering: no labels
     assert {n for n, s in statuses(work).items() if s == "ran"} == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -65,6 +66,33 @@ def test_deleted_marker_reruns_from_scratch_and_interruption_resumes(tmp_path):
     assert calls[-3:] == [("a", True), ("b", False), ("c", False)]
     assert json.loads((tmp_path / MARKERS / "a.done.json").read_text())["seconds"] >= round(spent, 1)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["part-0", "part-1"]  # kept for the resume
+
+
+def test_a_changed_sae_default_reruns_that_architectures_sae_stages_only(tmp_path, monkeypatch):
+    """An upgraded default (sae/defaults.py) must not leave a workspace's SAE at the old layer; a configured
+    layer is what the key sees when there is one."""
+    from MedSegLensLib.sae import defaults
+
+    calls: list = []
+
+    def plan(arch: str):
+        return lambda ctx: calls.append((arch, *ctx.config.sae_plan(arch))) or {}
+
+    stages = [
+        Stage("sae_unet", "unet", plan("unet"), uses=("sae_layer:unet", "sae_size:unet")),
+        Stage("sae_segformer", "segformer", plan("segformer"), uses=("sae_layer:segformer",)),
+    ]
+    run_stages(stages, DemoSettings(), tmp_path, log=lambda line: None)
+    assert calls == [("unet", *DemoSettings().sae_plan("unet")), ("segformer", *DemoSettings().sae_plan("segformer"))]
+    assert calls[1][1] == defaults.DEFAULTS["segformer"].layer
+    moved = dataclasses.replace(defaults.DEFAULTS["segformer"], layer="stages.2")
+    monkeypatch.setitem(defaults.DEFAULTS, "segformer", moved)
+    run_stages(stages, DemoSettings(), tmp_path, log=lambda line: None)
+    assert ran(tmp_path) == ["sae_segformer"] and calls[-1][:2] == ("segformer", "stages.2")
+    run_stages(stages, DemoSettings(layers=(("segformer", "stages.2"),)), tmp_path, log=lambda line: None)
+    assert ran(tmp_path) == []  # configured = the default it resolves to: same plan, same key
+    run_stages(stages, DemoSettings(sae_k=4), tmp_path, log=lambda line: None)
+    assert ran(tmp_path) == ["sae_unet"] and calls[-1][0] == "unet" and calls[-1][3] == 4
 
 
 def test_a_graph_with_an_unknown_dependency_is_refused(tmp_path):

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from ..report import Figure, Section, Table
 from .artefacts import ARTEFACT_CATEGORIES
-from .categories import AUROC_MIN, CATEGORIES, HELD_OUT_CASES_MIN, KAPPA_MIN, LIFT_MIN, PRECISION_MIN
+from .categories import (
+    AUROC_MIN,
+    CATEGORIES,
+    HELD_OUT_CASES_MIN,
+    KAPPA_MIN,
+    LIFT_MIN,
+    LOCATED_LIFT_MIN,
+    PRECISION_MIN,
+)
 
 
 def interpret_section(
@@ -32,9 +40,11 @@ def interpret_section(
         f"Labels are chosen on {validation['fit_cases']} fit cases and scored on {validation['held_out_cases']} "
         f"held-out ones (split by case id): the target with the highest kappa on the fit cases and its best-Dice "
         f"threshold there are kept only if, on the held-out cases at that threshold, kappa >= {KAPPA_MIN} and "
-        f"AUROC >= {AUROC_MIN} (coverage), or precision >= {PRECISION_MIN} at >= {LIFT_MIN:g}x the target's "
-        f"prevalence in >= {HELD_OUT_CASES_MIN} held-out cases (selectivity); otherwise the latent is "
-        f"'unlabelled'. {validation['validated']} of {validation['active']} active latents "
+        f"AUROC >= {AUROC_MIN} (coverage), or precision >= {PRECISION_MIN} x the target's attainable precision "
+        f"on the layer's grid and >= {LIFT_MIN:g}x its prevalence in >= {HELD_OUT_CASES_MIN} held-out cases "
+        f"(selectivity); otherwise the latent is 'unlabelled'; a periodic latent keeps its class's name only at a "
+        f"held-out lift >= {LOCATED_LIFT_MIN:g}, else it is an artefact. {validation['validated']} of "
+        f"{validation['active']} active latents "
         f"({100 * validation['validated_share']:.1f} %) carry a held-out-validated label. Confidence = min(2 "
         f"(AUROC - 0.5), kappa margin over the runner-up) on the held-out cases. A latent 'fires' in a case when "
         f"it is active on at least {scoring['min_firing_ml']:g} ml at its threshold (its location counts only "

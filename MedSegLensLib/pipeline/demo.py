@@ -67,7 +67,7 @@ def build_stages(config: DemoSettings) -> list[Stage]:
                 f"capture {a} activations at the SAE layer",
                 extract_stage(a),
                 ("cohorts", f"train_{a}"),
-                ("layers", "sae_adult_cases", "sae_quota_scale", "seed"),
+                (f"sae_layer:{a}", "sae_adult_cases", "sae_quota_scale", "seed"),
                 (f"{STORES_DIR}/{a}", _section(f"sae_extract_{a}")),
             ),
             Stage(
@@ -75,7 +75,7 @@ def build_stages(config: DemoSettings) -> list[Stage]:
                 f"train the {a} SAE",
                 train_sae_stage(a),
                 (f"sae_extract_{a}",),
-                ("layers", "sae_latents", "sae_k", "sae_rows", "sae_batch", "seed"),
+                (f"sae_layer:{a}", f"sae_size:{a}", "sae_rows", "sae_batch", "seed"),
                 sae_outputs(a),
             ),
             Stage(
@@ -113,7 +113,7 @@ def build_stages(config: DemoSettings) -> list[Stage]:
             "triage",
             f"held-out cases ranked by SAE failure risk ({steer})",
             run_triage,
-            (f"sae_train_{steer}",),
+            (f"sae_train_{steer}", f"interpret_{steer}"),  # the worklist's top latents carry its labels
             ("steering_architecture", "sae_adult_cases", "diff_bootstrap", "seed"),
             (TRIAGE_DIR, _section("triage")),
         )

@@ -14,7 +14,6 @@ from ..models import load_model
 from ..progress import case_bar
 from ..report import Section, Table, write_section
 from ..sae import DEFAULT_QUOTAS, ActivationStore, SAETrainingSettings, load_sae
-from ..sae.defaults import default_for
 from ..sae.extract import extract_activations
 from ..sae.fit import fit_layer_sae, partial_dir
 from .backbone_stages import model_dir
@@ -39,23 +38,11 @@ def sae_outputs(architecture: str) -> tuple[str, ...]:
     return str(folder), str(partial_dir(folder)), f"sections/sae_train_{architecture}"
 
 
-def layer_for(ctx: StageContext, architecture: str, model) -> tuple[str, int, int, str]:
-    """(layer, latents, k, kind): the configured layer and sizes, else the architecture's defaults."""
-    config = ctx.config
-    default = default_for(model)
-    return (
-        config.layer_of(architecture) or default.layer,
-        config.sae_latents or default.n_latents,
-        config.sae_k or default.k,
-        default.kind,
-    )
-
-
 def extract_stage(architecture: str):
     def run(ctx: StageContext) -> dict:
         config = ctx.config
         model = load_model(model_dir(ctx.work, architecture), device="cpu")
-        layer = layer_for(ctx, architecture, model)[0]
+        layer = config.sae_plan(architecture)[0]
         adult = discover_cohorts(cohort_folders(ctx.work, config.role("train")))[: config.sae_adult_cases]
         cases = adult + discover_cohorts(cohort_folders(ctx.work, config.role("calibration")))
         quotas = {name: max(1, round(n * config.sae_quota_scale)) for name, n in DEFAULT_QUOTAS.items()}
@@ -110,7 +97,7 @@ def train_sae_stage(architecture: str):
     def run(ctx: StageContext) -> dict:
         config, out = ctx.config, sae_dir(ctx.work, architecture)
         model = load_model(model_dir(ctx.work, architecture), device="cpu")
-        layer, latents, k, kind = layer_for(ctx, architecture, model)
+        layer, latents, k, kind = ctx.config.sae_plan(architecture)
         if not (ctx.resume and complete_sae(out)):
             store = ActivationStore(store_dir(ctx.work, architecture))
             train = SAETrainingSettings(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ParameterError
+from ..sae.defaults import default_for_architecture
 from ..settings_json import read_settings
 from ..steering.study import StudySettings
 
@@ -174,8 +175,23 @@ class DemoSettings:
         """The configured SAE layer, or None for the architecture's default (sae/defaults.py)."""
         return dict(self.layers).get(architecture)
 
+    def sae_plan(self, architecture: str) -> tuple[str, int, int, str]:
+        """(layer, latents, k, kind) of an architecture's SAE: the configured layer and sizes, else the defaults."""
+        default = default_for_architecture(architecture)
+        return (
+            self.layer_of(architecture) or default.layer,
+            self.sae_latents or default.n_latents,
+            self.sae_k or default.k,
+            default.kind,
+        )
+
     def field_json(self, name: str):
-        """A config field as JSON data (for stage keys)."""
+        """A config field as JSON data (for stage keys). `sae_layer:ARCH` and `sae_size:ARCH` are the resolved
+        SAE plan, not a field: a stage keyed on them reruns when sae/defaults.py changes the default it used."""
+        if name.startswith(("sae_layer:", "sae_size:")):
+            kind, architecture = name.split(":", 1)
+            plan = self.sae_plan(architecture)
+            return plan[0] if kind == "sae_layer" else list(plan[1:])
         value = getattr(self, name)
         if isinstance(value, StudySettings):
             return value.to_json()

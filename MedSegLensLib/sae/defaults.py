@@ -44,7 +44,11 @@ DEFAULTS: dict[str, LayerDefault] = {
 
 def default_for(model: SegmentationModel) -> LayerDefault:
     """The default layer and SAE size of the model's architecture."""
-    architecture = model.config.architecture
+    return default_for_architecture(model.config.architecture)
+
+
+def default_for_architecture(architecture: str) -> LayerDefault:
+    """The default layer and SAE size of an architecture by name (a refusal names what to pass instead)."""
     if architecture not in DEFAULTS:
         raise ParameterError(
             f"no default SAE layer for architecture {architecture!r}; pass --layer "
