@@ -46,6 +46,20 @@ def test_the_real_size_bench_times_every_step_for_the_three_networks(tmp_path):
     for suffix in ("t1n", "t1c", "t2w", "t2f", "seg"):
         image = nib.load(str(case / f"BraTS-SYN-00000-000-{suffix}.nii.gz"))
         assert image.shape == bench.SMALL_SHAPE and tuple(image.header.get_zooms()) == (1.0, 1.0, 1.0)
+    for row in rows:  # the session reports what it holds: within its budget, at most every window
+        cache = row["cache"]
+        assert 0 < cache["per_window_gb"] and cache["held_gb"] <= min(cache["all_windows_gb"], cache["budget_gb"])
     text = bench.table(rows)
     assert all(f"| {name} @" in text for name in ("unet", "segformer", "nnunet"))
     assert len(bench.verdicts(rows)) == 3
+
+
+def test_the_session_only_run_reports_the_cache_and_rebuilds_what_a_zero_budget_drops(tmp_path):
+    bench = _bench()
+    options = ["--cache-budget-gb", "0", "--session-only", "--threads", "1"]
+    (row,) = bench.run(tmp_path, ["nnunet"], small=True, timeout=240, shape=(40, 32, 24), child_options=options)
+    assert "error" not in row, row
+    assert set(row["seconds"]) == {"read + validate", "steer session", "steer", "steer preview", "labels to case grid"}
+    assert row["case_shape"] == [40, 32, 24] and row["threads"] == 1
+    assert row["cache"]["held_gb"] == 0 and row["cache"]["rebuilds"] > 0
+    assert row["peak_gb_after"]["steer session"] <= row["peak_gb"]

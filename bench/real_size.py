@@ -3,6 +3,8 @@
     nice -n 10 python bench/real_size.py --out /tmp/real-size            # real size, all three networks
     python bench/real_size.py --small --out /tmp/rs                       # tiny sizes of the same code (the test's)
     python bench/real_size.py --networks unet,segformer --json table.json
+    nice -n 10 python bench/real_size.py --networks nnunet --shape 192,128,128 --session-only \
+        --cache-budget-gb none                                              # the steering session's memory alone
 
 It writes a synthetic BraTS 2023-style case folder (`<id>/<id>-t1n/-t1c/-t2w/-t2f/-seg.nii.gz`, LPS, 1 mm,
 a brain-like ellipsoid with a planted tumour: necrotic core, enhancing rim, edema) and a region mask (the
@@ -39,6 +41,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -282,14 +285,28 @@ def peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: kilobytes
 
 
-def run_network(network_name: str, case_dir: Path, mask: Path, work: Path, small: bool) -> dict:
-    """Every step for one network; seconds per step, the preview's deviation and the process's peak memory."""
+def run_network(
+    network_name: str,
+    case_dir: Path,
+    mask: Path,
+    work: Path,
+    small: bool,
+    budget: str = "default",
+    session_only: bool = False,
+) -> dict:
+    """Every step for one network; seconds per step, the preview's deviation and the process's peak memory.
+
+    `budget`: the session's `cache_budget_gb` ("default": the library's, "none": hold every window).
+    `session_only`: skip segment, encode and the latent map (typical activations of 1, latent 0): the steering
+    session's time and memory alone, with the peak after each step.
+    """
     import torch
 
     from MedSegLensLib.data import read_case
     from MedSegLensLib.models import load_model
     from MedSegLensLib.sae import encode_case, load_sae
-    from MedSegLensLib.steering import RegionSpec, SteeringSpec, open_session
+    from MedSegLensLib.steering import LatentScales, RegionSpec, SteeringSession, SteeringSpec, sae_sha256
+    from MedSegLensLib.steering.scales import latent_scales_for, save_latent_scales
 
     work.mkdir(parents=True, exist_ok=True)
     model_dir = write_model(network_name, work / f"model-{network_name}", small)
@@ -297,6 +314,7 @@ def run_network(network_name: str, case_dir: Path, mask: Path, work: Path, small
     sae_dir, layer = write_sae(model, network_name, work / f"sae-{network_name}", small)
     seconds: dict[str, float] = {}
     cpu: dict[str, float] = {}
+    peaks: dict[str, float] = {}
 
     partial = work.parent / f"{network_name}.partial.json"
 
@@ -304,23 +322,55 @@ def run_network(network_name: str, case_dir: Path, mask: Path, work: Path, small
         start, start_cpu = time.perf_counter(), time.process_time()
         out = function()
         seconds[step], cpu[step] = time.perf_counter() - start, time.process_time() - start_cpu
+        peaks[step] = peak_gb()
         partial.write_text(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_gb": peak_gb()}))
         return out
 
     with torch.no_grad():
         case = timed("read + validate", lambda: read_case(case_dir))
-        prediction = timed("segment", lambda: model.predict(case))
         sae = load_sae(sae_dir)
-        codes = timed("encode", lambda: encode_case(model, sae, case))
-        latent = save_scales_from_codes(codes, sae_dir)
-        timed("latent map", lambda: codes.latent_map(latent, on="image"))
-        session = timed("steer session", lambda: open_session(model, sae_dir, case))
+        if session_only:
+            prediction, latent = None, 0
+            n = sae.n_latents
+            save_latent_scales(LatentScales(torch.ones(n), torch.ones(n) / n, 0.99, 1, sae_sha256(sae_dir)), sae_dir)
+        else:
+            prediction = timed("segment", lambda: model.predict(case))
+            codes = timed("encode", lambda: encode_case(model, sae, case))
+            latent = save_scales_from_codes(codes, sae_dir)
+            timed("latent map", lambda: codes.latent_map(latent, on="image"))
+        scales = latent_scales_for(sae_dir, sae, sae_sha256(sae_dir))
+        options = {} if budget == "default" else {"cache_budget_gb": None if budget == "none" else float(budget)}
+        session = timed(
+            "steer session",
+            lambda: SteeringSession(model, sae, case, layer, scales=scales, sae_sha256=sae_sha256(sae_dir), **options),
+        )
         spec = SteeringSpec((latent,), (2.0,), "additive", RegionSpec("mask", path=str(mask)))
         exact = timed("steer", lambda: session.steer(spec))
         preview = timed("steer preview", lambda: session.steer(spec, exact=False))
         # the part of every update that does not shrink with the region: logits -> labels on the 1 mm case grid
         timed("labels to case grid", lambda: model.to_prediction(exact.logits, session.prepared))
     unsteered = session.unsteered().labels
+    cache = session.cache_bytes()
+    cache_row = {
+        "budget_gb": None if session.window_cache.budget is None else session.window_cache.budget / 1024**3,
+        "per_window_gb": cache["per_window"] / 1024**3,
+        "held_gb": cache["windows"] / 1024**3,
+        "all_windows_gb": cache["per_window"] * session.windows_total / 1024**3,
+        "logits_gb": cache["logits"] / 1024**3,
+        "rebuilds": session.window_cache.rebuilds,
+    }
+    if session_only:
+        return {
+            "network": network_name,
+            "case_shape": list(case.shape),
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "peak_gb_after": peaks,
+            "peak_gb": peak_gb(),
+            "cache": cache_row,
+            "windows": [exact.windows_recomputed, exact.windows_total],
+            "threads": torch.get_num_threads(),
+        }
     return {
         "network": network_name,
         "layer": layer,
@@ -341,6 +391,8 @@ def run_network(network_name: str, case_dir: Path, mask: Path, work: Path, small
         "steer_changed_voxels": int(np.count_nonzero(exact.prediction.labels != unsteered)),
         "segment_labels_equal_session": bool(np.array_equal(prediction.labels, unsteered)),
         "peak_gb": peak_gb(),
+        "peak_gb_after": peaks,
+        "cache": cache_row,
         "threads": torch.get_num_threads(),
     }
 
@@ -410,27 +462,39 @@ def verdicts(rows: list[dict]) -> list[str]:
     return out
 
 
-def run(out: Path, networks=NETWORKS, small: bool = False, timeout: float | None = None) -> list[dict]:
-    """The whole benchmark: the case, then each network in a child process; returns the rows."""
+def run(
+    out: Path,
+    networks=NETWORKS,
+    small: bool = False,
+    timeout: float | None = None,
+    shape: tuple[int, ...] | None = None,
+    child_options: Sequence[str] = (),
+) -> list[dict]:
+    """The whole benchmark: the case (`shape`, else the real or small one), then each network in a child process
+    (given `child_options`: --cache-budget-gb, --session-only, --threads); returns the rows."""
     out.mkdir(parents=True, exist_ok=True)
-    case_dir, mask = write_case(out / "case", SMALL_SHAPE if small else REAL_SHAPE)
+    case_dir, mask = write_case(out / "case", shape or (SMALL_SHAPE if small else REAL_SHAPE))
     rows = []
     for name in networks:
         result = out / f"{name}.json"
         result.unlink(missing_ok=True)
         (out / f"{name}.partial.json").unlink(missing_ok=True)
-        command = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--child",
-            name,
-            "--case",
-            str(case_dir),
-            "--mask",
-            str(mask),
-            "--out",
-            str(out),
-        ] + (["--small"] if small else [])
+        command = (
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--child",
+                name,
+                "--case",
+                str(case_dir),
+                "--mask",
+                str(mask),
+                "--out",
+                str(out),
+            ]
+            + (["--small"] if small else [])
+            + list(child_options)
+        )
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
@@ -457,12 +521,25 @@ def main(argv=None) -> int:
     parser.add_argument("--small", action="store_true", help="tiny case and networks: the same code in seconds")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per network (child process)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--shape", default=None, help="case shape X,Y,Z at 1 mm instead of 240,240,155")
+    parser.add_argument(
+        "--cache-budget-gb", default="default", help="the steering session's cache budget: GB, none, or default"
+    )
+    parser.add_argument(
+        "--session-only", action="store_true", help="time the steering session only (no segment, encode, map)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads in each child")
     parser.add_argument("--child", choices=NETWORKS + EXTRA_NETWORKS, help=argparse.SUPPRESS)
     parser.add_argument("--case", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--mask", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        row = run_network(args.child, args.case, args.mask, args.out / f"work-{args.child}", args.small)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        work = args.out / f"work-{args.child}"
+        row = run_network(args.child, args.case, args.mask, work, args.small, args.cache_budget_gb, args.session_only)
         (args.out / f"{args.child}.json").write_text(json.dumps(row, indent=1))
         return 0
     networks = [n.strip() for n in args.networks.split(",") if n.strip()]
@@ -470,8 +547,13 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown network(s) {unknown}; choose from {', '.join(NETWORKS + EXTRA_NETWORKS)}")
     started = time.perf_counter()
-    rows = run(args.out, networks, args.small, args.timeout)
-    shape = SMALL_SHAPE if args.small else REAL_SHAPE
+    shape = tuple(int(n) for n in args.shape.split(",")) if args.shape else (SMALL_SHAPE if args.small else REAL_SHAPE)
+    options = ["--cache-budget-gb", args.cache_budget_gb] + (["--session-only"] if args.session_only else [])
+    options += ["--threads", str(args.threads)] if args.threads else []
+    rows = run(args.out, networks, args.small, args.timeout, shape, options)
+    if args.session_only:  # no segment to take ratios to: the rows as they are
+        print(json.dumps(rows, indent=1))
+        return 0 if all("error" not in row for row in rows) else 1
     print(
         f"case {shape[0]}x{shape[1]}x{shape[2]} at 1 mm (BraTS 2023 layout); "
         "wall seconds and process CPU seconds (ratio to segment, same process)"

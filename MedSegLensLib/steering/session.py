@@ -70,7 +70,7 @@ class SteeringResult:
 
 # Bytes of per-window tensors a session holds by default: an nnU-Net v2 3d_fullres network at BraTS size
 # (0.6 GB per 128^3 window, 18 windows) then peaks under 8 GB; the demo networks' cases fit whole.
-DEFAULT_CACHE_BUDGET_GB = 3.0
+DEFAULT_CACHE_BUDGET_GB = 2.0
 _BLENDED = object()  # stands for a tensor of the rest's inputs in `_entry_over`
 
 

@@ -51,14 +51,15 @@ class WindowCache:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held (within an update, one more batch that did not fit may be held besides)."""
+        """Bytes held (within an update, one more rebuilt batch that did not fit may be held besides)."""
         return sum(size for _, size in self._held.values())
 
     def held(self) -> list[int]:
         return list(self._held)
 
-    def put(self, index: int, value: Any) -> None:
-        """Keep `value` for `index` if it fits (dropping least recently used ones not in the current update)."""
+    def put(self, index: int, value: Any) -> bool:
+        """Keep `value` for `index` if it fits (dropping least recently used ones not in the current update);
+        False when it does not fit (then it is not held at all)."""
         size = tensor_bytes(value)
         if self._in_update is not None:
             self._in_update.add(index)
@@ -68,10 +69,9 @@ class WindowCache:
                     break
                 del self._held[old]
             if self.nbytes + size > self.budget:
-                self._transient = (index, value)
-                return
+                return False
         self._held[index] = (value, size)
-        self._transient = None
+        return True
 
     def get(self, index: int) -> Any:
         """The value for `index`, rebuilt (and kept if it fits) when it was dropped."""
@@ -85,7 +85,8 @@ class WindowCache:
         self._transient = None  # free it before rebuilding another
         value = self._rebuild(index)
         self.rebuilds += 1
-        self.put(index, value)
+        if not self.put(index, value) and self._in_update is not None:
+            self._transient = (index, value)  # asked for again within the update (codes, then the suffix's inputs)
         return value
 
     @contextmanager
