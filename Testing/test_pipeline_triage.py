@@ -10,12 +10,14 @@ classes: this checks the stage's wiring with the real triage run, not what the l
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 from test_pipeline_demo import TINY
 
 from MedSegLensLib.diffing.labels import label_text, read_labels
 from MedSegLensLib.pipeline import run_demo
+from MedSegLensLib.pipeline.triage_stage import HEALTHY_CALIBRATION_CASES
 from MedSegLensLib.report import load_section
 from MedSegLensLib.steering.scales import sae_sha256
 from MedSegLensLib.triage.read import read_worklist
@@ -50,7 +52,14 @@ def test_the_triage_stage_ranks_the_held_out_cases_into_the_workspace_and_the_re
     assert workspace.triage == "triage"
     assert default_case(workspace, load_worklist(workspace)).case_id == worklist.cases[0]["case_id"]
 
+    # calibrated on every population it ranks, healthy included (a cohort the stage generates), and on adult
+    # training cases the SAE did not see (its own have in-sample reconstruction error)
+    reference = json.loads((work / "triage" / "reference.json").read_text())
+    assert set(reference["failure_rates"]) >= {spec.population for spec in TINY.role("test")}
+    calibrated = sum(spec.cases for spec in TINY.role("train")) - TINY.sae_adult_cases
+    calibrated += sum(spec.cases for spec in TINY.role("calibration")) + HEALTHY_CALIBRATION_CASES
     section = load_section(work / "sections" / "triage")
+    assert f"fit on {calibrated} labelled cases" in section.paragraphs[0]
     auroc, top = section.tables
     assert {row[0] for row in auroc.rows} >= {"pooled", "adult"}
     assert any(row[2] == "sae_risk" and row[3] != "n/a" for row in auroc.rows if row[0] == "pooled")

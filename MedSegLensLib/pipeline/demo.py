@@ -17,7 +17,7 @@ from .report_stage import REPORT_DIR, report_stage
 from .sae_stages import STORES_DIR, extract_stage, sae_outputs, train_sae_stage
 from .settings import DemoSettings
 from .stages import Stage, StageResult, run_stages
-from .triage_stage import TRIAGE_DIR, run_triage
+from .triage_stage import HEALTHY_CALIBRATION_DIR, TRIAGE_DIR, run_triage
 from .workspace_stage import LATENTS_DIR, PREDICTIONS_DIR, run_latent_maps
 
 EVALUATE = "evaluate"
@@ -114,8 +114,8 @@ def build_stages(config: DemoSettings) -> list[Stage]:
             f"held-out cases ranked by SAE failure risk ({steer})",
             run_triage,
             (f"sae_train_{steer}", f"interpret_{steer}"),  # the worklist's top latents carry its labels
-            ("steering_architecture", "sae_adult_cases", "diff_bootstrap", "seed"),
-            (TRIAGE_DIR, _section("triage")),
+            ("steering_architecture", "sae_adult_cases", "diff_bootstrap", "seed", "spacing", "severity"),
+            (TRIAGE_DIR, HEALTHY_CALIBRATION_DIR, _section("triage")),
         )
     )
     stages.append(

@@ -1,10 +1,13 @@
 """Stage `triage`: the held-out test cases ranked by SAE failure risk (issue 17), for the report and the viewer.
 
-The risk's weights are fit on labelled cases the demo never evaluates on: the adult training cases the SAE saw
-(`sae_adult_cases`, which give the reference's adult statistics) and the calibration cohorts. Every test case
-is ranked (`triage.triage`, the library call behind `medseglens triage`). The worklist goes to `triage/`, which
-the `latent_maps` stage names in `workspace.json`, so the viewer opens on rank 1 with its Why panel. The section
-gives the AUROC/AUPRC table (pooled and per population, bootstrap intervals) and the worklist's top rows.
+The risk's weights are fit on labelled cases the demo never evaluates on, covering every population it ranks,
+as in the held-out benchmark (`bench/triage_protocol.json`): the adult training cases the SAE did not see
+(after the first `sae_adult_cases`: the SAE's own have in-sample reconstruction error), the calibration
+cohorts, and a small healthy cohort this stage generates (the demo has no healthy calibration cohort; without
+one the risk ranked every healthy case first, docs/triage.md). Every test case is ranked (`triage.triage`,
+the library call behind `medseglens triage`). The worklist goes to `triage/`, which the `latent_maps` stage
+names in `workspace.json`, so the viewer opens on rank 1 with its Why panel. The section gives the
+AUROC/AUPRC table (pooled and per population, bootstrap intervals) and the worklist's top rows.
 The worklist's top latents carry the descriptions of the `interpret_<arch>` stage's latents.json (the demo's SAE
 folder holds none).
 A calibration set the risk cannot be fit on (e.g. no success among tiny-setting cases) gives a section that
@@ -25,6 +28,9 @@ from .sae_stages import sae_dir
 from .stages import StageContext
 
 TRIAGE_DIR = "triage"
+HEALTHY_CALIBRATION_DIR = "triage_calibration_healthy"
+HEALTHY_CALIBRATION_CASES = 4
+HEALTHY_CALIBRATION_SEED = 108  # after the demo cohorts' 101-107; used nowhere else
 TOP_ROWS = 10
 
 
@@ -87,6 +93,7 @@ def run_triage(ctx: StageContext) -> dict:
     from ..models import load_model
     from ..sae import check_sae_for_model, load_sae
     from ..steering.scales import sae_sha256
+    from ..synth import generate_cohort
     from ..triage import evaluate_scores, triage, worklist_rows, write_worklist
 
     config, work = ctx.config, ctx.work
@@ -95,16 +102,29 @@ def run_triage(ctx: StageContext) -> dict:
     model = load_model(model_dir(work, architecture), device="cpu")
     sae = load_sae(folder)
     layer = check_sae_for_model(sae, folder, model)
-    adult = discover_cohorts(cohort_folders(work, config.role("train")))[: config.sae_adult_cases]
-    calibration = adult + discover_cohorts(cohort_folders(work, config.role("calibration")))
+    adult = discover_cohorts(cohort_folders(work, config.role("train")))[config.sae_adult_cases :]
+    healthy = work / HEALTHY_CALIBRATION_DIR
+    if not (healthy / "manifest.csv").is_file():
+        generate_cohort(
+            "healthy",
+            HEALTHY_CALIBRATION_CASES,
+            HEALTHY_CALIBRATION_SEED,
+            healthy,
+            spacing=config.spacing,
+            severity=config.severity,
+            overwrite=True,
+            progress=False,
+        )
+    calibration = adult + discover_cohorts([*cohort_folders(work, config.role("calibration")), healthy])
     cases = discover_cohorts(cohort_folders(work, config.role("test")))
     command = (
         f"medseglens triage --model {model_dir(work, architecture)} --sae {folder} --data "
         + " ".join(str(p) for p in cohort_folders(work, config.role("test")))
         + " --calibration "
-        + " ".join(str(p) for p in cohort_folders(work, config.role("calibration")))
+        + " ".join(str(p) for p in [*cohort_folders(work, config.role("calibration")), healthy])
         + f" --labels {labels_file(work, architecture)} --out {worklist_folder(work)}"
-        f"  (the stage adds the first {config.sae_adult_cases} adult training cases to the calibration cases)"
+        f"  (the stage adds the adult training cases after the SAE's first {config.sae_adult_cases} to the "
+        "calibration cases)"
     )
     title = f"Stage triage: which cases to look at first ({architecture}, SAE failure risk)"
     try:
@@ -125,7 +145,8 @@ def run_triage(ctx: StageContext) -> dict:
     summary = evaluate_scores(result.records, result.reference, config.diff_bootstrap, config.seed)
     paragraph = (
         f"{len(rows)} held-out test cases ranked by the SAE failure risk, fit on {len(calibration)} labelled cases "
-        "the demo does not evaluate on (the SAE's adult training cases and the calibration cohorts); beside it "
+        "the demo does not evaluate on (adult training cases the SAE did not see, the calibration cohorts and "
+        f"{HEALTHY_CALIBRATION_CASES} generated healthy cases); beside it "
         "the label-free baselines measured in the same pass (docs/triage.md). A pooled score can win by "
         "recognising the population, so read the per-population rows. The viewer opens this worklist's rank 1."
     )
