@@ -1,9 +1,11 @@
-"""`medseglens synth` cohorts: files, determinism, manifest, montage, atomic output, errors."""
+"""`medseglens synth` cohorts: files, determinism, manifest, montage, atomic output, resuming, errors."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+from functools import partial
 from pathlib import Path
 
 import nibabel as nib
@@ -13,7 +15,8 @@ from conftest import subprocess_env
 
 from MedSegLensLib.data import discover_cohort, read_case, read_volume
 from MedSegLensLib.errors import OutputError, ParameterError
-from MedSegLensLib.synth import ATLAS_LABELS, generate_cohort
+from MedSegLensLib.steering.study.bench_inputs import exclusive
+from MedSegLensLib.synth import ATLAS_LABELS, ensure_cohort, generate_cohort
 from MedSegLensLib.synth import cohort as cohort_module
 
 SPACING = 6.0
@@ -100,6 +103,52 @@ def test_a_failure_midway_leaves_no_folder(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         generate_cohort("adult", 3, 1, tmp_path / "partial", spacing=SPACING, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ensure_cohort_generates_once_and_keeps_a_complete_folder(cohorts, tmp_path, monkeypatch):
+    folder = tmp_path / "healthy"
+    assert ensure_cohort(folder, "healthy", 2, 5, spacing=SPACING)
+    assert files_of(folder) == files_of(cohorts["healthy"])  # what generate_cohort gives for these arguments
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a complete cohort was generated again")
+
+    monkeypatch.setattr(cohort_module, "generate_cohort", refuse)
+    assert not ensure_cohort(folder, "healthy", 2, 5, spacing=SPACING)
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == stamps
+
+
+def test_ensure_cohort_rebuilds_an_incomplete_folder_and_a_killed_runs_leftovers(cohorts, tmp_path):
+    folder = tmp_path / "ssa"
+    (folder / "SYN-SSA-5-00000").mkdir(parents=True)  # cases but no manifest: not a finished cohort
+    (folder / "SYN-SSA-5-00000" / "SYN-SSA-5-00000-t1n.nii.gz").write_bytes(b"truncated")
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()
+    leftover = tmp_path / f".ssa.{killed.pid}.x.partial"  # the temporary a killed generation leaves
+    leftover.mkdir()
+    assert ensure_cohort(folder, "ssa", 2, 5, spacing=SPACING)
+    assert files_of(folder) == files_of(cohorts["ssa"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ssa"]
+
+
+def test_ensure_cohort_with_a_lock_generates_once_for_concurrent_callers(cohorts, tmp_path):
+    folder, start, built = tmp_path / "healthy", threading.Barrier(2), []
+
+    def caller():
+        start.wait()
+        built.append(
+            ensure_cohort(folder, "healthy", 2, 5, spacing=SPACING, guard=partial(exclusive, poll_seconds=0.05))
+        )
+
+    threads = [threading.Thread(target=caller) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(built) == [False, True]
+    assert files_of(folder) == files_of(cohorts["healthy"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["healthy"]  # the lock is gone
 
 
 @pytest.mark.parametrize(

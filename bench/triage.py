@@ -35,7 +35,7 @@ from MedSegLensLib.paths import cache_dir
 from MedSegLensLib.preregistration import FrozenProtocol, bind_results, check_committed
 from MedSegLensLib.sae import check_sae_for_model, load_sae
 from MedSegLensLib.steering.scales import sae_sha256
-from MedSegLensLib.synth import generate_cohort
+from MedSegLensLib.synth import ensure_cohort
 from MedSegLensLib.triage import (
     SCORES,
     MeasureSettings,
@@ -66,18 +66,15 @@ def _cohort_cases(protocol: TriageProtocol, out: Path, cohorts: list[dict], log)
     cases = []
     for cohort in cohorts:
         folder = out / "cohorts" / cohort["name"]
-        if not (folder / "manifest.csv").is_file():
-            log(f"synth {cohort['name']}: {cohort['cases']} {cohort['population']} cases, seed {cohort['seed']}")
-            generate_cohort(
-                cohort["population"],
-                cohort["cases"],
-                cohort["seed"],
-                folder,
-                spacing=float(protocol.data["resolution_mm"]),
-                severity=float(protocol.data.get("severity", 1.0)),
-                overwrite=True,
-                progress=False,
-            )
+        ensure_cohort(
+            folder,
+            cohort["population"],
+            cohort["cases"],
+            cohort["seed"],
+            spacing=float(protocol.data["resolution_mm"]),
+            severity=float(protocol.data.get("severity", 1.0)),
+            log=log,
+        )
         cases += discover_cohort(folder, population=cohort["population"])
     return cases
 

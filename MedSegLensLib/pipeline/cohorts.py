@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..report import Section, Table, write_section
-from ..synth import generate_cohort
+from ..synth import ensure_cohort
 from .settings import CohortSpec, DemoSettings
 from .stages import StageContext
 
@@ -39,17 +39,7 @@ def run_cohorts(ctx: StageContext) -> dict:
     config, rows, made = ctx.config, [], {}
     for spec in config.cohorts:
         folder = cohort_dir(ctx.work, spec.name)
-        if not (folder / "manifest.csv").is_file():
-            generate_cohort(
-                spec.population,
-                spec.cases,
-                spec.seed,
-                folder,
-                spacing=config.spacing,
-                severity=config.severity,
-                overwrite=True,
-                progress=True,
-            )
+        ensure_cohort(folder, spec.population, spec.cases, spec.seed, config.spacing, config.severity, progress=True)
         record = json.loads((folder / "synth.json").read_text(encoding="utf-8"))
         made[spec.name] = {"population": spec.population, "cases": spec.cases, "seed": spec.seed, "role": spec.role}
         rows.append(

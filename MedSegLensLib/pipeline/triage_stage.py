@@ -93,7 +93,7 @@ def run_triage(ctx: StageContext) -> dict:
     from ..models import load_model
     from ..sae import check_sae_for_model, load_sae
     from ..steering.scales import sae_sha256
-    from ..synth import generate_cohort
+    from ..synth import ensure_cohort
     from ..triage import evaluate_scores, triage, worklist_rows, write_worklist
 
     config, work = ctx.config, ctx.work
@@ -104,17 +104,9 @@ def run_triage(ctx: StageContext) -> dict:
     layer = check_sae_for_model(sae, folder, model)
     adult = discover_cohorts(cohort_folders(work, config.role("train")))[config.sae_adult_cases :]
     healthy = work / HEALTHY_CALIBRATION_DIR
-    if not (healthy / "manifest.csv").is_file():
-        generate_cohort(
-            "healthy",
-            HEALTHY_CALIBRATION_CASES,
-            HEALTHY_CALIBRATION_SEED,
-            healthy,
-            spacing=config.spacing,
-            severity=config.severity,
-            overwrite=True,
-            progress=False,
-        )
+    ensure_cohort(
+        healthy, "healthy", HEALTHY_CALIBRATION_CASES, HEALTHY_CALIBRATION_SEED, config.spacing, config.severity
+    )
     calibration = adult + discover_cohorts([*cohort_folders(work, config.role("calibration")), healthy])
     cases = discover_cohorts(cohort_folders(work, config.role("test")))
     command = (

@@ -2,7 +2,8 @@
 
 The folder is built under a temporary name and published with one rename, so
 it appears complete or not at all; an existing folder is only replaced with
-`overwrite`.
+`overwrite`. `ensure_cohort` is the resumable form the pipeline and the
+benchmarks use: a folder with its manifest is kept, anything else is rebuilt.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import dataclasses
 import os
 import shutil
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from tqdm import tqdm
 
 from ..data import CaseFiles, write_manifest, write_volume
 from ..data.case import MODALITIES
+from ..data.cohort import MANIFEST_CSV
 from ..errors import ParameterError
 from ..fileio import atomic_directory, write_json_atomic, write_text_atomic
 from .generator import SyntheticCase, case_seed, synthesize_case
@@ -98,6 +102,46 @@ def generate_cohort(
         shutil.copyfile(ensure_template_files() / "COPYING", folder / LICENCE)
         write_montage(shown, folder / MONTAGE)
     return CohortSummary(out, [r["case_id"] for r in records], elapsed)
+
+
+Guard = Callable[[Path, Callable[[], bool]], AbstractContextManager[bool]]
+
+
+@contextmanager
+def _alone(folder: Path, done: Callable[[], bool]):
+    """The guard of a single caller: build unless done."""
+    yield not done()
+
+
+def ensure_cohort(
+    folder: str | os.PathLike,
+    population: str,
+    cases: int,
+    seed: int,
+    spacing: float = 2.0,
+    severity: float = DEFAULT_SEVERITY,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+    guard: Guard = _alone,
+) -> bool:
+    """Make `folder` hold the cohort `generate_cohort` gives for these arguments; True when this call generated it.
+
+    A folder with its manifest is complete and kept (`generate_cohort` publishes the folder whole, so only an
+    older or foreign folder can lack it), so a rerun reuses a finished cohort; anything else is rebuilt in
+    its place. Callers that run
+    concurrently on one folder pass a `guard(folder, done)`: a context manager yielding True to the one
+    caller that should build and False once `done()` (e.g. the steering benchmark's lock, `exclusive`).
+    """
+    folder = Path(folder)
+    with guard(folder, lambda: (folder / MANIFEST_CSV).is_file()) as build:
+        if not build:
+            return False
+        if log is not None:
+            log(f"synth {folder.name}: {cases} {population} cases, seed {seed}")
+        generate_cohort(
+            population, cases, seed, folder, spacing=spacing, severity=severity, overwrite=True, progress=progress
+        )
+        return True
 
 
 def _write_case(case: SyntheticCase, folder: Path, population: str) -> CaseFiles:

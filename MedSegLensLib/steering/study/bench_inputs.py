@@ -38,7 +38,7 @@ from ...sae import DEFAULT_QUOTAS, ActivationStore, SAETrainingSettings, load_sa
 from ...sae.defaults import default_for
 from ...sae.extract import complete_store, extract_activations
 from ...sae.fit import fit_layer_sae
-from ...synth import generate_cohort
+from ...synth import ensure_cohort
 from ..scales import latent_scales_for, sae_sha256
 from .protocol import Protocol
 
@@ -163,20 +163,16 @@ def _cohorts(protocol: Protocol, cohorts, folders: dict, log, poll_seconds: floa
             lock = Path(str(folder) + ".lock")
             if lock.exists() and _alive(lock):
                 continue
-            with exclusive(folder, lambda folder=folder: (folder / "manifest.csv").is_file()) as build:
-                if build:
-                    log(f"cohort {cohort.name}: {cohort.cases} {cohort.population} cases, seed {cohort.seed}")
-                    generate_cohort(
-                        cohort.population,
-                        cohort.cases,
-                        cohort.seed,
-                        folder,
-                        spacing=protocol.spacing,
-                        severity=float(protocol.data["severity"]),
-                        overwrite=True,
-                        progress=False,
-                    )
-                    built = True
+            built |= ensure_cohort(
+                folder,
+                cohort.population,
+                cohort.cases,
+                cohort.seed,
+                spacing=protocol.spacing,
+                severity=float(protocol.data["severity"]),
+                log=log,
+                guard=exclusive,
+            )
         if not built:
             time.sleep(poll_seconds)
 
