@@ -7,7 +7,15 @@ import pytest
 from datafiles import affine, smooth_image, tumour_labels, write_case, write_nifti, write_nrrd
 
 from MedSegLensLib.data import MODALITIES, Grid, read_case, read_volume, write_volume
-from MedSegLensLib.data.geometry import from_canonical, grid_with_spacing, to_canonical
+from MedSegLensLib.data.geometry import (
+    from_canonical,
+    grid_with_spacing,
+    linear_reach,
+    linear_support,
+    resample_to_grid,
+    sub_grid,
+    to_canonical,
+)
 from MedSegLensLib.errors import OutputError
 from MedSegLensLib.metrics import brats_scores
 
@@ -137,6 +145,33 @@ def test_grid_with_spacing_keeps_the_field_of_view():
     assert coarse.shape == (10, 10, 10)
     corner = lambda g: _world(g.affine, (-0.5, -0.5, -0.5))  # noqa: E731
     np.testing.assert_allclose(corner(coarse), corner(grid))
+
+
+@pytest.mark.parametrize("oblique", [False, True])
+def test_a_change_in_a_box_reaches_only_the_linear_reach_and_its_support_resamples_it_exactly(rng, oblique):
+    """What a steering update relies on (`SegmentationModel.labels_within`): resampling a change made inside a box
+    of the model grid alters case voxels only inside `linear_reach`, and resampling just `linear_support` gives
+    those voxels bit for bit."""
+    for _ in range(8):
+        rotation = np.linalg.qr(rng.normal(size=(3, 3)))[0] if oblique else np.eye(3)
+        fine = np.eye(4)
+        fine[:3, :3] = rotation * rng.uniform(0.7, 1.3, 3)
+        fine[:3, 3] = rng.uniform(-40, 40, 3)
+        case = Grid(tuple(int(n) for n in rng.integers(20, 36, 3)), fine)
+        model = grid_with_spacing(case, tuple(rng.uniform(1.6, 2.4, 3)))
+        volume = rng.random(model.shape).astype(np.float32)
+        start = rng.integers(0, np.array(model.shape) - 3)
+        box = tuple(slice(int(a), int(a + n)) for a, n in zip(start, rng.integers(1, 4, 3)))
+        changed = volume.copy()
+        changed[box] += 1.0
+        before, after = resample_to_grid(volume, model, case), resample_to_grid(changed, model, case)
+        target = linear_reach(model, case, box)
+        outside = after != before
+        outside[target] = False
+        assert (after != before).any() and not outside.any()
+        source = linear_support(model, case, target)
+        part = resample_to_grid(changed[source], sub_grid(model, source), sub_grid(case, target))
+        assert np.array_equal(part, after[target])
 
 
 def test_writer_converts_types_and_refuses_nhdr(tmp_path):

@@ -8,12 +8,15 @@ covers the same physical space therefore yields the same physical result.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
 from nibabel import orientations
 from nibabel.processing import resample_from_to
+
+Box = tuple[slice, ...]  # a box of a grid's voxels, one slice per axis
 
 _RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
 
@@ -88,6 +91,43 @@ def resample_to_grid(volume: np.ndarray, source: Grid, target: Grid, order: int 
     out = resample_from_to(image, (tuple(target.shape), target.affine), order=order, mode="constant", cval=0.0)
     data = np.asarray(out.dataobj)
     return data.astype(volume.dtype, copy=False) if order == 0 else data.astype(np.float32, copy=False)
+
+
+def sub_grid(grid: Grid, box: Box) -> Grid:
+    """The voxels `box` of `grid` as a grid of their own (same spacing and directions)."""
+    start = np.array([b.start for b in box], dtype=float)
+    affine = np.array(grid.affine, dtype=float)
+    affine[:3, 3] = grid.affine[:3, :3] @ start + grid.affine[:3, 3]
+    return Grid(tuple(b.stop - b.start for b in box), affine)
+
+
+def linear_reach(source: Grid, target: Grid, box: Box) -> Box | None:
+    """The box of `target` voxels whose trilinear sample of `source` (`resample_to_grid`, order 1) reads a voxel
+    of `box`; None when none does. A superset for oblique grids: what a change inside `box` can reach."""
+    # a target voxel reads source voxels floor(m) and floor(m) + 1 of its source coordinate m
+    low, high = _mapped_bounds(source, target, [b.start - 1 for b in box], [b.stop for b in box])
+    start = np.maximum(np.floor(low).astype(int), 0)
+    stop = np.minimum(np.ceil(high).astype(int) + 1, target.shape)
+    return None if np.any(stop <= start) else tuple(slice(int(a), int(z)) for a, z in zip(start, stop))
+
+
+def linear_support(source: Grid, target: Grid, box: Box) -> Box:
+    """The box of `source` voxels that trilinear samples at `box` of `target` read, one voxel to spare on each
+    side: `resample_to_grid` from this crop equals the whole source's result on `box`."""
+    low, high = _mapped_bounds(target, source, [b.start for b in box], [b.stop - 1 for b in box])
+    start = np.maximum(np.floor(low).astype(int) - 1, 0)
+    stop = np.minimum(np.floor(high).astype(int) + 3, source.shape)
+    return tuple(slice(int(a), int(max(a, z))) for a, z in zip(start, stop))
+
+
+def _mapped_bounds(origin: Grid, destination: Grid, low, high) -> tuple[np.ndarray, np.ndarray]:
+    """Per axis, the least and greatest `destination` voxel coordinate of the corners of the `origin` voxel
+    box [low, high] (inclusive, continuous)."""
+    corners = np.array(list(itertools.product(*zip(low, high))), dtype=float).T
+    world = origin.affine[:3, :3] @ corners + origin.affine[:3, 3:4]
+    inverse = np.linalg.inv(destination.affine)
+    ijk = inverse[:3, :3] @ world + inverse[:3, 3:4]
+    return ijk.min(1), ijk.max(1)
 
 
 def overlap_fraction(source: Grid, target: Grid) -> float:

@@ -24,7 +24,7 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from ..data import Case, Grid
-from ..data.geometry import resample_to_grid
+from ..data.geometry import Box, linear_reach, linear_support, resample_to_grid, sub_grid
 from ..errors import ParameterError
 from . import memory
 from .config import ModelConfig
@@ -170,20 +170,51 @@ class SegmentationModel:
     def to_prediction(self, logits: torch.Tensor, prepared: PreparedInput, probabilities: bool = False) -> Prediction:
         """Labels (and optionally class probabilities) on the case's own canonical grid."""
         if not prepared.resampled and not probabilities:
-            index = logits[0].movedim(0, -1).contiguous().argmax(-1).cpu().numpy()  # ~10x faster than argmax(0) on CPU
-            return Prediction(channel_index_to_label(index, self.config), prepared.case_grid, None, self.fingerprint)
+            return Prediction(self._argmax_labels(logits[0]), prepared.case_grid, None, self.fingerprint)
         probs = torch.softmax(logits[0], dim=0).cpu().numpy()
         if prepared.resampled:
-            probs = np.stack([resample_to_grid(p, prepared.grid, prepared.case_grid, order=1) for p in probs])
+            probs = _resampled(probs, prepared.grid, prepared.case_grid)
         labels = channel_index_to_label(probs.argmax(0), self.config)
         return Prediction(
             labels, prepared.case_grid, probs.astype(np.float32) if probabilities else None, self.fingerprint
         )
 
+    def labels_within(self, logits: torch.Tensor, prepared: PreparedInput, box: Box, labels: np.ndarray) -> np.ndarray:
+        """`to_prediction(logits, prepared).labels`, given that `logits` differ from the logits that gave `labels`
+        only inside `box` (of `prepared.grid`): only the case voxels the box reaches are recomputed (a steering
+        update's cost then follows its region). A subclass with its own `to_prediction` takes the whole way."""
+        if type(self).to_prediction is not SegmentationModel.to_prediction:
+            return self.to_prediction(logits, prepared).labels
+        out = labels.copy()
+        if any(b.stop <= b.start for b in box):
+            return out
+        if not prepared.resampled:
+            out[box] = self._argmax_labels(logits[0][(slice(None), *box)])
+            return out
+        target = linear_reach(prepared.grid, prepared.case_grid, box)
+        if target is None:
+            return out
+        source = linear_support(prepared.grid, prepared.case_grid, target)
+        # the softmax of the whole grid, cut after: the same float rounding as to_prediction's
+        probs = torch.softmax(logits[0], dim=0)[(slice(None), *source)].cpu().numpy()
+        probs = _resampled(probs, sub_grid(prepared.grid, source), sub_grid(prepared.case_grid, target))
+        out[target] = channel_index_to_label(probs.argmax(0), self.config)
+        return out
+
+    def _argmax_labels(self, logits: torch.Tensor) -> np.ndarray:
+        """Labels of (C, X, Y, Z) logits on their own grid."""
+        index = logits.movedim(0, -1).contiguous().argmax(-1).cpu().numpy()  # ~10x faster than argmax(0) on CPU
+        return channel_index_to_label(index, self.config)
+
     def predict(self, case: Case, probabilities: bool = False, precision: str = "fp32") -> Prediction:
         """Segment a case: labels (uint8, BraTS values) on `case.grid`."""
         prepared = self.prepare(case)
         return self.to_prediction(self.logits(prepared, precision=precision), prepared, probabilities)
+
+
+def _resampled(probabilities: np.ndarray, source: Grid, target: Grid) -> np.ndarray:
+    """(C, ...) class probabilities on `source` -> on `target`, channel by channel (trilinear)."""
+    return np.stack([resample_to_grid(p, source, target, order=1) for p in probabilities])
 
 
 def load_model(model_dir: str | os.PathLike, device=None) -> SegmentationModel:

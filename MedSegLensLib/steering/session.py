@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from ..data import Case
 from ..errors import ParameterError
 from ..models.inference import Prediction, SegmentationModel
-from ..models.preprocess import channel_index_to_label
 from ..models.split import find_linear_entry, split_network
 from ..sae import SparseAutoencoder, check_compatible
 from ..steering_contract import RegionSpec, SteeringSpec
@@ -261,16 +260,17 @@ class SteeringSession:
             if not exact and region.kind != "none" and self.previews:
                 logits, recomputed, box = self._preview(coefficients, directions, gates)
                 preview, cropped = recomputed > 0, recomputed
-                prediction = self._prediction_within(logits, box)
             else:
-                logits, recomputed, cropped = self._exact(coefficients, directions, gates)
-                preview, prediction = False, self.model.to_prediction(logits, self.prepared)
+                logits, recomputed, cropped, box = self._exact(coefficients, directions, gates)
+                preview = False
+            prediction = self._prediction_within(logits, box)
         return SteeringResult(
             prediction, logits, recomputed, self.windows_total, time.perf_counter() - start, preview, cropped
         )
 
-    def _exact(self, coefficients, directions: torch.Tensor, gates) -> tuple[torch.Tensor, int, int]:
-        """(logits, windows recomputed, of them on a crop): every window the change reaches, re-run exactly."""
+    def _exact(self, coefficients, directions: torch.Tensor, gates) -> tuple[torch.Tensor, int, int, Box | None]:
+        """(logits, windows recomputed, of them on a crop, the box of the padded grid where logits changed): every
+        window the change reaches, re-run exactly."""
         changes, recomputed, cropped = [], 0, 0
         for index, (batch, gate) in enumerate(zip(self.batches, gates)):
             if gate is not None and not bool(gate.any()):
@@ -282,8 +282,10 @@ class SteeringSession:
             new, batch_cropped = self._steered_batch(batch, c, directions, changed)
             changes += [(index, int(w), batch.logits[w], out) for w, out in zip(changed, new)]
             recomputed, cropped = recomputed + len(changed), cropped + batch_cropped
-        logits = self._blender.blend(changes, self.batches) if changes else self.logits
-        return logits, recomputed, cropped
+        if not changes:
+            return self.logits, recomputed, cropped, None
+        logits, box = self._blender.blend(changes, self.batches)
+        return logits, recomputed, cropped, box
 
     def _steered_batch(self, batch: WindowBatch, c: torch.Tensor, directions: torch.Tensor, changed: torch.Tensor):
         """(steered logits of the `changed` windows of one batch, how many of them ran on a crop only); the batch's
@@ -320,19 +322,16 @@ class SteeringSession:
 
     def _prediction_within(self, logits: torch.Tensor, box: Box | None) -> Prediction:
         """`model.to_prediction(logits)` where the logits differ from the unsteered ones only inside `box` (padded
-        grid): the unsteered labels with the box's argmax, when labels are the logits' argmax on the case grid
-        (the base class's to_prediction, no resampling; a subclass or a resampled case takes the whole way)."""
-        whole = type(self.model).to_prediction is not SegmentationModel.to_prediction or self.prepared.resampled
-        if box is None or whole:
-            return self.model.to_prediction(logits, self.prepared)
+        grid; None: nowhere): the unsteered labels, recomputed where the box reaches (`model.labels_within`)."""
         unsteered = self.unsteered()
-        inner = tuple(
-            slice(max(0, b.start - before), min(n, b.stop - before))
-            for b, (before, _), n in zip(box, self.pads, logits.shape[2:])
-        )
-        labels = unsteered.labels.copy()
-        index = logits[0][(slice(None), *inner)].movedim(0, -1).contiguous().argmax(-1).cpu().numpy()
-        labels[inner] = channel_index_to_label(index, self.model.config)
+        if box is None:
+            labels = unsteered.labels.copy()
+        else:
+            inner = tuple(
+                slice(max(0, b.start - before), min(n, b.stop - before))
+                for b, (before, _), n in zip(box, self.pads, logits.shape[2:])
+            )
+            labels = self.model.labels_within(logits, self.prepared, inner, unsteered.labels)
         return Prediction(labels, unsteered.grid, None, unsteered.model_fingerprint)
 
     def _entry_over(self, box: Box) -> tuple[torch.Tensor, tuple]:

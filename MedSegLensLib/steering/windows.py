@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from monai.data.utils import compute_importance_map
 
+from ..data.geometry import Box
 from ..models.inference import window_logits
 
-Box = tuple[slice, ...]  # a box of a grid (one slice per axis)
 WindowPart = tuple[int, int, Box, torch.Tensor]  # (batch, window, box in the window, values (1, C, *box))
 
 
@@ -117,15 +117,21 @@ class Blender:
 
     def blend(
         self, changes: list[tuple[int, int, torch.Tensor, torch.Tensor]], batches: list[WindowBatch]
-    ) -> torch.Tensor:
-        """Logits (1, K, ...) after replacing window (batch, index)'s output `old` by `new`."""
+    ) -> tuple[torch.Tensor, Box | None]:
+        """(logits (1, K, ...) after replacing window (batch, index)'s output `old` by `new`, the box of the padded
+        grid where they changed or None)."""
         out = self.base.clone()
+        boxes = []
         for b, w, old, new in changes:
             window = batches[b].slices[w]
             change = new - old
+            local = nonzero_box(change)
+            if local is None:
+                continue
             change *= self.weight_over_count[b][w]
             out[(slice(None), *window)] += change
-        return out[(slice(None), *self.inner)][None]
+            boxes.append(_on_grid(window, local))
+        return out[(slice(None), *self.inner)][None], enclosing_box(boxes)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -178,6 +184,25 @@ def box_zeros(like: torch.Tensor, box: Box) -> torch.Tensor:
 
 def union_box(parts: list[WindowPart], batches: list[WindowBatch]) -> Box:
     """The smallest box of the padded case grid that holds every part."""
-    starts = [[s.start + c.start for s, c in zip(batches[b].slices[w], local)] for b, w, local, _ in parts]
-    stops = [[s.start + c.stop for s, c in zip(batches[b].slices[w], local)] for b, w, local, _ in parts]
-    return tuple(slice(min(a), max(z)) for a, z in zip(zip(*starts), zip(*stops)))
+    return enclosing_box([_on_grid(batches[b].slices[w], local) for b, w, local, _ in parts])
+
+
+def nonzero_box(values: torch.Tensor) -> Box | None:
+    """The smallest box holding every non-zero voxel of (C, X, Y, Z) values; None when all are zero."""
+    mask = values.ne(0).any(0)
+    if not bool(mask.any()):
+        return None
+    axes = [mask.any(dim=others).nonzero().squeeze(1) for others in ((1, 2), (0, 2), (0, 1))]
+    return tuple(slice(int(i[0]), int(i[-1]) + 1) for i in axes)
+
+
+def enclosing_box(boxes: list[Box]) -> Box | None:
+    """The smallest box that holds every box; None for none."""
+    if not boxes:
+        return None
+    return tuple(slice(min(b.start for b in axis), max(b.stop for b in axis)) for axis in zip(*boxes))
+
+
+def _on_grid(window: Box, local: Box) -> Box:
+    """A box in a window's voxels -> the same voxels in the padded case grid."""
+    return tuple(slice(s.start + c.start, s.start + c.stop) for s, c in zip(window, local))
