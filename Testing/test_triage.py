@@ -16,7 +16,7 @@ from MedSegLensLib.data import discover_cohort
 from MedSegLensLib.errors import InputError
 from MedSegLensLib.models import load_model
 from MedSegLensLib.steering.scales import sae_sha256
-from MedSegLensLib.triage import fit_reference, measure_cases, triage, worklist_rows
+from MedSegLensLib.triage import Reference, fit_reference, measure_cases, triage, worklist_rows
 from MedSegLensLib.triage.measure import MeasureSettings
 
 NO_TTA = MeasureSettings(tta=False)
@@ -98,6 +98,48 @@ def test_flip_tta_volumes_of_a_case(setup):
     volumes = record["baselines"]["volumes_ml"]
     assert len(volumes) == 4 and all(v >= 0 for v in volumes)
     assert record["seconds"]["tta"] > 0 and record["failure"] in (True, False)
+
+
+def _counts_record(case_id: str, tumour_voxels: int, tumour_firings: float, failure: bool = False) -> dict:
+    """A record of 10 000 brain voxels whose one tumour latent (0) fires `tumour_firings` times; latent 1 fires
+    once everywhere. The tumour latent's calibration rates: once per predicted tumour voxel, 0.1 elsewhere."""
+    counts = [tumour_firings, 10_000.0]
+    sae = {
+        "fvu_tumour": 0.05,
+        "fvu_brain": 0.05 + 0.01 * failure,
+        "brain_voxels": 10_000,
+        "tumour_voxels": tumour_voxels,
+    }
+    sae |= {"brain_counts": counts, "brain_mass": counts, "tumour_counts": [float(tumour_voxels), tumour_voxels]}
+    return {
+        "case_id": case_id,
+        "population": "adult",
+        "pred_volume_ml": tumour_voxels / 125,
+        "failure": failure,
+        "sae": sae,
+    }
+
+
+def test_tumour_latent_volume_discounts_their_background_firing():
+    """Most tumour-latent firings lie outside the predicted tumour; counting them all as tumour made the volume
+    disagreement a function of the predicted volume alone, largest where nothing is predicted (healthy cases)."""
+    calibration = [
+        _counts_record(f"adult-{v}", v, v + 0.1 * (10_000 - v), failure=v == 1600) for v in (200, 400, 800, 1600)
+    ]
+    reference = fit_reference(calibration)
+    disagreement = lambda record: reference.sae_features(record)["volume_disagreement"]  # noqa: E731
+    nothing_predicted = _counts_record("healthy", 0, 0.1 * 10_000)
+    assert disagreement(nothing_predicted) == pytest.approx(0.0, abs=1e-9)  # was log(1001) counting every firing
+    for record in calibration:  # firings as the calibration rates predict: no disagreement
+        assert disagreement(record) == pytest.approx(0.0, abs=1e-9)
+        assert reference.latent_volume(record) == pytest.approx(record["sae"]["tumour_voxels"])
+    missed = _counts_record("missed", 0, 500 + 0.1 * 9_500)  # the latents see 500 tumour voxels the model missed
+    assert disagreement(missed) == pytest.approx(np.log(501.0))
+    assert reference.tumour_latents == [0]
+    assert reference.kappa == pytest.approx(1.0) and reference.background == pytest.approx(0.1)
+    # a reference saved before `background` existed still scores as it was fit (every firing counted)
+    old = Reference.from_json({k: v for k, v in reference.to_json().items() if k != "background"})
+    assert old.latent_volume(nothing_predicted) == pytest.approx(1000.0)
 
 
 def _cli(capsys, *args: str) -> tuple[int, str]:

@@ -7,9 +7,13 @@
 From the reference population's calibration cases (adult by default):
 - rare latents: firing in less than `rare_frequency` of brain voxels;
 - tumour latents: firing inside the predicted tumour at least `enrichment`
-  times as often as in the rest of the brain, and `kappa`, the number of them
-  active per predicted tumour voxel, which turns their firing counts into a
-  latent tumour volume;
+  times as often as in the rest of the brain; `kappa`, the number of them
+  active per predicted tumour voxel, and `background`, per other brain voxel.
+  Most of their firings are background (median 81-87 % per case, bench and demo SAEs),
+  so a case's latent tumour volume solves count = kappa V + background (brain - V)
+  for V; counting every firing as tumour gave about the same volume in every
+  case, and a "disagreement" that only read the predicted volume (largest
+  where none is predicted: healthy cases);
 - each latent's usual share of the activation mass (for "top latents");
 - the mean and spread of the log predicted volume (volume outlier baseline).
 From all calibration cases: each population's failure rate (the "known
@@ -56,22 +60,27 @@ class Reference:
     intercept: float
     calibration_ids: list[str] = field(default_factory=list)
     sae_sha256: str = ""  # of the SAE folder's weights, so a reference is not reused with another SAE
+    background: float = 0.0  # a reference saved before it existed scores as it was fit: every firing counted
 
     # -- scores ----------------------------------------------------------------------------------
     def sae_features(self, record: dict) -> dict[str, float]:
         """The SAE quantities the risk combines (SAE only: reconstruction, latent counts, predicted volume)."""
         sae = record["sae"]
         mass = np.asarray(sae["brain_mass"], dtype=float)
-        counts = np.asarray(sae["brain_counts"], dtype=float)
         total = mass.sum()
         ood = float(mass[self.rare].sum() / total) if total > 0 and self.rare else 0.0
         disagreement = 0.0
         if self.kappa > 0:
-            latent_volume = counts[self.tumour_latents].sum() / self.kappa
-            disagreement = abs(math.log((latent_volume + 1.0) / (sae["tumour_voxels"] + 1.0)))
+            disagreement = abs(math.log((self.latent_volume(record) + 1.0) / (sae["tumour_voxels"] + 1.0)))
         fvu_brain = sae["fvu_brain"]
         fvu_tumour = sae["fvu_tumour"] if math.isfinite(sae["fvu_tumour"]) else fvu_brain
         return {"fvu_tumour": fvu_tumour, "fvu_brain": fvu_brain, "ood_mass": ood, "volume_disagreement": disagreement}
+
+    def latent_volume(self, record: dict) -> float:
+        """Tumour voxels the tumour latents' firings imply (layer grid), their background rate taken out; >= 0."""
+        sae = record["sae"]
+        count = float(np.asarray(sae["brain_counts"], dtype=float)[self.tumour_latents].sum())
+        return max(0.0, (count - self.background * sae["brain_voxels"]) / (self.kappa - self.background))
 
     def sae_risk(self, record: dict) -> float:
         features = self.sae_features(record)
@@ -125,6 +134,8 @@ def _latent_statistics(records: list[dict], settings: ReferenceSettings) -> dict
     rate_out = (counts - inside) / max(brain - tumour, 1.0)
     enriched = (rate_in >= settings.min_tumour_rate) & (rate_in >= settings.enrichment * rate_out)
     tumour_latents = np.flatnonzero(enriched).tolist()
+    # kappa >= enrichment x background by the selection (enrichment > 1): the latent volume divides by their gap
+    kappa = float(inside[tumour_latents].sum() / tumour) if tumour > 0 and tumour_latents else 0.0
     shares = []
     for r in records:
         mass = np.asarray(r["sae"]["brain_mass"], dtype=float)
@@ -132,7 +143,8 @@ def _latent_statistics(records: list[dict], settings: ReferenceSettings) -> dict
     return {
         "rare": np.flatnonzero(frequency < settings.rare_frequency).tolist(),
         "tumour_latents": tumour_latents,
-        "kappa": float(inside[tumour_latents].sum() / tumour) if tumour > 0 and tumour_latents else 0.0,
+        "kappa": kappa,
+        "background": float(rate_out[tumour_latents].sum()) if kappa > 0 else 0.0,
         "usual_share": np.mean(shares, axis=0).round(6).tolist(),
     }
 
