@@ -63,3 +63,20 @@ def python_exe() -> str:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "one_thread: run each test on one torch thread (models_support.single_thread)")
+
+
+@pytest.fixture(autouse=True)
+def one_thread_when_marked(request: pytest.FixtureRequest):
+    """A module marked `pytestmark = pytest.mark.one_thread` runs on one torch thread, with no fixture imported by
+    name; unmarked tests keep their own thread settings (torch is imported only for marked ones)."""
+    if request.node.get_closest_marker("one_thread") is None:
+        yield
+        return
+    from models_support import single_thread
+
+    with single_thread():
+        yield

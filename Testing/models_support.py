@@ -7,6 +7,8 @@ whose contrast in each modality mimics MRI (bright FLAIR edema, bright T1c rim).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +17,23 @@ import torch
 from datafiles import write_nifti
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread, and far faster than on two when the CPUs are shared."""
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Torch on one thread for the block: tiny networks run fastest so, and far faster than on two on shared CPUs."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """`single_thread` for every test of a module that imports this fixture (or, without an import, marks
+    itself `pytestmark = pytest.mark.one_thread`: conftest.py)."""
+    with single_thread():
+        yield
 
 
 MODALITY_CONTRAST = {  # background brain, NCR, ED, ET

@@ -5,19 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from models_support import (  # noqa: F401 (fixtures)
-    one_thread,
-    tiny_case_arrays,
-    tiny_training_cohort,
-    trained_tiny_model,
-    write_case,
-    write_nifti,
-)
+from models_support import tiny_case_arrays, write_case
 from steering_support import long_case, tiny_steering_setups
 
 from MedSegLensLib.data import read_case
 from MedSegLensLib.steering import RegionSpec, SteeringSession, SteeringSpec, open_session
 from MedSegLensLib.steering.window_cache import WindowCache, tensor_bytes
+
+pytestmark = pytest.mark.one_thread  # tiny networks: one torch thread (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import subprocess_env
-from models_support import one_thread, tiny_case_arrays, tiny_training_cohort, trained_tiny_model, write_case  # noqa: F401
+from models_support import tiny_case_arrays, tiny_training_cohort, trained_tiny_model, write_case
 from steering_support import UNET_DECODER, train_layer_sae
 
 from MedSegLensLib.cli.main import main
@@ -30,6 +30,8 @@ from MedSegLensLib.steering import (
     steering_provenance,
     write_steered_segmentation,
 )
+
+pytestmark = pytest.mark.one_thread  # tiny networks: one torch thread (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,16 @@ normalisation cannot absorb it as it absorbs a uniform shift.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
-from models_support import one_thread, tiny_training_cohort, trained_tiny_model  # noqa: F401
+from models_support import tiny_training_cohort, trained_tiny_model
 from steering_support import UNET_DECODER, train_layer_sae, write_planted_case
 
 from MedSegLensLib.data import read_case
 from MedSegLensLib.models import load_model
 from MedSegLensLib.steering import RegionSpec, SteeringSpec, open_session
+
+pytestmark = pytest.mark.one_thread  # tiny networks: one torch thread (conftest.py)
 
 EDEMA = 2
 

@@ -6,19 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from models_support import (  # noqa: F401 (fixtures)
-    one_thread,
-    tiny_case_arrays,
-    tiny_training_cohort,
-    trained_tiny_model,
-    write_case,
-    write_nifti,
-)
+from models_support import trained_tiny_model
 from steering_support import long_case, reference_logits, tiny_steering_setups
 
 from MedSegLensLib.data import read_case
 from MedSegLensLib.steering import RegionSpec, SteeringSession, SteeringSpec, open_session
 from MedSegLensLib.steering.reach import has_global_operation, measure_reach
+
+pytestmark = pytest.mark.one_thread  # tiny networks: one torch thread (conftest.py)
 
 
 @pytest.fixture(scope="module")

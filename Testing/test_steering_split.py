@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from models_support import one_thread  # noqa: F401 (fixture)
 from torch import nn
 
 from MedSegLensLib.errors import CompatibilityError, ParameterError
 from MedSegLensLib.models import build_network, hookable_layers, tiny_config
 from MedSegLensLib.models.split import find_linear_entry, split_network
+
+pytestmark = pytest.mark.one_thread  # tiny networks: one torch thread (conftest.py)
 
 
 @pytest.mark.parametrize("arch", ["unet", "segformer"])

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from models_support import one_thread, tiny_training_cohort, trained_tiny_model, write_cohort  # noqa: F401
+from models_support import tiny_training_cohort, trained_tiny_model, write_cohort
 from steering_support import UNET_DECODER, write_shifted_cohort
 
 from MedSegLensLib.data import discover_cohorts
@@ -19,6 +19,8 @@ from MedSegLensLib.sae.extract import extract_layers
 from MedSegLensLib.sae.fit import fit_layer_sae
 from MedSegLensLib.steering.study import StudySettings, run_recovery_study, wilson
 from MedSegLensLib.steering.study.selection import calibrated_key, choose, volume_target
+
+pytestmark = pytest.mark.one_thread  # tiny networks: one torch thread (conftest.py)
 
 
 def test_wilson_interval_matches_known_values():
