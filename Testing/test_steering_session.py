@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from models_support import tiny_case_arrays, write_case
+from models_support import tiny_case_arrays, write_case, write_nifti
 from steering_support import long_case, reference_logits, tiny_steering_setups
 
 from MedSegLensLib.data import read_case
+from MedSegLensLib.models import inference
 from MedSegLensLib.steering import RegionSpec, SteeringSession, SteeringSpec, open_session
 from MedSegLensLib.steering import session as session_module
 
@@ -98,6 +99,38 @@ def test_an_image_smaller_than_a_window_is_padded_as_inference_pads_it(setups, w
     preview = session.steer(spec, exact=False)  # on the padded grid, its labels cut back to the case
     assert preview.preview and preview.logits.shape == session.logits.shape
     assert np.array_equal(preview.prediction.labels, model.to_prediction(preview.logits, session.prepared).labels)
+
+
+@pytest.mark.parametrize("arch", ["unet", "segformer"])
+def test_on_a_case_the_model_resamples_labels_are_recomputed_only_where_the_change_reaches(
+    setups, workdir, arch, monkeypatch
+):
+    """A 1 mm case for a 2 mm model: each update's labels equal `to_prediction` of its logits on the whole case
+    grid, while only the case voxels the changed logits reach are resampled (`SegmentationModel.labels_within`)."""
+    model, sae_dir, _ = setups[arch]
+    images, labels = tiny_case_arrays(np.random.default_rng(11), shape=(96, 32, 32))
+    case = read_case(write_case(workdir / f"fine-{arch}", "fine", images, labels, np.eye(4)))
+    mask = np.zeros(case.grid.shape, np.uint8)
+    mask[40:56, 10:22, 10:22] = 1
+    region = RegionSpec("mask", path=str(write_nifti(workdir / f"fine-{arch}-mask.nii.gz", mask, np.eye(4))))
+    session = open_session(model, sae_dir, case)
+    assert session.prepared.resampled
+    unsteered = session.unsteered().labels
+    resampled_shapes = []
+    original = inference.resample_to_grid
+    monkeypatch.setattr(
+        inference,
+        "resample_to_grid",
+        lambda v, s, t, order: resampled_shapes.append(t.shape) or original(v, s, t, order),
+    )
+    latent = int(session.scales.frequency.argmax())
+    for exact in (True, False):
+        resampled_shapes.clear()
+        result = session.steer(SteeringSpec((latent,), (3.0,), "additive", region), exact=exact)
+        assert resampled_shapes and all(t[0] < case.grid.shape[0] for t in resampled_shapes)  # not the far ends
+        whole = model.to_prediction(result.logits, session.prepared).labels
+        assert (whole != unsteered).any()
+        assert np.array_equal(result.prediction.labels, whole)
 
 
 def test_a_strength_change_does_not_re_encode_but_a_new_latent_set_does(setups, monkeypatch):
