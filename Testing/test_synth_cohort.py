@@ -15,7 +15,7 @@ from conftest import subprocess_env
 
 from MedSegLensLib.data import discover_cohort, read_case, read_volume
 from MedSegLensLib.errors import OutputError, ParameterError
-from MedSegLensLib.steering.study.bench_inputs import exclusive
+from MedSegLensLib.processes import exclusive
 from MedSegLensLib.synth import ATLAS_LABELS, ensure_cohort, generate_cohort
 from MedSegLensLib.synth import cohort as cohort_module
 

@@ -130,7 +130,7 @@ def ensure_cohort(
     older or foreign folder can lack it), so a rerun reuses a finished cohort; anything else is rebuilt in
     its place. Callers that run
     concurrently on one folder pass a `guard(folder, done)`: a context manager yielding True to the one
-    caller that should build and False once `done()` (e.g. the steering benchmark's lock, `exclusive`).
+    caller that should build and False once `done()` (e.g. `processes.exclusive`, the steering benchmark's lock).
     """
     folder = Path(folder)
     with guard(folder, lambda: (folder / MANIFEST_CSV).is_file()) as build:

@@ -12,10 +12,8 @@ continues. The folder layout under the results folder `out`:
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from ...models import (
     train_model,
 )
 from ...models.storage import MODEL_JSON
+from ...processes import exclusive, lock_holder_alive
 from ...sae import DEFAULT_QUOTAS, ActivationStore, SAETrainingSettings, load_sae
 from ...sae.defaults import default_for
 from ...sae.extract import complete_store, extract_activations
@@ -62,51 +61,6 @@ def cohort_dir(out: Path, name: str) -> Path:
     return Path(out) / "cohorts" / name
 
 
-@contextmanager
-def exclusive(path: Path, done, poll_seconds: float = 10.0):
-    """Yield True when this process should build `path` (others wait until `done()`), False when it is done.
-
-    Concurrent shards share the inputs: the first to take `path.lock` builds, the others wait; a lock
-    left by a process that died is taken over.
-    """
-    lock = Path(str(path) + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    while not done():
-        try:
-            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            if not _alive(lock):
-                lock.unlink(missing_ok=True)
-                continue
-            time.sleep(poll_seconds)
-            continue
-        try:
-            os.write(handle, str(os.getpid()).encode())
-            os.close(handle)
-            if not done():
-                yield True
-                return
-        finally:
-            lock.unlink(missing_ok=True)
-    yield False
-
-
-def _alive(lock: Path) -> bool:
-    try:
-        pid = int(lock.read_text() or "0")
-    except (OSError, ValueError):
-        return True  # being written
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def build_inputs(protocol: Protocol, out: Path, log=print) -> BenchInputs:
     """Cohorts (train and calibration first), the U-Net, the SAE and the contrasts; each step once."""
     out = Path(out)
@@ -117,7 +71,7 @@ def build_inputs(protocol: Protocol, out: Path, log=print) -> BenchInputs:
     model_dir = out / "model"
     spec = protocol.data["model"]
     model_lock = Path(str(model_dir) + ".lock")
-    if not (model_dir / MODEL_JSON).is_file() and model_lock.exists() and _alive(model_lock):
+    if not (model_dir / MODEL_JSON).is_file() and model_lock.exists() and lock_holder_alive(model_lock):
         _cohorts(protocol, later, folders, log)  # another shard trains: generate the test cohorts meanwhile
     with exclusive(model_dir, lambda: (model_dir / MODEL_JSON).is_file()) as build:
         if build:
@@ -161,7 +115,7 @@ def _cohorts(protocol: Protocol, cohorts, folders: dict, log, poll_seconds: floa
         for cohort in pending:
             folder = folders[cohort.name]
             lock = Path(str(folder) + ".lock")
-            if lock.exists() and _alive(lock):
+            if lock.exists() and lock_holder_alive(lock):
                 continue
             built |= ensure_cohort(
                 folder,
