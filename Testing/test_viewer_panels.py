@@ -145,14 +145,15 @@ def test_the_readout_puts_dice_before_and_after_side_by_side(panel):
             "seconds": 0.5,
             "spec": {"latents": [3], "strengths": [2.5]},
             "preview": True,
-        }
+        },
+        ["axial", "sagittal"],
     )
     rows = {row["region"]: row for row in panel.state.dice_rows}
     assert (rows["ED"]["before"], rows["ED"]["after"]) == ("0.400", "0.700")
     assert rows["ET"]["after"] == "—" and "12 voxels changed" in panel.state.steer_summary
     # a preview is labelled as one, and the page can tell which strengths the views show
     assert panel.state.steer_summary.startswith("preview") and panel.state.steer_shown["kind"] == "preview"
-    assert panel.state.steer_shown["strengths"] == "[2.5]"
+    assert panel.state.steer_shown["strengths"] == "[2.5]" and panel.state.steer_shown["views"] == "axial sagittal"
 
 
 def test_strengths_are_shown_in_the_latents_own_units():

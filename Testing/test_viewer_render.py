@@ -50,14 +50,17 @@ def display(workspace):
     return offscreen_display(workspace)
 
 
-def grab(view) -> np.ndarray:
-    """The view's pixels, rows from the bottom (VTK's order, same as slice XY)."""
+def grab(view, render: bool = True) -> np.ndarray:
+    """The view's pixels, rows from the bottom (VTK's order, same as slice XY); without `render`, the picture the
+    view last drew (what the page shows)."""
     from vtkmodules.util.numpy_support import vtk_to_numpy
     from vtkmodules.vtkRenderingCore import vtkWindowToImageFilter
 
-    view.render()
+    if render:
+        view.render()
     capture = vtkWindowToImageFilter()
     capture.SetInput(view.render_window())
+    capture.SetShouldRerender(render)
     capture.Update()
     image = capture.GetOutput()
     width, height, _ = image.GetDimensions()

@@ -5,14 +5,19 @@ table (also set as the node's labelmap conversion colour table), with the
 reference geometry taken from the input volume, then each segment gets its
 standard terminology. Existing segmentation nodes are never changed: every
 result is a new node; the one exception is a node created as a preview
-(`role="preview"`), which is the scratch pad a live steering preview redraws.
+(`role="preview"`), which is the scratch pad a live steering preview redraws:
+its labels are written into the node's one shared labelmap in place (a few ms,
+where importing them again takes 0.15-0.2 s at 88x104x88 on a loaded 2-core machine).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import slicer
-from vtkmodules.vtkCommonCore import vtkStringArray
+from scipy.ndimage import find_objects
+from vtkmodules.util.numpy_support import vtk_to_numpy
+from vtkmodules.vtkCommonCore import VTK_UNSIGNED_CHAR, vtkStringArray
+from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
 from ..data.case import LABEL_VALUES
 from ..data.geometry import Grid
@@ -21,10 +26,11 @@ from .brats_terminology import BRATS_REGIONS, brats_color_table, region_of_segme
 from .case_volumes import ROLE_ATTRIBUTE
 from .hierarchy import place_beside
 from .scratch import scratch_nodes
-from .volume_arrays import add_volume_node, check_grid, node_array, node_grid, onto_node_grid
+from .volume_arrays import add_volume_node, affine_from_matrix, check_grid, node_array, node_grid, onto_node_grid
 
 ROLES = ("model", "reference", "correction", "preview")
 CLOSED_SURFACE = "Closed surface"
+BINARY_LABELMAP = "Binary labelmap"
 # Where segments overlap, the inner region wins: ET over NCR over ED.
 _PAINT_ORDER = (2, 1, 3)
 
@@ -113,11 +119,51 @@ def update_preview_segmentation(preview_node, labels: np.ndarray, grid: Grid, re
             "(add_brats_segmentation with role='correction')"
         )
     show_3d = has_closed_surface(preview_node)
-    scene = preview_node.GetScene()
-    preview_node.GetSegmentation().RemoveAllSegments()
-    _import_labels(scene, preview_node, labels, grid, reference_node)
+    if not _write_shared_labelmap(preview_node, labels, grid, reference_node):
+        preview_node.GetSegmentation().RemoveAllSegments()
+        _import_labels(preview_node.GetScene(), preview_node, labels, grid, reference_node)
     if show_3d:
         preview_node.CreateClosedSurfaceRepresentation()
+
+
+def _write_shared_labelmap(segmentation_node, labels: np.ndarray, grid: Grid, reference_node) -> bool:
+    """Write BraTS labels straight into the node's labelmap when the node is laid out as `_import_labels` leaves
+    it: binary labelmaps in one layer shared by the three BraTS segments, each segment's label value its BraTS
+    value, in `reference_node`'s geometry. Returns False (nothing written) for any other layout.
+
+    The node's Modified event redraws its slice views; derived representations (3D surfaces) are dropped."""
+    segmentation = segmentation_node.GetSegmentation()
+    if segmentation.GetSourceRepresentationName() != BINARY_LABELMAP or segmentation.GetNumberOfLayers() != 1:
+        return False
+    if segmentation.GetNumberOfSegments() != len(BRATS_REGIONS):
+        return False
+    values = set()
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment = segmentation.GetSegment(segmentation.GetNthSegmentID(index))
+        region = region_of_segment(segment)
+        if region is None or segment.GetLabelValue() != region.value:
+            return False
+        values.add(region.value)
+    if values != {region.value for region in BRATS_REGIONS}:
+        return False
+    image = segmentation.GetSegment(segmentation.GetNthSegmentID(0)).GetRepresentation(BINARY_LABELMAP)
+    target = node_grid(reference_node)
+    matrix = vtkMatrix4x4()
+    image.GetImageToWorldMatrix(matrix)
+    if not np.allclose(affine_from_matrix(matrix), target.affine, atol=1e-6):
+        return False
+    target_labels = onto_node_grid(_check_labels(labels, grid), grid, target, order=0)
+    found = find_objects((target_labels > 0).view(np.uint8))
+    if not found:
+        return False  # no label at all: the import's empty segments
+    box = found[0]  # the labels' bounding box, to which the import crops the labelmap too (the views draw its edge)
+    image.SetExtent(*(bound for axis in box for bound in (axis.start, axis.stop - 1)))
+    image.AllocateScalars(VTK_UNSIGNED_CHAR, 1)
+    vtk_to_numpy(image.GetPointData().GetScalars())[:] = target_labels[box].transpose(2, 1, 0).ravel()
+    image.Modified()
+    segmentation.InvalidateNonSourceRepresentations()
+    segmentation_node.Modified()
+    return True
 
 
 def segment_ids_by_value(segmentation_node) -> dict[int, list[str]]:

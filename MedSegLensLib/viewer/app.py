@@ -377,13 +377,15 @@ class ViewerApp:
                 "dice_unsteered": result["dice_unsteered"],
             },
         }
-        self._show_segmentation("steered", Path(result["segmentation"]), origin)
-        self.steering.show_result(result)
+        redrawn = self._show_segmentation("steered", Path(result["segmentation"]), origin)
+        self.steering.show_result(result, redrawn)
 
-    def _show_segmentation(self, source: str, path: Path, origin: dict) -> None:
-        self.display.set_segmentation(source, path, origin)
+    def _show_segmentation(self, source: str, path: Path, origin: dict) -> list[str]:
+        """Show a worker's segmentation; returns the names of the views it redrew (`CaseDisplay.set_segmentation`)."""
+        redrawn = self.display.set_segmentation(source, path, origin)
         self.state.seg_sources = self.display.segmentation_sources
         self.state.seg_source = source
+        return redrawn
 
     def _for_case(self, case: WorkspaceCase, action):
         """A job's result handler that applies only while `case` is still shown."""

@@ -11,10 +11,12 @@ offscreen in the tests. Slice views only: no volume rendering.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import find_objects
 
 from ..data import MODALITIES, Case, read_volume
 from ..data.geometry import to_canonical
@@ -24,9 +26,38 @@ from .workspace import Workspace, WorkspaceCase
 
 MODALITY_LABELS = {"t1n": "T1", "t1c": "T1c", "t2w": "T2", "t2f": "FLAIR"}
 SEGMENTATION_SOURCES = ("prediction", "steered", "reference")  # in the order the page lists them
+STEERED = "steered"
+PLANE_TOLERANCE_MM = 1e-3  # a slice plane on a voxel face counts as crossing it
 BRATS_LABELS = (0, 1, 2, 3)
 DEFAULT_OVERLAY_OPACITY = 0.8
 CACHED_MAPS = 6  # latent maps kept in memory per case (a BraTS-sized map is ~36 MB)
+
+
+def changed_box(before: np.ndarray | None, after: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The first and last voxel (inclusive, per axis) of the box holding every voxel where `after` differs from
+    `before`; None where none does; the whole array without a `before`."""
+    if before is None or before.shape != after.shape:
+        return np.zeros(3, int), np.array(after.shape) - 1
+    found = find_objects((before != after).view(np.uint8))
+    if not found:
+        return None
+    return np.array([axis.start for axis in found[0]]), np.array([axis.stop - 1 for axis in found[0]])
+
+
+def view_name(view) -> str:
+    """The view's orientation as the page names it: "axial", "coronal" or "sagittal"."""
+    return view.get_view_node().GetOrientation().lower()
+
+
+def axial_first(views: list) -> list:
+    """The views in the order to draw them: the axial one (which the user mostly watches) first."""
+    return sorted(views, key=lambda view: view_name(view) != "axial")
+
+
+def release_without_redraw(view, blocked: bool) -> None:
+    """Set a view's render block back to `blocked` without the redraw that trame-slicer's `set_render_blocked`
+    schedules on unblocking: for a view whose picture a change does not alter (its own API has no such call)."""
+    view._is_render_blocked = blocked
 
 
 def read_on_case_grid(path: Path, case: Case, kind: str) -> np.ndarray:
@@ -62,6 +93,7 @@ class CaseDisplay:
         self.origins: dict[str, dict] = {}  # per segmentation source: where it came from (provenance)
         self._nodes = None
         self._segmentations: dict[str, object] = {}
+        self._steered_labels: np.ndarray | None = None  # what the "steered" node holds, canonical on the case grid
         self._overlay = None
         self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
         self._map_latents: dict[str, int | None] = {}
@@ -162,28 +194,46 @@ class CaseDisplay:
     def segmentation_node(self):
         return self._segmentations.get(self.segmentation_source) if self.segmentation_source else None
 
-    def set_segmentation(self, source: str, labels_path: Path, origin: dict) -> None:
-        """Show a worker's segmentation (the model's, or a steering preview) as `source`, replacing the previous one."""
-        from ..scene import add_brats_segmentation, remove_node
+    def set_segmentation(self, source: str, labels_path: Path, origin: dict) -> list[str]:
+        """Show a worker's segmentation (the model's, or a steering result) as `source`, replacing the previous one.
 
+        Steering results redraw the case's "steered" node in place (`scene.update_preview_segmentation`), and
+        while that node stays the shown one, only the slice views whose plane crosses the box of voxels whose
+        label changed are redrawn, the axial first: the others' pictures are already right. Returns the names of
+        the views redrawn (e.g. ["axial", "coronal"])."""
         if source not in SEGMENTATION_SOURCES:
             raise ParameterError(f"segmentation source {source!r} is not one of {', '.join(SEGMENTATION_SOURCES)}")
         self._require_case()
         labels = read_on_case_grid(labels_path, self.data, "label")
-        role = {"prediction": "model", "steered": "preview"}.get(source, source)
-        with self.one_frame():
-            node = add_brats_segmentation(
-                self.scene, labels, self.data.grid, self._nodes.reference, f"{self.case.case_id} {source}", role=role
-            )
-            previous = self._segmentations.pop(source, None)
-            if previous is not None:
-                remove_node(self.scene, previous)
-            self._segmentations[source] = node
-            self._segmentations = {
-                name: self._segmentations[name] for name in SEGMENTATION_SOURCES if name in self._segmentations
-            }
+        previous = self._segmentations.get(source)
+        if source == STEERED and previous is not None and self.segmentation_source == STEERED:
+            views = self.views_through(changed_box(self._steered_labels, labels))
+        else:
+            views = self.slice_views()
+        with self.one_frame(redraw=views):
+            self._replace_segmentation(source, labels, previous)
             self.origins[source] = dict(origin)
             self.show_segmentation(source)
+        return [view_name(view) for view in views]
+
+    def _replace_segmentation(self, source: str, labels: np.ndarray, previous) -> None:
+        from ..scene import add_brats_segmentation, remove_node, update_preview_segmentation
+
+        if source == STEERED:
+            self._steered_labels = labels
+            if previous is not None:
+                update_preview_segmentation(previous, labels, self.data.grid, self._nodes.reference)
+                return
+        role = "model" if source == "prediction" else "preview" if source == STEERED else source
+        node = add_brats_segmentation(
+            self.scene, labels, self.data.grid, self._nodes.reference, f"{self.case.case_id} {source}", role=role
+        )
+        if previous is not None:
+            remove_node(self.scene, previous)
+        self._segmentations[source] = node
+        self._segmentations = {
+            name: self._segmentations[name] for name in SEGMENTATION_SOURCES if name in self._segmentations
+        }
 
     def segmentation_file(self) -> Path | None:
         """The workspace file the shown segmentation was read from (None for a worker's result)."""
@@ -327,16 +377,40 @@ class CaseDisplay:
     def slice_views(self) -> list:
         return self._app.view_manager.get_slice_views()
 
+    def views_through(self, box: tuple[np.ndarray, np.ndarray] | None) -> list:
+        """The slice views whose plane passes through a voxel of `box` (first and last canonical voxel on the
+        case grid, inclusive; None: no voxel), the axial view first."""
+        if box is None:
+            return []
+        low, high = box
+        corners = np.array(list(itertools.product(*zip(low - 0.5, high + 0.5))))  # the voxels' outer faces
+        ras = corners @ np.asarray(self.data.grid.affine, float)[:3, :3].T + np.asarray(self.data.grid.affine)[:3, 3]
+        crossed = []
+        for view in self.slice_views():
+            slice_to_ras = view.get_view_node().GetSliceToRAS()
+            normal = np.array([slice_to_ras.GetElement(row, 2) for row in range(3)])
+            origin = np.array([slice_to_ras.GetElement(row, 3) for row in range(3)])
+            distance = (ras - origin) @ (normal / np.linalg.norm(normal))
+            if distance.min() <= PLANE_TOLERANCE_MM and distance.max() >= -PLANE_TOLERANCE_MM:
+                crossed.append(view)
+        return axial_first(crossed)
+
     @contextlib.contextmanager
-    def one_frame(self):
-        """Hold the views' redraws while a change modifies many nodes; redraw once at the end."""
+    def one_frame(self, redraw: list | None = None):
+        """Hold the views' redraws while a change modifies many nodes; redraw once at the end: every view, or only
+        the views in `redraw` (in its order; the others' pictures must not depend on the change). Each view's
+        frame is drawn, encoded and sent in that order (trame-slicer renders views one at a time)."""
         views = self.slice_views()
-        were_blocked = [view.set_render_blocked(True) for view in views]
+        were_blocked = {id(view): view.set_render_blocked(True) for view in views}
         try:
             yield
         finally:
-            for view, was_blocked in zip(views, were_blocked):
-                view.set_render_blocked(was_blocked)
+            redrawn = axial_first(views) if redraw is None else redraw
+            for view in redrawn:
+                view.set_render_blocked(were_blocked[id(view)])
+            for view in views:
+                if view not in redrawn:
+                    release_without_redraw(view, were_blocked[id(view)])
 
     def reset_views(self) -> None:
         for view in self.slice_views():
@@ -358,6 +432,7 @@ class CaseDisplay:
             nodes = [*self._nodes.volumes.values(), *self._segmentations.values(), self._overlay]
             self._remove([n for n in nodes if n is not None], self._nodes.study_item)
         self._nodes, self._segmentations, self._overlay = None, {}, None
+        self._steered_labels = None
         self._maps.clear()
         self._map_latents.clear()
         self._focus.clear()

@@ -86,7 +86,7 @@ class SteeringPanel:
         s.steer_latents = []
         s.steer_strengths = {}
         s.steer_summary = ""
-        s.steer_shown = {"strengths": "", "kind": "", "seconds": None}
+        s.steer_shown = {"strengths": "", "kind": "", "seconds": None, "views": ""}
         s.dice_rows = dice_rows(None, None)
 
     def set_analysis(self, result: dict) -> None:
@@ -158,12 +158,13 @@ class SteeringPanel:
         region = RegionSpec(s.steer_region, margin)
         return SteeringSpec(tuple(latents), tuple(strengths), s.steer_mode, region).to_json()
 
-    def show_result(self, result: dict) -> None:
+    def show_result(self, result: dict, redrawn: list[str]) -> None:
         """The readout of a shown steering result: Dice before/after per region, what changed, and whether it is
         the labelled preview (instance-norm statistics frozen; the exact result follows) or the exact result.
 
-        `steer_shown` says which strengths the views show and how (the page's summary carries it as data
-        attributes, which the latency benchmark reads)."""
+        `steer_shown` says which strengths the views show and how, and which views showing it redrew (`redrawn`:
+        the others already showed it); the page's summary carries it as data attributes, which the latency
+        benchmark reads."""
         preview = bool(result.get("preview"))
         self.state.dice_rows = dice_rows(result.get("dice_unsteered"), result.get("dice"))
         self.state.steer_summary = (
@@ -174,9 +175,10 @@ class SteeringPanel:
             "strengths": json.dumps(result["spec"]["strengths"]),
             "kind": "preview" if preview else "exact",
             "seconds": result["seconds"],
+            "views": " ".join(redrawn),
         }
 
     def show_unsteered(self, dice: dict | None) -> None:
         self.state.dice_rows = dice_rows(dice, None)
         self.state.steer_summary = ""
-        self.state.steer_shown = {"strengths": "", "kind": "", "seconds": None}
+        self.state.steer_shown = {"strengths": "", "kind": "", "seconds": None, "views": ""}

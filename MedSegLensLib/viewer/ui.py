@@ -422,6 +422,7 @@ def _steering_panel(server) -> None:
                 ':data-strengths="steer_shown.strengths"',
                 ':data-kind="steer_shown.kind"',
                 ':data-seconds="steer_shown.seconds"',
+                ':data-views="steer_shown.views"',
             ],
         )
         v3.VBtn(
