@@ -3,6 +3,7 @@ calibration cases are never ranked, and `medseglens triage` refuses bad input in
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 
@@ -16,7 +17,7 @@ from MedSegLensLib.data import discover_cohort
 from MedSegLensLib.errors import InputError
 from MedSegLensLib.models import load_model
 from MedSegLensLib.steering.scales import sae_sha256
-from MedSegLensLib.triage import Reference, fit_reference, measure_cases, triage, worklist_rows
+from MedSegLensLib.triage import Reference, ReferenceSettings, fit_reference, measure_cases, triage, worklist_rows
 from MedSegLensLib.triage.measure import MeasureSettings
 
 NO_TTA = MeasureSettings(tta=False)
@@ -142,6 +143,46 @@ def test_tumour_latent_volume_discounts_their_background_firing():
     assert old.latent_volume(nothing_predicted) == pytest.approx(1000.0)
 
 
+def _feature_records(failures: int, successes: int, failing_brain_fvu: float) -> list[dict]:
+    """Calibration records whose failures have brain FVU around `failing_brain_fvu` (successes around 0.05)."""
+    rng = np.random.default_rng(5)
+    records = []
+    for number in range(failures + successes):
+        failed = number < failures
+        record = _counts_record(f"case-{number:03d}", 400, 400 + 0.1 * 9_600, failure=failed)
+        record["sae"]["fvu_brain"] = (failing_brain_fvu if failed else 0.05) + rng.normal(0, 0.005)
+        record["sae"]["fvu_tumour"] = 0.05 + rng.normal(0, 0.005)
+        records.append(record)
+    return records
+
+
+def test_few_calibration_failures_give_equal_weights_in_the_failure_direction():
+    """3 failures for 4 features: a fit follows them even against the feature's meaning (here failures have the
+    lowest reconstruction error, as the demo's SSA failures had the lowest weighted rare-latent mass)."""
+    calibration = _feature_records(3, 9, failing_brain_fvu=0.03)
+    reference = fit_reference(calibration)
+    assert reference.weights == "equal (3 failures < 10 per feature)"
+    assert reference.coef == [0.25] * 4 and reference.intercept == 0.0
+    usual, unusual = _counts_record("usual", 400, 1360.0), _counts_record("unusual", 400, 1360.0)
+    unusual["sae"]["fvu_brain"] = 0.2  # reconstructed worse than any calibration case: ranked higher
+    assert reference.sae_risk(unusual) > reference.sae_risk(usual)
+    assert Reference.from_json(reference.to_json()).weights == reference.weights
+
+    forced = fit_reference(calibration, ReferenceSettings(weights="fitted"))  # the registered benchmark's method
+    assert forced.weights == "fitted" and forced.coef[1] < 0  # the fit learns "low error fails" from 3 cases
+    assert forced.sae_risk(unusual) < forced.sae_risk(usual)
+    with pytest.raises(InputError, match="weights 'equal'"):
+        ReferenceSettings(weights="equal")
+
+
+def test_ten_calibration_failures_per_feature_are_fit():
+    enough = _feature_records(40, 40, failing_brain_fvu=0.08)
+    reference = fit_reference(enough)
+    assert reference.weights == "fitted"
+    assert reference.coef[1] > 0.5 and reference.coef[0] != reference.coef[1]  # fvu_tumour does not separate them
+    assert fit_reference(enough[1:]).weights == "equal (39 failures < 10 per feature)"
+
+
 def _cli(capsys, *args: str) -> tuple[int, str]:
     """(exit code, stderr) of `medseglens triage ARGS`, run in this process."""
     capsys.readouterr()
@@ -171,6 +212,9 @@ def test_cli_writes_a_sorted_worklist(setup, calibrated, workdir, capsys):
     assert (out / "worklist.csv").read_text().startswith("rank,case_id,population,risk")
     page = (out / "index.html").read_text()
     assert "<script" not in page and "http" not in page and "test-000" in page
+    # 2 calibration failures: equal weights, said in the worklist, its page and the reference it writes
+    assert document["weights"] == "equal (2 failures < 10 per feature)" and html.escape(document["weights"]) in page
+    assert json.loads((out / "reference.json").read_text())["weights"] == document["weights"]
     code, err = _cli(
         capsys, "--model", str(model_dir), "--sae", str(sae_dir), "--data", str(workdir / "calib"),
         "--reference", str(reference_file), "--out", str(workdir / "calibration-ranked"),

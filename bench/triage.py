@@ -150,7 +150,9 @@ def run(
     if partial:
         test = measured
     calibration_records = _records(model, sae, calibration, out, measure, log)
-    reference = fit_reference(calibration_records, ReferenceSettings(**score_settings["reference"]))
+    # the protocol's sae_risk is a logistic regression fit, whatever the number of calibration failures
+    registered = ReferenceSettings(**score_settings["reference"], weights="fitted")
+    reference = fit_reference(calibration_records, registered)
     reference.sae_sha256 = sae_sha256(sae_dir)  # so `medseglens triage --reference` accepts it for this SAE
     write_json_atomic(out / "reference.json", reference.to_json())
     test_records = _records(model, sae, test, out, measure, log)

@@ -17,9 +17,16 @@ From the reference population's calibration cases (adult by default):
 - each latent's usual share of the activation mass (for "top latents");
 - the mean and spread of the log predicted volume (volume outlier baseline).
 From all calibration cases: each population's failure rate (the "known
-population" baseline) and a logistic regression of failure on the
-standardised SAE features (fixed L2 strength `c`, balanced classes). The
-regression is stored as numbers in JSON, never pickled.
+population" baseline) and the weights of the standardised SAE features in the
+risk. A logistic regression (fixed L2 strength `c`, balanced classes) needs
+enough failures to fit: about 10 events per variable (Peduzzi et al. 1996,
+J Clin Epidemiol 49:1373). With fewer than 10 failures per feature the fitted
+weights are noise (the demo's 3 failures flipped their signs across bootstrap
+resamples and ranked worse than chance, docs/triage.md), so the risk instead
+adds the standardised features with equal weights, each in the direction
+fixed below. `ReferenceSettings(weights="fitted")` always fits (the held-out
+benchmark's registered method); `Reference.weights` says which was used.
+The weights are stored as numbers in JSON, never pickled.
 """
 
 from __future__ import annotations
@@ -34,6 +41,15 @@ from ..errors import InputError
 SAE_FEATURES = ("fvu_tumour", "fvu_brain", "ood_mass", "volume_disagreement")
 BASELINES = ("entropy", "max_prob", "tta_volume_cv", "volume_outlier", "known_population")
 SCORES = ("sae_risk", *BASELINES)
+EVENTS_PER_FEATURE = 10  # failures a fit needs per feature (Peduzzi et al. 1996); fewer: equal weights
+# The direction in which each feature means "more likely to fail", fixed before looking at any result:
+FAILURE_SIGN = {
+    "fvu_tumour": 1.0,  # the SAE reconstructs activations unlike its training cases worse: error up, risk up
+    "fvu_brain": 1.0,  # the same over the whole brain: a scan unlike the training scans
+    "ood_mass": 1.0,  # mass on latents that usual cases almost never use: an unusual case, risk up
+    "volume_disagreement": 1.0,  # the latents' tumour volume and the model's disagree: one of them is wrong
+}
+WEIGHT_RULES = ("auto", "fitted")  # auto: fit with enough failures, else equal weights; fitted: always fit
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,11 @@ class ReferenceSettings:
     enrichment: float = 4.0
     min_tumour_rate: float = 0.05
     c: float = 1.0
+    weights: str = "auto"  # WEIGHT_RULES
+
+    def __post_init__(self) -> None:
+        if self.weights not in WEIGHT_RULES:
+            raise InputError(f"weights {self.weights!r}: use one of {', '.join(WEIGHT_RULES)}")
 
 
 @dataclass
@@ -61,6 +82,7 @@ class Reference:
     calibration_ids: list[str] = field(default_factory=list)
     sae_sha256: str = ""  # of the SAE folder's weights, so a reference is not reused with another SAE
     background: float = 0.0  # a reference saved before it existed scores as it was fit: every firing counted
+    weights: str = "fitted"  # or "equal (N failures < 10 per feature)"; references before the rule were fitted
 
     # -- scores ----------------------------------------------------------------------------------
     def sae_features(self, record: dict) -> dict[str, float]:
@@ -189,10 +211,15 @@ def fit_reference(records: list[dict], settings: ReferenceSettings = ReferenceSe
     x = np.array([[reference.sae_features(r)[f] for f in SAE_FEATURES] for r in records])
     mean, scale = x.mean(0), x.std(0)
     scale[scale < 1e-9] = 1.0
-    fit = LogisticRegression(C=settings.c, class_weight="balanced", max_iter=1000)
-    fit.fit((x - mean) / scale, np.array(failures, dtype=int))
     reference.feature_mean, reference.feature_scale = mean.round(8).tolist(), scale.round(8).tolist()
-    reference.coef, reference.intercept = fit.coef_[0].round(8).tolist(), round(float(fit.intercept_[0]), 8)
+    failed = sum(failures)
+    if settings.weights == "fitted" or failed >= EVENTS_PER_FEATURE * len(SAE_FEATURES):
+        fit = LogisticRegression(C=settings.c, class_weight="balanced", max_iter=1000)
+        fit.fit((x - mean) / scale, np.array(failures, dtype=int))
+        reference.coef, reference.intercept = fit.coef_[0].round(8).tolist(), round(float(fit.intercept_[0]), 8)
+    else:  # the mean signed standardised feature: 0.5 is the calibration cases' average
+        reference.coef = [FAILURE_SIGN[f] / len(SAE_FEATURES) for f in SAE_FEATURES]
+        reference.weights = f"equal ({failed} failures < {EVENTS_PER_FEATURE} per feature)"
     return reference
 
 

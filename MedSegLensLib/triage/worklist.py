@@ -1,10 +1,11 @@
 """The reading-room worklist: cases sorted by SAE risk, as CSV, JSON and one self-contained HTML page.
 
     rows = worklist_rows(records, reference, descriptions)
-    write_worklist(out_dir, rows, header)     # worklist.csv, worklist.json, index.html; all or nothing
+    write_worklist(out_dir, rows, header, reference)   # worklist.csv, .json, index.html, reference.json; all or nothing
 
 worklist.json (what the viewer and the Slicer module read):
     {"format": "medseglens-triage-worklist", "version": 1, "model": {...}, "sae": {...},
+     "weights": the risk's weights, "fitted" or "equal (N failures < 10 per feature)" (reference.py),
      "scores": {name: meaning}, "cases": [{"case_id", "population", "rank" (1 = most at risk),
      "risk", "top_latents": [{"latent", "excess", "description"}], "baselines": {name: value},
      "failure" (true/false from a reference segmentation, null without one; never used by a score),
@@ -114,7 +115,8 @@ def html_page(rows: list[dict], header: dict) -> str:
         "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#eee}"
         "tr:nth-child(-n+6) td{background:#fde8e8}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>Sorted by SAE risk (highest first), SAE layer "
-        f"{html.escape(header['sae']['layer'])}.</p><ul>{meanings}</ul><table><tr>"
+        f"{html.escape(header['sae']['layer'])}; the risk's weights: {html.escape(header['weights'])}.</p>"
+        f"<ul>{meanings}</ul><table><tr>"
         + "".join(f"<th>{html.escape(h)}</th>" for h in heads)
         + "</tr>"
         + "".join(cells)
@@ -124,6 +126,7 @@ def html_page(rows: list[dict], header: dict) -> str:
 
 def write_worklist(out: str | Path, rows: list[dict], header: dict, reference: Reference) -> Path:
     """Publish worklist.csv, worklist.json, index.html and reference.json in a new folder, all at once."""
+    header = {**header, "weights": reference.weights}  # fitted or equal: the reader sees which ranked the cases
     document = {"format": FORMAT, "version": SUPPORTED_VERSIONS[-1], **header, "scores": SCORE_MEANINGS, "cases": rows}
     with atomic_directory(out) as tmp:
         (tmp / "worklist.csv").write_text(csv_text(rows))
