@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import itertools
 import json
+from types import SimpleNamespace
 
 import pytest
 from test_pipeline_demo import TINY
 
 from MedSegLensLib.diffing.labels import label_text, read_labels
 from MedSegLensLib.pipeline import run_demo
-from MedSegLensLib.pipeline.triage_stage import HEALTHY_CALIBRATION_CASES
+from MedSegLensLib.pipeline.triage_stage import HEALTHY_CALIBRATION_CASES, weights_sentence
 from MedSegLensLib.report import load_section
 from MedSegLensLib.steering.scales import sae_sha256
 from MedSegLensLib.triage.read import read_worklist
@@ -65,3 +66,14 @@ def test_the_triage_stage_ranks_the_held_out_cases_into_the_workspace_and_the_re
     assert any(row[2] == "sae_risk" and row[3] != "n/a" for row in auroc.rows if row[0] == "pooled")
     assert [row[1] for row in top.rows] == [case["case_id"] for case in worklist.cases[:10]]
     assert "Stage triage:" in (work / "report" / "report.html").read_text()
+
+
+def test_the_report_says_which_weights_ranked_and_the_calibration_failures_per_population():
+    calibration = [SimpleNamespace(population=p) for p in ["adult"] * 16 + ["pediatric"] * 6 + ["healthy"] * 4]
+    reference = SimpleNamespace(
+        weights="equal (3 failures < 10 per feature)",
+        failure_rates={"all": 3 / 26, "adult": 0.0, "pediatric": 2 / 6, "healthy": 1 / 4},
+    )
+    sentence = weights_sentence(reference, calibration)
+    assert sentence.startswith("The risk's weights: equal (3 failures < 10 per feature)")
+    assert "calibration failures: 3 of 26 (adult 0 of 16, healthy 1 of 4, pediatric 2 of 6)" in sentence

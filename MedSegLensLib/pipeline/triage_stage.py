@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data import CaseFiles
 from ..errors import InputError
 from ..progress import StageBars
 from ..report import Section, Table, write_section
+from ..triage.reference import EVENTS_PER_FEATURE, Reference
 from .analysis import labels_file
 from .backbone_stages import model_dir
 from .cohorts import cohort_folders, section_dir
@@ -87,6 +89,17 @@ def worklist_table(rows: list[dict]) -> Table:
     )
 
 
+def weights_sentence(reference: Reference, calibration: list[CaseFiles]) -> str:
+    """Which weights ranked the cases, and the calibration failures per population (a fit learns only these)."""
+    sizes = {p: sum(c.population == p for c in calibration) for p in sorted({c.population for c in calibration})}
+    failed = {p: round(reference.failure_rates[p] * n) for p, n in sizes.items()}
+    return (
+        f"The risk's weights: {reference.weights} (fitted only with at least {EVENTS_PER_FEATURE} calibration "
+        f"failures per feature, docs/triage.md); calibration failures: {sum(failed.values())} of {len(calibration)} "
+        f"({', '.join(f'{p} {n} of {sizes[p]}' for p, n in failed.items())})."
+    )
+
+
 def run_triage(ctx: StageContext) -> dict:
     from ..data import discover_cohorts
     from ..diffing.labels import label_text, read_labels
@@ -140,7 +153,8 @@ def run_triage(ctx: StageContext) -> dict:
         "the demo does not evaluate on (adult training cases the SAE did not see, the calibration cohorts and "
         f"{HEALTHY_CALIBRATION_CASES} generated healthy cases); beside it "
         "the label-free baselines measured in the same pass (docs/triage.md). A pooled score can win by "
-        "recognising the population, so read the per-population rows. The viewer opens this worklist's rank 1."
+        "recognising the population, so read the per-population rows. The viewer opens this worklist's rank 1. "
+        + weights_sentence(result.reference, calibration)
     )
     write_section(
         Section("triage", title, [paragraph], [auroc_table(summary), worklist_table(rows)], command=command),
