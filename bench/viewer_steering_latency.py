@@ -4,7 +4,7 @@
                                             [--screenshot PNG]
 
 DIR is a viewer workspace with a model and an SAE, e.g. the demo's (~/.cache/medseglens/demo after
-`python3 dev.py demo`). The case defaults to the one the viewer opens (the first failure case), the latent to
+`python3 dev.py demo`). The case defaults to the workspace's first failure case (opened with `--case`), the latent to
 the case's first latent map when it is steerable, else the first steerable latent of the analysis. It starts
 `medseglens serve` on 127.0.0.1 and drives Debian's headless Chromium (1600x900). In one page it times, over
 repeats, inside the page:
@@ -112,8 +112,9 @@ QUIET_FRAMES = (
 
 
 def pick_case(workspace: Path, case_id: str | None) -> tuple[str, dict[int, str]]:
-    """The case to time (given, else the one the viewer opens: first failure case, else first) and its map
-    latents with their overlay names."""
+    """The case to time (given, else the workspace's first failure case, as in every earlier run; the server
+    opens it with `--case`, since the viewer's own first case follows a triage worklist) and its map latents
+    with their overlay names."""
     cases = read_workspace(workspace).cases
     if not cases:
         raise SystemExit(f"{workspace}: the workspace lists no cases")
@@ -192,7 +193,7 @@ def row(name: str, values: list[float], redraw: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, required=True, help="a workspace whose index lists a model and SAE")
-    parser.add_argument("--case", help="case to open (default: the one the viewer opens, the first failure case)")
+    parser.add_argument("--case", help="case to open (default: the workspace's first failure case)")
     parser.add_argument("--latent", type=int, help="latent to steer (default: the case's first steerable map)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument(
@@ -203,8 +204,7 @@ def main() -> None:
         raise SystemExit("--repeats must be at least 1")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     case_id, mapped = pick_case(args.workspace, args.case)
-    extra = ("--case", args.case) if args.case else ()
-    with browser.viewer_server(args.workspace, env=env, timeout=300, extra_args=extra) as server:
+    with browser.viewer_server(args.workspace, env=env, timeout=300, extra_args=("--case", case_id)) as server:
         latent, r = measure(server.url, case_id, mapped, args.latent, args.repeats, args.screenshot)
     print(
         f"steering latency in Chromium: {args.workspace}, case {case_id}, latent {latent}, {args.repeats} repeats, "
