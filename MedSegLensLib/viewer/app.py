@@ -59,7 +59,7 @@ class ViewerApp:
         self.server = server
         self.state = server.state
         self.workspace = workspace
-        self.display = CaseDisplay(slicer_app, workspace)
+        self.display = CaseDisplay(slicer_app, workspace, frames_sent=lambda: server.network_completion)
         self.jobs = WorkerJobs(server, workspace.root, self._say)
         self.pair = self._analysis_pair()
         self.latents = LatentBrowser(self.state, self.pair[1].name if self.pair else None, *self._interpretation())

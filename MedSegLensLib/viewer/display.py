@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..data import MODALITIES, Case, read_volume
 from ..data.geometry import to_canonical
 from ..errors import InputError, ParameterError
 from ..latent_focus import HEAT_COLORMAP, LatentFocus, latent_focus, legend_text
+from .frame_order import FrameOrder
 from .workspace import Workspace, WorkspaceCase
 
 MODALITY_LABELS = {"t1n": "T1", "t1c": "T1c", "t2w": "T2", "t2f": "FLAIR"}
@@ -69,7 +71,8 @@ def read_on_case_grid(path: Path, case: Case, kind: str) -> np.ndarray:
             f"{path}: grid {volume.grid.shape} at {volume.grid.orientation} is not case {case.case_id}'s input grid "
             f"{case.source_grid.shape} at {case.source_grid.orientation}; write it in the input's geometry"
         )
-    if kind == "label":
+    # uint8 labels up to 3 (what the worker writes) pass at a glance (np.unique took ~2.5 ms per steering result)
+    if kind == "label" and not (array.dtype == np.uint8 and array.max() <= max(BRATS_LABELS)):
         outside = sorted(set(np.unique(array).tolist()) - set(BRATS_LABELS))
         if outside:
             raise InputError(f"{path}: label values {outside[:5]} are outside the BraTS labels 0-3")
@@ -79,7 +82,9 @@ def read_on_case_grid(path: Path, case: Case, kind: str) -> np.ndarray:
 class CaseDisplay:
     """Loads a workspace case into the scene and sets what the slice views show."""
 
-    def __init__(self, slicer_app, workspace: Workspace):
+    def __init__(self, slicer_app, workspace: Workspace, frames_sent: Callable[[], Awaitable] | None = None):
+        """frames_sent: awaitable once the server has sent what it was handed (`FrameOrder`), e.g. trame's
+        `server.network_completion`."""
         self._app = slicer_app
         self._workspace = workspace
         self.case: WorkspaceCase | None = None
@@ -98,6 +103,7 @@ class CaseDisplay:
         self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
         self._map_latents: dict[str, int | None] = {}
         self._focus: dict[str, LatentFocus] = {}
+        self._frame_order = FrameOrder(frames_sent)
 
     @property
     def scene(self):
@@ -398,16 +404,16 @@ class CaseDisplay:
     @contextlib.contextmanager
     def one_frame(self, redraw: list | None = None):
         """Hold the views' redraws while a change modifies many nodes; redraw once at the end: every view, or only
-        the views in `redraw` (in its order; the others' pictures must not depend on the change). Each view's
-        frame is drawn, encoded and sent in that order (trame-slicer renders views one at a time)."""
+        the views in `redraw` (in its order; the others' pictures must not depend on the change). The first view's
+        frame is drawn and sent before the others are drawn (`FrameOrder`)."""
+        self._frame_order.flush()  # views an earlier change still holds back are released before they are held
         views = self.slice_views()
         were_blocked = {id(view): view.set_render_blocked(True) for view in views}
         try:
             yield
         finally:
             redrawn = axial_first(views) if redraw is None else redraw
-            for view in redrawn:
-                view.set_render_blocked(were_blocked[id(view)])
+            self._frame_order.release(redrawn, were_blocked)
             for view in views:
                 if view not in redrawn:
                     release_without_redraw(view, were_blocked[id(view)])

@@ -3,11 +3,19 @@
 The page never waits on a job: `WorkerJobs.submit` queues the request and returns;
 an asyncio task on trame's loop polls the worker's messages and turns them into
 the progress bar's state; the result (files the worker wrote) is handed to a
-callback on the same thread as the scene. The worker runs one job at a time, so
-requests wait in a queue with one place per *slot*: a newer request of a slot
-(a latent map, a steering preview) replaces the waiting one, and the result of
-a running request is dropped when a newer one of its slot waits; dragging a
-slider never piles up work and the page always ends on the latest request.
+callback on the same thread as the scene. The task polls every `POLL_SECONDS`
+for progress, and at once when the worker's reader thread sees a line that may
+end a job (`WorkerProcess.on_output`): a result does not wait for the timer.
+A job's progress steps reach the page only once it has run for
+`PROGRESS_AFTER_SECONDS`: the page re-renders on every state change (15-40 ms
+of a shared core in headless Chromium), and a steering preview of ~0.1 s sent
+three such changes while the worker computed.
+
+The worker runs one job at a time, so requests wait in a queue with one place
+per *slot*: a newer request of a slot (a latent map, a steering preview)
+replaces the waiting one, and the result of a running request is dropped when a
+newer one of its slot waits; dragging a slider never piles up work and the page
+always ends on the latest request.
 Cancel kills the worker's process tree and empties the queue; nothing in the
 scene changes unless a job finishes. The worker's scratch files live under the
 workspace's `.scratch/` folder and are deleted once used.
@@ -16,8 +24,10 @@ workspace's `.scratch/` folder and are deleted once used.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +36,8 @@ from ..errors import MedSegLensError, OutputError
 from ..worker import Message, WorkerProcess, raise_for
 
 SCRATCH_DIR = ".scratch"
-POLL_SECONDS = 0.02
+POLL_SECONDS = 0.02  # progress reaches the page at most this often; results wake the pump at once
+PROGRESS_AFTER_SECONDS = 0.25  # a shorter job shows "starting" until its result, without progress steps
 WORKER_THREADS = 2
 # Idle OpenMP threads sleep instead of spinning: on a machine whose cores are busy (the viewer rendering, the
 # browser decoding, other users), spinning threads made an exact steering update of a demo-size U-Net 4x slower
@@ -63,6 +74,8 @@ class Job:
     label: str
     on_result: Callable[[dict], None]
     request: str | None = None
+    started: float = 0.0  # time.monotonic() when it was sent to the worker
+    progress: tuple[int, str] | None = None  # its latest progress step (percent, text) not yet on the page
 
 
 class WorkerJobs:
@@ -79,6 +92,9 @@ class WorkerJobs:
         self._active: Job | None = None
         self._waiting: list[Job] = []
         self._pumping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._arrived: asyncio.Event | None = None  # set (via the loop) when the worker may have finished a job
+        self._worker.on_output = self._wake
         self.state.job_running = False
         self.state.job_progress = None
         self.state.job_text = ""
@@ -103,7 +119,10 @@ class WorkerJobs:
         self._next()
         if not self._pumping:
             self._pumping = True
-            asyncio.get_event_loop().create_task(self._pump())
+            loop = asyncio.get_event_loop()
+            if loop is not self._loop:
+                self._loop, self._arrived = loop, asyncio.Event()
+            loop.create_task(self._pump())
 
     def cancel(self) -> None:
         """Kill the worker tree and forget the waiting requests; the views stay as they are."""
@@ -122,25 +141,44 @@ class WorkerJobs:
         if self._active is not None or not self._waiting:
             return
         self._active = self._waiting.pop(0)
+        self._active.started = time.monotonic()
         self._active.request = self._worker.submit(self._active.job, self._active.params, callback=self._on_message)
         self.state.update({"job_running": True, "job_progress": 0, "job_text": f"{self._active.label}: starting"})
 
     async def _pump(self) -> None:
         try:
             while self.running:
+                self._arrived.clear()
                 with self.state:
                     self.poll()
-                await asyncio.sleep(POLL_SECONDS)
+                    if self._active is not None:
+                        self._show_progress(self._active)
+                if self.running:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._arrived.wait(), POLL_SECONDS)
         finally:
             self._pumping = False
+
+    def _wake(self) -> None:
+        """The worker's reader thread saw a line that may end a job: poll on the loop's next turn."""
+        loop, arrived = self._loop, self._arrived
+        if loop is not None and arrived is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nothing is waiting any more
+                loop.call_soon_threadsafe(arrived.set)
+
+    def _show_progress(self, job: Job) -> None:
+        """Put the job's latest progress step on the page once the job has run `PROGRESS_AFTER_SECONDS`."""
+        if job.progress is not None and time.monotonic() - job.started >= PROGRESS_AFTER_SECONDS:
+            self.state.job_progress, self.state.job_text = job.progress
+            job.progress = None
 
     def _on_message(self, message: Message) -> None:
         job = self._active
         if job is None:
             return
         if message.type == "progress":
-            self.state.job_progress = round(100 * message.fraction)
-            self.state.job_text = f"{job.label}: {message.message}"
+            job.progress = (round(100 * message.fraction), f"{job.label}: {message.message}")
+            self._show_progress(job)
             return
         if not message.terminal:
             return

@@ -6,6 +6,8 @@ queue and `poll()` (called from a Qt timer, or in a loop) turns them into
 output folder in a per-session temp folder; when a request fails, is cancelled
 or the worker crashes, that folder is deleted, so no partial output survives.
 Cancel kills the whole process tree; the next request starts a fresh worker.
+An event loop need not poll on a short timer to answer promptly: `on_output` is called from the reader thread
+when a line that may finish a request arrives (or the worker exits), e.g. to wake the loop's pump at once.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from .process_tree import IS_WINDOWS, describe_exit, kill_tree, new_group_kwargs
 from .protocol import Message
 
 Callback = Callable[[Message], None]
+# Lines that never finish a request, as the worker encodes them (`protocol.encode`): no need to wake a poller.
+CHATTER_PREFIXES = ('{"type":"progress"', '{"type":"log"')
 LIBRARY_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds MedSegLensLib/
 
 
@@ -78,6 +82,8 @@ class WorkerProcess:
     job_modules: extra job modules to load (`--jobs`).
     threads: CPU threads for torch in the worker (0: torch's default).
     command: a full command line to run instead of the worker (anything speaking the protocol).
+    on_output: called (from a reader thread, without arguments) when a line that may finish a request arrives or
+      the worker exits; `poll()` still delivers the messages. Progress and log lines do not call it.
     """
 
     def __init__(
@@ -88,12 +94,14 @@ class WorkerProcess:
         job_modules: Sequence[str] = (),
         threads: int = 0,
         command: Sequence[str] | None = None,
+        on_output: Callable[[], None] | None = None,
     ) -> None:
         self.python = python or default_python()
         self.base_env = dict(os.environ if env is None else env)
         self.job_modules = list(job_modules)
         self.threads = threads
         self.command = list(command) if command else None
+        self.on_output = on_output
         self.ready: Message | None = None
         self._proc: subprocess.Popen | None = None
         self._generation = 0
@@ -288,9 +296,17 @@ class WorkerProcess:
     def _read_stdout(self, proc: subprocess.Popen, generation: int, err_thread: threading.Thread) -> None:
         for line in proc.stdout:
             self._events.put((generation, "line", line.rstrip("\r\n")))
+            if not line.startswith(CHATTER_PREFIXES):
+                self._notify()
         returncode = proc.wait()
         err_thread.join(timeout=2.0)  # so the crash report sees the last stderr lines
         self._events.put((generation, "exit", returncode))
+        self._notify()
+
+    def _notify(self) -> None:
+        on_output = self.on_output
+        if on_output is not None:
+            on_output()
 
     def _read_stderr(self, proc: subprocess.Popen, generation: int) -> None:
         for line in proc.stderr:
