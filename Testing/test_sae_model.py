@@ -89,12 +89,12 @@ def test_batchtopk_first_batch_cut_is_exact_when_its_first_chunk_misleads(monkey
     assert 0 < cut.floor <= float(codes.values.min())
 
 
-@pytest.mark.parametrize("n_latents", [64, 40])  # blocks of 32 latents, and the plain search when they do not fit
-def test_block_prefiltered_search_finds_the_same_entries_in_the_same_order(n_latents):
+def test_threshold_search_finds_the_same_entries_in_the_same_order_as_torch():
     gen = torch.Generator().manual_seed(3)
-    pre = torch.randn(50, n_latents, generator=gen)
-    pre[7, 5] = pre[9, 33 % n_latents] = 1.5  # entries exactly at the threshold are not above it
-    for threshold in (1.5, 2.5, 0.0):
+    pre = torch.randn(50, 40, generator=gen)
+    pre[7, 5] = pre[9, 33] = 1.5  # entries exactly at the threshold are not above it
+    pre[3, 2] = 0.1  # float32(0.1) is above 0.1 as a double, not in float32, where torch compares
+    for threshold in (1.5, 2.5, 0.0, 0.1):
         codes = sparse_ops.above(pre, threshold, row_offset=100)
         where = (pre > threshold).nonzero()
         assert torch.equal(codes.rows, where[:, 0] + 100) and torch.equal(codes.latents, where[:, 1])

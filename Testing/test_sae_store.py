@@ -12,8 +12,9 @@ import torch
 from conftest import subprocess_env
 
 from MedSegLensLib.errors import CompatibilityError, InputError, IntegrityError, OutputError
-from MedSegLensLib.sae import ActivationStore, StoreWriter, sample_by_stratum, voxel_strata
+from MedSegLensLib.sae import ActivationStore, StoreWriter, TensorRows, sample_by_stratum, voxel_strata
 from MedSegLensLib.sae.feature_rows import sample_feature_map
+from MedSegLensLib.sae.rows import seeded_generator
 from MedSegLensLib.sae.strata import STRATA, STRATUM_CODE
 
 
@@ -73,6 +74,18 @@ def test_streamed_batches_cover_each_row_once_per_epoch_and_resume_exactly(tmp_p
         assert torch.equal(next(resumed), expected)
     other = next(store.batches(batch, seed=4))
     assert not torch.equal(other, first[0])
+
+
+@pytest.mark.parametrize("batch", [7, 45])  # batches that span an epoch's end, and two whole epochs
+def test_in_memory_rows_stream_one_shuffled_window_per_epoch_and_resume_exactly(batch):
+    rows = torch.arange(20, dtype=torch.float16)[:, None].repeat(1, 3)
+    epochs = [rows[torch.randperm(20, generator=seeded_generator(5, epoch))] for epoch in range(12)]
+    expected = torch.cat(epochs).float().split(batch)[:-1]
+    stream = TensorRows(rows).batches(batch, seed=5)
+    got = [next(stream) for _ in range(len(expected))]
+    assert all(g.dtype == torch.float32 and torch.equal(g, e) for g, e in zip(got, expected, strict=True))
+    resumed = TensorRows(rows).batches(batch, seed=5, start_batch=3)
+    assert torch.equal(next(resumed), expected[3])
 
 
 def test_sample_draws_distinct_rows_from_all_shards(tmp_path):

@@ -157,15 +157,14 @@ def loss_and_gradients(
 
     With a reducer, `x` is this rank's slice; gradients and statistics are the whole batch's."""
     w_dec, w_enc = sae.W_dec.detach(), sae.W_enc.detach()
-    b_dec = sae.b_dec.detach()
-    centred = x - b_dec
+    centred = x - sae.b_dec.detach()
     sel = select(sae, centred, dead if auxk_alpha > 0 else None, cut, compute_dtype, reducer)
     codes = sel.codes
     if compute_dtype != torch.float32:
         exact_values(sae, centred, codes)
 
-    n_rows, total_var = _batch_variance(x, reducer)
-    residual = sparse_ops.decode(codes, w_dec) + b_dec - x
+    n_rows, total_var = _batch_variance(centred, reducer)
+    residual = sparse_ops.decode(codes, w_dec).sub_(centred)  # x_hat - x = decode - (x - b_dec)
     fvu = residual.pow(2).sum() / total_var
     d_out = residual * (2.0 / total_var)
 
@@ -218,14 +217,18 @@ def batch_cut(codes: sparse_ops.SparseCodes, reducer: Reducer = LOCAL) -> float:
     return smallest if math.isfinite(smallest) else 0.0
 
 
-def _batch_variance(x: torch.Tensor, reducer: Reducer) -> tuple[float, torch.Tensor]:
-    """Rows and total variance |x - mean(x)|^2 of the whole batch, from one sum of float64 moments."""
+def _batch_variance(centred: torch.Tensor, reducer: Reducer) -> tuple[float, torch.Tensor]:
+    """Rows and total variance |x - mean(x)|^2 of the whole batch, from its sums and sum of squares.
+
+    Taken on the rows less the decoder bias (initialised at their geometric median): their mean is small, so the sum of
+    squares barely cancels, and PyTorch's float32 sums are pairwise (relative error ~1e-7 at 33 M
+    entries). Converting the batch to float64 first cost 4-5 ms a step (4096 x 256, one thread)."""
     moments = reducer.sum(
         torch.cat(
             [
-                x.sum(0, dtype=torch.float64),
-                x.pow(2).sum(dtype=torch.float64).reshape(1),
-                torch.tensor([float(x.shape[0])], dtype=torch.float64),
+                centred.sum(0).double(),
+                centred.pow(2).sum().double().reshape(1),
+                torch.tensor([float(centred.shape[0])], dtype=torch.float64),
             ]
         )
     )
