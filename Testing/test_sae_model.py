@@ -89,9 +89,19 @@ def test_batchtopk_first_batch_cut_is_exact_when_its_first_chunk_misleads(monkey
     assert 0 < cut.floor <= float(codes.values.min())
 
 
-def test_threshold_search_finds_the_same_entries_in_the_same_order_as_torch():
+@pytest.fixture(params=[1, 2], ids=["one-thread-numpy", "parallel-torch"])
+def search_threads(request):
+    """Both selection paths: NumPy on one thread, PyTorch's parallel ops on more."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n_latents", [64, 40])  # blocks of 32 latents, and the plain search when they do not fit
+def test_threshold_search_finds_the_same_entries_in_the_same_order_as_torch(search_threads, n_latents):
     gen = torch.Generator().manual_seed(3)
-    pre = torch.randn(50, 40, generator=gen)
+    pre = torch.randn(50, n_latents, generator=gen)
     pre[7, 5] = pre[9, 33] = 1.5  # entries exactly at the threshold are not above it
     pre[3, 2] = 0.1  # float32(0.1) is above 0.1 as a double, not in float32, where torch compares
     for threshold in (1.5, 2.5, 0.0, 0.1):
@@ -99,6 +109,18 @@ def test_threshold_search_finds_the_same_entries_in_the_same_order_as_torch():
         where = (pre > threshold).nonzero()
         assert torch.equal(codes.rows, where[:, 0] + 100) and torch.equal(codes.latents, where[:, 1])
         assert torch.equal(codes.values, pre[where[:, 0], where[:, 1]])
+
+
+def test_topk_selection_keeps_each_rows_k_largest_positive_entries(search_threads):
+    pre = torch.randn(30, 50, generator=torch.Generator().manual_seed(5))
+    pre[4] = -1.0 - torch.rand(50)  # a row with no positive entry keeps none
+    codes = sparse_ops.topk_per_row(pre, 6, row_offset=10)
+    expected = pre.topk(6, dim=1).indices
+    for row in range(30):
+        mine = codes.latents[codes.rows == row + 10]
+        wanted = {int(j) for j in expected[row] if pre[row, j] > 0}
+        assert sorted(mine.tolist()) == sorted(wanted)
+    assert torch.equal(codes.values, pre[codes.rows - 10, codes.latents]) and codes.latents.dtype == torch.int64
 
 
 def test_planted_dictionary_is_recovered():

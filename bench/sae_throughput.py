@@ -64,8 +64,8 @@ def step_flops(batch: int, d_in: int, latents: int, k: int) -> float:
 def matmul_peak(rows: int, d_in: int, latents: int, dtype: torch.dtype, repeats: int = 6) -> tuple[float, float]:
     """Best FLOP/s of (rows x d_in) @ (d_in x latents) at the current thread count: per wall-clock second, and per
     CPU-second of this process (not lowered by time spent descheduled). Best of the product in one call and in
-    row chunks whose output fits each thread's L2 (as the trainer's encoder runs it): the one call streams its
-    whole output to memory and is slower, so taking it alone would understate the peak."""
+    row chunks whose output fits each thread's L2 (as the trainer's encoder runs it), with and without a bias:
+    the one call streams its whole output to memory and is slower, so taking it alone would understate the peak."""
     x = torch.randn(rows, d_in).to(dtype)
     w = torch.randn(latents, d_in).to(dtype)
     bias = torch.zeros(latents, dtype=dtype)
@@ -78,8 +78,12 @@ def matmul_peak(rows: int, d_in: int, latents: int, dtype: torch.dtype, repeats:
         for start in range(0, rows, step):
             torch.addmm(bias, x[start : start + step], w.t())
 
+    def chunked_without_bias() -> None:  # addmm first copies the bias into every output row
+        for start in range(0, rows, step):
+            torch.mm(x[start : start + step], w.t())
+
     wall = cpu = float("inf")
-    for product in (whole, chunked):
+    for product in (whole, chunked, chunked_without_bias):
         product()  # warm-up: oneDNN picks its kernel on the first call
         for _ in range(repeats):
             clock = Clock()
