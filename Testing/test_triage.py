@@ -3,6 +3,7 @@ calibration cases are never ranked, and `medseglens triage` refuses bad input in
 
 from __future__ import annotations
 
+import copy
 import html
 import json
 import shutil
@@ -18,6 +19,7 @@ from MedSegLensLib.errors import InputError
 from MedSegLensLib.models import load_model
 from MedSegLensLib.steering.scales import sae_sha256
 from MedSegLensLib.triage import Reference, ReferenceSettings, fit_reference, measure_cases, triage, worklist_rows
+from MedSegLensLib.triage import run as run_module
 from MedSegLensLib.triage.measure import MeasureSettings
 
 NO_TTA = MeasureSettings(tta=False)
@@ -220,6 +222,37 @@ def test_cli_writes_a_sorted_worklist(setup, calibrated, workdir, capsys):
         "--reference", str(reference_file), "--out", str(workdir / "calibration-ranked"),
     )  # fmt: skip
     assert code != 0 and "used to calibrate" in err and not (workdir / "calibration-ranked").exists()
+
+
+def test_cli_weights_rule_reaches_the_fit_and_bad_rules_are_refused(setup, calibrated, workdir, capsys, monkeypatch):
+    """The calibration cases' records are the measured ones with the scrambled cases as failures (as in
+    `calibrated`): 2 failures, so `auto` adds equal weights and `--weights fitted` fits anyway."""
+    _, model_dir, _, sae_dir, _, _ = setup
+    labelled = {record["case_id"]: record for record in calibrated[0]}
+    measure = run_module.measure_case
+    monkeypatch.setattr(
+        run_module,
+        "measure_case",
+        lambda model, sae, files, settings: (
+            copy.deepcopy(labelled.get(files.case_id)) or measure(model, sae, files, settings)
+        ),
+    )
+    common = ["--model", str(model_dir), "--sae", str(sae_dir), "--data", str(workdir / "planted"), "--no-tta"]
+    calibration = ["--calibration", str(workdir / "calib"), str(workdir / "calib-odd")]
+    for rule, expected in ((None, "equal (2 failures < 10 per feature)"), ("fitted", "fitted")):
+        out = workdir / f"weights-{rule}"
+        code, err = _cli(capsys, *common, *calibration, "--out", str(out), *(["--weights", rule] if rule else []))
+        assert code == 0, err
+        assert json.loads((out / "reference.json").read_text())["weights"] == expected
+    reference_file = workdir / "weights-fitted" / "reference.json"
+    for bad, message in (
+        ([*calibration, "--weights", "equal"], "weights 'equal': use one of auto, fitted"),
+        (["--reference", str(reference_file), "--weights", "fitted"], "keeps the weights it has"),
+    ):
+        code, err = _cli(capsys, *common, *bad, "--out", str(workdir / "weights-bad"))
+        lines = err.strip().splitlines()
+        assert code != 0 and len(lines) == 1 and message in lines[0], err
+        assert not (workdir / "weights-bad").exists()
 
 
 @pytest.mark.parametrize("problem", ["missing modality", "another model", "non-empty out"])

@@ -24,6 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--calibration", nargs="+", metavar="COHORT", help="labelled cohorts to fit the risk on")
     source.add_argument("--reference", metavar="FILE", help="reference.json of an earlier triage (same SAE)")
+    parser.add_argument(
+        "--weights",
+        metavar="RULE",
+        help="with --calibration: 'auto' (default) fits the risk's weights only with >= 10 calibration failures per "
+        "feature, else adds the standardised features with equal weights; 'fitted' always fits",
+    )
     parser.add_argument("--labels", metavar="FILE", help="latents.json with latent descriptions (default: SAE's)")
     parser.add_argument("--no-tta", action="store_true", help="skip the flip TTA baseline (4x fewer passes)")
     parser.add_argument(
@@ -73,7 +79,7 @@ def run_triage(args: argparse.Namespace) -> int:
     from ..progress import StageBars
     from ..sae import check_sae_for_model, load_sae
     from ..steering.scales import sae_sha256
-    from ..triage import MeasureSettings, triage, worklist_rows, write_worklist
+    from ..triage import MeasureSettings, ReferenceSettings, triage, worklist_rows, write_worklist
 
     out = Path(args.out)
     replace_empty = _check_out(out)
@@ -81,6 +87,9 @@ def run_triage(args: argparse.Namespace) -> int:
         return _explain(args, out, replace_empty)
     if not (args.calibration or args.reference):
         raise InputError("give --calibration COHORT (labelled cases to fit the risk on) or --reference FILE")
+    if args.weights and args.reference:
+        raise InputError("--weights chooses how --calibration fits the risk; a --reference keeps the weights it has")
+    fit = ReferenceSettings(weights=args.weights or "auto")  # an unknown rule is refused before any network runs
     cases = discover_cohorts(args.data)
     calibration = discover_cohorts(args.calibration) if args.calibration else None
     model = load_model(args.model, device=args.device)
@@ -89,7 +98,7 @@ def run_triage(args: argparse.Namespace) -> int:
     labels = labels_for(args.sae, args.labels)
     reference = _reference(args.reference, args.sae) if args.reference else None
     with StageBars() as bars:
-        result = triage(model, sae, cases, calibration, reference, MeasureSettings(tta=not args.no_tta), progress=bars)
+        result = triage(model, sae, cases, calibration, reference, MeasureSettings(tta=not args.no_tta), fit, bars)
     descriptions = {j: label_text(labels, j) for j in labels}
     rows = worklist_rows(result.records, result.reference, descriptions)
     sha = sae_sha256(args.sae)
