@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -37,6 +38,18 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
+
+
+@contextlib.contextmanager
+def fault_jobs_worker():
+    """A real worker, one thread, that also runs the jobs of Testing/worker_fault_jobs.py; closed on exit."""
+    from MedSegLensLib.worker import WorkerProcess
+
+    process = WorkerProcess(env=subprocess_env(), job_modules=["Testing.worker_fault_jobs"], threads=1)
+    try:
+        yield process
+    finally:
+        process.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from conftest import WAIT_S, subprocess_env
+from conftest import WAIT_S, fault_jobs_worker
 
 from MedSegLensLib.viewer import jobs as jobs_module
 from MedSegLensLib.viewer.frame_order import FrameOrder
@@ -25,9 +25,8 @@ HOUR = 3600.0
 
 @pytest.fixture
 def worker():
-    process = WorkerProcess(env=subprocess_env(), job_modules=["Testing.worker_fault_jobs"], threads=1)
-    yield process
-    process.close()
+    with fault_jobs_worker() as process:
+        yield process
 
 
 class State(SimpleNamespace):

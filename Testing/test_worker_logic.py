@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import WAIT_S, subprocess_env
+from conftest import WAIT_S, fault_jobs_worker
 from worker_cases import SHAPE, save_tiny_model, write_case
 
 pytest.importorskip("slicer")
@@ -21,7 +21,6 @@ from fake_slicer_gui import open_widget, run_timer_until_idle  # noqa: E402
 from MedSegLensLib.data import MODALITIES, read_volume  # noqa: E402
 from MedSegLensLib.errors import ParameterError  # noqa: E402
 from MedSegLensLib.slicer_module.logic import JobCallbacks, ModuleLogic, hierarchy_items, node_ids  # noqa: E402
-from MedSegLensLib.worker import WorkerProcess  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.scene]
 
@@ -73,9 +72,8 @@ def case_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def worker():
-    process = WorkerProcess(env=subprocess_env(), job_modules=["Testing.worker_fault_jobs"], threads=1)
-    yield process
-    process.close()
+    with fault_jobs_worker() as process:
+        yield process
 
 
 @pytest.fixture

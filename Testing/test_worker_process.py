@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import WAIT_S, subprocess_env
+from conftest import WAIT_S, fault_jobs_worker, subprocess_env
 
 from MedSegLensLib.errors import CancelledError, ParameterError
 from MedSegLensLib.worker import WorkerError, WorkerProcess
@@ -40,9 +40,8 @@ def wait_for(worker: WorkerProcess, predicate, timeout: float = WAIT_S) -> list:
 
 @pytest.fixture
 def worker():
-    process = WorkerProcess(env=subprocess_env(), job_modules=["Testing.worker_fault_jobs"], threads=1)
-    yield process
-    process.close()
+    with fault_jobs_worker() as process:
+        yield process
 
 
 def test_ping_reports_the_worker_and_its_jobs(worker):

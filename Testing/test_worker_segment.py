@@ -8,12 +8,12 @@ import time
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import WAIT_S, subprocess_env
+from conftest import WAIT_S, fault_jobs_worker
 from worker_cases import SHAPE, save_tiny_model, write_case
 
 from MedSegLensLib.data import MODALITIES, read_case
 from MedSegLensLib.errors import InputError, IntegrityError
-from MedSegLensLib.worker import WorkerError, WorkerProcess
+from MedSegLensLib.worker import WorkerError
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -31,9 +31,8 @@ def case_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def worker():
     """One worker for the file (importing torch and MONAI costs seconds); a killed one restarts by itself."""
-    process = WorkerProcess(env=subprocess_env(), job_modules=["Testing.worker_fault_jobs"], threads=1)
-    yield process
-    process.close()
+    with fault_jobs_worker() as process:
+        yield process
 
 
 def expected_labels(model_dir, case_dir):
